@@ -1,0 +1,418 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
+)
+
+// EnvPrefix starts every environment override.
+const EnvPrefix = "PUSHLANE_"
+
+// Defaults are applied before the file and the environment.
+func Defaults() map[string]any {
+	return map[string]any{
+		"kafka.brokers":                         []string{"127.0.0.1:9092"},
+		"kafka.client_id":                       "pushlane",
+		"kafka.group_prefix":                    "pushlane",
+		"kafka.topics.campaigns.name":           "pushlane.campaigns",
+		"kafka.topics.campaigns.partitions":     6,
+		"kafka.topics.control.name":             "pushlane.campaign-control",
+		"kafka.topics.control.partitions":       1,
+		"kafka.topics.delay.name":               "pushlane.delay",
+		"kafka.topics.delay.partitions":         6,
+		"kafka.topics.delay.retention":          "72h",
+		"kafka.topics.ready.name":               "pushlane.ready",
+		"kafka.topics.ready.partitions":         12,
+		"kafka.topics.results.name":             "pushlane.results",
+		"kafka.topics.results.partitions":       12,
+		"kafka.topics.dead_letter.name":         "pushlane.dead-letter",
+		"kafka.topics.dead_letter.partitions":   3,
+		"kafka.topics.registrations.name":       "pushlane.device-registrations",
+		"kafka.topics.registrations.partitions": 6,
+		"kafka.topics.replication_factor":       -1,
+		"mysql.max_open_conns":                  8,
+		"clickhouse.database":                   "pushlane",
+		"clickhouse.username":                   "default",
+		"http.addr":                             ":8080",
+		"log.level":                             "info",
+		"log.format":                            "json",
+		"planner.page_size":                     5000,
+		"planner.batches_per_transaction":       200,
+		"delay.tiers":                           22,
+		"dispatcher.max_attempts":               5,
+		"dispatcher.chunk_size":                 100,
+		"feedback.suspect_strikes":              3,
+		"feedback.flush_rows":                   5000,
+		"feedback.flush_interval":               "1s",
+	}
+}
+
+// appDefaults fill in every configured app.
+var appDefaults = map[string]any{
+	"concurrency":          200,
+	"apns.connections":     2,
+	"fcm.concurrency":      200,
+	"fcm.quota_per_minute": 600000,
+}
+
+// Load reads path (may be empty: defaults and environment only), applies
+// environ (os.Environ() in production) on top, and validates. Every
+// problem found is reported, each naming its key.
+func Load(path string, environ []string) (*Config, error) {
+	k := koanf.New(".")
+	if err := k.Load(confmap.Provider(Defaults(), "."), nil); err != nil {
+		return nil, fmt.Errorf("config: defaults: %w", err)
+	}
+	if path != "" {
+		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return nil, fmt.Errorf("config: read %s: %w", path, err)
+		}
+	}
+	if err := k.Load(env.Provider(".", env.Opt{
+		Prefix:        EnvPrefix,
+		TransformFunc: envKey,
+		EnvironFunc:   func() []string { return environ },
+	}), nil); err != nil {
+		return nil, fmt.Errorf("config: environment: %w", err)
+	}
+	for _, app := range k.MapKeys("apps") {
+		for key, v := range appDefaults {
+			full := "apps." + app + "." + key
+			section := "apps." + app + "." + strings.SplitN(key, ".", 2)[0]
+			if strings.Contains(key, ".") && !k.Exists(section) {
+				continue
+			}
+			if !k.Exists(full) {
+				if err := k.Set(full, v); err != nil {
+					return nil, fmt.Errorf("config: %s: %w", full, err)
+				}
+			}
+		}
+	}
+
+	var problems []string
+	for _, key := range k.Keys() {
+		if !known(reflect.TypeOf(Config{}), strings.Split(key, ".")) {
+			problems = append(problems, fmt.Sprintf("%s: unknown key", key))
+		}
+	}
+	var cfg Config
+	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
+		problems = append(problems, redactErr(err.Error()))
+	}
+	if len(problems) == 0 {
+		problems = cfg.validate()
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return nil, &Error{Problems: problems}
+	}
+	return &cfg, nil
+}
+
+// Error lists every configuration problem, each starting with its key.
+type Error struct{ Problems []string }
+
+func (e *Error) Error() string {
+	return "config: " + strings.Join(e.Problems, "; ")
+}
+
+// envKey maps PUSHLANE_KAFKA__TOPICS__READY__NAME to kafka.topics.ready.name.
+// Values of list keys may be comma-separated.
+func envKey(k, v string) (string, any) {
+	key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, EnvPrefix), "__", "."))
+	if key == "kafka.brokers" || key == "clickhouse.addr" {
+		return key, strings.Split(v, ",")
+	}
+	return key, v
+}
+
+// known reports whether a dotted key path names a field of t. Map levels
+// (apps.<name>) accept any name.
+func known(t reflect.Type, path []string) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if len(path) == 0 {
+		return true
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if f.Tag.Get("koanf") == path[0] {
+				return known(f.Type, path[1:])
+			}
+		}
+		return false
+	case reflect.Map:
+		return known(t.Elem(), path[1:])
+	case reflect.Slice:
+		return true // koanf flattens lists of scalars into one key
+	default:
+		return false // a scalar has no sub-keys
+	}
+}
+
+func (c *Config) validate() []string {
+	var p []string
+	add := func(key, format string, args ...any) {
+		p = append(p, key+": "+fmt.Sprintf(format, args...))
+	}
+	readable := func(key, path string) {
+		if path == "" {
+			return
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			add(key, "cannot read %s: %v", path, unwrapPathErr(err))
+			return
+		}
+		f.Close()
+	}
+	tlsFiles := func(prefix string, t TLS) {
+		readable(prefix+".ca_file", t.CAFile)
+		readable(prefix+".cert_file", t.CertFile)
+		readable(prefix+".key_file", t.KeyFile)
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			add(prefix, "cert_file and key_file go together")
+		}
+	}
+
+	for name, app := range c.Apps {
+		key := "apps." + name
+		if app.APNS == nil && app.FCM == nil {
+			add(key, "needs an apns or fcm section")
+		}
+		if app.Concurrency < 1 {
+			add(key+".concurrency", "must be at least 1")
+		}
+		if app.RatePerSecond < 0 {
+			add(key+".rate_per_second", "must not be negative")
+		}
+		if a := app.APNS; a != nil {
+			k := key + ".apns"
+			switch a.Environment {
+			case "development", "production":
+			case "":
+				add(k+".environment", "required (development or production)")
+			default:
+				add(k+".environment", "must be development or production, not %q", a.Environment)
+			}
+			if a.Topic == "" {
+				add(k+".topic", "required (the app's bundle id)")
+			}
+			token := a.KeyFile != "" || a.KeyID != "" || a.TeamID != ""
+			cert := a.CertFile != ""
+			switch {
+			case token && cert:
+				add(k, "use token auth (key_file, key_id, team_id) or certificate auth (cert_file), not both")
+			case token:
+				if a.KeyFile == "" {
+					add(k+".key_file", "required for token auth")
+				}
+				if a.KeyID == "" {
+					add(k+".key_id", "required for token auth")
+				}
+				if a.TeamID == "" {
+					add(k+".team_id", "required for token auth")
+				}
+				readable(k+".key_file", a.KeyFile)
+			case cert:
+				readable(k+".cert_file", a.CertFile)
+			default:
+				add(k, "needs token auth (key_file, key_id, team_id) or certificate auth (cert_file)")
+			}
+			readable(k+".ca_file", a.CAFile)
+			if a.Connections < 1 {
+				add(k+".connections", "must be at least 1")
+			}
+		}
+		if f := app.FCM; f != nil {
+			k := key + ".fcm"
+			if f.ProjectID == "" {
+				add(k+".project_id", "required")
+			}
+			if f.ServiceAccountFile == "" {
+				add(k+".service_account_file", "required")
+			}
+			readable(k+".service_account_file", f.ServiceAccountFile)
+			readable(k+".ca_file", f.CAFile)
+			if f.Concurrency < 1 {
+				add(k+".concurrency", "must be at least 1")
+			}
+			if f.QuotaPerMinute < 1 {
+				add(k+".quota_per_minute", "must be at least 1")
+			}
+		}
+	}
+
+	if len(c.Kafka.Brokers) == 0 || c.Kafka.Brokers[0] == "" {
+		add("kafka.brokers", "required")
+	}
+	tlsFiles("kafka.tls", c.Kafka.TLS)
+	switch c.Kafka.SASL.Mechanism {
+	case "":
+	case "plain", "scram-sha-256", "scram-sha-512":
+		if c.Kafka.SASL.Username == "" {
+			add("kafka.sasl.username", "required with a mechanism")
+		}
+	default:
+		add("kafka.sasl.mechanism", "must be plain, scram-sha-256 or scram-sha-512, not %q", c.Kafka.SASL.Mechanism)
+	}
+	topics := map[string]Topic{
+		"campaigns": c.Kafka.Topics.Campaigns, "control": c.Kafka.Topics.Control, "delay": c.Kafka.Topics.Delay,
+		"ready": c.Kafka.Topics.Ready, "results": c.Kafka.Topics.Results, "dead_letter": c.Kafka.Topics.DeadLetter,
+		"registrations": c.Kafka.Topics.Registrations,
+	}
+	for name, t := range topics {
+		if t.Name == "" {
+			add("kafka.topics."+name+".name", "required")
+		}
+		if t.Partitions < 1 {
+			add("kafka.topics."+name+".partitions", "must be at least 1")
+		}
+		if t.Retention < 0 {
+			add("kafka.topics."+name+".retention", "must not be negative")
+		}
+	}
+	if c.MySQL.DSN != "" {
+		if _, err := mysql.ParseDSN(c.MySQL.DSN); err != nil {
+			add("mysql.dsn", "not a valid DSN: %s", redactErr(err.Error()))
+		}
+	}
+	tlsFiles("mysql.tls", c.MySQL.TLS)
+	tlsFiles("clickhouse.tls", c.ClickHouse.TLS)
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		add("log.format", "must be json or text, not %q", c.Log.Format)
+	}
+	if c.Planner.PageSize < 1 {
+		add("planner.page_size", "must be at least 1")
+	}
+	if c.Planner.BatchesPerTransaction < 1 {
+		add("planner.batches_per_transaction", "must be at least 1")
+	}
+	if c.Delay.Tiers < 1 || c.Delay.Tiers > 30 {
+		add("delay.tiers", "must be between 1 and 30")
+	}
+	if c.Dispatcher.MaxAttempts < 1 {
+		add("dispatcher.max_attempts", "must be at least 1")
+	}
+	if c.Dispatcher.ChunkSize < 1 {
+		add("dispatcher.chunk_size", "must be at least 1")
+	}
+	if c.Feedback.SuspectStrikes < 0 {
+		add("feedback.suspect_strikes", "must not be negative")
+	}
+	if c.Feedback.FlushRows < 1 {
+		add("feedback.flush_rows", "must be at least 1")
+	}
+	if c.Feedback.FlushInterval <= 0 {
+		add("feedback.flush_interval", "must be positive")
+	}
+	return p
+}
+
+// Require reports, naming keys, what a command needs beyond the common
+// validation (e.g. the planner needs mysql.dsn).
+func (c *Config) Require(keys ...string) error {
+	var p []string
+	for _, key := range keys {
+		switch key {
+		case "mysql.dsn":
+			if c.MySQL.DSN == "" {
+				p = append(p, "mysql.dsn: required")
+			}
+		case "clickhouse.addr":
+			if len(c.ClickHouse.Addr) == 0 {
+				p = append(p, "clickhouse.addr: required")
+			}
+		case "apps":
+			if len(c.Apps) == 0 {
+				p = append(p, "apps: at least one app is required")
+			}
+		default:
+			p = append(p, key+": unknown requirement")
+		}
+	}
+	if len(p) > 0 {
+		return &Error{Problems: p}
+	}
+	return nil
+}
+
+// DelayTiers returns the names of the delay ladder topics.
+func (c *Config) DelayTiers() []string {
+	out := make([]string, c.Delay.Tiers)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s.t%02d", c.Kafka.Topics.Delay.Name, i)
+	}
+	return out
+}
+
+// TierDelay is the fixed delay of ladder tier k.
+func TierDelay(k int) time.Duration { return time.Second << k }
+
+func unwrapPathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// redactErr keeps decoder and DSN errors from echoing secrets back.
+func redactErr(s string) string {
+	if i := strings.Index(s, "@"); i > 0 && strings.Contains(s[:i], ":") {
+		return "(details hidden: may contain a password)"
+	}
+	return s
+}
+
+// Redacted returns a copy safe to print or log: passwords and DSN
+// passwords are replaced.
+func (c Config) Redacted() Config {
+	const mask = "******"
+	out := c
+	out.Apps = make(map[string]App, len(c.Apps))
+	for n, a := range c.Apps {
+		if a.APNS != nil {
+			cp := *a.APNS
+			if cp.CertPassword != "" {
+				cp.CertPassword = mask
+			}
+			a.APNS = &cp
+		}
+		out.Apps[n] = a
+	}
+	if out.Kafka.SASL.Password != "" {
+		out.Kafka.SASL.Password = mask
+	}
+	if out.ClickHouse.Password != "" {
+		out.ClickHouse.Password = mask
+	}
+	if d, err := mysql.ParseDSN(c.MySQL.DSN); err == nil && d.Passwd != "" {
+		d.Passwd = mask
+		out.MySQL.DSN = d.FormatDSN()
+	}
+	return out
+}

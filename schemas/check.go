@@ -1,0 +1,50 @@
+package schemas
+
+import (
+	"fmt"
+	"time"
+)
+
+// check enforces what JSON Schema cannot: cross-field rules that need real
+// time zones and dates.
+func (c *Campaign) check() error {
+	var problems []string
+	s := c.Schedule
+	if s.Mode == DeliverLocalTime {
+		if _, err := time.Parse(time.DateOnly, s.LocalDate); err != nil {
+			problems = append(problems, fmt.Sprintf("/schedule/local_date: %q is not a date (YYYY-MM-DD)", s.LocalDate))
+		}
+		if s.DefaultTimezone != "" {
+			if _, err := time.LoadLocation(s.DefaultTimezone); err != nil {
+				problems = append(problems, fmt.Sprintf("/schedule/default_timezone: %q is not an IANA time zone", s.DefaultTimezone))
+			}
+		}
+		if !s.SendAt.IsZero() {
+			problems = append(problems, "/schedule/send_at: not allowed with mode local_time")
+		}
+	} else if s.LocalTime != "" || s.LocalDate != "" {
+		problems = append(problems, "/schedule: local_time and local_date need mode local_time")
+	}
+	if !s.ExpiresAt.IsZero() && s.Mode == DeliverAt && !s.SendAt.IsZero() && !s.ExpiresAt.After(s.SendAt) {
+		problems = append(problems, "/schedule/expires_at: must be after send_at")
+	}
+	if c.Options.PushType == "background" && c.Options.Priority == PriorityHigh {
+		problems = append(problems, `/options/priority: push_type "background" must not use priority "high" (APNs requires 5)`)
+	}
+	if c.Options.PushType != "background" && c.Content.Title == "" && c.Content.Body == "" && len(c.Content.Localized) == 0 &&
+		c.Content.Badge == nil && c.Content.Sound == "" && !c.Options.ContentAvailable {
+		problems = append(problems, "/content: an alert needs a title, body, badge or sound (or content_available for a silent push)")
+	}
+	if len(problems) > 0 {
+		return &InvalidError{Kind: KindCampaign, Problems: problems}
+	}
+	return nil
+}
+
+// BatchSize returns the campaign's batch size or the default.
+func (o Options) BatchSizeOrDefault() int {
+	if o.BatchSize > 0 {
+		return o.BatchSize
+	}
+	return DefaultBatchSize
+}
