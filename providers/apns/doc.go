@@ -1,0 +1,32 @@
+// Package apns sends notifications to Apple's APNs provider API over a pool
+// of long-lived HTTP/2 connections, with token (.p8, ES256) or certificate
+// (.p12/.pem) auth, per app, in the development or production environment.
+//
+// It builds each request itself on golang.org/x/net/http2 and uses
+// sideshow/apns2 for what that library gets right: loading .p8 keys and
+// .p12/.pem certificates, the reason and push-type names. apns2's Client is
+// not used for the send because it hides response headers (Retry-After),
+// truncates the 410 timestamp to seconds, re-encodes the payload on every
+// push, and refreshes its JWT on its own wall clock at 50 minutes without
+// reacting to ExpiredProviderToken.
+//
+// Provider token: one ProviderToken per key, shared by every goroutine (and
+// by every Sender given the same Config.Token). It is re-signed once it is
+// Config.TokenRefresh old (20–55 minutes, default 45), never more often than
+// every 20 minutes: after an ExpiredProviderToken it is re-signed once and
+// the send retried, unless the rejected token is younger than 20 minutes
+// (then the clocks disagree, and the answer is a credential failure).
+//
+// Connections: Config.Connections HTTP/2 connections used round-robin, each
+// pinged after Config.PingInterval of silence. A GOAWAY's refused streams
+// are re-sent on a new connection by the transport; any other connection
+// failure is re-sent here on the next connection up to Config.ConnRetries
+// times, so nothing is dropped (a request lost with its connection may have
+// been delivered: that rare re-send can duplicate).
+//
+// Prepare validates and encodes a message once for all devices of a batch:
+// payload ≤ 4096 bytes (5120 for voip), priority suited to the push type
+// (background must be 5), topic suffix matching the push type, collapse id ≤
+// 64 bytes, known interruption level, expiration not past. A refused message
+// is payload_rejected without calling Apple.
+package apns

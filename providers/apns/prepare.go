@@ -1,0 +1,315 @@
+package apns
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sideshow/apns2"
+
+	"github.com/pushlane/pushlane/providers"
+)
+
+// Payload limits (bytes).
+const (
+	MaxPayload     = 4096
+	MaxPayloadVoIP = 5120
+	MaxCollapseID  = 64
+)
+
+// Prepared is a message validated and encoded once: payload bytes and
+// headers, shared by every device it goes to. Safe for concurrent use.
+type Prepared struct {
+	s        *Sender
+	Payload  []byte // the JSON body, exactly as sent
+	Topic    string
+	PushType string
+	Priority int       // 10, 5 or 1
+	Expires  time.Time // zero: no apns-expiration
+	base     http.Header
+	auth     atomic.Pointer[authHeader]
+}
+
+type authHeader struct {
+	bearer *Bearer
+	header http.Header
+}
+
+var _ providers.Prepared = (*Prepared)(nil)
+
+// Send delivers the prepared message to one device.
+func (p *Prepared) Send(ctx context.Context, token string, attempt int) providers.Result {
+	return p.s.sendPrepared(ctx, p, token, attempt)
+}
+
+// header returns the request headers for bearer b (nil for certificate
+// auth). Requests only read headers, so one map serves every request until
+// the token changes; keys are already lower case so HTTP/2 encodes them
+// without copying.
+func (p *Prepared) header(b *Bearer) http.Header {
+	if b == nil {
+		return p.base
+	}
+	if a := p.auth.Load(); a != nil && a.bearer == b {
+		return a.header
+	}
+	h := make(http.Header, len(p.base)+1)
+	for k, v := range p.base {
+		h[k] = v
+	}
+	h["authorization"] = []string{b.Header}
+	p.auth.Store(&authHeader{bearer: b, header: h})
+	return h
+}
+
+// pushTypeSuffix is the topic suffix Apple requires for each push type.
+func pushTypeSuffix(pt string) (string, bool) {
+	switch apns2.EPushType(pt) {
+	case apns2.PushTypeAlert, apns2.PushTypeBackground, apns2.PushTypeMDM:
+		return "", true
+	case apns2.PushTypeVOIP:
+		return ".voip", true
+	case apns2.PushTypeComplication:
+		return ".complication", true
+	case apns2.PushTypeFileProvider:
+		return ".pushkit.fileprovider", true
+	case apns2.PushTypeLiveActivity:
+		return ".push-type.liveactivity", true
+	case apns2.PushTypePushToTalk:
+		return ".voip-ptt", true
+	case apns2.PushTypeLocation:
+		return ".location-query", true
+	}
+	return "", false
+}
+
+func reject(reason, detail string) error {
+	return &providers.RejectError{Provider: "apns", Reason: reason, Detail: detail}
+}
+
+// Prepare validates m and encodes everything but the token.
+func (s *Sender) Prepare(m *providers.Message) (providers.Prepared, error) {
+	p, err := s.prepare(m)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// PrepareAPNs is Prepare returning the concrete type (payload and headers
+// visible).
+func (s *Sender) PrepareAPNs(m *providers.Message) (*Prepared, error) { return s.prepare(m) }
+
+func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
+	visible := m.Title != "" || m.Body != "" || m.Sound != "" || m.Badge != nil
+	pushType := m.PushType
+	if pushType == "" {
+		pushType = string(apns2.PushTypeAlert)
+		if m.ContentAvailable && !visible {
+			pushType = string(apns2.PushTypeBackground)
+		}
+	}
+	suffix, ok := pushTypeSuffix(pushType)
+	if !ok {
+		return nil, reject(apns2.ReasonInvalidPushType, "unknown push type "+strconv.Quote(pushType))
+	}
+	if pushType == string(apns2.PushTypeBackground) && visible {
+		return nil, reject(apns2.ReasonInvalidPushType, "a background push carries no title, body, sound or badge; send it as alert")
+	}
+	topic := m.Topic
+	if topic == "" {
+		topic = s.cfg.Topic + suffix
+	} else if pushType != string(apns2.PushTypeMDM) {
+		if len(topic) <= len(suffix) || topic[len(topic)-len(suffix):] != suffix || (suffix == "" && stripTopicSuffix(topic) != topic) {
+			return nil, reject(apns2.ReasonBadTopic, "topic "+strconv.Quote(topic)+" does not fit push type "+pushType)
+		}
+	}
+
+	prio := 10
+	switch m.Priority {
+	case providers.PriorityHigh:
+	case providers.PriorityNormal:
+		prio = 5
+	case providers.PriorityLow:
+		prio = 1
+	case "":
+		if pushType == string(apns2.PushTypeBackground) {
+			prio = 5
+		}
+	default:
+		return nil, reject(apns2.ReasonBadPriority, "priority must be high, normal, low or empty, got "+strconv.Quote(m.Priority))
+	}
+	if pushType == string(apns2.PushTypeBackground) && prio != 5 {
+		return nil, reject(apns2.ReasonBadPriority, "background pushes must use priority 5 (normal)")
+	}
+	if prio == 10 && pushType == string(apns2.PushTypeAlert) && !visible {
+		return nil, reject(apns2.ReasonBadPriority, "priority 10 needs a title, body, sound or badge; use normal for a content-available push")
+	}
+	if len(m.CollapseID) > MaxCollapseID {
+		return nil, reject(apns2.ReasonBadCollapseID, "collapse id is "+strconv.Itoa(len(m.CollapseID))+" bytes, limit 64")
+	}
+	switch m.InterruptionLevel {
+	case "", "passive", "active", "time-sensitive", "critical":
+	default:
+		return nil, reject("BadInterruptionLevel", "interruption level must be passive, active, time-sensitive or critical, got "+strconv.Quote(m.InterruptionLevel))
+	}
+	if _, ok := m.Data["aps"]; ok {
+		return nil, reject("BadPayload", `custom data may not use the key "aps", Apple's own dictionary`)
+	}
+	now := s.cfg.Clock()
+	expires := m.Expiration
+	if expires.IsZero() && m.TTL > 0 {
+		expires = now.Add(m.TTL)
+	}
+	if !expires.IsZero() && !expires.After(now) {
+		return nil, reject(apns2.ReasonBadExpirationDate, "expiration "+expires.UTC().Format(time.RFC3339)+" has passed")
+	}
+
+	payload := encodePayload(m)
+	limit := MaxPayload
+	if pushType == string(apns2.PushTypeVOIP) {
+		limit = MaxPayloadVoIP
+	}
+	if len(payload) > limit {
+		return nil, reject(apns2.ReasonPayloadTooLarge, "payload is "+strconv.Itoa(len(payload))+" bytes, limit for push type "+pushType+" is "+strconv.Itoa(limit))
+	}
+
+	h := http.Header{
+		"content-type":   {"application/json"},
+		"apns-topic":     {topic},
+		"apns-push-type": {pushType},
+		"apns-priority":  {strconv.Itoa(prio)},
+	}
+	if !expires.IsZero() {
+		h["apns-expiration"] = []string{strconv.FormatInt(expires.Unix(), 10)}
+	}
+	if m.CollapseID != "" {
+		h["apns-collapse-id"] = []string{m.CollapseID}
+	}
+	return &Prepared{s: s, Payload: payload, Topic: topic, PushType: pushType, Priority: prio, Expires: expires, base: h}, nil
+}
+
+func stripTopicSuffix(topic string) string {
+	for _, pt := range []string{"voip", "complication", "fileprovider", "liveactivity", "pushtotalk", "location"} {
+		sfx, _ := pushTypeSuffix(pt)
+		if len(topic) > len(sfx) && topic[len(topic)-len(sfx):] == sfx {
+			return topic[:len(topic)-len(sfx)]
+		}
+	}
+	return topic
+}
+
+// encodePayload writes {"aps":{...}, custom keys...}; custom keys sorted so
+// equal messages encode to equal bytes.
+func encodePayload(m *providers.Message) []byte {
+	b := make([]byte, 0, 256)
+	b = append(b, `{"aps":{`...)
+	n := 0
+	field := func(k string) {
+		if n > 0 {
+			b = append(b, ',')
+		}
+		n++
+		b = appendString(b, k)
+		b = append(b, ':')
+	}
+	if m.Title != "" || m.Body != "" {
+		field("alert")
+		b = append(b, '{')
+		if m.Title != "" {
+			b = appendString(b, "title")
+			b = append(b, ':')
+			b = appendString(b, m.Title)
+		}
+		if m.Body != "" {
+			if m.Title != "" {
+				b = append(b, ',')
+			}
+			b = appendString(b, "body")
+			b = append(b, ':')
+			b = appendString(b, m.Body)
+		}
+		b = append(b, '}')
+	}
+	if m.Badge != nil {
+		field("badge")
+		b = strconv.AppendInt(b, int64(*m.Badge), 10)
+	}
+	if m.Sound != "" {
+		field("sound")
+		b = appendString(b, m.Sound)
+	}
+	if m.ThreadID != "" {
+		field("thread-id")
+		b = appendString(b, m.ThreadID)
+	}
+	if m.Category != "" {
+		field("category")
+		b = appendString(b, m.Category)
+	}
+	if m.ContentAvailable {
+		field("content-available")
+		b = append(b, '1')
+	}
+	if m.MutableContent {
+		field("mutable-content")
+		b = append(b, '1')
+	}
+	if m.InterruptionLevel != "" {
+		field("interruption-level")
+		b = appendString(b, m.InterruptionLevel)
+	}
+	b = append(b, '}')
+	keys := make([]string, 0, len(m.Data))
+	for k := range m.Data {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		b = append(b, ',')
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = appendString(b, m.Data[k])
+	}
+	return append(b, '}')
+}
+
+// appendString appends s as a JSON string (RFC 8259), replacing invalid
+// UTF-8 with U+FFFD as encoding/json does.
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}

@@ -1,0 +1,338 @@
+package apns
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sideshow/apns2"
+	"github.com/sideshow/apns2/certificate"
+	"github.com/sideshow/apns2/token"
+	"golang.org/x/net/http2"
+
+	"github.com/pushlane/pushlane/providers"
+)
+
+// Sender sends to APNs for one app. Safe for concurrent use.
+type Sender struct {
+	cfg     Config
+	logger  *slog.Logger
+	metrics *providers.SenderMetrics
+	token   *ProviderToken // nil with certificate auth
+	conns   []*http2.Transport
+	next    atomic.Uint64
+	sem     chan struct{}
+	base    string // endpoint + "/3/device/"
+	closed  atomic.Bool
+}
+
+var (
+	_ providers.Sender      = (*Sender)(nil)
+	_ providers.BatchSender = (*Sender)(nil)
+)
+
+// New validates cfg, loads the credential and returns a Sender. It does not
+// dial: connections open on the first send.
+func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sender, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With(slog.String("provider", "apns"), slog.String("app", cfg.App))
+	s := &Sender{cfg: cfg, logger: logger, sem: make(chan struct{}, cfg.Concurrency),
+		base: strings.TrimSuffix(cfg.Endpoint, "/") + "/3/device/"}
+
+	tlsCfg := &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
+	switch {
+	case cfg.Token != nil:
+		s.token = cfg.Token
+	case cfg.KeyFile != "" || len(cfg.KeyPEM) > 0:
+		key, err := loadKey(cfg)
+		if err != nil {
+			return nil, err
+		}
+		s.token, err = NewProviderToken(key, cfg.KeyID, cfg.TeamID, cfg.TokenRefresh, cfg.Clock)
+		if err != nil {
+			return nil, err
+		}
+	default:
+		cert, err := loadCert(cfg)
+		if err != nil {
+			return nil, err
+		}
+		tlsCfg.Certificates = []tls.Certificate{cert}
+	}
+
+	m, err := providers.NewSenderMetrics(reg, "apns", cfg.App)
+	if err != nil {
+		return nil, fmt.Errorf("apns: register metrics: %w", err)
+	}
+	s.metrics = m
+	if s.token != nil && s.token.onRefresh == nil {
+		refreshes, err := providers.RegisterCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushlane_apns_token_refreshes_total",
+			Help: "APNs provider tokens signed, by key ID. Apple refuses updates more often than every 20 minutes per key, across all pods.",
+		}, []string{"key_id"}))
+		if err != nil {
+			return nil, fmt.Errorf("apns: register metrics: %w", err)
+		}
+		c := refreshes.WithLabelValues(s.token.keyID)
+		s.token.onRefresh = c.Inc
+	}
+
+	for range cfg.Connections {
+		s.conns = append(s.conns, &http2.Transport{
+			TLSClientConfig: tlsCfg.Clone(),
+			ReadIdleTimeout: cfg.PingInterval,
+			PingTimeout:     cfg.PingTimeout,
+			IdleConnTimeout: 5 * time.Minute,
+		})
+	}
+	return s, nil
+}
+
+func loadKey(cfg Config) (*ecdsa.PrivateKey, error) {
+	if cfg.KeyFile != "" {
+		k, err := token.AuthKeyFromFile(cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("apns: config KeyFile: read %s: %w", cfg.KeyFile, err)
+		}
+		return k, nil
+	}
+	k, err := token.AuthKeyFromBytes(cfg.KeyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("apns: config KeyPEM: %w", err)
+	}
+	return k, nil
+}
+
+func loadCert(cfg Config) (tls.Certificate, error) {
+	var (
+		c   tls.Certificate
+		err error
+	)
+	switch {
+	case len(cfg.CertPEM) > 0:
+		c, err = certificate.FromPemBytes(cfg.CertPEM, cfg.CertPassword)
+		if err != nil {
+			return c, fmt.Errorf("apns: config CertPEM: %w", err)
+		}
+	case strings.EqualFold(filepath.Ext(cfg.CertFile), ".p12"):
+		c, err = certificate.FromP12File(cfg.CertFile, cfg.CertPassword)
+	default:
+		c, err = certificate.FromPemFile(cfg.CertFile, cfg.CertPassword)
+	}
+	if err != nil {
+		return c, fmt.Errorf("apns: config CertFile: read %s: %w", cfg.CertFile, err)
+	}
+	return c, nil
+}
+
+// Token is the provider token the Sender signs with (nil with certificate
+// auth); pass it as Config.Token to share it with another app of the team.
+func (s *Sender) Token() *ProviderToken { return s.token }
+
+// Send validates, encodes and sends m to m.Token. For many devices with one
+// content, Prepare once and call Prepared.Send per device.
+func (s *Sender) Send(ctx context.Context, m *providers.Message, attempt int) providers.Result {
+	p, err := s.prepare(m)
+	if err != nil {
+		r := providers.Rejected(err, attempt)
+		s.metrics.Observe(&r)
+		return r
+	}
+	return s.sendPrepared(ctx, p, m.Token, attempt)
+}
+
+// Close closes idle connections; sends in flight finish.
+func (s *Sender) Close() error {
+	s.closed.Store(true)
+	for _, t := range s.conns {
+		t.CloseIdleConnections()
+	}
+	return nil
+}
+
+// ErrClosed is the error of a send after Close.
+var ErrClosed = errors.New("apns: sender closed")
+
+func (s *Sender) sendPrepared(ctx context.Context, p *Prepared, tok string, attempt int) providers.Result {
+	start := time.Now()
+	r := s.send(ctx, p, tok)
+	r.Attempt = attempt
+	r.Latency = time.Since(start)
+	s.metrics.Observe(&r)
+	if r.Outcome == providers.CredentialFailure && s.cfg.Halt != nil && !errors.Is(r.Err, providers.ErrHalted) {
+		s.cfg.Halt.Halt(s.cfg.App, "apns", r.Reason, r.Err)
+	}
+	return r
+}
+
+func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Result {
+	if s.closed.Load() {
+		return providers.Result{Outcome: providers.Retryable, Reason: "SenderClosed", Err: ErrClosed}
+	}
+	if s.cfg.Halt != nil {
+		if info, halted := s.cfg.Halt.Halted(s.cfg.App); halted {
+			return providers.Result{Outcome: providers.CredentialFailure, Reason: info.Reason,
+				Err: fmt.Errorf("apns: %s: %w (%s)", s.cfg.App, providers.ErrHalted, info.Reason)}
+		}
+	}
+	if tok == "" {
+		return providers.Result{Outcome: providers.TokenSuspect, Reason: apns2.ReasonMissingDeviceToken,
+			Err: errors.New("apns: empty device token")}
+	}
+	if !hexToken(tok) {
+		return providers.Result{Outcome: providers.TokenSuspect, Reason: apns2.ReasonBadDeviceToken,
+			Err: fmt.Errorf("apns: device token is not hexadecimal (%d characters)", len(tok))}
+	}
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return providers.Result{Outcome: providers.Retryable, Reason: "Canceled", Err: ctx.Err()}
+	}
+	defer func() { <-s.sem }()
+	if s.cfg.RequestTimeout > 0 {
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > s.cfg.RequestTimeout {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
+			defer cancel()
+		}
+	}
+
+	refreshed := false
+	connFailures := 0
+	for {
+		var b *Bearer
+		if s.token != nil {
+			var err error
+			if b, err = s.token.Current(); err != nil {
+				return providers.Result{Outcome: providers.CredentialFailure, Reason: "ProviderTokenSigning", Err: err}
+			}
+		}
+		resp, err := s.roundTrip(ctx, p, tok, b)
+		if err != nil {
+			if ctx.Err() != nil {
+				return providers.Result{Outcome: providers.Retryable, Reason: "Canceled",
+					Err: fmt.Errorf("apns: send: %w", ctx.Err())}
+			}
+			if connFailures < s.cfg.ConnRetries {
+				connFailures++
+				s.logger.Debug("connection failed; re-sending on another connection", slog.Any("error", err))
+				continue
+			}
+			return providers.Result{Outcome: providers.Retryable, Reason: "TransportError",
+				Err: fmt.Errorf("apns: send after %d connection failures: %w", connFailures+1, err)}
+		}
+		if resp.Reason == apns2.ReasonExpiredProviderToken && b != nil && !refreshed {
+			refreshed = true
+			if _, err := s.token.RefreshAfterExpired(b); err != nil {
+				resp.Err = err
+				resp.Outcome = providers.CredentialFailure
+				return resp
+			}
+			continue
+		}
+		return resp
+	}
+}
+
+// pick returns the next connection, round-robin.
+func (s *Sender) pick() *http2.Transport {
+	return s.conns[s.next.Add(1)%uint64(len(s.conns))]
+}
+
+type errorBody struct {
+	Reason    string `json:"reason"`
+	Timestamp int64  `json:"timestamp"`
+}
+
+// roundTrip sends once. A non-nil error means no HTTP answer came back.
+func (s *Sender) roundTrip(ctx context.Context, p *Prepared, tok string, b *Bearer) (providers.Result, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base+tok, bytes.NewReader(p.Payload))
+	if err != nil {
+		return providers.Result{}, err
+	}
+	req.Header = p.header(b)
+	resp, err := s.pick().RoundTrip(req)
+	if err != nil {
+		return providers.Result{}, err
+	}
+	defer resp.Body.Close()
+	r := providers.Result{Status: resp.StatusCode, ProviderID: firstHeader(resp.Header, "Apns-Id")}
+	if resp.StatusCode == http.StatusOK {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		r.Outcome = providers.Delivered
+		return r, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return providers.Result{}, fmt.Errorf("read error body: %w", err)
+	}
+	var eb errorBody
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := json.Unmarshal(body, &eb); err != nil {
+			eb.Reason = ""
+		}
+	}
+	r.Reason = eb.Reason
+	if eb.Timestamp > 0 {
+		r.Timestamp = time.UnixMilli(eb.Timestamp)
+	}
+	r.RetryAfter = retryAfter(resp.Header, time.Now())
+	r.Outcome = Classify(resp.StatusCode, eb.Reason)
+	reason := eb.Reason
+	if reason == "" {
+		reason = strings.TrimSpace(string(body))
+	}
+	r.Err = fmt.Errorf("apns: %d %s", resp.StatusCode, reason)
+	return r, nil
+}
+
+func firstHeader(h http.Header, k string) string {
+	if v := h[k]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// retryAfter reads Retry-After as seconds or an HTTP date.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	v := firstHeader(h, "Retry-After")
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+func hexToken(t string) bool {
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,31 @@
+// Package providers holds what the APNs and FCM senders share: the
+// provider-neutral Message, the Result of one send with its single Outcome,
+// the retry policy (Backoff) and the per-app Halt registry that parks an app
+// whose credentials the provider refused.
+//
+// Every send ends in exactly one Outcome:
+//
+//   - delivered: APNs 200, or an FCM message name.
+//   - token_dead: APNs 410 Unregistered (Result.Timestamp keeps Apple's
+//     last-valid time) or ExpiredToken; FCM UNREGISTERED, SENDER_ID_MISMATCH,
+//     and INVALID_ARGUMENT only when Google says the registration token is
+//     invalid.
+//   - token_suspect: APNs BadDeviceToken, DeviceTokenNotForTopic or
+//     MissingDeviceToken. Often a sandbox/production mix-up: quarantine, do not
+//     delete.
+//   - retryable: APNs 429, 500, 503 (ServiceUnavailable, Shutdown),
+//     IdleTimeout, TooManyProviderTokenUpdates; FCM QUOTA_EXCEEDED,
+//     UNAVAILABLE, INTERNAL; transport errors. The dispatcher waits
+//     Backoff(attempt, Result.RetryAfter) and tries again, at most MaxAttempts
+//     times.
+//   - payload_rejected: the content is wrong. Never retried, never blamed on
+//     the token. Senders validate before sending, so most of these never reach
+//     the provider (Result.Status is then 0).
+//   - credential_failure: the app's key, certificate or service account was
+//     refused. Retrying would burn the campaign: park the app with Halt.
+//
+// The senders do the retries that must happen inside one call (a refreshed
+// APNs provider token after ExpiredProviderToken, a re-send on a fresh
+// connection after GOAWAY or a dead connection); everything that needs a wait
+// comes back as retryable.
+package providers

@@ -1,0 +1,141 @@
+package providers
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Outcome is the one way a send ended. See the package doc for the mapping.
+type Outcome string
+
+// The outcomes. Their string values are part of the result-event schema.
+const (
+	Delivered         Outcome = "delivered"
+	TokenDead         Outcome = "token_dead"
+	TokenSuspect      Outcome = "token_suspect"
+	Retryable         Outcome = "retryable"
+	PayloadRejected   Outcome = "payload_rejected"
+	CredentialFailure Outcome = "credential_failure"
+)
+
+// AllOutcomes lists every Outcome, in a stable order (metrics, tests).
+func AllOutcomes() []Outcome {
+	return []Outcome{Delivered, TokenDead, TokenSuspect, Retryable, PayloadRejected, CredentialFailure}
+}
+
+// Valid reports whether o is one of the six outcomes.
+func (o Outcome) Valid() bool {
+	for _, v := range AllOutcomes() {
+		if v == o {
+			return true
+		}
+	}
+	return false
+}
+
+// Platforms of Message.Platform.
+const (
+	PlatformIOS     = "ios"
+	PlatformAndroid = "android"
+	PlatformWeb     = "web"
+)
+
+// Priorities of Message.Priority. APNs maps them to 10, 5 and 1; FCM's
+// Android config to HIGH, NORMAL and NORMAL; web push urgency to high, normal
+// and low. "" lets the sender choose (APNs: 5 for background pushes, else 10).
+const (
+	PriorityHigh   = "high"
+	PriorityNormal = "normal"
+	PriorityLow    = "low"
+)
+
+// Message is one notification for one device, provider-neutral. The
+// dispatcher builds it once per batch and changes only Token; senders that
+// implement BatchSender encode everything but the token once, in Prepare.
+type Message struct {
+	Token    string
+	Platform string // PlatformIOS, PlatformAndroid or PlatformWeb
+
+	Title, Body string
+	Badge       *int
+	Sound       string
+	Data        map[string]string // custom keys: APNs top-level keys, FCM data
+
+	PushType string // APNs apns-push-type; "" = alert, or background for a content-available-only push
+	Priority string // PriorityHigh, PriorityNormal, PriorityLow or ""
+
+	CollapseID        string // APNs apns-collapse-id (≤ 64 bytes), FCM android.collapse_key
+	ThreadID          string
+	Category          string
+	MutableContent    bool
+	ContentAvailable  bool
+	InterruptionLevel string    // passive, active, time-sensitive or critical
+	Expiration        time.Time // zero = derive from TTL, or none
+	TTL               time.Duration
+
+	AndroidChannel string
+
+	// Topic overrides the APNs topic; "" means the sender's bundle ID plus the
+	// suffix the push type needs (".voip", ".push-type.liveactivity", ...).
+	Topic string
+}
+
+// Result is how one send ended.
+type Result struct {
+	Outcome    Outcome
+	Status     int           // provider HTTP status; 0 when the send never reached the provider
+	Reason     string        // APNs reason, FCM error code, or the local validation reason
+	ProviderID string        // apns-id, or the FCM message name
+	Timestamp  time.Time     // APNs 410: the last time the token was valid (millisecond precision); zero otherwise
+	Attempt    int           // the dispatcher's attempt number, copied from Send
+	Latency    time.Duration // wall time of the send, immediate retries included
+	RetryAfter time.Duration // what the provider asked for (Retry-After), zero if nothing
+	Err        error         // the error behind any outcome other than delivered
+}
+
+// Sender sends one message; safe for concurrent use. It performs the
+// provider-level immediate retries that must not leave the goroutine
+// (ExpiredProviderToken refresh-and-retry once, GOAWAY/dead-connection
+// re-send), but not backoff retries for 429/5xx: those come back as Retryable
+// with RetryAfter, and the dispatcher re-schedules them. attempt is the
+// dispatcher's attempt number, copied into Result.
+type Sender interface {
+	Send(ctx context.Context, m *Message, attempt int) Result
+	Close() error
+}
+
+// BatchSender is a Sender that can encode a message once for many devices.
+// Prepare validates and encodes everything except m.Token; an invalid message
+// gives a *RejectError, and every device of it is payload_rejected (see
+// Rejected).
+type BatchSender interface {
+	Sender
+	Prepare(m *Message) (Prepared, error)
+}
+
+// Prepared is a message encoded once; Send delivers it to one device token.
+// Safe for concurrent use.
+type Prepared interface {
+	Send(ctx context.Context, token string, attempt int) Result
+}
+
+// RejectError says why a message was refused before anything was sent.
+type RejectError struct {
+	Provider string // "apns" or "fcm"
+	Reason   string // the provider's own reason name where one exists (PayloadTooLarge, BadPriority, INVALID_ARGUMENT)
+	Detail   string
+}
+
+func (e *RejectError) Error() string {
+	return fmt.Sprintf("%s: payload rejected before sending: %s: %s", e.Provider, e.Reason, e.Detail)
+}
+
+// Rejected is the Result of a message that Prepare refused.
+func Rejected(err error, attempt int) Result {
+	r := Result{Outcome: PayloadRejected, Attempt: attempt, Err: err}
+	if re, ok := err.(*RejectError); ok {
+		r.Reason = re.Reason
+	}
+	return r
+}
