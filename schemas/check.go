@@ -28,8 +28,11 @@ func (c *Campaign) check() error {
 	if !s.ExpiresAt.IsZero() && s.Mode == DeliverAt && !s.SendAt.IsZero() && !s.ExpiresAt.After(s.SendAt) {
 		problems = append(problems, "/schedule/expires_at: must be after send_at")
 	}
-	if c.Options.PushType == "background" && c.Options.Priority == PriorityHigh {
-		problems = append(problems, `/options/priority: push_type "background" must not use priority "high" (APNs requires 5)`)
+	problems = append(problems, c.Options.check()...)
+	if fl := c.Content.FallbackLocale; fl != "" {
+		if _, ok := c.Content.Localized[fl]; !ok {
+			problems = append(problems, fmt.Sprintf("/content/fallback_locale: %q has no variant in /content/localized", fl))
+		}
 	}
 	if c.Options.PushType != "background" && c.Content.Title == "" && c.Content.Body == "" && len(c.Content.Localized) == 0 &&
 		c.Content.Badge == nil && c.Content.Sound == "" && !c.Options.ContentAvailable {
@@ -41,7 +44,32 @@ func (c *Campaign) check() error {
 	return nil
 }
 
-// BatchSize returns the campaign's batch size or the default.
+// MaxCollapseIDBytes is APNs' limit on apns-collapse-id. JSON Schema's
+// maxLength counts characters, so the byte limit is checked here.
+const MaxCollapseIDBytes = 64
+
+// check enforces the option rules a schema cannot express; batches carry
+// the campaign's options, so both events apply it.
+func (o Options) check() []string {
+	var problems []string
+	if o.PushType == "background" && o.Priority == PriorityHigh {
+		problems = append(problems, `/options/priority: push_type "background" must not use priority "high" (APNs requires 5)`)
+	}
+	if n := len(o.CollapseID); n > MaxCollapseIDBytes {
+		problems = append(problems, fmt.Sprintf("/options/collapse_id: %d bytes, APNs allows at most %d", n, MaxCollapseIDBytes))
+	}
+	return problems
+}
+
+// check enforces the batch rules a schema cannot express.
+func (b *Batch) check() error {
+	if problems := b.Options.check(); len(problems) > 0 {
+		return &InvalidError{Kind: KindBatch, Problems: problems}
+	}
+	return nil
+}
+
+// BatchSizeOrDefault returns the campaign's batch size or the default.
 func (o Options) BatchSizeOrDefault() int {
 	if o.BatchSize > 0 {
 		return o.BatchSize

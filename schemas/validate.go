@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path"
 	"sort"
@@ -11,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 )
@@ -30,9 +32,19 @@ const (
 
 const schemaBaseURL = "https://pushlane.dev/schemas/"
 
+// compiledSchemas are the compiled event schemas plus the explanations of
+// their negative rules.
+type compiledSchemas struct {
+	byKind map[string]*jsonschema.Schema
+	// notes maps the location of a schema that has a "not" rule to that
+	// schema's description: a failed "not" says nothing by itself, so the
+	// schema files describe what each one forbids.
+	notes map[string]string
+}
+
 // compiled holds the compiled schemas. The schema files are embedded
 // constants, so compiling them once per process is safe to share.
-var compiled = sync.OnceValues(func() (map[string]*jsonschema.Schema, error) {
+var compiled = sync.OnceValues(func() (*compiledSchemas, error) {
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
 	c.AssertContent()
@@ -53,16 +65,54 @@ var compiled = sync.OnceValues(func() (map[string]*jsonschema.Schema, error) {
 			return nil, fmt.Errorf("schemas: add %s: %w", e.Name(), err)
 		}
 	}
-	out := map[string]*jsonschema.Schema{}
-	for _, kind := range []string{KindCampaign, KindCampaignControl, KindBatch, KindResult, KindDeadLetter, KindDeviceRegistration} {
+	out := &compiledSchemas{byKind: map[string]*jsonschema.Schema{}, notes: map[string]string{}}
+	seen := map[*jsonschema.Schema]bool{}
+	for _, kind := range Kinds {
 		s, err := c.Compile(fmt.Sprintf("%s%s.v%d.schema.json", schemaBaseURL, kind, SchemaVersion))
 		if err != nil {
 			return nil, fmt.Errorf("schemas: compile %s: %w", kind, err)
 		}
-		out[kind] = s
+		out.byKind[kind] = s
+		collectNotes(s, seen, out.notes)
 	}
 	return out, nil
 })
+
+// Kinds lists every event kind.
+var Kinds = []string{KindCampaign, KindCampaignControl, KindBatch, KindResult, KindDeadLetter, KindDeviceRegistration}
+
+// collectNotes records the description of every schema reachable from s
+// that carries a "not" rule.
+func collectNotes(s *jsonschema.Schema, seen map[*jsonschema.Schema]bool, notes map[string]string) {
+	if s == nil || seen[s] {
+		return
+	}
+	seen[s] = true
+	if s.Not != nil && s.Description != "" {
+		notes[s.Location] = s.Description
+	}
+	var subs []*jsonschema.Schema
+	subs = append(subs, s.Ref, s.Not, s.If, s.Then, s.Else, s.PropertyNames, s.Items2020, s.Contains)
+	subs = append(subs, s.AllOf...)
+	subs = append(subs, s.AnyOf...)
+	subs = append(subs, s.OneOf...)
+	subs = append(subs, s.PrefixItems...)
+	for _, p := range s.Properties {
+		subs = append(subs, p)
+	}
+	for _, p := range s.PatternProperties {
+		subs = append(subs, p)
+	}
+	if ap, ok := s.AdditionalProperties.(*jsonschema.Schema); ok {
+		subs = append(subs, ap)
+	}
+	if it, ok := s.Items.(*jsonschema.Schema); ok {
+		subs = append(subs, it)
+	}
+	for _, sub := range subs {
+		collectNotes(sub, seen, notes)
+	}
+}
 
 // SchemaFile returns the raw JSON Schema of kind, for tools that publish or
 // print it.
@@ -89,42 +139,51 @@ func Validate(kind string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	s, ok := all[kind]
+	s, ok := all.byKind[kind]
 	if !ok {
-		return fmt.Errorf("schemas: unknown event kind %q", kind)
+		return fmt.Errorf("schemas: unknown event kind %q (known: %s)", kind, strings.Join(Kinds, ", "))
 	}
 	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {
-		return &InvalidError{Kind: kind, Problems: []string{"not JSON: " + err.Error()}}
+		return &InvalidError{Kind: kind, Problems: []string{notJSON(data, err)}}
 	}
 	if err := s.Validate(inst); err != nil {
 		ve, ok := err.(*jsonschema.ValidationError)
 		if !ok {
 			return &InvalidError{Kind: kind, Problems: []string{err.Error()}}
 		}
-		return &InvalidError{Kind: kind, Problems: problems(ve)}
+		return &InvalidError{Kind: kind, Problems: problems(ve, all.notes)}
 	}
 	return nil
 }
 
 var english = message.NewPrinter(language.English)
 
+// notJSON words a syntax error with the byte offset where it was found, so
+// an operator can find it in a file or a dead letter.
+func notJSON(data []byte, err error) string {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return fmt.Sprintf("not JSON: %d bytes, no value", len(data))
+	}
+	var syn *json.SyntaxError
+	var v any
+	if uerr := json.Unmarshal(data, &v); errors.As(uerr, &syn) {
+		return fmt.Sprintf("not JSON: %s at byte %d", syn.Error(), syn.Offset)
+	} else if uerr != nil {
+		err = uerr
+	}
+	return "not JSON: " + err.Error()
+}
+
 // problems flattens the validator's tree of causes to its leaves, which are
 // the messages a person can act on; the inner nodes only repeat "allOf
 // failed" and the like.
-func problems(ve *jsonschema.ValidationError) []string {
+func problems(ve *jsonschema.ValidationError, notes map[string]string) []string {
 	var out []string
 	var walk func(*jsonschema.ValidationError)
 	walk = func(e *jsonschema.ValidationError) {
 		if len(e.Causes) == 0 {
-			loc := "/" + strings.Join(e.InstanceLocation, "/")
-			msg := loc + ": " + e.ErrorKind.LocalizedString(english)
-			// Negative rules ("not") say nothing by themselves; the schema
-			// location names the rule that was broken.
-			if _, rule, ok := strings.Cut(e.SchemaURL, "#"); ok && strings.HasSuffix(rule, "/not") {
-				msg += " (rule " + rule + ")"
-			}
-			out = append(out, msg)
+			out = append(out, "/"+strings.Join(e.InstanceLocation, "/")+": "+describe(e, notes))
 			return
 		}
 		for _, c := range e.Causes {
@@ -134,6 +193,44 @@ func problems(ve *jsonschema.ValidationError) []string {
 	walk(ve)
 	sort.Strings(out)
 	return dedupe(out)
+}
+
+// describe words one failed rule. The validator's own wording is kept
+// where it says what was expected and what was found; where it does not
+// (const, enum: no value found; not: nothing at all), it is replaced.
+func describe(e *jsonschema.ValidationError, notes map[string]string) string {
+	switch k := e.ErrorKind.(type) {
+	case *kind.Not:
+		if note, ok := notes[e.SchemaURL]; ok {
+			return note
+		}
+		_, rule, _ := strings.Cut(e.SchemaURL, "#")
+		return "must not match the rule at " + rule + "/not"
+	case *kind.Const:
+		return fmt.Sprintf("must be %s, got %s", display(k.Want), display(k.Got))
+	case *kind.Enum:
+		want := make([]string, len(k.Want))
+		for i, w := range k.Want {
+			want[i] = display(w)
+		}
+		if len(want) == 1 {
+			return fmt.Sprintf("must be %s, got %s", want[0], display(k.Got))
+		}
+		return fmt.Sprintf("must be one of %s, got %s", strings.Join(want, ", "), display(k.Got))
+	}
+	return e.ErrorKind.LocalizedString(english)
+}
+
+// display quotes a JSON value the way the validator's messages do.
+func display(v any) string {
+	if s, ok := v.(string); ok {
+		return "'" + s + "'"
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
 }
 
 func dedupe(s []string) []string {
@@ -182,10 +279,14 @@ func DecodeCampaignControl(data []byte) (*CampaignControl, error) {
 	return &c, nil
 }
 
-// DecodeBatch validates and decodes a batch event.
+// DecodeBatch validates and decodes a batch event and checks the option
+// rules a schema cannot express.
 func DecodeBatch(data []byte) (*Batch, error) {
 	var b Batch
 	if err := decode(KindBatch, data, &b); err != nil {
+		return nil, err
+	}
+	if err := b.check(); err != nil {
 		return nil, err
 	}
 	return &b, nil
@@ -216,4 +317,32 @@ func DecodeDeviceRegistration(data []byte) (*DeviceRegistration, error) {
 		return nil, err
 	}
 	return &d, nil
+}
+
+// Decode validates and decodes an event of kind, returning a pointer to its
+// Go type (*Campaign, *CampaignControl, ...). Tools that take the kind as
+// input use it; stages call the typed Decode* functions.
+func Decode(kind string, data []byte) (any, error) {
+	var v any
+	var err error
+	switch kind {
+	case KindCampaign:
+		v, err = DecodeCampaign(data)
+	case KindCampaignControl:
+		v, err = DecodeCampaignControl(data)
+	case KindBatch:
+		v, err = DecodeBatch(data)
+	case KindResult:
+		v, err = DecodeResult(data)
+	case KindDeadLetter:
+		v, err = DecodeDeadLetter(data)
+	case KindDeviceRegistration:
+		v, err = DecodeDeviceRegistration(data)
+	default:
+		return nil, fmt.Errorf("schemas: unknown event kind %q (known: %s)", kind, strings.Join(Kinds, ", "))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
 }
