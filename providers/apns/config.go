@@ -140,10 +140,10 @@ func (c *Config) Validate() error {
 		if c.KeyFile != "" && len(c.KeyPEM) > 0 {
 			return fmt.Errorf("apns: config KeyFile and KeyPEM: set one, not both")
 		}
-		if len(c.KeyID) != 10 {
+		if len(c.KeyID) != 10 || !alnum(c.KeyID) {
 			return fmt.Errorf("apns: config KeyID: must be Apple's 10-character key ID, got %q", c.KeyID)
 		}
-		if len(c.TeamID) != 10 {
+		if len(c.TeamID) != 10 || !alnum(c.TeamID) {
 			return fmt.Errorf("apns: config TeamID: must be Apple's 10-character team ID, got %q", c.TeamID)
 		}
 	}
@@ -166,4 +166,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("apns: config ConnRetries: must not be negative, got %d", c.ConnRetries)
 	}
 	return nil
+}
+
+func alnum(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z') {
+			return false
+		}
+	}
+	return true
 }

@@ -243,7 +243,7 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 		if resp.Reason == apns2.ReasonExpiredProviderToken && b != nil && !refreshed {
 			refreshed = true
 			if _, err := s.token.RefreshAfterExpired(b); err != nil {
-				resp.Err = err
+				resp.Err = fmt.Errorf("%s; not re-signed: %w", resp.Err.Error(), err)
 				resp.Outcome = providers.CredentialFailure
 				return resp
 			}

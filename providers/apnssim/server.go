@@ -96,7 +96,7 @@ type Server struct {
 	authMu      sync.Mutex
 	verified    map[string]*verifiedToken // by bearer
 	keyIat      map[string]int64          // key ID → iat of the newest accepted token
-	expiredTill map[string]int64          // key ID → tokens with iat ≤ this answer ExpiredProviderToken
+	expiredTill map[string]int64          // key ID → tokens with iat < this answer ExpiredProviderToken
 	updates     map[string]int            // key ID → accepted distinct iats
 
 	idPrefix [8]byte
@@ -220,7 +220,7 @@ func (s *Server) SetTokenRule(token string, r Rule) {
 	s.rulesMu.Unlock()
 }
 
-// ExpireProviderTokens makes every provider token issued up to now answer
+// ExpireProviderTokens makes every provider token issued before now answer
 // ExpiredProviderToken, as Apple does for a token older than an hour.
 func (s *Server) ExpireProviderTokens() {
 	now := s.cfg.Clock().Unix()
@@ -438,7 +438,7 @@ func (s *Server) authorize(r *http.Request, topic string) (int, string) {
 	if v.reason != "" {
 		return v.status, v.reason
 	}
-	if now-v.iat > 3600 || v.iat <= s.expiredTill[v.keyID] {
+	if now-v.iat > 3600 || v.iat < s.expiredTill[v.keyID] {
 		return 403, "ExpiredProviderToken"
 	}
 	return 0, ""
