@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/providers/env/v2"
@@ -77,7 +78,7 @@ func Load(path string, environ []string) (*Config, error) {
 	}
 	if path != "" {
 		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
-			return nil, fmt.Errorf("config: read %s: %w", path, err)
+			return nil, fmt.Errorf("config: read %s: %w", path, unwrapPathErr(err))
 		}
 	}
 	if err := k.Load(env.Provider(".", env.Opt{
@@ -110,7 +111,7 @@ func Load(path string, environ []string) (*Config, error) {
 	}
 	var cfg Config
 	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
-		problems = append(problems, redactErr(err.Error()))
+		problems = append(problems, decodeProblems(err)...)
 	}
 	if len(problems) == 0 {
 		problems = cfg.validate()
@@ -130,8 +131,13 @@ func (e *Error) Error() string {
 }
 
 // envKey maps PUSHLANE_KAFKA__TOPICS__READY__NAME to kafka.topics.ready.name.
-// Values of list keys may be comma-separated.
+// Values of list keys may be comma-separated. PUSHLANE_TEST_* variables
+// belong to internal/testenv, not to the configuration, and are skipped so
+// a shell prepared for integration tests can still run the commands.
 func envKey(k, v string) (string, any) {
+	if strings.HasPrefix(k, EnvPrefix+"TEST_") {
+		return "", nil
+	}
 	key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, EnvPrefix), "__", "."))
 	if key == "kafka.brokers" || key == "clickhouse.addr" {
 		return key, strings.Split(v, ",")
@@ -180,7 +186,11 @@ func (c *Config) validate() []string {
 			add(key, "cannot read %s: %v", path, unwrapPathErr(err))
 			return
 		}
+		st, err := f.Stat()
 		f.Close()
+		if err == nil && st.IsDir() {
+			add(key, "%s is a directory, not a file", path)
+		}
 	}
 	tlsFiles := func(prefix string, t TLS) {
 		readable(prefix+".ca_file", t.CAFile)
@@ -290,7 +300,7 @@ func (c *Config) validate() []string {
 	}
 	if c.MySQL.DSN != "" {
 		if _, err := mysql.ParseDSN(c.MySQL.DSN); err != nil {
-			add("mysql.dsn", "not a valid DSN: %s", redactErr(err.Error()))
+			add("mysql.dsn", "not a valid DSN: %s", dsnErr(err))
 		}
 	}
 	tlsFiles("mysql.tls", c.MySQL.TLS)
@@ -380,6 +390,38 @@ func unwrapPathErr(err error) error {
 	return err
 }
 
+// decodeProblems turns the decoder's joined errors into one problem per
+// key ("feedback.flush_interval: time: invalid duration"), never echoing
+// values.
+func decodeProblems(err error) []string {
+	var leaves []error
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		leaves = joined.Unwrap()
+	} else {
+		leaves = []error{err}
+	}
+	var out []string
+	for _, e := range leaves {
+		var de *mapstructure.DecodeError
+		if errors.As(e, &de) {
+			out = append(out, de.Name()+": "+redactErr(de.Unwrap().Error()))
+			continue
+		}
+		out = append(out, redactErr(e.Error()))
+	}
+	return out
+}
+
+// dsnErr shows the driver's fixed DSN syntax messages; any other message
+// may quote a piece of the DSN, which may be the password.
+func dsnErr(err error) string {
+	if strings.HasPrefix(err.Error(), "invalid DSN: ") {
+		return err.Error()
+	}
+	return "(details hidden: may contain a password)"
+}
+
 // redactErr keeps decoder and DSN errors from echoing secrets back.
 func redactErr(s string) string {
 	if i := strings.Index(s, "@"); i > 0 && strings.Contains(s[:i], ":") {
@@ -413,6 +455,9 @@ func (c Config) Redacted() Config {
 	if d, err := mysql.ParseDSN(c.MySQL.DSN); err == nil && d.Passwd != "" {
 		d.Passwd = mask
 		out.MySQL.DSN = d.FormatDSN()
+	} else if err != nil && c.MySQL.DSN != "" {
+		// Unparseable: where the password is cannot be told, so hide it all.
+		out.MySQL.DSN = mask
 	}
 	return out
 }

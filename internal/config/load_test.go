@@ -1,0 +1,569 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writeFile writes content to dir/name and returns the path.
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// loadYAML loads yaml text (after replacing $DIR with dir) with environ.
+func loadYAML(t *testing.T, dir, yaml string, environ ...string) (*Config, error) {
+	t.Helper()
+	p := writeFile(t, dir, "pushlane.yaml", strings.ReplaceAll(yaml, "$DIR", dir))
+	return Load(p, environ)
+}
+
+// problems returns the problems of a *Error, failing the test otherwise.
+func problems(t *testing.T, err error) []string {
+	t.Helper()
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("error %v (%T), want *config.Error", err, err)
+	}
+	return ce.Problems
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Kafka.Brokers, []string{"127.0.0.1:9092"}) {
+		t.Errorf("brokers %v", cfg.Kafka.Brokers)
+	}
+	checks := []struct {
+		key       string
+		got, want any
+	}{
+		{"kafka.client_id", cfg.Kafka.ClientID, "pushlane"},
+		{"kafka.group_prefix", cfg.Kafka.GroupPrefix, "pushlane"},
+		{"kafka.topics.campaigns.name", cfg.Kafka.Topics.Campaigns.Name, "pushlane.campaigns"},
+		{"kafka.topics.campaigns.partitions", cfg.Kafka.Topics.Campaigns.Partitions, int32(6)},
+		{"kafka.topics.control.name", cfg.Kafka.Topics.Control.Name, "pushlane.campaign-control"},
+		{"kafka.topics.control.partitions", cfg.Kafka.Topics.Control.Partitions, int32(1)},
+		{"kafka.topics.delay.retention", cfg.Kafka.Topics.Delay.Retention, 72 * time.Hour},
+		{"kafka.topics.ready.partitions", cfg.Kafka.Topics.Ready.Partitions, int32(12)},
+		{"kafka.topics.dead_letter.name", cfg.Kafka.Topics.DeadLetter.Name, "pushlane.dead-letter"},
+		{"kafka.topics.registrations.name", cfg.Kafka.Topics.Registrations.Name, "pushlane.device-registrations"},
+		{"kafka.topics.replication_factor", cfg.Kafka.Topics.ReplicationFactor, int16(-1)},
+		{"mysql.max_open_conns", cfg.MySQL.MaxOpenConns, 8},
+		{"clickhouse.database", cfg.ClickHouse.Database, "pushlane"},
+		{"clickhouse.username", cfg.ClickHouse.Username, "default"},
+		{"http.addr", cfg.HTTP.Addr, ":8080"},
+		{"log.level", cfg.Log.Level, "info"},
+		{"log.format", cfg.Log.Format, "json"},
+		{"planner.page_size", cfg.Planner.PageSize, 5000},
+		{"planner.batches_per_transaction", cfg.Planner.BatchesPerTransaction, 200},
+		{"delay.tiers", cfg.Delay.Tiers, 22},
+		{"dispatcher.max_attempts", cfg.Dispatcher.MaxAttempts, 5},
+		{"dispatcher.chunk_size", cfg.Dispatcher.ChunkSize, 100},
+		{"feedback.suspect_strikes", cfg.Feedback.SuspectStrikes, 3},
+		{"feedback.flush_rows", cfg.Feedback.FlushRows, 5000},
+		{"feedback.flush_interval", cfg.Feedback.FlushInterval, time.Second},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.key, c.got, c.want)
+		}
+	}
+	tiers := cfg.DelayTiers()
+	if len(tiers) != 22 || tiers[0] != "pushlane.delay.t00" || tiers[21] != "pushlane.delay.t21" {
+		t.Errorf("DelayTiers = %v", tiers)
+	}
+	if TierDelay(0) != time.Second || TierDelay(21) != 2097152*time.Second {
+		t.Errorf("TierDelay(0)=%v TierDelay(21)=%v", TierDelay(0), TierDelay(21))
+	}
+}
+
+func TestAppDefaults(t *testing.T) {
+	dir := t.TempDir()
+	sa := writeFile(t, dir, "sa.json", "{}")
+	cfg, err := loadYAML(t, dir, `
+apps:
+  news:
+    fcm:
+      project_id: news-prod
+      service_account_file: `+sa+`
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := cfg.Apps["news"]
+	if app.Concurrency != 200 || app.RatePerSecond != 0 || app.APNS != nil {
+		t.Errorf("app defaults: %+v", app)
+	}
+	if app.FCM.Concurrency != 200 || app.FCM.QuotaPerMinute != 600000 {
+		t.Errorf("fcm defaults: %+v", *app.FCM)
+	}
+}
+
+func TestUnknownKeysAreNamed(t *testing.T) {
+	dir := t.TempDir()
+	_, err := loadYAML(t, dir, `
+kafka:
+  brokerz: [a:1]
+  topics:
+    ready:
+      partition: 3
+apps:
+  shop:
+    apns:
+      environment: production
+      topic: com.example.shop
+      cert_file: $DIR/cert.p12
+      cert_pasword: x
+planner:
+  page_size: 10
+  pagesize: 10
+`, "PUSHLANE_DISPATCHER__MAX_ATTEMPT=3")
+	want := []string{
+		"apps.shop.apns.cert_pasword: unknown key",
+		"dispatcher.max_attempt: unknown key",
+		"kafka.brokerz: unknown key",
+		"kafka.topics.ready.partition: unknown key",
+		"planner.pagesize: unknown key",
+	}
+	if got := problems(t, err); !slices.Equal(got, want) {
+		t.Errorf("problems:\n got %q\nwant %q", got, want)
+	}
+	if !strings.HasPrefix(err.Error(), "config: apps.shop.apns.cert_pasword: unknown key; ") {
+		t.Errorf("Error() = %q", err.Error())
+	}
+}
+
+func TestMissingRequiredKeys(t *testing.T) {
+	dir := t.TempDir()
+	_, err := loadYAML(t, dir, `
+apps:
+  shop:
+    apns: {}
+    fcm: {}
+  empty: {}
+kafka:
+  brokers: [""]
+  sasl:
+    mechanism: scram-sha-512
+  topics:
+    ready:
+      name: ""
+      partitions: 0
+`)
+	want := []string{
+		"apps.empty: needs an apns or fcm section",
+		"apps.shop.apns.environment: required (development or production)",
+		"apps.shop.apns.topic: required (the app's bundle id)",
+		"apps.shop.apns: needs token auth (key_file, key_id, team_id) or certificate auth (cert_file)",
+		"apps.shop.fcm.project_id: required",
+		"apps.shop.fcm.service_account_file: required",
+		"kafka.brokers: required",
+		"kafka.sasl.username: required with a mechanism",
+		"kafka.topics.ready.name: required",
+		"kafka.topics.ready.partitions: must be at least 1",
+	}
+	if got := problems(t, err); !slices.Equal(got, want) {
+		t.Errorf("problems:\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestBadValuesAreNamed(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "AuthKey.p8", "x")
+	_, err := loadYAML(t, dir, `
+apps:
+  shop:
+    rate_per_second: -1
+    concurrency: 0
+    apns:
+      environment: prod
+      topic: com.example.shop
+      key_file: $DIR/AuthKey.p8
+      key_id: ABC123
+      team_id: TEAM1
+      connections: 0
+kafka:
+  sasl:
+    mechanism: gssapi
+  tls:
+    cert_file: $DIR/AuthKey.p8
+log:
+  level: trace
+  format: xml
+delay:
+  tiers: 31
+feedback:
+  suspect_strikes: -1
+  flush_interval: 0s
+`)
+	want := []string{
+		"apps.shop.apns.connections: must be at least 1",
+		`apps.shop.apns.environment: must be development or production, not "prod"`,
+		"apps.shop.concurrency: must be at least 1",
+		"apps.shop.rate_per_second: must not be negative",
+		"delay.tiers: must be between 1 and 30",
+		"feedback.flush_interval: must be positive",
+		"feedback.suspect_strikes: must not be negative",
+		`kafka.sasl.mechanism: must be plain, scram-sha-256 or scram-sha-512, not "gssapi"`,
+		"kafka.tls: cert_file and key_file go together",
+		`log.format: must be json or text, not "xml"`,
+		`log.level: must be debug, info, warn or error, not "trace"`,
+	}
+	if got := problems(t, err); !slices.Equal(got, want) {
+		t.Errorf("problems:\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestDecodeErrorsNameTheKey(t *testing.T) {
+	_, err := Load("", []string{
+		"PUSHLANE_KAFKA__TLS__ENABLED=yes please",
+		"PUSHLANE_FEEDBACK__FLUSH_INTERVAL=soon",
+		"PUSHLANE_PLANNER__PAGE_SIZE=lots",
+	})
+	want := []string{
+		"feedback.flush_interval: time: invalid duration",
+		"kafka.tls.enabled: cannot parse value as 'bool': strconv.ParseBool: invalid syntax",
+		"planner.page_size: cannot parse value as 'int': strconv.ParseInt: invalid syntax",
+	}
+	if got := problems(t, err); !slices.Equal(got, want) {
+		t.Errorf("problems:\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestUnreadableFilesNameKeyAndPath(t *testing.T) {
+	dir := t.TempDir()
+	_, err := loadYAML(t, dir, `
+apps:
+  shop:
+    apns:
+      environment: production
+      topic: com.example.shop
+      key_file: $DIR/keys/AuthKey_ABC123.p8
+      key_id: ABC123
+      team_id: TEAM1
+      ca_file: $DIR
+    fcm:
+      project_id: shop-prod
+      service_account_file: $DIR/keys/shop-sa.json
+kafka:
+  tls:
+    enabled: true
+    ca_file: $DIR/kafka-ca.pem
+mysql:
+  tls:
+    cert_file: $DIR/mysql.crt
+    key_file: $DIR/mysql.key
+`)
+	want := []string{
+		"apps.shop.apns.ca_file: " + dir + " is a directory, not a file",
+		"apps.shop.apns.key_file: cannot read " + dir + "/keys/AuthKey_ABC123.p8: no such file or directory",
+		"apps.shop.fcm.service_account_file: cannot read " + dir + "/keys/shop-sa.json: no such file or directory",
+		"kafka.tls.ca_file: cannot read " + dir + "/kafka-ca.pem: no such file or directory",
+		"mysql.tls.cert_file: cannot read " + dir + "/mysql.crt: no such file or directory",
+		"mysql.tls.key_file: cannot read " + dir + "/mysql.key: no such file or directory",
+	}
+	if got := problems(t, err); !slices.Equal(got, want) {
+		t.Errorf("problems:\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestTokenAndCertificateAuthConflict(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "AuthKey.p8", "x")
+	writeFile(t, dir, "shop.p12", "x")
+	base := `
+apps:
+  shop:
+    apns:
+      environment: development
+      topic: com.example.shop
+`
+	cases := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"both", "      key_file: $DIR/AuthKey.p8\n      key_id: K\n      team_id: T\n      cert_file: $DIR/shop.p12\n      cert_password: hunter2\n",
+			[]string{"apps.shop.apns: use token auth (key_file, key_id, team_id) or certificate auth (cert_file), not both"}},
+		{"key id alone with a certificate", "      key_id: K\n      cert_file: $DIR/shop.p12\n",
+			[]string{"apps.shop.apns: use token auth (key_file, key_id, team_id) or certificate auth (cert_file), not both"}},
+		{"token auth incomplete", "      key_file: $DIR/AuthKey.p8\n",
+			[]string{"apps.shop.apns.key_id: required for token auth", "apps.shop.apns.team_id: required for token auth"}},
+		{"token auth", "      key_file: $DIR/AuthKey.p8\n      key_id: K\n      team_id: T\n", nil},
+		{"certificate auth", "      cert_file: $DIR/shop.p12\n      cert_password: hunter2\n", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := loadYAML(t, dir, base+c.yaml)
+			if c.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cfg.Apps["shop"].APNS.Connections != 2 {
+					t.Errorf("connections default: %d", cfg.Apps["shop"].APNS.Connections)
+				}
+				return
+			}
+			if got := problems(t, err); !slices.Equal(got, c.want) {
+				t.Errorf("problems:\n got %q\nwant %q", got, c.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error shows the certificate password: %v", err)
+			}
+		})
+	}
+}
+
+func TestEnvironmentOverrides(t *testing.T) {
+	dir := t.TempDir()
+	sa := writeFile(t, dir, "sa.json", "{}")
+	sa2 := writeFile(t, dir, "sa-prod.json", "{}")
+	cfg, err := loadYAML(t, dir, `
+kafka:
+  brokers: [file:9092]
+apps:
+  shop:
+    concurrency: 10
+    fcm:
+      project_id: from-file
+      service_account_file: `+sa+`
+`,
+		"PUSHLANE_KAFKA__BROKERS=a:1,b:2",
+		"PUSHLANE_KAFKA__TOPICS__READY__NAME=acme.ready",
+		"PUSHLANE_KAFKA__TOPICS__READY__PARTITIONS=48",
+		"PUSHLANE_KAFKA__TLS__ENABLED=true",
+		"PUSHLANE_KAFKA__SASL__MECHANISM=scram-sha-256",
+		"PUSHLANE_KAFKA__SASL__USERNAME=pushlane",
+		"PUSHLANE_KAFKA__SASL__PASSWORD=s3cr3t",
+		"PUSHLANE_CLICKHOUSE__ADDR=ch1:9000,ch2:9000",
+		"PUSHLANE_APPS__SHOP__FCM__PROJECT_ID=shop-prod",
+		"PUSHLANE_APPS__SHOP__FCM__SERVICE_ACCOUNT_FILE="+sa2,
+		"PUSHLANE_APPS__SHOP__RATE_PER_SECOND=500",
+		"PUSHLANE_FEEDBACK__FLUSH_INTERVAL=250ms",
+		"PUSHLANE_HTTP__ADDR=",
+		// Integration-test variables share the prefix and are not config.
+		"PUSHLANE_TEST_REQUIRE=1",
+		"PUSHLANE_TEST_KAFKA_BROKERS=127.0.0.1:9092",
+		// Not ours at all.
+		"PATH=/usr/bin",
+		"KAFKA__BROKERS=x:1",
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Kafka.Brokers, []string{"a:1", "b:2"}) {
+		t.Errorf("kafka.brokers = %q", cfg.Kafka.Brokers)
+	}
+	if !slices.Equal(cfg.ClickHouse.Addr, []string{"ch1:9000", "ch2:9000"}) {
+		t.Errorf("clickhouse.addr = %q", cfg.ClickHouse.Addr)
+	}
+	if r := cfg.Kafka.Topics.Ready; r.Name != "acme.ready" || r.Partitions != 48 {
+		t.Errorf("kafka.topics.ready = %+v", r)
+	}
+	if !cfg.Kafka.TLS.Enabled || cfg.Kafka.SASL.Password != "s3cr3t" {
+		t.Errorf("kafka tls/sasl = %+v %+v", cfg.Kafka.TLS, cfg.Kafka.SASL)
+	}
+	shop := cfg.Apps["shop"]
+	if shop.FCM.ProjectID != "shop-prod" || shop.FCM.ServiceAccountFile != sa2 {
+		t.Errorf("apps.shop.fcm = %+v", *shop.FCM)
+	}
+	if shop.Concurrency != 10 || shop.RatePerSecond != 500 {
+		t.Errorf("apps.shop = %+v", shop)
+	}
+	if cfg.Feedback.FlushInterval != 250*time.Millisecond {
+		t.Errorf("feedback.flush_interval = %v", cfg.Feedback.FlushInterval)
+	}
+	if cfg.HTTP.Addr != "" {
+		t.Errorf("an empty PUSHLANE_HTTP__ADDR should disable the ops endpoint, got %q", cfg.HTTP.Addr)
+	}
+}
+
+func TestEnvironmentCreatesAnApp(t *testing.T) {
+	dir := t.TempDir()
+	key := writeFile(t, dir, "AuthKey.p8", "x")
+	cfg, err := Load("", []string{
+		"PUSHLANE_APPS__NEWS__APNS__ENVIRONMENT=production",
+		"PUSHLANE_APPS__NEWS__APNS__TOPIC=com.example.news",
+		"PUSHLANE_APPS__NEWS__APNS__KEY_FILE=" + key,
+		"PUSHLANE_APPS__NEWS__APNS__KEY_ID=ABC123",
+		"PUSHLANE_APPS__NEWS__APNS__TEAM_ID=TEAM1",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Apps["news"].APNS
+	if a == nil || a.Topic != "com.example.news" || a.KeyFile != key || a.Connections != 2 || cfg.Apps["news"].Concurrency != 200 {
+		t.Errorf("apps.news = %+v %+v", cfg.Apps["news"], a)
+	}
+}
+
+func TestMissingConfigFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "nope.yaml")
+	_, err := Load(p, nil)
+	if want := "config: read " + p + ": no such file or directory"; err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
+	bad := writeFile(t, t.TempDir(), "bad.yaml", "kafka: [\n")
+	_, err = Load(bad, nil)
+	if err == nil || !strings.HasPrefix(err.Error(), "config: read "+bad+": ") {
+		t.Errorf("malformed YAML: %v", err)
+	}
+}
+
+const (
+	dsnPassword  = "dsn-Pa55"
+	saslPassword = "sasl-Pa55"
+	chPassword   = "ch-Pa55"
+	certPassword = "cert-Pa55"
+)
+
+func secretConfig(t *testing.T) *Config {
+	t.Helper()
+	dir := t.TempDir()
+	writeFile(t, dir, "shop.p12", "x")
+	cfg, err := loadYAML(t, dir, `
+apps:
+  shop:
+    apns:
+      environment: production
+      topic: com.example.shop
+      cert_file: $DIR/shop.p12
+      cert_password: `+certPassword+`
+kafka:
+  sasl:
+    mechanism: plain
+    username: pushlane
+    password: `+saslPassword+`
+mysql:
+  dsn: "pushlane:`+dsnPassword+`@tcp(db:3306)/pushlane?timeout=5s"
+clickhouse:
+  addr: [ch:9000]
+  password: `+chPassword+`
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestRedactedMasksEverySecret(t *testing.T) {
+	cfg := secretConfig(t)
+	r := cfg.Redacted()
+	if r.MySQL.DSN != "pushlane:******@tcp(db:3306)/pushlane?timeout=5s" {
+		t.Errorf("mysql.dsn = %q", r.MySQL.DSN)
+	}
+	if r.Kafka.SASL.Password != "******" || r.Kafka.SASL.Username != "pushlane" {
+		t.Errorf("kafka.sasl = %+v", r.Kafka.SASL)
+	}
+	if r.ClickHouse.Password != "******" {
+		t.Errorf("clickhouse.password = %q", r.ClickHouse.Password)
+	}
+	if p := r.Apps["shop"].APNS.CertPassword; p != "******" {
+		t.Errorf("apps.shop.apns.cert_password = %q", p)
+	}
+	printed := fmt.Sprintf("%+v %+v", r, *r.Apps["shop"].APNS)
+	for _, s := range []string{dsnPassword, saslPassword, chPassword, certPassword} {
+		if strings.Contains(printed, s) {
+			t.Errorf("redacted config shows %q: %s", s, printed)
+		}
+	}
+	// Redacting is a copy: the running config keeps its secrets.
+	if cfg.MySQL.DSN != "pushlane:"+dsnPassword+"@tcp(db:3306)/pushlane?timeout=5s" ||
+		cfg.Apps["shop"].APNS.CertPassword != certPassword || cfg.Kafka.SASL.Password != saslPassword ||
+		cfg.ClickHouse.Password != chPassword {
+		t.Errorf("Redacted changed the original: %+v", cfg)
+	}
+	// Empty secrets stay empty, so the output says "not set".
+	empty, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if er := empty.Redacted(); er.MySQL.DSN != "" || er.Kafka.SASL.Password != "" || er.ClickHouse.Password != "" {
+		t.Errorf("empty secrets: %+v", er)
+	}
+	// A DSN that does not parse is hidden whole.
+	odd := Config{MySQL: MySQL{DSN: "user:" + dsnPassword + "@tcp(db"}}
+	if got := odd.Redacted().MySQL.DSN; got != "******" {
+		t.Errorf("unparseable DSN redacted to %q", got)
+	}
+}
+
+func TestSecretsNeverInErrors(t *testing.T) {
+	cases := []struct {
+		name    string
+		environ []string
+		want    []string
+	}{
+		{"DSN without database slash", []string{"PUSHLANE_MYSQL__DSN=pushlane:" + dsnPassword + "@tcp(db:3306)"},
+			[]string{"mysql.dsn: not a valid DSN: invalid DSN: missing the slash separating the database name"}},
+		{"DSN with a bad parameter", []string{"PUSHLANE_MYSQL__DSN=pushlane:" + dsnPassword + "@tcp(db:3306)/x?parseTime=" + dsnPassword},
+			[]string{"mysql.dsn: not a valid DSN: (details hidden: may contain a password)"}},
+		{"secret in a number field", []string{"PUSHLANE_MYSQL__MAX_OPEN_CONNS=pushlane:" + dsnPassword + "@tcp(db)"},
+			[]string{"mysql.max_open_conns: cannot parse value as 'int': strconv.ParseInt: invalid syntax"}},
+		{"secret in a duration field", []string{"PUSHLANE_FEEDBACK__FLUSH_INTERVAL=" + chPassword},
+			[]string{"feedback.flush_interval: time: invalid duration"}},
+		{"secret under an unknown key", []string{"PUSHLANE_CLICKHOUSE__PASSWD=" + chPassword, "PUSHLANE_KAFKA__SASL__PASS=" + saslPassword},
+			[]string{"clickhouse.passwd: unknown key", "kafka.sasl.pass: unknown key"}},
+		{"password without user", []string{"PUSHLANE_KAFKA__SASL__MECHANISM=plain", "PUSHLANE_KAFKA__SASL__PASSWORD=" + saslPassword},
+			[]string{"kafka.sasl.username: required with a mechanism"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Load("", c.environ)
+			if got := problems(t, err); !slices.Equal(got, c.want) {
+				t.Errorf("problems:\n got %q\nwant %q", got, c.want)
+			}
+			for _, s := range []string{dsnPassword, saslPassword, chPassword, certPassword} {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("error shows secret %q: %v", s, err)
+				}
+			}
+		})
+	}
+}
+
+func TestRequire(t *testing.T) {
+	cfg, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Require("mysql.dsn", "clickhouse.addr", "apps", "kafka.brokers")
+	want := []string{"mysql.dsn: required", "clickhouse.addr: required", "apps: at least one app is required", "kafka.brokers: unknown requirement"}
+	if got := problems(t, err); !slices.Equal(got, want) {
+		t.Errorf("problems:\n got %q\nwant %q", got, want)
+	}
+	cfg = secretConfig(t)
+	if err := cfg.Require("mysql.dsn", "clickhouse.addr", "apps"); err != nil {
+		t.Errorf("Require on a complete config: %v", err)
+	}
+}
+
+func TestKnown(t *testing.T) {
+	typ := reflect.TypeOf(Config{})
+	for _, k := range []string{"apps.any-name.apns.key_file", "kafka.topics.ready.retention", "kafka.brokers", "clickhouse.tls.ca_file"} {
+		if !known(typ, strings.Split(k, ".")) {
+			t.Errorf("%s should be known", k)
+		}
+	}
+	for _, k := range []string{"apps.shop.apns.key_file.x", "kafka.topics.ready.name.x", "kafka.nope", "nope"} {
+		if known(typ, strings.Split(k, ".")) {
+			t.Errorf("%s should be unknown", k)
+		}
+	}
+}
