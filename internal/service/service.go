@@ -10,10 +10,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -82,17 +85,40 @@ func (r *Readiness) Set(name string, err error) {
 	r.checks[name] = err
 }
 
-// Err returns the first failing check, or nil.
+// Err returns nil when every check passes, otherwise an error naming each
+// failing check in name order ("kafka: starting; mysql: connection
+// refused"), so /readyz says the same thing on every probe.
 func (r *Readiness) Err() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for n, err := range r.checks {
-		if err != nil {
-			return fmt.Errorf("%s: %w", n, err)
+	var failing []error
+	for _, n := range slices.Sorted(maps.Keys(r.checks)) {
+		if err := r.checks[n]; err != nil {
+			failing = append(failing, fmt.Errorf("%s: %w", n, err))
 		}
 	}
-	return nil
+	switch len(failing) {
+	case 0:
+		return nil
+	case 1:
+		return failing[0]
+	}
+	return readinessErrors(failing)
 }
+
+// readinessErrors joins failing checks on one line (errors.Join uses
+// newlines, which a probe log shows badly).
+type readinessErrors []error
+
+func (e readinessErrors) Error() string {
+	parts := make([]string, len(e))
+	for i, err := range e {
+		parts[i] = err.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (e readinessErrors) Unwrap() []error { return e }
 
 // NewRegistry returns a registry with the Go and process collectors, so
 // every command exports memory and CPU alongside its own metrics.
