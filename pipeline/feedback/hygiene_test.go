@@ -1,0 +1,149 @@
+package feedback
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushlane/pushlane/schemas"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func result(id, app, token, outcome, reason string, at time.Time) *schemas.Result {
+	return &schemas.Result{SchemaVersion: 1, ID: id, CampaignID: "c1", CampaignVersion: 1, BatchID: "b1", App: app,
+		Token: token, Platform: "ios", Provider: "apns", Outcome: outcome, Reason: reason, Attempt: 1, At: at}
+}
+
+func TestCollectDeathsUseThe410TimestampOnlyForUnregistered(t *testing.T) {
+	unreg := result("r1", "a", "t1", schemas.OutcomeTokenDead, "Unregistered", t0)
+	unreg.ProviderTimestamp = t0.Add(-48 * time.Hour)
+	expired := result("r2", "a", "t2", schemas.OutcomeTokenDead, "ExpiredToken", t0)
+	expired.ProviderTimestamp = t0.Add(-48 * time.Hour) // ignored: not an Unregistered
+	fcm := result("r3", "a", "t3", schemas.OutcomeTokenDead, "UNREGISTERED", t0.Add(time.Minute))
+	noReason := result("r4", "a", "t4", schemas.OutcomeTokenDead, "", t0)
+	delivered := result("r5", "a", "t5", schemas.OutcomeDelivered, "", t0)
+
+	c := Collect([]*schemas.Result{unreg, expired, fcm, noReason, delivered}, nil)
+	want := []Death{
+		{App: "a", Token: "t1", At: t0.Add(-48 * time.Hour), Reason: "Unregistered"},
+		{App: "a", Token: "t2", At: t0, Reason: "ExpiredToken"},
+		{App: "a", Token: "t3", At: t0.Add(time.Minute), Reason: "UNREGISTERED"},
+		{App: "a", Token: "t4", At: t0, Reason: "token_dead"},
+	}
+	if len(c.Deaths) != len(want) {
+		t.Fatalf("deaths = %+v, want %+v", c.Deaths, want)
+	}
+	for i := range want {
+		if c.Deaths[i] != want[i] {
+			t.Errorf("death %d = %+v, want %+v", i, c.Deaths[i], want[i])
+		}
+	}
+	if len(c.Strikes) != 0 || len(c.Registrations) != 0 || len(c.Unregisters) != 0 {
+		t.Errorf("unexpected changes: %+v", c)
+	}
+}
+
+func TestCollectKeepsOneDeathPerDeviceTheLatest(t *testing.T) {
+	a := result("r1", "a", "t1", schemas.OutcomeTokenDead, "ExpiredToken", t0)
+	b := result("r2", "a", "t1", schemas.OutcomeTokenDead, "ExpiredToken", t0.Add(time.Hour))
+	other := result("r3", "b", "t1", schemas.OutcomeTokenDead, "UNREGISTERED", t0) // same token, other app
+	c := Collect([]*schemas.Result{a, b, a, other}, nil)
+	if len(c.Deaths) != 2 {
+		t.Fatalf("deaths = %+v, want 2", c.Deaths)
+	}
+	if c.Deaths[0].At != t0.Add(time.Hour) || c.Deaths[1].App != "b" {
+		t.Errorf("deaths = %+v", c.Deaths)
+	}
+}
+
+func TestCollectStrikesAndRegistrations(t *testing.T) {
+	s1 := result("r1", "a", "t1", schemas.OutcomeTokenSuspect, "BadDeviceToken", t0)
+	s2 := result("r2", "a", "t1", schemas.OutcomeTokenSuspect, "DeviceTokenNotForTopic", t0.Add(time.Second))
+	reg := &schemas.DeviceRegistration{App: "a", Token: "t9", Platform: "ios", RegisteredAt: t0}
+	unreg := &schemas.DeviceRegistration{App: "a", Token: "t8", Platform: "ios", RegisteredAt: t0.Add(time.Hour), Unregister: true}
+	c := Collect([]*schemas.Result{s1, s2}, []*schemas.DeviceRegistration{reg, unreg})
+	if len(c.Strikes) != 2 || c.Strikes[0].ResultID != "r1" || c.Strikes[1].Reason != "DeviceTokenNotForTopic" {
+		t.Errorf("strikes = %+v", c.Strikes)
+	}
+	if len(c.Registrations) != 1 || c.Registrations[0].Token != "t9" {
+		t.Errorf("registrations = %+v", c.Registrations)
+	}
+	if len(c.Unregisters) != 1 || c.Unregisters[0] != (Death{App: "a", Token: "t8", At: t0.Add(time.Hour), Reason: ReasonUnregisteredByApp}) {
+		t.Errorf("unregisters = %+v", c.Unregisters)
+	}
+	if g := groupTokensByApp(c.Strikes); len(g) != 1 || len(g[0].tokens) != 1 {
+		t.Errorf("grouped strikes = %+v, want one app with one token", g)
+	}
+}
+
+func TestDeactivateSQLIsOneConditionalStatement(t *testing.T) {
+	ds := []Death{{App: "a", Token: "t1", At: t0, Reason: "Unregistered"}, {App: "b", Token: "t2", At: t0, Reason: "UNREGISTERED"}}
+	q, args := DeactivateSQL(ds, false)
+	want := "UPDATE devices d JOIN (SELECT ? AS app, ? AS token, ? AS ts, ? AS reason UNION ALL SELECT ?, ?, ?, ?) x " +
+		"ON d.app = x.app AND d.token = x.token SET d.active = 0, d.deactivated_at = x.ts, d.deactivation_reason = x.reason " +
+		"WHERE d.active = 1 AND d.registered_at < x.ts"
+	if q != want {
+		t.Errorf("query =\n%s\nwant\n%s", q, want)
+	}
+	if len(args) != 8 || args[4] != "b" || args[6] != t0 || args[7] != "UNREGISTERED" {
+		t.Errorf("args = %v", args)
+	}
+	q, _ = DeactivateSQL(ds[:1], true)
+	if !strings.HasSuffix(q, "d.registered_at <= x.ts") {
+		t.Errorf("inclusive query = %s", q)
+	}
+}
+
+func TestSuspectAndStrikeSQL(t *testing.T) {
+	q, args := SuspectDeactivateSQL("a", []string{"t1", "t2", "t3"}, 3)
+	if !strings.Contains(q, "d.token IN (?, ?, ?)") || !strings.Contains(q, "s.at > d.registered_at) >= ?") {
+		t.Errorf("query = %s", q)
+	}
+	if len(args) != 5 || args[0] != "a" || args[4] != 3 {
+		t.Errorf("args = %v", args)
+	}
+	q, args = StrikesSQL([]Strike{{App: "a", Token: "t", ResultID: "r", Reason: "BadDeviceToken", At: t0}, {App: "a", Token: "t", ResultID: "r2", Reason: "x", At: t0}})
+	if !strings.HasPrefix(q, "INSERT INTO device_strikes (app, token, result_id, reason, at) VALUES (?, ?, ?, ?, ?), (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE") || len(args) != 10 {
+		t.Errorf("query = %s args = %v", q, args)
+	}
+}
+
+func TestRegisterSQLArgs(t *testing.T) {
+	q, args := RegisterSQL([]schemas.DeviceRegistration{
+		{App: "a", Token: "t", Platform: "android", UserID: "u", RegisteredAt: t0.In(time.FixedZone("x", 3600))},
+		{App: "a", Token: "t2", Platform: "ios", RegisteredAt: t0},
+	})
+	if strings.Count(q, "(?, ?, ?, ?, ?, ?, ?, 1)") != 2 || !strings.HasSuffix(q, "registered_at = GREATEST(registered_at, VALUES(registered_at))") {
+		t.Errorf("query = %s", q)
+	}
+	if len(args) != 14 || args[3] != "u" || args[4] != nil || args[6] != t0 || args[10] != nil {
+		t.Errorf("args = %#v", args)
+	}
+	if got := args[6].(time.Time).Location(); got != time.UTC {
+		t.Errorf("registered_at location = %v, want UTC", got)
+	}
+}
+
+func TestCheckRegistration(t *testing.T) {
+	ok := schemas.DeviceRegistration{App: "a", Token: "t", Platform: "ios", RegisteredAt: t0}
+	if err := CheckRegistration(&ok); err != nil {
+		t.Fatalf("valid registration: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		mut  func(*schemas.DeviceRegistration)
+		want string
+	}{
+		"long token":    {func(r *schemas.DeviceRegistration) { r.Token = strings.Repeat("x", 513) }, "token: must be ASCII of at most 512 bytes"},
+		"unicode token": {func(r *schemas.DeviceRegistration) { r.Token = "tøken" }, "token: must be ASCII"},
+		"long app":      {func(r *schemas.DeviceRegistration) { r.App = strings.Repeat("a", 65) }, "app: must be ASCII of at most 64 bytes"},
+		"ancient":       {func(r *schemas.DeviceRegistration) { r.RegisteredAt = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC) }, "registered_at:"},
+	} {
+		r := ok
+		tc.mut(&r)
+		err := CheckRegistration(&r)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", name, err, tc.want)
+		}
+	}
+}

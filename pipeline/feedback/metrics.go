@@ -1,0 +1,80 @@
+package feedback
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushlane/pushlane/schemas"
+)
+
+// metrics are the stage's pushlane_feedback_* series.
+type metrics struct {
+	results       *prometheus.CounterVec // by outcome
+	registrations *prometheus.CounterVec // by kind: register, unregister
+	deactivated   *prometheus.CounterVec // by kind: token_dead, suspect_strikes, unregistered_by_app
+	strikes       prometheus.Counter
+	unknown       prometheus.Counter
+	deadLetters   *prometheus.CounterVec // by topic kind: result, registration
+	rows          prometheus.Counter
+	flushSeconds  prometheus.Histogram
+	flushRecords  prometheus.Histogram
+	retries       *prometheus.CounterVec // by step: dead_letter, mysql, analytics
+	byOutcome     map[string]prometheus.Counter
+}
+
+// result is the results counter of outcome, without a label lookup per
+// record for the known outcomes.
+func (m *metrics) result(outcome string) prometheus.Counter {
+	if c, ok := m.byOutcome[outcome]; ok {
+		return c
+	}
+	return m.results.WithLabelValues(outcome)
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushlane_feedback_results_total",
+			Help: "Result events consumed, by outcome (replays included)."}, []string{"outcome"}),
+		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushlane_feedback_registrations_total",
+			Help: "Device registration events consumed, by kind (register, unregister)."}, []string{"kind"}),
+		deactivated: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushlane_feedback_tokens_deactivated_total",
+			Help: "Devices deactivated, by kind (token_dead, suspect_strikes, unregistered_by_app); the provider reason is in devices.deactivation_reason."}, []string{"kind"}),
+		strikes: prometheus.NewCounter(prometheus.CounterOpts{Name: "pushlane_feedback_suspect_strikes_total",
+			Help: "Suspect-token strikes recorded for the first time."}),
+		unknown: prometheus.NewCounter(prometheus.CounterOpts{Name: "pushlane_feedback_unknown_devices_total",
+			Help: "Dead, suspect or unregistered tokens that name no device in MySQL."}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushlane_feedback_dead_letters_total",
+			Help: "Malformed events sent to the dead-letter topic, by event kind."}, []string{"kind"}),
+		rows: prometheus.NewCounter(prometheus.CounterOpts{Name: "pushlane_feedback_rows_inserted_total",
+			Help: "Analytics rows written (a retried flush counts again)."}),
+		flushSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pushlane_feedback_flush_seconds",
+			Help: "Time of a successful flush: dead letters, MySQL, analytics and the offset commit, retries included.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
+		flushRecords: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pushlane_feedback_flush_records",
+			Help: "Kafka records per flush.", Buckets: prometheus.ExponentialBuckets(1, 4, 9)}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushlane_feedback_retries_total",
+			Help: "Failed flush steps that were retried after a backoff, by step (dead_letter, mysql, analytics)."}, []string{"step"}),
+	}
+	for _, c := range []prometheus.Collector{m.results, m.registrations, m.deactivated, m.strikes, m.unknown, m.deadLetters, m.rows, m.flushSeconds, m.flushRecords, m.retries} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	// Pre-create the labelled series so dashboards see zeros, not gaps.
+	m.byOutcome = make(map[string]prometheus.Counter, len(schemas.Outcomes))
+	for _, o := range schemas.Outcomes {
+		m.byOutcome[o] = m.results.WithLabelValues(o)
+	}
+	for _, k := range []string{"token_dead", ReasonSuspectStrikes, ReasonUnregisteredByApp} {
+		m.deactivated.WithLabelValues(k)
+	}
+	for _, s := range []string{stepDeadLetter, stepMySQL, stepAnalytics} {
+		m.retries.WithLabelValues(s)
+	}
+	return m, nil
+}
+
+// Flush steps, as retried and labelled.
+const (
+	stepDeadLetter = "dead_letter"
+	stepMySQL      = "mysql"
+	stepAnalytics  = "analytics"
+)

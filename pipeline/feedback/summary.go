@@ -1,0 +1,305 @@
+package feedback
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"sort"
+	"sync"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/pushlane/pushlane/schemas"
+)
+
+// CampaignSummary is what `pushctl stats <campaign>` prints. Every count is
+// of distinct result ids, so a replayed results topic does not change it.
+type CampaignSummary struct {
+	CampaignID string
+	// Planned is the number of devices the planner put in batches. It
+	// comes from the planner's MySQL campaigns table when AddPlanned found
+	// the campaign there (PlannedSource "mysql"); otherwise it is the
+	// number of distinct devices with at least one result (PlannedSource
+	// "results"), which equals the planned count once every device has a
+	// final result.
+	Planned       uint64
+	PlannedSource string
+	// Devices is the number of distinct (app, token) with a result.
+	Devices uint64
+	// Results is the number of distinct results (one per device per attempt).
+	Results uint64
+	// Sent is the number of attempts that reached a provider: every result
+	// except expired, cancelled and invalid_token.
+	Sent uint64
+	// Per-outcome counts of results.
+	Delivered         uint64
+	TokenDead         uint64
+	Suspect           uint64
+	Retried           uint64 // results with outcome retryable: a retry was scheduled
+	Failed            uint64 // retries exhausted
+	Expired           uint64
+	Cancelled         uint64
+	PayloadRejected   uint64
+	CredentialFailure uint64
+	InvalidToken      uint64
+	// Provider latency and lateness against send-at of the sent attempts,
+	// in milliseconds. Quantiles are exact (ClickHouse quantileExact: the
+	// element at floor(level*n) of the sorted values); 0 without sends.
+	LatencyP50Ms, LatencyP99Ms   float64
+	LatenessP50Ms, LatenessP99Ms float64
+	// First and Last are the times of the earliest and latest result.
+	First, Last time.Time
+}
+
+// ErrNoResults is returned by Summary for a campaign without any result.
+var ErrNoResults = errors.New("feedback: no results for campaign")
+
+// summaryQuery dedupes by result_id in a subquery (any() of identical
+// replayed rows), then aggregates. It uses only functions ClickHouse 18.16
+// has: uniqExact, countIf, quantileExactIf; no FINAL needed, so it is
+// correct before and after background merges.
+const summaryQuery = `SELECT
+	uniqExact(app, token),
+	count(),
+	countIf(sent),
+	countIf(outcome = 'delivered'),
+	countIf(outcome = 'token_dead'),
+	countIf(outcome = 'token_suspect'),
+	countIf(outcome = 'retryable'),
+	countIf(outcome = 'failed'),
+	countIf(outcome = 'expired'),
+	countIf(outcome = 'cancelled'),
+	countIf(outcome = 'payload_rejected'),
+	countIf(outcome = 'credential_failure'),
+	countIf(outcome = 'invalid_token'),
+	quantileExactIf(0.5)(latency_ms, sent),
+	quantileExactIf(0.99)(latency_ms, sent),
+	quantileExactIf(0.5)(lateness_ms, sent),
+	quantileExactIf(0.99)(lateness_ms, sent),
+	toUnixTimestamp(min(at)),
+	toUnixTimestamp(max(at))
+FROM (
+	SELECT result_id, any(app) AS app, any(token) AS token, any(outcome) AS outcome,
+		any(latency_ms) AS latency_ms, any(lateness_ms) AS lateness_ms, any(at) AS at,
+		outcome NOT IN ('expired', 'cancelled', 'invalid_token') AS sent
+	FROM %s.results
+	WHERE campaign_id = ?
+	GROUP BY result_id
+)`
+
+// Summary computes a campaign's summary from the ClickHouse results table
+// in database. Planned is the distinct-device count; call AddPlanned with
+// the MySQL store to use the planner's figure instead.
+func Summary(ctx context.Context, conn driver.Conn, database, campaignID string) (CampaignSummary, error) {
+	if err := checkIdent(database); err != nil {
+		return CampaignSummary{}, err
+	}
+	s := CampaignSummary{CampaignID: campaignID, PlannedSource: "results"}
+	var first, last uint32
+	err := conn.QueryRow(ctx, fmt.Sprintf(summaryQuery, database), campaignID).Scan(
+		&s.Devices, &s.Results, &s.Sent,
+		&s.Delivered, &s.TokenDead, &s.Suspect, &s.Retried, &s.Failed, &s.Expired, &s.Cancelled,
+		&s.PayloadRejected, &s.CredentialFailure, &s.InvalidToken,
+		&s.LatencyP50Ms, &s.LatencyP99Ms, &s.LatenessP50Ms, &s.LatenessP99Ms,
+		&first, &last)
+	if err != nil {
+		return CampaignSummary{}, fmt.Errorf("feedback: summary of %s: %w", campaignID, err)
+	}
+	if s.Results == 0 {
+		return CampaignSummary{}, fmt.Errorf("%w %s", ErrNoResults, campaignID)
+	}
+	for _, f := range []*float64{&s.LatencyP50Ms, &s.LatencyP99Ms, &s.LatenessP50Ms, &s.LatenessP99Ms} {
+		if math.IsNaN(*f) {
+			*f = 0 // quantile of no values
+		}
+	}
+	s.Planned = s.Devices
+	s.First, s.Last = time.Unix(int64(first), 0).UTC(), time.Unix(int64(last), 0).UTC()
+	return s, nil
+}
+
+// AddPlanned replaces Planned with the planner's count from the MySQL
+// campaigns table (migration 0002), summed over the campaign's versions.
+// It leaves s unchanged when the table or the campaign is not there.
+func (s *CampaignSummary) AddPlanned(ctx context.Context, db *sql.DB) error {
+	var planned sql.NullInt64
+	err := db.QueryRowContext(ctx, `SELECT SUM(planned_devices) FROM campaigns WHERE id = ?`, s.CampaignID).Scan(&planned)
+	switch {
+	case err != nil && isNoSuchTable(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("feedback: planned devices of %s: %w", s.CampaignID, err)
+	case !planned.Valid:
+		return nil
+	}
+	s.Planned, s.PlannedSource = uint64(planned.Int64), "mysql"
+	return nil
+}
+
+// WriteSummary prints s as the text `pushctl stats` shows: one figure per
+// line, name left, value right, outcome shares as percent of sent.
+func WriteSummary(w io.Writer, s CampaignSummary) error {
+	var b strings.Builder
+	line := func(name, value, note string) {
+		b.WriteString(strings.TrimRight(fmt.Sprintf("%-20s %14s  %s", name, value, note), " "))
+		b.WriteByte('\n')
+	}
+	count := func(name string, n uint64) {
+		note := ""
+		if s.Sent > 0 {
+			note = fmt.Sprintf("%6.2f%% of sent", 100*float64(n)/float64(s.Sent))
+		}
+		line(name, strconv.FormatUint(n, 10), note)
+	}
+	line("campaign", s.CampaignID, "")
+	line("planned", strconv.FormatUint(s.Planned, 10), "("+s.PlannedSource+")")
+	line("devices with result", strconv.FormatUint(s.Devices, 10), "")
+	line("sent", strconv.FormatUint(s.Sent, 10), "")
+	count("delivered", s.Delivered)
+	count("token dead", s.TokenDead)
+	count("suspect", s.Suspect)
+	count("retried", s.Retried)
+	count("failed", s.Failed)
+	count("payload rejected", s.PayloadRejected)
+	count("credential failure", s.CredentialFailure)
+	line("expired", strconv.FormatUint(s.Expired, 10), "")
+	line("cancelled", strconv.FormatUint(s.Cancelled, 10), "")
+	line("invalid token", strconv.FormatUint(s.InvalidToken, 10), "")
+	line("latency p50/p99", fmt.Sprintf("%.1f/%.1f", s.LatencyP50Ms, s.LatencyP99Ms), "ms")
+	line("lateness p50/p99", fmt.Sprintf("%.1f/%.1f", s.LatenessP50Ms, s.LatenessP99Ms), "ms")
+	if !s.First.IsZero() {
+		line("first result", s.First.Format(time.RFC3339), "")
+		line("last result", s.Last.Format(time.RFC3339), "")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// Accumulator is an in-memory Sink that keeps what a campaign summary
+// needs, counting each ResultID once. The embedded demo uses it instead of
+// ClickHouse; it holds every result id and sent latency in memory, so it
+// is for small runs.
+type Accumulator struct {
+	mu        sync.Mutex
+	seen      map[string]struct{}
+	campaigns map[string]*campaignAcc
+}
+
+type campaignAcc struct {
+	s        CampaignSummary
+	devices  map[[2]string]struct{}
+	latency  []float64
+	lateness []float64
+}
+
+// NewAccumulator returns an empty accumulator.
+func NewAccumulator() *Accumulator {
+	return &Accumulator{seen: map[string]struct{}{}, campaigns: map[string]*campaignAcc{}}
+}
+
+// Write adds rows not seen before.
+func (a *Accumulator) Write(_ context.Context, rows []Row) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := range rows {
+		r := &rows[i]
+		if _, dup := a.seen[r.ResultID]; dup {
+			continue
+		}
+		a.seen[r.ResultID] = struct{}{}
+		c := a.campaigns[r.CampaignID]
+		if c == nil {
+			c = &campaignAcc{s: CampaignSummary{CampaignID: r.CampaignID, PlannedSource: "results"}, devices: map[[2]string]struct{}{}}
+			a.campaigns[r.CampaignID] = c
+		}
+		c.add(r)
+	}
+	return nil
+}
+
+func (c *campaignAcc) add(r *Row) {
+	s := &c.s
+	s.Results++
+	c.devices[[2]string{r.App, r.Token}] = struct{}{}
+	if s.First.IsZero() || r.At.Before(s.First) {
+		s.First = r.At
+	}
+	if r.At.After(s.Last) {
+		s.Last = r.At
+	}
+	if r.sent() {
+		s.Sent++
+		c.latency = append(c.latency, r.LatencyMs)
+		c.lateness = append(c.lateness, r.LatenessMs)
+	}
+	switch r.Outcome {
+	case schemas.OutcomeDelivered:
+		s.Delivered++
+	case schemas.OutcomeTokenDead:
+		s.TokenDead++
+	case schemas.OutcomeTokenSuspect:
+		s.Suspect++
+	case schemas.OutcomeRetryable:
+		s.Retried++
+	case schemas.OutcomeFailed:
+		s.Failed++
+	case schemas.OutcomeExpired:
+		s.Expired++
+	case schemas.OutcomeCancelled:
+		s.Cancelled++
+	case schemas.OutcomePayloadRejected:
+		s.PayloadRejected++
+	case schemas.OutcomeCredentialFailure:
+		s.CredentialFailure++
+	case schemas.OutcomeInvalidToken:
+		s.InvalidToken++
+	}
+}
+
+// Summary returns the summary of campaignID, or ErrNoResults.
+func (a *Accumulator) Summary(campaignID string) (CampaignSummary, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := a.campaigns[campaignID]
+	if c == nil {
+		return CampaignSummary{}, fmt.Errorf("%w %s", ErrNoResults, campaignID)
+	}
+	s := c.s
+	s.Devices = uint64(len(c.devices))
+	s.Planned = s.Devices
+	s.LatencyP50Ms, s.LatencyP99Ms = quantileExact(c.latency, 0.5), quantileExact(c.latency, 0.99)
+	s.LatenessP50Ms, s.LatenessP99Ms = quantileExact(c.lateness, 0.5), quantileExact(c.lateness, 0.99)
+	s.First, s.Last = s.First.Truncate(time.Second), s.Last.Truncate(time.Second) // as stored in ClickHouse
+	return s, nil
+}
+
+// Campaigns lists the campaigns with results, sorted.
+func (a *Accumulator) Campaigns() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]string, 0, len(a.campaigns))
+	for id := range a.campaigns {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// quantileExact matches ClickHouse's quantileExact: the element at
+// floor(level*n) of the sorted values.
+func quantileExact(v []float64, level float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	i := int(level * float64(len(s)))
+	return s[min(i, len(s)-1)]
+}

@@ -1,0 +1,159 @@
+package feedback
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushlane/pushlane/schemas"
+)
+
+// campaignRows is a small campaign: 6 devices, one retried then delivered,
+// with known latencies, and one row of another campaign.
+func campaignRows() []Row {
+	mk := func(id, token, outcome string, latency, lateness float64, at time.Time) Row {
+		return RowFromResult(&schemas.Result{ID: id, CampaignID: "c1", CampaignVersion: 1, BatchID: "b", App: "a", Token: token,
+			Platform: "ios", Outcome: outcome, Attempt: 1, At: at, LatencyMs: latency, LatenessMs: lateness})
+	}
+	return []Row{
+		mk("r1", "t1", schemas.OutcomeDelivered, 10, 100, t0),
+		mk("r2", "t2", schemas.OutcomeDelivered, 20, 200, t0.Add(time.Second)),
+		mk("r3", "t3", schemas.OutcomeRetryable, 30, 300, t0.Add(2*time.Second)),
+		mk("r3b", "t3", schemas.OutcomeDelivered, 40, 400, t0.Add(3*time.Second)),
+		mk("r4", "t4", schemas.OutcomeTokenDead, 50, 500, t0.Add(4*time.Second)),
+		mk("r5", "t5", schemas.OutcomeExpired, 0, 9000, t0.Add(5*time.Second+500*time.Millisecond)),
+		mk("r6", "t6", schemas.OutcomeTokenSuspect, 60, 600, t0.Add(6*time.Second+700*time.Millisecond)),
+		{ResultID: "x1", CampaignID: "c2", App: "a", Token: "t1", Outcome: schemas.OutcomeDelivered, At: t0},
+	}
+}
+
+// wantC1 is the summary of campaignRows' c1: sent = 6 (all but expired);
+// latencies 10..60 → p50 = sorted[3] = 40, p99 = sorted[5] = 60.
+var wantC1 = CampaignSummary{
+	CampaignID: "c1", Planned: 6, PlannedSource: "results", Devices: 6, Results: 7, Sent: 6,
+	Delivered: 3, TokenDead: 1, Suspect: 1, Retried: 1, Expired: 1,
+	LatencyP50Ms: 40, LatencyP99Ms: 60, LatenessP50Ms: 400, LatenessP99Ms: 600,
+	First: t0, Last: t0.Add(6 * time.Second), // seconds, as ClickHouse stores them
+}
+
+func TestAccumulatorCountsEachResultOnce(t *testing.T) {
+	acc := NewAccumulator()
+	rows := campaignRows()
+	for range 3 { // the same rows three times: a replay
+		if err := acc.Write(context.Background(), rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := acc.Summary("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != wantC1 {
+		t.Errorf("summary =\n%+v\nwant\n%+v", got, wantC1)
+	}
+	if _, err := acc.Summary("nope"); !errors.Is(err, ErrNoResults) {
+		t.Errorf("unknown campaign err = %v", err)
+	}
+	if got := acc.Campaigns(); len(got) != 2 || got[0] != "c1" || got[1] != "c2" {
+		t.Errorf("campaigns = %v", got)
+	}
+}
+
+func TestFileSinkRoundTripsThroughTheAccumulator(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rows.jsonl")
+	fs, err := NewFileSink(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := campaignRows()
+	if err := fs.Write(context.Background(), rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Write(context.Background(), rows[:3]); err != nil { // replayed part
+		t.Fatal(err)
+	}
+	if err := fs.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(raw, []byte("\n")); n != len(rows)+3 {
+		t.Errorf("file has %d lines, want %d", n, len(rows)+3)
+	}
+	acc := NewAccumulator()
+	if err := ReadRows(bytes.NewReader(raw), acc); err != nil {
+		t.Fatal(err)
+	}
+	got, err := acc.Summary("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != wantC1 {
+		t.Errorf("summary from file =\n%+v\nwant\n%+v", got, wantC1)
+	}
+	err = ReadRows(strings.NewReader("{\"result_id\":\"a\"}\nnot json\n"), NewAccumulator())
+	if err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("bad file err = %v, want line 2", err)
+	}
+}
+
+func TestWriteSummary(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteSummary(&b, wantC1); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"campaign  c1", "planned  6  (results)", "sent  6", "delivered  3  50.00% of sent",
+		"token dead  1  16.67% of sent", "expired  1", "latency p50/p99  40.0/60.0  ms", "first result  2026-03-01T12:00:00Z"} {
+		if !strings.Contains(collapseSpaces(out), want) {
+			t.Errorf("summary text lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func collapseSpaces(s string) string {
+	var b strings.Builder
+	spaces := 0
+	for _, r := range s {
+		if r == ' ' {
+			spaces++
+			continue
+		}
+		if spaces > 0 {
+			if spaces > 1 {
+				b.WriteString("  ")
+			} else {
+				b.WriteString(" ")
+			}
+			spaces = 0
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func TestQuantileExactMatchesClickHouse(t *testing.T) {
+	for _, tc := range []struct {
+		v     []float64
+		level float64
+		want  float64
+	}{
+		{nil, 0.5, 0},
+		{[]float64{10, 30}, 0.5, 30}, // ClickHouse: quantileExact(0.5)([10,30]) = 30
+		{[]float64{10, 30}, 0.99, 30},
+		{[]float64{5, 1, 3}, 0.5, 3},
+		{[]float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, 0.99, 10},
+		{[]float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, 0.5, 6},
+	} {
+		if got := quantileExact(tc.v, tc.level); got != tc.want {
+			t.Errorf("quantileExact(%v, %v) = %v, want %v", tc.v, tc.level, got, tc.want)
+		}
+	}
+}

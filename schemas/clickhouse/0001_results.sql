@@ -1,0 +1,38 @@
+-- One row per result event (feedback). ClickHouse 18.16 and current
+-- releases: no TTL, CODEC, DateTime64, Map, LowCardinality or skipping
+-- indexes. Times are DateTime('UTC') (seconds); latency and lateness keep
+-- milliseconds as Float64.
+--
+-- Replay safety: ReplacingMergeTree(version) keyed by (campaign_id,
+-- result_id) and partitioned by the month of the result's own time, so a
+-- replayed row (same result id, same time) falls in the same partition
+-- under the same key and merges keep one. Until a merge runs, duplicates are
+-- visible: every query counts distinct result ids (GROUP BY result_id or
+-- uniqExact(result_id)) or reads FROM results FINAL.
+CREATE TABLE IF NOT EXISTS ${database}.results (
+  result_id          String,
+  at                 DateTime('UTC'),
+  app                String,
+  campaign_id        String,
+  campaign_version   UInt32,
+  batch_id           String,
+  device_id          UInt64,
+  user_id            String,
+  token              String,
+  platform           String,
+  provider           String,
+  outcome            String,
+  status             UInt16,
+  reason             String,
+  attempt            UInt16,
+  send_at            DateTime('UTC'),
+  latency_ms         Float64,
+  lateness_ms        Float64,
+  locale             String,
+  timezone           String,
+  wave               String,
+  provider_timestamp DateTime('UTC'),
+  version            UInt64
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(at)
+ORDER BY (campaign_id, result_id);
