@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -214,8 +216,7 @@ func TestLoggerLevelsAndText(t *testing.T) {
 	}
 }
 
-func TestSignalContext(t *testing.T) {
-	// Parent cancellation ends the watcher without a signal.
+func TestSignalContextFollowsParent(t *testing.T) {
 	parent, cancelParent := context.WithCancel(context.Background())
 	ctx, cancel := SignalContext(parent, slog.New(slog.DiscardHandler))
 	defer cancel()
@@ -225,21 +226,91 @@ func TestSignalContext(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("not cancelled with its parent")
 	}
+}
 
-	// SIGTERM cancels the context (and is caught: the test process lives).
-	var buf bytes.Buffer
-	ctx, cancel = SignalContext(context.Background(), NewLogger(config.Log{Level: "info", Format: "json"}, &buf, "test"))
+// signalHelperEnv makes the test binary act as a process under
+// SignalContext (TestSignalHelperProcess), since a second signal exits the
+// process, which a test must not do to itself.
+const signalHelperEnv = "SERVICE_TEST_SIGNAL_HELPER"
+
+func TestSignalHelperProcess(t *testing.T) {
+	if os.Getenv(signalHelperEnv) != "1" {
+		return // only a helper process for TestSignalContext
+	}
+	ctx, cancel := SignalContext(context.Background(), NewLogger(config.Log{Level: "info", Format: "json"}, os.Stdout, "helper"))
 	defer cancel()
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+	os.Stdout.WriteString("ready\n")
+	<-ctx.Done()
+	os.Stdout.WriteString("draining\n")
+	time.Sleep(2 * time.Second) // a slow drain, cut short by a second signal
+	os.Stdout.WriteString("drained\n")
+	os.Exit(0)
+}
+
+// runSignalHelper starts the helper, sends it signals, one after each
+// line it waits for, and returns its output and exit code.
+func runSignalHelper(t *testing.T, signals int) (string, int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSignalHelperProcess$")
+	cmd.Env = append(os.Environ(), signalHelperEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-ctx.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("SIGTERM did not cancel the context")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	// The log line is written before cancel, so it is there now.
-	if !strings.Contains(buf.String(), `"msg":"signal received: finishing in-flight work","component":"test","signal":"terminated"`) {
-		t.Errorf("log %q", buf.String())
+	var seen strings.Builder
+	lines := bufio.NewScanner(out)
+	waitFor := func(line string) {
+		for lines.Scan() {
+			seen.WriteString(lines.Text() + "\n")
+			if lines.Text() == line {
+				return
+			}
+		}
+		t.Fatalf("helper ended before %q:\n%s", line, seen.String())
 	}
+	waitFor("ready")
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("draining")
+	if signals == 2 {
+		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for lines.Scan() {
+		seen.WriteString(lines.Text() + "\n")
+	}
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return seen.String(), exit.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return seen.String(), 0
+}
+
+func TestSignalContext(t *testing.T) {
+	t.Run("SIGTERM cancels and the process drains", func(t *testing.T) {
+		out, code := runSignalHelper(t, 1)
+		if code != 0 || !strings.Contains(out, "drained\n") {
+			t.Errorf("exit %d, output:\n%s", code, out)
+		}
+		if !strings.Contains(out, `"msg":"signal received: finishing in-flight work","component":"helper","signal":"terminated"`) {
+			t.Errorf("no signal log line:\n%s", out)
+		}
+	})
+	t.Run("a second signal exits at once", func(t *testing.T) {
+		out, code := runSignalHelper(t, 2)
+		if code != 1 || strings.Contains(out, "drained\n") {
+			t.Errorf("exit %d, output:\n%s", code, out)
+		}
+		if !strings.Contains(out, `"msg":"second signal: exiting without draining","component":"helper","signal":"interrupt"`) {
+			t.Errorf("no second-signal log line:\n%s", out)
+		}
+	})
 }
