@@ -1,0 +1,264 @@
+package feedback
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushlane/pushlane/schemas"
+)
+
+// storeCase is one hygiene scenario run against every MySQL the project
+// supports (go-mysql-server here, MariaDB in the integration tests).
+type storeCase struct {
+	name string
+	run  func(t *testing.T, db *sql.DB)
+}
+
+// seedDevice inserts an active device registered at at.
+func seedDevice(t *testing.T, db *sql.DB, app, token string, at time.Time) {
+	t.Helper()
+	if _, err := db.Exec(`INSERT INTO devices (app, platform, token, registered_at, active) VALUES (?, 'ios', ?, ?, 1)`, app, token, at); err != nil {
+		t.Fatalf("seed %s/%s: %v", app, token, err)
+	}
+}
+
+type deviceState struct {
+	Active        bool
+	RegisteredAt  time.Time
+	DeactivatedAt time.Time
+	Reason        string
+	Platform      string
+	UserID        string
+}
+
+func (d deviceState) String() string {
+	return fmt.Sprintf("active=%v registered=%s deactivated=%s reason=%q platform=%s user=%q", d.Active,
+		d.RegisteredAt.Format(time.RFC3339Nano), d.DeactivatedAt.Format(time.RFC3339Nano), d.Reason, d.Platform, d.UserID)
+}
+
+func device(t *testing.T, db *sql.DB, app, token string) deviceState {
+	t.Helper()
+	var d deviceState
+	var deact sql.NullTime
+	var reason, user sql.NullString
+	err := db.QueryRow(`SELECT active, registered_at, deactivated_at, deactivation_reason, platform, user_id FROM devices WHERE app = ? AND token = ?`, app, token).
+		Scan(&d.Active, &d.RegisteredAt, &deact, &reason, &d.Platform, &user)
+	if err != nil {
+		t.Fatalf("device %s/%s: %v", app, token, err)
+	}
+	d.RegisteredAt = d.RegisteredAt.UTC()
+	d.DeactivatedAt, d.Reason, d.UserID = deact.Time.UTC(), reason.String, user.String
+	return d
+}
+
+// snapshot is the whole devices and strikes state, for replay comparisons.
+func snapshot(t *testing.T, db *sql.DB) string {
+	t.Helper()
+	var b strings.Builder
+	rows, err := db.Query(`SELECT app, token FROM devices ORDER BY app, token`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys [][2]string
+	for rows.Next() {
+		var k [2]string
+		if err := rows.Scan(&k[0], &k[1]); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	rows.Close()
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s/%s %s\n", k[0], k[1], device(t, db, k[0], k[1]))
+	}
+	var strikes int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM device_strikes`).Scan(&strikes); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&b, "strikes %d\n", strikes)
+	return b.String()
+}
+
+func apply(t *testing.T, s Store, c Changes) Applied {
+	t.Helper()
+	a, err := s.Apply(context.Background(), c)
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	return a
+}
+
+func dead(id, token, reason string, at, providerTS time.Time) *schemas.Result {
+	r := result(id, "app", token, schemas.OutcomeTokenDead, reason, at)
+	r.ProviderTimestamp = providerTS
+	return r
+}
+
+func storeCases() []storeCase {
+	return []storeCase{
+		{"410 timestamp guard both ways", func(t *testing.T, db *sql.DB) {
+			s := NewMySQLStore(db, 3)
+			seedDevice(t, db, "app", "old", t0)                  // registered before Apple's timestamp
+			seedDevice(t, db, "app", "new", t0.Add(2*time.Hour)) // re-registered after it
+			ts := t0.Add(time.Hour)
+			a := apply(t, s, Collect([]*schemas.Result{
+				dead("r1", "old", "Unregistered", t0.Add(3*time.Hour), ts),
+				dead("r2", "new", "Unregistered", t0.Add(3*time.Hour), ts),
+			}, nil))
+			if a.DeadDeactivated != 1 || a.Unknown != 0 {
+				t.Errorf("applied = %+v, want 1 deactivated, 0 unknown", a)
+			}
+			if d := device(t, db, "app", "old"); d.Active || d.Reason != "Unregistered" || !d.DeactivatedAt.Equal(ts) {
+				t.Errorf("old token = %s, want inactive, Unregistered at %s", d, ts)
+			}
+			if d := device(t, db, "app", "new"); !d.Active || d.Reason != "" {
+				t.Errorf("re-registered token = %s, want active", d)
+			}
+		}},
+		{"other dead reasons use the result time with the same guard", func(t *testing.T, db *sql.DB) {
+			s := NewMySQLStore(db, 3)
+			at := t0.Add(time.Hour)
+			for i, reason := range []string{"ExpiredToken", "UNREGISTERED", "SENDER_ID_MISMATCH", "INVALID_ARGUMENT"} {
+				seedDevice(t, db, "app", "d"+reason, t0)
+				seedDevice(t, db, "app", "late"+reason, at.Add(time.Minute)) // registered after the result
+				apply(t, s, Collect([]*schemas.Result{
+					dead(fmt.Sprint("a", i), "d"+reason, reason, at, time.Time{}),
+					dead(fmt.Sprint("b", i), "late"+reason, reason, at, time.Time{}),
+				}, nil))
+				if d := device(t, db, "app", "d"+reason); d.Active || d.Reason != reason || !d.DeactivatedAt.Equal(at) {
+					t.Errorf("%s: device = %s, want inactive at %s", reason, d, at)
+				}
+				if d := device(t, db, "app", "late"+reason); !d.Active {
+					t.Errorf("%s: device registered after the result = %s, want active", reason, d)
+				}
+			}
+		}},
+		{"suspect strikes deactivate at N, once per result, from the last registration", func(t *testing.T, db *sql.DB) {
+			s := NewMySQLStore(db, 3)
+			seedDevice(t, db, "app", "s", t0)
+			strike := func(id string, at time.Time) *schemas.Result {
+				return result(id, "app", "s", schemas.OutcomeTokenSuspect, "BadDeviceToken", at)
+			}
+			a := apply(t, s, Collect([]*schemas.Result{strike("s1", t0.Add(time.Minute)), strike("s2", t0.Add(2*time.Minute))}, nil))
+			if a.NewStrikes != 2 {
+				t.Errorf("new strikes = %d, want 2", a.NewStrikes)
+			}
+			// Replays of the same two results add nothing.
+			a = apply(t, s, Collect([]*schemas.Result{strike("s1", t0.Add(time.Minute)), strike("s2", t0.Add(2*time.Minute))}, nil))
+			if a.NewStrikes != 0 || a.SuspectDeactivated != 0 {
+				t.Errorf("replayed strikes applied %+v, want nothing", a)
+			}
+			if d := device(t, db, "app", "s"); !d.Active {
+				t.Fatalf("two strikes deactivated the device: %s", d)
+			}
+			third := t0.Add(3 * time.Minute)
+			a = apply(t, s, Collect([]*schemas.Result{strike("s3", third)}, nil))
+			if d := device(t, db, "app", "s"); d.Active || d.Reason != ReasonSuspectStrikes || !d.DeactivatedAt.Equal(third) || a.SuspectDeactivated != 1 {
+				t.Fatalf("after 3 strikes: device = %s, applied %+v; want inactive by suspect_strikes at %s", d, a, third)
+			}
+			// The app re-registers: active again, and old strikes no longer count.
+			apply(t, s, Collect(nil, []*schemas.DeviceRegistration{{App: "app", Token: "s", Platform: "ios", RegisteredAt: t0.Add(time.Hour)}}))
+			apply(t, s, Collect([]*schemas.Result{strike("s4", t0.Add(2*time.Hour))}, nil))
+			if d := device(t, db, "app", "s"); !d.Active {
+				t.Errorf("one strike after re-registration deactivated the device: %s", d)
+			}
+		}},
+		{"suspect strikes 0 records but never deactivates", func(t *testing.T, db *sql.DB) {
+			s := NewMySQLStore(db, 0)
+			seedDevice(t, db, "app", "q", t0)
+			var rs []*schemas.Result
+			for i := range 5 {
+				rs = append(rs, result(fmt.Sprint("q", i), "app", "q", schemas.OutcomeTokenSuspect, "DeviceTokenNotForTopic", t0.Add(time.Duration(i+1)*time.Minute)))
+			}
+			if a := apply(t, s, Collect(rs, nil)); a.NewStrikes != 5 || a.SuspectDeactivated != 0 {
+				t.Errorf("applied %+v, want 5 strikes, no deactivation", a)
+			}
+			if d := device(t, db, "app", "q"); !d.Active {
+				t.Errorf("device = %s, want active", d)
+			}
+		}},
+		{"registrations insert, refresh, reactivate only when newer than the evidence, unregister", func(t *testing.T, db *sql.DB) {
+			s := NewMySQLStore(db, 3)
+			reg := func(token string, at time.Time, user string) *schemas.DeviceRegistration {
+				return &schemas.DeviceRegistration{App: "app", Token: token, Platform: "android", UserID: user, RegisteredAt: at}
+			}
+			apply(t, s, Collect(nil, []*schemas.DeviceRegistration{reg("n", t0, "u1")}))
+			if d := device(t, db, "app", "n"); !d.Active || !d.RegisteredAt.Equal(t0) || d.Platform != "android" || d.UserID != "u1" {
+				t.Fatalf("new registration = %s", d)
+			}
+			// An older registration arriving late keeps the later time and profile.
+			apply(t, s, Collect(nil, []*schemas.DeviceRegistration{reg("n", t0.Add(-time.Hour), "u0")}))
+			if d := device(t, db, "app", "n"); !d.RegisteredAt.Equal(t0) || d.UserID != "u1" {
+				t.Errorf("older registration changed the device: %s", d)
+			}
+			// FCM says dead at t0+1h.
+			apply(t, s, Collect([]*schemas.Result{dead("x1", "n", "UNREGISTERED", t0.Add(time.Hour), time.Time{})}, nil))
+			// Replaying the original registration does not revive it.
+			apply(t, s, Collect(nil, []*schemas.DeviceRegistration{reg("n", t0, "u1")}))
+			if d := device(t, db, "app", "n"); d.Active {
+				t.Fatalf("replayed old registration revived a dead token: %s", d)
+			}
+			// A registration newer than the evidence does.
+			apply(t, s, Collect(nil, []*schemas.DeviceRegistration{reg("n", t0.Add(2*time.Hour), "u2")}))
+			if d := device(t, db, "app", "n"); !d.Active || d.Reason != "" || !d.DeactivatedAt.IsZero() || d.UserID != "u2" || !d.RegisteredAt.Equal(t0.Add(2*time.Hour)) {
+				t.Fatalf("newer registration = %s, want active, u2, cleared deactivation", d)
+			}
+			// The app unregisters: deactivated with its reason; an
+			// unregister older than the registration is ignored.
+			un := reg("n", t0.Add(time.Hour), "")
+			un.Unregister = true
+			if a := apply(t, s, Collect(nil, []*schemas.DeviceRegistration{un})); a.Unregistered != 0 {
+				t.Errorf("stale unregister applied %+v", a)
+			}
+			un.RegisteredAt = t0.Add(3 * time.Hour)
+			if a := apply(t, s, Collect(nil, []*schemas.DeviceRegistration{un})); a.Unregistered != 1 {
+				t.Errorf("unregister applied %+v, want 1", a)
+			}
+			if d := device(t, db, "app", "n"); d.Active || d.Reason != ReasonUnregisteredByApp || !d.DeactivatedAt.Equal(t0.Add(3*time.Hour)) {
+				t.Errorf("unregistered device = %s", d)
+			}
+		}},
+		{"replaying everything changes nothing", func(t *testing.T, db *sql.DB) {
+			s := NewMySQLStore(db, 2)
+			seedDevice(t, db, "app", "a", t0)
+			seedDevice(t, db, "app", "b", t0)
+			seedDevice(t, db, "app", "c", t0.Add(5*time.Hour))
+			results := []*schemas.Result{
+				dead("1", "a", "Unregistered", t0.Add(2*time.Hour), t0.Add(time.Hour)),
+				dead("2", "c", "Unregistered", t0.Add(2*time.Hour), t0.Add(time.Hour)),
+				result("3", "app", "b", schemas.OutcomeTokenSuspect, "BadDeviceToken", t0.Add(time.Minute)),
+				result("4", "app", "b", schemas.OutcomeTokenSuspect, "BadDeviceToken", t0.Add(2*time.Minute)),
+				result("5", "app", "zz", schemas.OutcomeTokenDead, "ExpiredToken", t0),
+				result("6", "app", "c", schemas.OutcomeDelivered, "", t0),
+			}
+			regs := []*schemas.DeviceRegistration{{App: "app", Token: "d", Platform: "ios", RegisteredAt: t0}}
+			first := apply(t, s, Collect(results, regs))
+			if first.Unknown != 1 || first.DeadDeactivated != 1 || first.SuspectDeactivated != 1 {
+				t.Errorf("first apply = %+v, want 1 unknown, 1 dead, 1 suspect deactivated", first)
+			}
+			before := snapshot(t, db)
+			again := apply(t, s, Collect(results, regs))
+			if again.DeadDeactivated != 0 || again.SuspectDeactivated != 0 || again.NewStrikes != 0 || again.Unregistered != 0 {
+				t.Errorf("replay applied %+v, want no change", again)
+			}
+			if after := snapshot(t, db); after != before {
+				t.Errorf("replay changed the state:\nbefore\n%s\nafter\n%s", before, after)
+			}
+		}},
+	}
+}
+
+// TestStoreOnGoMySQLServer runs the hygiene rules on the embedded
+// go-mysql-server the demo uses, which proves the SQL is portable beyond
+// MariaDB; the integration test runs the same cases on MariaDB.
+func TestStoreOnGoMySQLServer(t *testing.T) {
+	for _, c := range storeCases() {
+		t.Run(c.name, func(t *testing.T) {
+			c.run(t, embeddedDB(t))
+		})
+	}
+}
