@@ -1,0 +1,81 @@
+package fcm
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pushlane/pushlane/providers"
+)
+
+// APIError is an FCM v1 error answer.
+type APIError struct {
+	Status     int    // HTTP status
+	GRPCStatus string // error.status, e.g. NOT_FOUND
+	ErrorCode  string // FcmError errorCode, e.g. UNREGISTERED; "" if none
+	Message    string // error.message
+	// TokenField is true when a BadRequest field violation names
+	// message.token.
+	TokenField bool
+	RetryAfter time.Duration
+}
+
+func (e *APIError) Error() string {
+	code := e.ErrorCode
+	if code == "" {
+		code = e.GRPCStatus
+	}
+	return fmt.Sprintf("fcm: %d %s: %s", e.Status, code, e.Message)
+}
+
+// Reason is the FcmError code, or the gRPC status when there is none.
+func (e *APIError) Reason() string {
+	if e.ErrorCode != "" {
+		return e.ErrorCode
+	}
+	return e.GRPCStatus
+}
+
+// TokenInvalid reports whether an INVALID_ARGUMENT blames the registration
+// token (and not the payload).
+func (e *APIError) TokenInvalid() bool {
+	if e.TokenField {
+		return true
+	}
+	m := strings.ToLower(e.Message)
+	return strings.Contains(m, "registration token") && (strings.Contains(m, "not a valid") || strings.Contains(m, "invalid"))
+}
+
+// Classify maps an FCM error to its outcome:
+//
+//	UNREGISTERED, SENDER_ID_MISMATCH         token dead
+//	INVALID_ARGUMENT about the token         token dead
+//	INVALID_ARGUMENT otherwise               payload rejected
+//	QUOTA_EXCEEDED, UNAVAILABLE, INTERNAL    retryable
+//	THIRD_PARTY_AUTH_ERROR, APNS_AUTH_ERROR  credential failure
+//	no code (UNSPECIFIED_ERROR): by status   401/403/404 credential failure (the sender's own
+//	                                         token or project), 429/5xx retryable, other 4xx payload rejected
+func Classify(e *APIError) providers.Outcome {
+	switch e.ErrorCode {
+	case "UNREGISTERED", "SENDER_ID_MISMATCH":
+		return providers.TokenDead
+	case "INVALID_ARGUMENT":
+		if e.TokenInvalid() {
+			return providers.TokenDead
+		}
+		return providers.PayloadRejected
+	case "QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL":
+		return providers.Retryable
+	case "THIRD_PARTY_AUTH_ERROR", "APNS_AUTH_ERROR":
+		return providers.CredentialFailure
+	}
+	switch {
+	case e.Status == 401 || e.Status == 403 || e.Status == 404:
+		return providers.CredentialFailure
+	case e.Status == 429 || e.Status >= 500:
+		return providers.Retryable
+	case e.Status == 400 && e.TokenInvalid():
+		return providers.TokenDead
+	}
+	return providers.PayloadRejected
+}

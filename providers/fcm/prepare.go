@@ -1,0 +1,208 @@
+package fcm
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"firebase.google.com/go/v4/messaging"
+
+	"github.com/pushlane/pushlane/providers"
+)
+
+// Limits Google documents.
+const (
+	MaxPayload = 4096                // data plus notification, bytes
+	MaxTTL     = 28 * 24 * time.Hour // android.ttl
+)
+
+// Prepared is a message validated and encoded once, waiting for a token.
+// Safe for concurrent use.
+type Prepared struct {
+	s *Sender
+	// Message is the SDK message it was encoded from (no token).
+	Message *messaging.Message
+	head    []byte // {"message":{"token":
+	tail    []byte // ,<the other fields>}}
+	auth    atomic.Pointer[authHeader]
+}
+
+type authHeader struct {
+	token  string
+	header http.Header
+}
+
+var _ providers.Prepared = (*Prepared)(nil)
+
+// Send delivers the prepared message to one registration token.
+func (p *Prepared) Send(ctx context.Context, token string, attempt int) providers.Result {
+	return p.s.sendPrepared(ctx, p, token, attempt)
+}
+
+// Body is the request body for token.
+func (p *Prepared) Body(token string) []byte {
+	b := make([]byte, 0, len(p.head)+len(token)+2+len(p.tail))
+	b = append(b, p.head...)
+	b = appendString(b, token)
+	return append(b, p.tail...)
+}
+
+// header is the request header for access token at; requests only read it,
+// so one map serves until the access token changes.
+func (p *Prepared) header(at string) http.Header {
+	if a := p.auth.Load(); a != nil && a.token == at {
+		return a.header
+	}
+	h := http.Header{
+		"content-type":  {"application/json; charset=utf-8"},
+		"authorization": {"Bearer " + at},
+	}
+	p.auth.Store(&authHeader{token: at, header: h})
+	return h
+}
+
+func reject(detail string) error {
+	return &providers.RejectError{Provider: "fcm", Reason: "INVALID_ARGUMENT", Detail: detail}
+}
+
+// Prepare validates m and encodes everything but the token.
+func (s *Sender) Prepare(m *providers.Message) (providers.Prepared, error) {
+	p, err := s.prepare(m)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// PrepareFCM is Prepare returning the concrete type.
+func (s *Sender) PrepareFCM(m *providers.Message) (*Prepared, error) { return s.prepare(m) }
+
+func reservedKey(k string) bool {
+	return k == "from" || k == "notification" || k == "message_type" || strings.HasPrefix(k, "google.") || strings.HasPrefix(k, "gcm.")
+}
+
+func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
+	size := len(m.Title) + len(m.Body)
+	for k, v := range m.Data {
+		if reservedKey(k) {
+			return nil, reject("data key " + strconv.Quote(k) + " is reserved by FCM")
+		}
+		size += len(k) + len(v)
+	}
+	if size > MaxPayload {
+		return nil, reject("data and notification are " + strconv.Itoa(size) + " bytes, limit 4096")
+	}
+	now := s.cfg.Clock()
+	ttl := m.TTL
+	if !m.Expiration.IsZero() {
+		if !m.Expiration.After(now) {
+			return nil, reject("expiration " + m.Expiration.UTC().Format(time.RFC3339) + " has passed")
+		}
+		if d := m.Expiration.Sub(now); ttl == 0 || d < ttl {
+			ttl = d.Truncate(time.Second)
+		}
+	}
+	if ttl < 0 || ttl > MaxTTL {
+		return nil, reject("ttl " + ttl.String() + " outside 0–2419200 s")
+	}
+	var androidPrio, apnsPrio, urgency string
+	switch m.Priority {
+	case providers.PriorityHigh:
+		androidPrio, apnsPrio, urgency = "high", "10", "high"
+	case providers.PriorityNormal:
+		androidPrio, apnsPrio, urgency = "normal", "5", "normal"
+	case providers.PriorityLow:
+		androidPrio, apnsPrio, urgency = "normal", "1", "low"
+	case "":
+	default:
+		return nil, reject("priority must be high, normal, low or empty, got " + strconv.Quote(m.Priority))
+	}
+	if len(m.CollapseID) > 64 {
+		return nil, reject("collapse key is " + strconv.Itoa(len(m.CollapseID)) + " bytes, limit 64")
+	}
+
+	msg := &messaging.Message{Data: m.Data}
+	if m.Title != "" || m.Body != "" {
+		msg.Notification = &messaging.Notification{Title: m.Title, Body: m.Body}
+	}
+	switch m.Platform {
+	case providers.PlatformIOS:
+		msg.APNS = apnsOverride(m, apnsPrio, ttl, now)
+	case providers.PlatformWeb:
+		msg.Webpush = webpushOverride(m, urgency, ttl)
+	default:
+		a := &messaging.AndroidConfig{CollapseKey: m.CollapseID, Priority: androidPrio}
+		if ttl > 0 {
+			a.TTL = &ttl
+		}
+		if m.AndroidChannel != "" || m.Sound != "" {
+			a.Notification = &messaging.AndroidNotification{ChannelID: m.AndroidChannel, Sound: m.Sound}
+		}
+		msg.Android = a
+	}
+	enc, err := json.Marshal(msg)
+	if err != nil {
+		return nil, reject("encode: " + err.Error())
+	}
+	p := &Prepared{s: s, Message: msg, head: []byte(`{"message":{"token":`)}
+	if string(enc) == "{}" {
+		p.tail = []byte("}}")
+	} else {
+		p.tail = append(append([]byte(","), enc[1:]...), '}')
+	}
+	return p, nil
+}
+
+func apnsOverride(m *providers.Message, prio string, ttl time.Duration, now time.Time) *messaging.APNSConfig {
+	h := map[string]string{}
+	if prio != "" {
+		h["apns-priority"] = prio
+	}
+	if ttl > 0 {
+		h["apns-expiration"] = strconv.FormatInt(now.Add(ttl).Unix(), 10)
+	}
+	if m.CollapseID != "" {
+		h["apns-collapse-id"] = m.CollapseID
+	}
+	if m.PushType != "" {
+		h["apns-push-type"] = m.PushType
+	}
+	aps := &messaging.Aps{Badge: m.Badge, Sound: m.Sound, ThreadID: m.ThreadID, Category: m.Category,
+		MutableContent: m.MutableContent, ContentAvailable: m.ContentAvailable}
+	if m.InterruptionLevel != "" {
+		aps.CustomData = map[string]any{"interruption-level": m.InterruptionLevel}
+	}
+	return &messaging.APNSConfig{Headers: h, Payload: &messaging.APNSPayload{Aps: aps}}
+}
+
+func webpushOverride(m *providers.Message, urgency string, ttl time.Duration) *messaging.WebpushConfig {
+	h := map[string]string{}
+	if ttl > 0 {
+		h["TTL"] = strconv.FormatInt(int64(ttl/time.Second), 10)
+	}
+	if urgency != "" {
+		h["Urgency"] = urgency
+	}
+	w := &messaging.WebpushConfig{Headers: h}
+	if m.Title != "" || m.Body != "" {
+		w.Notification = &messaging.WebpushNotification{Title: m.Title, Body: m.Body, Tag: m.CollapseID}
+	}
+	return w
+}
+
+// appendString appends s as a JSON string.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}

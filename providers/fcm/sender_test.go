@@ -1,0 +1,335 @@
+package fcm_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/pushlane/pushlane/providers"
+	"github.com/pushlane/pushlane/providers/fcm"
+	"github.com/pushlane/pushlane/providers/fcmsim"
+)
+
+func TestDeliveredWithServiceAccountAndEveryField(t *testing.T) {
+	sim, acct := startSim(t, nil)
+	s := newSender(t, sim, acct, nil)
+	m := &providers.Message{Platform: providers.PlatformAndroid, Token: "tok-1", Title: "Sale", Body: "50%",
+		Data: map[string]string{"campaign": "c1"}, Priority: providers.PriorityHigh, CollapseID: "sale",
+		TTL: 90 * time.Minute, AndroidChannel: "promo", Sound: "chime"}
+	r := s.Send(context.Background(), m, 1)
+	if r.Outcome != providers.Delivered || r.Status != 200 || !strings.HasPrefix(r.ProviderID, "projects/"+project+"/messages/") {
+		t.Fatalf("result = %+v", r)
+	}
+	if sim.TokenRequests() != 1 {
+		t.Errorf("token requests = %d", sim.TokenRequests())
+	}
+	rec, _ := sim.Last("tok-1")
+	var got map[string]any
+	if err := json.Unmarshal(rec.Body, &got); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(got)
+	want := `{"message":{"android":{"collapse_key":"sale","notification":{"channel_id":"promo","sound":"chime"},"priority":"high","ttl":"5400s"},"data":{"campaign":"c1"},"notification":{"body":"50%","title":"Sale"},"token":"tok-1"}}`
+	if string(b) != want {
+		t.Errorf("body\n got %s\nwant %s", b, want)
+	}
+	if rec.Header.Get("Authorization") == "" || !strings.HasPrefix(rec.Header.Get("Authorization"), "Bearer ya29.sim-") {
+		t.Errorf("authorization = %q", rec.Header.Get("Authorization"))
+	}
+}
+
+func TestAPNsAndWebpushOverrides(t *testing.T) {
+	sim, acct := startSim(t, nil)
+	s := newSender(t, sim, acct, nil)
+	badge := 2
+	ios := &providers.Message{Platform: providers.PlatformIOS, Token: "ios-1", Title: "t", Badge: &badge, Sound: "s",
+		ThreadID: "th", Category: "cat", MutableContent: true, InterruptionLevel: "passive", Priority: providers.PriorityNormal,
+		CollapseID: "c", PushType: "alert"}
+	web := &providers.Message{Platform: providers.PlatformWeb, Token: "web-1", Title: "t", Body: "b", TTL: time.Minute, Priority: providers.PriorityLow}
+	for _, m := range []*providers.Message{ios, web} {
+		if r := s.Send(context.Background(), m, 1); r.Outcome != providers.Delivered {
+			t.Fatalf("%s: %+v", m.Token, r)
+		}
+	}
+	check := func(token, want string) {
+		rec, _ := sim.Last(token)
+		var got map[string]any
+		_ = json.Unmarshal(rec.Body, &got)
+		b, _ := json.Marshal(got["message"].(map[string]any)[want[:strings.Index(want, "=")]])
+		if string(b) != want[strings.Index(want, "=")+1:] {
+			t.Errorf("%s\n got %s\nwant %s", token, b, want)
+		}
+	}
+	check("ios-1", `apns={"headers":{"apns-collapse-id":"c","apns-priority":"5","apns-push-type":"alert"},"payload":{"aps":{"badge":2,"category":"cat","interruption-level":"passive","mutable-content":1,"sound":"s","thread-id":"th"}}}`)
+	check("web-1", `webpush={"headers":{"TTL":"60","Urgency":"low"},"notification":{"body":"b","title":"t"}}`)
+}
+
+// Every error code Google documents for FCM v1, answered over the wire.
+func TestEveryFCMErrorOverTheWire(t *testing.T) {
+	sim, acct := startSim(t, nil)
+	s := newSender(t, sim, acct, nil)
+	cases := []struct {
+		rule    fcmsim.Rule
+		outcome providers.Outcome
+	}{
+		{fcmsim.Rule{Status: 404, Code: "UNREGISTERED", Message: "Requested entity was not found."}, providers.TokenDead},
+		{fcmsim.Rule{Status: 403, Code: "SENDER_ID_MISMATCH", Message: "SenderId mismatch"}, providers.TokenDead},
+		{fcmsim.Rule{Status: 400, Code: "INVALID_ARGUMENT", Message: "The registration token is not a valid FCM registration token"}, providers.TokenDead},
+		{fcmsim.Rule{Status: 400, Code: "INVALID_ARGUMENT", Message: "Invalid value at 'message.android.ttl'"}, providers.PayloadRejected},
+		{fcmsim.Rule{Status: 429, Code: "QUOTA_EXCEEDED", Message: "Quota exceeded."}, providers.Retryable},
+		{fcmsim.Rule{Status: 503, Code: "UNAVAILABLE", Message: "The service is currently unavailable."}, providers.Retryable},
+		{fcmsim.Rule{Status: 500, Code: "INTERNAL", Message: "Internal error encountered."}, providers.Retryable},
+		{fcmsim.Rule{Status: 401, Code: "THIRD_PARTY_AUTH_ERROR", Message: "Auth error from APNS or Web Push Service"}, providers.CredentialFailure},
+		{fcmsim.Rule{Status: 401, Code: "APNS_AUTH_ERROR", Message: "APNs auth error"}, providers.CredentialFailure},
+		{fcmsim.Rule{Status: 500, Code: "UNSPECIFIED_ERROR", Message: "No more information."}, providers.Retryable},
+		{fcmsim.Rule{Status: 400, Code: "UNSPECIFIED_ERROR", Message: "No more information."}, providers.PayloadRejected},
+	}
+	p, err := s.Prepare(note())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cases {
+		t.Run(fmt.Sprintf("%s_%d", c.rule.Code, c.rule.Status), func(t *testing.T) {
+			token := fmt.Sprintf("case-%d", i)
+			sim.SetTokenRule(token, c.rule)
+			r := p.Send(context.Background(), token, 3)
+			if r.Outcome != c.outcome || r.Status != c.rule.Status || r.Reason != c.rule.Code || r.Attempt != 3 {
+				t.Fatalf("got %s %d %q, want %s %d %q", r.Outcome, r.Status, r.Reason, c.outcome, c.rule.Status, c.rule.Code)
+			}
+			var ae *fcm.APIError
+			if !errors.As(r.Err, &ae) || !strings.Contains(r.Err.Error(), c.rule.Message) || !strings.Contains(r.Err.Error(), c.rule.Code) {
+				t.Fatalf("error %v", r.Err)
+			}
+		})
+	}
+}
+
+func TestDefaultTokenRules(t *testing.T) {
+	sim, acct := startSim(t, nil)
+	s := newSender(t, sim, acct, nil)
+	p, _ := s.Prepare(note())
+	for _, c := range []struct {
+		token, reason string
+		outcome       providers.Outcome
+	}{
+		{"dead-1", "UNREGISTERED", providers.TokenDead},
+		{"bad-1", "INVALID_ARGUMENT", providers.TokenDead},
+		{"other-1", "SENDER_ID_MISMATCH", providers.TokenDead},
+		{"throttled-1", "QUOTA_EXCEEDED", providers.Retryable},
+		{"unavailable-1", "UNAVAILABLE", providers.Retryable},
+		{"internal-1", "INTERNAL", providers.Retryable},
+		{"apnsauth-1", "THIRD_PARTY_AUTH_ERROR", providers.CredentialFailure},
+		{"fine-1", "", providers.Delivered},
+	} {
+		if r := p.Send(context.Background(), c.token, 1); r.Outcome != c.outcome || r.Reason != c.reason {
+			t.Errorf("%s: %s %q, want %s %q", c.token, r.Outcome, r.Reason, c.outcome, c.reason)
+		}
+	}
+}
+
+func TestClassifyWithoutFCMCode(t *testing.T) {
+	for _, c := range []struct {
+		e    fcm.APIError
+		want providers.Outcome
+	}{
+		{fcm.APIError{Status: 401, GRPCStatus: "UNAUTHENTICATED"}, providers.CredentialFailure},
+		{fcm.APIError{Status: 403, GRPCStatus: "PERMISSION_DENIED"}, providers.CredentialFailure},
+		{fcm.APIError{Status: 404, GRPCStatus: "NOT_FOUND"}, providers.CredentialFailure},
+		{fcm.APIError{Status: 429, GRPCStatus: "RESOURCE_EXHAUSTED"}, providers.Retryable},
+		{fcm.APIError{Status: 502}, providers.Retryable},
+		{fcm.APIError{Status: 400, GRPCStatus: "INVALID_ARGUMENT", Message: "Request contains an invalid argument."}, providers.PayloadRejected},
+		{fcm.APIError{Status: 400, GRPCStatus: "INVALID_ARGUMENT", TokenField: true}, providers.TokenDead},
+	} {
+		if got := fcm.Classify(&c.e); got != c.want {
+			t.Errorf("Classify(%+v) = %s, want %s", c.e, got, c.want)
+		}
+	}
+}
+
+func TestRetryAfterAndFaultWindow(t *testing.T) {
+	sim, acct := startSim(t, nil)
+	s := newSender(t, sim, acct, nil)
+	sim.SetFault(fcmsim.Fault{Rate429: 1, Count: 1, RetryAfter: 12 * time.Second})
+	m := note()
+	m.Token = "t-1"
+	r := s.Send(context.Background(), m, 1)
+	if r.Outcome != providers.Retryable || r.Reason != "QUOTA_EXCEEDED" || r.RetryAfter != 12*time.Second {
+		t.Fatalf("result = %+v", r)
+	}
+	sim.SetFault(fcmsim.Fault{Rate503: 1, For: 100 * time.Millisecond})
+	if r := s.Send(context.Background(), m, 2); r.Outcome != providers.Retryable || r.Reason != "UNAVAILABLE" {
+		t.Fatalf("during 503 window: %+v", r)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if r := s.Send(context.Background(), m, 3); r.Outcome != providers.Delivered {
+		t.Fatalf("after the window: %+v", r)
+	}
+}
+
+func TestValidationRejectsWithoutCallingGoogle(t *testing.T) {
+	sim, acct := startSim(t, nil)
+	s := newSender(t, sim, acct, nil)
+	for _, c := range []struct {
+		m    providers.Message
+		want string
+	}{
+		{providers.Message{Data: map[string]string{"from": "x"}}, `data key "from" is reserved`},
+		{providers.Message{Data: map[string]string{"google.x": "x"}}, `data key "google.x" is reserved`},
+		{providers.Message{Body: strings.Repeat("b", 4097)}, "4097 bytes, limit 4096"},
+		{providers.Message{Title: "t", TTL: 29 * 24 * time.Hour}, "outside 0–2419200 s"},
+		{providers.Message{Title: "t", Priority: "asap"}, `got "asap"`},
+		{providers.Message{Title: "t", Expiration: time.Now().Add(-time.Second)}, "has passed"},
+		{providers.Message{Title: "t", CollapseID: strings.Repeat("c", 65)}, "65 bytes, limit 64"},
+	} {
+		m := c.m
+		m.Token = "t"
+		r := s.Send(context.Background(), &m, 1)
+		if r.Outcome != providers.PayloadRejected || r.Reason != "INVALID_ARGUMENT" || r.Err == nil || !strings.Contains(r.Err.Error(), c.want) {
+			t.Errorf("got %s %q %v, want payload_rejected containing %q", r.Outcome, r.Reason, r.Err, c.want)
+		}
+	}
+	if r := s.Send(context.Background(), &providers.Message{Title: "t"}, 1); r.Outcome != providers.TokenSuspect || r.Reason != "MissingToken" {
+		t.Errorf("empty token: %+v", r)
+	}
+	if n := sim.Counts().Requests; n != 0 || sim.TokenRequests() != 0 {
+		t.Fatalf("simulator saw %d sends and %d token requests, want 0", n, sim.TokenRequests())
+	}
+}
+
+func TestRefusedAccessTokenIsFetchedAgainOnce(t *testing.T) {
+	sim, acct := startSim(t, nil)
+	s := newSender(t, sim, acct, nil)
+	m := note()
+	m.Token = "t-1"
+	if r := s.Send(context.Background(), m, 1); r.Outcome != providers.Delivered {
+		t.Fatal(r)
+	}
+	sim.RevokeAccessTokens()
+	if r := s.Send(context.Background(), m, 1); r.Outcome != providers.Delivered {
+		t.Fatalf("after revocation: %+v", r)
+	}
+	if n := sim.TokenRequests(); n != 2 {
+		t.Fatalf("token requests = %d, want 2", n)
+	}
+}
+
+func TestFakeTokenSourceRefusedIsACredentialFailure(t *testing.T) {
+	sim, _ := startSim(t, nil)
+	s, err := fcm.New(fcm.Config{App: "x", ProjectID: project, Endpoint: sim.URL(), RootCAs: sim.CertPool(),
+		TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "made-up", Expiry: time.Now().Add(time.Hour)})}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := note()
+	m.Token = "t"
+	r := s.Send(context.Background(), m, 1)
+	if r.Outcome != providers.CredentialFailure || r.Status != 401 || r.Reason != "UNAUTHENTICATED" {
+		t.Fatalf("result = %+v", r)
+	}
+	if n := sim.Counts().Requests; n != 2 {
+		t.Fatalf("requests = %d, want 2 (one retry after the 401)", n)
+	}
+}
+
+func TestServiceAccountRefusedHaltsTheApp(t *testing.T) {
+	sim, _ := startSim(t, nil)
+	stranger, err := fcmsim.NewTestServiceAccount(project, sim.TokenURL()) // same email, a key the simulator does not know
+	if err != nil {
+		t.Fatal(err)
+	}
+	halt, _ := providers.NewHalt(nil, nil)
+	s := newSender(t, sim, stranger, func(c *fcm.Config) { c.Halt = halt; c.App = "shop" })
+	m := note()
+	m.Token = "t"
+	r := s.Send(context.Background(), m, 1)
+	if r.Outcome != providers.CredentialFailure || r.Reason != "oauth:invalid_grant" || !strings.Contains(r.Err.Error(), "Invalid JWT Signature") {
+		t.Fatalf("result = %+v", r)
+	}
+	if _, halted := halt.Halted("shop"); !halted {
+		t.Fatal("app not halted")
+	}
+	for range 10 {
+		if r := s.Send(context.Background(), m, 1); !errors.Is(r.Err, providers.ErrHalted) {
+			t.Fatalf("send while halted: %+v", r)
+		}
+	}
+	if sim.TokenRequests() != 1 || sim.Counts().Requests != 0 {
+		t.Fatalf("token requests %d, sends %d", sim.TokenRequests(), sim.Counts().Requests)
+	}
+}
+
+func TestWrongProjectIsACredentialFailure(t *testing.T) {
+	sim, acct := startSim(t, nil)
+	s := newSender(t, sim, acct, func(c *fcm.Config) { c.ProjectID = "someone-else" })
+	m := note()
+	m.Token = "t"
+	r := s.Send(context.Background(), m, 1)
+	if r.Outcome != providers.CredentialFailure || r.Status != 403 || !strings.Contains(r.Err.Error(), "cloudmessaging.messages.create") {
+		t.Fatalf("result = %+v", r)
+	}
+}
+
+func TestGoAwayAndDropsMidLoad(t *testing.T) {
+	sim, acct := startSim(t, func(c *fcmsim.Config) { c.Record = false })
+	s := newSender(t, sim, acct, nil)
+	sim.SetFault(fcmsim.Fault{GoAwayAfter: 100})
+	p, _ := s.Prepare(note())
+	const n = 1500
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failed []providers.Result
+	work := make(chan int)
+	for range 48 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if r := p.Send(context.Background(), fmt.Sprintf("dev-%05d", i), 1); r.Outcome != providers.Delivered {
+					mu.Lock()
+					failed = append(failed, r)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d failed, first %+v", len(failed), failed[0])
+	}
+	c := sim.Counts()
+	if c.Accepted != n || c.Devices != n || c.Duplicates != 0 || c.GoAways < 5 {
+		t.Fatalf("counts = %+v", c)
+	}
+}
+
+func TestConfigErrorsNameTheField(t *testing.T) {
+	for _, c := range []struct {
+		cfg  fcm.Config
+		want string
+	}{
+		{fcm.Config{ServiceAccountJSON: []byte("{}")}, "config App"},
+		{fcm.Config{App: "a"}, "config ServiceAccountFile/ServiceAccountJSON/TokenSource"},
+		{fcm.Config{App: "a", ServiceAccountJSON: []byte("nope")}, "config ServiceAccountJSON: not service-account JSON"},
+		{fcm.Config{App: "a", ServiceAccountFile: "/nonexistent.json"}, "config ServiceAccountFile"},
+		{fcm.Config{App: "a", ServiceAccountJSON: []byte(`{"type":"service_account","client_email":"a@b","private_key":"junk","project_id":"p"}`)}, "private_key"},
+		{fcm.Config{App: "a", TokenSource: oauth2.StaticTokenSource(&oauth2.Token{})}, "config ProjectID"},
+		{fcm.Config{App: "a", ProjectID: "p", TokenSource: oauth2.StaticTokenSource(&oauth2.Token{}), QuotaPerMinute: 1}, "config QuotaPerMinute"},
+		{fcm.Config{App: "a", ProjectID: "p", TokenSource: oauth2.StaticTokenSource(&oauth2.Token{}), Concurrency: -1}, "config Concurrency"},
+	} {
+		_, err := fcm.New(c.cfg, nil, nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("error %v, want %q", err, c.want)
+		}
+	}
+}
