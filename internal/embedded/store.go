@@ -1,0 +1,112 @@
+package embedded
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	sqle "github.com/dolthub/go-mysql-server"
+	"github.com/dolthub/go-mysql-server/memory"
+	"github.com/dolthub/go-mysql-server/server"
+	gmssql "github.com/dolthub/go-mysql-server/sql"
+	"github.com/go-sql-driver/mysql"
+	"github.com/sirupsen/logrus"
+
+	"github.com/pushlane/pushlane/internal/migrate"
+)
+
+// StoreDatabase is the database name of the embedded store.
+const StoreDatabase = "pushlane"
+
+// Store is an in-memory MySQL-protocol server (go-mysql-server) on a
+// loopback port, with the real migrations applied.
+type Store struct {
+	srv *server.Server
+	// DSN reaches the store with go-sql-driver/mysql (parseTime, UTC).
+	DSN string
+	// DB is the one pool every user of the store must share: it is limited
+	// to a single connection because go-mysql-server's memory engine loses
+	// concurrent writes (a commit replaces the whole table with the
+	// session's copy, so the last writer wins).
+	DB *sql.DB
+	// Migrations lists the migrations applied at start.
+	Migrations []string
+}
+
+// StartStore starts the store on 127.0.0.1 (a free port), opens the shared
+// pool and applies internal/migrate's MySQL migrations.
+func StartStore(ctx context.Context) (*Store, error) {
+	// go-mysql-server logs every query through the logrus standard logger
+	// at info level; that global is its only knob, and the demo's output
+	// must stay readable.
+	logrus.SetLevel(logrus.ErrorLevel)
+	logrus.SetOutput(io.Discard)
+
+	db := memory.NewDatabase(StoreDatabase)
+	db.BaseDatabase.EnablePrimaryKeyIndexes()
+	pro := memory.NewDBProvider(db)
+	eng := sqle.NewDefault(pro)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: listen: %w", err)
+	}
+	srv, err := server.NewServer(server.Config{Protocol: "tcp", Listener: ln, Address: ln.Addr().String()},
+		eng, gmssql.NewContext, memory.NewSessionBuilder(pro), nil)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("embedded store: new server: %w", err)
+	}
+	go func() { _ = srv.Start() }()
+
+	dsn := mysql.NewConfig()
+	dsn.User = "root"
+	dsn.Net = "tcp"
+	dsn.Addr = ln.Addr().String()
+	dsn.DBName = StoreDatabase
+	dsn.ParseTime = true
+	s := &Store{srv: srv, DSN: dsn.FormatDSN()}
+	s.DB, err = OpenSerialized(s.DSN)
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	if err := s.DB.PingContext(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("embedded store: ping: %w", err)
+	}
+	applied, err := migrate.MySQL(ctx, s.DB)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+	s.Migrations = applied
+	return s, nil
+}
+
+// OpenSerialized opens dsn as a pool of exactly one connection, the only
+// safe way to use go-mysql-server's memory engine.
+func OpenSerialized(dsn string) (*sql.DB, error) {
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: open: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	return db, nil
+}
+
+// Close closes the pool and stops the server.
+func (s *Store) Close() error {
+	var errs []error
+	if s.DB != nil {
+		errs = append(errs, s.DB.Close())
+	}
+	if s.srv != nil {
+		errs = append(errs, s.srv.Close())
+	}
+	return errors.Join(errs...)
+}
