@@ -1,0 +1,234 @@
+// Command pushsim runs the APNs and FCM simulators for the demo, end-to-end
+// tests and benchmarks, with an admin HTTP endpoint to read counts and
+// inject faults while it runs.
+//
+//	pushsim -dir /tmp/pushsim [-apns-addr 127.0.0.1:8443] [-fcm-addr 127.0.0.1:8444] [-admin-addr 127.0.0.1:8445]
+//
+// It writes (or, with -apns-key / -fcm-service-account, loads) the
+// credentials a sender needs, prints where they are, and writes
+// {dir}/pushsim.env with the same as shell variables. Admin endpoints:
+// /apns/... and /fcm/... (counts, duplicates, fault, goaway, drop, reset; see
+// providers/internal/simcore), GET /apns/jwt (a valid provider token) and
+// GET /fcm/access-token (a valid access token), for h2load.
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sideshow/apns2/token"
+
+	"github.com/pushlane/pushlane/providers/apnssim"
+	"github.com/pushlane/pushlane/providers/fcmsim"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "pushsim:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	dir, apnsAddr, fcmAddr, adminAddr, env, topics, project string
+	apnsKey, apnsKeyID, apnsTeamID, fcmAccount            string
+	fault                                                 apnssim.Fault
+}
+
+func run(args []string, out io.Writer) error {
+	var o options
+	fs := flag.NewFlagSet("pushsim", flag.ContinueOnError)
+	fs.StringVar(&o.dir, "dir", "", "directory for the written key, service account and TLS certificates (default: a new temporary directory)")
+	fs.StringVar(&o.apnsAddr, "apns-addr", "127.0.0.1:8443", "APNs simulator listen address")
+	fs.StringVar(&o.fcmAddr, "fcm-addr", "127.0.0.1:8444", "FCM simulator listen address")
+	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:8445", "admin HTTP listen address")
+	fs.StringVar(&o.env, "apns-env", "development", "APNs environment: development or production")
+	fs.StringVar(&o.topics, "topics", "com.example.app", "comma-separated bundle IDs the APNs team may push to")
+	fs.StringVar(&o.project, "fcm-project", "pushlane-demo", "Firebase project of the written service account")
+	fs.StringVar(&o.apnsKey, "apns-key", "", "existing .p8 key to accept instead of generating one (with -apns-key-id, -apns-team-id)")
+	fs.StringVar(&o.apnsKeyID, "apns-key-id", "", "key ID of -apns-key")
+	fs.StringVar(&o.apnsTeamID, "apns-team-id", "", "team ID of -apns-key")
+	fs.StringVar(&o.fcmAccount, "fcm-service-account", "", "existing service-account JSON to accept instead of generating one")
+	fs.Float64Var(&o.fault.Rate429, "rate429", 0, "fraction of sends answered 429")
+	fs.Float64Var(&o.fault.Rate503, "rate503", 0, "fraction of sends answered 503")
+	fs.DurationVar(&o.fault.Latency, "latency", 0, "latency added to every answer")
+	fs.Int64Var(&o.fault.GoAwayAfter, "goaway-after", 0, "send GOAWAY on each connection after this many requests")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if o.dir == "" {
+		d, err := os.MkdirTemp("", "pushsim-")
+		if err != nil {
+			return err
+		}
+		o.dir = d
+	} else if err := os.MkdirAll(o.dir, 0o755); err != nil {
+		return err
+	}
+
+	// APNs: the key.
+	var key *ecdsa.PrivateKey
+	keyID, teamID, keyFile := o.apnsKeyID, o.apnsTeamID, o.apnsKey
+	if keyFile != "" {
+		if keyID == "" || teamID == "" {
+			return errors.New("flag -apns-key needs -apns-key-id and -apns-team-id")
+		}
+		k, err := token.AuthKeyFromFile(keyFile)
+		if err != nil {
+			return fmt.Errorf("flag -apns-key: %w", err)
+		}
+		key = k
+	} else {
+		tk, err := apnssim.NewTestKey()
+		if err != nil {
+			return err
+		}
+		if keyFile, err = tk.WriteFile(o.dir); err != nil {
+			return err
+		}
+		key, keyID, teamID = tk.Private, tk.KeyID, tk.TeamID
+	}
+	apns, err := apnssim.New(apnssim.Config{Keys: map[string]*ecdsa.PublicKey{keyID: &key.PublicKey}, TeamID: teamID,
+		Topics: strings.Split(o.topics, ","), Environment: o.env, Logger: logger})
+	if err != nil {
+		return err
+	}
+	if err := apns.Start(o.apnsAddr); err != nil {
+		return err
+	}
+	defer apns.Close()
+
+	// FCM: the simulator must listen before the account's token_uri can name it.
+	ln, err := net.Listen("tcp", o.fcmAddr)
+	if err != nil {
+		return fmt.Errorf("flag -fcm-addr: %w", err)
+	}
+	fcmURL := "https://" + ln.Addr().String()
+	_ = ln.Close()
+	email, acctFile, pub, err := fcmAccount(o, fcmURL+"/token")
+	if err != nil {
+		return err
+	}
+	fcm, err := fcmsim.New(fcmsim.Config{Accounts: map[string]fcmsim.Account{email: {ProjectID: o.project, PublicKey: pub}}, Logger: logger})
+	if err != nil {
+		return err
+	}
+	if err := fcm.Start(ln.Addr().String()); err != nil {
+		return err
+	}
+	defer fcm.Close()
+	apns.SetFault(o.fault)
+	fcm.SetFault(o.fault)
+
+	apnsCA, fcmCA := filepath.Join(o.dir, "apns-ca.pem"), filepath.Join(o.dir, "fcm-ca.pem")
+	if err := os.WriteFile(apnsCA, apns.CertPEM(), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(fcmCA, fcm.CertPEM(), 0o644); err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	apns.Admin(mux, "/apns")
+	fcm.Admin(mux, "/fcm")
+	mux.HandleFunc("GET /apns/jwt", func(w http.ResponseWriter, _ *http.Request) {
+		jwt, err := apnssim.SignJWT(key, keyID, teamID, time.Now())
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		_, _ = io.WriteString(w, jwt)
+	})
+	mux.HandleFunc("GET /fcm/access-token", func(w http.ResponseWriter, _ *http.Request) {
+		t, err := fcm.IssueAccessToken(email)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		_, _ = io.WriteString(w, t)
+	})
+	admin := &http.Server{Addr: o.adminAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	adminLn, err := net.Listen("tcp", o.adminAddr)
+	if err != nil {
+		return fmt.Errorf("flag -admin-addr: %w", err)
+	}
+	go func() { _ = admin.Serve(adminLn) }()
+	defer admin.Close()
+
+	vars := [][2]string{
+		{"PUSHSIM_APNS_URL", apns.URL()}, {"PUSHSIM_APNS_CA", apnsCA}, {"PUSHSIM_APNS_KEY", keyFile},
+		{"PUSHSIM_APNS_KEY_ID", keyID}, {"PUSHSIM_APNS_TEAM_ID", teamID}, {"PUSHSIM_APNS_TOPIC", strings.Split(o.topics, ",")[0]},
+		{"PUSHSIM_FCM_URL", fcm.URL()}, {"PUSHSIM_FCM_CA", fcmCA}, {"PUSHSIM_FCM_SERVICE_ACCOUNT", acctFile},
+		{"PUSHSIM_FCM_PROJECT", o.project}, {"PUSHSIM_ADMIN_URL", "http://" + adminLn.Addr().String()},
+	}
+	var env strings.Builder
+	for _, v := range vars {
+		fmt.Fprintf(out, "%s=%s\n", v[0], v[1])
+		fmt.Fprintf(&env, "%s=%q\n", v[0], v[1])
+	}
+	if err := os.WriteFile(filepath.Join(o.dir, "pushsim.env"), []byte(env.String()), 0o644); err != nil {
+		return err
+	}
+	logger.Info("simulators running", slog.String("apns", apns.URL()), slog.String("fcm", fcm.URL()),
+		slog.String("admin", "http://"+adminLn.Addr().String()), slog.String("fault", o.fault.String()))
+	<-ctx.Done()
+	logger.Info("stopping", slog.Any("apns", apns.Counts()), slog.Any("fcm", fcm.Counts()))
+	return nil
+}
+
+// fcmAccount loads -fcm-service-account or writes a new one whose token_uri
+// is tokenURL.
+func fcmAccount(o options, tokenURL string) (email, file string, pub *rsa.PublicKey, err error) {
+	if o.fcmAccount == "" {
+		a, err := fcmsim.NewTestServiceAccount(o.project, tokenURL)
+		if err != nil {
+			return "", "", nil, err
+		}
+		file, err := a.WriteFile(o.dir)
+		return a.ClientEmail, file, &a.Private.PublicKey, err
+	}
+	raw, err := os.ReadFile(o.fcmAccount)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("flag -fcm-service-account: %w", err)
+	}
+	var sa struct {
+		ClientEmail string `json:"client_email"`
+		PrivateKey  string `json:"private_key"`
+	}
+	if err := json.Unmarshal(raw, &sa); err != nil {
+		return "", "", nil, fmt.Errorf("flag -fcm-service-account: %w", err)
+	}
+	block, _ := pem.Decode([]byte(sa.PrivateKey))
+	if block == nil {
+		return "", "", nil, errors.New("flag -fcm-service-account: private_key holds no PEM block")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("flag -fcm-service-account: private_key: %w", err)
+	}
+	rk, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		return "", "", nil, errors.New("flag -fcm-service-account: private_key is not RSA")
+	}
+	return sa.ClientEmail, o.fcmAccount, &rk.PublicKey, nil
+}
