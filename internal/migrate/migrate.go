@@ -89,12 +89,28 @@ func ClickHouse(ctx context.Context, conn driver.Conn, database string) (Applied
 				return applied, fmt.Errorf("migrate clickhouse: %s statement %d: %w", f.name, i+1, err)
 			}
 		}
-		if err := conn.Exec(ctx, subst("INSERT INTO ${database}.schema_migrations (version) VALUES (?)"), f.name); err != nil {
+		if err := recordClickHouse(ctx, conn, subst("INSERT INTO ${database}.schema_migrations (version)"), f.name); err != nil {
 			return applied, fmt.Errorf("migrate clickhouse: record %s: %w", f.name, err)
 		}
 		applied = append(applied, f.name)
 	}
 	return applied, nil
+}
+
+// recordClickHouse inserts one version through a native batch: ClickHouse
+// 18.16 never answers an INSERT … VALUES sent through conn.Exec by
+// clickhouse-go v2 (the client waits for a packet the server does not send
+// until the read timeout), while PrepareBatch with a column list works.
+func recordClickHouse(ctx context.Context, conn driver.Conn, insert, version string) error {
+	b, err := conn.PrepareBatch(ctx, insert)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if err := b.Append(version); err != nil {
+		return err
+	}
+	return b.Send()
 }
 
 type file struct {
