@@ -113,14 +113,14 @@ type Deps struct {
 // Feedback consumes results and registrations and applies them to MySQL and
 // the analytics sink. See the package documentation for the rules.
 type Feedback struct {
-	cfg   Config
-	deps  Deps
-	log   *slog.Logger
-	m     *metrics
-	cl    *kgo.Client
-	mu    sync.Mutex // guards buf against the rebalance callbacks
-	buf   buffer
-	rows  []Row // reused by every flush
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+	m    *metrics
+	cl   *kgo.Client
+	mu   sync.Mutex // guards buf against the rebalance callbacks
+	buf  buffer
+	rows []Row // reused by every flush
 }
 
 // buffer is what was polled and not yet committed.
