@@ -71,6 +71,10 @@ type Config struct {
 	// ConnRetries is how often one send is re-sent after its connection
 	// failed. Default 2.
 	ConnRetries int
+	// LowLatency turns Nagle's algorithm off (TCP_NODELAY). Off by default:
+	// coalescing small frames doubles throughput under load, at up to 40 ms
+	// per send when sends are sparse (see providers.DialTLS).
+	LowLatency bool
 
 	// Clock is the time provider tokens are issued and aged by. Default
 	// time.Now.

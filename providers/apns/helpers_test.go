@@ -43,7 +43,7 @@ type env struct {
 	reg    *prometheus.Registry
 }
 
-func startSim(t *testing.T, mutate func(*apnssim.Config)) (*apnssim.Server, *apnssim.TestKey) {
+func startSim(t testing.TB, mutate func(*apnssim.Config)) (*apnssim.Server, *apnssim.TestKey) {
 	t.Helper()
 	key, err := apnssim.NewTestKey()
 	if err != nil {
@@ -69,7 +69,7 @@ func startSim(t *testing.T, mutate func(*apnssim.Config)) (*apnssim.Server, *apn
 	return sim, key
 }
 
-func newSender(t *testing.T, sim *apnssim.Server, key *apnssim.TestKey, mutate func(*apns.Config)) (*apns.Sender, *prometheus.Registry) {
+func newSender(t testing.TB, sim *apnssim.Server, key *apnssim.TestKey, mutate func(*apns.Config)) (*apns.Sender, *prometheus.Registry) {
 	t.Helper()
 	cfg := apns.Config{
 		App:         "demo",

@@ -99,6 +99,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sender, e
 	for range cfg.Connections {
 		s.conns = append(s.conns, &http2.Transport{
 			TLSClientConfig: tlsCfg.Clone(),
+			DialTLSContext:  providers.DialTLS(cfg.LowLatency),
 			ReadIdleTimeout: cfg.PingInterval,
 			PingTimeout:     cfg.PingTimeout,
 			IdleConnTimeout: 5 * time.Minute,

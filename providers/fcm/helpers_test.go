@@ -36,7 +36,7 @@ func (c *fakeClock) Sleep(_ context.Context, d time.Duration) error {
 	return nil
 }
 
-func startSim(t *testing.T, mutate func(*fcmsim.Config)) (*fcmsim.Server, *fcmsim.TestServiceAccount) {
+func startSim(t testing.TB, mutate func(*fcmsim.Config)) (*fcmsim.Server, *fcmsim.TestServiceAccount) {
 	t.Helper()
 	// The account's token_uri must name the simulator, which has no address
 	// before it starts: make the server first, then the account.
@@ -68,7 +68,7 @@ func startSim(t *testing.T, mutate func(*fcmsim.Config)) (*fcmsim.Server, *fcmsi
 	return sim, acct2
 }
 
-func newSender(t *testing.T, sim *fcmsim.Server, acct *fcmsim.TestServiceAccount, mutate func(*fcm.Config)) *fcm.Sender {
+func newSender(t testing.TB, sim *fcmsim.Server, acct *fcmsim.TestServiceAccount, mutate func(*fcm.Config)) *fcm.Sender {
 	t.Helper()
 	cfg := fcm.Config{App: "demo", ServiceAccountJSON: acct.JSON, Endpoint: sim.URL(), RootCAs: sim.CertPool()}
 	if mutate != nil {

@@ -52,8 +52,8 @@ func TestSenderWaitsOnTheProjectBucket(t *testing.T) {
 	sim, acct := startSim(t, nil)
 	q, _ := fcm.NewQuota(120, clk.Now)
 	// Two apps of one project share the bucket.
-	a := newSender(t, sim, acct, func(c *fcm.Config) { c.Quota = q; c.Clock = clk.Now; c.Sleep = clk.Sleep })
-	b := newSender(t, sim, acct, func(c *fcm.Config) { c.Quota = q; c.Clock = clk.Now; c.Sleep = clk.Sleep; c.App = "b" })
+	a := newSender(t, sim, acct, func(c *fcm.Config) { c.Quota = q; c.Clock = clk.Now; c.Sleep = clk.Sleep; c.LowLatency = true })
+	b := newSender(t, sim, acct, func(c *fcm.Config) { c.Quota = q; c.Clock = clk.Now; c.Sleep = clk.Sleep; c.App = "b"; c.LowLatency = true })
 	start := clk.Now()
 	var sent []time.Time
 	for i := range 300 {

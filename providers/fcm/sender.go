@@ -76,6 +76,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sender, e
 		for range cfg.Connections {
 			s.clients = append(s.clients, &http.Client{Transport: &http2.Transport{
 				TLSClientConfig: &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
+				DialTLSContext:  providers.DialTLS(cfg.LowLatency),
 				ReadIdleTimeout: 15 * time.Second,
 				PingTimeout:     15 * time.Second,
 				IdleConnTimeout: 5 * time.Minute,

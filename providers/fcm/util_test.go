@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func rewriteTokenURI(t *testing.T, raw []byte, uri string) []byte {
+func rewriteTokenURI(t testing.TB, raw []byte, uri string) []byte {
 	t.Helper()
 	var m map[string]string
 	if err := json.Unmarshal(raw, &m); err != nil {
