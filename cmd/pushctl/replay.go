@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+func replayCommand() *command {
+	return &command{
+		name:    "replay",
+		args:    "-topic TOPIC -group GROUP -from WHEN [-to WHEN] [-dry-run]",
+		summary: "Rewind a stopped consumer group to re-run a range of a topic",
+		details: `
+Sets GROUP's committed offsets on TOPIC back to the first record at or after -from,
+so that the stage re-processes the records from there when it starts again. Stage
+groups are <kafka.group_prefix>-<stage>: pushlane-planner, pushlane-delay,
+pushlane-dispatcher, pushlane-feedback. The stages are idempotent per record (batch
+ids and result ids are deterministic), which is what makes a re-run safe.
+
+WHEN is "start", "end" (for -to), an RFC 3339 time, or -DURATION for that long ago
+(-from -2h). -to defaults to end.
+
+Refused (exit 1), changing nothing:
+  - while the group has active members: stop or scale the stage to zero first;
+  - when the group has no committed offsets on the topic (a misspelt group);
+  - when a partition's committed offset is before -from: the group has not processed
+    up to there, and moving it forward would skip records;
+  - when a partition's committed offset is after -to: the group would also re-run
+    records past the range (use -to end to re-run everything since -from).
+
+The plan is printed per partition; -dry-run prints it and stops.`,
+		examples: []string{
+			"pushctl replay -topic pushlane.results -group pushlane-feedback -from 2026-03-20T09:00:00Z -dry-run",
+			"pushctl replay -topic pushlane.campaigns -group pushlane-planner -from -6h",
+			"pushctl replay -topic pushlane.ready -group pushlane-dispatcher -from 2026-03-20T09:00:00Z -to 2026-03-20T10:00:00Z",
+		},
+		flags: func(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
+			topic := fs.String("topic", "", "the `topic` to re-run")
+			group := fs.String("group", "", "the consumer `group` to rewind, e.g. pushlane-feedback")
+			from := fs.String("from", "", "re-run from the first record at or after `WHEN`: start, RFC 3339 or -DURATION")
+			to := fs.String("to", "end", "the range ends at `WHEN`: end, RFC 3339 or -DURATION")
+			dryRun := fs.Bool("dry-run", false, "print the plan and change nothing")
+			return func(ctx context.Context, args []string) error {
+				if len(args) > 0 {
+					return usagef("unexpected argument %q", args[0])
+				}
+				for name, v := range map[string]string{"topic": *topic, "group": *group, "from": *from} {
+					if v == "" {
+						return usagef("-%s is required", name)
+					}
+				}
+				now := c.now()
+				fromAt, err := parseReplayTime("from", *from, now)
+				if err != nil {
+					return err
+				}
+				toAt, err := parseReplayTime("to", *to, now)
+				if err != nil {
+					return err
+				}
+				if *from == "end" {
+					return usagef("-from end would re-run nothing")
+				}
+				if *to == "start" {
+					return usagef("-to start would re-run nothing")
+				}
+				if !fromAt.IsZero() && !toAt.IsZero() && !toAt.After(fromAt) {
+					return usagef("-to %s is not after -from %s", *to, *from)
+				}
+				cfg, err := c.loadConfig()
+				if err != nil {
+					return err
+				}
+				cl, adm, err := c.admin(cfg)
+				if err != nil {
+					return err
+				}
+				defer cl.Close()
+				r := replay{adm: adm, topic: *topic, group: *group}
+				plan, err := r.plan(ctx, *from, fromAt, *to, toAt)
+				if err != nil {
+					return err
+				}
+				total := int64(0)
+				for _, p := range plan {
+					fmt.Fprintf(c.stdout, "%s/%d: %d -> %d (re-runs %d records)\n", r.topic, p.partition, p.committed, p.target, p.committed-p.target)
+					total += p.committed - p.target
+				}
+				if *dryRun {
+					fmt.Fprintf(c.stdout, "dry run: %s would re-run %d records of %s; nothing changed\n", r.group, total, r.topic)
+					return nil
+				}
+				if err := r.commit(ctx, plan); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.stdout, "%s rewound: it re-runs %d records of %s when it starts\n", r.group, total, r.topic)
+				return nil
+			}
+		},
+	}
+}
+
+// parseReplayTime reads start, end, -DURATION or RFC 3339; start and end
+// are the zero time (resolved per partition later).
+func parseReplayTime(name, v string, now time.Time) (time.Time, error) {
+	switch {
+	case v == "start" || v == "end":
+		return time.Time{}, nil
+	case strings.HasPrefix(v, "-"):
+		d, err := time.ParseDuration(v[1:])
+		if err != nil || d <= 0 {
+			return time.Time{}, usagef("-%s %q: want start, end, RFC 3339, or -DURATION such as -2h", name, v)
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, usagef("-%s %q: want start, end, RFC 3339 (2026-03-20T09:00:00Z), or -DURATION", name, v)
+	}
+	return t, nil
+}
+
+type replay struct {
+	adm          *kadm.Client
+	topic, group string
+}
+
+type partitionPlan struct {
+	partition         int32
+	committed, target int64
+	leaderEpoch       int32
+}
+
+// offsetsAt lists each partition's offset for WHEN: start, end, or the
+// first record at or after a time.
+func (r replay) offsetsAt(ctx context.Context, when string, at time.Time) (map[int32]int64, error) {
+	var listed kadm.ListedOffsets
+	var err error
+	switch when {
+	case "start":
+		listed, err = r.adm.ListStartOffsets(ctx, r.topic)
+	case "end":
+		listed, err = r.adm.ListEndOffsets(ctx, r.topic)
+	default:
+		listed, err = r.adm.ListOffsetsAfterMilli(ctx, at.UnixMilli(), r.topic)
+	}
+	if err == nil {
+		err = listed.Error()
+	}
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return nil, fmt.Errorf("topic %s does not exist", r.topic)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list offsets of %s at %s: %w", r.topic, when, err)
+	}
+	out := map[int32]int64{}
+	for p, o := range listed[r.topic] {
+		out[p] = o.Offset
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("topic %s does not exist", r.topic)
+	}
+	return out, nil
+}
+
+// activeMembers names the group's members, classic or KIP-848.
+func (r replay) activeMembers(ctx context.Context) ([]string, error) {
+	var members []string
+	classic, err := r.adm.DescribeGroups(ctx, r.group)
+	if err != nil {
+		return nil, fmt.Errorf("describe group %s: %w", r.group, err)
+	}
+	if g, ok := classic[r.group]; ok {
+		if g.Err != nil && !errors.Is(g.Err, kerr.GroupIDNotFound) {
+			return nil, fmt.Errorf("describe group %s: %w", r.group, g.Err)
+		}
+		for _, m := range g.Members {
+			members = append(members, m.ClientID+"@"+m.ClientHost)
+		}
+	}
+	modern, err := r.adm.DescribeConsumerGroups(ctx, r.group)
+	if err == nil {
+		if g, ok := modern[r.group]; ok && g.Err == nil {
+			for _, m := range g.Members {
+				members = append(members, m.ClientID+"@"+m.ClientHost)
+			}
+		}
+	} else if !errors.Is(err, kerr.UnsupportedVersion) && !errors.Is(err, kerr.GroupIDNotFound) {
+		// A broker without KIP-848 answers that it does not know the
+		// request; anything else is a real failure to check.
+		var se *kadm.ShardErrors
+		if !errors.As(err, &se) {
+			return nil, fmt.Errorf("describe consumer group %s: %w", r.group, err)
+		}
+	}
+	sort.Strings(members)
+	return members, nil
+}
+
+func (r replay) plan(ctx context.Context, from string, fromAt time.Time, to string, toAt time.Time) ([]partitionPlan, error) {
+	members, err := r.activeMembers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(members) > 0 {
+		return nil, fmt.Errorf("group %s has %d active members (%s): stop the stage (scale it to 0) before rewinding it",
+			r.group, len(members), strings.Join(members, ", "))
+	}
+	fetched, err := r.adm.FetchOffsetsForTopics(ctx, r.group, r.topic)
+	if err != nil {
+		return nil, fmt.Errorf("fetch offsets of group %s: %w", r.group, err)
+	}
+	if err := fetched.Error(); err != nil {
+		return nil, fmt.Errorf("fetch offsets of group %s: %w", r.group, err)
+	}
+	fromName, toName := from, to
+	if !fromAt.IsZero() {
+		fromName = "time"
+	}
+	if !toAt.IsZero() {
+		toName = "time"
+	}
+	starts, err := r.offsetsAt(ctx, fromName, fromAt)
+	if err != nil {
+		return nil, err
+	}
+	ends, err := r.offsetsAt(ctx, toName, toAt)
+	if err != nil {
+		return nil, err
+	}
+	var plan []partitionPlan
+	var problems []string
+	anyCommitted := false
+	partitions := make([]int32, 0, len(starts))
+	for p := range starts {
+		partitions = append(partitions, p)
+	}
+	sort.Slice(partitions, func(i, j int) bool { return partitions[i] < partitions[j] })
+	for _, p := range partitions {
+		o, ok := fetched.Lookup(r.topic, p)
+		if !ok || o.At < 0 {
+			problems = append(problems, fmt.Sprintf("%s/%d: the group has no committed offset", r.topic, p))
+			continue
+		}
+		anyCommitted = true
+		target, end := starts[p], ends[p]
+		switch {
+		case o.At < target:
+			problems = append(problems, fmt.Sprintf("%s/%d: the group is at %d, before the range start %d: moving it would skip %d records it has not processed",
+				r.topic, p, o.At, target, target-o.At))
+		case o.At > end:
+			problems = append(problems, fmt.Sprintf("%s/%d: the group is at %d, after the range end %d: it would also re-run %d records past the range (use -to end)",
+				r.topic, p, o.At, end, o.At-end))
+		default:
+			plan = append(plan, partitionPlan{partition: p, committed: o.At, target: target, leaderEpoch: -1})
+		}
+	}
+	if !anyCommitted {
+		return nil, fmt.Errorf("group %s has no committed offsets on %s: nothing to rewind (stage groups are <kafka.group_prefix>-<stage>, e.g. pushlane-feedback)", r.group, r.topic)
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("refused, nothing changed:\n  %s", strings.Join(problems, "\n  "))
+	}
+	return plan, nil
+}
+
+func (r replay) commit(ctx context.Context, plan []partitionPlan) error {
+	offsets := kadm.Offsets{}
+	for _, p := range plan {
+		offsets.AddOffset(r.topic, p.partition, p.target, p.leaderEpoch)
+	}
+	resp, err := r.adm.CommitOffsets(ctx, r.group, offsets)
+	if err != nil {
+		return fmt.Errorf("commit offsets of %s: %w", r.group, err)
+	}
+	if err := resp.Error(); err != nil {
+		return fmt.Errorf("commit offsets of %s (a member may have joined meanwhile): %w", r.group, err)
+	}
+	return nil
+}
