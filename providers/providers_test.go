@@ -1,0 +1,108 @@
+package providers_test
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushlane/pushlane/providers"
+)
+
+func TestBackoffIsExponentialWithFullJitterAndCapped(t *testing.T) {
+	p := providers.DefaultBackoff()
+	for _, c := range []struct {
+		attempt int
+		jitter  float64
+		want    time.Duration
+	}{
+		{1, 0.5, 500 * time.Millisecond},
+		{2, 0.5, time.Second},
+		{3, 0.999999, 4 * time.Second},
+		{4, 0, 0},
+		{20, 0.5, 5 * time.Minute}, // capped at 10 min, half of it
+		{0, 1, time.Second - time.Microsecond},
+	} {
+		got := p.Delay(c.attempt, 0, c.jitter)
+		if got.Round(time.Millisecond) != c.want.Round(time.Millisecond) {
+			t.Errorf("Delay(%d, 0, %v) = %s, want %s", c.attempt, c.jitter, got, c.want)
+		}
+	}
+	if got := p.Delay(1, 30*time.Second, 0.5); got != 30*time.Second {
+		t.Errorf("Retry-After not honoured: %s", got)
+	}
+	if got := p.Delay(1, time.Hour, 0.5); got != time.Hour {
+		t.Errorf("Retry-After above the cap: %s", got)
+	}
+	for range 1000 {
+		if d := providers.Backoff(3, 0); d < 0 || d > 4*time.Second {
+			t.Fatalf("Backoff(3) = %s outside [0, 4s]", d)
+		}
+	}
+	if !p.GiveUp(providers.MaxAttempts) || p.GiveUp(providers.MaxAttempts-1) {
+		t.Error("GiveUp")
+	}
+}
+
+func TestHaltRegistry(t *testing.T) {
+	var logs bytes.Buffer
+	reg := prometheus.NewRegistry()
+	h, err := providers.NewHalt(slog.New(slog.NewJSONHandler(&logs, nil)), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var first sync.Map
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if h.Halt("a", "apns", "BadCertificate", errors.New("403 BadCertificate")) {
+				first.Store(i, true)
+			}
+			_, _ = h.Halted("a")
+		}()
+	}
+	wg.Wait()
+	n := 0
+	first.Range(func(_, _ any) bool { n++; return true })
+	if n != 1 || strings.Count(logs.String(), "app halted") != 1 {
+		t.Fatalf("%d callers saw themselves first; logs:\n%s", n, logs.String())
+	}
+	h.Halt("b", "fcm", "THIRD_PARTY_AUTH_ERROR", nil)
+	if l := h.List(); len(l) != 2 || l[0].App != "a" || l[1].Reason != "THIRD_PARTY_AUTH_ERROR" {
+		t.Fatalf("list = %+v", l)
+	}
+	if !h.Resume("a") || h.Resume("a") {
+		t.Fatal("resume")
+	}
+	if _, halted := h.Halted("a"); halted {
+		t.Fatal("still halted")
+	}
+	// A second registry on the same registerer reuses the gauge.
+	if _, err := providers.NewHalt(nil, reg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRejectedResult(t *testing.T) {
+	err := &providers.RejectError{Provider: "apns", Reason: "PayloadTooLarge", Detail: "payload is 5000 bytes"}
+	r := providers.Rejected(err, 4)
+	if r.Outcome != providers.PayloadRejected || r.Reason != "PayloadTooLarge" || r.Attempt != 4 ||
+		r.Err.Error() != "apns: payload rejected before sending: PayloadTooLarge: payload is 5000 bytes" {
+		t.Fatalf("%+v", r)
+	}
+	for _, o := range providers.AllOutcomes() {
+		if !o.Valid() {
+			t.Errorf("%s invalid", o)
+		}
+	}
+	if providers.Outcome("lost").Valid() {
+		t.Error("lost is valid")
+	}
+}
