@@ -112,7 +112,7 @@ func (s SeedSpec) Population() *Population {
 		d := Device{
 			UserID:   fmt.Sprintf("user-%06d", i),
 			Locale:   demoLocales[(i*7+i/3)%len(demoLocales)],
-			Timezone: demoTimezones[(i*5+i/7)%len(demoTimezones)],
+			Timezone: demoTimezones[(i*5+i/len(demoTimezones))%len(demoTimezones)],
 			Kind:     KindLive,
 			Platform: schemas.PlatformAndroid,
 		}
@@ -165,14 +165,20 @@ func demoToken(app string, i int, platform, kind string) string {
 // max_allowed_packet of 64 MiB).
 const seedRowsPerInsert = 1000
 
-// Seed writes p's devices into db idempotently: a re-run restores every
-// demo device to its seeded state (active, registered at spec.RegisteredAt),
-// so a demo against a real database can be repeated. Devices of other apps
-// are never touched.
+// Seed resets app's devices to the spec's population: it deletes the app's
+// devices and suspect strikes, then inserts the population with multi-row
+// INSERTs. The result is the same whatever was there before (a previous
+// demo's deactivations, strikes or a bigger seed), so a demo against a real
+// database can be repeated. Rows of other apps are never touched.
 func Seed(ctx context.Context, db *sql.DB, spec SeedSpec) (*Population, error) {
 	spec = spec.withDefaults()
 	p := spec.Population()
-	const cols = 8
+	for _, table := range []string{"devices", "device_strikes"} {
+		if _, err := db.ExecContext(ctx, "DELETE FROM "+table+" WHERE app = ?", p.App); err != nil {
+			return nil, fmt.Errorf("seed %s: clear %s: %w", p.App, table, err)
+		}
+	}
+	const cols = 7
 	for start := 0; start < len(p.Devices); start += seedRowsPerInsert {
 		end := min(start+seedRowsPerInsert, len(p.Devices))
 		var q strings.Builder
@@ -185,9 +191,6 @@ func Seed(ctx context.Context, db *sql.DB, spec SeedSpec) (*Population, error) {
 			q.WriteString("(?,?,?,?,?,?,1,?)")
 			args = append(args, p.App, d.UserID, d.Platform, d.Token, d.Locale, d.Timezone, spec.RegisteredAt)
 		}
-		q.WriteString(` ON DUPLICATE KEY UPDATE user_id = VALUES(user_id), platform = VALUES(platform),
-			locale = VALUES(locale), timezone = VALUES(timezone), active = 1, registered_at = VALUES(registered_at),
-			deactivated_at = NULL, deactivation_reason = NULL`)
 		if _, err := db.ExecContext(ctx, q.String(), args...); err != nil {
 			return nil, fmt.Errorf("seed %s devices %d-%d: %w", p.App, start, end-1, err)
 		}

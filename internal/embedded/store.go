@@ -25,6 +25,8 @@ const StoreDatabase = "pushlane"
 // loopback port, with the real migrations applied.
 type Store struct {
 	srv *server.Server
+	// Addr is the host:port the store listens on.
+	Addr string
 	// DSN reaches the store with go-sql-driver/mysql (parseTime, UTC).
 	DSN string
 	// DB is the one pool every user of the store must share: it is limited
@@ -67,7 +69,7 @@ func StartStore(ctx context.Context) (*Store, error) {
 	dsn.Addr = ln.Addr().String()
 	dsn.DBName = StoreDatabase
 	dsn.ParseTime = true
-	s := &Store{srv: srv, DSN: dsn.FormatDSN()}
+	s := &Store{srv: srv, Addr: ln.Addr().String(), DSN: dsn.FormatDSN()}
 	s.DB, err = OpenSerialized(s.DSN)
 	if err != nil {
 		srv.Close()

@@ -50,10 +50,17 @@ func TestSeedIsIdempotentAndMatchesPopulation(t *testing.T) {
 			t.Fatalf("dead token %q does not start with dead", tok)
 		}
 	}
-	// Mark some devices inactive as feedback would, then re-seed: the seed
-	// restores them and creates no duplicates.
-	if _, err := s.DB.ExecContext(ctx, `UPDATE devices SET active = 0, deactivation_reason = 'Unregistered' WHERE token LIKE 'dead%'`); err != nil {
-		t.Fatal(err)
+	// Leave state behind as a demo would (deactivations, a strike, an
+	// extra device, a device of another app), then re-seed: the demo app is
+	// back to the population, the other app untouched.
+	for _, q := range []string{
+		`UPDATE devices SET active = 0, deactivation_reason = 'Unregistered' WHERE token LIKE 'dead%'`,
+		`INSERT INTO device_strikes (app, token, result_id, reason, at) VALUES ('demo', 'x', 'r1', 'BadDeviceToken', NOW())`,
+		`INSERT INTO devices (app, platform, token) VALUES ('demo', 'ios', 'extra'), ('other', 'ios', 'keep')`,
+	} {
+		if _, err := s.DB.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if got, err := Deactivated(ctx, s.DB, "demo"); err != nil || len(got) != dead {
 		t.Fatalf("deactivated %d (%v), want %d", len(got), err, dead)
@@ -61,13 +68,21 @@ func TestSeedIsIdempotentAndMatchesPopulation(t *testing.T) {
 	if _, err := Seed(ctx, s.DB, spec); err != nil {
 		t.Fatal(err)
 	}
-	var total, active, ios, locales int
-	if err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*), SUM(active), SUM(platform = 'ios'), COUNT(DISTINCT locale) FROM devices WHERE app = 'demo'`).
-		Scan(&total, &active, &ios, &locales); err != nil {
+	var total, active, ios, locales, zones int
+	if err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*), SUM(active), SUM(platform = 'ios'), COUNT(DISTINCT locale), COUNT(DISTINCT timezone) FROM devices WHERE app = 'demo'`).
+		Scan(&total, &active, &ios, &locales, &zones); err != nil {
 		t.Fatal(err)
 	}
-	if total != 1000 || active != 1000 || ios != p.Count(KindLive, "ios")+p.Count(KindDead, "ios")+suspects || locales != len(demoLocales) {
-		t.Fatalf("total %d active %d ios %d locales %d", total, active, ios, locales)
+	if total != 1000 || active != 1000 || ios != p.Count(KindLive, "ios")+p.Count(KindDead, "ios")+suspects || locales != len(demoLocales) || zones != len(demoTimezones) {
+		t.Fatalf("total %d active %d ios %d locales %d zones %d", total, active, ios, locales, zones)
+	}
+	var strikes, others int
+	if err := s.DB.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM device_strikes WHERE app = 'demo'), (SELECT COUNT(*) FROM devices WHERE app = 'other')`).
+		Scan(&strikes, &others); err != nil {
+		t.Fatal(err)
+	}
+	if strikes != 0 || others != 1 {
+		t.Fatalf("demo strikes %d (want 0), other app devices %d (want 1)", strikes, others)
 	}
 	seen := map[string]bool{}
 	for _, d := range p.Devices {
