@@ -271,7 +271,7 @@ func (f *Feedback) add(r *kgo.Record) {
 	f.buf.records = append(f.buf.records, r)
 	switch r.Topic {
 	case f.cfg.ResultsTopic:
-		res, err := schemas.DecodeResult(r.Value)
+		res, err := decodeResult(r.Value)
 		if err == nil {
 			err = checkResult(res)
 		}
