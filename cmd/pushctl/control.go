@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -73,8 +72,8 @@ action that is already the current state is reported and not written again.`, ac
 				if latest != nil {
 					switch {
 					case latest.Action == schemas.ControlCancel && action != schemas.ControlCancel:
-						return fmt.Errorf("campaign %s was cancelled at %s%s: cancel is final, it cannot be %sd",
-							ctl.CampaignID, latest.At.Format("2006-01-02T15:04:05Z07:00"), reasonSuffix(latest.Reason), action)
+						return fmt.Errorf("campaign %s was cancelled at %s%s: cancel is final, it cannot be %s",
+							ctl.CampaignID, latest.At.Format("2006-01-02T15:04:05Z07:00"), reasonSuffix(latest.Reason), pastTense(action))
 					case latest.Action == action:
 						fmt.Fprintf(c.stdout, "%s %s: already %s at %s%s; nothing written\n", action, ctl.CampaignID,
 							pastTense(action), latest.At.Format("2006-01-02T15:04:05Z07:00"), reasonSuffix(latest.Reason))
@@ -114,10 +113,7 @@ func reasonSuffix(reason string) string {
 }
 
 func pastTense(action string) string {
-	if strings.HasSuffix(action, "e") {
-		return action + "d"
-	}
-	return action + "ed"
+	return map[string]string{schemas.ControlCancel: "cancelled", schemas.ControlPause: "paused", schemas.ControlResume: "resumed"}[action]
 }
 
 // latestControl reads the control topic and returns the latest event of

@@ -214,13 +214,6 @@ func (r replay) plan(ctx context.Context, from string, fromAt time.Time, to stri
 		return nil, fmt.Errorf("group %s has %d active members (%s): stop the stage (scale it to 0) before rewinding it",
 			r.group, len(members), strings.Join(members, ", "))
 	}
-	fetched, err := r.adm.FetchOffsetsForTopics(ctx, r.group, r.topic)
-	if err != nil {
-		return nil, fmt.Errorf("fetch offsets of group %s: %w", r.group, err)
-	}
-	if err := fetched.Error(); err != nil {
-		return nil, fmt.Errorf("fetch offsets of group %s: %w", r.group, err)
-	}
 	fromName, toName := from, to
 	if !fromAt.IsZero() {
 		fromName = "time"
@@ -235,6 +228,16 @@ func (r replay) plan(ctx context.Context, from string, fromAt time.Time, to stri
 	ends, err := r.offsetsAt(ctx, toName, toAt)
 	if err != nil {
 		return nil, err
+	}
+	fetched, err := r.adm.FetchOffsetsForTopics(ctx, r.group, r.topic)
+	if err == nil {
+		err = fetched.Error()
+	}
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		fetched, err = nil, nil // no offsets: reported below
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch offsets of group %s: %w", r.group, err)
 	}
 	var plan []partitionPlan
 	var problems []string

@@ -1,0 +1,470 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/pipeline/kafka"
+	"github.com/pushlane/pushlane/schemas"
+)
+
+// stack is a Kafka for one test, the environment pointing pushctl at it,
+// and clients for the test's own reads and writes.
+type stack struct {
+	env []string
+	cl  *kgo.Client
+	adm *kadm.Client
+	cfg *config.Config
+}
+
+// run invokes pushctl against the stack.
+func (s *stack) run(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	return pushctl(t, stdin, s.env, append([]string{"-timeout", "20s"}, args...)...)
+}
+
+// records reads every record of topic.
+func (s *stack) records(t *testing.T, topic string) []*kgo.Record {
+	t.Helper()
+	c := &cli{environ: s.env, now: time.Now}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	recs, err := c.readTopic(ctx, s.cfg, topic, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+// withTopics creates the layout of s.cfg through pushctl itself.
+func (s *stack) withTopics(t *testing.T) *stack {
+	t.Helper()
+	if r := s.run(t, "", "topics"); r.code != exitOK {
+		t.Fatalf("topics: %+v", r)
+	}
+	return s
+}
+
+// newStackOn points a stack at brokers. name gives each pipeline topic
+// (campaigns, control, ...) its name on this cluster and prefix the group
+// prefix, so tests sharing a broker do not meet; environ adds settings.
+func newStackOn(t *testing.T, brokers []string, name func(string) string, prefix string, environ ...string) *stack {
+	t.Helper()
+	env := []string{"PUSHLANE_KAFKA__BROKERS=" + strings.Join(brokers, ","), "PUSHLANE_DELAY__TIERS=3",
+		"PUSHLANE_KAFKA__GROUP_PREFIX=" + prefix, "PUSHLANE_KAFKA__TOPICS__REPLICATION_FACTOR=1"}
+	for _, topic := range []string{"campaigns", "control", "delay", "ready", "results", "dead_letter", "registrations"} {
+		env = append(env, "PUSHLANE_KAFKA__TOPICS__"+strings.ToUpper(topic)+"__NAME="+name(topic))
+	}
+	env = append(env, environ...)
+	cfg, err := config.Load("", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &stack{env: env, cl: cl, adm: kadm.NewClient(cl), cfg: cfg}
+}
+
+// topics returns the stack's topic names.
+func (s *stack) topics() config.Topics { return s.cfg.Kafka.Topics }
+
+// cells splits tabwriter output into rows of cells.
+func cells(out string) [][]string {
+	var rows [][]string
+	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		rows = append(rows, regexp.MustCompile(`\s{2,}`).Split(strings.TrimSpace(line), -1))
+	}
+	return rows
+}
+
+func TestTopicsCommand(t *testing.T) {
+	s := newStack(t)
+	T := s.topics()
+	names := []string{}
+	for _, spec := range kafka.Layout(s.cfg) {
+		names = append(names, spec.Name)
+	}
+	want := []string{T.Campaigns.Name, T.Control.Name, T.Ready.Name, T.Results.Name, T.DeadLetter.Name, T.Registrations.Name,
+		T.Delay.Name + ".t00", T.Delay.Name + ".t01", T.Delay.Name + ".t02"}
+	if !slices.Equal(names, want) {
+		t.Fatalf("layout %v", names)
+	}
+
+	r := s.run(t, "", "topics", "-check")
+	var missing []string
+	for _, n := range names {
+		missing = append(missing, n+": missing")
+	}
+	expect(t, r, exitFailed, "", "pushctl topics: 9 problems:\n  "+strings.Join(missing, "\n  ")+"\n")
+
+	r = s.run(t, "", "topics")
+	var created strings.Builder
+	for _, n := range names {
+		created.WriteString("created " + n + "\n")
+	}
+	expect(t, r, exitOK, created.String()+"ok: 9 topics as configured\n", "")
+
+	expect(t, s.run(t, "", "topics"), exitOK, "ok: 9 topics as configured\n", "")
+	expect(t, s.run(t, "", "topics", "-check"), exitOK, "ok: 9 topics as configured\n", "")
+
+	// Someone changed a tier to producer timestamps and the control topic
+	// to deletion: both break the pipeline silently, so -check says so.
+	ctx := context.Background()
+	if _, err := s.adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "message.timestamp.type", Value: kadm.StringPtr("CreateTime")}}, T.Delay.Name+".t01"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "cleanup.policy", Value: kadm.StringPtr("delete")}}, T.Control.Name); err != nil {
+		t.Fatal(err)
+	}
+	r = s.run(t, "", "topics", "-check")
+	expect(t, r, exitFailed, "", "pushctl topics: 2 problems:\n"+
+		"  "+T.Control.Name+": cleanup.policy is \"delete\", want \"compact\"\n"+
+		"  "+T.Delay.Name+".t01: message.timestamp.type is \"CreateTime\", want \"LogAppendTime\"\n")
+}
+
+func TestPublishCommand(t *testing.T) {
+	s := newStack(t).withTopics(t)
+	r := s.run(t, "", "publish", "-app", "shop", "-id", "spring-sale", "-segment", "-platforms", "ios", "-title", "Spring sale", "-at", "+1h")
+	expect(t, r, exitOK, "spring-sale\n", "")
+	r = s.run(t, "", "publish", "-f", "../../schemas/examples/campaign/local-time-localized.json")
+	expect(t, r, exitOK, "morning-digest-2026-03-29\n", "")
+
+	recs := s.records(t, s.topics().Campaigns.Name)
+	if len(recs) != 2 {
+		t.Fatalf("%d campaign records, want 2", len(recs))
+	}
+	byKey := map[string]*kgo.Record{}
+	for _, r := range recs {
+		byKey[string(r.Key)] = r
+	}
+	rec := byKey["spring-sale"]
+	if rec == nil {
+		t.Fatalf("no record keyed spring-sale: %v", recs)
+	}
+	if v, _ := kafka.Header(rec, kafka.HeaderSchema); v != "campaign.v1" {
+		t.Errorf("schema header %q", v)
+	}
+	c, err := schemas.DecodeCampaign(rec.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ID != "spring-sale" || c.App != "shop" || c.Content.Title != "Spring sale" || !c.Schedule.SendAt.Equal(testNow.Add(time.Hour)) ||
+		!slices.Equal(c.Audience.Platforms, []string{"ios"}) {
+		t.Errorf("published %+v", *c)
+	}
+	digest, err := schemas.DecodeCampaign(byKey["morning-digest-2026-03-29"].Value)
+	if err != nil || digest.Schedule.LocalTime != "09:00" || digest.Content.Localized["de"].Title != "Ihr Morgenüberblick" {
+		t.Errorf("published %+v %v", digest, err)
+	}
+}
+
+func TestPublishToMissingTopicFails(t *testing.T) {
+	s := newStack(t)
+	r := pushctl(t, "", s.env, "-timeout", "5s", "publish", "-app", "shop", "-id", "x", "-segment", "-title", "x")
+	if r.code != exitFailed || r.stdout != "" || !strings.HasPrefix(r.stderr, "pushctl publish: produce campaign x to "+s.topics().Campaigns.Name+": ") {
+		t.Errorf("%+v", r)
+	}
+}
+
+func TestControlCommands(t *testing.T) {
+	s := newStack(t).withTopics(t)
+	ts := testNow.Format(time.RFC3339)
+	ctl := s.topics().Control.Name
+
+	expect(t, s.run(t, "", "cancel", "spring-sale", "-reason", "wrong discount"), exitOK,
+		"cancel spring-sale: written to "+ctl+"/0@0\n", "")
+	expect(t, s.run(t, "", "pause", "spring-sale"), exitFailed, "",
+		"pushctl pause: campaign spring-sale was cancelled at "+ts+" (wrong discount): cancel is final, it cannot be paused\n")
+	expect(t, s.run(t, "", "resume", "spring-sale"), exitFailed, "",
+		"pushctl resume: campaign spring-sale was cancelled at "+ts+" (wrong discount): cancel is final, it cannot be resumed\n")
+	expect(t, s.run(t, "", "cancel", "spring-sale"), exitOK,
+		"cancel spring-sale: already cancelled at "+ts+" (wrong discount); nothing written\n", "")
+
+	expect(t, s.run(t, "", "resume", "update-5"), exitOK, "resume update-5: not paused; nothing written\n", "")
+	expect(t, s.run(t, "", "pause", "update-5", "-reason", "support overloaded"), exitOK,
+		"pause update-5: written to "+ctl+"/0@1\n", "")
+	expect(t, s.run(t, "", "pause", "update-5"), exitOK,
+		"pause update-5: already paused at "+ts+" (support overloaded); nothing written\n", "")
+	expect(t, s.run(t, "", "resume", "update-5"), exitOK, "resume update-5: written to "+ctl+"/0@2\n", "")
+	expect(t, s.run(t, "", "cancel", "update-5"), exitOK, "cancel update-5: written to "+ctl+"/0@3\n", "")
+
+	recs := s.records(t, ctl)
+	var got []string
+	for _, r := range recs {
+		c, err := schemas.DecodeCampaignControl(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(r.Key) != c.CampaignID {
+			t.Errorf("record keyed %q holds %s", r.Key, c.CampaignID)
+		}
+		if v, _ := kafka.Header(r, kafka.HeaderSchema); v != "campaign-control.v1" {
+			t.Errorf("schema header %q", v)
+		}
+		got = append(got, fmt.Sprintf("%s %s %q", c.Action, c.CampaignID, c.Reason))
+	}
+	want := []string{`cancel spring-sale "wrong discount"`, `pause update-5 "support overloaded"`, `resume update-5 ""`, `cancel update-5 ""`}
+	if !slices.Equal(got, want) {
+		t.Errorf("control topic:\n got %q\nwant %q", got, want)
+	}
+}
+
+// deadLetters produces two dead letters as the stages do and returns their
+// positions in the dead-letter topic.
+func deadLetters(t *testing.T, s *stack) (string, string) {
+	t.Helper()
+	T := s.topics()
+	invalidCampaign := &kgo.Record{Topic: T.Campaigns.Name, Partition: 4, Offset: 1289, Key: []byte("broken-1"),
+		Value:   []byte(`{"schema_version":1,"id":"broken-1","app":"shop","audience":{"type":"tokens"},"content":{"title":"Hi"},"schedule":{"mode":"at"}}`),
+		Headers: []kgo.RecordHeader{{Key: kafka.HeaderSchema, Value: []byte("campaign.v1")}, {Key: "traceparent", Value: []byte("00-ab-cd-01")}}}
+	garbage := &kgo.Record{Topic: T.Ready.Name, Partition: 0, Offset: 77, Key: []byte("b-9"), Value: []byte("\x00\x01garbage\n")}
+	at := time.Date(2026, 3, 20, 9, 0, 3, 500_000_000, time.UTC)
+	_, reason := schemas.DecodeCampaign(invalidCampaign.Value)
+	dl1, err := kafka.DeadLetterRecord(T.DeadLetter.Name, "planner", invalidCampaign, reason.Error(), at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, reason = schemas.DecodeBatch(garbage.Value)
+	dl2, err := kafka.DeadLetterRecord(T.DeadLetter.Name, "dispatcher", garbage, reason.Error(), at.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cl.ProduceSync(context.Background(), dl1, dl2).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%d:%d", dl1.Partition, dl1.Offset), fmt.Sprintf("%d:%d", dl2.Partition, dl2.Offset)
+}
+
+func TestDLQCommands(t *testing.T) {
+	s := newStack(t).withTopics(t)
+	T := s.topics()
+	expect(t, s.run(t, "", "dlq", "list"), exitOK, "no dead letters in "+T.DeadLetter.Name+"\n", "")
+	first, second := deadLetters(t, s)
+
+	r := s.run(t, "", "dlq", "list")
+	rows := [][]string{
+		{"POSITION", "AT", "STAGE", "SOURCE", "REASON"},
+		{first, "2026-03-20T09:00:03Z", "planner", T.Campaigns.Name + "/4@1289", "invalid campaign: /audience: missing property 'tokens'"},
+		{second, "2026-03-20T09:01:03Z", "dispatcher", T.Ready.Name + "/0@77", `invalid batch: not JSON: invalid character '\x00' looking for beginning of value at byte 1`},
+	}
+	if got := cells(r.stdout); r.code != exitOK || r.stderr != "" || !reflect.DeepEqual(got, rows) {
+		t.Errorf("dlq list: exit %d %q\n got %q\nwant %q", r.code, r.stderr, got, rows)
+	}
+	r = s.run(t, "", "dlq", "list", "-n", "1")
+	if got := cells(r.stdout); !reflect.DeepEqual(got, [][]string{rows[0], rows[2]}) {
+		t.Errorf("dlq list -n 1: %q", got)
+	}
+	r = s.run(t, "", "dlq", "list", "-stage", "planner")
+	if got := cells(r.stdout); !reflect.DeepEqual(got, [][]string{rows[0], rows[1]}) {
+		t.Errorf("dlq list -stage planner: %q", got)
+	}
+
+	r = s.run(t, "", "dlq", "list", "-stage", "dispatcher", "-json")
+	var line map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &line); err != nil || strings.Count(r.stdout, "\n") != 1 {
+		t.Fatalf("json list %q: %v", r.stdout, err)
+	}
+	if fmt.Sprintf("%v:%v", line["partition"], line["offset"]) != second || line["stage"] != "dispatcher" || line["at"] != "2026-03-20T09:01:03.5Z" ||
+		fmt.Sprint(line["source"]) != "map[offset:77 partition:0 topic:"+T.Ready.Name+"]" || line["reason"] != rows[2][4] {
+		t.Errorf("json line %v", line)
+	}
+
+	r = s.run(t, "", "dlq", "show", first)
+	expect(t, r, exitOK, "dead letter:  "+first+"\n"+
+		"at:           2026-03-20T09:00:03.5Z\n"+
+		"stage:        planner\n"+
+		"source:       "+T.Campaigns.Name+"/4@1289\n"+
+		"reason:       invalid campaign: /audience: missing property 'tokens'\n"+
+		"key:          broken-1\n"+
+		"headers:      pushlane-schema: campaign.v1\n"+
+		"              traceparent: 00-ab-cd-01\n"+
+		"value (128 bytes):\n"+
+		`{"schema_version":1,"id":"broken-1","app":"shop","audience":{"type":"tokens"},"content":{"title":"Hi"},"schedule":{"mode":"at"}}`+"\n", "")
+	r = s.run(t, "", "dlq", "show", second)
+	if !strings.HasSuffix(r.stdout, "value (10 bytes):\n\"\\x00\\x01garbage\\n\"\n") {
+		t.Errorf("binary value shown as %q", r.stdout)
+	}
+	expect(t, s.run(t, "", "dlq", "show", second, "-raw"), exitOK, "\x00\x01garbage\n", "")
+
+	// Errors name the position.
+	expect(t, s.run(t, "", "dlq", "show", "7:0"), exitFailed, "", "pushctl dlq: "+T.DeadLetter.Name+" has no partition 7 (it has 3)\n")
+	p := strings.Split(first, ":")[0]
+	expect(t, s.run(t, "", "dlq", "show", p+":99"), exitFailed, "", "pushctl dlq: no dead letter at "+p+":99: partition "+p+" ends at offset "+endOf(t, s, p)+"\n")
+
+	// The original is still invalid: nothing is sent.
+	r = s.run(t, "", "dlq", "redrive", first)
+	expect(t, r, exitInvalid, "", "pushctl dlq: the original bytes of "+first+": still invalid, not re-driven: invalid campaign: /audience: missing property 'tokens'\n")
+	fixed := filepath.Join(t.TempDir(), "fixed.json")
+	if err := os.WriteFile(fixed, []byte(`{"schema_version":1,"id":"broken-1","app":"shop","audience":{"type":"tokens","tokens":["abc"]},"content":{"title":"Hi"},"schedule":{"mode":"at"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = s.run(t, "", "dlq", "redrive", first, "-f", fixed)
+	if r.code != exitOK || !strings.HasPrefix(r.stdout, "re-drove "+first+" ("+fixed+") to "+T.Campaigns.Name+"/") {
+		t.Fatalf("redrive: %+v", r)
+	}
+	recs := s.records(t, T.Campaigns.Name)
+	if len(recs) != 1 {
+		t.Fatalf("%d campaign records after the re-drive, want 1", len(recs))
+	}
+	c, err := schemas.DecodeCampaign(recs[0].Value)
+	if err != nil || c.Audience.Tokens[0] != "abc" || string(recs[0].Key) != "broken-1" {
+		t.Errorf("re-driven %v %v key %q", c, err, recs[0].Key)
+	}
+	for k, v := range map[string]string{kafka.HeaderSchema: "campaign.v1", "traceparent": "00-ab-cd-01",
+		headerRedrivenFrom: T.DeadLetter.Name + "/" + strings.Replace(first, ":", "@", 1)} {
+		if got, _ := kafka.Header(recs[0], k); got != v {
+			t.Errorf("header %s = %q, want %q", k, got, v)
+		}
+	}
+	// A fixed file that is still wrong is refused too.
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"schema_version":2}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = s.run(t, "", "dlq", "redrive", first, "-f", bad)
+	if r.code != exitInvalid || !strings.Contains(r.stderr, bad+" of "+first+": still invalid, not re-driven: invalid campaign: /: missing properties") {
+		t.Errorf("%+v", r)
+	}
+	if n := len(s.records(t, T.Campaigns.Name)); n != 1 {
+		t.Errorf("%d campaign records after refused re-drives, want 1", n)
+	}
+}
+
+func endOf(t *testing.T, s *stack, partition string) string {
+	t.Helper()
+	topic := s.topics().DeadLetter.Name
+	ends, err := s.adm.ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p int32
+	if _, err := fmt.Sscan(partition, &p); err != nil {
+		t.Fatal(err)
+	}
+	o, _ := ends.Lookup(topic, p)
+	return fmt.Sprint(o.Offset)
+}
+
+func TestReplayCommand(t *testing.T) {
+	s := newStack(t).withTopics(t)
+	ctx := context.Background()
+	topic, group := s.topics().Registrations.Name, s.cfg.Kafka.GroupPrefix+"-feedback"
+	// Ten records per partition, one a minute from t0, on all 6 partitions.
+	t0 := time.Date(2026, 3, 20, 9, 0, 0, 0, time.UTC)
+	producer, err := kgo.NewClient(kgo.SeedBrokers(s.cfg.Kafka.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	var recs []*kgo.Record
+	for p := int32(0); p < 6; p++ {
+		for i := 0; i < 10; i++ {
+			recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Timestamp: t0.Add(time.Duration(i) * time.Minute), Value: []byte("x")})
+		}
+	}
+	if err := producer.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	offsets := kadm.Offsets{}
+	for p := int32(0); p < 6; p++ {
+		offsets.AddOffset(topic, p, 10, -1)
+	}
+	if err := s.adm.CommitAllOffsets(ctx, group, offsets); err != nil {
+		t.Fatal(err)
+	}
+	committed := func() []int64 {
+		got, err := s.adm.FetchOffsetsForTopics(ctx, group, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []int64
+		for p := int32(0); p < 6; p++ {
+			o, _ := got.Lookup(topic, p)
+			out = append(out, o.At)
+		}
+		return out
+	}
+	plan := func(from, to, n int) string {
+		var b strings.Builder
+		for p := 0; p < 6; p++ {
+			fmt.Fprintf(&b, "%s/%d: %d -> %d (re-runs %d records)\n", topic, p, from, to, n)
+		}
+		return b.String()
+	}
+	at := func(min int) string { return t0.Add(time.Duration(min) * time.Minute).Format(time.RFC3339) }
+
+	r := s.run(t, "", "replay", "-topic", topic, "-group", group, "-from", at(5), "-dry-run")
+	expect(t, r, exitOK, plan(10, 5, 5)+"dry run: "+group+" would re-run 30 records of "+topic+"; nothing changed\n", "")
+	if got := committed(); !slices.Equal(got, []int64{10, 10, 10, 10, 10, 10}) {
+		t.Fatalf("dry run changed offsets: %v", got)
+	}
+
+	r = s.run(t, "", "replay", "-topic", topic, "-group", group, "-from", at(5))
+	expect(t, r, exitOK, plan(10, 5, 5)+group+" rewound: it re-runs 30 records of "+topic+" when it starts\n", "")
+	if got := committed(); !slices.Equal(got, []int64{5, 5, 5, 5, 5, 5}) {
+		t.Fatalf("offsets after replay: %v", got)
+	}
+
+	// The group is at 5: going to 8 would skip 5..7.
+	r = s.run(t, "", "replay", "-topic", topic, "-group", group, "-from", at(8))
+	var lines []string
+	for p := 0; p < 6; p++ {
+		lines = append(lines, fmt.Sprintf("%s/%d: the group is at 5, before the range start 8: moving it would skip 3 records it has not processed", topic, p))
+	}
+	expect(t, r, exitFailed, "", "pushctl replay: refused, nothing changed:\n  "+strings.Join(lines, "\n  ")+"\n")
+
+	// The range ends at 3, but the group is at 5: 3..4 would be re-run too.
+	r = s.run(t, "", "replay", "-topic", topic, "-group", group, "-from", "start", "-to", at(3))
+	lines = lines[:0]
+	for p := 0; p < 6; p++ {
+		lines = append(lines, fmt.Sprintf("%s/%d: the group is at 5, after the range end 3: it would also re-run 2 records past the range (use -to end)", topic, p))
+	}
+	expect(t, r, exitFailed, "", "pushctl replay: refused, nothing changed:\n  "+strings.Join(lines, "\n  ")+"\n")
+
+	// From the start to the end: 5 each.
+	r = s.run(t, "", "replay", "-topic", topic, "-group", group, "-from", "start", "-dry-run")
+	expect(t, r, exitOK, plan(5, 0, 5)+"dry run: "+group+" would re-run 30 records of "+topic+"; nothing changed\n", "")
+
+	// A misspelt group has no offsets.
+	r = s.run(t, "", "replay", "-topic", topic, "-group", group+"x", "-from", "start")
+	expect(t, r, exitFailed, "", "pushctl replay: group "+group+"x has no committed offsets on "+topic+": nothing to rewind (stage groups are <kafka.group_prefix>-<stage>, e.g. pushlane-feedback)\n")
+
+	r = s.run(t, "", "replay", "-topic", topic+"-nope", "-group", group, "-from", "start")
+	expect(t, r, exitFailed, "", "pushctl replay: topic "+topic+"-nope does not exist\n")
+
+	// A running stage: refused while the member is in the group.
+	member, err := kgo.NewClient(kgo.SeedBrokers(s.cfg.Kafka.Brokers...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.ClientID("feedback-0"), kgo.DisableAutoCommit())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer member.Close()
+	pollCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for len(member.PollFetches(pollCtx).Records()) == 0 && pollCtx.Err() == nil {
+	}
+	r = s.run(t, "", "replay", "-topic", topic, "-group", group, "-from", "start")
+	if r.code != exitFailed || !strings.HasPrefix(r.stderr, "pushctl replay: group "+group+" has 1 active members (feedback-0@") ||
+		!strings.HasSuffix(r.stderr, "): stop the stage (scale it to 0) before rewinding it\n") {
+		t.Errorf("%+v", r)
+	}
+	if got := committed(); !slices.Equal(got, []int64{5, 5, 5, 5, 5, 5}) {
+		t.Errorf("refused replay changed offsets: %v", got)
+	}
+}
