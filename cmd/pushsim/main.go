@@ -48,8 +48,9 @@ func main() {
 
 type options struct {
 	dir, apnsAddr, fcmAddr, adminAddr, env, topics, project string
-	apnsKey, apnsKeyID, apnsTeamID, fcmAccount            string
-	fault                                                 apnssim.Fault
+	apnsKey, apnsKeyID, apnsTeamID, fcmAccount              string
+	allowTokenUpdates                                       bool
+	fault                                                   apnssim.Fault
 }
 
 func run(args []string, out io.Writer) error {
@@ -66,6 +67,7 @@ func run(args []string, out io.Writer) error {
 	fs.StringVar(&o.apnsKeyID, "apns-key-id", "", "key ID of -apns-key")
 	fs.StringVar(&o.apnsTeamID, "apns-team-id", "", "team ID of -apns-key")
 	fs.StringVar(&o.fcmAccount, "fcm-service-account", "", "existing service-account JSON to accept instead of generating one")
+	fs.BoolVar(&o.allowTokenUpdates, "apns-allow-token-updates", false, "accept provider tokens re-signed more often than every 20 minutes (benchmarks restart senders)")
 	fs.Float64Var(&o.fault.Rate429, "rate429", 0, "fraction of sends answered 429")
 	fs.Float64Var(&o.fault.Rate503, "rate503", 0, "fraction of sends answered 503")
 	fs.DurationVar(&o.fault.Latency, "latency", 0, "latency added to every answer")
@@ -109,7 +111,7 @@ func run(args []string, out io.Writer) error {
 		key, keyID, teamID = tk.Private, tk.KeyID, tk.TeamID
 	}
 	apns, err := apnssim.New(apnssim.Config{Keys: map[string]*ecdsa.PublicKey{keyID: &key.PublicKey}, TeamID: teamID,
-		Topics: strings.Split(o.topics, ","), Environment: o.env, Logger: logger})
+		Topics: strings.Split(o.topics, ","), Environment: o.env, AllowFrequentTokenUpdates: o.allowTokenUpdates, Logger: logger})
 	if err != nil {
 		return err
 	}
