@@ -55,6 +55,7 @@ func (s *stack) withTopics(t *testing.T) *stack {
 	if r := s.run(t, "", "topics"); r.code != exitOK {
 		t.Fatalf("topics: %+v", r)
 	}
+	s.waitUsable(t)
 	return s
 }
 
@@ -93,7 +94,9 @@ func cells(out string) [][]string {
 	return rows
 }
 
-func TestTopicsCommand(t *testing.T) {
+func TestTopicsCommand(t *testing.T) { onEachKafka(t, testTopicsCommand) }
+
+func testTopicsCommand(t *testing.T, newStack stackFactory) {
 	s := newStack(t)
 	T := s.topics()
 	names := []string{}
@@ -138,7 +141,9 @@ func TestTopicsCommand(t *testing.T) {
 		"  "+T.Delay.Name+".t01: message.timestamp.type is \"CreateTime\", want \"LogAppendTime\"\n")
 }
 
-func TestPublishCommand(t *testing.T) {
+func TestPublishCommand(t *testing.T) { onEachKafka(t, testPublishCommand) }
+
+func testPublishCommand(t *testing.T, newStack stackFactory) {
 	s := newStack(t).withTopics(t)
 	r := s.run(t, "", "publish", "-app", "shop", "-id", "spring-sale", "-segment", "-platforms", "ios", "-title", "Spring sale", "-at", "+1h")
 	expect(t, r, exitOK, "spring-sale\n", "")
@@ -174,7 +179,9 @@ func TestPublishCommand(t *testing.T) {
 	}
 }
 
-func TestPublishToMissingTopicFails(t *testing.T) {
+func TestPublishToMissingTopicFails(t *testing.T) { onEachKafka(t, testPublishToMissingTopicFails) }
+
+func testPublishToMissingTopicFails(t *testing.T, newStack stackFactory) {
 	s := newStack(t)
 	r := pushctl(t, "", s.env, "-timeout", "5s", "publish", "-app", "shop", "-id", "x", "-segment", "-title", "x")
 	if r.code != exitFailed || r.stdout != "" || !strings.HasPrefix(r.stderr, "pushctl publish: produce campaign x to "+s.topics().Campaigns.Name+": ") {
@@ -182,7 +189,9 @@ func TestPublishToMissingTopicFails(t *testing.T) {
 	}
 }
 
-func TestControlCommands(t *testing.T) {
+func TestControlCommands(t *testing.T) { onEachKafka(t, testControlCommands) }
+
+func testControlCommands(t *testing.T, newStack stackFactory) {
 	s := newStack(t).withTopics(t)
 	ts := testNow.Format(time.RFC3339)
 	ctl := s.topics().Control.Name
@@ -251,7 +260,9 @@ func deadLetters(t *testing.T, s *stack) (string, string) {
 	return fmt.Sprintf("%d:%d", dl1.Partition, dl1.Offset), fmt.Sprintf("%d:%d", dl2.Partition, dl2.Offset)
 }
 
-func TestDLQCommands(t *testing.T) {
+func TestDLQCommands(t *testing.T) { onEachKafka(t, testDLQCommands) }
+
+func testDLQCommands(t *testing.T, newStack stackFactory) {
 	s := newStack(t).withTopics(t)
 	T := s.topics()
 	expect(t, s.run(t, "", "dlq", "list"), exitOK, "no dead letters in "+T.DeadLetter.Name+"\n", "")
@@ -361,7 +372,9 @@ func endOf(t *testing.T, s *stack, partition string) string {
 	return fmt.Sprint(o.Offset)
 }
 
-func TestReplayCommand(t *testing.T) {
+func TestReplayCommand(t *testing.T) { onEachKafka(t, testReplayCommand) }
+
+func testReplayCommand(t *testing.T, newStack stackFactory) {
 	s := newStack(t).withTopics(t)
 	ctx := context.Background()
 	topic, group := s.topics().Registrations.Name, s.cfg.Kafka.GroupPrefix+"-feedback"

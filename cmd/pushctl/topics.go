@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
@@ -60,16 +61,28 @@ retention.ms). Problems go to stderr and exit 1.
 				}
 				defer cl.Close()
 				specs := kafka.Layout(cfg)
+				created := 0
 				if !*check {
-					created, err := kafka.EnsureTopics(ctx, adm, rf, specs)
-					for _, name := range created {
+					names, err := kafka.EnsureTopics(ctx, adm, rf, specs)
+					for _, name := range names {
 						fmt.Fprintf(c.stdout, "created %s\n", name)
 					}
 					if err != nil {
 						return err
 					}
+					created = len(names)
 				}
 				problems, err := checkTopics(ctx, adm, specs)
+				// A topic is created before its partitions have leaders:
+				// give new topics a moment before calling them broken.
+				for settle := time.Now().Add(15 * time.Second); created > 0 && (err != nil || len(problems) > 0) && time.Now().Before(settle); {
+					select {
+					case <-ctx.Done():
+						return fmt.Errorf("check topics: %w", ctx.Err())
+					case <-time.After(200 * time.Millisecond):
+					}
+					problems, err = checkTopics(ctx, adm, specs)
+				}
 				if err != nil {
 					return err
 				}
