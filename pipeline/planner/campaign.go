@@ -1,0 +1,610 @@
+package planner
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/pipeline/delay"
+	"github.com/pushlane/pushlane/pipeline/kafka"
+	"github.com/pushlane/pushlane/schemas"
+)
+
+// stage names the planner in dead letters.
+const stage = "planner"
+
+// handle finishes one campaign record: dead-letters it, records it as
+// cancelled or expired, or plans it (resuming from its checkpoint).
+func (p *Planner) handle(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record) (result, error) {
+	c, err := schemas.DecodeCampaign(r.Value)
+	if err != nil {
+		return p.deadLetter(ctx, sess, r, nil, err.Error())
+	}
+	app, ok := p.cfg.Apps[c.App]
+	if !ok {
+		return p.deadLetter(ctx, sess, r, c, fmt.Sprintf("unknown app %q: not in the planner's apps", c.App))
+	}
+	var ck *checkpoint
+	if cp := p.committedAt(r.Partition); cp.offset == r.Offset && cp.meta != "" {
+		got, ok := decodeCheckpoint(cp.meta)
+		if ok && got.Campaign == c.ID && got.Version == c.Version && got.Offset == r.Offset {
+			ck = &got
+		} else {
+			p.log.Warn("planner: committed metadata is not this campaign's checkpoint; planning from the start",
+				"campaign", c.ID, "partition", r.Partition, "offset", r.Offset)
+		}
+	}
+	start := p.now().UTC().Truncate(time.Millisecond)
+	if ck != nil {
+		start = ck.start()
+	}
+	sched, err := newSchedule(c, start)
+	if err != nil {
+		return p.deadLetter(ctx, sess, r, c, err.Error())
+	}
+	var done totals
+	if ck != nil {
+		done = ck.totals()
+	}
+	if p.cancelled(ctx, c.ID) {
+		return p.finish(ctx, sess, r, c, sched, StatusCancelled, "cancelled by a control event", done)
+	}
+	if ck == nil && sched.campaignExpired() {
+		return p.finish(ctx, sess, r, c, sched, StatusExpired, expiredReason(c, sched), done)
+	}
+	return p.plan(ctx, sess, r, c, app, sched, ck)
+}
+
+func expiredReason(c *schemas.Campaign, s schedule) string {
+	if !s.expiresAt.IsZero() {
+		return "expired before planning: expires_at " + s.expiresAt.Format(time.RFC3339) + " is not after " + s.start.Format(time.RFC3339)
+	}
+	return "expired before planning: ttl_seconds " + strconv.Itoa(c.Options.TTLSeconds) + " after the send time ran out by " + s.start.Format(time.RFC3339)
+}
+
+// cancelled consults the control view, after letting it catch up with
+// control events acknowledged before now.
+func (p *Planner) cancelled(ctx context.Context, id string) bool {
+	if p.controls == nil {
+		return false
+	}
+	wctx, cancel := context.WithTimeout(ctx, p.cfg.ControlWait)
+	err := p.controls.WaitFresh(wctx, time.Now())
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		p.log.Warn("planner: control view is not caught up; deciding on what it knows", "campaign", id, "err", err)
+	}
+	return p.controls.Cancelled(id)
+}
+
+// txn is one Kafka transaction of the planner.
+type txn struct {
+	p     *Planner
+	sess  *kgo.GroupTransactSession
+	rec   *kgo.Record
+	first *kgo.FirstErrPromise
+	pctx  context.Context
+
+	batches int
+	devices int
+	invalid map[string]int // by platform
+}
+
+func (p *Planner) begin(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record) (*txn, error) {
+	if err := sess.Begin(); err != nil {
+		return nil, fmt.Errorf("planner: begin transaction: %w", err)
+	}
+	return &txn{
+		p: p, sess: sess, rec: r,
+		first: kgo.AbortingFirstErrPromise(sess.Client()),
+		// Records are not cancelled with ctx: a stopping planner still
+		// commits its current chunk.
+		pctx:    context.WithoutCancel(ctx),
+		invalid: map[string]int{},
+	}, nil
+}
+
+func (t *txn) produce(r *kgo.Record) {
+	t.sess.Produce(t.pctx, r, t.first.Promise())
+}
+
+// endCtx is for End, which must not be cancelled halfway (that would leave
+// the client's transaction state undefined), but must not hang forever.
+func (t *txn) endCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), t.p.cfg.TransactionTimeout+30*time.Second)
+}
+
+// abort ends the transaction without committing; the session rewinds to
+// the committed offsets, so the record is polled again.
+func (t *txn) abort(ctx context.Context) error {
+	ectx, cancel := t.endCtx(ctx)
+	defer cancel()
+	if _, err := t.sess.End(ectx, kgo.TryAbort); err != nil {
+		return fmt.Errorf("planner: abort transaction: %w", err)
+	}
+	t.p.m.chunks.WithLabelValues("aborted").Inc()
+	return nil
+}
+
+// commit ends the transaction, committing the campaign partition at offset
+// with meta (the checkpoint; "" once the campaign is finished). Only that
+// partition is committed: records polled behind the campaign are not
+// finished and must be polled again after a crash. committed is false when
+// the session aborted instead (a rebalance, or a failed produce: then
+// produceErr says why).
+func (t *txn) commit(ctx context.Context, offset int64, meta string) (committed bool, produceErr, err error) {
+	produceErr = t.first.Err() // waits for every produced record
+	part, epoch, topic := t.rec.Partition, t.rec.LeaderEpoch, t.rec.Topic
+	hook := func(req *kmsg.TxnOffsetCommitRequest) error {
+		var keep []kmsg.TxnOffsetCommitRequestTopic
+		for _, rt := range req.Topics {
+			if rt.Topic != topic {
+				continue
+			}
+			var parts []kmsg.TxnOffsetCommitRequestTopicPartition
+			for _, rp := range rt.Partitions {
+				if rp.Partition == part {
+					rp.Offset, rp.LeaderEpoch, rp.Metadata = offset, epoch, &meta
+					parts = append(parts, rp)
+				}
+			}
+			if len(parts) > 0 {
+				rt.Partitions = parts
+				keep = append(keep, rt)
+			}
+		}
+		if len(keep) == 0 {
+			return fmt.Errorf("planner: partition %s/%d missing from the offset commit", topic, part)
+		}
+		req.Topics = keep
+		return nil
+	}
+	ectx, cancel := t.endCtx(ctx)
+	defer cancel()
+	committed, err = t.sess.End(kgo.PreTxnCommitFnContext(ectx, hook), kgo.TransactionEndTry(produceErr == nil))
+	if err != nil {
+		return false, produceErr, fmt.Errorf("planner: end transaction at %s/%d@%d: %w", topic, part, offset, err)
+	}
+	if !committed {
+		t.p.m.chunks.WithLabelValues("aborted").Inc()
+		return false, produceErr, nil
+	}
+	t.p.setCommitted(part, commitPoint{offset: offset, meta: meta})
+	t.p.m.chunks.WithLabelValues("committed").Inc()
+	t.p.m.batches.Add(float64(t.batches))
+	t.p.m.devices.Add(float64(t.devices))
+	for platform, n := range t.invalid {
+		t.p.m.invalid.WithLabelValues(platform).Add(float64(n))
+	}
+	return true, nil, nil
+}
+
+// aborted turns an uncommitted end into the next step: a produce failure
+// is retried after a backoff, a rebalance at once.
+func (p *Planner) aborted(log *slog.Logger, produceErr error) result {
+	if produceErr != nil {
+		log.Error("planner: producing failed; transaction aborted", "err", produceErr)
+		p.m.retries.WithLabelValues("kafka").Inc()
+		return resultRetry
+	}
+	log.Info("planner: transaction aborted by a rebalance")
+	p.m.retries.WithLabelValues("rebalance").Inc()
+	return resultAgain
+}
+
+// deadLetter sends r to the dead-letter topic with reason and commits past
+// it, in one transaction. A decodable campaign is also recorded as failed.
+func (p *Planner) deadLetter(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record, c *schemas.Campaign, reason string) (result, error) {
+	log := p.log.With("partition", r.Partition, "offset", r.Offset)
+	if c != nil {
+		log = log.With("campaign", c.ID, "version", c.Version, "app", c.App)
+	}
+	t, err := p.begin(ctx, sess, r)
+	if err != nil {
+		return 0, err
+	}
+	now := p.now()
+	dl, err := kafka.DeadLetterRecord(p.cfg.Kafka.Topics.DeadLetter.Name, stage, r, reason, now)
+	if err != nil {
+		_ = t.abort(ctx)
+		return 0, err
+	}
+	t.produce(dl)
+	if c != nil {
+		rec := CampaignRecord{ID: c.ID, Version: c.Version, App: c.App, Status: StatusFailed, Reason: reason,
+			ExpiresAt: c.Schedule.ExpiresAt, StartedAt: now, FinishedAt: now}
+		if err := p.save(ctx, rec); err != nil {
+			log.Error("planner: recording a failed campaign", "err", err)
+			p.m.retries.WithLabelValues("mysql").Inc()
+			return resultRetry, t.abort(ctx)
+		}
+	}
+	ok, perr, err := t.commit(ctx, r.Offset+1, "")
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return p.aborted(log, perr), nil
+	}
+	p.m.campaigns.WithLabelValues(outcomeDeadLettered).Inc()
+	log.Warn("planner: campaign dead-lettered", "reason", reason)
+	return resultDone, nil
+}
+
+func (p *Planner) save(ctx context.Context, rec CampaignRecord) error {
+	if len(rec.Reason) > 1024 {
+		rec.Reason = rec.Reason[:1021] + "..."
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return p.store.SaveCampaign(sctx, rec)
+}
+
+func (p *Planner) record(c *schemas.Campaign, s schedule, status, reason string, t totals) CampaignRecord {
+	ms := func(v int64) time.Time {
+		if v == 0 {
+			return time.Time{}
+		}
+		return time.UnixMilli(v).UTC()
+	}
+	return CampaignRecord{
+		ID: c.ID, Version: c.Version, App: c.App, Status: status, Reason: reason,
+		Devices: t.Devices, Batches: t.Batches, InvalidTokens: t.Invalid, ExpiredDevices: t.Expired,
+		FirstSendAt: ms(t.FirstSendAt), LastSendAt: ms(t.LastSendAt), ExpiresAt: s.expiresAt,
+		StartedAt: s.start, FinishedAt: p.now().UTC(),
+	}
+}
+
+// finish records a campaign that is not (or no longer) planned and commits
+// past it.
+func (p *Planner) finish(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record, c *schemas.Campaign, s schedule, status, reason string, done totals) (result, error) {
+	log := p.log.With("campaign", c.ID, "version", c.Version, "app", c.App, "partition", r.Partition, "offset", r.Offset)
+	t, err := p.begin(ctx, sess, r)
+	if err != nil {
+		return 0, err
+	}
+	if err := p.save(ctx, p.record(c, s, status, reason, done)); err != nil {
+		log.Error("planner: recording campaign status", "status", status, "err", err)
+		p.m.retries.WithLabelValues("mysql").Inc()
+		return resultRetry, t.abort(ctx)
+	}
+	ok, perr, err := t.commit(ctx, r.Offset+1, "")
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return p.aborted(log, perr), nil
+	}
+	p.m.campaigns.WithLabelValues(status).Inc()
+	log.Warn("planner: campaign not planned", "status", status, "reason", reason,
+		"devices", done.Devices, "batches", done.Batches)
+	return resultDone, nil
+}
+
+// listPartSize is how many entries of an explicit token or user-id list
+// one audience part queries (see Position).
+const listPartSize = 500
+
+// audienceParts cuts the campaign's audience into the queries of its
+// parts. Lists are de-duplicated first: a user id in two parts would put
+// its devices in the audience twice.
+func audienceParts(c *schemas.Campaign) []AudienceQuery {
+	base := AudienceQuery{App: c.App, Platforms: c.Audience.Platforms, Locales: c.Audience.Locales}
+	var list []string
+	tokens := c.Audience.Type == schemas.AudienceTokens
+	switch {
+	case tokens:
+		list = dedupe(c.Audience.Tokens)
+	case len(c.Audience.UserIDs) > 0:
+		list = dedupe(c.Audience.UserIDs)
+	default:
+		return []AudienceQuery{base}
+	}
+	var parts []AudienceQuery
+	for i := 0; i < len(list); i += listPartSize {
+		q := base
+		cut := list[i:min(i+listPartSize, len(list))]
+		if tokens {
+			q.Tokens = cut
+		} else {
+			q.UserIDs = cut
+		}
+		parts = append(parts, q)
+	}
+	return parts
+}
+
+func dedupe(in []string) []string {
+	seen := make(map[string]struct{}, len(in))
+	out := make([]string, 0, len(in))
+	for _, v := range in {
+		if _, ok := seen[v]; ok {
+			continue
+		}
+		seen[v] = struct{}{}
+		out = append(out, v)
+	}
+	return out
+}
+
+// pageMsg carries one page of the audience, the end of it, or a read
+// error, from the reader goroutine.
+type pageMsg struct {
+	page *Page
+	err  error
+	done bool
+}
+
+// pagesInFlight bounds the pages between the reader and the planner loop:
+// MySQL reads overlap with encoding and producing, and memory stays at a
+// few pages whatever the audience size.
+const pagesInFlight = 3
+
+// readAudience streams the parts' devices after `after` into out, taking
+// empty pages from free.
+func (p *Planner) readAudience(ctx context.Context, parts []AudienceQuery, after Position, free <-chan *Page, out chan<- pageMsg) {
+	send := func(m pageMsg) bool {
+		select {
+		case out <- m:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	part, afterID := after.Part, after.ID
+	for part < len(parts) {
+		var pg *Page
+		select {
+		case pg = <-free:
+		case <-ctx.Done():
+			return
+		}
+		pg.Reset()
+		qctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := p.store.ReadDevices(qctx, parts[part], part, afterID, p.cfg.PageSize, pg)
+		cancel()
+		if err != nil {
+			send(pageMsg{err: fmt.Errorf("planner: read audience part %d after id %d: %w", part, afterID, err)})
+			return
+		}
+		n := len(pg.Devices)
+		if n > 0 {
+			afterID = pg.Devices[n-1].ID
+		}
+		if n < p.cfg.PageSize {
+			part, afterID = part+1, 0
+		}
+		if !send(pageMsg{page: pg}) {
+			return
+		}
+	}
+	send(pageMsg{done: true})
+}
+
+// plan streams the audience into batches, committing a checkpoint every
+// BatchesPerTransaction batches and the campaign offset with the last
+// chunk.
+func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record, c *schemas.Campaign, app config.App, s schedule, ck *checkpoint) (result, error) {
+	log := p.log.With("campaign", c.ID, "version", c.Version, "app", c.App, "partition", r.Partition, "offset", r.Offset)
+	e, err := newEngine(c, s, p.cfg.MaxBatchBytes, app.APNS != nil)
+	if err != nil {
+		return p.deadLetter(ctx, sess, r, c, err.Error())
+	}
+	var after Position
+	chunks := 0
+	if ck != nil {
+		e.restore(arrPos(ck.Scanned), ck.waveStates(), ck.totals())
+		after, chunks = arrPos(ck.After), ck.Chunks
+		log.Info("planner: resuming campaign from its checkpoint", "chunks", chunks, "after_part", after.Part, "after_id", after.ID,
+			"devices", ck.Totals[0], "batches", ck.Totals[1])
+	} else {
+		log.Info("planner: planning campaign", "mode", s.mode, "batch_size", e.batchSize, "throttle_per_second", s.rate)
+	}
+
+	t, err := p.begin(ctx, sess, r)
+	if err != nil {
+		return 0, err
+	}
+	ladder := delay.Ladder{Tiers: p.cfg.DelayTiers, Ready: p.cfg.Kafka.Topics.Ready.Name}
+	e.emit = func(b *outBatch) error {
+		topic := ladder.Route(b.SendAt, p.now())
+		t.produce(delay.BatchRecord(topic, b.ID, c.ID, b.SendAt, b.ExpiresAt, b.Value))
+		t.batches++
+		t.devices += b.Devices
+		if p.testHook != nil {
+			return p.testHook(hookEvent{campaign: c.ID, chunks: chunks, batches: t.batches, flush: t.flush})
+		}
+		return nil
+	}
+	e.invalid = func(d *Device, reason string) error {
+		rec, err := p.invalidRecord(c, d, reason)
+		if err != nil {
+			return err
+		}
+		t.produce(rec)
+		t.invalid[string(d.Platform)]++
+		log.Debug("planner: invalid token reported", "device_id", d.ID, "platform", string(d.Platform), "reason", reason)
+		return nil
+	}
+
+	readCtx, stopRead := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		stopRead()
+		wg.Wait()
+	}()
+	free := make(chan *Page, pagesInFlight)
+	for range pagesInFlight {
+		free <- &Page{}
+	}
+	pages := make(chan pageMsg, pagesInFlight)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.readAudience(readCtx, audienceParts(c), after, free, pages)
+	}()
+
+	// checkpoint commits the open chunk with the engine's state and opens
+	// the next one.
+	checkpoint := func() (result, bool, error) {
+		chunks++
+		cp := newCheckpoint(c.ID, c.Version, r.Offset, s.start, chunks, e)
+		meta, err := cp.encode()
+		if err != nil {
+			_ = t.abort(ctx)
+			return 0, false, fmt.Errorf("planner: campaign %s: %w", c.ID, err)
+		}
+		ok, perr, err := t.commit(ctx, r.Offset, meta)
+		if err != nil {
+			return 0, false, err
+		}
+		if !ok {
+			return p.aborted(log, perr), false, nil
+		}
+		if p.testHook != nil {
+			if err := p.testHook(hookEvent{campaign: c.ID, chunks: chunks}); err != nil {
+				return 0, false, err
+			}
+		}
+		return 0, true, nil
+	}
+
+	for {
+		var msg pageMsg
+		select {
+		case msg = <-pages:
+		case <-ctx.Done():
+			// Stop at a page boundary: commit what the open chunk holds.
+			res, ok, err := checkpoint()
+			if err != nil || !ok {
+				return res, err
+			}
+			log.Info("planner: stopping; campaign checkpointed", "chunks", chunks)
+			return resultStopped, nil
+		}
+		if msg.err != nil {
+			log.Error("planner: reading the audience failed; retrying from the last checkpoint", "err", msg.err)
+			p.m.retries.WithLabelValues("mysql").Inc()
+			return resultRetry, t.abort(ctx)
+		}
+		if msg.done {
+			break
+		}
+		for i := range msg.page.Devices {
+			if err := e.add(&msg.page.Devices[i]); err != nil {
+				return 0, err
+			}
+			if t.batches < p.cfg.BatchesPerTransaction {
+				continue
+			}
+			if p.controls != nil && p.controls.Cancelled(c.ID) {
+				log.Info("planner: campaign cancelled while planning")
+				return resultAgain, t.abort(ctx)
+			}
+			res, ok, err := checkpoint()
+			if err != nil || !ok {
+				return res, err
+			}
+			if t, err = p.begin(ctx, sess, r); err != nil {
+				return 0, err
+			}
+		}
+		free <- msg.page
+		if p.controls != nil && p.controls.Cancelled(c.ID) {
+			log.Info("planner: campaign cancelled while planning")
+			return resultAgain, t.abort(ctx)
+		}
+	}
+
+	if err := e.flush(); err != nil {
+		return 0, err
+	}
+	if err := p.save(ctx, p.record(c, s, StatusPlanned, "", e.totals)); err != nil {
+		log.Error("planner: recording the planned campaign failed; retrying from the last checkpoint", "err", err)
+		p.m.retries.WithLabelValues("mysql").Inc()
+		return resultRetry, t.abort(ctx)
+	}
+	ok, perr, err := t.commit(ctx, r.Offset+1, "")
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return p.aborted(log, perr), nil
+	}
+	p.m.campaigns.WithLabelValues(outcomePlanned).Inc()
+	p.m.expired.Add(float64(e.totals.Expired))
+	took := p.now().Sub(s.start)
+	p.m.duration.Observe(took.Seconds())
+	log.Info("planner: campaign planned", "devices", e.totals.Devices, "batches", e.totals.Batches,
+		"invalid_tokens", e.totals.Invalid, "expired_devices", e.totals.Expired, "waves", len(e.waves),
+		"chunks", chunks+1, "took", took)
+	return resultDone, nil
+}
+
+func (t *txn) flush() {
+	_ = t.sess.Client().Flush(t.pctx)
+}
+
+// invalidBatchID is the batch id of a campaign's invalid-token results:
+// there is no batch, but results are keyed by one.
+func invalidBatchID(c *schemas.Campaign) string {
+	return c.ID + ":v" + strconv.Itoa(c.Version) + ":invalid"
+}
+
+// resultID is deterministic in (batch id, token, attempt), so a result
+// re-emitted by a retried chunk is recognised downstream.
+func resultID(batchID, token string, attempt int) string {
+	h := sha256.New()
+	h.Write([]byte(batchID))
+	h.Write([]byte{0})
+	h.Write([]byte(token))
+	h.Write([]byte{0})
+	h.Write([]byte(strconv.Itoa(attempt)))
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// invalidRecord is the invalid_token result of a device not batched.
+func (p *Planner) invalidRecord(c *schemas.Campaign, d *Device, reason string) (*kgo.Record, error) {
+	bid := invalidBatchID(c)
+	res := schemas.Result{
+		SchemaVersion:   schemas.SchemaVersion,
+		ID:              resultID(bid, string(d.Token), 0),
+		CampaignID:      c.ID,
+		CampaignVersion: c.Version,
+		BatchID:         bid,
+		App:             c.App,
+		DeviceID:        d.ID,
+		UserID:          string(d.UserID),
+		Token:           string(d.Token),
+		Platform:        string(d.Platform),
+		Locale:          string(d.Locale),
+		Timezone:        string(d.Timezone),
+		Outcome:         schemas.OutcomeInvalidToken,
+		Reason:          reason,
+		Attempt:         0,
+		At:              p.now().UTC(),
+	}
+	v, err := json.Marshal(res)
+	if err != nil {
+		return nil, fmt.Errorf("planner: encode invalid-token result: %w", err)
+	}
+	return &kgo.Record{
+		Topic: p.cfg.Kafka.Topics.Results.Name,
+		Key:   []byte(c.App + "/" + string(d.Token)),
+		Value: v,
+		Headers: []kgo.RecordHeader{
+			{Key: kafka.HeaderSchema, Value: []byte("result.v1")},
+			{Key: kafka.HeaderCampaignID, Value: []byte(c.ID)},
+		},
+	}, nil
+}

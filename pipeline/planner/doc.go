@@ -1,0 +1,113 @@
+// Package planner turns campaigns into batches: it consumes the campaigns
+// topic as the group <group_prefix>-planner, streams each campaign's
+// audience from MySQL, and produces batch events onto the delay ladder
+// (delay.Ladder.Route, delay.BatchRecord), invalid-token results onto the
+// results topic, and bad campaigns onto the dead-letter topic.
+//
+// # Audience
+//
+// Devices are read by keyset pagination: WHERE app = ? AND active = 1 AND
+// id > ? ... ORDER BY id LIMIT page_size, on the (app, active, id) index.
+// Each page is a range read that starts where the last one ended, so a
+// 10-million-device campaign holds a few pages in memory, never the
+// audience. Explicit lists (tokens, user ids) are read in parts of 500
+// entries, each part in id order; a Position (part, id) orders the whole
+// audience. A reader goroutine fills pages ahead of the planner loop
+// through a channel of three pages, so MySQL reads overlap with encoding
+// and producing; rows are copied into a reused per-page arena and each
+// device is encoded to JSON once, into its wave's open batch.
+//
+// # Batches and waves
+//
+// Mode "at" has one wave. Mode "local_time" groups devices by the UTC
+// offset their IANA zone (or the campaign's default_timezone, or UTC, for
+// a device without a valid one) has at local_time on local_date: that
+// offset is exactly what decides the send-at, so zones that share it
+// (Europe/Berlin and Europe/Paris) share batches and throttle. DST is the
+// zone database's: 09:00 in Berlin is 07:00Z on the last Sunday of March
+// and 08:00Z on the last Sunday of October. A local time that does not
+// exist (in the spring-forward gap) moves forward by the gap; one that
+// happens twice is its first occurrence. Waves are named "UTC+05:30".
+//
+// The audience is streamed once in position order; each wave keeps one open
+// batch (so memory is bounded by waves × batch size) and emits it when it
+// holds batch_size devices (default 1000), or earlier if its JSON would
+// pass MaxBatchBytes. Batch ids are "<campaign>:v<version>:<wave>:<seq>"
+// ("all" for the wave of mode "at"): replays and resumed plans produce the
+// same ids, so later stages drop duplicates by id.
+//
+// # Time
+//
+// A wave is due at its nominal time, or at the planning start if that has
+// passed (a send-at in the past is due now; so is a local-time wave whose
+// 09:00 came earlier today). The throttle R spaces each wave's batches:
+// the batch after n devices of the wave is due at start + n/R seconds,
+// which is start + i·B/R for full batches. Waves at different instants are
+// throttled separately; they overlap only when a wave takes longer than
+// the gap to the next. Expiry: expires_at, or else ttl_seconds after each
+// batch's send-at, is carried into every batch. A campaign whose
+// expires_at is not after the planning start (or, with only a TTL, whose
+// TTL ran out before it) is recorded as expired and not planned; in a
+// local-time campaign, a wave that would start at or after expires_at is
+// skipped and its devices are counted as expired.
+//
+// # Transactions and checkpoints
+//
+// The planner uses a franz-go GroupTransactSession. A big campaign cannot
+// sit in one transaction (the broker's 40 s timeout; a million devices are
+// 150 MB), so it is planned in chunks of batches_per_transaction batches,
+// one transaction each. Each chunk's transaction commits, together with its
+// batches, the campaign partition's group offset:
+//
+//   - an intermediate chunk commits the campaign record's own offset, with
+//     the campaign's checkpoint as the offset's metadata;
+//   - the last chunk commits the offset after the record, with empty
+//     metadata, after recording the campaign in MySQL.
+//
+// So the checkpoint and the batches it accounts for become visible
+// atomically, to read_committed consumers and to the group: a planner
+// killed mid-campaign (or a partition moved by a rebalance) leaves an
+// aborted chunk that no read_committed reader sees, and whoever owns the
+// partition next polls the campaign record again, finds the checkpoint in
+// the committed offset's metadata (delivered with every assignment's
+// offset fetch) and resumes exactly after the last committed chunk. No
+// extra topic is needed, and the checkpoint can never disagree with the
+// offset. Kafka's offset.metadata.max.bytes (4096 by default) bounds it;
+// a checkpoint is a few hundred bytes plus about 40 per wave, and
+// local_date must be 1970 or later so waves stay a few dozen.
+//
+// A checkpoint holds the planning start (so resumed send-ats are the same
+// instants), per wave the next seq, the devices emitted (for throttle
+// spacing) and the position of the wave's last emitted device, and the
+// position to read again from: just before the first device still in an
+// open batch. Devices read again that a wave had already emitted are
+// skipped; invalid tokens and expired devices up to the checkpoint's
+// scanned position were already reported and are not reported twice.
+// Positions are exact because the audience order is the primary key; a
+// device whose timezone changes between a crash and the resume may be
+// sent in both waves or in neither, like any row changed during a keyset
+// scan.
+//
+// Only the campaign's own partition is committed in a transaction: other
+// records polled with it are not finished, and a commit hook
+// (kgo.PreTxnCommitFnContext) keeps them out of the commit.
+//
+// # Failures
+//
+// A record that does not decode, fails its schema, names an unknown app or
+// has an unplannable schedule is dead-lettered (with the reason and the
+// original bytes) in the transaction that commits past it; a decodable one
+// is also recorded in MySQL as failed. A MySQL error (the audience read or
+// the bookkeeping) aborts the open chunk; the campaign is polled again
+// after a backoff (RetryMin doubling up to RetryMax) and resumes from its
+// last checkpoint, for as long as MySQL stays down. A rebalance aborts the
+// open chunk the same way. A Kafka session that fails is replaced.
+//
+// # Cancellation
+//
+// Before a campaign starts the planner lets the control view catch up to
+// now and skips a cancelled campaign; while planning, it checks the view
+// before every checkpoint and after every page. A cancelled campaign's
+// open chunk is aborted, and it is recorded as cancelled with what earlier
+// chunks emitted; later stages drop those batches.
+package planner

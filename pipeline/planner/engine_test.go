@@ -1,0 +1,424 @@
+package planner
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushlane/pushlane/schemas"
+)
+
+type row struct {
+	id                                  int64
+	user, token, platform, locale, zone string
+}
+
+func iosToken(i int64) string { return fmt.Sprintf("%064x", i) }
+
+func pageOf(part int, rows []row) *Page {
+	p := &Page{}
+	for _, r := range rows {
+		p.Add(part, r.id, []byte(r.user), []byte(r.token), []byte(r.platform), []byte(r.locale), []byte(r.zone))
+	}
+	return p
+}
+
+type run struct {
+	batches []*schemas.Batch
+	records map[string]*outBatch
+	invalid []string // "id:reason"
+}
+
+func newRun() *run { return &run{records: map[string]*outBatch{}} }
+
+func (r *run) attach(t *testing.T, e *engine) {
+	e.emit = func(b *outBatch) error {
+		got, err := schemas.DecodeBatch(b.Value)
+		if err != nil {
+			t.Fatalf("batch %s does not decode: %v\n%s", b.ID, err, b.Value)
+		}
+		if got.ID != b.ID || got.Seq != b.Seq || got.Wave != b.Wave || len(got.Devices) != b.Devices ||
+			!got.SendAt.Equal(b.SendAt) || !got.ExpiresAt.Equal(b.ExpiresAt) {
+			t.Fatalf("batch %s: value disagrees with its record: %+v", b.ID, got)
+		}
+		if _, dup := r.records[b.ID]; dup {
+			t.Fatalf("batch %s emitted twice", b.ID)
+		}
+		r.records[b.ID] = b
+		r.batches = append(r.batches, got)
+		return nil
+	}
+	e.invalid = func(d *Device, reason string) error {
+		r.invalid = append(r.invalid, fmt.Sprintf("%d:%s", d.ID, reason))
+		return nil
+	}
+}
+
+func testCampaign() *schemas.Campaign {
+	badge := 3
+	return &schemas.Campaign{
+		SchemaVersion: 1, ID: "camp-1", Version: 2, App: "app",
+		Audience: schemas.Audience{Type: schemas.AudienceSegment},
+		Content: schemas.Content{Title: "Hi \"there\"", Body: "Line\nbreak é", Badge: &badge, Data: map[string]string{"k": "v"},
+			Localized: map[string]schemas.LocalizedText{"de": {Title: "Hallo"}}, FallbackLocale: "de"},
+		Schedule: schemas.Schedule{Mode: schemas.DeliverAt},
+		Options:  schemas.Options{Priority: "high", TTLSeconds: 3600, BatchSize: 1000, CollapseID: "c1"},
+	}
+}
+
+func mustEngine(t *testing.T, c *schemas.Campaign, start time.Time, maxBytes int) *engine {
+	t.Helper()
+	s, err := newSchedule(c, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := newEngine(c, s, maxBytes, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func feedAll(t *testing.T, e *engine, p *Page, after Position) {
+	t.Helper()
+	for i := range p.Devices {
+		if !after.Less(p.Devices[i].pos()) {
+			continue
+		}
+		if err := e.add(&p.Devices[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestEngineBatchesAt(t *testing.T) {
+	c := testCampaign()
+	start := utc("2026-03-29T10:00:00Z")
+	var rows []row
+	for i := int64(1); i <= 2500; i++ {
+		r := row{id: i * 3, token: iosToken(i), platform: "ios"}
+		if i%2 == 0 {
+			r = row{id: i * 3, user: fmt.Sprintf("u%d", i), token: fmt.Sprintf("fcm-%d", i), platform: "android", locale: "de-DE", zone: "Europe/Berlin"}
+		}
+		rows = append(rows, r)
+	}
+	// Two invalid tokens in the middle: reported, not batched.
+	rows = append(rows[:1200], append([]row{{id: 3601, token: "nothex", platform: "ios"}, {id: 3602, token: "", platform: "android"}}, rows[1200:]...)...)
+	e := mustEngine(t, c, start, 900<<10)
+	r := newRun()
+	r.attach(t, e)
+	feedAll(t, e, pageOf(0, rows), Position{})
+	if err := e.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.batches) != 3 {
+		t.Fatalf("%d batches, want 3", len(r.batches))
+	}
+	wantSizes := []int{1000, 1000, 500}
+	next := 0
+	for i, b := range r.batches {
+		if want := fmt.Sprintf("camp-1:v2:all:%d", i); b.ID != want {
+			t.Errorf("batch %d id %s, want %s", i, b.ID, want)
+		}
+		if b.Seq != i || b.Wave != "" || b.Attempt != 1 || b.CampaignID != "camp-1" || b.CampaignVersion != 2 || b.App != "app" {
+			t.Errorf("batch %d header %+v", i, b)
+		}
+		if !b.SendAt.Equal(start) || !b.ExpiresAt.Equal(start.Add(time.Hour)) {
+			t.Errorf("batch %d send %s expires %s", i, b.SendAt, b.ExpiresAt)
+		}
+		if !reflect.DeepEqual(b.Content, c.Content) || !reflect.DeepEqual(b.Options, c.Options) {
+			t.Errorf("batch %d content/options differ: %+v %+v", i, b.Content, b.Options)
+		}
+		if len(b.Devices) != wantSizes[i] {
+			t.Errorf("batch %d has %d devices, want %d", i, len(b.Devices), wantSizes[i])
+		}
+		for _, d := range b.Devices {
+			for rows[next].id == 3601 || rows[next].id == 3602 {
+				next++
+			}
+			w := rows[next]
+			next++
+			want := schemas.BatchDevice{DeviceID: w.id, UserID: w.user, Token: w.token, Platform: w.platform, Locale: w.locale, Timezone: w.zone}
+			if d != want {
+				t.Fatalf("device %+v, want %+v", d, want)
+			}
+		}
+	}
+	if want := []string{"3601:apns token must be 64 to 200 hex digits, even length", "3602:empty token"}; !reflect.DeepEqual(r.invalid, want) {
+		t.Errorf("invalid %v, want %v", r.invalid, want)
+	}
+	if e.totals.Devices != 2500 || e.totals.Batches != 3 || e.totals.Invalid != 2 {
+		t.Errorf("totals %+v", e.totals)
+	}
+}
+
+func TestEngineThrottle(t *testing.T) {
+	c := testCampaign()
+	c.Options.BatchSize = 100
+	c.Options.ThrottlePerSecond = 250 // a batch every 0.4 s
+	c.Options.TTLSeconds = 60
+	start := utc("2026-03-29T10:00:00Z")
+	e := mustEngine(t, c, start, 900<<10)
+	r := newRun()
+	r.attach(t, e)
+	var rows []row
+	for i := int64(1); i <= 1050; i++ {
+		rows = append(rows, row{id: i, token: iosToken(i), platform: "ios"})
+	}
+	feedAll(t, e, pageOf(0, rows), Position{})
+	_ = e.flush()
+	if len(r.batches) != 11 {
+		t.Fatalf("%d batches", len(r.batches))
+	}
+	for i, b := range r.batches {
+		want := start.Add(time.Duration(i) * 400 * time.Millisecond)
+		if !b.SendAt.Equal(want) {
+			t.Errorf("batch %d due %s, want %s", i, b.SendAt.Format(time.RFC3339Nano), want.Format(time.RFC3339Nano))
+		}
+		if !b.ExpiresAt.Equal(want.Add(time.Minute)) {
+			t.Errorf("batch %d expires %s", i, b.ExpiresAt)
+		}
+	}
+	// Rate check the way: within any 1 s window starting at a
+	// send-at, at most R devices are due.
+	for i, b := range r.batches {
+		n := 0
+		for _, o := range r.batches[i:] {
+			if o.SendAt.Before(b.SendAt.Add(time.Second)) {
+				n += len(o.Devices)
+			}
+		}
+		if n > 300 { // 3 batches of 100 in [t, t+1s): 0, 0.4, 0.8
+			t.Errorf("window at batch %d holds %d devices", i, n)
+		}
+	}
+}
+
+func localRows() []row {
+	zones := []string{"Asia/Kolkata", "America/St_Johns", "Europe/Berlin", "Europe/Paris", "", "Mars/Olympus", "UTC", "Asia/Kathmandu"}
+	var rows []row
+	for i := int64(1); i <= 400; i++ {
+		rows = append(rows, row{id: i * 2, token: iosToken(i), platform: "ios", zone: zones[i%int64(len(zones))], locale: "en"})
+	}
+	rows[10].token = "bad" // an invalid token somewhere
+	return rows
+}
+
+func TestEngineLocalTime(t *testing.T) {
+	c := testCampaign()
+	c.Schedule = schemas.Schedule{Mode: schemas.DeliverLocalTime, LocalDate: "2026-03-29", LocalTime: "09:00", DefaultTimezone: "Europe/Berlin"}
+	c.Options.BatchSize = 20
+	c.Options.TTLSeconds = 0
+	start := utc("2026-03-28T00:00:00Z")
+	e := mustEngine(t, c, start, 900<<10)
+	r := newRun()
+	r.attach(t, e)
+	rows := localRows()
+	feedAll(t, e, pageOf(0, rows), Position{})
+	_ = e.flush()
+	wantWave := map[string]string{
+		"Asia/Kolkata": "UTC+05:30", "America/St_Johns": "UTC-02:30", "Europe/Berlin": "UTC+02:00", "Europe/Paris": "UTC+02:00",
+		"": "UTC+02:00", "Mars/Olympus": "UTC+02:00", "UTC": "UTC+00:00", "Asia/Kathmandu": "UTC+05:45",
+	}
+	wantSend := map[string]string{
+		"UTC+05:30": "2026-03-29T03:30:00Z", "UTC-02:30": "2026-03-29T11:30:00Z", "UTC+02:00": "2026-03-29T07:00:00Z",
+		"UTC+00:00": "2026-03-29T09:00:00Z", "UTC+05:45": "2026-03-29T03:15:00Z",
+	}
+	perWave := map[string]int{}
+	seqs := map[string][]int{}
+	for _, b := range r.batches {
+		if !b.SendAt.Equal(utc(wantSend[b.Wave])) {
+			t.Errorf("batch %s due %s, want %s", b.ID, b.SendAt, wantSend[b.Wave])
+		}
+		if want := fmt.Sprintf("camp-1:v2:%s:%d", b.Wave, b.Seq); b.ID != want {
+			t.Errorf("id %s, want %s", b.ID, want)
+		}
+		seqs[b.Wave] = append(seqs[b.Wave], b.Seq)
+		last := int64(0)
+		for _, d := range b.Devices {
+			if got := wantWave[d.Timezone]; got != b.Wave {
+				t.Errorf("device in %q put in wave %s, want %s", d.Timezone, b.Wave, got)
+			}
+			if d.DeviceID <= last {
+				t.Errorf("batch %s not in id order", b.ID)
+			}
+			last = d.DeviceID
+			perWave[b.Wave]++
+		}
+	}
+	// 400 devices, 50 per zone; one invalid (rows[10]: id 22, zone index 3 = Paris).
+	want := map[string]int{"UTC+05:30": 50, "UTC-02:30": 50, "UTC+02:00": 199, "UTC+00:00": 50, "UTC+05:45": 50}
+	if !reflect.DeepEqual(perWave, want) {
+		t.Errorf("devices per wave %v, want %v", perWave, want)
+	}
+	for w, s := range seqs {
+		for i, q := range s {
+			if q != i {
+				t.Errorf("wave %s seqs %v", w, s)
+				break
+			}
+		}
+	}
+	if len(r.invalid) != 1 || e.totals.Devices != 399 {
+		t.Errorf("invalid %v, devices %d", r.invalid, e.totals.Devices)
+	}
+}
+
+func TestEngineExpiredWaves(t *testing.T) {
+	c := testCampaign()
+	c.Schedule = schemas.Schedule{Mode: schemas.DeliverLocalTime, LocalDate: "2026-03-29", LocalTime: "09:00", ExpiresAt: utc("2026-03-29T08:00:00Z")}
+	c.Options.BatchSize = 20
+	e := mustEngine(t, c, utc("2026-03-28T00:00:00Z"), 900<<10)
+	r := newRun()
+	r.attach(t, e)
+	feedAll(t, e, pageOf(0, localRows()), Position{})
+	_ = e.flush()
+	for _, b := range r.batches {
+		if b.Wave != "UTC+05:30" && b.Wave != "UTC+02:00" && b.Wave != "UTC+05:45" {
+			t.Errorf("batch of wave %s, which starts after expiry", b.Wave)
+		}
+		if !b.ExpiresAt.Equal(utc("2026-03-29T08:00:00Z")) {
+			t.Errorf("expires %s", b.ExpiresAt)
+		}
+	}
+	// St John's (11:30Z) and UTC (09:00Z; also the unknown zones, as no
+	// default is set) are expired: 4 zones of 50 devices.
+	if e.totals.Expired != 200 || e.totals.Devices != 199 {
+		t.Errorf("totals %+v", e.totals)
+	}
+}
+
+func TestEngineByteLimit(t *testing.T) {
+	c := testCampaign()
+	c.Options.BatchSize = 10000
+	e := mustEngine(t, c, utc("2026-03-29T10:00:00Z"), 20000)
+	r := newRun()
+	r.attach(t, e)
+	var rows []row
+	for i := int64(1); i <= 1000; i++ {
+		rows = append(rows, row{id: i, token: strings.Repeat("t", 150) + fmt.Sprint(i), platform: "android"})
+	}
+	feedAll(t, e, pageOf(0, rows), Position{})
+	_ = e.flush()
+	if len(r.batches) < 8 {
+		t.Fatalf("%d batches; the byte limit did not split", len(r.batches))
+	}
+	n := 0
+	for _, b := range r.batches {
+		if v := r.records[b.ID].Value; len(v) > 20000 {
+			t.Errorf("batch %s is %d bytes", b.ID, len(v))
+		}
+		n += len(b.Devices)
+	}
+	if n != 1000 {
+		t.Errorf("%d devices batched", n)
+	}
+	// Content too big for any batch is refused up front.
+	c.Content.Body = strings.Repeat("x", 4000)
+	s, _ := newSchedule(c, utc("2026-03-29T10:00:00Z"))
+	if _, err := newEngine(c, s, 4000, true); err == nil || !strings.Contains(err.Error(), "more than a batch may hold") {
+		t.Errorf("err %v", err)
+	}
+}
+
+// TestEngineResume is the checkpoint's contract: stop after any device,
+// keep only the batches emitted so far (the committed chunks), restore a
+// new engine from the encoded checkpoint and read again from its resume
+// position: the union is exactly the uninterrupted plan, every batch once,
+// byte for byte, and every invalid token reported once.
+func TestEngineResume(t *testing.T) {
+	for _, mode := range []string{schemas.DeliverAt, schemas.DeliverLocalTime} {
+		c := testCampaign()
+		c.Options.BatchSize = 7
+		c.Options.ThrottlePerSecond = 10
+		if mode == schemas.DeliverLocalTime {
+			c.Schedule = schemas.Schedule{Mode: mode, LocalDate: "2026-03-29", LocalTime: "09:00", ExpiresAt: utc("2026-03-29T10:00:00Z")}
+		}
+		start := utc("2026-03-28T00:00:00Z")
+		rows := localRows()[:150]
+		rows[40].token = "" // a second invalid token
+		page := pageOf(0, rows)
+
+		full := newRun()
+		e := mustEngine(t, c, start, 900<<10)
+		full.attach(t, e)
+		feedAll(t, e, page, Position{})
+		_ = e.flush()
+		wantTotals := e.totals
+
+		for cut := 0; cut <= len(rows); cut++ {
+			first := newRun()
+			e1 := mustEngine(t, c, start, 900<<10)
+			first.attach(t, e1)
+			for i := 0; i < cut; i++ {
+				if err := e1.add(&page.Devices[i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ck := newCheckpoint(c.ID, c.Version, 42, start, 1, e1)
+			meta, err := ck.encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, ok := decodeCheckpoint(meta)
+			if !ok {
+				t.Fatalf("checkpoint %q does not decode", meta)
+			}
+
+			second := newRun()
+			e2 := mustEngine(t, c, back.start(), 900<<10)
+			second.attach(t, e2)
+			e2.restore(arrPos(back.Scanned), back.waveStates(), back.totals())
+			feedAll(t, e2, page, arrPos(back.After))
+			_ = e2.flush()
+
+			got := map[string]string{}
+			for _, rr := range []*run{first, second} {
+				for id, b := range rr.records {
+					if _, dup := got[id]; dup {
+						t.Fatalf("%s cut %d: batch %s emitted before and after the checkpoint", mode, cut, id)
+					}
+					got[id] = string(b.Value)
+				}
+			}
+			if len(got) != len(full.records) {
+				t.Fatalf("%s cut %d: %d batches, want %d", mode, cut, len(got), len(full.records))
+			}
+			for id, b := range full.records {
+				if got[id] != string(b.Value) {
+					t.Fatalf("%s cut %d: batch %s differs:\n%s\nwant\n%s", mode, cut, id, got[id], b.Value)
+				}
+			}
+			if inv := append(first.invalid, second.invalid...); !reflect.DeepEqual(inv, full.invalid) {
+				t.Fatalf("%s cut %d: invalid %v, want %v", mode, cut, inv, full.invalid)
+			}
+			if e2.totals != wantTotals {
+				t.Fatalf("%s cut %d: totals %+v, want %+v", mode, cut, e2.totals, wantTotals)
+			}
+		}
+	}
+}
+
+func TestCheckpointDecode(t *testing.T) {
+	for _, meta := range []string{"", "member-id-123", checkpointPrefix + "{not json", "pushlane-planner/2 {}"} {
+		if _, ok := decodeCheckpoint(meta); ok {
+			t.Errorf("%q decoded as a checkpoint", meta)
+		}
+	}
+	// Many waves would not fit Kafka's metadata limit: refused, not sent.
+	c := checkpoint{Campaign: strings.Repeat("c", 128)}
+	for i := 0; i < 200; i++ {
+		c.Waves = append(c.Waves, [5]int64{int64(i * 900), 1000, 1e9, 0, 1e9})
+	}
+	if _, err := c.encode(); err == nil || !strings.Contains(err.Error(), "exceeds 4000") {
+		t.Errorf("err %v", err)
+	}
+}
+
+func TestBatchID(t *testing.T) {
+	if got := batchID("camp:x", 3, "UTC+05:30", 12); got != "camp:x:v3:UTC+05:30:12" {
+		t.Error(got)
+	}
+}
