@@ -79,11 +79,13 @@ configuration.`,
 	}
 }
 
-func report(c *cli, store string, applied migrate.Applied) {
+// report prints what was applied, also before a failure (it is applied),
+// and "up to date" only when a run succeeded without applying anything.
+func report(c *cli, store string, applied migrate.Applied, err error) {
 	for _, name := range applied {
 		fmt.Fprintf(c.stdout, "%s: applied %s\n", store, name)
 	}
-	if len(applied) == 0 {
+	if err == nil && len(applied) == 0 {
 		fmt.Fprintf(c.stdout, "%s: up to date\n", store)
 	}
 }
@@ -95,7 +97,7 @@ func (c *cli) migrateMySQL(ctx context.Context, cfg config.MySQL) error {
 	}
 	defer db.Close()
 	applied, err := migrate.MySQL(ctx, db)
-	report(c, "mysql", applied) // what was applied before a failure is applied
+	report(c, "mysql", applied, err)
 	return err
 }
 
@@ -106,7 +108,7 @@ func (c *cli) migrateClickHouse(ctx context.Context, cfg config.ClickHouse) erro
 	}
 	defer conn.Close()
 	applied, err := migrate.ClickHouse(ctx, conn, cfg.Database)
-	report(c, "clickhouse", applied)
+	report(c, "clickhouse", applied, err)
 	return err
 }
 
