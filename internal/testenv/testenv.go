@@ -6,6 +6,9 @@
 // PUSHLANE_TEST_REQUIRE=1 (as in CI), where it fails instead: a missing service
 // must never pass silently.
 //
+// Tests that stop or restart a service through StackCtl get the stack to
+// themselves: see lock.go.
+//
 // ClickHouse is 18.16 (Debian bookworm). With clickhouse-go v2 against it, insert
 // through PrepareBatch with an explicit column list ("INSERT INTO t (a, b)");
 // without the list the server returns an empty header, and Exec of
@@ -57,6 +60,7 @@ func lookup(t testing.TB, name string) string {
 	t.Helper()
 	v := strings.TrimSpace(os.Getenv(name))
 	if v != "" {
+		stack.share(t)
 		return v
 	}
 	if Required() {
@@ -314,19 +318,42 @@ func clickhouseOptions(addr, database string) *clickhouse.Options {
 }
 
 // StackCtl runs the deploy/local/stack script with args (for example "restart",
-// "kafka") and fails the test if it fails. It waits until the service is ready
-// again after start and restart.
+// "kafka") and fails the test if it fails. start and restart return once the
+// service answers again.
+//
+// stop and restart first wait until no other test process uses the stack, and
+// keep it to the calling test until its cleanup, which starts the services it
+// touched again (so a failed test cannot leave a service down for the others).
 func StackCtl(t testing.TB, args ...string) {
 	t.Helper()
 	path := lookup(t, EnvStackCtl)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	if len(args) > 0 && (args[0] == "stop" || args[0] == "restart") {
+		stack.exclude(t)
+		service := "all"
+		if len(args) > 1 {
+			service = args[1]
+		}
+		t.Cleanup(func() {
+			if out, err := runStackCtl(path, "start", service); err != nil {
+				t.Errorf("testenv: restoring %s after the test: %s start %s: %v\n%s", service, path, service, err, out)
+			}
+		})
+	}
 	start := time.Now()
-	out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
-	if err != nil {
+	if out, err := runStackCtl(path, args...); err != nil {
 		t.Fatalf("testenv: %s %s: %v\n%s", path, strings.Join(args, " "), err, out)
 	}
 	t.Logf("testenv: %s %s (%s)", path, strings.Join(args, " "), time.Since(start).Round(time.Millisecond))
+}
+
+func runStackCtl(path string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, args...)
+	// The script's services run detached with their own output files; this only
+	// guards against a child that keeps the pipe open.
+	cmd.WaitDelay = 10 * time.Second
+	return cmd.CombinedOutput()
 }
 
 func nameHash(s string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -323,8 +324,26 @@ func TestClickHouseDatabase(t *testing.T) {
 }
 
 func TestStackCtlStatus(t *testing.T) {
-	// status is the one command that does not disturb tests running in parallel packages.
+	// status disturbs nothing, and while this process uses the stack no other
+	// test process can be between a stop and a start, so all three are running.
 	testenv.StackCtl(t, "status", "all")
+}
+
+func TestStackCtlStopIsUndoneAtCleanup(t *testing.T) {
+	addr := testenv.ClickHouseAddr(t)
+	t.Run("stops clickhouse and forgets to start it", func(t *testing.T) {
+		testenv.StackCtl(t, "stop", "clickhouse")
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Fatalf("%s still accepts connections after stop clickhouse", addr)
+		}
+	})
+	// The subtest's cleanup started it again and waited for it.
+	_, _, conn := testenv.ClickHouse(t)
+	var one uint8
+	if err := conn.QueryRow(ctxFor(t, time.Minute), "SELECT 1").Scan(&one); err != nil || one != 1 {
+		t.Fatalf("SELECT 1 after the cleanup: %d, %v", one, err)
+	}
 }
 
 func TestTopicRejectsBadBase(t *testing.T) {
