@@ -23,6 +23,14 @@ var deployedPath = regexp.MustCompile(`/etc/pushlane/[A-Za-z0-9_./-]+`)
 // every /etc/pushlane/... path into a temp dir holding a dummy file there.
 func loadDeployed(t *testing.T, yamlText string, environ []string) (*Config, error) {
 	t.Helper()
+	cfg, _, err := loadDeployedIn(t, yamlText, environ)
+	return cfg, err
+}
+
+// loadDeployedIn is loadDeployed, also returning the directory that stands
+// for /etc/pushlane/.
+func loadDeployedIn(t *testing.T, yamlText string, environ []string) (*Config, string, error) {
+	t.Helper()
 	dir := t.TempDir()
 	for _, p := range deployedPath.FindAllString(yamlText+"\n"+strings.Join(environ, "\n"), -1) {
 		local := filepath.Join(dir, strings.TrimPrefix(p, "/etc/pushlane/"))
@@ -42,7 +50,8 @@ func loadDeployed(t *testing.T, yamlText string, environ []string) (*Config, err
 	if err := os.WriteFile(p, []byte(moved(yamlText)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return Load(p, env)
+	cfg, err := Load(p, env)
+	return cfg, dir, err
 }
 
 // fileKeys lists the keys a YAML text sets, with app names replaced by
