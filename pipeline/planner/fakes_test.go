@@ -283,3 +283,8 @@ func (o *output) batchesOf(campaign string) []*schemas.Batch {
 	})
 	return out
 }
+
+func jsonMarshal(v any) (string, error) {
+	b, err := json.Marshal(v)
+	return string(b), err
+}

@@ -1,0 +1,525 @@
+package planner
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/pushlane/pushlane/internal/migrate"
+	"github.com/pushlane/pushlane/internal/testenv"
+	"github.com/pushlane/pushlane/schemas"
+)
+
+// The integration tests run the planner on the real Kafka and MariaDB of
+// deploy/local, through internal/testenv: each test has its own topics,
+// consumer group and database.
+
+type realEnv struct {
+	*harness
+	db *sql.DB
+}
+
+func newRealEnv(t *testing.T) *realEnv {
+	t.Helper()
+	brokers := testenv.KafkaBrokers(t)
+	cfg := testConfig(brokers, "x")
+	logAppend := map[string]*string{"message.timestamp.type": kadm.StringPtr("LogAppendTime")}
+	tp := &cfg.Kafka.Topics
+	tp.Campaigns.Name = testenv.Topic(t, "planner-campaigns", 2, nil)
+	tp.Ready.Name = testenv.Topic(t, "planner-ready", 3, nil)
+	tp.Results.Name = testenv.Topic(t, "planner-results", 3, nil)
+	tp.DeadLetter.Name = testenv.Topic(t, "planner-dlq", 1, nil)
+	for i := range cfg.DelayTiers {
+		cfg.DelayTiers[i] = testenv.Topic(t, fmt.Sprintf("planner-delay-t%02d", i), 2, logAppend)
+	}
+	// The campaigns topic name is unique to the test: so is the group.
+	cfg.Kafka.GroupPrefix = tp.Campaigns.Name
+	_, db := testenv.MySQL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := migrate.MySQL(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	return &realEnv{harness: newHarness(t, cfg, NewMySQLStore(db)), db: db}
+}
+
+// insertDevices bulk-inserts rows of app (ids explicit).
+func insertDevices(t testing.TB, db *sql.DB, app string, rows []row, inactive ...int64) {
+	t.Helper()
+	null := func(s string) any {
+		if s == "" {
+			return nil
+		}
+		return s
+	}
+	for start := 0; start < len(rows); start += 500 {
+		part := rows[start:min(start+500, len(rows))]
+		var q strings.Builder
+		q.WriteString("INSERT INTO devices (id, app, user_id, platform, token, locale, timezone, active) VALUES ")
+		args := make([]any, 0, 8*len(part))
+		for i, r := range part {
+			if i > 0 {
+				q.WriteString(",")
+			}
+			q.WriteString("(?,?,?,?,?,?,?,?)")
+			args = append(args, r.id, app, null(r.user), r.platform, r.token, null(r.locale), null(r.zone), !slices.Contains(inactive, r.id))
+		}
+		if _, err := db.Exec(q.String(), args...); err != nil {
+			t.Fatalf("insert devices: %v", err)
+		}
+	}
+}
+
+func (e *realEnv) campaignRow(t testing.TB, id string) (status, reason string, devices, batches, invalid, expired int64) {
+	t.Helper()
+	var r sql.NullString
+	err := e.db.QueryRow(`SELECT status, reason, planned_devices, planned_batches, invalid_tokens, expired_devices FROM campaigns WHERE id = ? AND version = 1`, id).
+		Scan(&status, &r, &devices, &batches, &invalid, &expired)
+	if err != nil {
+		t.Fatalf("campaign %s: %v", id, err)
+	}
+	return status, r.String, devices, batches, invalid, expired
+}
+
+// mixedAudience is 2,400 devices of "app" and 100 of "other": both
+// platforms, locales of several shapes, user ids shared by 2 devices each,
+// some inactive, some with tokens the dispatcher would refuse.
+func mixedAudience() (app, other []row, inactive []int64) {
+	locales := []string{"de-DE", "de_AT", "en-US", "fr", "", "DE-ch"}
+	zones := []string{"Europe/Berlin", "Asia/Kolkata", "", "America/St_Johns"}
+	for i := int64(1); i <= 2400; i++ {
+		r := row{id: i * 10, user: fmt.Sprintf("user-%d", i/2), locale: locales[i%6], zone: zones[i%4]}
+		if i%3 == 0 {
+			r.platform, r.token = "android", fmt.Sprintf("fcm:%d-APA91b_token", i)
+		} else {
+			r.platform, r.token = "ios", iosToken(i)
+		}
+		switch i {
+		case 17:
+			r.token = strings.Repeat("z", 64) // not hex
+		case 18:
+			r.token = "spaced token"
+		}
+		app = append(app, r)
+		if i%97 == 0 {
+			inactive = append(inactive, r.id)
+		}
+	}
+	for i := int64(1); i <= 100; i++ {
+		other = append(other, row{id: 100000 + i, token: iosToken(100000 + i), platform: "ios", user: fmt.Sprintf("user-%d", i)})
+	}
+	return app, other, inactive
+}
+
+// expect picks the devices a campaign must reach, by rules written out
+// here independently of the SQL.
+func expect(rows []row, inactive []int64, keep func(row) bool) (ids []int64, byID map[int64]row) {
+	byID = map[int64]row{}
+	for _, r := range rows {
+		if slices.Contains(inactive, r.id) || r.id == 170 || r.id == 180 || !keep(r) {
+			continue
+		}
+		ids = append(ids, r.id)
+		byID[r.id] = r
+	}
+	slices.Sort(ids)
+	return ids, byID
+}
+
+func TestIntegrationPlanAudiences(t *testing.T) {
+	e := newRealEnv(t)
+	appRows, otherRows, inactive := mixedAudience()
+	insertDevices(t, e.db, "app", appRows, inactive...)
+	insertDevices(t, e.db, "fcmapp", otherRows)
+
+	all := segmentCampaign("all", 100)
+	all.Content = schemas.Content{Title: "Hello", Body: "World", Localized: map[string]schemas.LocalizedText{"de": {Title: "Hallo", Body: "Welt"}}, Data: map[string]string{"deep": "link"}}
+	all.Options = schemas.Options{BatchSize: 100, Priority: "high", CollapseID: "promo", TTLSeconds: 3600}
+	filtered := segmentCampaign("filtered", 50)
+	filtered.Audience.Platforms = []string{"android"}
+	filtered.Audience.Locales = []string{"de", "fr"}
+	var users []string
+	for i := 0; i < 700; i++ { // 2 parts of the list
+		users = append(users, fmt.Sprintf("user-%d", i*3))
+	}
+	users = append(users, "user-0", "nobody")
+	byUser := segmentCampaign("users", 64)
+	byUser.Audience.UserIDs = users
+	var tokens []string
+	for _, r := range appRows[:1100] { // 3 parts, inactive ones and refused ones included
+		tokens = append(tokens, r.token)
+	}
+	tokens = append(tokens, appRows[5].token, "no-such-token")
+	byToken := segmentCampaign("tokens", 1000)
+	byToken.Audience = schemas.Audience{Type: schemas.AudienceTokens, Tokens: tokens, Platforms: []string{"ios"}}
+	unknownApp := segmentCampaign("unknown-app", 10)
+	unknownApp.App = "ghost"
+	expired := segmentCampaign("expired", 10)
+	expired.Schedule.SendAt = time.Now().Add(-3 * time.Hour)
+	expired.Options.TTLSeconds = 3600
+
+	for _, c := range []*schemas.Campaign{all, filtered, byUser, byToken, unknownApp, expired} {
+		e.publishCampaign(c)
+	}
+	e.publish("broken", []byte(`{"schema_version":1,"id":"broken","app":"app"`))
+	r := e.start(nil)
+	e.waitDone(7)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	o := e.output()
+	if len(o.dupBatches) > 0 {
+		t.Fatalf("duplicate batches: %v", o.dupBatches)
+	}
+
+	lang := func(l string) string {
+		return strings.ToLower(strings.FieldsFunc(l, func(r rune) bool { return r == '-' || r == '_' })[0])
+	}
+	userSet := map[string]bool{}
+	for _, u := range users {
+		userSet[u] = true
+	}
+	tokenSet := map[string]bool{}
+	for _, tk := range tokens {
+		tokenSet[tk] = true
+	}
+	cases := []struct {
+		c    *schemas.Campaign
+		keep func(row) bool
+	}{
+		{all, func(row) bool { return true }},
+		{filtered, func(r row) bool {
+			return r.platform == "android" && r.locale != "" && (lang(r.locale) == "de" || lang(r.locale) == "fr")
+		}},
+		{byUser, func(r row) bool { return userSet[r.user] }},
+		{byToken, func(r row) bool { return tokenSet[r.token] && r.platform == "ios" }},
+	}
+	for _, tc := range cases {
+		want, byID := expect(appRows, inactive, tc.keep)
+		got := o.batchesOf(tc.c.ID)
+		b := tc.c.Options.BatchSize
+		if wantBatches := (len(want) + b - 1) / b; len(got) != wantBatches {
+			t.Errorf("%s: %d batches, want %d for %d devices", tc.c.ID, len(got), wantBatches, len(want))
+		}
+		var ids []int64
+		for i, batch := range got {
+			if batch.ID != fmt.Sprintf("%s:v1:all:%d", tc.c.ID, i) || i < len(got)-1 && len(batch.Devices) != b {
+				t.Errorf("%s batch %d: %s with %d devices", tc.c.ID, i, batch.ID, len(batch.Devices))
+			}
+			if !equalJSON(t, batch.Content, tc.c.Content) || !equalJSON(t, batch.Options, tc.c.Options) || batch.App != "app" || batch.Attempt != 1 {
+				t.Errorf("%s batch %d carries %+v / %+v", tc.c.ID, i, batch.Content, batch.Options)
+			}
+			for _, d := range batch.Devices {
+				w := byID[d.DeviceID]
+				if d.Token != w.token || d.Platform != w.platform || d.Locale != w.locale || d.Timezone != w.zone || d.UserID != w.user {
+					t.Fatalf("%s: device %+v, stored %+v", tc.c.ID, d, w)
+				}
+				ids = append(ids, d.DeviceID)
+			}
+		}
+		// A list audience is read part by part: sort to compare.
+		slices.Sort(ids)
+		equalIDs(t, tc.c.ID, ids, want)
+		status, _, devices, batches, _, _ := e.campaignRow(t, tc.c.ID)
+		if status != StatusPlanned || devices != int64(len(want)) || batches != int64(len(got)) {
+			t.Errorf("%s recorded %s, %d devices, %d batches", tc.c.ID, status, devices, batches)
+		}
+	}
+
+	// Refused tokens: reported once per campaign that selected them.
+	reported := map[string][]int64{}
+	for _, res := range o.results {
+		if res.Outcome != schemas.OutcomeInvalidToken {
+			t.Errorf("result outcome %s", res.Outcome)
+		}
+		reported[res.CampaignID] = append(reported[res.CampaignID], res.DeviceID)
+	}
+	// Device 170 is user-8, device 180 user-9 (a listed user); only iOS
+	// devices were asked for by token.
+	wantReported := map[string][]int64{"all": {170, 180}, "users": {180}, "tokens": {170}}
+	for id, want := range wantReported {
+		got := reported[id]
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: invalid tokens reported for %v, want %v", id, got, want)
+		}
+	}
+	if _, _, _, _, invalid, _ := e.campaignRow(t, "all"); invalid != 2 {
+		t.Errorf("all: %d invalid tokens recorded", invalid)
+	}
+
+	// Dead letters and the expired campaign.
+	reasons := map[string]string{}
+	for _, dl := range o.deadLetters {
+		reasons[string(dl.Key)] = dl.Reason
+	}
+	if got := reasons["unknown-app"]; got != `unknown app "ghost": not in the planner's apps` {
+		t.Errorf("unknown app dead-lettered with %q", got)
+	}
+	if got := reasons["broken"]; !strings.HasPrefix(got, "invalid campaign: not JSON") {
+		t.Errorf("broken campaign dead-lettered with %q", got)
+	}
+	if status, reason, _, _, _, _ := e.campaignRow(t, "unknown-app"); status != StatusFailed || !strings.HasPrefix(reason, "unknown app") {
+		t.Errorf("unknown-app recorded %s %q", status, reason)
+	}
+	if status, reason, devices, _, _, _ := e.campaignRow(t, "expired"); status != StatusExpired || devices != 0 ||
+		!strings.HasPrefix(reason, "expired before planning: ttl_seconds 3600") {
+		t.Errorf("expired recorded %s %q %d", status, reason, devices)
+	}
+	if n := len(o.batchesOf("expired")) + len(o.batchesOf("unknown-app")); n != 0 {
+		t.Errorf("%d batches of campaigns not planned", n)
+	}
+}
+
+func equalJSON(t testing.TB, a, b any) bool {
+	t.Helper()
+	ja, _ := jsonMarshal(a)
+	jb, _ := jsonMarshal(b)
+	return ja == jb
+}
+
+// lastSunday returns the last Sunday of month in year.
+func lastSunday(year int, month time.Month) time.Time {
+	d := time.Date(year, month+1, 0, 0, 0, 0, 0, time.UTC)
+	for d.Weekday() != time.Sunday {
+		d = d.AddDate(0, 0, -1)
+	}
+	return d
+}
+
+func TestIntegrationLocalTime(t *testing.T) {
+	e := newRealEnv(t)
+	zones := []string{"Asia/Kolkata", "America/St_Johns", "Europe/Berlin", "Europe/Paris", "", "Not/AZone"}
+	var rows []row
+	for i := int64(1); i <= 600; i++ {
+		rows = append(rows, row{id: i, token: iosToken(i), platform: "ios", zone: zones[i%6]})
+	}
+	insertDevices(t, e.db, "app", rows)
+	// Next year's EU DST-change days: the last Sundays of March and
+	// October, and a plain day between.
+	year := time.Now().Year() + 1
+	spring, autumn := lastSunday(year, time.March), lastSunday(year, time.October)
+	type want struct{ wave, at string }
+	days := []struct {
+		date  time.Time
+		waves map[string]want // by device zone
+	}{
+		{spring, map[string]want{
+			"Asia/Kolkata":     {"UTC+05:30", "03:30"},
+			"America/St_Johns": {"UTC-02:30", "11:30"}, // NDT since the second Sunday of March
+			"Europe/Berlin":    {"UTC+02:00", "07:00"}, // CEST from 01:00Z that morning
+			"Europe/Paris":     {"UTC+02:00", "07:00"},
+			"":                 {"UTC-04:00", "13:00"}, // default zone New York, EDT
+			"Not/AZone":        {"UTC-04:00", "13:00"},
+		}},
+		{autumn, map[string]want{
+			"Asia/Kolkata":     {"UTC+05:30", "03:30"},
+			"America/St_Johns": {"UTC-02:30", "11:30"}, // NDT until the first Sunday of November
+			"Europe/Berlin":    {"UTC+01:00", "08:00"}, // CET from 01:00Z that morning
+			"Europe/Paris":     {"UTC+01:00", "08:00"},
+			"":                 {"UTC-04:00", "13:00"},
+			"Not/AZone":        {"UTC-04:00", "13:00"},
+		}},
+	}
+	for i, day := range days {
+		c := segmentCampaign(fmt.Sprintf("local-%d", i), 40)
+		c.Schedule = schemas.Schedule{Mode: schemas.DeliverLocalTime, LocalDate: day.date.Format(time.DateOnly), LocalTime: "09:00", DefaultTimezone: "America/New_York"}
+		e.publishCampaign(c)
+	}
+	r := e.start(nil)
+	e.waitDone(2)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	o := e.output()
+	for i, day := range days {
+		id := fmt.Sprintf("local-%d", i)
+		perWave := map[string]int{}
+		for _, b := range o.batchesOf(id) {
+			for _, d := range b.Devices {
+				w := day.waves[d.Timezone]
+				at, _ := time.Parse(time.RFC3339, day.date.Format(time.DateOnly)+"T"+w.at+":00Z")
+				if b.Wave != w.wave || !b.SendAt.Equal(at) {
+					t.Fatalf("%s: device in %q in wave %s due %s, want %s at %s", id, d.Timezone, b.Wave, b.SendAt, w.wave, at)
+				}
+			}
+			if want := fmt.Sprintf("%s:v1:%s:%d", id, b.Wave, perWave[b.Wave]/40); b.ID != want {
+				t.Errorf("%s: batch %s, want %s", id, b.ID, want)
+			}
+			perWave[b.Wave] += len(b.Devices)
+			if !strings.HasPrefix(o.batchTopics[b.ID], e.cfg.DelayTiers[len(e.cfg.DelayTiers)-1]) {
+				t.Errorf("%s: a batch months ahead went to %s", id, o.batchTopics[b.ID])
+			}
+		}
+		// 100 devices per zone; zones sharing an offset share a wave.
+		wantPer := map[string]int{}
+		for _, w := range day.waves {
+			wantPer[w.wave] += 100
+		}
+		if fmt.Sprint(perWave) != fmt.Sprint(wantPer) {
+			t.Errorf("%s: devices per wave %v, want %v", id, perWave, wantPer)
+		}
+		equalIDs(t, id, o.devicesOf(id), wantIDs(1, 600))
+	}
+}
+
+func TestIntegrationThrottle(t *testing.T) {
+	e := newRealEnv(t)
+	var rows []row
+	for i := int64(1); i <= 2000; i++ {
+		rows = append(rows, row{id: i, token: iosToken(i), platform: "ios"})
+	}
+	insertDevices(t, e.db, "app", rows)
+	c := segmentCampaign("throttled", 20)
+	c.Options.ThrottlePerSecond = 25 // a batch of 20 every 0.8 s: 100 batches over 79.2 s
+	c.Schedule.SendAt = time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	e.publishCampaign(c)
+	r := e.start(nil)
+	e.waitDone(1)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	got := e.output().batchesOf("throttled")
+	if len(got) != 100 {
+		t.Fatalf("%d batches", len(got))
+	}
+	for i, b := range got {
+		if want := c.Schedule.SendAt.Add(time.Duration(i) * 800 * time.Millisecond); !b.SendAt.Equal(want) {
+			t.Errorf("batch %d due %s, want send_at + %d·20/25 s = %s", i, b.SendAt, i, want)
+		}
+	}
+	// At most R per second over every minute that starts at a send-at.
+	for i, b := range got {
+		n := 0
+		for _, o := range got[i:] {
+			if o.SendAt.Before(b.SendAt.Add(time.Minute)) {
+				n += len(o.Devices)
+			}
+		}
+		if n > 25*60 {
+			t.Errorf("the minute from batch %d holds %d devices, more than 25/s", i, n)
+		}
+	}
+}
+
+// TestIntegrationKillAndRestart kills a planner mid-chunk (batches produced
+// and flushed, transaction open) and starts another: the same instance
+// restarted, which fences the open transaction at once, or another
+// replica, which gets the partition after the session timeout while the
+// dead one's transaction waits for its timeout. Either way every batch is
+// committed exactly once.
+func TestIntegrationKillAndRestart(t *testing.T) {
+	for _, takeover := range []bool{false, true} {
+		name := "same instance restarts"
+		if takeover {
+			name = "another replica takes over"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := newRealEnv(t)
+			var rows []row
+			for i := int64(1); i <= 3000; i++ {
+				rows = append(rows, row{id: i, token: iosToken(i), platform: "ios"})
+			}
+			rows[99].token = "bad" // id 100: one invalid-token result, not two
+			insertDevices(t, e.db, "app", rows)
+			e.cfg.BatchesPerTransaction = 5
+			e.cfg.PageSize = 120
+			e.cfg.SessionTimeout = 6 * time.Second
+			e.cfg.TransactionTimeout = 10 * time.Second
+			e.publishCampaign(segmentCampaign("killed", 10))
+
+			killed := e.start(func(ev hookEvent) error {
+				if ev.chunks == 20 && ev.batches == 3 {
+					ev.flush() // the doomed batches are in the log
+					return errCrash
+				}
+				return nil
+			})
+			killed.waitCrash(t)
+			if takeover {
+				// The dead process stops heartbeating; its transaction
+				// stays open until the broker times it out.
+				killed.p.crashed.Client().Close()
+				killed.p.crashed = nil
+				e.cfg.Instance = "i2"
+			}
+			restarted := e.start(nil)
+			e.waitDone(1)
+			if err := restarted.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			o := e.output()
+			if len(o.dupBatches) > 0 {
+				t.Fatalf("committed duplicates: %v", o.dupBatches)
+			}
+			got := o.batchesOf("killed")
+			if len(got) != 300 {
+				t.Fatalf("%d batches, want 300", len(got))
+			}
+			for i, b := range got {
+				if b.ID != fmt.Sprintf("killed:v1:all:%d", i) {
+					t.Fatalf("batch %d is %s", i, b.ID)
+				}
+			}
+			equalIDs(t, "killed", o.devicesOf("killed"), wantIDs(1, 3000, 100))
+			if len(o.results) != 1 || o.results[0].DeviceID != 100 {
+				t.Errorf("invalid-token results %d", len(o.results))
+			}
+			all := countAll(t, e.brokers, e.cfg.Kafka.Topics.Ready.Name)
+			if all < 300+3 {
+				t.Errorf("ready holds %d records: the crash left no aborted batches to hide", all)
+			}
+			if status, _, devices, batches, invalid, _ := e.campaignRow(t, "killed"); status != StatusPlanned || devices != 2999 || batches != 300 || invalid != 1 {
+				t.Errorf("recorded %s %d %d %d", status, devices, batches, invalid)
+			}
+		})
+	}
+}
+
+func TestIntegrationMySQLOutage(t *testing.T) {
+	e := newRealEnv(t)
+	var rows []row
+	for i := int64(1); i <= 4000; i++ {
+		rows = append(rows, row{id: i, token: iosToken(i), platform: "ios"})
+	}
+	insertDevices(t, e.db, "app", rows)
+	e.cfg.BatchesPerTransaction = 4
+	e.cfg.PageSize = 100
+	e.cfg.RetryMax = time.Second
+	e.publishCampaign(segmentCampaign("outage", 20))
+
+	chunk2 := make(chan struct{})
+	down := make(chan struct{})
+	r := e.start(func(ev hookEvent) error {
+		if ev.chunks == 2 && ev.batches == 0 {
+			// Between transactions (nothing produced yet, so no broker
+			// timer runs): wait here while MariaDB goes down.
+			close(chunk2)
+			<-down
+		}
+		return nil
+	})
+	<-chunk2
+	testenv.StackCtl(t, "stop", "mariadb")
+	close(down)
+	time.Sleep(3 * time.Second) // the planner fails and retries meanwhile
+	testenv.StackCtl(t, "start", "mariadb")
+	e.waitDone(1)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	o := e.output()
+	if len(o.dupBatches) > 0 || len(o.batchesOf("outage")) != 200 {
+		t.Fatalf("%d batches, duplicates %v", len(o.batchesOf("outage")), o.dupBatches)
+	}
+	equalIDs(t, "outage", o.devicesOf("outage"), wantIDs(1, 4000))
+	if n := counterValue(t, r.p.m.retries.WithLabelValues("mysql")); n < 1 {
+		t.Errorf("mysql retries %v", n)
+	}
+}
