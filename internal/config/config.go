@@ -144,8 +144,8 @@ type MySQL struct {
 	// "pushlane:secret@tcp(127.0.0.1:3306)/pushlane". Its password is a
 	// secret. parseTime and loc=UTC are added. Required by planner and
 	// feedback.
-	DSN string   `koanf:"dsn"`
-	TLS TLS      `koanf:"tls"`
+	DSN string `koanf:"dsn"`
+	TLS TLS    `koanf:"tls"`
 	// MaxOpenConns bounds the pool. Default 8.
 	MaxOpenConns int `koanf:"max_open_conns"`
 }
