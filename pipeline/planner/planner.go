@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -101,11 +104,13 @@ func (c *Config) setDefaults() {
 	}
 }
 
-func (c *Config) validate() error {
+// Validate reports what is missing, naming each key.
+func (c Config) Validate() error {
 	var p []string
 	t := c.Kafka.Topics
-	for name, v := range map[string]string{"campaigns": t.Campaigns.Name, "ready": t.Ready.Name, "results": t.Results.Name, "dead_letter": t.DeadLetter.Name} {
-		if v == "" {
+	topics := map[string]string{"campaigns": t.Campaigns.Name, "ready": t.Ready.Name, "results": t.Results.Name, "dead_letter": t.DeadLetter.Name}
+	for _, name := range slices.Sorted(maps.Keys(topics)) {
+		if topics[name] == "" {
 			p = append(p, "kafka.topics."+name+".name: required")
 		}
 	}
@@ -116,7 +121,7 @@ func (c *Config) validate() error {
 		p = append(p, "apps: at least one app is required")
 	}
 	if len(p) > 0 {
-		return fmt.Errorf("planner: config: %v", p)
+		return fmt.Errorf("planner: config: %s", strings.Join(p, "; "))
 	}
 	return nil
 }
@@ -188,7 +193,7 @@ var errCrash = errors.New("planner: simulated crash")
 // New builds a Planner.
 func New(cfg Config, deps Deps) (*Planner, error) {
 	cfg.setDefaults()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if deps.Store == nil {
