@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/pipeline/control"
+	"github.com/pushlane/pushlane/pipeline/delay"
+	"github.com/pushlane/pushlane/pipeline/feedback"
+	pkafka "github.com/pushlane/pushlane/pipeline/kafka"
+	"github.com/pushlane/pushlane/pipeline/planner"
+)
+
+// stage is one long-running part of the pipeline.
+type stage struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// pipelineDeps are what the stages share in one process.
+type pipelineDeps struct {
+	// DB is the one pool every stage uses (one connection on the embedded
+	// store).
+	DB *sql.DB
+	// SmallStatements keeps feedback's statements small, for the
+	// embedded store (see gmsRowsPerStatement).
+	SmallStatements bool
+	Sink            feedback.Sink
+	Logger          *slog.Logger
+}
+
+// buildStages constructs, with the same New(cfg, deps) calls the stage
+// commands make, the control view, the planner, the delay forwarder, the
+// dispatcher and feedback. Each gets its own metrics registry: they are
+// separate processes in production and may register the same names.
+func buildStages(cfg *config.Config, d pipelineDeps) ([]stage, error) {
+	log := d.Logger
+	view, err := control.New(control.Config{Kafka: cfg.Kafka, Topic: cfg.Kafka.Topics.Control.Name},
+		control.Deps{Logger: log.With("component", "control"), Metrics: prometheus.NewRegistry()})
+	if err != nil {
+		return nil, fmt.Errorf("control view: %w", err)
+	}
+	pl, err := planner.New(planner.ConfigFrom(cfg, "demo"), planner.Deps{
+		Store:    planner.NewMySQLStore(d.DB),
+		Controls: view,
+		Logger:   log.With("component", "planner"),
+		Metrics:  prometheus.NewRegistry(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("planner: %w", err)
+	}
+	fw, err := delay.New(delay.Config{
+		Kafka:           cfg.Kafka,
+		Group:           cfg.Kafka.GroupPrefix + "-" + delay.Stage,
+		Ladder:          delay.Ladder{Tiers: cfg.DelayTiers(), Ready: cfg.Kafka.Topics.Ready.Name},
+		DeadLetterTopic: cfg.Kafka.Topics.DeadLetter.Name,
+		FetchMaxWait:    100 * time.Millisecond,
+	}, delay.Deps{Control: view, Logger: log.With("component", "delay"), Metrics: prometheus.NewRegistry()})
+	if err != nil {
+		return nil, fmt.Errorf("delay forwarder: %w", err)
+	}
+	kopts, err := pkafka.ClientOpts(cfg.Kafka)
+	if err != nil {
+		return nil, err
+	}
+	var store feedback.Store = feedback.NewMySQLStore(d.DB, cfg.Feedback.SuspectStrikes)
+	if d.SmallStatements {
+		store = smallStatements{inner: store, rows: gmsRowsPerStatement}
+	}
+	fb, err := feedback.New(feedback.ConfigFrom(cfg), feedback.Deps{
+		KafkaOpts: kopts,
+		Store:     store,
+		Sink:      d.Sink,
+		Logger:    log.With("component", "feedback"),
+		Metrics:   prometheus.NewRegistry(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("feedback: %w", err)
+	}
+	disp, err := buildDispatcher(cfg, view, log)
+	if err != nil {
+		return nil, err
+	}
+	return []stage{
+		{"control", view.Run},
+		{"planner", pl.Run},
+		{"delay", fw.Run},
+		{"dispatcher", disp},
+		{"feedback", fb.Run},
+	}, nil
+}
+
+// running is a set of started stages.
+type running struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	errs   []error
+	failed chan struct{} // closed when a stage stops on its own
+	once   sync.Once
+}
+
+// start runs every stage in its own goroutine until stop.
+func start(ctx context.Context, stages []stage) *running {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &running{cancel: cancel, failed: make(chan struct{})}
+	for _, s := range stages {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			err := s.run(ctx)
+			if ctx.Err() == nil {
+				// A stage must run until cancelled; returning early is a
+				// failure even without an error.
+				if err == nil {
+					err = errors.New("stopped by itself")
+				}
+				r.mu.Lock()
+				r.errs = append(r.errs, fmt.Errorf("%s: %w", s.name, err))
+				r.mu.Unlock()
+				r.once.Do(func() { close(r.failed) })
+			} else if err != nil && !errors.Is(err, context.Canceled) {
+				r.mu.Lock()
+				r.errs = append(r.errs, fmt.Errorf("%s: %w", s.name, err))
+				r.mu.Unlock()
+			}
+		}()
+	}
+	return r
+}
+
+// stop cancels the stages and waits up to grace for them to drain and
+// commit.
+func (r *running) stop(grace time.Duration) error {
+	r.cancel()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		r.mu.Lock()
+		r.errs = append(r.errs, fmt.Errorf("stages still draining after %s", grace))
+		r.mu.Unlock()
+	}
+	return r.err()
+}
+
+func (r *running) err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return errors.Join(r.errs...)
+}
