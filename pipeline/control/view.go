@@ -1,0 +1,423 @@
+// Package control is every process's view of the compacted campaign-control
+// topic: which campaigns are cancelled or paused, and how fresh that
+// knowledge is.
+//
+// A View reads the whole topic from the start with a direct consumer (no
+// group: every instance needs every campaign), applies each record in
+// offset order, and keeps one State per campaign. Cancel is final: a pause
+// or resume that follows a cancel is ignored. A tombstone (nil value)
+// forgets the campaign, which is how an operator retires old entries.
+//
+// Freshness. A stage that must honour a cancel within a bound asks
+// WaitFresh(ctx, t): it returns once every control record acknowledged
+// before t has been applied. The view knows this by listing the topic's end
+// offsets every RefreshInterval and waiting until it has consumed up to
+// them; the time of the listing becomes FreshAsOf. The dispatcher calls
+// WaitFresh(ctx, now-MaxStaleness) before every chunk, so a chunk never
+// starts more than MaxStaleness after a cancel was acknowledged.
+//
+// Compaction and transaction markers can leave offsets below the end offset
+// with no record to read; a partition whose consumed position and end
+// offset have both stood still for QuietChecks refreshes, longer than the
+// consumer's fetch wait, counts as caught up.
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/pipeline/kafka"
+	"github.com/pushlane/pushlane/schemas"
+)
+
+// State is what the view knows of one campaign.
+type State struct {
+	Cancelled bool
+	Paused    bool
+	Reason    string    // of the last applied action
+	At        time.Time // of the last applied action
+}
+
+// Config of a View.
+type Config struct {
+	// Kafka is the connection; only brokers, TLS and SASL are used.
+	Kafka config.Kafka
+	// Topic is the compacted control topic.
+	Topic string
+	// RefreshInterval is how often the view lists end offsets to move
+	// FreshAsOf forward. Default 200ms.
+	RefreshInterval time.Duration
+	// FetchMaxWait bounds how long an idle fetch waits at the broker.
+	// Default 500ms.
+	FetchMaxWait time.Duration
+	// QuietChecks: see the package doc. Default 5.
+	QuietChecks int
+}
+
+// Deps are a View's collaborators.
+type Deps struct {
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer // nil registers nothing
+}
+
+// View is the campaign-control state of one process. Safe for concurrent
+// use; Run must be running for it to move.
+type View struct {
+	cfg Config
+	log *slog.Logger
+	cl  *kgo.Client
+	adm *kadm.Client
+
+	mu        sync.Mutex
+	changed   chan struct{} // closed and replaced on every change of states or freshness
+	states    map[string]State
+	applied   map[int32]int64 // next offset to apply, per partition
+	freshAsOf time.Time
+	version   uint64 // bumped on every state change
+
+	metrics viewMetrics
+}
+
+type viewMetrics struct {
+	records   *prometheus.CounterVec
+	staleness prometheus.GaugeFunc
+	campaigns prometheus.GaugeFunc
+}
+
+// New builds a View; it connects lazily, in Run.
+func New(cfg Config, deps Deps) (*View, error) {
+	if cfg.Topic == "" {
+		return nil, errors.New("control: topic is required")
+	}
+	if cfg.RefreshInterval <= 0 {
+		cfg.RefreshInterval = 200 * time.Millisecond
+	}
+	if cfg.FetchMaxWait <= 0 {
+		cfg.FetchMaxWait = 500 * time.Millisecond
+	}
+	if cfg.QuietChecks <= 0 {
+		cfg.QuietChecks = 5
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cl, err := kafka.NewClient(cfg.Kafka,
+		kgo.ConsumeTopics(cfg.Topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(cfg.FetchMaxWait),
+		// Control markers occupy offsets; keeping them lets the applied
+		// position reach the end offset of a transactionally written topic.
+		kgo.KeepControlRecords(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	v := &View{
+		cfg:     cfg,
+		log:     log.With("component", "control-view"),
+		cl:      cl,
+		adm:     kadm.NewClient(cl),
+		changed: make(chan struct{}),
+		states:  map[string]State{},
+		applied: map[int32]int64{},
+	}
+	if err := v.registerMetrics(deps.Metrics); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return v, nil
+}
+
+func (v *View) registerMetrics(reg prometheus.Registerer) error {
+	v.metrics.records = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushlane_control_records_total",
+		Help: "Campaign-control records applied, by action (invalid: undecodable, skipped).",
+	}, []string{"action"})
+	v.metrics.staleness = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pushlane_control_staleness_seconds",
+		Help: "How far behind now the view is known to be caught up.",
+	}, func() float64 {
+		f := v.FreshAsOf()
+		if f.IsZero() {
+			return -1
+		}
+		return time.Since(f).Seconds()
+	})
+	v.metrics.campaigns = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pushlane_control_campaigns",
+		Help: "Campaigns with a control state in the view.",
+	}, func() float64 {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		return float64(len(v.states))
+	})
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{v.metrics.records, v.metrics.staleness, v.metrics.campaigns} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("control: register metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// Run consumes the control topic and keeps freshness until ctx ends, then
+// closes the client.
+func (v *View) Run(ctx context.Context) error {
+	defer v.cl.Close()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		v.refreshLoop(ctx)
+	}()
+	defer wg.Wait()
+	for {
+		fs := v.cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if fs.IsClientClosed() {
+			return fmt.Errorf("control: consume %s: %w", v.cfg.Topic, kgo.ErrClientClosed)
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				v.log.Warn("control topic fetch error", "topic", t, "partition", p, "err", err)
+			}
+		})
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 {
+				return
+			}
+			v.apply(p.Partition, p.Records)
+		})
+	}
+}
+
+func (v *View) apply(partition int32, recs []*kgo.Record) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, r := range recs {
+		if r.Offset+1 > v.applied[partition] {
+			v.applied[partition] = r.Offset + 1
+		}
+		if r.Attrs.IsControl() {
+			continue
+		}
+		if r.Value == nil {
+			if len(r.Key) > 0 {
+				delete(v.states, string(r.Key))
+				v.version++
+			}
+			v.metrics.records.WithLabelValues("tombstone").Inc()
+			continue
+		}
+		c, err := schemas.DecodeCampaignControl(r.Value)
+		if err != nil {
+			// Every instance reads this topic; dead-lettering from each
+			// would multiply the letter, so the view logs and counts it.
+			v.log.Error("invalid campaign-control record skipped", "partition", partition, "offset", r.Offset, "err", err)
+			v.metrics.records.WithLabelValues("invalid").Inc()
+			continue
+		}
+		st := v.states[c.CampaignID]
+		if st.Cancelled {
+			v.metrics.records.WithLabelValues("ignored_after_cancel").Inc()
+			continue
+		}
+		switch c.Action {
+		case schemas.ControlCancel:
+			st.Cancelled, st.Paused = true, false
+		case schemas.ControlPause:
+			st.Paused = true
+		case schemas.ControlResume:
+			st.Paused = false
+		}
+		st.Reason, st.At = c.Reason, c.At
+		v.states[c.CampaignID] = st
+		v.version++
+		v.metrics.records.WithLabelValues(c.Action).Inc()
+	}
+	v.notifyLocked()
+}
+
+func (v *View) notifyLocked() {
+	close(v.changed)
+	v.changed = make(chan struct{})
+}
+
+// refreshLoop moves FreshAsOf: list end offsets at t0, wait until applied
+// reaches them, then FreshAsOf = t0.
+func (v *View) refreshLoop(ctx context.Context) {
+	lastEnd := map[int32]int64{}
+	lastApplied := map[int32]int64{}
+	quiet := map[int32]int{}
+	tick := time.NewTicker(v.cfg.RefreshInterval)
+	defer tick.Stop()
+	for {
+		t0 := time.Now()
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ends, err := v.adm.ListEndOffsets(lctx, v.cfg.Topic)
+		cancel()
+		if err == nil {
+			err = ends.Error()
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			v.log.Warn("control topic: list end offsets", "err", err)
+		} else {
+			v.mu.Lock()
+			caughtUp := true
+			ends.Each(func(o kadm.ListedOffset) {
+				a := v.applied[o.Partition]
+				if a >= o.Offset {
+					quiet[o.Partition] = 0
+				} else if lastEnd[o.Partition] == o.Offset && lastApplied[o.Partition] == a {
+					// Nothing arrives and nothing is appended: the
+					// offsets below the end hold no record to read.
+					quiet[o.Partition]++
+					if quiet[o.Partition] < v.cfg.QuietChecks ||
+						time.Duration(quiet[o.Partition])*v.cfg.RefreshInterval <= 2*v.cfg.FetchMaxWait {
+						caughtUp = false
+					}
+				} else {
+					quiet[o.Partition] = 0
+					caughtUp = false
+				}
+				lastEnd[o.Partition], lastApplied[o.Partition] = o.Offset, a
+			})
+			if caughtUp && t0.After(v.freshAsOf) {
+				v.freshAsOf = t0
+				v.notifyLocked()
+			}
+			v.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Cancelled reports whether campaign id is cancelled.
+func (v *View) Cancelled(id string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.states[id].Cancelled
+}
+
+// Paused reports whether campaign id is paused (and not cancelled).
+func (v *View) Paused(id string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.states[id].Paused
+}
+
+// State returns campaign id's state and whether the view has one.
+func (v *View) State(id string) (State, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	st, ok := v.states[id]
+	return st, ok
+}
+
+// Version changes whenever a campaign's state changes; a poller compares
+// it to skip work when nothing changed.
+func (v *View) Version() uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.version
+}
+
+// Changed returns a channel closed at the next change of state or
+// freshness.
+func (v *View) Changed() <-chan struct{} {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.changed
+}
+
+// FreshAsOf is the latest time t such that every control record
+// acknowledged before t has been applied; zero until the first catch-up.
+func (v *View) FreshAsOf() time.Time {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.freshAsOf
+}
+
+// WaitFresh blocks until FreshAsOf is at or after t, or ctx ends.
+func (v *View) WaitFresh(ctx context.Context, t time.Time) error {
+	for {
+		v.mu.Lock()
+		ok, ch := !v.freshAsOf.Before(t), v.changed
+		v.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("control: waiting for the view to catch up to %s: %w", t.Format(time.RFC3339Nano), ctx.Err())
+		case <-ch:
+		}
+	}
+}
+
+// WaitCaughtUp blocks until the view has applied everything written before
+// the call.
+func (v *View) WaitCaughtUp(ctx context.Context) error {
+	return v.WaitFresh(ctx, time.Now())
+}
+
+// Record builds the record of c: keyed by campaign id, so compaction keeps
+// the latest action per campaign.
+func Record(topic string, c schemas.CampaignControl) (*kgo.Record, error) {
+	if c.SchemaVersion == 0 {
+		c.SchemaVersion = schemas.SchemaVersion
+	}
+	if c.At.IsZero() {
+		c.At = time.Now()
+	}
+	c.At = c.At.UTC()
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("control: encode: %w", err)
+	}
+	if _, err := schemas.DecodeCampaignControl(raw); err != nil {
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	return &kgo.Record{
+		Topic:   topic,
+		Key:     []byte(c.CampaignID),
+		Value:   raw,
+		Headers: []kgo.RecordHeader{{Key: kafka.HeaderSchema, Value: []byte("campaign-control.v1")}, {Key: kafka.HeaderCampaignID, Value: []byte(c.CampaignID)}},
+	}, nil
+}
+
+// Publish writes c to the control topic and returns once the broker has
+// acknowledged it; from then on, WaitFresh(ctx, time.Now()) on any view
+// returns only after c is applied.
+func Publish(ctx context.Context, cl *kgo.Client, topic string, c schemas.CampaignControl) error {
+	r, err := Record(topic, c)
+	if err != nil {
+		return err
+	}
+	if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+		return fmt.Errorf("control: publish %s %s: %w", c.Action, c.CampaignID, err)
+	}
+	return nil
+}

@@ -1,0 +1,168 @@
+package control_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/pipeline/control"
+	"github.com/pushlane/pushlane/pipeline/dispatcher/dispatchtest"
+	"github.com/pushlane/pushlane/schemas"
+)
+
+func startView(t *testing.T, k dispatchtest.Kafka, topic string, reg prometheus.Registerer) *control.View {
+	t.Helper()
+	v, err := control.New(control.Config{Kafka: config.Kafka{Brokers: k.Brokers, ClientID: "view-test"}, Topic: topic, RefreshInterval: 50 * time.Millisecond, FetchMaxWait: 100 * time.Millisecond},
+		control.Deps{Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- v.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("view.Run: %v", err)
+		}
+	})
+	return v
+}
+
+func publish(t *testing.T, cl *kgo.Client, topic, id, action string) {
+	t.Helper()
+	if err := control.Publish(context.Background(), cl, topic, schemas.CampaignControl{CampaignID: id, Action: action, Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestViewAppliesActionsAndCancelIsFinal(t *testing.T) {
+	k := dispatchtest.StartKafka(t)
+	topic := k.Topic(t, "control", 1, true)
+	cl := k.Client(t)
+	reg := prometheus.NewRegistry()
+	v := startView(t, k, topic, reg)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	publish(t, cl, topic, "c-paused", schemas.ControlPause)
+	publish(t, cl, topic, "c-resumed", schemas.ControlPause)
+	publish(t, cl, topic, "c-resumed", schemas.ControlResume)
+	publish(t, cl, topic, "c-cancelled", schemas.ControlPause)
+	publish(t, cl, topic, "c-cancelled", schemas.ControlCancel)
+	publish(t, cl, topic, "c-cancelled", schemas.ControlResume) // ignored: cancel is final
+	// An invalid record is skipped, not fatal.
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("c-bad"), Value: []byte(`{"campaign_id":"c-bad","action":"explode"}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		id                string
+		cancelled, paused bool
+	}{
+		{"c-paused", false, true},
+		{"c-resumed", false, false},
+		{"c-cancelled", true, false},
+		{"c-bad", false, false},
+		{"c-unknown", false, false},
+	}
+	for _, c := range cases {
+		if got := v.Cancelled(c.id); got != c.cancelled {
+			t.Errorf("Cancelled(%s) = %v, want %v", c.id, got, c.cancelled)
+		}
+		if got := v.Paused(c.id); got != c.paused {
+			t.Errorf("Paused(%s) = %v, want %v", c.id, got, c.paused)
+		}
+	}
+	if got := dispatchtest.MetricValue(t, reg, "pushlane_control_records_total", "action", "invalid"); got != 1 {
+		t.Errorf("invalid records counted %v, want 1", got)
+	}
+	if got := dispatchtest.MetricValue(t, reg, "pushlane_control_records_total", "action", "ignored_after_cancel"); got != 1 {
+		t.Errorf("ignored_after_cancel counted %v, want 1", got)
+	}
+
+	// A tombstone forgets the campaign.
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("c-cancelled")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := v.State("c-cancelled"); ok {
+		t.Error("tombstone did not forget c-cancelled")
+	}
+}
+
+// A new view (a restarted process) rebuilds the same state from the start of
+// the topic.
+func TestViewRebuildsFromStart(t *testing.T) {
+	k := dispatchtest.StartKafka(t)
+	topic := k.Topic(t, "control", 3, true)
+	cl := k.Client(t)
+	for i := range 30 {
+		id := "c" + string(rune('a'+i%10))
+		action := schemas.ControlPause
+		if i%3 == 0 {
+			action = schemas.ControlCancel
+		}
+		publish(t, cl, topic, id, action)
+	}
+	v := startView(t, k, topic, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := v.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// i%3==0 for i in 0..29 hits every residue mod 10: all ten are cancelled.
+	for i := range 10 {
+		id := "c" + string(rune('a'+i))
+		if !v.Cancelled(id) {
+			t.Errorf("%s not cancelled after rebuild", id)
+		}
+	}
+}
+
+// FreshAsOf follows the clock while the view keeps up, and a cancel
+// published after t is visible once WaitFresh(t') with t' after the publish
+// returns.
+func TestViewFreshness(t *testing.T) {
+	k := dispatchtest.StartKafka(t)
+	topic := k.Topic(t, "control", 1, true)
+	cl := k.Client(t)
+	v := startView(t, k, topic, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := v.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		publish(t, cl, topic, "c1", schemas.ControlPause)
+		acked := time.Now()
+		if err := v.WaitFresh(ctx, acked); err != nil {
+			t.Fatal(err)
+		}
+		if !v.Paused("c1") {
+			t.Fatal("pause acknowledged before WaitFresh's time is not applied")
+		}
+		publish(t, cl, topic, "c1", schemas.ControlResume)
+		if err := v.WaitFresh(ctx, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if v.Paused("c1") {
+			t.Fatal("resume acknowledged before WaitFresh's time is not applied")
+		}
+	}
+	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancelShort()
+	err := v.WaitFresh(short, time.Now().Add(time.Hour))
+	if err == nil || !strings.Contains(err.Error(), "catch up") {
+		t.Fatalf("WaitFresh for the future: err = %v, want a catch-up timeout", err)
+	}
+}
