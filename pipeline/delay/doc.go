@@ -1,4 +1,82 @@
 // Package delay builds delayed delivery on Kafka, which has none: a ladder
-// of fixed-delay topics (tier k waits 2^k seconds) feeding the ready topic.
-// See the package documentation in forwarder.go for the design and bounds.
+// of fixed-delay topics feeding the ready topic, and the Forwarder that
+// moves batches down it.
+//
+// # Why a ladder of fixed-delay topics
+//
+// Tier k (topic <delay>.tNN) delays every record by the same 2^k seconds,
+// so within one tier partition the due time, record timestamp + 2^k s, never
+// decreases with the offset: the head of a partition is always the next
+// record due. A consumer therefore needs no index and no timers per record:
+// it pauses the partition (franz-go PauseFetchPartitions) until the head is
+// due. The alternatives were weighed in /work/shared/design/scheduling.md: a
+// consumer-side timer index pins the committed offset at the earliest
+// unfired record and holds state per pending batch (memory grows with the
+// backlog; a restart re-reads days); a compacted schedule topic with
+// in-memory timers suits a few campaigns, not millions of batches; broker
+// delays (KIP-1277) do not exist. Spring Kafka, uForwarder and Karafka use
+// the same pause-per-partition shape.
+//
+// # Routing (Ladder.Route)
+//
+// With r = send-at - now: r < ReadyWithin (1 s) goes to the ready topic
+// (the dispatcher waits out the remainder, so nothing is sent early);
+// otherwise tier k = min(floor(log2 r), K-1). The chosen delay is at most
+// r, so a batch is never made due after its send-at by the ladder itself.
+// Tier topics use LogAppendTime (pipeline/kafka.Layout), so due times come
+// from the broker's clock, immune to producer clock skew, and monotonic per
+// partition. The send-at header never changes; the hop header counts
+// re-writes.
+//
+// # The forwarder
+//
+// One consumer group (<group_prefix>-delay) over all tiers. For each
+// partition it holds the fetched records in offset order. Every poll it
+// forwards each record whose due time has passed to Route(send-at, now) —
+// a lower tier or ready — with the hop count incremented; a batch whose
+// expires-at has passed, or whose campaign the control view reports
+// cancelled, goes straight to ready instead, where the dispatcher writes one
+// expired or cancelled result per device (so every device of such a batch
+// gets exactly one result, from one place). A record with no readable
+// send-at header is dead-lettered. Forwards are produced idempotently with
+// acks=all; a record is marked for commit only after its forward is
+// acknowledged, in offset order (AutoCommitMarks, committed every second,
+// on revoke and at shutdown). A partition is paused while its last held
+// record is more than Prefetch (1 s) from due, resumed otherwise, and the
+// poll's deadline is the next due time, so the forwarder sleeps in the
+// poll, never holding a record past due by more than a poll wake-up.
+//
+// # Bounds
+//
+//   - Never early: a batch reaches ready at most ReadyWithin before its
+//     send-at (each hop's delay is at most the remaining time); the
+//     dispatcher's guard waits out that last second.
+//   - No head-of-line blocking: within a tier partition due order is
+//     offset order, so the head being not yet due means nothing behind it
+//     is due either. A batch due now is written straight to ready.
+//   - Lateness: a hop adds one produce and one fetch (FetchMaxWait bounds a
+//     fetch of a just-resumed partition; Prefetch resumes it early), well
+//     under a second in total under normal load. After an outage: the
+//     outage plus catch-up, in due order.
+//   - Rewrites: if 2^k <= r < 2^(k+1), after the wait r < 2^k, so every
+//     hop strictly lowers the tier: at most K hops within the ladder's
+//     reach (2^K - 1 s), plus one top-tier loop per 2^(K-1) s beyond it.
+//     With the default 22 tiers the reach is 48 days, so a 30-day horizon
+//     takes at most 22 rewrites (about 11 on average). A crash or an
+//     ungraceful rebalance can re-forward what was forwarded but not yet
+//     committed (at most a second's worth, per partition): the dispatcher
+//     skips finished batch ids, so a re-forward is never sent twice.
+//   - Memory: per partition, the records due within Prefetch plus one fetch
+//     (FetchMaxPartitionBytes, 1 MiB by default); paused partitions buffer
+//     nothing more. It does not grow with the number of pending batches,
+//     which live in Kafka.
+//   - Restarts and rebalances: no state outside Kafka. A new owner fetches
+//     from the committed offset and recomputes due times from record
+//     timestamps; overdue records flow out at once, in due order.
+//
+// # Deployment
+//
+// cmd/dispatcher runs the forwarder beside the dispatcher by default
+// (-mode all), so a single binary is a complete deployment; -mode delay
+// runs only the forwarder, -mode dispatch only the dispatcher.
 package delay

@@ -1,0 +1,477 @@
+package delay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/pipeline/kafka"
+)
+
+// Stage is the forwarder's name in dead letters and logs.
+const Stage = "delay"
+
+// Cancellations tells the forwarder which campaigns are cancelled; a
+// *control.View satisfies it.
+type Cancellations interface {
+	Cancelled(campaignID string) bool
+}
+
+// Config of a Forwarder.
+type Config struct {
+	// Kafka is the connection.
+	Kafka config.Kafka
+	// Group is the consumer group, <group_prefix>-delay.
+	Group string
+	// Ladder is the tiers to consume and the ready topic.
+	Ladder Ladder
+	// DeadLetterTopic receives tier records without a readable send-at.
+	DeadLetterTopic string
+	// FetchMaxPartitionBytes bounds one partition's fetch, and so what the
+	// forwarder holds per partition. Default 1 MiB.
+	FetchMaxPartitionBytes int32
+	// Prefetch resumes a paused partition this long before its last held
+	// record is due, so the records behind it are fetched by the time they
+	// are due. Default 1s.
+	Prefetch time.Duration
+	// MaxPollRecords bounds one poll. Default 1000.
+	MaxPollRecords int
+	// FetchMaxWait bounds an idle fetch; it is also the worst extra delay
+	// of a record behind a just-resumed partition. Default 250ms.
+	FetchMaxWait time.Duration
+	// LagInterval is how often consumer lag is measured. Default 10s.
+	LagInterval time.Duration
+}
+
+// Deps are a Forwarder's collaborators.
+type Deps struct {
+	// Control, if set, lets the forwarder send a cancelled campaign's
+	// batches straight to ready, where the dispatcher writes their
+	// cancelled results, instead of walking them down the ladder.
+	Control Cancellations
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer
+}
+
+// Forwarder moves batches down the ladder as they come due. See the
+// package documentation.
+type Forwarder struct {
+	cfg     Config
+	log     *slog.Logger
+	control Cancellations
+	tierOf  map[string]int
+	m       forwarderMetrics
+
+	cl *kgo.Client
+
+	mu     sync.Mutex // guards held and paused against the rebalance callbacks
+	held   map[topicPartition][]*kgo.Record
+	paused map[topicPartition]bool
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+type forwarderMetrics struct {
+	forwarded    *prometheus.CounterVec
+	forwardDelay prometheus.Histogram
+	hops         prometheus.Histogram
+	held         prometheus.Gauge
+	paused       prometheus.Gauge
+	deadLettered prometheus.Counter
+	lag          *prometheus.GaugeVec
+}
+
+// New checks cfg and builds a Forwarder; it connects in Run.
+func New(cfg Config, deps Deps) (*Forwarder, error) {
+	if len(cfg.Ladder.Tiers) == 0 || cfg.Ladder.Ready == "" {
+		return nil, errors.New("delay: the ladder needs tiers and a ready topic")
+	}
+	if cfg.Group == "" {
+		return nil, errors.New("delay: group is required")
+	}
+	if cfg.DeadLetterTopic == "" {
+		return nil, errors.New("delay: dead-letter topic is required")
+	}
+	if cfg.FetchMaxPartitionBytes <= 0 {
+		cfg.FetchMaxPartitionBytes = 1 << 20
+	}
+	if cfg.Prefetch <= 0 {
+		cfg.Prefetch = time.Second
+	}
+	if cfg.MaxPollRecords <= 0 {
+		cfg.MaxPollRecords = 1000
+	}
+	if cfg.FetchMaxWait <= 0 {
+		cfg.FetchMaxWait = 250 * time.Millisecond
+	}
+	if cfg.LagInterval <= 0 {
+		cfg.LagInterval = 10 * time.Second
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f := &Forwarder{
+		cfg:     cfg,
+		log:     log.With("stage", Stage),
+		control: deps.Control,
+		tierOf:  map[string]int{},
+		held:    map[topicPartition][]*kgo.Record{},
+		paused:  map[topicPartition]bool{},
+	}
+	for k, t := range cfg.Ladder.Tiers {
+		f.tierOf[t] = k
+	}
+	if err := f.registerMetrics(deps.Metrics); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *Forwarder) registerMetrics(reg prometheus.Registerer) error {
+	f.m = forwarderMetrics{
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushlane_delay_forwarded_total",
+			Help: "Batches forwarded by the delay ladder, by source tier and destination topic, and why (due, cancelled, expired).",
+		}, []string{"from", "to", "why"}),
+		forwardDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "pushlane_delay_forward_delay_seconds",
+			Help:    "Time from a tier record coming due to its forward being acknowledged.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		hops: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "pushlane_delay_hops",
+			Help:    "Ladder hops of a batch when it reaches the ready topic.",
+			Buckets: prometheus.LinearBuckets(1, 1, 24),
+		}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pushlane_delay_held_records",
+			Help: "Tier records fetched and held until due.",
+		}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pushlane_delay_paused_partitions",
+			Help: "Tier partitions paused until their head record is due.",
+		}),
+		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushlane_delay_dead_lettered_total",
+			Help: "Tier records dead-lettered (no readable send-at header).",
+		}),
+		lag: kafka.NewLagGauge("pushlane_delay_consumer_lag", "Records of the tier topics not yet committed by the delay group."),
+	}
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{f.m.forwarded, f.m.forwardDelay, f.m.hops, f.m.held, f.m.paused, f.m.deadLettered, f.m.lag} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("delay: register metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// Run forwards until ctx ends, then commits what was forwarded and leaves
+// the group. Records held but not yet due are simply not committed: the
+// next owner fetches them again.
+func (f *Forwarder) Run(ctx context.Context) error {
+	cl, err := kafka.NewClient(f.cfg.Kafka,
+		kgo.ConsumerGroup(f.cfg.Group),
+		kgo.ConsumeTopics(f.cfg.Ladder.Tiers...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(time.Second),
+		kgo.OnPartitionsRevoked(f.onRevoked),
+		kgo.OnPartitionsLost(f.onLost),
+		kgo.FetchMaxPartitionBytes(f.cfg.FetchMaxPartitionBytes),
+		kgo.FetchMaxWait(f.cfg.FetchMaxWait),
+		kgo.ProducerLinger(0),
+		// A forward that cannot be delivered in this time fails instead of
+		// blocking the poll loop (and with it the group); it stays held and
+		// is forwarded again.
+		kgo.RecordDeliveryTimeout(30*time.Second),
+	)
+	if err != nil {
+		return fmt.Errorf("delay: %w", err)
+	}
+	f.cl = cl
+	lagCtx, stopLag := context.WithCancel(context.Background())
+	lagDone := make(chan struct{})
+	go func() {
+		defer close(lagDone)
+		kafka.WatchLag(lagCtx, kadm.NewClient(cl), f.cfg.Group, f.cfg.LagInterval, f.m.lag, f.log)
+	}()
+	defer func() {
+		stopLag()
+		<-lagDone
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := cl.CommitMarkedOffsets(cctx); err != nil {
+			f.log.Error("final commit failed; forwarded records may be forwarded again", "err", err)
+		}
+		cl.CloseAllowingRebalance()
+	}()
+	f.log.Info("delay forwarder started", "group", f.cfg.Group, "tiers", len(f.cfg.Ladder.Tiers), "ready", f.cfg.Ladder.Ready)
+
+	for {
+		pollCtx, cancel := context.WithDeadline(ctx, f.nextWake(time.Now()))
+		fs := cl.PollRecords(pollCtx, f.cfg.MaxPollRecords)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if fs.IsClientClosed() {
+			return errors.New("delay: client closed")
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				f.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+			}
+		})
+		f.mu.Lock()
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) > 0 {
+				tp := topicPartition{p.Topic, p.Partition}
+				f.held[tp] = append(f.held[tp], p.Records...)
+			}
+		})
+		f.mu.Unlock()
+		f.forwardDue(ctx)
+		cl.AllowRebalance()
+	}
+}
+
+// nextWake is when the poll must return to forward the next due record or
+// to resume a partition ahead of its tail; at most one second away, so
+// shutdown and metrics stay responsive.
+func (f *Forwarder) nextWake(now time.Time) time.Time {
+	wake := now.Add(time.Second)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for tp, q := range f.held {
+		if len(q) == 0 {
+			continue
+		}
+		k := f.tierOf[tp.topic]
+		if due := Eligible(q[0], k); due.Before(wake) {
+			wake = due
+		}
+		if f.paused[tp] {
+			if r := Eligible(q[len(q)-1], k).Add(-f.cfg.Prefetch); r.Before(wake) {
+				wake = r
+			}
+		}
+	}
+	return wake
+}
+
+// Eligible is when a record on tier k comes due: its timestamp (the
+// broker's append time on tier topics) plus the tier's delay. Within a tier
+// partition it never decreases with the offset.
+func Eligible(r *kgo.Record, k int) time.Time {
+	return r.Timestamp.Add(TierDelay(k))
+}
+
+type forward struct {
+	tp   topicPartition
+	in   *kgo.Record
+	out  *kgo.Record // nil: dead-lettered instead
+	why  string
+	due  time.Time
+	err  error
+	done bool
+}
+
+// forwardDue produces every due record, waits for the acknowledgements,
+// marks what was acknowledged for commit in offset order, and pauses or
+// resumes partitions.
+func (f *Forwarder) forwardDue(ctx context.Context) {
+	now := time.Now()
+	var work []*forward
+	f.mu.Lock()
+	for tp, q := range f.held {
+		k := f.tierOf[tp.topic]
+		for _, r := range q {
+			due := Eligible(r, k)
+			if due.After(now) {
+				break
+			}
+			work = append(work, f.plan(tp, r, due, now))
+		}
+	}
+	f.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, w := range work {
+		if w.out == nil {
+			continue
+		}
+		wg.Add(1)
+		f.cl.Produce(context.Background(), w.out, func(_ *kgo.Record, err error) {
+			w.err = err
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	for _, w := range work {
+		if w.out != nil || w.err != nil {
+			continue
+		}
+		// No readable send-at: the record can never be routed.
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		w.err = kafka.DeadLetter(dctx, f.cl, f.cfg.DeadLetterTopic, Stage, w.in, w.why)
+		cancel()
+		if w.err == nil {
+			f.m.deadLettered.Inc()
+		}
+	}
+
+	acked := time.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	byTP := map[topicPartition][]*forward{}
+	for _, w := range work {
+		byTP[w.tp] = append(byTP[w.tp], w)
+	}
+	for tp, ws := range byTP {
+		q := f.held[tp]
+		n := 0
+		for _, w := range ws {
+			// A revoke may have dropped the partition meanwhile; only
+			// the records still at the head are ours to mark.
+			if n >= len(q) || q[n] != w.in {
+				break
+			}
+			if w.err != nil {
+				f.log.Warn("forward failed; it stays held and is retried", "topic", tp.topic, "partition", tp.partition, "offset", w.in.Offset, "err", w.err)
+				break
+			}
+			f.cl.MarkCommitRecords(w.in)
+			if w.out != nil {
+				f.m.forwarded.WithLabelValues(tp.topic, w.out.Topic, w.why).Inc()
+				f.m.forwardDelay.Observe(acked.Sub(w.due).Seconds())
+				if w.out.Topic == f.cfg.Ladder.Ready {
+					v, _ := kafka.Header(w.out, kafka.HeaderHop)
+					hops, _ := strconv.Atoi(v)
+					f.m.hops.Observe(float64(hops))
+				}
+			}
+			n++
+		}
+		f.held[tp] = q[n:]
+	}
+	f.pauseOrResumeLocked(acked)
+}
+
+// plan decides where one due record goes.
+func (f *Forwarder) plan(tp topicPartition, r *kgo.Record, due, now time.Time) *forward {
+	w := &forward{tp: tp, in: r, due: due}
+	sendAt, ok := kafka.TimeHeader(r, kafka.HeaderSendAt)
+	if !ok {
+		w.why = "tier record without a readable " + kafka.HeaderSendAt + " header"
+		return w
+	}
+	dst, why := f.cfg.Ladder.Route(sendAt, now), "due"
+	if exp, ok := kafka.TimeHeader(r, kafka.HeaderExpiresAt); ok && !now.Before(exp) {
+		dst, why = f.cfg.Ladder.Ready, "expired"
+	} else if f.control != nil {
+		if id, ok := kafka.Header(r, kafka.HeaderCampaignID); ok && f.control.Cancelled(id) {
+			dst, why = f.cfg.Ladder.Ready, "cancelled"
+		}
+	}
+	w.why = why
+	w.out = Forwarded(r, dst)
+	return w
+}
+
+// Forwarded copies r for topic dst with the hop count incremented. The
+// send-at header never changes; the broker stamps the new timestamp.
+func Forwarded(r *kgo.Record, dst string) *kgo.Record {
+	out := &kgo.Record{Topic: dst, Key: r.Key, Value: r.Value, Headers: make([]kgo.RecordHeader, len(r.Headers))}
+	copy(out.Headers, r.Headers)
+	hop := 0
+	if v, ok := kafka.Header(r, kafka.HeaderHop); ok {
+		hop, _ = strconv.Atoi(v)
+	}
+	kafka.SetHeader(out, kafka.HeaderHop, strconv.Itoa(hop+1))
+	return out
+}
+
+// pauseOrResumeLocked keeps a partition paused while its held records are
+// not close to due, so the client buffers nothing more for it: memory per
+// partition stays at about one fetch.
+func (f *Forwarder) pauseOrResumeLocked(now time.Time) {
+	pause := map[string][]int32{}
+	resume := map[string][]int32{}
+	for tp, q := range f.held {
+		want := false
+		if len(q) > 0 {
+			want = Eligible(q[len(q)-1], f.tierOf[tp.topic]).Sub(now) > f.cfg.Prefetch
+		} else {
+			delete(f.held, tp)
+		}
+		if want != f.paused[tp] {
+			if want {
+				pause[tp.topic] = append(pause[tp.topic], tp.partition)
+			} else {
+				resume[tp.topic] = append(resume[tp.topic], tp.partition)
+			}
+			f.paused[tp] = want
+		}
+	}
+	for tp, p := range f.paused {
+		if !p {
+			delete(f.paused, tp)
+		}
+	}
+	if len(pause) > 0 {
+		f.cl.PauseFetchPartitions(pause)
+	}
+	if len(resume) > 0 {
+		f.cl.ResumeFetchPartitions(resume)
+	}
+	held := 0
+	for _, q := range f.held {
+		held += len(q)
+	}
+	f.m.held.Set(float64(held))
+	f.m.paused.Set(float64(len(f.paused)))
+}
+
+// onRevoked drops what is held for the revoked partitions (the next owner
+// fetches it again from the committed offset), un-pauses them so a later
+// re-assignment fetches, and commits what was forwarded.
+func (f *Forwarder) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	f.drop(cl, revoked)
+	if err := cl.CommitMarkedOffsets(ctx); err != nil {
+		f.log.Warn("commit on revoke failed; forwarded records may be forwarded again", "err", err)
+	}
+}
+
+func (f *Forwarder) onLost(_ context.Context, cl *kgo.Client, lost map[string][]int32) {
+	f.drop(cl, lost)
+}
+
+func (f *Forwarder) drop(cl *kgo.Client, parts map[string][]int32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for t, ps := range parts {
+		for _, p := range ps {
+			tp := topicPartition{t, p}
+			delete(f.held, tp)
+			delete(f.paused, tp)
+		}
+	}
+	cl.ResumeFetchPartitions(parts)
+}

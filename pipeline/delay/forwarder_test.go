@@ -1,0 +1,322 @@
+package delay_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/pipeline/delay"
+	"github.com/pushlane/pushlane/pipeline/dispatcher/dispatchtest"
+	"github.com/pushlane/pushlane/pipeline/kafka"
+	"github.com/pushlane/pushlane/schemas"
+)
+
+type cancelled map[string]bool
+
+func (c cancelled) Cancelled(id string) bool { return c[id] }
+
+type running struct {
+	f      *delay.Forwarder
+	reg    *prometheus.Registry
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.once.Do(func() {
+		r.cancel()
+		if err := <-r.done; err != nil {
+			t.Errorf("forwarder: %v", err)
+		}
+	})
+}
+
+func startForwarder(t *testing.T, k dispatchtest.Kafka, l delay.Ladder, dlq, group string, mod func(*delay.Config, *delay.Deps)) *running {
+	t.Helper()
+	cfg := delay.Config{Kafka: config.Kafka{Brokers: k.Brokers, ClientID: "delay-test"}, Group: group, Ladder: l, DeadLetterTopic: dlq}
+	reg := prometheus.NewRegistry()
+	deps := delay.Deps{Metrics: reg}
+	if mod != nil {
+		mod(&cfg, &deps)
+	}
+	f, err := delay.New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{f: f, reg: reg, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- f.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// writeBatch writes a batch record the way the planner does: to the topic
+// Route picks at the time of writing.
+func writeBatch(t *testing.T, cl *kgo.Client, l delay.Ladder, id, campaign string, sendAt, expiresAt time.Time, value []byte) {
+	t.Helper()
+	if value == nil {
+		value = []byte(`{}`)
+	}
+	r := delay.BatchRecord(l.Route(sendAt, time.Now()), id, campaign, sendAt, expiresAt, value)
+	cl.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
+		if err != nil {
+			t.Errorf("produce %s: %v", id, err)
+		}
+	})
+}
+
+type arrival struct {
+	at     time.Time
+	sendAt time.Time
+	hops   int
+}
+
+func arrivals(t *testing.T, recs []*kgo.Record) map[string][]arrival {
+	t.Helper()
+	out := map[string][]arrival{}
+	for _, r := range recs {
+		sendAt, ok := kafka.TimeHeader(r, kafka.HeaderSendAt)
+		if !ok {
+			t.Fatalf("ready record %s without send-at", r.Key)
+		}
+		h, _ := kafka.Header(r, kafka.HeaderHop)
+		hops, _ := strconv.Atoi(h)
+		out[string(r.Key)] = append(out[string(r.Key)], arrival{at: r.Timestamp, sendAt: sendAt, hops: hops})
+	}
+	return out
+}
+
+// Batches with random send-ats (past, sub-second, and up to the ladder's
+// top) reach the ready topic at most ReadyWithin before their send-at, and
+// at most a second after it, in at most one hop per tier.
+func TestForwarderNeverEarlyBoundedLateness(t *testing.T) {
+	t.Parallel()
+	k := dispatchtest.StartKafka(t)
+	l, dlq := k.Ladder(t, 4, 3)
+	startForwarder(t, k, l, dlq, dispatchtest.UniqueName("delay"), nil)
+	cl := k.Client(t)
+	const n = 300
+	start := time.Now()
+	ids := rand.Perm(n)
+	for _, i := range ids {
+		// -1 s .. +7 s, millisecond resolution, so sub-second remainders
+		// and every tier occur.
+		sendAt := start.Add(time.Duration(rand.IntN(8000)-1000) * time.Millisecond)
+		writeBatch(t, cl, l, fmt.Sprintf("b%03d", i), "c1", sendAt, time.Time{}, nil)
+	}
+	if err := cl.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := arrivals(t, k.ReadAll(t, l.Ready, n, 30*time.Second))
+	if len(got) != n {
+		t.Fatalf("%d distinct batches reached ready, want %d", len(got), n)
+	}
+	var worst time.Duration
+	for id, as := range got {
+		if len(as) != 1 {
+			t.Errorf("%s reached ready %d times", id, len(as))
+		}
+		a := as[0]
+		if early := a.sendAt.Sub(a.at); early > delay.ReadyWithin {
+			t.Errorf("%s reached ready %v before its send-at", id, early)
+		}
+		due := a.sendAt
+		if due.Before(start) {
+			due = start
+		}
+		late := a.at.Sub(due)
+		if late > worst {
+			worst = late
+		}
+		if late > time.Second {
+			t.Errorf("%s reached ready %v after its send-at", id, late)
+		}
+		if a.hops > len(l.Tiers) {
+			t.Errorf("%s took %d hops on a %d-tier ladder", id, a.hops, len(l.Tiers))
+		}
+	}
+	t.Logf("worst lateness at ready: %v", worst)
+}
+
+// A batch beyond the ladder's reach loops on the top tier and still arrives
+// on time; hops stay within len(Tiers) + loops.
+func TestForwarderTopTierLoops(t *testing.T) {
+	t.Parallel()
+	k := dispatchtest.StartKafka(t)
+	l, dlq := k.Ladder(t, 2, 1) // 1 s and 2 s
+	startForwarder(t, k, l, dlq, dispatchtest.UniqueName("delay"), nil)
+	cl := k.Client(t)
+	sendAt := time.Now().Add(6500 * time.Millisecond)
+	writeBatch(t, cl, l, "far", "c1", sendAt, time.Time{}, nil)
+	got := arrivals(t, k.ReadAll(t, l.Ready, 1, 20*time.Second))["far"]
+	if len(got) != 1 {
+		t.Fatalf("far arrived %d times", len(got))
+	}
+	if early := sendAt.Sub(got[0].at); early > delay.ReadyWithin {
+		t.Errorf("arrived %v early", early)
+	}
+	if late := got[0].at.Sub(sendAt); late > time.Second {
+		t.Errorf("arrived %v late", late)
+	}
+	// 6.5 s on a (1 s, 2 s) ladder: 2+2 (loops) then 2, then 1 or ready.
+	if got[0].hops < 3 || got[0].hops > 5 {
+		t.Errorf("hops = %d, want 3..5", got[0].hops)
+	}
+}
+
+// Cancelled and expired batches skip the rest of the ladder: they reach
+// ready at their next due hop, where the dispatcher writes their results.
+func TestForwarderCancelledAndExpiredGoStraightToReady(t *testing.T) {
+	t.Parallel()
+	k := dispatchtest.StartKafka(t)
+	l, dlq := k.Ladder(t, 4, 1)
+	r := startForwarder(t, k, l, dlq, dispatchtest.UniqueName("delay"), func(_ *delay.Config, d *delay.Deps) {
+		d.Control = cancelled{"c-cancelled": true}
+	})
+	cl := k.Client(t)
+	now := time.Now()
+	// 9 s ahead: tier 3 (8 s) in a 4-tier ladder, then tier 0 (1 s).
+	writeBatch(t, cl, l, "cancelled", "c-cancelled", now.Add(9*time.Second), time.Time{}, nil)
+	writeBatch(t, cl, l, "expired", "c-live", now.Add(9*time.Second), now.Add(2*time.Second), nil)
+	got := arrivals(t, k.ReadAll(t, l.Ready, 2, 20*time.Second))
+	for _, id := range []string{"cancelled", "expired"} {
+		as := got[id]
+		if len(as) != 1 {
+			t.Fatalf("%s arrived %d times", id, len(as))
+		}
+		if as[0].at.After(now.Add(8500*time.Millisecond)) || as[0].hops != 1 {
+			t.Errorf("%s arrived at +%v after %d hops, want at its first due hop (+8 s)", id, as[0].at.Sub(now), as[0].hops)
+		}
+	}
+	for _, why := range []string{"cancelled", "expired"} {
+		if v := dispatchtest.WaitMetric(t, r.reg, 2*time.Second, 1, "pushlane_delay_forwarded_total", "why", why, "to", l.Ready); v != 1 {
+			t.Errorf("forwarded why=%s: %v, want 1", why, v)
+		}
+	}
+}
+
+func TestForwarderDeadLettersUnroutableRecords(t *testing.T) {
+	t.Parallel()
+	k := dispatchtest.StartKafka(t)
+	l, dlq := k.Ladder(t, 2, 1)
+	startForwarder(t, k, l, dlq, dispatchtest.UniqueName("delay"), nil)
+	cl := k.Client(t)
+	bad := &kgo.Record{Topic: l.Tiers[0], Key: []byte("no-send-at"), Value: []byte("x"),
+		Headers: []kgo.RecordHeader{{Key: kafka.HeaderSendAt, Value: []byte("tomorrow")}}}
+	if err := cl.ProduceSync(context.Background(), bad).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	writeBatch(t, cl, l, "good", "c1", time.Now().Add(1500*time.Millisecond), time.Time{}, nil)
+	dl := k.ReadAll(t, dlq, 1, 10*time.Second)
+	if len(dl) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dl))
+	}
+	d, err := schemas.DecodeDeadLetter(dl[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Stage != delay.Stage || !strings.Contains(d.Reason, kafka.HeaderSendAt) || string(d.Value) != "x" || d.Topic != l.Tiers[0] {
+		t.Errorf("dead letter = %+v", d)
+	}
+	// The bad record does not block the good one behind it.
+	if got := arrivals(t, k.ReadAll(t, l.Ready, 1, 10*time.Second)); len(got["good"]) != 1 {
+		t.Errorf("good batch arrived %d times", len(got["good"]))
+	}
+}
+
+// A graceful stop while records wait, then a new forwarder in the same
+// group: every batch arrives exactly once.
+func TestForwarderGracefulRestartNoLossNoDuplicates(t *testing.T) {
+	t.Parallel()
+	k := dispatchtest.StartKafka(t)
+	l, dlq := k.Ladder(t, 3, 3)
+	group := dispatchtest.UniqueName("delay")
+	first := startForwarder(t, k, l, dlq, group, nil)
+	cl := k.Client(t)
+	const n = 60
+	now := time.Now()
+	for i := range n {
+		writeBatch(t, cl, l, fmt.Sprintf("b%02d", i), "c1", now.Add(time.Duration(1000+i*80)*time.Millisecond), time.Time{}, nil)
+	}
+	if err := cl.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond) // some forwarded, some held
+	first.stop(t)
+	startForwarder(t, k, l, dlq, group, nil)
+	got := arrivals(t, k.ReadAll(t, l.Ready, n, 20*time.Second))
+	time.Sleep(time.Second) // room for a duplicate to show up
+	got = arrivals(t, k.ReadAll(t, l.Ready, n+1, 2*time.Second))
+	if len(got) != n {
+		t.Fatalf("%d distinct batches arrived, want %d", len(got), n)
+	}
+	for id, as := range got {
+		if len(as) != 1 {
+			t.Errorf("%s arrived %d times", id, len(as))
+		}
+	}
+}
+
+// While thousands of records wait on a tier, the forwarder holds about one
+// fetch per partition, not all of them.
+func TestForwarderHoldsBoundedRecords(t *testing.T) {
+	t.Parallel()
+	k := dispatchtest.StartKafka(t)
+	l, dlq := k.Ladder(t, 4, 1)
+	r := startForwarder(t, k, l, dlq, dispatchtest.UniqueName("delay"), func(c *delay.Config, _ *delay.Deps) {
+		c.FetchMaxPartitionBytes = 32 << 10
+		c.MaxPollRecords = 50
+	})
+	cl := k.Client(t, kgo.ProducerBatchMaxBytes(16<<10))
+	const n = 3000
+	value := []byte(`{"pad":"` + strings.Repeat("x", 2000) + `"}`)
+	// Tier 3 (8 s): for the first ~6 s nothing is within the 1 s prefetch
+	// window, so only the first fetch may be held.
+	sendAt := time.Now().Add(9 * time.Second)
+	for i := range n {
+		writeBatch(t, cl, l, fmt.Sprintf("b%04d", i), "c1", sendAt, time.Time{}, value)
+	}
+	if err := cl.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	maxHeld := 0.0
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			v := dispatchtest.MetricValue(t, r.reg, "pushlane_delay_held_records")
+			mu.Lock()
+			maxHeld = max(maxHeld, v)
+			mu.Unlock()
+		}
+	}()
+	time.Sleep(5 * time.Second) // all waiting on tier 3
+	close(stop)
+	<-sampled
+	t.Logf("held at most %v records", maxHeld)
+	if maxHeld == 0 || maxHeld > 100 {
+		t.Errorf("held up to %v records of %d waiting, want 1..100 (one 32 KiB fetch, a poll of 50)", maxHeld, n)
+	}
+	got := k.ReadAll(t, l.Ready, n, 30*time.Second)
+	if len(got) != n {
+		t.Fatalf("%d arrived, want %d", len(got), n)
+	}
+}
