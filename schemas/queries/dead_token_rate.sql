@@ -1,0 +1,15 @@
+-- Dead-token rate by app, platform and day: token_dead results over sent
+-- attempts, with the suspect rate beside it. Distinct tokens, not results,
+-- so a device that failed twice counts once.
+SELECT
+    app,
+    platform,
+    toDate(at) AS day,
+    uniqExactIf(token, outcome NOT IN ('expired', 'cancelled', 'invalid_token')) AS tokens_sent,
+    uniqExactIf(token, outcome = 'token_dead') AS tokens_dead,
+    uniqExactIf(token, outcome = 'token_suspect') AS tokens_suspect,
+    if(tokens_sent = 0, 0, round(tokens_dead / tokens_sent, 4)) AS dead_rate,
+    if(tokens_sent = 0, 0, round(tokens_suspect / tokens_sent, 4)) AS suspect_rate
+FROM ${database}.results FINAL
+GROUP BY app, platform, day
+ORDER BY day, app, platform;
