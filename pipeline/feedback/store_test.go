@@ -262,3 +262,20 @@ func TestStoreOnGoMySQLServer(t *testing.T) {
 		})
 	}
 }
+
+func TestAddPlannedReadsTheLatestVersion(t *testing.T) {
+	db := embeddedDB(t)
+	s := CampaignSummary{CampaignID: "c1", Planned: 7, PlannedSource: "results"}
+	if err := s.AddPlanned(context.Background(), db); err != nil || s.Planned != 7 || s.PlannedSource != "results" {
+		t.Fatalf("without a campaigns row: %+v, %v; want unchanged", s, err)
+	}
+	for _, v := range []struct{ version, planned int }{{1, 900}, {2, 1000}} {
+		if _, err := db.Exec(`INSERT INTO campaigns (id, version, app, status, planned_devices, started_at, finished_at) VALUES ('c1', ?, 'app', 'planned', ?, ?, ?)`,
+			v.version, v.planned, t0, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddPlanned(context.Background(), db); err != nil || s.Planned != 1000 || s.PlannedSource != "mysql" {
+		t.Fatalf("with campaigns rows: %+v, %v; want 1000 from mysql", s, err)
+	}
+}

@@ -125,13 +125,17 @@ func Summary(ctx context.Context, conn driver.Conn, database, campaignID string)
 	return s, nil
 }
 
-// AddPlanned replaces Planned with the planner's count from the MySQL
-// campaigns table (migration 0002), summed over the campaign's versions.
-// It leaves s unchanged when the table or the campaign is not there.
+// AddPlanned replaces Planned with the planner's planned_devices of the
+// campaign's latest version in the MySQL campaigns table (migration 0002;
+// a re-published version re-plans the whole audience, so versions are not
+// summed). It leaves s unchanged when the table or the campaign is not
+// there.
 func (s *CampaignSummary) AddPlanned(ctx context.Context, db *sql.DB) error {
 	var planned sql.NullInt64
-	err := db.QueryRowContext(ctx, `SELECT SUM(planned_devices) FROM campaigns WHERE id = ?`, s.CampaignID).Scan(&planned)
+	err := db.QueryRowContext(ctx, `SELECT planned_devices FROM campaigns WHERE id = ? ORDER BY version DESC LIMIT 1`, s.CampaignID).Scan(&planned)
 	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
 	case err != nil && isNoSuchTable(err):
 		return nil
 	case err != nil:
