@@ -79,6 +79,8 @@ func commands() []*command {
 		controlCommand("pause", "Pause a campaign: dispatchers hold its batches until it is resumed."),
 		controlCommand("resume", "Resume a paused campaign."),
 		dlqCommand(),
+		statusCommand(),
+		statsCommand(),
 		replayCommand(),
 		validateCommand(),
 		configCommand(),
