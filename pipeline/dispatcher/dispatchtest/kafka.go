@@ -8,34 +8,27 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pushlane/pushlane/internal/testenv"
 	"github.com/pushlane/pushlane/pipeline/delay"
 )
 
-// Kafka is a broker set for one test.
+// Kafka is the broker set of one test: the real Kafka of deploy/local,
+// through internal/testenv (skipped, or failed under
+// PUSHLANE_TEST_REQUIRE=1, when it is not running).
 type Kafka struct {
 	Brokers []string
-	// Real is true against a real broker (deploy/local), false on kfake.
-	Real bool
 }
 
-// StartKafka returns an in-process kfake cluster, closed when t ends.
+// StartKafka returns the test Kafka.
 func StartKafka(t testing.TB) Kafka {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatalf("kfake: %v", err)
-	}
-	t.Cleanup(c.Close)
-	return Kafka{Brokers: c.ListenAddrs()}
+	return Kafka{Brokers: testenv.KafkaBrokers(t)}
 }
 
 // Client returns a plain client (producer, admin) closed when t ends.
@@ -57,31 +50,15 @@ func UniqueName(prefix string) string {
 	return prefix + "-" + hex.EncodeToString(b[:])
 }
 
-// Topic creates a uniquely named topic and returns its name.
+// Topic creates a uniquely named topic, deleted when t ends, and returns
+// its name.
 func (k Kafka) Topic(t testing.TB, name string, partitions int32, compacted bool) string {
 	t.Helper()
-	full := UniqueName("t-" + strings.ReplaceAll(t.Name(), "/", "_") + "-" + name)
 	configs := map[string]*string{}
 	if compacted {
 		configs["cleanup.policy"] = kadm.StringPtr("compact")
 	}
-	k.CreateTopic(t, full, partitions, configs)
-	return full
-}
-
-// CreateTopic creates name with configs, tolerating that it exists.
-func (k Kafka) CreateTopic(t testing.TB, name string, partitions int32, configs map[string]*string) {
-	t.Helper()
-	adm := kadm.NewClient(k.Client(t))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	resp, err := adm.CreateTopic(ctx, partitions, -1, configs, name)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		t.Fatalf("create topic %s: %v", name, err)
-	}
+	return testenv.Topic(t, name, partitions, configs)
 }
 
 // ReadAll consumes topic from the start until it has seen at least n records
@@ -112,15 +89,10 @@ func (k Kafka) ReadAll(t testing.TB, topic string, n int, timeout time.Duration)
 // each with partitions partitions.
 func (k Kafka) Ladder(t testing.TB, tiers int, partitions int32) (delay.Ladder, string) {
 	t.Helper()
-	base := UniqueName("t-" + strings.ReplaceAll(t.Name(), "/", "_"))
-	l := delay.Ladder{Ready: base + ".ready"}
+	l := delay.Ladder{Ready: testenv.Topic(t, "ready", partitions, nil)}
 	for i := range tiers {
-		name := fmt.Sprintf("%s.delay.t%02d", base, i)
-		k.CreateTopic(t, name, partitions, map[string]*string{"message.timestamp.type": kadm.StringPtr("LogAppendTime")})
-		l.Tiers = append(l.Tiers, name)
+		l.Tiers = append(l.Tiers, testenv.Topic(t, fmt.Sprintf("delay.t%02d", i), partitions,
+			map[string]*string{"message.timestamp.type": kadm.StringPtr("LogAppendTime")}))
 	}
-	k.CreateTopic(t, l.Ready, partitions, nil)
-	dlq := base + ".dead-letter"
-	k.CreateTopic(t, dlq, 1, nil)
-	return l, dlq
+	return l, testenv.Topic(t, "dead-letter", 1, nil)
 }

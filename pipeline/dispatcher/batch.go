@@ -1,0 +1,478 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pushlane/pushlane/pipeline/delay"
+	"github.com/pushlane/pushlane/pipeline/kafka"
+	"github.com/pushlane/pushlane/providers"
+	"github.com/pushlane/pushlane/schemas"
+)
+
+// job is one ready record being dispatched.
+type job struct {
+	rec  *kgo.Record
+	b    *schemas.Batch
+	app  App
+	lim  *appLimit
+	prog Progress
+	msgs *messages
+	// probe: this batch tests a halted app's credentials with one device.
+	probe bool
+}
+
+// handle dispatches one ready record. It returns true when the record is
+// done with (sent, skipped, parked, dead-lettered, re-routed) and may be
+// committed, false when stop interrupted it (its progress is saved; the
+// next owner continues it).
+func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record) bool {
+	b, err := schemas.DecodeBatch(rec.Value)
+	if err != nil {
+		return d.deadLetter(stop, rec, err.Error())
+	}
+	app, ok := d.apps[b.App]
+	if !ok {
+		d.m.batches.WithLabelValues("unknown_app").Inc()
+		return d.deadLetter(stop, rec, fmt.Sprintf("app %q is not configured in this dispatcher", b.App))
+	}
+	j := &job{rec: rec, b: b, app: app, lim: d.limits[b.App]}
+	if !d.retry(stop, "read progress of "+b.ID, func(ctx context.Context) (err error) {
+		j.prog, err = d.store.Progress(ctx, b.ID)
+		return err
+	}) {
+		return false
+	}
+	if j.prog.Finished {
+		d.m.batches.WithLabelValues("duplicate").Inc()
+		d.log.Debug("batch already finished; skipped", "batch", b.ID)
+		return true
+	}
+
+	now := time.Now()
+	if b.SendAt.Sub(now) >= delay.ReadyWithin {
+		// Only a clock disagreement brings a batch here this early; back
+		// to the ladder rather than holding the partition.
+		return d.reroute(stop, j, now)
+	}
+	if done, ok := d.checkBeforeChunk(stop, j); done {
+		return ok
+	}
+	if wait := time.Until(b.SendAt); wait > 0 {
+		// The ladder hands batches over up to ReadyWithin early.
+		t := time.NewTimer(wait)
+		select {
+		case <-stop.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+	j.msgs = newMessages(b, app)
+	first := j.prog.Done.Count() == 0
+	d.m.batchesBusy.Inc()
+	defer d.m.batchesBusy.Dec()
+	for {
+		if done, ok := d.checkBeforeChunk(stop, j); done {
+			return ok
+		}
+		idx := d.nextChunk(j)
+		if len(idx) == 0 {
+			break
+		}
+		started := time.Now()
+		if first {
+			d.m.lateness.Observe(started.Sub(b.SendAt).Seconds())
+			first = false
+		}
+		credFail, err := d.sendChunk(stop, j, idx, started)
+		if err != nil {
+			return false
+		}
+		d.m.chunk.Observe(time.Since(started).Seconds())
+		if j.probe {
+			d.probeDone(j, credFail)
+		}
+		if credFail {
+			return d.park(stop, j, ParkHalted)
+		}
+		if stop.Err() != nil && len(d.nextChunk(j)) > 0 {
+			return false
+		}
+	}
+	d.m.batches.WithLabelValues("sent").Inc()
+	return d.finish(stop, j)
+}
+
+// checkBeforeChunk applies the checks every chunk must pass: the control
+// view is fresh, the campaign is neither cancelled nor paused, the batch
+// has not expired, the app is not halted. done reports that the record
+// needs nothing more (ok: commit it) or that stop interrupted (ok false).
+func (d *Dispatcher) checkBeforeChunk(stop context.Context, j *job) (done, ok bool) {
+	if err := d.control.WaitFresh(stop, time.Now().Add(-d.cfg.MaxStaleness)); err != nil {
+		return true, false
+	}
+	now := time.Now()
+	switch {
+	case d.control.Cancelled(j.b.CampaignID):
+		d.m.batches.WithLabelValues("cancelled").Inc()
+		return true, d.closeOut(stop, j, schemas.OutcomeCancelled, "campaign cancelled")
+	case isExpired(j.b, now):
+		d.m.batches.WithLabelValues("expired").Inc()
+		return true, d.closeOut(stop, j, schemas.OutcomeExpired, "expired at "+expiry(j.b).UTC().Format(time.RFC3339Nano))
+	case d.control.Paused(j.b.CampaignID):
+		return true, d.park(stop, j, ParkPaused)
+	case !j.probe && d.appHalted(j.b.App):
+		if d.claimProbe(stop, j.b.App) {
+			j.probe = true
+			return false, false
+		}
+		return true, d.park(stop, j, ParkHalted)
+	}
+	return false, false
+}
+
+func isExpired(b *schemas.Batch, now time.Time) bool {
+	exp := expiry(b)
+	return !exp.IsZero() && !now.Before(exp)
+}
+
+// nextChunk returns the indexes of the next devices to send: up to
+// ChunkSize devices without a result yet (one when probing).
+func (d *Dispatcher) nextChunk(j *job) []int {
+	n := d.cfg.ChunkSize
+	if j.probe {
+		n = 1
+	}
+	var idx []int
+	for i := range j.b.Devices {
+		if !j.prog.Done.Has(i) {
+			idx = append(idx, i)
+			if len(idx) == n {
+				break
+			}
+		}
+	}
+	return idx
+}
+
+type sent struct {
+	provider string
+	res      providers.Result
+	ok       bool // a send was made (or refused locally)
+}
+
+// sendChunk sends devices idx with the app's concurrency, writes their
+// results, and saves progress. A stop lets the sends in flight finish but
+// starts no more. It reports whether a credential failure was seen; an
+// error means stop interrupted before anything could be saved.
+func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int, started time.Time) (credFail bool, err error) {
+	out := make([]sent, len(idx))
+	var wg sync.WaitGroup
+	sendCtx := d.bg
+	for k, i := range idx {
+		dev := &j.b.Devices[i]
+		p := j.msgs.forDevice(dev)
+		if p == nil {
+			out[k] = sent{ok: true, res: providers.Result{Err: fmt.Errorf("app %s has no provider for platform %s", j.b.App, dev.Platform)}}
+			continue
+		}
+		if err := j.lim.acquire(stop); err != nil {
+			break // stopping: the rest of the chunk stays unsent
+		}
+		wg.Add(1)
+		d.m.inflight.Inc()
+		go func() {
+			defer wg.Done()
+			defer d.m.inflight.Dec()
+			defer j.lim.release()
+			r := p.send(sendCtx, dev.Token, j.b.Attempt)
+			out[k] = sent{provider: p.provider, res: r, ok: true}
+		}()
+	}
+	wg.Wait()
+
+	now := time.Now()
+	results := make([]schemas.Result, 0, len(idx))
+	var halt *providers.Result
+	haltProvider := ""
+	for k, i := range idx {
+		s := out[k]
+		if !s.ok {
+			continue
+		}
+		dev := &j.b.Devices[i]
+		if s.provider == "" {
+			r := newResult(j.b, dev, schemas.OutcomeFailed, now)
+			r.Reason = s.res.Err.Error()
+			results = append(results, r)
+			j.prog.Done = j.prog.Done.Set(i)
+			continue
+		}
+		d.m.sends.WithLabelValues(j.b.App, s.provider, string(s.res.Outcome)).Inc()
+		d.m.sendLatency.WithLabelValues(j.b.App, s.provider).Observe(s.res.Latency.Seconds())
+		outcome := string(s.res.Outcome)
+		switch s.res.Outcome {
+		case providers.CredentialFailure:
+			// Not a result: the device is sent again once the app's
+			// credentials work; its result is written then.
+			if halt == nil {
+				r := s.res
+				halt, haltProvider = &r, s.provider
+			}
+			continue
+		case providers.Retryable:
+			if j.b.Attempt >= d.cfg.MaxAttempts {
+				outcome = schemas.OutcomeFailed
+			} else {
+				j.prog.Retry = j.prog.Retry.Set(i)
+				j.prog.RetryAfter = max(j.prog.RetryAfter, s.res.RetryAfter)
+			}
+		case "":
+			outcome = schemas.OutcomeFailed
+		}
+		results = append(results, sentResult(j.b, dev, s.provider, &s.res, outcome, started, now))
+		j.prog.Done = j.prog.Done.Set(i)
+	}
+	if halt != nil {
+		d.haltApp(j.b.App, haltProvider, halt)
+	}
+	if !d.writeResults(results) {
+		return halt != nil, errors.New("results not written")
+	}
+	if !d.saveProgress(j) {
+		return halt != nil, errors.New("progress not saved")
+	}
+	return halt != nil, nil
+}
+
+// closeOut gives every device still without a result the outcome (expired,
+// cancelled) without sending, then finishes the batch.
+func (d *Dispatcher) closeOut(stop context.Context, j *job, outcome, reason string) bool {
+	now := time.Now()
+	var results []schemas.Result
+	for i := range j.b.Devices {
+		if j.prog.Done.Has(i) {
+			continue
+		}
+		r := newResult(j.b, &j.b.Devices[i], outcome, now)
+		r.Reason = reason
+		results = append(results, r)
+		j.prog.Done = j.prog.Done.Set(i)
+	}
+	if len(results) > 0 {
+		if !d.writeResults(results) || !d.saveProgress(j) {
+			return false
+		}
+	}
+	return d.finish(stop, j)
+}
+
+// finish writes the retry batch of the devices that asked for one, then
+// records the batch as finished.
+func (d *Dispatcher) finish(stop context.Context, j *job) bool {
+	if n := j.prog.Retry.Count(); n > 0 {
+		rec, err := d.retryRecord(j)
+		if err != nil {
+			d.log.Error("retry batch not built", "batch", j.b.ID, "err", err)
+			return false
+		}
+		if !d.produce(stop, "retry batch "+string(rec.Key), rec) {
+			return false
+		}
+		d.m.retries.Inc()
+	}
+	return d.retry(stop, "finish "+j.b.ID, func(ctx context.Context) error {
+		return d.store.Finish(ctx, j.b.ID, time.Now())
+	})
+}
+
+// retryRecord builds the next attempt of the devices marked for retry,
+// due after the backoff (never before what a provider's Retry-After asked),
+// routed through the delay ladder. Its id is deterministic, so writing it
+// twice (a crash before Finish) sends it once.
+func (d *Dispatcher) retryRecord(j *job) (*kgo.Record, error) {
+	b := *j.b
+	b.ID = RetryBatchID(j.b.ID, j.b.Attempt+1)
+	b.Attempt = j.b.Attempt + 1
+	b.ExpiresAt = expiry(j.b)
+	now := time.Now()
+	b.SendAt = now.Add(d.cfg.Backoff.Delay(j.b.Attempt, j.prog.RetryAfter, jitter(b.ID))).UTC()
+	b.Devices = nil
+	for i := range j.b.Devices {
+		if j.prog.Retry.Has(i) {
+			b.Devices = append(b.Devices, j.b.Devices[i])
+		}
+	}
+	v, err := json.Marshal(&b)
+	if err != nil {
+		return nil, err
+	}
+	topic := d.cfg.Ladder.Route(b.SendAt, now)
+	if d.control.Cancelled(b.CampaignID) || isExpired(&b, now) {
+		topic = d.cfg.Ladder.Ready // its cancelled/expired results are due now
+	}
+	return delay.BatchRecord(topic, b.ID, b.CampaignID, b.SendAt, b.ExpiresAt, v), nil
+}
+
+// jitter is a stable pseudo-random fraction for a batch id, so a retry
+// batch rebuilt after a crash gets the same send-at.
+func jitter(id string) float64 {
+	var h uint64 = 14695981039346656037
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= 1099511628211
+	}
+	return float64(h>>11) / float64(1<<53)
+}
+
+// reroute sends a batch that reached ready too early back to the ladder.
+func (d *Dispatcher) reroute(stop context.Context, j *job, now time.Time) bool {
+	out := delay.Forwarded(j.rec, d.cfg.Ladder.Route(j.b.SendAt, now))
+	if !d.produce(stop, "re-route "+j.b.ID, out) {
+		return false
+	}
+	d.m.batches.WithLabelValues("rerouted").Inc()
+	return true
+}
+
+// park sets the batch aside in the store, with its record, and lets the
+// ready record be committed.
+func (d *Dispatcher) park(stop context.Context, j *job, reason string) bool {
+	p := Parked{
+		BatchID: j.b.ID, App: j.b.App, CampaignID: j.b.CampaignID, Reason: reason,
+		SendAt: j.b.SendAt, ExpiresAt: expiry(j.b), Key: j.rec.Key, Value: j.rec.Value,
+		Headers: map[string]string{}, ParkedAt: time.Now(),
+	}
+	for _, h := range j.rec.Headers {
+		p.Headers[h.Key] = string(h.Value)
+	}
+	if !d.retry(stop, "park "+j.b.ID, func(ctx context.Context) error { return d.store.Park(ctx, p) }) {
+		return false
+	}
+	d.m.batches.WithLabelValues("parked").Inc()
+	d.log.Info("batch parked", "batch", j.b.ID, "campaign", j.b.CampaignID, "app", j.b.App, "reason", reason)
+	return true
+}
+
+func (d *Dispatcher) deadLetter(stop context.Context, rec *kgo.Record, reason string) bool {
+	ok := d.retry(stop, "dead-letter", func(ctx context.Context) error {
+		return kafka.DeadLetter(ctx, d.cl, d.cfg.DeadLetterTopic, Stage, rec, reason)
+	})
+	if ok {
+		d.m.batches.WithLabelValues("dead_lettered").Inc()
+		d.log.Warn("ready record dead-lettered", "partition", rec.Partition, "offset", rec.Offset, "reason", reason)
+	}
+	return ok
+}
+
+// writeResults produces results and waits until every one is
+// acknowledged. Once devices were sent their results must be written, so
+// it keeps trying (a stop does not cut it short) until FinishTimeout
+// passes without success.
+func (d *Dispatcher) writeResults(results []schemas.Result) bool {
+	if len(results) == 0 {
+		return true
+	}
+	recs := make([]*kgo.Record, 0, len(results))
+	for i := range results {
+		r, err := resultRecord(d.cfg.ResultsTopic, &results[i])
+		if err != nil {
+			d.log.Error("result not encoded", "err", err)
+			continue
+		}
+		recs = append(recs, r)
+	}
+	if !d.produceAll(recs) {
+		return false
+	}
+	for i := range results {
+		d.m.results.WithLabelValues(results[i].Outcome).Inc()
+	}
+	return true
+}
+
+// produceAll produces recs and waits for all of them, re-producing the
+// ones that failed, for up to FinishTimeout.
+func (d *Dispatcher) produceAll(recs []*kgo.Record) bool {
+	deadline := time.Now().Add(d.cfg.FinishTimeout)
+	for len(recs) > 0 {
+		var (
+			wg     sync.WaitGroup
+			mu     sync.Mutex
+			failed []*kgo.Record
+			first  error
+		)
+		wg.Add(len(recs))
+		for _, r := range recs {
+			d.cl.Produce(d.bg, r, func(r *kgo.Record, err error) {
+				if err != nil {
+					mu.Lock()
+					failed = append(failed, r)
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+				wg.Done()
+			})
+		}
+		wg.Wait()
+		if len(failed) == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			d.log.Error("records not written; their batch is left for the next owner", "records", len(failed), "err", first)
+			return false
+		}
+		d.log.Warn("produce failed; retrying", "records", len(failed), "err", first)
+		time.Sleep(500 * time.Millisecond)
+		recs = failed
+	}
+	return true
+}
+
+func (d *Dispatcher) produce(stop context.Context, what string, r *kgo.Record) bool {
+	return d.retry(stop, what, func(ctx context.Context) error {
+		return d.cl.ProduceSync(ctx, r).FirstErr()
+	})
+}
+
+func (d *Dispatcher) saveProgress(j *job) bool {
+	p := j.prog
+	ctx, cancel := context.WithTimeout(d.bg, d.cfg.FinishTimeout)
+	defer cancel()
+	return d.retry(ctx, "save progress of "+j.b.ID, func(ctx context.Context) error {
+		return d.store.SaveProgress(ctx, j.b.ID, p)
+	})
+}
+
+// retry runs fn until it succeeds or ctx ends, with a growing pause; it
+// reports success.
+func (d *Dispatcher) retry(ctx context.Context, what string, fn func(context.Context) error) bool {
+	wait := 100 * time.Millisecond
+	for {
+		opCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := fn(opCtx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		d.log.Warn("retrying", "what", what, "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}

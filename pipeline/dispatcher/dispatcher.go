@@ -1,0 +1,486 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/time/rate"
+
+	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/pipeline/delay"
+	"github.com/pushlane/pushlane/pipeline/kafka"
+	"github.com/pushlane/pushlane/providers"
+)
+
+// Stage is the dispatcher's name in dead letters and logs.
+const Stage = "dispatcher"
+
+// ControlView is what the dispatcher needs of the campaign-control view; a
+// *control.View satisfies it.
+type ControlView interface {
+	Cancelled(campaignID string) bool
+	Paused(campaignID string) bool
+	// WaitFresh returns once every control record acknowledged before t
+	// has been applied.
+	WaitFresh(ctx context.Context, t time.Time) error
+}
+
+// Config of a Dispatcher. Zero values take the documented defaults.
+type Config struct {
+	// Kafka is the connection.
+	Kafka config.Kafka
+	// Group is the consumer group, <group_prefix>-dispatcher.
+	Group string
+	// Ladder: the dispatcher consumes Ladder.Ready and routes retry
+	// batches (and batches that reached ready too early) through the
+	// ladder.
+	Ladder delay.Ladder
+	// ResultsTopic receives one result per device per attempt.
+	ResultsTopic string
+	// DeadLetterTopic receives malformed batches and batches of unknown
+	// apps.
+	DeadLetterTopic string
+	// ChunkSize is the number of devices sent between checkpoints: the
+	// most a hard crash can send twice. Default 100.
+	ChunkSize int
+	// MaxAttempts caps sends per device, the first included; a retryable
+	// outcome of the last attempt is reported as failed. Default 5.
+	MaxAttempts int
+	// Backoff spaces retries; Retry-After always wins. Default
+	// providers.DefaultBackoff().
+	Backoff providers.BackoffPolicy
+	// MaxStaleness: a chunk starts only if the control view has applied
+	// every control record acknowledged this long before. Default 1s.
+	MaxStaleness time.Duration
+	// HaltProbeInterval: while an app is halted, one dispatcher sends one
+	// real device this often to learn whether its credentials work again.
+	// Default 30s.
+	HaltProbeInterval time.Duration
+	// ParkInterval is how often parked batches and halts are re-checked.
+	// Default 1s.
+	ParkInterval time.Duration
+	// ProgressRetention keeps finished batch ids this long, so a replay
+	// within it is skipped. Default 35 days (a 30-day horizon plus slack).
+	ProgressRetention time.Duration
+	// QueueRecords: a ready partition is paused while this many of its
+	// records wait for its worker. Default 8.
+	QueueRecords int
+	// MaxPollRecords bounds one poll. Default 256.
+	MaxPollRecords int
+	// FetchMaxWait bounds an idle fetch. Default 250ms.
+	FetchMaxWait time.Duration
+	// LagInterval is how often consumer lag is measured. Default 10s.
+	LagInterval time.Duration
+	// InstanceID, if set, makes this a static group member (rolling
+	// restarts then move no partitions).
+	InstanceID string
+	// FinishTimeout bounds how long in-flight work may take to write its
+	// results and progress once the dispatcher is stopping. Default 30s.
+	FinishTimeout time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.ChunkSize <= 0 {
+		c.ChunkSize = 100
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 5
+	}
+	if c.Backoff == (providers.BackoffPolicy{}) {
+		c.Backoff = providers.DefaultBackoff()
+	}
+	if c.MaxStaleness <= 0 {
+		c.MaxStaleness = time.Second
+	}
+	if c.HaltProbeInterval <= 0 {
+		c.HaltProbeInterval = 30 * time.Second
+	}
+	if c.ParkInterval <= 0 {
+		c.ParkInterval = time.Second
+	}
+	if c.ProgressRetention <= 0 {
+		c.ProgressRetention = 35 * 24 * time.Hour
+	}
+	if c.QueueRecords <= 0 {
+		c.QueueRecords = 8
+	}
+	if c.MaxPollRecords <= 0 {
+		c.MaxPollRecords = 256
+	}
+	if c.FetchMaxWait <= 0 {
+		c.FetchMaxWait = 250 * time.Millisecond
+	}
+	if c.LagInterval <= 0 {
+		c.LagInterval = 10 * time.Second
+	}
+	if c.FinishTimeout <= 0 {
+		c.FinishTimeout = 30 * time.Second
+	}
+}
+
+// Deps are a Dispatcher's collaborators.
+type Deps struct {
+	// Apps are the senders by app name (see BuildApps).
+	Apps map[string]App
+	// Control is the campaign-control view; it must be running.
+	Control ControlView
+	// Store keeps progress, parked batches and halts (MySQLStore).
+	Store Store
+	// Halt is the registry the senders consult; the dispatcher keeps it
+	// in step with the store's halts. Default: a new one.
+	Halt    *providers.Halt
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer
+}
+
+// Dispatcher sends ready batches. See the package documentation.
+type Dispatcher struct {
+	cfg     Config
+	apps    map[string]App
+	limits  map[string]*appLimit
+	control ControlView
+	store   Store
+	halt    *providers.Halt
+	log     *slog.Logger
+	m       *metrics
+
+	cl *kgo.Client
+	// bg outlives Run's context: finishing in-flight work (results,
+	// progress, parking) must not be cut short by the stop that asks for it.
+	bg context.Context
+
+	mu      sync.Mutex
+	workers map[topicPartition]*worker
+
+	haltMu  sync.Mutex
+	halted  map[string]Halt      // the store's halts as last read, plus ones seen since
+	probing map[string]time.Time // apps this instance probes, until
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// appLimit bounds one app's sends in this dispatcher.
+type appLimit struct {
+	sem  chan struct{}
+	rate *rate.Limiter // nil: unlimited
+}
+
+func (l *appLimit) acquire(ctx context.Context) error {
+	if l.rate != nil {
+		if err := l.rate.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	select {
+	case l.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l *appLimit) release() { <-l.sem }
+
+// New checks cfg and deps and builds a Dispatcher; it connects in Run.
+func New(cfg Config, deps Deps) (*Dispatcher, error) {
+	cfg.defaults()
+	var problems []error
+	if cfg.Group == "" {
+		problems = append(problems, errors.New("group is required"))
+	}
+	if cfg.Ladder.Ready == "" {
+		problems = append(problems, errors.New("ladder: the ready topic is required"))
+	}
+	if cfg.ResultsTopic == "" {
+		problems = append(problems, errors.New("results topic is required"))
+	}
+	if cfg.DeadLetterTopic == "" {
+		problems = append(problems, errors.New("dead-letter topic is required"))
+	}
+	if deps.Control == nil {
+		problems = append(problems, errors.New("deps: Control is required"))
+	}
+	if deps.Store == nil {
+		problems = append(problems, errors.New("deps: Store is required"))
+	}
+	if len(deps.Apps) == 0 {
+		problems = append(problems, errors.New("deps: at least one app is required"))
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("dispatcher: %w", errors.Join(problems...))
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	halt := deps.Halt
+	if halt == nil {
+		var err error
+		if halt, err = providers.NewHalt(log, nil); err != nil {
+			return nil, err
+		}
+	}
+	m, err := newMetrics(deps.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	d := &Dispatcher{
+		cfg: cfg, apps: deps.Apps, limits: map[string]*appLimit{}, control: deps.Control, store: deps.Store,
+		halt: halt, log: log.With("stage", Stage), m: m,
+		workers: map[topicPartition]*worker{}, halted: map[string]Halt{}, probing: map[string]time.Time{},
+	}
+	for name, a := range deps.Apps {
+		c := a.Concurrency
+		if c <= 0 {
+			c = 200
+		}
+		l := &appLimit{sem: make(chan struct{}, c)}
+		if a.RatePerSecond > 0 {
+			l.rate = rate.NewLimiter(rate.Limit(a.RatePerSecond), max(1, a.RatePerSecond/10))
+		}
+		d.limits[name] = l
+	}
+	return d, nil
+}
+
+// Run dispatches until ctx ends, then lets every batch in flight finish its
+// chunk (results acknowledged, progress saved), commits, and leaves the
+// group: a graceful stop sends nothing twice.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	d.bg = context.WithoutCancel(ctx)
+	opts := []kgo.Opt{
+		kgo.ConsumerGroup(d.cfg.Group),
+		kgo.ConsumeTopics(d.cfg.Ladder.Ready),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(time.Second),
+		kgo.OnPartitionsRevoked(d.onRevoked),
+		kgo.OnPartitionsLost(d.onLost),
+		kgo.FetchMaxWait(d.cfg.FetchMaxWait),
+		kgo.ProducerLinger(2 * time.Millisecond),
+	}
+	if d.cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(d.cfg.InstanceID))
+	}
+	cl, err := kafka.NewClient(d.cfg.Kafka, opts...)
+	if err != nil {
+		return fmt.Errorf("dispatcher: %w", err)
+	}
+	d.cl = cl
+
+	bgCtx, stopBg := context.WithCancel(d.bg)
+	var bgWG sync.WaitGroup
+	bgWG.Add(3)
+	go func() {
+		defer bgWG.Done()
+		kafka.WatchLag(bgCtx, kadm.NewClient(cl), d.cfg.Group, d.cfg.LagInterval, d.m.lag, d.log)
+	}()
+	go func() {
+		defer bgWG.Done()
+		d.parkLoop(bgCtx)
+	}()
+	go func() {
+		defer bgWG.Done()
+		d.cleanupLoop(bgCtx)
+	}()
+	d.log.Info("dispatcher started", "group", d.cfg.Group, "ready", d.cfg.Ladder.Ready, "results", d.cfg.ResultsTopic, "apps", len(d.apps))
+
+	var runErr error
+	for {
+		fs := cl.PollRecords(ctx, d.cfg.MaxPollRecords)
+		if ctx.Err() != nil {
+			break
+		}
+		if fs.IsClientClosed() {
+			runErr = errors.New("dispatcher: client closed")
+			break
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				d.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+			}
+		})
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) > 0 {
+				d.enqueue(topicPartition{p.Topic, p.Partition}, p.Records)
+			}
+		})
+		cl.AllowRebalance()
+	}
+
+	d.log.Info("dispatcher stopping: finishing the chunks in flight")
+	d.stopWorkers(nil)
+	cctx, cancel := context.WithTimeout(d.bg, 10*time.Second)
+	if err := cl.CommitMarkedOffsets(cctx); err != nil {
+		d.log.Error("final commit failed; finished batches will be skipped when read again", "err", err)
+	}
+	cancel()
+	stopBg()
+	bgWG.Wait()
+	cl.CloseAllowingRebalance()
+	d.log.Info("dispatcher stopped")
+	return runErr
+}
+
+// enqueue hands polled records to their partition's worker, pausing the
+// partition while the worker has a backlog so the poll never blocks.
+func (d *Dispatcher) enqueue(tp topicPartition, recs []*kgo.Record) {
+	d.mu.Lock()
+	w := d.workers[tp]
+	if w == nil {
+		w = newWorker(d, tp)
+		d.workers[tp] = w
+		go w.run()
+	}
+	d.mu.Unlock()
+	if w.push(recs) >= d.cfg.QueueRecords {
+		w.setPaused(true)
+	}
+}
+
+// onRevoked lets the revoked partitions' workers finish their chunk, then
+// commits: what was finished is committed, the rest is read again by the
+// next owner, which skips what the progress store says is done.
+func (d *Dispatcher) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	d.stopWorkers(revoked)
+	if err := cl.CommitMarkedOffsets(ctx); err != nil {
+		d.log.Warn("commit on revoke failed; finished batches will be skipped when read again", "err", err)
+	}
+}
+
+func (d *Dispatcher) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	d.stopWorkers(lost)
+}
+
+// stopWorkers stops the workers of parts (all when nil) after their
+// current chunk and waits for them.
+func (d *Dispatcher) stopWorkers(parts map[string][]int32) {
+	d.mu.Lock()
+	var stopping []*worker
+	for tp, w := range d.workers {
+		if parts != nil && !contains(parts[tp.topic], tp.partition) {
+			continue
+		}
+		delete(d.workers, tp)
+		stopping = append(stopping, w)
+	}
+	d.mu.Unlock()
+	resume := map[string][]int32{}
+	for _, w := range stopping {
+		w.stop()
+	}
+	for _, w := range stopping {
+		<-w.done
+		resume[w.tp.topic] = append(resume[w.tp.topic], w.tp.partition)
+	}
+	if len(resume) > 0 {
+		// A pause outlives the assignment; a later re-assignment must fetch.
+		d.cl.ResumeFetchPartitions(resume)
+	}
+}
+
+func contains(ps []int32, p int32) bool {
+	for _, x := range ps {
+		if x == p {
+			return true
+		}
+	}
+	return false
+}
+
+// worker sends one ready partition's batches, one at a time, in offset
+// order, so two copies of a batch id (same key, same partition) are never
+// sent concurrently.
+type worker struct {
+	d  *Dispatcher
+	tp topicPartition
+
+	mu     sync.Mutex
+	queue  []*kgo.Record
+	paused bool
+	wake   chan struct{}
+
+	stopCtx context.Context // cancelled to stop after the current chunk
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func newWorker(d *Dispatcher, tp topicPartition) *worker {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &worker{d: d, tp: tp, wake: make(chan struct{}, 1), stopCtx: ctx, cancel: cancel, done: make(chan struct{})}
+}
+
+func (w *worker) push(recs []*kgo.Record) int {
+	w.mu.Lock()
+	w.queue = append(w.queue, recs...)
+	n := len(w.queue)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return n
+}
+
+func (w *worker) setPaused(p bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.paused == p {
+		return
+	}
+	w.paused = p
+	parts := map[string][]int32{w.tp.topic: {w.tp.partition}}
+	if p {
+		w.d.cl.PauseFetchPartitions(parts)
+	} else {
+		w.d.cl.ResumeFetchPartitions(parts)
+	}
+}
+
+func (w *worker) stop() { w.cancel() }
+
+func (w *worker) run() {
+	defer close(w.done)
+	for {
+		w.mu.Lock()
+		var rec *kgo.Record
+		if len(w.queue) > 0 {
+			rec = w.queue[0]
+		}
+		w.mu.Unlock()
+		if rec == nil {
+			select {
+			case <-w.stopCtx.Done():
+				return
+			case <-w.wake:
+				continue
+			}
+		}
+		if w.stopCtx.Err() != nil {
+			return
+		}
+		if !w.d.handle(w.stopCtx, rec) {
+			return // stopped mid-batch: not marked, read again by the next owner
+		}
+		w.d.cl.MarkCommitRecords(rec)
+		w.mu.Lock()
+		w.queue[0] = nil
+		w.queue = w.queue[1:]
+		n := len(w.queue)
+		w.mu.Unlock()
+		if n <= w.d.cfg.QueueRecords/2 {
+			w.setPaused(false)
+		}
+	}
+}

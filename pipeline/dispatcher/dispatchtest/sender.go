@@ -1,0 +1,111 @@
+package dispatchtest
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/pushlane/pushlane/providers"
+)
+
+// Sender is an in-memory providers.Sender that counts accepted sends per
+// token and answers by rule: the unit-test twin of the simulators.
+type Sender struct {
+	App     string
+	Latency time.Duration
+	// Halt, if set, is told about credential failures and refuses sends of
+	// a halted app, as the real senders do.
+	Halt *providers.Halt
+
+	mu       sync.Mutex
+	rule     func(token string, attempt int) providers.Result
+	accepted map[string]int
+	sent     []Sent
+}
+
+// Sent is one send the fake saw.
+type Sent struct {
+	Token   string
+	Attempt int
+	Title   string
+	At      time.Time
+}
+
+// NewSender returns a fake that delivers everything.
+func NewSender(app string) *Sender {
+	return &Sender{App: app, accepted: map[string]int{}}
+}
+
+// SetRule replaces how tokens are answered; nil delivers everything.
+func (s *Sender) SetRule(rule func(token string, attempt int) providers.Result) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rule = rule
+}
+
+// Send implements providers.Sender.
+func (s *Sender) Send(ctx context.Context, m *providers.Message, attempt int) providers.Result {
+	start := time.Now()
+	if s.Halt != nil {
+		if _, halted := s.Halt.Halted(s.App); halted {
+			return providers.Result{Outcome: providers.CredentialFailure, Attempt: attempt, Err: providers.ErrHalted}
+		}
+	}
+	if s.Latency > 0 {
+		select {
+		case <-time.After(s.Latency):
+		case <-ctx.Done():
+			return providers.Result{Outcome: providers.Retryable, Attempt: attempt, Err: ctx.Err()}
+		}
+	}
+	s.mu.Lock()
+	rule := s.rule
+	s.mu.Unlock()
+	r := providers.Result{Outcome: providers.Delivered, Status: 200, ProviderID: "fake"}
+	if rule != nil {
+		r = rule(m.Token, attempt)
+	}
+	r.Attempt = attempt
+	r.Latency = time.Since(start)
+	s.mu.Lock()
+	s.sent = append(s.sent, Sent{Token: m.Token, Attempt: attempt, Title: m.Title, At: time.Now()})
+	if r.Outcome == providers.Delivered {
+		s.accepted[m.Token]++
+	}
+	s.mu.Unlock()
+	if r.Outcome == providers.CredentialFailure && s.Halt != nil {
+		s.Halt.Halt(s.App, "fake", r.Reason, r.Err)
+	}
+	return r
+}
+
+// Close implements providers.Sender.
+func (s *Sender) Close() error { return nil }
+
+// Accepted returns how often token was delivered.
+func (s *Sender) Accepted(token string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.accepted[token]
+}
+
+// Devices returns the number of distinct tokens delivered and the number
+// delivered more than once.
+func (s *Sender) Devices() (devices, duplicates int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range s.accepted {
+		devices++
+		if n > 1 {
+			duplicates++
+		}
+	}
+	return devices, duplicates
+}
+
+// Sends returns every send seen, in order.
+func (s *Sender) Sends() []Sent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Sent(nil), s.sent...)
+}

@@ -1,0 +1,88 @@
+// Package dispatcher sends the batches of the ready topic through APNs and
+// FCM and writes one result event per device and attempt.
+//
+// # Flow
+//
+// A consumer group (<group_prefix>-dispatcher) reads the ready topic with
+// BlockRebalanceOnPoll. Each assigned partition has one worker that handles
+// its records one at a time, in offset order; a partition is paused while
+// its worker has a backlog, so polling never blocks. For each record:
+//
+//  1. Decode (schemas.DecodeBatch). A malformed batch, or one of an app this
+//     dispatcher has no senders for, is dead-lettered with the reason.
+//  2. Skip it if the progress store says its id is finished: a replayed
+//     ready topic, a re-forwarded or re-released batch sends nothing.
+//  3. A batch more than delay.ReadyWithin ahead (clocks that disagree) goes
+//     back to the ladder; one less than that ahead is waited for in place,
+//     so nothing is sent before its send-at.
+//  4. Before every chunk: the control view must have applied every control
+//     record acknowledged MaxStaleness (1 s) ago (else wait); a cancelled
+//     campaign or an expired batch gives each device without a result a
+//     cancelled / expired result and sends nothing; a paused campaign or a
+//     halted app parks the batch.
+//  5. Send the next ChunkSize devices without a result, bounded by the
+//     app's concurrency and rate. Content is encoded once per batch,
+//     platform and locale text (providers.BatchSender.Prepare), not per
+//     device. Write their results (idempotent producer, key app/token,
+//     deterministic ResultID) and wait until all are acknowledged; then
+//     save the batch's progress (which devices are done, which wait for a
+//     retry).
+//  6. Devices whose outcome was retryable form one retry batch,
+//     <batch id>#a<attempt+1>, due after providers' backoff (never before
+//     the provider's Retry-After), written to the delay ladder: nothing
+//     sleeps while holding a partition. On the last attempt
+//     (MaxAttempts) they get the outcome failed instead.
+//  7. Record the batch finished, then mark the ready record for commit
+//     (committed every second, on revoke and at shutdown).
+//
+// # Duplicates
+//
+// Progress is saved after each chunk's results are acknowledged, and the
+// ready record is committed only after the batch is finished. A graceful
+// stop or rebalance lets each worker finish the sends in flight, write
+// their results and save progress, starts nothing more, and commits what
+// is finished; the next owner re-reads the rest and sends only the devices
+// without a result: zero duplicates. After kill -9, the devices of the
+// chunk in flight (at most ChunkSize per partition being sent) may be
+// sent again; their results carry the same ids. Finished ids are kept for
+// ProgressRetention (35 days by default).
+//
+// # Why MySQL for progress
+//
+// Progress must survive kill -9 and be visible to whichever instance owns
+// the partition next; MySQL is already part of the deployment (planner,
+// feedback), answers a point lookup per batch, and lets old ids be deleted
+// by time. A compacted Kafka topic co-partitioned with ready would have to
+// be read back into memory on every assignment, growing with the number of
+// finished batches kept for replay protection.
+//
+// # Parking: paused campaigns and halted apps
+//
+// A parked batch is neither sent nor dropped: its record is stored in the
+// dispatch_parked table and the ready record is committed, so other
+// campaigns and apps on the same partitions keep flowing. Every instance
+// re-checks parked batches each ParkInterval and writes one back to the
+// ready topic when its reason clears: the campaign is resumed (or
+// cancelled, or the batch expired — the dispatcher then writes those
+// results). Progress is kept, so a batch parked mid-way resumes with the
+// devices still without a result.
+//
+// A credential failure (providers.CredentialFailure: a refused key,
+// certificate or service account) halts the app in every instance
+// (dispatch_halts table, providers.Halt registry, the alert log line and
+// the pushlane_provider_app_halted gauge). The failed devices get no
+// result; the batch is parked. How a halt clears: every
+// HaltProbeInterval (30 s by default) one dispatcher claims a probe, takes
+// one batch of the app and sends its first pending device. If the provider
+// accepts the credentials (any outcome but credential_failure) the halt is
+// lifted everywhere and the app's parked batches are released; otherwise
+// the app stays halted. Fixing credentials is a config change and a
+// restart; the next probe then succeeds. An operator can also delete the
+// app's dispatch_halts row.
+//
+// # Memory
+//
+// Per partition: the queued records (QueueRecords, about one poll) and
+// one batch being sent. Nothing grows with the number of pending,
+// parked or finished batches: those live in Kafka and MySQL.
+package dispatcher

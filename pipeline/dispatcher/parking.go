@@ -1,0 +1,243 @@
+package dispatcher
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pushlane/pushlane/providers"
+)
+
+// appHalted reports whether app's batches must be parked: its credentials
+// were refused (here or on another instance) and no probe has succeeded
+// since.
+func (d *Dispatcher) appHalted(app string) bool {
+	d.haltMu.Lock()
+	defer d.haltMu.Unlock()
+	_, ok := d.halted[app]
+	return ok
+}
+
+// haltApp records a credential failure: the senders' registry (so the
+// rest of the chunk fails fast without calling the provider), this
+// instance's view, and the store (so every instance parks the app).
+func (d *Dispatcher) haltApp(app, provider string, r *providers.Result) {
+	now := time.Now()
+	h := Halt{App: app, Provider: provider, Reason: r.Reason, Since: now, ProbeAt: now.Add(d.cfg.HaltProbeInterval)}
+	if h.Reason == "" && r.Err != nil {
+		h.Reason = r.Err.Error()
+	}
+	d.halt.Halt(app, provider, h.Reason, r.Err)
+	d.haltMu.Lock()
+	if _, ok := d.halted[app]; !ok {
+		d.halted[app] = h
+	}
+	delete(d.probing, app)
+	d.haltMu.Unlock()
+	ctx, cancel := context.WithTimeout(d.bg, d.cfg.FinishTimeout)
+	defer cancel()
+	d.retry(ctx, "record halt of "+app, func(ctx context.Context) error { return d.store.SetHalt(ctx, h) })
+}
+
+// claimProbe tries to make the calling batch the probe of halted app: at
+// most one dispatcher probes per HaltProbeInterval (the store arbitrates).
+// The probe sends one device; the senders' registry lets it through.
+func (d *Dispatcher) claimProbe(ctx context.Context, app string) bool {
+	now := time.Now()
+	ok, err := d.store.ClaimProbe(ctx, app, now, now.Add(d.cfg.HaltProbeInterval))
+	if err != nil {
+		d.log.Warn("halt probe not claimed", "app", app, "err", err)
+		return false
+	}
+	if !ok {
+		return false
+	}
+	d.haltMu.Lock()
+	d.probing[app] = now.Add(d.cfg.HaltProbeInterval)
+	d.haltMu.Unlock()
+	d.halt.Resume(app)
+	d.log.Info("probing a halted app with one send", "app", app)
+	return true
+}
+
+// probeDone ends a probe: refused again, the app stays halted (haltApp ran
+// already); otherwise the halt is lifted everywhere.
+func (d *Dispatcher) probeDone(j *job, refused bool) {
+	j.probe = false
+	app := j.b.App
+	d.haltMu.Lock()
+	delete(d.probing, app)
+	if !refused {
+		delete(d.halted, app)
+	}
+	d.haltMu.Unlock()
+	if refused {
+		d.log.Warn("halt probe refused again; app stays halted", "app", app)
+		return
+	}
+	ctx, cancel := context.WithTimeout(d.bg, d.cfg.FinishTimeout)
+	defer cancel()
+	d.retry(ctx, "clear halt of "+app, func(ctx context.Context) error { return d.store.ClearHalt(ctx, app) })
+	d.halt.Resume(app)
+	d.log.Info("halt probe succeeded; app resumed", "app", app)
+}
+
+// parkLoop keeps this instance's halts in step with the store, and writes
+// parked batches back to the ready topic once their reason clears (or they
+// expire, or their campaign is cancelled: the dispatcher then writes their
+// results). A halted app with a probe due gets one batch written back, for
+// some dispatcher to probe with.
+func (d *Dispatcher) parkLoop(ctx context.Context) {
+	t := time.NewTicker(d.cfg.ParkInterval)
+	defer t.Stop()
+	lastProbeRelease := map[string]time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		halts := d.syncHalts(ctx)
+		parked, err := d.store.ListParked(ctx, 1000)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn("parked batches not listed", "err", err)
+			}
+			continue
+		}
+		counts := map[string]float64{ParkPaused: 0, ParkHalted: 0}
+		for _, p := range parked {
+			counts[p.Reason]++
+		}
+		for r, n := range counts {
+			d.m.parked.WithLabelValues(r).Set(n)
+		}
+		if len(parked) == 0 {
+			continue
+		}
+		// Decisions on pause and cancel need a view that is caught up.
+		fctx, cancel := context.WithTimeout(ctx, d.cfg.ParkInterval)
+		fresh := d.control.WaitFresh(fctx, time.Now().Add(-d.cfg.MaxStaleness)) == nil
+		cancel()
+		now := time.Now()
+		probeReleased := map[string]bool{}
+		for _, p := range parked {
+			release := false
+			switch {
+			case !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt):
+				release = true
+			case !fresh:
+			case d.control.Cancelled(p.CampaignID):
+				release = true
+			case p.Reason == ParkPaused:
+				release = !d.control.Paused(p.CampaignID)
+			case p.Reason == ParkHalted:
+				h, halted := halts[p.App]
+				switch {
+				case !halted:
+					release = true
+				case !h.ProbeAt.After(now) && !probeReleased[p.App] &&
+					now.Sub(lastProbeRelease[p.App]) >= d.cfg.HaltProbeInterval:
+					release, probeReleased[p.App] = true, true
+					lastProbeRelease[p.App] = now
+				}
+			}
+			if release {
+				d.release(ctx, p.BatchID)
+			}
+		}
+	}
+}
+
+// syncHalts reads the store's halts into this instance's view and the
+// senders' registry, and returns them by app.
+func (d *Dispatcher) syncHalts(ctx context.Context) map[string]Halt {
+	start := time.Now()
+	list, err := d.store.Halts(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Warn("halts not read", "err", err)
+		}
+		d.haltMu.Lock()
+		defer d.haltMu.Unlock()
+		out := make(map[string]Halt, len(d.halted))
+		for k, v := range d.halted {
+			out[k] = v
+		}
+		return out
+	}
+	stored := make(map[string]Halt, len(list))
+	for _, h := range list {
+		stored[h.App] = h
+	}
+	d.haltMu.Lock()
+	defer d.haltMu.Unlock()
+	for app, until := range d.probing {
+		if start.After(until) {
+			delete(d.probing, app)
+		}
+	}
+	for app, h := range stored {
+		d.halted[app] = h
+		if _, probing := d.probing[app]; !probing {
+			if _, ok := d.halt.Halted(app); !ok {
+				d.halt.Halt(app, h.Provider, h.Reason, nil)
+			}
+		}
+	}
+	for app, h := range d.halted {
+		// A halt seen here moments ago may not have been readable yet.
+		if _, ok := stored[app]; !ok && h.Since.Before(start.Add(-2*d.cfg.ParkInterval)) {
+			delete(d.halted, app)
+			d.halt.Resume(app)
+		}
+	}
+	return stored
+}
+
+// release writes a parked batch back, routed by its send-at (the ready
+// topic: it was there already), and then forgets it. Written twice (two
+// instances, or a crash before the delete), it is still sent once: the
+// progress store skips what is done.
+func (d *Dispatcher) release(ctx context.Context, batchID string) {
+	p, ok, err := d.store.LoadParked(ctx, batchID)
+	if err != nil || !ok {
+		if err != nil {
+			d.log.Warn("parked batch not loaded", "batch", batchID, "err", err)
+		}
+		return
+	}
+	r := &kgo.Record{Topic: d.cfg.Ladder.Route(p.SendAt, time.Now()), Key: p.Key, Value: p.Value}
+	for k, v := range p.Headers {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
+	}
+	if err := d.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+		d.log.Warn("parked batch not written back", "batch", batchID, "err", err)
+		return
+	}
+	if err := d.store.Unpark(ctx, batchID); err != nil {
+		d.log.Warn("released batch still listed as parked", "batch", batchID, "err", err)
+		return
+	}
+	d.log.Info("parked batch released", "batch", batchID, "reason", p.Reason, "app", p.App, "campaign", p.CampaignID)
+}
+
+// cleanupLoop forgets finished batch ids older than ProgressRetention.
+func (d *Dispatcher) cleanupLoop(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := d.store.DeleteFinishedBefore(ctx, time.Now().Add(-d.cfg.ProgressRetention))
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn("old progress not deleted", "err", err)
+		} else if n > 0 {
+			d.log.Info("old progress deleted", "batches", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
