@@ -475,3 +475,20 @@ func (f *Forwarder) drop(cl *kgo.Client, parts map[string][]int32) {
 	}
 	cl.ResumeFetchPartitions(parts)
 }
+
+// ConfigFrom is the forwarder's Config from the shared configuration:
+// group <group_prefix>-delay over cfg.DelayTiers(), forwarding to the
+// ready topic.
+func ConfigFrom(cfg *config.Config) Config {
+	return Config{
+		Kafka:           cfg.Kafka,
+		Group:           cfg.Kafka.GroupPrefix + "-" + Stage,
+		Ladder:          LadderFrom(cfg),
+		DeadLetterTopic: cfg.Kafka.Topics.DeadLetter.Name,
+	}
+}
+
+// LadderFrom is the ladder of cfg: its tier topics and ready topic.
+func LadderFrom(cfg *config.Config) Ladder {
+	return Ladder{Tiers: cfg.DelayTiers(), Ready: cfg.Kafka.Topics.Ready.Name}
+}

@@ -484,3 +484,18 @@ func (w *worker) run() {
 		}
 	}
 }
+
+// ConfigFrom is the dispatcher's Config from the shared configuration:
+// group <group_prefix>-dispatcher on the ready topic, dispatcher.chunk_size
+// and dispatcher.max_attempts; the rest takes the defaults.
+func ConfigFrom(cfg *config.Config) Config {
+	return Config{
+		Kafka:           cfg.Kafka,
+		Group:           cfg.Kafka.GroupPrefix + "-" + Stage,
+		Ladder:          delay.LadderFrom(cfg),
+		ResultsTopic:    cfg.Kafka.Topics.Results.Name,
+		DeadLetterTopic: cfg.Kafka.Topics.DeadLetter.Name,
+		ChunkSize:       cfg.Dispatcher.ChunkSize,
+		MaxAttempts:     cfg.Dispatcher.MaxAttempts,
+	}
+}

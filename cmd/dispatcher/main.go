@@ -1,0 +1,168 @@
+// Command dispatcher sends the ready batches through APNs and FCM
+// (pipeline/dispatcher) and, by default, also runs the delay ladder's
+// forwarder (pipeline/delay), so one binary is a complete deployment.
+//
+//	dispatcher -config FILE [-migrate] [-mode all|dispatch|delay] [-instance NAME] [-halt-probe 30s]
+//
+// -mode all (default) runs both; -mode dispatch only the dispatcher (for a
+// deployment that scales the forwarder separately), -mode delay only the
+// forwarder (no MySQL and no apps needed). Both share the process's
+// control view, metrics and ops endpoint. SIGTERM finishes the chunks in
+// flight, commits and exits.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/internal/migrate"
+	"github.com/pushlane/pushlane/internal/service"
+	"github.com/pushlane/pushlane/pipeline/control"
+	"github.com/pushlane/pushlane/pipeline/delay"
+	"github.com/pushlane/pushlane/pipeline/dispatcher"
+	"github.com/pushlane/pushlane/providers"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "dispatcher:", err)
+		os.Exit(1)
+	}
+}
+
+func run(parent context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dispatcher", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "YAML config `file` (defaults and PUSHLANE_* environment without it)")
+	doMigrate := fs.Bool("migrate", false, "apply the MySQL migrations before consuming")
+	checkConfig := fs.Bool("check-config", false, "validate the config, print it redacted as JSON, and exit")
+	mode := fs.String("mode", "all", "what to run: all (dispatcher and delay forwarder), dispatch, or delay")
+	instance := fs.String("instance", "", "static group member `name` (stable per replica; rolling restarts then move no partitions)")
+	haltProbe := fs.Duration("halt-probe", 30*time.Second, "while an app's credentials are refused, probe them with one real send this often")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	runDispatch, runDelay := *mode == "all" || *mode == "dispatch", *mode == "all" || *mode == "delay"
+	if !runDispatch && !runDelay {
+		return fmt.Errorf("-mode: must be all, dispatch or delay, not %q", *mode)
+	}
+	if *haltProbe <= 0 {
+		return errors.New("-halt-probe: must be positive")
+	}
+	cfg, err := config.Load(*configPath, os.Environ())
+	if err != nil {
+		return err
+	}
+	if runDispatch {
+		if err := cfg.Require("mysql.dsn", "apps"); err != nil {
+			return err
+		}
+	}
+	if *checkConfig {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(cfg.Redacted())
+	}
+
+	log := service.NewLogger(cfg.Log, stderr, "dispatcher")
+	ctx, cancel := service.SignalContext(parent, log)
+	defer cancel()
+	reg := service.NewRegistry()
+	ready := service.NewReadiness("control")
+	ops, err := service.StartOps(cfg.HTTP.Addr, reg, ready, log)
+	if err != nil {
+		return err
+	}
+	defer ops.Close(context.Background())
+
+	view, err := control.New(control.Config{Kafka: cfg.Kafka, Topic: cfg.Kafka.Topics.Control.Name},
+		control.Deps{Logger: log, Metrics: reg})
+	if err != nil {
+		return err
+	}
+	var stages []func(context.Context) error
+	if runDelay {
+		f, err := delay.New(delay.ConfigFrom(cfg), delay.Deps{Control: view, Logger: log, Metrics: reg})
+		if err != nil {
+			return err
+		}
+		stages = append(stages, f.Run)
+	}
+	if runDispatch {
+		db, err := dispatcher.OpenMySQL(cfg.MySQL)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if *doMigrate {
+			mctx, mcancel := context.WithTimeout(ctx, 2*time.Minute)
+			applied, err := migrate.MySQL(mctx, db)
+			mcancel()
+			if err != nil {
+				return err
+			}
+			log.Info("mysql migrations applied", "applied", applied)
+		}
+		halt, err := providers.NewHalt(log, reg)
+		if err != nil {
+			return err
+		}
+		apps, closeApps, err := dispatcher.BuildApps(cfg.Apps, halt, log, reg)
+		if err != nil {
+			return err
+		}
+		defer closeApps()
+		dcfg := dispatcher.ConfigFrom(cfg)
+		dcfg.HaltProbeInterval = *haltProbe
+		dcfg.InstanceID = *instance
+		d, err := dispatcher.New(dcfg, dispatcher.Deps{Apps: apps, Control: view, Store: dispatcher.NewMySQLStore(db), Halt: halt, Logger: log, Metrics: reg})
+		if err != nil {
+			return err
+		}
+		stages = append(stages, d.Run)
+	}
+
+	// The view runs beside the stages and stops after them, so cancels stay
+	// visible while the last chunks finish.
+	vctx, stopView := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopView()
+	viewDone := make(chan error, 1)
+	go func() { viewDone <- view.Run(vctx) }()
+	go func() {
+		if err := view.WaitCaughtUp(ctx); err == nil {
+			ready.Set("control", nil)
+		}
+	}()
+
+	// The first stage to fail stops the others.
+	sctx, stopStages := context.WithCancel(ctx)
+	defer stopStages()
+	errs := make([]error, len(stages))
+	var wg sync.WaitGroup
+	for i, s := range stages {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = s(sctx); errs[i] != nil {
+				log.Error("stage stopped", "err", errs[i])
+				stopStages()
+			}
+		}()
+	}
+	log.Info("dispatcher running", "mode", *mode)
+	wg.Wait()
+	stopView()
+	if err := <-viewDone; err != nil {
+		errs = append(errs, err)
+	}
+	log.Info("dispatcher exited")
+	return errors.Join(errs...)
+}
