@@ -14,8 +14,18 @@ func TestStoreAppliesMigrations(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if len(s.Migrations) == 0 || s.Migrations[0] != "0001_devices" {
-		t.Fatalf("applied %v, want 0001_devices first", s.Migrations)
+	if len(s.Migrations) < 4 || s.Migrations[0] != "0001_devices" {
+		t.Fatalf("applied %v, want every migration from 0001_devices", s.Migrations)
+	}
+	if len(s.DroppedIndexes) != 3 {
+		t.Fatalf("dropped %v, want the devices table's 3 secondary indexes", s.DroppedIndexes)
+	}
+	// Every migrated table is there, on the real DDL.
+	for _, table := range []string{"devices", "campaigns", "device_strikes", "schema_migrations"} {
+		var n int
+		if err := s.DB.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+table).Scan(&n); err != nil {
+			t.Fatalf("table %s: %v", table, err)
+		}
 	}
 	var n int
 	if err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM devices`).Scan(&n); err != nil {
