@@ -85,7 +85,7 @@ func buildStages(cfg *config.Config, d pipelineDeps) ([]stage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("feedback: %w", err)
 	}
-	disp, err := buildDispatcher(cfg, view, log)
+	disp, err := buildDispatcher(cfg, d.DB, view, log)
 	if err != nil {
 		return nil, err
 	}
