@@ -188,4 +188,3 @@ func TestEmbeddedDemoFailsWhenADeviceIsNotDelivered(t *testing.T) {
 		t.Errorf("%d problems, want 3:\n%s", len(res.Problems), all)
 	}
 }
-
