@@ -57,13 +57,9 @@ func buildStages(cfg *config.Config, d pipelineDeps) ([]stage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("planner: %w", err)
 	}
-	fw, err := delay.New(delay.Config{
-		Kafka:           cfg.Kafka,
-		Group:           cfg.Kafka.GroupPrefix + "-" + delay.Stage,
-		Ladder:          delay.Ladder{Tiers: cfg.DelayTiers(), Ready: cfg.Kafka.Topics.Ready.Name},
-		DeadLetterTopic: cfg.Kafka.Topics.DeadLetter.Name,
-		FetchMaxWait:    100 * time.Millisecond,
-	}, delay.Deps{Control: view, Logger: log.With("component", "delay"), Metrics: prometheus.NewRegistry()})
+	fcfg := delay.ConfigFrom(cfg)
+	fcfg.FetchMaxWait = 100 * time.Millisecond // a demo of seconds: move promptly once due
+	fw, err := delay.New(fcfg, delay.Deps{Control: view, Logger: log.With("component", "delay"), Metrics: prometheus.NewRegistry()})
 	if err != nil {
 		return nil, fmt.Errorf("delay forwarder: %w", err)
 	}
