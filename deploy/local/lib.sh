@@ -81,13 +81,25 @@ stop_pid() {
 }
 
 # launch PIDFILE LOGFILE CMD...: starts CMD detached (own session, no stdin,
-# lock fd closed) and records its pid.
+# lock fd closed) and records its pid. It returns once the child has exec'd
+# CMD: until then /proc/<pid>/cmdline is this script's own, and a
+# pid_matches right after launch (the *_wait functions) would call the
+# service not running (seen in about one launch in six).
 launch() {
-	local pidfile=$1 logfile=$2
+	local pidfile=$1 logfile=$2 pid i own cmd
 	shift 2
 	mkdir -p "$(dirname "$logfile")"
 	setsid "$@" </dev/null >>"$logfile" 2>&1 9>&- &
-	echo $! >"$pidfile"
+	pid=$!
+	echo "$pid" >"$pidfile"
+	own=$(tr '\0' ' ' </proc/$$/cmdline)
+	for ((i = 0; i < 100; i++)); do
+		[[ -r /proc/$pid/cmdline ]] || return 0
+		# Empty while the exec is under way.
+		cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)
+		[[ -n $cmd && $cmd != "$own" ]] && return 0
+		sleep 0.05
+	done
 }
 
 # wait_for NAME SECONDS PIDFILE PATTERN LOG CMD...: polls CMD until it succeeds;
