@@ -371,17 +371,14 @@ func (p *Planner) readAudience(ctx context.Context, parts []AudienceQuery, after
 		}
 		pg.Reset()
 		qctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err := p.store.ReadDevices(qctx, parts[part], part, afterID, p.cfg.PageSize, pg)
+		next, done, err := p.store.ReadDevices(qctx, parts[part], part, afterID, p.cfg.PageSize, pg)
 		cancel()
 		if err != nil {
 			send(pageMsg{err: fmt.Errorf("planner: read audience part %d after id %d: %w", part, afterID, err)})
 			return
 		}
-		n := len(pg.Devices)
-		if n > 0 {
-			afterID = pg.Devices[n-1].ID
-		}
-		if n < p.cfg.PageSize {
+		afterID = next
+		if done {
 			part, afterID = part+1, 0
 		}
 		if !send(pageMsg{page: pg}) {
@@ -454,9 +451,14 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 		p.readAudience(readCtx, audienceParts(c), after, free, pages)
 	}()
 
+	// readWait and commitWait say where a slow plan spends its time:
+	// waiting for MySQL pages, or for Kafka to take the batches.
+	var readWait, commitWait time.Duration
+
 	// checkpoint commits the open chunk with the engine's state and opens
 	// the next one.
 	checkpoint := func() (result, bool, error) {
+		defer func(t0 time.Time) { commitWait += time.Since(t0) }(time.Now())
 		chunks++
 		cp := newCheckpoint(c.ID, c.Version, r.Offset, s.start, chunks, e)
 		meta, err := cp.encode()
@@ -481,8 +483,10 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 
 	for {
 		var msg pageMsg
+		waitStart := time.Now()
 		select {
 		case msg = <-pages:
+			readWait += time.Since(waitStart)
 		case <-ctx.Done():
 			// Stop at a page boundary: commit what the open chunk holds.
 			res, ok, err := checkpoint()
@@ -534,6 +538,7 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 		p.m.retries.WithLabelValues("mysql").Inc()
 		return resultRetry, t.abort(ctx)
 	}
+	lastCommit := time.Now()
 	ok, perr, err := t.commit(ctx, r.Offset+1, "")
 	if err != nil {
 		return 0, err
@@ -541,13 +546,14 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 	if !ok {
 		return p.aborted(log, perr), nil
 	}
+	commitWait += time.Since(lastCommit)
 	p.m.campaigns.WithLabelValues(outcomePlanned).Inc()
 	p.m.expired.Add(float64(e.totals.Expired))
 	took := p.now().Sub(s.start)
 	p.m.duration.Observe(took.Seconds())
 	log.Info("planner: campaign planned", "devices", e.totals.Devices, "batches", e.totals.Batches,
 		"invalid_tokens", e.totals.Invalid, "expired_devices", e.totals.Expired, "waves", len(e.waves),
-		"chunks", chunks+1, "took", took)
+		"chunks", chunks+1, "took", took, "waited_for_mysql", readWait, "waited_for_kafka_commits", commitWait)
 	return resultDone, nil
 }
 

@@ -47,10 +47,10 @@ func (s *memStore) add(app string, r row) {
 	sort.Slice(s.devices, func(i, j int) bool { return s.devices[i].id < s.devices[j].id })
 }
 
-func (s *memStore) ReadDevices(ctx context.Context, q AudienceQuery, part int, afterID int64, limit int, page *Page) error {
+func (s *memStore) ReadDevices(ctx context.Context, q AudienceQuery, part int, afterID int64, limit int, page *Page) (int64, bool, error) {
 	n := s.reads.Add(1)
 	if s.failCount > 0 && n >= s.failFrom && n < s.failFrom+s.failCount {
-		return errors.New("dial tcp 127.0.0.1:3306: connect: connection refused")
+		return afterID, false, errors.New("dial tcp 127.0.0.1:3306: connect: connection refused")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -76,10 +76,10 @@ func (s *memStore) ReadDevices(ctx context.Context, q AudienceQuery, part int, a
 		}
 		page.Add(part, d.id, []byte(d.user), []byte(d.token), []byte(d.platform), []byte(d.locale), []byte(d.zone))
 		if len(page.Devices) >= limit {
-			break
+			return d.id, false, nil
 		}
 	}
-	return nil
+	return afterID, true, nil
 }
 
 func (s *memStore) SaveCampaign(_ context.Context, r CampaignRecord) error {

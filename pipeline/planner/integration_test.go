@@ -87,14 +87,21 @@ func (e *realEnv) campaignRow(t testing.TB, id string) (status, reason string, d
 	return status, r.String, devices, batches, invalid, expired
 }
 
-// mixedAudience is 2,400 devices of "app" and 100 of "other": both
+// mixedAudience is 2,400 devices of "app" and 100 of "fcmapp": both
 // platforms, locales of several shapes, user ids shared by 2 devices each,
 // some inactive, some with tokens the dispatcher would refuse.
 func mixedAudience() (app, other []row, inactive []int64) {
 	locales := []string{"de-DE", "de_AT", "en-US", "fr", "", "DE-ch"}
 	zones := []string{"Europe/Berlin", "Asia/Kolkata", "", "America/St_Johns"}
 	for i := int64(1); i <= 2400; i++ {
-		r := row{id: i * 10, user: fmt.Sprintf("user-%d", i/2), locale: locales[i%6], zone: zones[i%4]}
+		// Ids 10 apart, then consecutive: pages are read through the
+		// index where the app's ids are sparse and along the primary key
+		// where they are dense.
+		id := i * 10
+		if i > 1200 {
+			id = 12000 + i
+		}
+		r := row{id: id, user: fmt.Sprintf("user-%d", i/2), locale: locales[i%6], zone: zones[i%4]}
 		if i%3 == 0 {
 			r.platform, r.token = "android", fmt.Sprintf("fcm:%d-APA91b_token", i)
 		} else {

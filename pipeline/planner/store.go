@@ -59,9 +59,11 @@ const (
 // Store is the planner's MySQL: the devices it reads and the bookkeeping
 // it writes. MySQLStore is the real one; tests may use a fake.
 type Store interface {
-	// ReadDevices adds to page up to limit active devices matching q with
-	// id > afterID, in id order, each tagged with part.
-	ReadDevices(ctx context.Context, q AudienceQuery, part int, afterID int64, limit int, page *Page) error
+	// ReadDevices reads the next page of the audience part q after
+	// afterID: it adds to page, in id order and tagged with part, every
+	// active device matching q with an id in (afterID, next], reading about
+	// limit devices, and reports whether the part has nothing after next.
+	ReadDevices(ctx context.Context, q AudienceQuery, part int, afterID int64, limit int, page *Page) (next int64, done bool, err error)
 	// SaveCampaign upserts rec; writing the same record twice is harmless.
 	SaveCampaign(ctx context.Context, rec CampaignRecord) error
 }
@@ -117,20 +119,10 @@ func (s *MySQLStore) Close() error {
 	return errors.Join(errs...)
 }
 
-// audienceSQL builds the keyset page query of q. A segment walks the
-// (app, active, id) index in id order, so each page is a range read that
-// starts where the last ended, whatever the audience size: never OFFSET,
-// never the whole table. A list part is small and goes through the
-// (app, user_id) or (app, token) index.
-func audienceSQL(q AudienceQuery) (string, []any) {
-	var b strings.Builder
-	args := make([]any, 0, 4+len(q.Platforms)+2*len(q.Locales)+len(q.UserIDs)+len(q.Tokens))
-	b.WriteString("SELECT id, user_id, platform, token, locale, timezone FROM devices")
-	if len(q.UserIDs) == 0 && len(q.Tokens) == 0 {
-		b.WriteString(" FORCE INDEX (ix_audience)")
-	}
-	b.WriteString(" WHERE app = ? AND active = 1 AND id > ?")
-	args = append(args, q.App, nil) // id bound per page
+const deviceColumns = "SELECT id, user_id, platform, token, locale, timezone FROM devices"
+
+// filterSQL appends q's filters (platforms, locales, the list part) to b.
+func filterSQL(b *strings.Builder, q AudienceQuery, args []any) []any {
 	in := func(col string, vals []string) {
 		b.WriteString(" AND ")
 		b.WriteString(col)
@@ -173,9 +165,54 @@ func audienceSQL(q AudienceQuery) (string, []any) {
 	if len(q.Tokens) > 0 {
 		in("token", q.Tokens)
 	}
-	b.WriteString(" ORDER BY id LIMIT ?")
-	args = append(args, nil) // limit bound per page
+	return args
+}
+
+// Reading a segment. The (app, active, id) index gives the page's ids in
+// id order without touching a row, but fetching each row through it costs
+// one primary-key descent per row, about 8 times a walk along the primary
+// key. So a page is read in two steps: the next limit ids from the index
+// (covering, cheap), then the rows of that id range along the primary key,
+// when the app's ids are dense there (at most densityLimit ids per row of
+// the app: one app per table, or a dominant one). Sparse ranges, where the
+// walk would read mostly other apps' rows, fetch through the index. Either
+// way a page is a bounded range read that starts where the last ended.
+const densityLimit = 2
+
+const (
+	idsSQL        = "SELECT id FROM devices FORCE INDEX (ix_audience) WHERE app = ? AND active = 1 AND id > ? ORDER BY id LIMIT ?"
+	denseRowsSQL  = deviceColumns + " FORCE INDEX (PRIMARY) WHERE id >= ? AND id <= ? AND app = ? AND active = 1"
+	sparseRowsSQL = deviceColumns + " FORCE INDEX (ix_audience) WHERE app = ? AND active = 1 AND id >= ? AND id <= ?"
+	listPrefixSQL = deviceColumns + " WHERE app = ? AND active = 1 AND id > ?"
+	orderSQL      = " ORDER BY id"
+	orderLimitSQL = " ORDER BY id LIMIT ?"
+)
+
+// segmentRowsSQL is the second step's query for the id range [first, last]
+// holding n ids of the app.
+func segmentRowsSQL(q AudienceQuery, first, last int64, n int) (string, []any) {
+	var b strings.Builder
+	var args []any
+	if last-first+1 <= int64(densityLimit*n) {
+		b.WriteString(denseRowsSQL)
+		args = append(args, first, last, q.App)
+	} else {
+		b.WriteString(sparseRowsSQL)
+		args = append(args, q.App, first, last)
+	}
+	args = filterSQL(&b, q, args)
+	b.WriteString(orderSQL)
 	return b.String(), args
+}
+
+// listSQL is the page query of a list part: the (app, user_id) or (app,
+// token) index finds the part's few devices.
+func listSQL(q AudienceQuery, afterID int64, limit int) (string, []any) {
+	var b strings.Builder
+	b.WriteString(listPrefixSQL)
+	args := filterSQL(&b, q, []any{q.App, afterID})
+	b.WriteString(orderLimitSQL)
+	return b.String(), append(args, limit)
 }
 
 func likeEscape(s string) string {
@@ -184,33 +221,75 @@ func likeEscape(s string) string {
 }
 
 // ReadDevices implements Store.
-func (s *MySQLStore) ReadDevices(ctx context.Context, q AudienceQuery, part int, afterID int64, limit int, page *Page) error {
-	query, args := audienceSQL(q)
-	args[1] = afterID
-	args[len(args)-1] = limit
+func (s *MySQLStore) ReadDevices(ctx context.Context, q AudienceQuery, part int, afterID int64, limit int, page *Page) (int64, bool, error) {
+	if len(q.UserIDs) > 0 || len(q.Tokens) > 0 {
+		query, args := listSQL(q, afterID, limit)
+		n, last, err := s.scanRows(ctx, query, args, part, page)
+		if err != nil {
+			return afterID, false, err
+		}
+		if n < limit {
+			return afterID, true, nil
+		}
+		return last, false, nil
+	}
+	st, err := s.stmt(ctx, idsSQL)
+	if err != nil {
+		return afterID, false, fmt.Errorf("prepare audience ids query: %w", err)
+	}
+	rows, err := st.QueryContext(ctx, q.App, afterID, limit)
+	if err != nil {
+		return afterID, false, fmt.Errorf("read device ids after %d: %w", afterID, err)
+	}
+	var first, last int64
+	n := 0
+	for rows.Next() {
+		if err := rows.Scan(&last); err != nil {
+			rows.Close()
+			return afterID, false, fmt.Errorf("scan device id: %w", err)
+		}
+		if n == 0 {
+			first = last
+		}
+		n++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return afterID, false, fmt.Errorf("read device ids after %d: %w", afterID, err)
+	}
+	if n == 0 {
+		return afterID, true, nil
+	}
+	query, args := segmentRowsSQL(q, first, last, n)
+	if _, _, err := s.scanRows(ctx, query, args, part, page); err != nil {
+		return afterID, false, err
+	}
+	return last, n < limit, nil
+}
+
+// scanRows runs a device query into page.
+func (s *MySQLStore) scanRows(ctx context.Context, query string, args []any, part int, page *Page) (n int, last int64, err error) {
 	st, err := s.stmt(ctx, query)
 	if err != nil {
-		return fmt.Errorf("prepare audience query: %w", err)
+		return 0, 0, fmt.Errorf("prepare audience query: %w", err)
 	}
 	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
-		return fmt.Errorf("read devices after id %d: %w", afterID, err)
+		return 0, 0, fmt.Errorf("read devices: %w", err)
 	}
 	defer rows.Close()
-	var (
-		id                                    int64
-		userID, platform, token, locale, zone sql.RawBytes
-	)
+	var userID, platform, token, locale, zone sql.RawBytes
 	for rows.Next() {
-		if err := rows.Scan(&id, &userID, &platform, &token, &locale, &zone); err != nil {
-			return fmt.Errorf("scan device: %w", err)
+		if err := rows.Scan(&last, &userID, &platform, &token, &locale, &zone); err != nil {
+			return n, last, fmt.Errorf("scan device: %w", err)
 		}
-		page.Add(part, id, userID, token, platform, locale, zone)
+		page.Add(part, last, userID, token, platform, locale, zone)
+		n++
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read devices after id %d: %w", afterID, err)
+		return n, last, fmt.Errorf("read devices: %w", err)
 	}
-	return nil
+	return n, last, nil
 }
 
 // SaveCampaign implements Store.
