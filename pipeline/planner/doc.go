@@ -6,11 +6,14 @@
 //
 // # Audience
 //
-// Devices are read by keyset pagination: WHERE app = ? AND active = 1 AND
-// id > ? ... ORDER BY id LIMIT page_size, on the (app, active, id) index.
-// Each page is a range read that starts where the last one ended, so a
-// 10-million-device campaign holds a few pages in memory, never the
-// audience. Explicit lists (tokens, user ids) are read in parts of 500
+// Devices are read by keyset pagination on the primary key: a page is the
+// next page_size ids after the last one read (WHERE app = ? AND active = 1
+// AND id > ? ORDER BY id LIMIT ?, from the (app, active, id) index alone),
+// then the rows of that id range, along the primary key where the app's ids
+// are dense and through the index where they are sparse (store.go says
+// why). Each page is a bounded range read that starts where the last one
+// ended, so a 10-million-device campaign holds a few pages in memory, never
+// the audience. Explicit lists (tokens, user ids) are read in parts of 500
 // entries, each part in id order; a Position (part, id) orders the whole
 // audience. A reader goroutine fills pages ahead of the planner loop
 // through a channel of three pages, so MySQL reads overlap with encoding
