@@ -62,12 +62,12 @@ func demoParts(now time.Time, delayed time.Duration, batchSize int) []part {
 		}
 	}
 	if delayed <= 0 {
-		return []part{{Campaign: mk("all", nil, time.Time{}), Label: "to every device, now"}}
+		return []part{{Campaign: mk("all", nil, time.Time{}), Label: "every device, now"}}
 	}
 	sendAt := now.Add(delayed).Truncate(time.Millisecond)
 	return []part{
-		{Campaign: mk("now", []string{"en", "de", "fr", "es", "pt"}, time.Time{}), Label: "to en, de, fr, es, pt devices, now"},
-		{Campaign: mk("later", []string{"ja"}, sendAt), Label: fmt.Sprintf("to ja devices, due %s (+%s, through the delay ladder)",
+		{Campaign: mk("now", []string{"en", "de", "fr", "es", "pt"}, time.Time{}), Label: "en de fr es pt devices, now"},
+		{Campaign: mk("later", []string{"ja"}, sendAt), Label: fmt.Sprintf("ja devices, at %s (+%s)",
 			sendAt.Local().Format("15:04:05.000"), delayed)},
 	}
 }

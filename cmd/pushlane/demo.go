@@ -129,7 +129,7 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) (*demoOutcome, e
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(out, "seeded %d devices of app %q in %.1fs: %d iOS, %d Android; locales %s; %d timezones; %d dead tokens, %d suspect\n",
+	fmt.Fprintf(out, "seeded %d devices of app %q in %.1fs:\n  %d iOS, %d Android; locales %s; %d timezones\n  %d dead tokens, %d suspect\n",
 		len(pop.Devices), pop.App, time.Since(seedStart).Seconds(),
 		countPlatform(pop, schemas.PlatformIOS), countPlatform(pop, schemas.PlatformAndroid),
 		strings.Join(distinct(pop, func(d embedded.Device) string { return d.Locale }), " "),
@@ -193,16 +193,18 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) (*demoOutcome, e
 	if o.beforePublish != nil {
 		o.beforePublish(in.sims)
 	}
+	fmt.Fprintf(out, "published %d campaign(s):\n", len(parts))
 	for _, p := range parts {
 		if err := publish(ctx, cl, cfg.Kafka.Topics.Campaigns.Name, p.Campaign); err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(out, "published campaign %s %s\n", p.Campaign.ID, p.Label)
+		fmt.Fprintf(out, "  %-32s %s\n", p.Campaign.ID, p.Label)
 	}
 
-	disp := &display{w: out, terminal: isTerminal(o.Progress), start: time.Now()}
+	disp := &display{w: out, terminal: isTerminal(o.Progress), width: terminalWidth(os.Stdout), start: time.Now()}
 	waitErr := waitDone(ctx, o, in.db, ids, tr, fbAcc, run, disp)
-	final := tr.snapshot(plannedSoFar(ctx, in.db, ids))
+	planned := plannedSoFar(ctx, in.db, ids)
+	final := tr.snapshot(planned)
 	if o.Progress != "none" {
 		disp.finish(final)
 	}
@@ -263,10 +265,12 @@ func startEmbedded(ctx context.Context, o demoOptions, dir string, log *slog.Log
 		return err
 	}
 	in.cfg, in.db, in.sims = cfg, store.DB, sims
-	in.describe = append(in.describe,
-		fmt.Sprintf("pushlane demo: everything in this process: Kafka (kfake) %s, MySQL-protocol store (go-mysql-server) %s,",
-			strings.Join(broker.Addrs(), ","), store.Addr),
-		fmt.Sprintf("  APNs simulator %s, FCM simulator %s; planner, delay ladder, dispatcher and feedback stages", sims.APNs.URL(), sims.FCM.URL()))
+	in.describe = append(in.describe, "pushlane demo, all in this process:",
+		"  Kafka (kfake)                 "+strings.Join(broker.Addrs(), ","),
+		"  MySQL (go-mysql-server)       "+store.Addr,
+		"  APNs simulator                "+sims.APNs.URL(),
+		"  FCM simulator                 "+sims.FCM.URL(),
+		"  stages                        planner, delay ladder, dispatcher, feedback")
 	if err := in.openClickHouse(ctx); err != nil {
 		return err
 	}
@@ -310,9 +314,12 @@ func startReal(ctx context.Context, o demoOptions, dir string, log *slog.Logger,
 		return err
 	}
 	in.cfg, in.db, in.sims = cfg, db, sims
-	in.describe = append(in.describe,
-		fmt.Sprintf("pushlane demo against real services: Kafka %s, MySQL %s,", strings.Join(cfg.Kafka.Brokers, ","), cfg.Redacted().MySQL.DSN),
-		fmt.Sprintf("  APNs simulator %s, FCM simulator %s (in this process); planner, delay ladder, dispatcher and feedback stages", sims.APNs.URL(), sims.FCM.URL()))
+	in.describe = append(in.describe, "pushlane demo against real services:",
+		"  Kafka                         "+strings.Join(cfg.Kafka.Brokers, ","),
+		"  MySQL                         "+cfg.Redacted().MySQL.DSN,
+		"  APNs simulator (in process)   "+sims.APNs.URL(),
+		"  FCM simulator (in process)    "+sims.FCM.URL(),
+		"  stages (in process)           planner, delay ladder, dispatcher, feedback")
 	return in.openClickHouse(ctx)
 }
 
@@ -365,6 +372,10 @@ func (in *infra) openClickHouse(ctx context.Context) error {
 // which get a result without being batched) of the campaigns it finished;
 // -1 until it finished all of them.
 func plannedSoFar(ctx context.Context, db *sql.DB, ids []string) int64 {
+	// The embedded store has one connection, which a busy stage may hold:
+	// never let the progress display wait long for it.
+	ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
 	var total int64
 	for _, id := range ids {
 		var planned, invalid int64

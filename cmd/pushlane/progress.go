@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sys/unix"
 
 	"github.com/pushlane/pushlane/pipeline/feedback"
 	"github.com/pushlane/pushlane/schemas"
@@ -149,6 +151,7 @@ func (t *tracker) snapshot(planned int64) counts {
 type display struct {
 	w        io.Writer
 	terminal bool
+	width    int // terminal columns
 	start    time.Time
 	last     time.Time
 	lastLine string
@@ -161,7 +164,7 @@ func (d *display) line(c counts) string {
 	if c.Planned >= 0 {
 		planned = fmt.Sprintf("planned %d", c.Planned)
 	}
-	return fmt.Sprintf("%s  sent %d  delivered %d  token dead %d  suspect %d  retried %d  failed %d  %4.1fs",
+	return fmt.Sprintf("%s  sent %d  delivered %d  dead %d  suspect %d  retried %d  failed %d  %.1fs",
 		planned, c.Sent, c.Delivered, c.Dead, c.Suspect, c.Retried, c.Failed, time.Since(d.start).Seconds())
 }
 
@@ -174,7 +177,9 @@ func (d *display) update(c counts, force bool) {
 		}
 		n := int(frac * barWidth)
 		bar := strings.Repeat("█", n) + strings.Repeat("░", barWidth-n)
-		fmt.Fprintf(d.w, "\r\033[K%s %3.0f%%  %s", bar, frac*100, d.line(c))
+		// One line only: a line longer than the terminal would wrap, and
+		// the carriage return would then redraw only its last part.
+		fmt.Fprintf(d.w, "\r\033[K%s", clip(fmt.Sprintf("%s %3.0f%%  %s", bar, frac*100, d.line(c)), d.width-1))
 		d.last = now
 		return
 	}
@@ -195,4 +200,25 @@ func (d *display) finish(c counts) {
 	if d.terminal {
 		fmt.Fprintln(d.w)
 	}
+}
+
+// clip cuts s to at most n runes.
+func clip(s string, n int) string {
+	if n <= 0 {
+		return s
+	}
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n])
+}
+
+// terminalWidth is the width of the terminal on f, or 80 if unknown.
+func terminalWidth(f *os.File) int {
+	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
+	if err != nil || ws.Col == 0 {
+		return 80
+	}
+	return int(ws.Col)
 }

@@ -128,7 +128,7 @@ func (r *demoReport) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\ntokens deactivated in MySQL (%d):\n", len(r.deactivated))
 	for _, d := range r.deactivated {
-		fmt.Fprintf(w, "  %-8s %-20s %s\n", d.Platform, d.Reason, d.Token)
+		fmt.Fprintf(w, "  %-8s %-13s %s\n", d.Platform, d.Reason, abbreviate(d.Token))
 	}
 	fmt.Fprintln(w)
 	for _, v := range r.verified {
@@ -145,6 +145,16 @@ func counted(label string, s []string) string {
 		return ""
 	}
 	return fmt.Sprintf("%s %d: %s", label, len(s), list(s))
+}
+
+// abbreviate keeps a token on one line of a narrow terminal by its ends
+// (APNs tokens are 64 hex digits, FCM tokens about 160 characters); the
+// store and the analytics rows hold them whole.
+func abbreviate(t string) string {
+	if len(t) <= 40 {
+		return t
+	}
+	return t[:28] + "…" + t[len(t)-10:]
 }
 
 // short abbreviates a token for a message.
