@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pushlane/pushlane/internal/migrate"
+	"github.com/pushlane/pushlane/internal/testenv"
+	"github.com/pushlane/pushlane/schemas"
+)
+
+// TestBenchPlanner measures the planner on the real stack: the real
+// command plans one campaign of N devices seeded in MariaDB and produces
+// its batches to the real Kafka; the figures are the command's own
+// "campaign planned" log (MySQL read to last commit) and its peak RSS
+// (VmHWM). Opt-in, it takes minutes: PUSHLANE_BENCH=1, and
+// PUSHLANE_BENCH_SIZES=100000,1000000 to choose sizes.
+//
+//	eval "$(deploy/local/env)"; PUSHLANE_BENCH=1 go test ./cmd/planner -run TestBenchPlanner -v -timeout 30m
+func TestBenchPlanner(t *testing.T) {
+	if os.Getenv("PUSHLANE_BENCH") != "1" {
+		t.Skip("benchmark: set PUSHLANE_BENCH=1")
+	}
+	sizes := []int{100000, 1000000}
+	if s := os.Getenv("PUSHLANE_BENCH_SIZES"); s != "" {
+		sizes = nil
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "planner")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	for _, n := range sizes {
+		t.Run(fmt.Sprint(n), func(t *testing.T) { benchOne(t, bin, n) })
+	}
+}
+
+func benchOne(t *testing.T, bin string, n int) {
+	brokers := testenv.KafkaBrokers(t)
+	dsn, db := testenv.MySQL(t)
+	if _, err := migrate.MySQL(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	// Half iOS (64 hex digits), half Android (a 163-character FCM token),
+	// with user ids, locales and zones, like a production table.
+	seedStart := time.Now()
+	if _, err := db.Exec(fmt.Sprintf(`INSERT INTO devices (id, app, user_id, platform, token, locale, timezone, registered_at)
+		SELECT seq, 'shop', CONCAT('user-', seq DIV 2), IF(seq %% 2, 'ios', 'android'),
+		       IF(seq %% 2, LPAD(HEX(seq), 64, '0'), CONCAT('fcm-', seq, ':APA91bHPRgkF3JUikC4ENAHEeMrd41Zxv3hVZjC9KtT8OvPVGJ-hQMRKRrZuJAEcl7B338qju59zJMjw2DELjzEvxwYv7hH5Ynpc1ODQ0aT4U4OFEeco8ohsN5PjL1iC2dNtk2BAok')),
+		       ELT(1 + seq %% 4, 'en-US', 'de-DE', 'fr', NULL), ELT(1 + seq %% 3, 'Europe/Berlin', 'America/New_York', NULL), NOW(3)
+		FROM seq_1_to_%d`, n)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("seeded %d devices in %s", n, time.Since(seedStart).Round(time.Millisecond))
+
+	campaigns := testenv.Topic(t, "plannerbench-campaigns", 1, nil)
+	ready := testenv.Topic(t, "plannerbench-ready", 6, nil)
+	results := testenv.Topic(t, "plannerbench-results", 1, nil)
+	dlq := testenv.Topic(t, "plannerbench-dlq", 1, nil)
+	ctl := testenv.Topic(t, "plannerbench-control", 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")})
+	adm := testenv.KafkaAdmin(t)
+	tierPrefix := campaigns + ".delay"
+	if _, err := adm.CreateTopic(context.Background(), 1, 1, nil, tierPrefix+".t00"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = adm.DeleteTopics(context.Background(), tierPrefix+".t00") })
+
+	dir := t.TempDir()
+	sa := writeFile(t, dir, "sa.json", "{}")
+	dc, _ := mysql.ParseDSN(dsn)
+	cfgPath := writeFile(t, dir, "pushlane.yaml", fmt.Sprintf(`
+kafka:
+  brokers: [%q]
+  group_prefix: %q
+  topics:
+    campaigns: {name: %q}
+    ready: {name: %q}
+    results: {name: %q}
+    dead_letter: {name: %q}
+    control: {name: %q}
+    delay: {name: %q}
+delay:
+  tiers: 1
+mysql:
+  dsn: %q
+apps:
+  shop:
+    apns: {environment: development, topic: com.example, cert_file: %q}
+http:
+  addr: "127.0.0.1:0"
+`, brokers[0], campaigns, campaigns, ready, results, dlq, ctl, tierPrefix, dc.FormatDSN(), sa))
+
+	logs := &syncBuffer{}
+	cmd := exec.Command(bin, "-config", cfgPath, "-instance", "bench")
+	cmd.Stdout, cmd.Stderr = logs, logs
+	// The PUSHLANE_BENCH switches are not config keys.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PUSHLANE_BENCH") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		exited <- nil
+	}()
+	// Let the planner join its group before the campaign arrives, so the
+	// figure is planning, not start-up.
+	time.Sleep(3 * time.Second)
+	c := schemas.Campaign{SchemaVersion: 1, ID: "bench", App: "shop", Audience: schemas.Audience{Type: schemas.AudienceSegment},
+		Content: schemas.Content{Title: "Spring sale", Body: "Everything 20% off until Sunday"}, Schedule: schemas.Schedule{Mode: schemas.DeliverAt}}
+	raw, _ := json.Marshal(c)
+	if err := testenv.KafkaClient(t).ProduceSync(context.Background(), &kgo.Record{Topic: campaigns, Key: []byte(c.ID), Value: raw}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	var hwm, cpu int64
+	deadline := time.Now().Add(3 * time.Minute)
+	var planned map[string]any
+	for planned == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("not planned in time:\n%s", logs.String())
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("planner exited (%v):\n%s", err, logs.String())
+		default:
+		}
+		hwm = max(hwm, vmHWM(cmd.Process.Pid))
+		cpu = cpuTicks(cmd.Process.Pid)
+		sc := bufio.NewScanner(bytes.NewReader(logs.Bytes()))
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "planner: campaign planned" {
+				planned = m
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	hwm = max(hwm, vmHWM(cmd.Process.Pid))
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-exited; err != nil {
+		t.Fatalf("planner exited with %v:\n%s", err, logs.String())
+	}
+	exited <- nil
+	took := time.Duration(planned["took"].(float64))
+	devices, batches := planned["devices"].(float64), planned["batches"].(float64)
+	if int(devices) != n {
+		t.Fatalf("planned %v devices of %d", devices, n)
+	}
+	t.Logf("BENCH devices=%d batches=%.0f took=%s rows/s=%.0f batches/s=%.0f peak_rss=%.1fMiB cpu=%.2fs",
+		n, batches, took.Round(time.Millisecond), devices/took.Seconds(), batches/took.Seconds(), float64(hwm)/1024, float64(cpu)/100)
+}
+
+// vmHWM is the process's peak resident set size in KiB.
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+// cpuTicks is the process's user+system CPU time in clock ticks (1/100 s).
+func cpuTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + st
+}
+
+// syncBuffer is a bytes.Buffer safe for the child's writes and the test's
+// reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.b.Bytes())
+}
+
+func (s *syncBuffer) String() string { return string(s.Bytes()) }
