@@ -13,6 +13,7 @@ import (
 
 	"github.com/pushlane/pushlane/internal/migrate"
 	"github.com/pushlane/pushlane/internal/testenv"
+	"github.com/pushlane/pushlane/pipeline/control"
 	"github.com/pushlane/pushlane/schemas"
 )
 
@@ -528,5 +529,72 @@ func TestIntegrationMySQLOutage(t *testing.T) {
 	equalIDs(t, "outage", o.devicesOf("outage"), wantIDs(1, 4000))
 	if n := counterValue(t, r.p.m.retries.WithLabelValues("mysql")); n < 1 {
 		t.Errorf("mysql retries %v", n)
+	}
+}
+
+// TestIntegrationCancel cancels one campaign before it is planned and one
+// while it is planned, through the real control topic and view.
+func TestIntegrationCancel(t *testing.T) {
+	e := newRealEnv(t)
+	var rows []row
+	for i := int64(1); i <= 3000; i++ {
+		rows = append(rows, row{id: i, token: iosToken(i), platform: "ios"})
+	}
+	insertDevices(t, e.db, "app", rows)
+	e.cfg.BatchesPerTransaction = 5
+	e.cfg.PageSize = 100
+	topic := testenv.Topic(t, "planner-control", 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")})
+	view, err := control.New(control.Config{Kafka: e.cfg.Kafka, Topic: topic, RefreshInterval: 50 * time.Millisecond}, control.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vctx, stopView := context.WithCancel(context.Background())
+	viewDone := make(chan struct{})
+	go func() { defer close(viewDone); _ = view.Run(vctx) }()
+	t.Cleanup(func() { stopView(); <-viewDone })
+	e.controls = view
+	cancel := func(id string) {
+		t.Helper()
+		if err := control.Publish(context.Background(), e.producer, topic, schemas.CampaignControl{CampaignID: id, Action: schemas.ControlCancel, Reason: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cancel("early")
+	e.publishCampaign(segmentCampaign("early", 10))
+	e.publishCampaign(segmentCampaign("late", 10))
+	r := e.start(func(ev hookEvent) error {
+		if ev.campaign == "late" && ev.chunks == 3 && ev.batches == 0 {
+			cancel("late")
+			if err := view.WaitCaughtUp(context.Background()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	e.waitDone(2)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	o := e.output()
+	if n := len(o.batchesOf("early")); n != 0 {
+		t.Errorf("campaign cancelled before planning: %d batches", n)
+	}
+	// Three chunks of 5 batches were committed before the cancel; the
+	// chunk open when it was seen was aborted.
+	late := o.batchesOf("late")
+	if len(late) != 15 {
+		t.Errorf("campaign cancelled while planned: %d batches, want 15", len(late))
+	}
+	for i, b := range late {
+		if b.ID != fmt.Sprintf("late:v1:all:%d", i) {
+			t.Errorf("batch %d is %s", i, b.ID)
+		}
+	}
+	for id, batches := range map[string]int64{"early": 0, "late": 15} {
+		status, reason, devices, got, _, _ := e.campaignRow(t, id)
+		if status != StatusCancelled || reason != "cancelled by a control event" || got != batches || devices != 10*batches {
+			t.Errorf("%s recorded %s %q, %d devices, %d batches", id, status, reason, devices, got)
+		}
 	}
 }
