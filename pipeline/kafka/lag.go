@@ -23,6 +23,13 @@ func WatchLag(ctx context.Context, adm *kadm.Client, group string, interval time
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		// The first measurement waits an interval: a group just started
+		// has nothing to describe yet.
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 		lctx, cancel := context.WithTimeout(ctx, interval)
 		lags, err := adm.Lag(lctx, group)
 		cancel()
@@ -43,11 +50,6 @@ func WatchLag(ctx context.Context, adm *kadm.Client, group string, interval time
 					}
 				}
 			})
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
 		}
 	}
 }
