@@ -90,7 +90,9 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	var stages []func(context.Context) error
 	if runDelay {
-		f, err := delay.New(delay.ConfigFrom(cfg), delay.Deps{Control: view, Logger: log, Metrics: reg})
+		fcfg := delay.ConfigFrom(cfg)
+		fcfg.InstanceID = *instance
+		f, err := delay.New(fcfg, delay.Deps{Control: view, Logger: log, Metrics: reg})
 		if err != nil {
 			return err
 		}

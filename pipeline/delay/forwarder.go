@@ -50,6 +50,9 @@ type Config struct {
 	FetchMaxWait time.Duration
 	// LagInterval is how often consumer lag is measured. Default 10s.
 	LagInterval time.Duration
+	// InstanceID, if set, makes this a static group member: a restarted
+	// process (even after kill -9) takes its partitions back at once.
+	InstanceID string
 }
 
 // Deps are a Forwarder's collaborators.
@@ -185,7 +188,7 @@ func (f *Forwarder) registerMetrics(reg prometheus.Registerer) error {
 // the group. Records held but not yet due are simply not committed: the
 // next owner fetches them again.
 func (f *Forwarder) Run(ctx context.Context) error {
-	cl, err := kafka.NewClient(f.cfg.Kafka,
+	opts := []kgo.Opt{
 		kgo.ConsumerGroup(f.cfg.Group),
 		kgo.ConsumeTopics(f.cfg.Ladder.Tiers...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -200,8 +203,12 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		// A forward that cannot be delivered in this time fails instead of
 		// blocking the poll loop (and with it the group); it stays held and
 		// is forwarded again.
-		kgo.RecordDeliveryTimeout(30*time.Second),
-	)
+		kgo.RecordDeliveryTimeout(30 * time.Second),
+	}
+	if f.cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(f.cfg.InstanceID))
+	}
+	cl, err := kafka.NewClient(f.cfg.Kafka, opts...)
 	if err != nil {
 		return fmt.Errorf("delay: %w", err)
 	}

@@ -32,7 +32,9 @@ type job struct {
 // done with (sent, skipped, parked, dead-lettered, re-routed) and may be
 // committed, false when stop interrupted it (its progress is saved; the
 // next owner continues it).
-func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record) bool {
+//
+// Waiting for the send-at takes no send slot; sending takes one of slots.
+func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan struct{}) bool {
 	b, err := schemas.DecodeBatch(rec.Value)
 	if err != nil {
 		return d.deadLetter(stop, rec, err.Error())
@@ -73,6 +75,12 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record) bool {
 			return false
 		case <-t.C:
 		}
+	}
+	select {
+	case slots <- struct{}{}:
+		defer func() { <-slots }()
+	case <-stop.Done():
+		return false
 	}
 	j.msgs = newMessages(b, app)
 	first := j.prog.Done.Count() == 0
@@ -348,7 +356,7 @@ func (d *Dispatcher) park(stop context.Context, j *job, reason string) bool {
 	p := Parked{
 		BatchID: j.b.ID, App: j.b.App, CampaignID: j.b.CampaignID, Reason: reason,
 		SendAt: j.b.SendAt, ExpiresAt: expiry(j.b), Key: j.rec.Key, Value: j.rec.Value,
-		Headers: map[string]string{}, ParkedAt: time.Now(),
+		Headers: map[string]string{}, ParkedAt: time.Now().UTC().Truncate(time.Millisecond),
 	}
 	for _, h := range j.rec.Headers {
 		p.Headers[h.Key] = string(h.Value)

@@ -72,6 +72,16 @@ type Config struct {
 	// QueueRecords: a ready partition is paused while this many of its
 	// records wait for its worker. Default 8.
 	QueueRecords int
+	// PartitionConcurrency is how many batches of one ready partition are
+	// sent at once, so a slow batch does not hold up the batches behind
+	// it. It is also how many chunks per partition a hard crash may leave
+	// in flight. Default 4.
+	PartitionConcurrency int
+	// PartitionWindow bounds the batches of one partition started and not
+	// yet finished, those waiting for their send-at (the ladder hands them
+	// over up to delay.ReadyWithin early) included: waiting takes no send
+	// slot, so due batches pass waiting ones. Default 64.
+	PartitionWindow int
 	// MaxPollRecords bounds one poll. Default 256.
 	MaxPollRecords int
 	// FetchMaxWait bounds an idle fetch. Default 250ms.
@@ -110,6 +120,12 @@ func (c *Config) defaults() {
 	}
 	if c.QueueRecords <= 0 {
 		c.QueueRecords = 8
+	}
+	if c.PartitionConcurrency <= 0 {
+		c.PartitionConcurrency = 4
+	}
+	if c.PartitionWindow < c.PartitionConcurrency {
+		c.PartitionWindow = max(64, c.PartitionConcurrency)
 	}
 	if c.MaxPollRecords <= 0 {
 		c.MaxPollRecords = 256
@@ -399,26 +415,31 @@ func contains(ps []int32, p int32) bool {
 	return false
 }
 
-// worker sends one ready partition's batches, one at a time, in offset
-// order, so two copies of a batch id (same key, same partition) are never
-// sent concurrently.
+// worker sends one ready partition's batches: up to PartitionWindow
+// started (PartitionConcurrency of them sending) at a time, in offset order, marked for commit only as a
+// contiguous prefix (so a committed offset never skips an unfinished
+// batch). Two records with the same key (the same batch id) are never in
+// flight together, so a copy of a batch waits for the first to finish and
+// is then skipped.
 type worker struct {
 	d  *Dispatcher
 	tp topicPartition
 
 	mu     sync.Mutex
-	queue  []*kgo.Record
+	queue  []*kgo.Record // not started yet
 	paused bool
 	wake   chan struct{}
 
-	stopCtx context.Context // cancelled to stop after the current chunk
+	stopCtx context.Context // cancelled to stop after the current chunks
 	cancel  context.CancelFunc
 	done    chan struct{}
+	sending chan struct{} // a slot per batch sending
 }
 
 func newWorker(d *Dispatcher, tp topicPartition) *worker {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &worker{d: d, tp: tp, wake: make(chan struct{}, 1), stopCtx: ctx, cancel: cancel, done: make(chan struct{})}
+	return &worker{d: d, tp: tp, wake: make(chan struct{}, 1), stopCtx: ctx, cancel: cancel, done: make(chan struct{}),
+		sending: make(chan struct{}, d.cfg.PartitionConcurrency)}
 }
 
 func (w *worker) push(recs []*kgo.Record) int {
@@ -450,37 +471,75 @@ func (w *worker) setPaused(p bool) {
 
 func (w *worker) stop() { w.cancel() }
 
+// take removes the next record to start, unless a record with its key is
+// in flight (keys counts those).
+func (w *worker) take(keys map[string]int) (*kgo.Record, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.queue) == 0 || keys[string(w.queue[0].Key)] > 0 {
+		return nil, len(w.queue)
+	}
+	r := w.queue[0]
+	w.queue[0] = nil
+	w.queue = w.queue[1:]
+	return r, len(w.queue)
+}
+
+type slot struct {
+	rec      *kgo.Record
+	finished bool
+	ok       bool
+}
+
 func (w *worker) run() {
 	defer close(w.done)
+	var window []*slot
+	finished := make(chan *slot, w.d.cfg.PartitionWindow)
+	keys := map[string]int{}
+	running := 0
+	stopping := false
+	stopCh := w.stopCtx.Done()
 	for {
-		w.mu.Lock()
-		var rec *kgo.Record
-		if len(w.queue) > 0 {
-			rec = w.queue[0]
-		}
-		w.mu.Unlock()
-		if rec == nil {
-			select {
-			case <-w.stopCtx.Done():
-				return
-			case <-w.wake:
-				continue
+		for !stopping && running < w.d.cfg.PartitionWindow {
+			rec, left := w.take(keys)
+			if rec == nil {
+				break
 			}
+			if left <= w.d.cfg.QueueRecords/2 {
+				w.setPaused(false)
+			}
+			s := &slot{rec: rec}
+			window = append(window, s)
+			keys[string(rec.Key)]++
+			running++
+			go func() {
+				s.ok = w.d.handle(w.stopCtx, s.rec, w.sending)
+				finished <- s
+			}()
 		}
-		if w.stopCtx.Err() != nil {
+		if stopping && running == 0 {
 			return
 		}
-		if !w.d.handle(w.stopCtx, rec) {
-			return // stopped mid-batch: not marked, read again by the next owner
-		}
-		w.d.cl.MarkCommitRecords(rec)
-		w.mu.Lock()
-		w.queue[0] = nil
-		w.queue = w.queue[1:]
-		n := len(w.queue)
-		w.mu.Unlock()
-		if n <= w.d.cfg.QueueRecords/2 {
-			w.setPaused(false)
+		select {
+		case s := <-finished:
+			running--
+			s.finished = true
+			if keys[string(s.rec.Key)]--; keys[string(s.rec.Key)] == 0 {
+				delete(keys, string(s.rec.Key))
+			}
+			if !s.ok {
+				// Stop interrupted it: its progress is saved; it and
+				// everything after it are read again by the next owner.
+				stopping = true
+			}
+			for len(window) > 0 && window[0].finished && window[0].ok {
+				w.d.cl.MarkCommitRecords(window[0].rec)
+				window[0] = nil
+				window = window[1:]
+			}
+		case <-w.wake:
+		case <-stopCh:
+			stopping, stopCh = true, nil
 		}
 	}
 }

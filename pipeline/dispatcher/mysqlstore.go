@@ -174,8 +174,8 @@ func (s *MySQLStore) LoadParked(ctx context.Context, id string) (Parked, bool, e
 }
 
 // Unpark implements Store.
-func (s *MySQLStore) Unpark(ctx context.Context, id string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM dispatch_parked WHERE batch_id = ?`, id); err != nil {
+func (s *MySQLStore) Unpark(ctx context.Context, id string, parkedAt time.Time) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM dispatch_parked WHERE batch_id = ? AND parked_at = ?`, id, parkedAt.UTC()); err != nil {
 		return fmt.Errorf("dispatcher: unpark %s: %w", id, err)
 	}
 	return nil

@@ -216,7 +216,7 @@ func (d *Dispatcher) release(ctx context.Context, batchID string) {
 		d.log.Warn("parked batch not written back", "batch", batchID, "err", err)
 		return
 	}
-	if err := d.store.Unpark(ctx, batchID); err != nil {
+	if err := d.store.Unpark(ctx, batchID, p.ParkedAt); err != nil {
 		d.log.Warn("released batch still listed as parked", "batch", batchID, "err", err)
 		return
 	}

@@ -71,7 +71,7 @@ type Parked struct {
 	Key        []byte
 	Value      []byte
 	Headers    map[string]string
-	ParkedAt   time.Time
+	ParkedAt   time.Time // millisecond precision; identifies this parking
 }
 
 // Halt says an app's credentials were refused, cluster-wide: every
@@ -102,8 +102,10 @@ type Store interface {
 	ListParked(ctx context.Context, limit int) ([]Parked, error)
 	// LoadParked returns a parked batch with its record, or false.
 	LoadParked(ctx context.Context, batchID string) (Parked, bool, error)
-	// Unpark removes a parked batch (after it was written back).
-	Unpark(ctx context.Context, batchID string) error
+	// Unpark removes a parked batch after it was written back, unless it
+	// was parked again since (parkedAt differs): a released batch can be
+	// read and parked again before its release is recorded.
+	Unpark(ctx context.Context, batchID string, parkedAt time.Time) error
 
 	// Halts lists the halted apps.
 	Halts(ctx context.Context) ([]Halt, error)
@@ -203,10 +205,12 @@ func (m *MemStore) LoadParked(_ context.Context, id string) (Parked, bool, error
 }
 
 // Unpark implements Store.
-func (m *MemStore) Unpark(_ context.Context, id string) error {
+func (m *MemStore) Unpark(_ context.Context, id string, parkedAt time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.parked, id)
+	if p, ok := m.parked[id]; ok && p.ParkedAt.Equal(parkedAt) {
+		delete(m.parked, id)
+	}
 	return nil
 }
 

@@ -96,7 +96,13 @@ func storeSuite(t *testing.T, s dispatcher.Store) {
 	if err != nil || !ok || string(full.Value) != `{"x":1}` || string(full.Key) != "p1" || full.Headers["pushlane-send-at"] != "123" {
 		t.Fatalf("LoadParked: %+v %v %v", full, ok, err)
 	}
-	if err := s.Unpark(ctx, "p1"); err != nil {
+	if err := s.Unpark(ctx, "p1", now.Add(-time.Millisecond)); err != nil { // parked again since: kept
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.LoadParked(ctx, "p1"); !ok {
+		t.Error("p1 unparked by a stale release")
+	}
+	if err := s.Unpark(ctx, "p1", full.ParkedAt); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok, _ := s.LoadParked(ctx, "p1"); ok {

@@ -1,0 +1,378 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pushlane/pushlane/providers/apnssim"
+	"github.com/pushlane/pushlane/providers/fcmsim"
+	"github.com/pushlane/pushlane/schemas"
+)
+
+// These tests run the dispatcher binary (dispatcher and delay forwarder,
+// -mode all) on the real Kafka and MariaDB of deploy/local, against the
+// APNs and FCM simulators started here, and count devices at the
+// simulators.
+
+func withoutWarmUp(rs []schemas.Result) []schemas.Result {
+	var out []schemas.Result
+	for _, r := range rs {
+		if r.BatchID != "warm-up" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func byToken(rs []schemas.Result) map[string][]schemas.Result {
+	out := map[string][]schemas.Result{}
+	for _, r := range rs {
+		out[r.Token] = append(out[r.Token], r)
+	}
+	return out
+}
+
+// A batch due now is sent within a second although a batch due in an hour
+// was written before it to the same partitions: on the ladder (where it
+// waits in the top tier) and straight onto the ready topic (where the
+// dispatcher sends it back to the ladder instead of waiting).
+func TestHeadOfLine(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, 4, nil)
+	s.start()
+	s.warmUp()
+	now := time.Now()
+	later := s.batch("later", "c1", 10, now.Add(time.Hour))
+	s.write(later)
+	s.write(later, s.ladder.Ready)
+	nowB := s.batch("now", "c1", 10, time.Now())
+	s.write(nowB)
+	rs := withoutWarmUp(s.results(14, 30*time.Second))
+	if len(rs) != 10 {
+		t.Fatalf("%d results, want 10", len(rs))
+	}
+	for _, r := range rs {
+		if r.BatchID != "now" || r.Outcome != schemas.OutcomeDelivered {
+			t.Errorf("result %+v", r)
+		}
+		if r.LatenessMs < 0 || r.LatenessMs > 1000 {
+			t.Errorf("%s sent %.0f ms after its send-at, want 0..1000", r.Token, r.LatenessMs)
+		}
+	}
+	if d, extra := s.accepted(nowB); d != 10 || extra != 0 {
+		t.Errorf("simulators accepted %d devices (+%d) of the due batch, want 10", d, extra)
+	}
+	time.Sleep(2 * time.Second)
+	if d, _ := s.accepted(later); d != 0 {
+		t.Errorf("simulators accepted %d devices of the batch due in an hour", d)
+	}
+}
+
+// Many batches with random send-ats (past, sub-second, up to the ladder's
+// reach), written in random order: every device is sent once, never
+// before its send-at, and p99 lateness stays under a second.
+func TestNeverEarlyRandomSendAts(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, 4, nil)
+	s.start()
+	s.warmUp()
+	start := time.Now()
+	var bs []schemas.Batch
+	for i := range 150 {
+		sendAt := start.Add(time.Duration(rand.IntN(9000)-1000) * time.Millisecond)
+		bs = append(bs, s.batch(fmt.Sprintf("r%03d", i), "c1", 2, sendAt))
+	}
+	rand.Shuffle(len(bs), func(i, j int) { bs[i], bs[j] = bs[j], bs[i] })
+	for _, b := range bs {
+		s.write(b)
+	}
+	rs := withoutWarmUp(s.results(304, 60*time.Second))
+	if len(rs) != 300 {
+		t.Fatalf("%d results, want 300", len(rs))
+	}
+	var late []float64
+	for _, r := range rs {
+		if r.Outcome != schemas.OutcomeDelivered {
+			t.Errorf("%s: %s", r.Token, r.Outcome)
+		}
+		if r.LatenessMs < 0 {
+			t.Errorf("%s of %s sent %.1f ms early", r.Token, r.BatchID, -r.LatenessMs)
+		}
+		// Batches already due when written are measured from the write.
+		l := r.LatenessMs
+		if r.SendAt.Before(start) {
+			l -= float64(start.Sub(r.SendAt).Milliseconds())
+		}
+		late = append(late, l)
+	}
+	sort.Float64s(late)
+	p99 := late[len(late)*99/100]
+	if p99 > 1000 {
+		t.Errorf("p99 lateness %.0f ms, want under 1000", p99)
+	}
+	if d, extra := s.waitAccepted(300, 5*time.Second, bs...); d != 300 || extra != 0 {
+		t.Errorf("simulators accepted %d devices (+%d), want 300 (+0)", d, extra)
+	}
+	t.Logf("lateness p50 %.0f ms, p99 %.0f ms, max %.0f ms", late[len(late)/2], p99, late[len(late)-1])
+}
+
+// kill -9 while batches wait on the ladder: after a restart nothing is
+// lost, nothing is sent twice (a re-forwarded batch is skipped), nothing
+// early.
+func TestKill9WhileWaiting(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, 4, nil)
+	p := s.start()
+	now := time.Now()
+	var bs []schemas.Batch
+	for i := range 40 {
+		b := s.batch(fmt.Sprintf("w%02d", i), "c1", 3, now.Add(time.Duration(2500+i*100)*time.Millisecond))
+		bs = append(bs, b)
+		s.write(b)
+	}
+	time.Sleep(2 * time.Second) // held by the forwarder, waiting on the tiers
+	_ = p.kill(t, syscall.SIGKILL)
+	sentBefore, _ := s.accepted(bs[0])
+	s.start()
+	rs := s.results(120, 60*time.Second)
+	if len(rs) != 120 {
+		t.Fatalf("%d results, want 120", len(rs))
+	}
+	for tok, r := range byToken(rs) {
+		if len(r) != 1 || r[0].Outcome != schemas.OutcomeDelivered || r[0].LatenessMs < 0 {
+			t.Errorf("%s: %+v", tok, r)
+		}
+	}
+	if d, extra := s.waitAccepted(120, 5*time.Second, bs...); d != 120 || extra != 0 {
+		t.Errorf("simulators accepted %d devices (+%d), want 120 (+0)", d, extra)
+	}
+	if sentBefore != 0 {
+		t.Logf("note: the first batch was sent before the kill")
+	}
+}
+
+// midBatch starts a 1000-device batch against slow simulators and stops
+// the dispatcher with sig once at least 437 devices were accepted; a
+// restarted dispatcher finishes it. It returns the extra sends the
+// simulators accepted.
+func midBatch(t *testing.T, sig syscall.Signal) int {
+	s := newStack(t, 2, map[string]any{"apps.app1.concurrency": 20})
+	fault := apnssim.Fault{Latency: 10 * time.Millisecond}
+	s.apns.SetFault(fault)
+	s.fcm.SetFault(fcmsim.Fault(fault))
+	p := s.start()
+	b := s.batch("big", "c1", 1000, time.Now())
+	s.write(b)
+	if d, _ := s.waitAccepted(437, 60*time.Second, b); d < 437 {
+		t.Fatalf("only %d devices accepted before the stop", d)
+	}
+	err := p.kill(t, sig)
+	before, _ := s.accepted(b)
+	if sig == syscall.SIGTERM && err != nil {
+		t.Errorf("SIGTERM: exit %v, want 0", err)
+	}
+	if before >= 1000 {
+		t.Fatalf("all 1000 sent before the stop: the test proves nothing")
+	}
+	s.apns.SetFault(apnssim.Fault{})
+	s.fcm.SetFault(fcmsim.Fault{})
+	restarted := time.Now()
+	s.start()
+	d, extra := s.waitAccepted(1000, 60*time.Second, b)
+	t.Logf("the rest sent %v after the restart", time.Since(restarted))
+	if d != 1000 {
+		t.Fatalf("simulators accepted %d devices, want 1000", d)
+	}
+	time.Sleep(time.Second)
+	_, extra = s.accepted(b)
+	// The killed process may or may not have written the results of its
+	// last chunk: at least one result per device, with one id each.
+	rs := s.results(1000, 30*time.Second)
+	ids := map[string]bool{}
+	for _, r := range rs {
+		ids[r.ID] = true
+	}
+	if len(ids) != 1000 {
+		t.Errorf("%d distinct result ids, want 1000", len(ids))
+	}
+	t.Logf("stopped with %v after %d devices; %d sent twice", sig, before, extra)
+	return extra
+}
+
+func TestKill9MidBatchDuplicatesAtMostOneChunk(t *testing.T) {
+	t.Parallel()
+	if extra := midBatch(t, syscall.SIGKILL); extra > 100 {
+		t.Errorf("%d devices sent twice, want at most one chunk (100)", extra)
+	}
+}
+
+func TestSIGTERMMidBatchNoDuplicates(t *testing.T) {
+	t.Parallel()
+	if extra := midBatch(t, syscall.SIGTERM); extra != 0 {
+		t.Errorf("%d devices sent twice after a graceful stop, want 0", extra)
+	}
+}
+
+// A cancel stops a running campaign: no device is accepted more than 2 s
+// after the cancel was acknowledged, and every device has one result.
+func TestCancelWithinTwoSeconds(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, 2, map[string]any{"apps.app1.concurrency": 4})
+	fault := apnssim.Fault{Latency: 20 * time.Millisecond}
+	s.apns.SetFault(fault)
+	s.fcm.SetFault(fcmsim.Fault(fault))
+	s.start()
+	b := s.batch("long", "c-cancel", 3000, time.Now())
+	s.write(b)
+	if d, _ := s.waitAccepted(50, 60*time.Second, b); d < 50 {
+		t.Fatalf("only %d accepted", d)
+	}
+	acked := s.publish("c-cancel", schemas.ControlCancel)
+	// Watch the accepted count: when did it last grow?
+	last, lastGrowth := 0, acked
+	for time.Since(acked) < 5*time.Second {
+		if d, _ := s.accepted(b); d > last {
+			last, lastGrowth = d, time.Now()
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if late := lastGrowth.Sub(acked); late > 2*time.Second {
+		t.Errorf("devices still accepted %v after the cancel was acknowledged", late)
+	}
+	rs := s.results(3000, 30*time.Second)
+	if len(rs) != 3000 {
+		t.Fatalf("%d results, want 3000", len(rs))
+	}
+	cancelled := 0
+	for tok, r := range byToken(rs) {
+		if len(r) != 1 {
+			t.Errorf("%s: %d results", tok, len(r))
+		}
+		if r[0].Outcome == schemas.OutcomeCancelled {
+			cancelled++
+		}
+	}
+	if cancelled+last != 3000 {
+		t.Errorf("%d cancelled + %d accepted, want 3000", cancelled, last)
+	}
+	t.Logf("%d sent, %d cancelled; last accept %v after the cancel", last, cancelled, lastGrowth.Sub(acked))
+}
+
+// A batch whose expires-at passed while no dispatcher ran is not sent:
+// each device gets an expired result.
+func TestExpiredWhileDown(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, 2, nil)
+	b := s.batch("exp", "c1", 20, time.Now().Add(1500*time.Millisecond))
+	b.ExpiresAt = time.Now().Add(2 * time.Second).UTC()
+	s.write(b)
+	time.Sleep(2500 * time.Millisecond)
+	s.start()
+	rs := s.results(20, 30*time.Second)
+	if len(rs) != 20 {
+		t.Fatalf("%d results, want 20", len(rs))
+	}
+	for _, r := range rs {
+		if r.Outcome != schemas.OutcomeExpired {
+			t.Errorf("%s: %s, want expired", r.Token, r.Outcome)
+		}
+	}
+	if d, _ := s.accepted(b); d != 0 {
+		t.Errorf("simulators accepted %d devices of an expired batch", d)
+	}
+}
+
+// 429s with Retry-After: the refused devices come back in a retry batch no
+// sooner than Retry-After, and each is delivered once.
+func TestRetryAfterHonoured(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, 3, nil)
+	s.apns.SetFault(apnssim.Fault{Rate429: 1, Count: 10, RetryAfter: 2 * time.Second})
+	s.fcm.SetFault(fcmsim.Fault{Rate429: 1, Count: 10, RetryAfter: 2 * time.Second})
+	s.start()
+	b := s.batch("ra", "c1", 40, time.Now())
+	s.write(b)
+	rs := s.results(60, 60*time.Second)
+	if len(rs) != 60 {
+		t.Fatalf("%d results, want 60 (40 + 20 retried)", len(rs))
+	}
+	first := map[string]time.Time{}
+	for tok, r := range byToken(rs) {
+		var path []string
+		for _, x := range r {
+			path = append(path, fmt.Sprintf("%s@%d", x.Outcome, x.Attempt))
+			if x.Attempt == 1 {
+				first[tok] = x.At
+			}
+		}
+		switch p := strings.Join(path, ","); p {
+		case "delivered@1":
+		case "retryable@1,delivered@2":
+			if r[0].Status != 429 {
+				t.Errorf("%s: retryable with status %d", tok, r[0].Status)
+			}
+			if gap := r[1].At.Sub(r[0].At) - time.Duration(r[1].LatencyMs*float64(time.Millisecond)); gap < 2*time.Second {
+				t.Errorf("%s retried %v after the 429, before Retry-After (2 s)", tok, gap)
+			}
+		default:
+			t.Errorf("%s: %s", tok, p)
+		}
+	}
+	if d, extra := s.waitAccepted(40, 5*time.Second, b); d != 40 || extra != 0 {
+		t.Errorf("simulators accepted %d devices (+%d), want 40 (+0)", d, extra)
+	}
+}
+
+// Refused credentials park the app's batches: nothing accepted, nothing
+// dropped, no results, until the credentials work again; then a probe
+// lifts the halt and every device is sent once.
+func TestCredentialFailureParking(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, 2, nil)
+	var bs []schemas.Batch
+	for i := range 3 {
+		b := s.batch(fmt.Sprintf("cred%d", i), "c1", 30, time.Now())
+		// iOS only: the APNs simulator can refuse a token and later
+		// accept it (a rule without a status accepts).
+		for j := range b.Devices {
+			b.Devices[j].Platform = schemas.PlatformIOS
+			s.apns.SetTokenRule(b.Devices[j].Token, apnssim.Rule{Status: 403, Reason: "InvalidProviderToken"})
+		}
+		bs = append(bs, b)
+	}
+	s.start()
+	for _, b := range bs {
+		s.write(b)
+	}
+	time.Sleep(4 * time.Second) // several probe intervals
+	if d, _ := s.waitAccepted(1, 0, bs...); d != 0 {
+		t.Fatalf("%d devices accepted with refused credentials", d)
+	}
+	if rs := s.results(1, 2*time.Second); len(rs) != 0 {
+		t.Fatalf("results while halted: %+v", rs[0])
+	}
+	refused := s.apns.Counts().Requests + s.fcm.Counts().Requests
+	for _, b := range bs {
+		for _, d := range b.Devices {
+			s.apns.SetTokenRule(d.Token, apnssim.Rule{})
+		}
+	}
+	if d, extra := s.waitAccepted(90, 30*time.Second, bs...); d != 90 || extra != 0 {
+		t.Fatalf("after the fix the simulators accepted %d devices (+%d), want 90", d, extra)
+	}
+	rs := s.results(90, 30*time.Second)
+	for tok, r := range byToken(rs) {
+		if len(r) != 1 || r[0].Outcome != schemas.OutcomeDelivered {
+			t.Errorf("%s: %+v", tok, r)
+		}
+	}
+	if len(rs) != 90 {
+		t.Errorf("%d results, want 90", len(rs))
+	}
+	t.Logf("%d refused requests while halted (the first chunks and the probes)", refused)
+}

@@ -1,0 +1,426 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/internal/testenv"
+	"github.com/pushlane/pushlane/pipeline/control"
+	"github.com/pushlane/pushlane/pipeline/delay"
+	"github.com/pushlane/pushlane/pipeline/kafka"
+	"github.com/pushlane/pushlane/providers/apnssim"
+	"github.com/pushlane/pushlane/providers/fcmsim"
+	"github.com/pushlane/pushlane/schemas"
+)
+
+// binary is cmd/dispatcher built once for the package's tests.
+var binary struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+func dispatcherBinary(t *testing.T) string {
+	t.Helper()
+	binary.once.Do(func() {
+		dir, err := os.MkdirTemp("", "dispatcher-bin")
+		if err != nil {
+			binary.err = err
+			return
+		}
+		binary.path = filepath.Join(dir, "dispatcher")
+		out, err := exec.Command("go", "build", "-o", binary.path, ".").CombinedOutput()
+		if err != nil {
+			binary.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binary.err != nil {
+		t.Fatal(binary.err)
+	}
+	return binary.path
+}
+
+const (
+	bundleID   = "dev.pushlane.test"
+	fcmProject = "pushlane-test"
+	appName    = "app1"
+)
+
+// stack is one test's world: its own topics, database, simulators and
+// config file for the dispatcher binary.
+type stack struct {
+	t       *testing.T
+	dir     string
+	cfg     *config.Config
+	cfgPath string
+	apns    *apnssim.Server
+	fcm     *fcmsim.Server
+	cl      *kgo.Client
+	ladder  delay.Ladder
+	prefix  string // token prefix of this test
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// newStack creates the topics (tiers delay tiers), a MySQL database, both
+// simulators, and the config file; settings ("dispatcher.chunk_size": 10)
+// override its keys.
+func newStack(t *testing.T, tiers int, settings map[string]any) *stack {
+	t.Helper()
+	brokers := testenv.KafkaBrokers(t)
+	dsn, _ := testenv.MySQL(t)
+	s := &stack{t: t, dir: t.TempDir(), prefix: "c0de" + randomHex(4)}
+
+	key, err := apnssim.NewTestKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile, err := key.WriteFile(s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.apns, err = apnssim.New(apnssim.Config{
+		Keys: map[string]*ecdsa.PublicKey{key.KeyID: key.Public()}, TeamID: key.TeamID,
+		Topics: []string{bundleID}, Environment: "development",
+		// Every restart of the binary signs a new provider token.
+		AllowFrequentTokenUpdates: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.apns.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.apns.Close() })
+	apnsCA := filepath.Join(s.dir, "apns-ca.pem")
+	if err := os.WriteFile(apnsCA, s.apns.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	acct, err := fcmsim.NewTestServiceAccount(fcmProject, "https://127.0.0.1/token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.fcm, err = fcmsim.New(fcmsim.Config{Accounts: map[string]fcmsim.Account{acct.ClientEmail: acct.Account()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.fcm.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.fcm.Close() })
+	var sa map[string]any
+	if err := json.Unmarshal(acct.JSON, &sa); err != nil {
+		t.Fatal(err)
+	}
+	sa["token_uri"] = s.fcm.TokenURL()
+	if acct.JSON, err = json.Marshal(sa); err != nil {
+		t.Fatal(err)
+	}
+	saFile, err := acct.WriteFile(s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fcmCA := filepath.Join(s.dir, "fcm-ca.pem")
+	if err := os.WriteFile(fcmCA, s.fcm.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	name := "t-" + randomHex(4)
+	raw := map[string]any{
+		"kafka": map[string]any{
+			"brokers": brokers, "group_prefix": name, "client_id": name,
+			"topics": map[string]any{
+				"campaigns": map[string]any{"name": name + ".campaigns", "partitions": 1},
+				"control":   map[string]any{"name": name + ".control", "partitions": 1},
+				"delay":     map[string]any{"name": name + ".delay", "partitions": 2},
+				"ready":     map[string]any{"name": name + ".ready", "partitions": 2},
+				"results":   map[string]any{"name": name + ".results", "partitions": 2},
+				"dead_letter": map[string]any{"name": name + ".dead-letter", "partitions": 1},
+				"registrations": map[string]any{"name": name + ".registrations", "partitions": 1},
+				"replication_factor": 1,
+			},
+		},
+		"delay":      map[string]any{"tiers": tiers},
+		"mysql":      map[string]any{"dsn": dsn},
+		"http":       map[string]any{"addr": ""},
+		"log":        map[string]any{"level": "debug"},
+		"dispatcher": map[string]any{"chunk_size": 100, "max_attempts": 3},
+		"apps": map[string]any{appName: map[string]any{
+			"concurrency": 50,
+			"apns": map[string]any{"environment": "development", "topic": bundleID, "key_file": keyFile, "key_id": key.KeyID,
+				"team_id": key.TeamID, "endpoint": s.apns.URL(), "ca_file": apnsCA},
+			"fcm": map[string]any{"project_id": fcmProject, "service_account_file": saFile, "endpoint": s.fcm.URL(), "ca_file": fcmCA},
+		}},
+	}
+	for k, v := range settings {
+		set(raw, strings.Split(k, "."), v)
+	}
+	s.writeConfig(raw)
+
+	s.cl = testenv.KafkaClient(t, kgo.ProducerLinger(0))
+	adm := kadm.NewClient(s.cl)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	specs := kafka.Layout(s.cfg)
+	if _, err := kafka.EnsureTopics(ctx, adm, 1, specs); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		names := make([]string, len(specs))
+		for i, sp := range specs {
+			names[i] = sp.Name
+		}
+		_, _ = adm.DeleteTopics(ctx, names...)
+	})
+	for {
+		problems, err := kafka.VerifyTopics(ctx, adm, specs)
+		if err == nil && len(problems) == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("topics not ready: %v %v", problems, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.ladder = delay.LadderFrom(s.cfg)
+	return s
+}
+
+func set(m map[string]any, path []string, v any) {
+	for _, k := range path[:len(path)-1] {
+		next, ok := m[k].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			m[k] = next
+		}
+		m = next
+	}
+	m[path[len(path)-1]] = v
+}
+
+// writeConfig writes raw and loads it back through config.Load, as the
+// binary will.
+func (s *stack) writeConfig(raw map[string]any) {
+	s.t.Helper()
+	s.cfgPath = filepath.Join(s.dir, "pushlane.yaml")
+	y, err := yaml.Marshal(raw)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.WriteFile(s.cfgPath, y, 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	if s.cfg, err = config.Load(s.cfgPath, nil); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// proc is a running dispatcher binary.
+type proc struct {
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+	done chan error
+}
+
+// start runs the binary with the stack's config.
+func (s *stack) start(extra ...string) *proc {
+	s.t.Helper()
+	// A stable instance id: a restart after kill -9 takes the partitions
+	// back at once instead of after the session timeout.
+	args := append([]string{"-config", s.cfgPath, "-migrate", "-halt-probe", "1s", "-instance", "test-1"}, extra...)
+	cmd := exec.Command(dispatcherBinary(s.t), args...)
+	p := &proc{cmd: cmd, log: &bytes.Buffer{}, done: make(chan error, 1)}
+	cmd.Stdout = p.log
+	cmd.Stderr = &syncWriter{w: p.log}
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+	s.t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+		if s.t.Failed() {
+			s.t.Logf("dispatcher log (tail):\n%s", tail(p.log.String(), 4000))
+		}
+	})
+	return p
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (w *syncWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(b)
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// kill sends sig and waits for the process to exit.
+func (p *proc) kill(t *testing.T, sig syscall.Signal) error {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(60 * time.Second):
+		t.Fatalf("dispatcher did not exit within 60 s of %v", sig)
+		return nil
+	}
+}
+
+// token is device i's token: 64 hex digits (APNs wants hex), unique to
+// the test and the batch.
+func (s *stack) token(batch string, i int) string {
+	h := fnv.New64a()
+	h.Write([]byte(batch))
+	return fmt.Sprintf("%s%016x%036x", s.prefix, h.Sum64(), i)
+}
+
+// batch builds a batch of n devices, iOS and Android alternating.
+func (s *stack) batch(id, campaign string, n int, sendAt time.Time) schemas.Batch {
+	b := schemas.Batch{
+		SchemaVersion: schemas.SchemaVersion, ID: id, CampaignID: campaign, CampaignVersion: 1, App: appName,
+		Attempt: 1, SendAt: sendAt.UTC(),
+		Content: schemas.Content{Title: "Hello", Body: "from the dispatcher test"},
+	}
+	for i := range n {
+		p := schemas.PlatformIOS
+		if i%2 == 1 {
+			p = schemas.PlatformAndroid
+		}
+		b.Devices = append(b.Devices, schemas.BatchDevice{DeviceID: int64(i + 1), Token: s.token(id, i), Platform: p})
+	}
+	return b
+}
+
+// write produces b to the topic the ladder picks now, as the planner does
+// (or to topic, when given).
+func (s *stack) write(b schemas.Batch, topic ...string) {
+	s.t.Helper()
+	v, err := json.Marshal(b)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	dst := s.ladder.Route(b.SendAt, time.Now())
+	if len(topic) > 0 {
+		dst = topic[0]
+	}
+	if err := s.cl.ProduceSync(context.Background(), delay.BatchRecord(dst, b.ID, b.CampaignID, b.SendAt, b.ExpiresAt, v)).FirstErr(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *stack) publish(campaign, action string) time.Time {
+	s.t.Helper()
+	if err := control.Publish(context.Background(), s.cl, s.cfg.Kafka.Topics.Control.Name, schemas.CampaignControl{CampaignID: campaign, Action: action}); err != nil {
+		s.t.Fatal(err)
+	}
+	return time.Now()
+}
+
+// results reads the results topic until n arrived or timeout.
+func (s *stack) results(n int, timeout time.Duration) []schemas.Result {
+	s.t.Helper()
+	cl := testenv.KafkaClient(s.t, kgo.ConsumeTopics(s.cfg.Kafka.Topics.Results.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(200*time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out []schemas.Result
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		for _, r := range fs.Records() {
+			res, err := schemas.DecodeResult(r.Value)
+			if err != nil {
+				s.t.Fatalf("result does not match its schema: %v", err)
+			}
+			out = append(out, *res)
+		}
+	}
+	return out
+}
+
+// warmUp sends a small batch and waits for its results: the dispatcher
+// has then joined its groups, its control view has caught up and its
+// provider connections are open, so what a test measures next is the
+// steady state, not the start-up.
+func (s *stack) warmUp() {
+	s.t.Helper()
+	b := s.batch("warm-up", "warm-up", 4, time.Now())
+	s.write(b)
+	if rs := s.results(4, 60*time.Second); len(rs) != 4 {
+		s.t.Fatalf("warm-up: %d results, want 4", len(rs))
+	}
+}
+
+// accepted is the number of distinct tokens of batch accepted by the
+// simulators, and how many sends beyond one per token they accepted.
+func (s *stack) accepted(b schemas.Batch) (devices, extra int) {
+	for _, d := range b.Devices {
+		n := s.apns.AcceptedFor(d.Token) + s.fcm.AcceptedFor(d.Token)
+		if n > 0 {
+			devices++
+			extra += n - 1
+		}
+	}
+	return devices, extra
+}
+
+// waitAccepted polls the simulators until want devices of the batches were
+// accepted or timeout passes; it returns the devices and extra sends.
+func (s *stack) waitAccepted(want int, timeout time.Duration, bs ...schemas.Batch) (devices, extra int) {
+	deadline := time.Now().Add(timeout)
+	for {
+		devices, extra = 0, 0
+		for _, b := range bs {
+			d, e := s.accepted(b)
+			devices += d
+			extra += e
+		}
+		if devices >= want || time.Now().After(deadline) {
+			return devices, extra
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
