@@ -566,3 +566,42 @@ func counterValue(t testing.TB, c prometheus.Metric) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestLoopReplayAndEmpty: a campaign published twice (same id and
+// version) is planned twice into the same batch ids and contents, which is
+// what lets later stages drop the replay; a campaign whose filters match
+// nobody is planned with no batch.
+func TestLoopReplayAndEmpty(t *testing.T) {
+	h := newKfakeHarness(t)
+	store := h.store.(*memStore)
+	seed(store, "app", 1, 95)
+	c := segmentCampaign("again", 10)
+	h.publishCampaign(c)
+	h.publishCampaign(c)
+	none := segmentCampaign("nobody", 10)
+	none.Audience.Platforms = []string{"android"}
+	h.publishCampaign(none)
+	r := h.start(nil)
+	h.waitDone(3)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	o := h.output()
+	count := map[string][]string{}
+	for _, rec := range o.raw {
+		if rec.Topic == h.cfg.Kafka.Topics.Ready.Name {
+			count[string(rec.Key)] = append(count[string(rec.Key)], string(rec.Value[strings.Index(string(rec.Value), `"devices"`):]))
+		}
+	}
+	if len(count) != 10 {
+		t.Fatalf("%d distinct batch ids, want 10", len(count))
+	}
+	for id, values := range count {
+		if len(values) != 2 || values[0] != values[1] {
+			t.Errorf("batch %s: %d copies, same devices %v", id, len(values), len(values) == 2 && values[0] == values[1])
+		}
+	}
+	if rec, ok := store.campaign("nobody", 1); !ok || rec.Status != StatusPlanned || rec.Devices != 0 || rec.Batches != 0 {
+		t.Errorf("empty campaign recorded %+v", rec)
+	}
+}
