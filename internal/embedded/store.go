@@ -86,7 +86,7 @@ func StartStore(ctx context.Context) (*Store, error) {
 	dsn.DBName = StoreDatabase
 	dsn.ParseTime = true
 	s := &Store{srv: srv, Addr: ln.Addr().String(), DSN: dsn.FormatDSN()}
-	s.DB, err = OpenSerialized(s.DSN)
+	s.DB, err = openSerialized(dsn)
 	if err != nil {
 		srv.Close()
 		return nil, err
@@ -111,13 +111,15 @@ func StartStore(ctx context.Context) (*Store, error) {
 	return s, nil
 }
 
-// OpenSerialized opens dsn as a pool of exactly one connection, the only
-// safe way to use go-mysql-server's memory engine.
-func OpenSerialized(dsn string) (*sql.DB, error) {
-	db, err := sql.Open("mysql", dsn)
+// openSerialized opens the store as a pool of exactly one connection, the
+// only safe way to use go-mysql-server's memory engine, with statements
+// made parseable by it (compatSQL).
+func openSerialized(cfg *mysql.Config) (*sql.DB, error) {
+	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("embedded store: open: %w", err)
 	}
+	db := sql.OpenDB(compatConnector{conn})
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)

@@ -105,3 +105,41 @@ func TestSeedIsIdempotentAndMatchesPopulation(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreParsesThePipelinesIndexHints: go-mysql-server rejects a hint
+// naming PRIMARY, which MySQL accepts and the planner uses; the store's
+// connections drop it, in plain and prepared statements, and keep others.
+func TestStoreParsesThePipelinesIndexHints(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := StartStore(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := Seed(ctx, s.DB, SeedSpec{Devices: 50}); err != nil {
+		t.Fatal(err)
+	}
+	const q = "SELECT COUNT(*) FROM devices FORCE INDEX (PRIMARY) WHERE id >= ? AND id <= ? AND app = ? AND active = 1"
+	var n int
+	if err := s.DB.QueryRowContext(ctx, q, 1, 10, "demo").Scan(&n); err != nil || n != 10 {
+		t.Fatalf("query: %d, %v", n, err)
+	}
+	st, err := s.DB.PrepareContext(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.QueryRowContext(ctx, 11, 50, "demo").Scan(&n); err != nil || n != 40 {
+		t.Fatalf("prepared: %d, %v", n, err)
+	}
+	for in, want := range map[string]string{
+		"SELECT a FROM t FORCE INDEX (PRIMARY) WHERE x":     "SELECT a FROM t WHERE x",
+		"SELECT a FROM t use key for order by ( primary )":  "SELECT a FROM t",
+		"SELECT a FROM t FORCE INDEX (ix_audience) WHERE x": "SELECT a FROM t FORCE INDEX (ix_audience) WHERE x",
+	} {
+		if got := compatSQL(in); got != want {
+			t.Errorf("compatSQL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
