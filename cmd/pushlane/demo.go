@@ -203,7 +203,7 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) (*demoOutcome, e
 
 	disp := &display{w: out, terminal: isTerminal(o.Progress), width: terminalWidth(os.Stdout), start: time.Now()}
 	waitErr := waitDone(ctx, o, in.db, ids, tr, fbAcc, run, disp)
-	planned := plannedSoFar(ctx, in.db, ids)
+	planned := plannedSoFar(context.WithoutCancel(ctx), in.db, ids)
 	final := tr.snapshot(planned)
 	if o.Progress != "none" {
 		disp.finish(final)
@@ -217,7 +217,11 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) (*demoOutcome, e
 	if stopErr != nil {
 		problems = append(problems, "stages: "+stopErr.Error())
 	}
-	rep, err := report(ctx, in, pop, parts, fbAcc)
+	// The report is wanted even after an interrupt: it says how far the
+	// campaigns got.
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer rcancel()
+	rep, err := report(rctx, in, pop, parts, fbAcc)
 	if err != nil {
 		return nil, err
 	}
@@ -411,6 +415,9 @@ func waitDone(ctx context.Context, o demoOptions, db *sql.DB, ids []string, tr *
 		}
 		select {
 		case <-ctx.Done():
+			if planned < 0 {
+				return fmt.Errorf("interrupted while planning: %d devices have a final result", c.Final)
+			}
 			return fmt.Errorf("interrupted: %d of %d planned devices have a final result", c.Final, planned)
 		case <-run.failed:
 			return fmt.Errorf("a stage failed: %v", run.err())
