@@ -3,10 +3,8 @@ package fcm
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"firebase.google.com/go/v4/messaging"
@@ -26,14 +24,8 @@ type Prepared struct {
 	s *Sender
 	// Message is the SDK message it was encoded from (no token).
 	Message *messaging.Message
-	head    []byte // {"message":{"token":
-	tail    []byte // ,<the other fields>}}
-	auth    atomic.Pointer[authHeader]
-}
-
-type authHeader struct {
-	token  string
-	header http.Header
+	head    []byte // the SDK's body up to the token's opening quote
+	tail    []byte // the rest after its closing quote
 }
 
 var _ providers.Prepared = (*Prepared)(nil)
@@ -43,26 +35,18 @@ func (p *Prepared) Send(ctx context.Context, token string, attempt int) provider
 	return p.s.sendPrepared(ctx, p, token, attempt)
 }
 
-// Body is the request body for token.
+// Body is the request body for token: byte for byte what
+// firebase-admin-go's Client.Send encodes for Message with that token.
 func (p *Prepared) Body(token string) []byte {
-	b := make([]byte, 0, len(p.head)+len(token)+2+len(p.tail))
+	return p.appendBody(make([]byte, 0, p.bodyLen(token)), token)
+}
+
+func (p *Prepared) bodyLen(token string) int { return len(p.head) + len(token) + 2 + len(p.tail) }
+
+func (p *Prepared) appendBody(b []byte, token string) []byte {
 	b = append(b, p.head...)
 	b = appendString(b, token)
 	return append(b, p.tail...)
-}
-
-// header is the request header for access token at; requests only read it,
-// so one map serves until the access token changes.
-func (p *Prepared) header(at string) http.Header {
-	if a := p.auth.Load(); a != nil && a.token == at {
-		return a.header
-	}
-	h := http.Header{
-		"content-type":  {"application/json; charset=utf-8"},
-		"authorization": {"Bearer " + at},
-	}
-	p.auth.Store(&authHeader{token: at, header: h})
-	return h
 }
 
 func reject(detail string) error {
@@ -144,17 +128,11 @@ func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
 		}
 		msg.Android = a
 	}
-	enc, err := json.Marshal(msg)
+	head, tail, err := s.sdk.template(msg)
 	if err != nil {
-		return nil, reject("encode: " + err.Error())
+		return nil, reject("firebase-admin-go: " + err.Error())
 	}
-	p := &Prepared{s: s, Message: msg, head: []byte(`{"message":{"token":`)}
-	if string(enc) == "{}" {
-		p.tail = []byte("}}")
-	} else {
-		p.tail = append(append([]byte(","), enc[1:]...), '}')
-	}
-	return p, nil
+	return &Prepared{s: s, Message: msg, head: head, tail: tail}, nil
 }
 
 func apnsOverride(m *providers.Message, prio string, ttl time.Duration, now time.Time) *messaging.APNSConfig {
@@ -194,10 +172,13 @@ func webpushOverride(m *providers.Message, urgency string, ttl time.Duration) *m
 	return w
 }
 
-// appendString appends s as a JSON string.
+// appendString appends s as a JSON string exactly as encoding/json (and so
+// the SDK) writes it: registration tokens are plain ASCII and are copied;
+// anything else json.Marshal escapes (quotes, backslashes, control
+// characters, <, > and &, non-ASCII) goes through json.Marshal.
 func appendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 || c == '<' || c == '>' || c == '&' {
 			q, _ := json.Marshal(s)
 			return append(b, q...)
 		}

@@ -41,7 +41,24 @@ func (q *Quota) PerMinute() int { return q.perMinute }
 // making it, and a function that gives the send back (when the wait is
 // abandoned).
 func (q *Quota) Reserve() (wait time.Duration, cancel func()) {
+	wait, r := q.reserve()
+	return wait, func() { q.cancel(r) }
+}
+
+// reserve is Reserve for the send path: while the bucket has a send to
+// give, it takes it without allocating (AllowN changes nothing when it says
+// no). r is nil when wait is zero.
+func (q *Quota) reserve() (wait time.Duration, r *rate.Reservation) {
 	now := q.clock()
-	r := q.lim.ReserveN(now, 1)
-	return r.DelayFrom(now), func() { r.CancelAt(q.clock()) }
+	if q.lim.AllowN(now, 1) {
+		return 0, nil
+	}
+	r = q.lim.ReserveN(now, 1)
+	return r.DelayFrom(now), r
+}
+
+func (q *Quota) cancel(r *rate.Reservation) {
+	if r != nil {
+		r.CancelAt(q.clock())
+	}
 }

@@ -1,17 +1,17 @@
 package fcm
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -33,12 +33,26 @@ type Sender struct {
 	logger  *slog.Logger
 	metrics *providers.SenderMetrics
 	quota   *Quota
-	clients []*http.Client
-	next    atomic.Uint64
-	sem     chan struct{}
-	url     string
-	tokens  *tokenCache
-	closed  atomic.Bool
+	// conns are the sender's own HTTP/2 connections, used through
+	// RoundTrip; client is Config.HTTPClient instead, used through Do.
+	conns  []*http2.Transport
+	client *http.Client
+	next   atomic.Uint64
+	sem    chan struct{}
+	url    *url.URL
+	tokens *tokenCache
+	closed atomic.Bool
+
+	sdk    *sdkEncoder
+	header http.Header // the SDK's request headers but Authorization
+	auth   atomic.Pointer[authHeader]
+}
+
+// authHeader is the request header for one access token; requests only
+// read headers, so one map serves every request until the token changes.
+type authHeader struct {
+	token  string
+	header http.Header
 }
 
 var (
@@ -70,18 +84,23 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sender, e
 	}
 	s := &Sender{cfg: cfg, sem: make(chan struct{}, cfg.Concurrency)}
 
+	tokenClient := cfg.HTTPClient
 	if cfg.HTTPClient != nil {
-		s.clients = []*http.Client{cfg.HTTPClient}
+		s.client = cfg.HTTPClient
 	} else {
 		for range cfg.Connections {
-			s.clients = append(s.clients, &http.Client{Transport: &http2.Transport{
+			s.conns = append(s.conns, &http2.Transport{
 				TLSClientConfig: &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
 				DialTLSContext:  providers.DialTLS(cfg.LowLatency),
-				ReadIdleTimeout: 15 * time.Second,
-				PingTimeout:     15 * time.Second,
-				IdleConnTimeout: 5 * time.Minute,
-			}})
+				// Answers are a hundred bytes or so: a gzip reader per
+				// answer would cost more than it saves.
+				DisableCompression: true,
+				ReadIdleTimeout:    15 * time.Second,
+				PingTimeout:        15 * time.Second,
+				IdleConnTimeout:    5 * time.Minute,
+			})
 		}
+		tokenClient = &http.Client{Transport: s.conns[0]}
 	}
 
 	src := cfg.TokenSource
@@ -118,7 +137,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sender, e
 		if err := checkRSAKey(sa.PrivateKey); err != nil {
 			return nil, fmt.Errorf("fcm: config %s: private_key: %w", field, err)
 		}
-		ctx := context.WithValue(context.Background(), oauth2.HTTPClient, s.clients[0])
+		ctx := context.WithValue(context.Background(), oauth2.HTTPClient, tokenClient)
 		fresh = func() oauth2.TokenSource { return jc.TokenSource(ctx) }
 		src = fresh()
 	}
@@ -126,11 +145,20 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sender, e
 		return nil, fmt.Errorf("fcm: config ProjectID: required (the service account has no project_id)")
 	}
 	s.tokens = &tokenCache{src: src, fresh: fresh}
-	s.url = strings.TrimSuffix(cfg.Endpoint, "/") + "/v1/projects/" + s.cfg.ProjectID + "/messages:send"
+	u, err := url.Parse(strings.TrimSuffix(cfg.Endpoint, "/") + "/v1/projects/" + url.PathEscape(s.cfg.ProjectID) + "/messages:send")
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("fcm: config Endpoint: want an http(s) URL, got %q", cfg.Endpoint)
+	}
+	s.url = u
+	if s.sdk, err = newSDKEncoder(s.cfg.ProjectID); err != nil {
+		return nil, err
+	}
+	if s.header, err = s.sdk.headers(); err != nil {
+		return nil, err
+	}
 
 	s.quota = cfg.Quota
 	if s.quota == nil {
-		var err error
 		if s.quota, err = NewQuota(cfg.QuotaPerMinute, cfg.Clock); err != nil {
 			return nil, fmt.Errorf("fcm: config QuotaPerMinute: %w", err)
 		}
@@ -205,8 +233,11 @@ func (s *Sender) Send(ctx context.Context, m *providers.Message, attempt int) pr
 // Close closes idle connections; sends in flight finish.
 func (s *Sender) Close() error {
 	s.closed.Store(true)
-	for _, c := range s.clients {
+	for _, c := range s.conns {
 		c.CloseIdleConnections()
+	}
+	if s.client != nil {
+		s.client.CloseIdleConnections()
 	}
 	return nil
 }
@@ -242,9 +273,9 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 		return providers.Result{Outcome: providers.Retryable, Reason: "Canceled", Err: ctx.Err()}
 	}
 	defer func() { <-s.sem }()
-	if wait, cancel := s.quota.Reserve(); wait > 0 {
+	if wait, r := s.quota.reserve(); wait > 0 {
 		if err := s.cfg.Sleep(ctx, wait); err != nil {
-			cancel()
+			s.quota.cancel(r)
 			return providers.Result{Outcome: providers.Retryable, Reason: "Canceled", Err: fmt.Errorf("fcm: waiting for quota: %w", err)}
 		}
 	}
@@ -263,7 +294,7 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 		if err != nil {
 			return tokenFetchResult(err)
 		}
-		r, err := s.roundTrip(ctx, p, body, at)
+		r, err := s.roundTrip(ctx, body, at)
 		if err != nil {
 			if ctx.Err() != nil {
 				return providers.Result{Outcome: providers.Retryable, Reason: "Canceled", Err: fmt.Errorf("fcm: send: %w", ctx.Err())}
@@ -332,36 +363,163 @@ type errorBody struct {
 	} `json:"error"`
 }
 
-func (s *Sender) roundTrip(ctx context.Context, p *Prepared, body []byte, at string) (providers.Result, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
-	if err != nil {
-		return providers.Result{}, err
+// headerFor is the request header for access token at.
+func (s *Sender) headerFor(at string) http.Header {
+	if a := s.auth.Load(); a != nil && a.token == at {
+		return a.header
 	}
-	req.Header = p.header(at)
-	c := s.clients[s.next.Add(1)%uint64(len(s.clients))]
-	resp, err := c.Do(req)
+	h := make(http.Header, len(s.header)+1)
+	for k, v := range s.header {
+		h[k] = v
+	}
+	h["authorization"] = []string{"Bearer " + at}
+	s.auth.Store(&authHeader{token: at, header: h})
+	return h
+}
+
+// bodyReader is a request body that can be read again through GetBody (the
+// HTTP/2 transport re-sends a request after GOAWAY with it).
+type bodyReader struct {
+	b   []byte
+	off int
+}
+
+func (r *bodyReader) Read(p []byte) (int, error) {
+	if r.off >= len(r.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[r.off:])
+	r.off += n
+	return n, nil
+}
+
+func (r *bodyReader) Close() error { return nil }
+
+func (r *bodyReader) again() (io.ReadCloser, error) { return &bodyReader{b: r.b}, nil }
+
+// answerBuf holds a success answer ({"name": "projects/p/messages/..."},
+// about 80 bytes) while it is parsed.
+var answerBuf = sync.Pool{New: func() any { return new([512]byte) }}
+
+// roundTrip sends once. A non-nil error means no HTTP answer came back.
+func (s *Sender) roundTrip(ctx context.Context, body []byte, at string) (providers.Result, error) {
+	rb := &bodyReader{b: body}
+	tmpl := http.Request{Method: http.MethodPost, URL: s.url, Host: s.url.Host,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: s.headerFor(at), Body: rb, GetBody: rb.again, ContentLength: int64(len(body))}
+	req := tmpl.WithContext(ctx)
+	var (
+		resp *http.Response
+		err  error
+	)
+	if s.client != nil {
+		resp, err = s.client.Do(req)
+	} else {
+		resp, err = s.conns[s.next.Add(1)%uint64(len(s.conns))].RoundTrip(req)
+	}
 	if err != nil {
 		return providers.Result{}, err
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return providers.Result{}, fmt.Errorf("read answer: %w", err)
-	}
 	if resp.StatusCode == http.StatusOK {
-		var ok struct {
-			Name string `json:"name"`
+		buf := answerBuf.Get().(*[512]byte)
+		defer answerBuf.Put(buf)
+		raw, err := readAnswer(resp.Body, buf[:])
+		if err != nil {
+			return providers.Result{}, fmt.Errorf("read answer: %w", err)
 		}
-		if err := json.Unmarshal(raw, &ok); err != nil || ok.Name == "" {
+		name := messageName(raw)
+		if name == "" {
 			return providers.Result{Outcome: providers.Retryable, Status: 200, Reason: "BadAnswer",
 				Err: fmt.Errorf("fcm: 200 without a message name: %q", raw)}, nil
 		}
-		return providers.Result{Outcome: providers.Delivered, Status: 200, ProviderID: ok.Name}, nil
+		return providers.Result{Outcome: providers.Delivered, Status: 200, ProviderID: name}, nil
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return providers.Result{}, fmt.Errorf("read answer: %w", err)
 	}
 	ae := parseError(resp.StatusCode, raw)
 	ae.RetryAfter = retryAfter(resp.Header, time.Now())
 	return providers.Result{Outcome: Classify(ae), Status: resp.StatusCode, Reason: ae.Reason(),
 		RetryAfter: ae.RetryAfter, Err: ae}, nil
+}
+
+// readAnswer reads body to its end into buf, or past buf when it is longer
+// (at most 64 KiB). Only io.EOF ends it: the HTTP/2 transport reports a
+// connection lost mid-answer as io.ErrUnexpectedEOF.
+func readAnswer(body io.Reader, buf []byte) ([]byte, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := body.Read(buf[n:])
+		n += m
+		if err == io.EOF {
+			return buf[:n], nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	rest, err := io.ReadAll(io.LimitReader(body, 64<<10-int64(n)))
+	if err != nil {
+		return nil, err
+	}
+	return append(buf[:n:n], rest...), nil
+}
+
+// messageName is the "name" of a success answer, "" if there is none. The
+// usual answer, one "name" member whose value has no escapes, is read
+// directly; anything else goes through encoding/json, with the same result.
+func messageName(raw []byte) string {
+	if name, ok := plainMessageName(raw); ok {
+		return name
+	}
+	var ok struct {
+		Name string `json:"name"`
+	}
+	if json.Unmarshal(raw, &ok) != nil {
+		return ""
+	}
+	return ok.Name
+}
+
+// plainMessageName reads {"name":"..."} with optional JSON whitespace and a
+// value of printable ASCII without escapes; ok false means "ask
+// encoding/json".
+func plainMessageName(raw []byte) (name string, ok bool) {
+	i := 0
+	ws := func() {
+		for i < len(raw) && (raw[i] == ' ' || raw[i] == '\t' || raw[i] == '\n' || raw[i] == '\r') {
+			i++
+		}
+	}
+	lit := func(l string) bool {
+		ws()
+		if len(raw)-i < len(l) || string(raw[i:i+len(l)]) != l {
+			return false
+		}
+		i += len(l)
+		return true
+	}
+	if !lit("{") || !lit(`"name"`) || !lit(":") || !lit(`"`) {
+		return "", false
+	}
+	start := i
+	for ; i < len(raw) && raw[i] != '"'; i++ {
+		if c := raw[i]; c < 0x20 || c > 0x7e || c == '\\' {
+			return "", false
+		}
+	}
+	if i == len(raw) {
+		return "", false
+	}
+	name = string(raw[start:i])
+	i++
+	if !lit("}") {
+		return "", false
+	}
+	ws()
+	return name, i == len(raw)
 }
 
 func parseError(status int, raw []byte) *APIError {

@@ -1,0 +1,176 @@
+package fcm_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/pushlane/pushlane/providers"
+	"github.com/pushlane/pushlane/providers/fcm"
+	"github.com/pushlane/pushlane/providers/fcmsim"
+)
+
+// load sends n distinct tokens from workers goroutines, calling during(i)
+// before send i, and returns the results that were not delivered.
+func load(t *testing.T, s *fcm.Sender, n, workers int, during func(i int)) []providers.Result {
+	t.Helper()
+	p, err := s.Prepare(note())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var next atomic.Int64
+	var mu sync.Mutex
+	var failed []providers.Result
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if during != nil {
+					during(i)
+				}
+				if r := p.Send(context.Background(), fmt.Sprintf("dev-%05d", i), 1); r.Outcome != providers.Delivered {
+					mu.Lock()
+					failed = append(failed, r)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return failed
+}
+
+// Graceful GOAWAYs, per connection and to every connection at once, while
+// hundreds of requests are in flight: each device exactly once. Requests
+// the server did not take are re-sent; none it took is.
+func TestGoAwayAllMidLoadLosesAndDuplicatesNothing(t *testing.T) {
+	sim, acct := startSim(t, func(c *fcmsim.Config) { c.Record = false })
+	s := newSender(t, sim, acct, nil)
+	sim.SetFault(fcmsim.Fault{GoAwayAfter: 150})
+	const n = 3000
+	failed := load(t, s, n, 200, func(i int) {
+		if i%700 == 350 {
+			sim.GoAwayAll()
+		}
+	})
+	if len(failed) > 0 {
+		t.Fatalf("%d sends failed, first: %+v", len(failed), failed[0])
+	}
+	c := sim.Counts()
+	if c.Accepted != n || c.Devices != n || c.Duplicates != 0 {
+		t.Fatalf("counts = %+v, want %d accepted exactly once", c, n)
+	}
+	if c.GoAways < 10 || c.Conns < 10 {
+		t.Fatalf("only %d GOAWAYs over %d connections; the test proves nothing", c.GoAways, c.Conns)
+	}
+}
+
+func TestDeadConnectionsAreReSentNotDropped(t *testing.T) {
+	sim, acct := startSim(t, func(c *fcmsim.Config) { c.Record = false })
+	s := newSender(t, sim, acct, nil)
+	const n = 1500
+	failed := load(t, s, n, 100, func(i int) {
+		if i%300 == 150 {
+			sim.DropAll()
+		}
+	})
+	if len(failed) > 0 {
+		t.Fatalf("%d sends failed, first: %+v", len(failed), failed[0])
+	}
+	// A request lost with its connection may already have been accepted, so
+	// a re-send can duplicate; what must never happen is a device missed.
+	c := sim.Counts()
+	if c.Devices != n {
+		t.Fatalf("%d of %d devices reached", c.Devices, n)
+	}
+	if c.Conns < 4 {
+		t.Fatalf("connections = %d; drops did not happen", c.Conns)
+	}
+	t.Logf("drops: %d connections, %d duplicates", c.Conns, c.Duplicates)
+}
+
+func TestUnreachableEndpointIsRetryableTransportError(t *testing.T) {
+	sim, acct := startSim(t, nil)
+	// The access token comes from the simulator; the sends go nowhere.
+	s := newSender(t, sim, acct, func(c *fcm.Config) { c.Endpoint = "https://127.0.0.1:1" })
+	m := note()
+	m.Token = "t-1"
+	r := s.Send(context.Background(), m, 4)
+	if r.Outcome != providers.Retryable || r.Reason != "TransportError" || r.Attempt != 4 || r.Err == nil {
+		t.Fatalf("result = %+v", r)
+	}
+}
+
+func TestCanceledContextAndRequestTimeout(t *testing.T) {
+	sim, acct := startSim(t, nil)
+	s := newSender(t, sim, acct, func(c *fcm.Config) { c.RequestTimeout = 100 * time.Millisecond })
+	m := note()
+	m.Token = "t-1"
+	// Fetch the access token and open the connection first; on a slow
+	// machine (-race) that alone can take longer than RequestTimeout.
+	for i := 0; ; i++ {
+		r := s.Send(context.Background(), m, 1)
+		if r.Outcome == providers.Delivered {
+			break
+		}
+		if i == 20 {
+			t.Fatal(r)
+		}
+	}
+	sim.SetFault(fcmsim.Fault{Latency: 3 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	r := s.Send(ctx, m, 1)
+	if r.Outcome != providers.Retryable || r.Reason != "Canceled" || time.Since(start) > 2*time.Second {
+		t.Fatalf("caller's deadline: %+v after %s", r, time.Since(start))
+	}
+	start = time.Now()
+	r = s.Send(context.Background(), m, 1)
+	if r.Outcome != providers.Retryable || r.Reason != "Canceled" || !strings.Contains(r.Err.Error(), "deadline exceeded") ||
+		time.Since(start) > 2*time.Second {
+		t.Fatalf("RequestTimeout: %+v after %s", r, time.Since(start))
+	}
+}
+
+// Config.HTTPClient replaces the sender's own connections, for the token
+// endpoint too.
+func TestOwnHTTPClient(t *testing.T) {
+	sim, acct := startSim(t, nil)
+	var dials atomic.Int32
+	hc := &http.Client{Transport: &http2.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: sim.CertPool()},
+		DialTLSContext: func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
+			dials.Add(1)
+			return (&tls.Dialer{Config: cfg}).DialContext(ctx, network, addr)
+		},
+	}}
+	s := newSender(t, sim, acct, func(c *fcm.Config) { c.HTTPClient = hc; c.RootCAs = nil })
+	p, err := s.Prepare(note())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if r := p.Send(context.Background(), fmt.Sprintf("own-%d", i), 1); r.Outcome != providers.Delivered {
+			t.Fatalf("send %d: %+v", i, r)
+		}
+	}
+	if dials.Load() == 0 || sim.TokenRequests() != 1 || sim.Counts().Accepted != 5 {
+		t.Fatalf("dials %d, token requests %d, accepted %d", dials.Load(), sim.TokenRequests(), sim.Counts().Accepted)
+	}
+}
