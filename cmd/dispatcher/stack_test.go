@@ -39,15 +39,20 @@ var binary struct {
 	err  error
 }
 
-func dispatcherBinary(t *testing.T) string {
+func dispatcherBinary(t testing.TB) string {
 	t.Helper()
 	binary.once.Do(func() {
+		if p := os.Getenv("DISPATCHER_BIN"); p != "" { // built by a bench script
+			binary.path = p
+			return
+		}
 		dir, err := os.MkdirTemp("", "dispatcher-bin")
 		if err != nil {
 			binary.err = err
 			return
 		}
 		binary.path = filepath.Join(dir, "dispatcher")
+		// go test runs in the package directory.
 		out, err := exec.Command("go", "build", "-o", binary.path, ".").CombinedOutput()
 		if err != nil {
 			binary.err = fmt.Errorf("go build: %v\n%s", err, out)
@@ -68,7 +73,7 @@ const (
 // stack is one test's world: its own topics, database, simulators and
 // config file for the dispatcher binary.
 type stack struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	cfg     *config.Config
 	cfgPath string
@@ -88,12 +93,18 @@ func randomHex(n int) string {
 // newStack creates the topics (tiers delay tiers), a MySQL database, both
 // simulators, and the config file; settings ("dispatcher.chunk_size": 10)
 // override its keys.
-func newStack(t *testing.T, tiers int, settings map[string]any) *stack {
+func newStack(t testing.TB, tiers int, settings map[string]any) *stack {
 	t.Helper()
-	brokers := testenv.KafkaBrokers(t)
-	dsn, _ := testenv.MySQL(t)
 	s := &stack{t: t, dir: t.TempDir(), prefix: "c0de" + randomHex(4)}
+	s.build(tiers, s.startSims(), settings)
+	return s
+}
 
+// startSims starts both simulators in this process and returns the app's
+// provider config for them.
+func (s *stack) startSims() map[string]any {
+	t := s.t
+	t.Helper()
 	key, err := apnssim.NewTestKey()
 	if err != nil {
 		t.Fatal(err)
@@ -149,6 +160,21 @@ func newStack(t *testing.T, tiers int, settings map[string]any) *stack {
 		t.Fatal(err)
 	}
 
+	return map[string]any{
+		"apns": map[string]any{"environment": "development", "topic": bundleID, "key_file": keyFile, "key_id": key.KeyID,
+			"team_id": key.TeamID, "endpoint": s.apns.URL(), "ca_file": apnsCA},
+		"fcm": map[string]any{"project_id": fcmProject, "service_account_file": saFile, "endpoint": s.fcm.URL(), "ca_file": fcmCA},
+	}
+}
+
+// build creates the topics (tiers delay tiers), a MySQL database and the
+// config file with providers as the app's provider settings; settings
+// ("dispatcher.chunk_size": 10) override keys.
+func (s *stack) build(tiers int, providers map[string]any, settings map[string]any) {
+	t := s.t
+	t.Helper()
+	brokers := testenv.KafkaBrokers(t)
+	dsn, _ := testenv.MySQL(t)
 	name := "t-" + randomHex(4)
 	raw := map[string]any{
 		"kafka": map[string]any{
@@ -169,12 +195,10 @@ func newStack(t *testing.T, tiers int, settings map[string]any) *stack {
 		"http":       map[string]any{"addr": ""},
 		"log":        map[string]any{"level": "debug"},
 		"dispatcher": map[string]any{"chunk_size": 100, "max_attempts": 3},
-		"apps": map[string]any{appName: map[string]any{
-			"concurrency": 50,
-			"apns": map[string]any{"environment": "development", "topic": bundleID, "key_file": keyFile, "key_id": key.KeyID,
-				"team_id": key.TeamID, "endpoint": s.apns.URL(), "ca_file": apnsCA},
-			"fcm": map[string]any{"project_id": fcmProject, "service_account_file": saFile, "endpoint": s.fcm.URL(), "ca_file": fcmCA},
-		}},
+		"apps":       map[string]any{appName: map[string]any{"concurrency": 50}},
+	}
+	for k, v := range providers {
+		set(raw, []string{"apps", appName, k}, v)
 	}
 	for k, v := range settings {
 		set(raw, strings.Split(k, "."), v)
@@ -209,7 +233,6 @@ func newStack(t *testing.T, tiers int, settings map[string]any) *stack {
 		time.Sleep(100 * time.Millisecond)
 	}
 	s.ladder = delay.LadderFrom(s.cfg)
-	return s
 }
 
 func set(m map[string]any, path []string, v any) {
@@ -293,7 +316,7 @@ func tail(s string, n int) string {
 }
 
 // kill sends sig and waits for the process to exit.
-func (p *proc) kill(t *testing.T, sig syscall.Signal) error {
+func (p *proc) kill(t testing.TB, sig syscall.Signal) error {
 	t.Helper()
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)

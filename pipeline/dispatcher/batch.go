@@ -35,7 +35,7 @@ type job struct {
 //
 // Waiting for the send-at takes no send slot; sending takes one of slots.
 func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan struct{}) bool {
-	b, err := schemas.DecodeBatch(rec.Value)
+	b, err := decodeBatch(rec.Value)
 	if err != nil {
 		return d.deadLetter(stop, rec, err.Error())
 	}

@@ -1,0 +1,4 @@
+package dispatcher
+
+// DecodeBatch exposes the dispatcher's batch decoding to the benchmarks.
+var DecodeBatch = decodeBatch
