@@ -91,7 +91,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sender, e
 		for range cfg.Connections {
 			s.conns = append(s.conns, &http2.Transport{
 				TLSClientConfig: &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
-				DialTLSContext:  providers.DialTLS(cfg.LowLatency),
+				DialTLSContext:  dialCoalescing(cfg.LowLatency),
 				// Answers are a hundred bytes or so: a gzip reader per
 				// answer would cost more than it saves.
 				DisableCompression: true,
