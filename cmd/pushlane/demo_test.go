@@ -143,7 +143,7 @@ func TestEmbeddedDemoDeliversEveryLiveDeviceOnce(t *testing.T) {
 	}
 
 	for _, want := range []string{fmt.Sprintf("published 2 campaign(s):\n  %-32s en de fr es pt devices, now\n  %-32s ja devices, at ", now.CampaignID, later.CampaignID), "tokens deactivated in MySQL (8):", "ok    every live device delivered exactly once",
-		"ok    every dead token deactivated", "analytics rows (JSON lines): " + filepath.Join(o.Dir, "analytics.jsonl")} {
+		"ok    every dead token deactivated", "ok    every suspect token has one strike and stays active: 3", "analytics rows (JSON lines): " + filepath.Join(o.Dir, "analytics.jsonl")} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

@@ -112,6 +112,21 @@ func report(ctx context.Context, in *infra, pop *embedded.Population, parts []pa
 		fmt.Sprintf("deactivated %d tokens, want the %d dead ones%s%s", len(r.deactivated), dead,
 			counted("; dead but still active", missing), counted("; deactivated but not dead", wrong)))
 
+	// Suspect tokens are quarantined: one strike each, still active.
+	strikes, err := embedded.Strikes(ctx, in.db, pop.App)
+	if err != nil {
+		return nil, err
+	}
+	var notStruck []string
+	for _, t := range pop.Tokens(embedded.KindSuspect) {
+		if strikes[t] != 1 || got[t] {
+			notStruck = append(notStruck, fmt.Sprintf("%s (%d strikes, deactivated %v)", short(t), strikes[t], got[t]))
+		}
+	}
+	check(len(notStruck) == 0 && len(strikes) == suspect,
+		fmt.Sprintf("every suspect token has one strike and stays active: %d (deactivated at %d strikes)", suspect, in.cfg.Feedback.SuspectStrikes),
+		fmt.Sprintf("%d tokens have strikes, want the %d suspect ones with one each, still active%s", len(strikes), suspect, counted("; wrong", notStruck)))
+
 	// Feedback's summaries.
 	want := fmt.Sprintf("planned %d, delivered %d, token dead %d, suspect %d, failed 0, expired 0, cancelled 0",
 		len(pop.Devices), live, dead, suspect)

@@ -227,3 +227,26 @@ func Deactivated(ctx context.Context, db *sql.DB, app string) ([]DeactivatedToke
 	}
 	return out, nil
 }
+
+// Strikes counts app's suspect strikes per token (feedback's
+// device_strikes, migration 0004).
+func Strikes(ctx context.Context, db *sql.DB, app string) (map[string]int, error) {
+	rows, err := db.QueryContext(ctx, `SELECT token, COUNT(*) FROM device_strikes WHERE app = ? GROUP BY token`, app)
+	if err != nil {
+		return nil, fmt.Errorf("count strikes of %s: %w", app, err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var token string
+		var n int
+		if err := rows.Scan(&token, &n); err != nil {
+			return nil, fmt.Errorf("count strikes of %s: %w", app, err)
+		}
+		out[token] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count strikes of %s: %w", app, err)
+	}
+	return out, nil
+}
