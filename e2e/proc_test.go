@@ -53,6 +53,9 @@ func startProc(t testing.TB, name, stage, bin string, args, env []string, opsAdd
 	cmd.Env = env
 	cmd.Stdout = lf
 	cmd.Stderr = lf
+	// A test binary killed by go test's -timeout (or by hand) runs no
+	// cleanup: its stages must not live on, polling deleted topics.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p := &proc{Name: name, Stage: stage, OpsAddr: opsAddr, LogPath: logPath, cmd: cmd, log: lf, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		lf.Close()
