@@ -57,7 +57,8 @@ type Config struct {
 	Quota *Quota
 
 	// RequestTimeout bounds one send when the caller's context has no earlier
-	// deadline. Default 30s; negative disables.
+	// deadline, to within a sixteenth (sends that start close together share
+	// one deadline). Default 30s; negative disables.
 	RequestTimeout time.Duration
 	// ConnRetries is how often a send is re-sent after its connection failed.
 	// Default 2.

@@ -43,6 +43,8 @@ type Sender struct {
 	tokens *tokenCache
 	closed atomic.Bool
 
+	deadlines *deadlines
+
 	sdk    *sdkEncoder
 	header http.Header // the SDK's request headers but Authorization
 	auth   atomic.Pointer[authHeader]
@@ -82,7 +84,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sender, e
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Sender{cfg: cfg, sem: make(chan struct{}, cfg.Concurrency)}
+	s := &Sender{cfg: cfg, sem: make(chan struct{}, cfg.Concurrency), deadlines: newDeadlines(cfg.RequestTimeout)}
 
 	tokenClient := cfg.HTTPClient
 	if cfg.HTTPClient != nil {
@@ -279,13 +281,8 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 			return providers.Result{Outcome: providers.Retryable, Reason: "Canceled", Err: fmt.Errorf("fcm: waiting for quota: %w", err)}
 		}
 	}
-	if s.cfg.RequestTimeout > 0 {
-		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > s.cfg.RequestTimeout {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
-			defer cancel()
-		}
-	}
+	ctx, cancel := s.deadlines.context(ctx, time.Now())
+	defer cancel()
 	body := p.Body(tok)
 	reauthed := false
 	connFailures := 0

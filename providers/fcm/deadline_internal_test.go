@@ -1,0 +1,85 @@
+package fcm
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// A context type == cannot compare: comparing two of them panics.
+type uncomparableCtx struct {
+	context.Context
+	f func()
+}
+
+func TestDeadlinesShareOneContextPerSlotAndCaller(t *testing.T) {
+	const d = 16 * time.Second
+	ds := newDeadlines(d)
+	parent, stop := context.WithCancel(context.Background())
+	defer stop()
+	t0 := time.Now()
+
+	first, cancel := ds.context(parent, t0)
+	defer cancel()
+	dl, ok := first.Deadline()
+	if !ok || dl.Sub(t0) < d || dl.Sub(t0) > d+d/16 {
+		t.Fatalf("deadline %v after start, want within [%v, %v]", dl.Sub(t0), d, d+d/16)
+	}
+	for _, at := range []time.Duration{0, time.Millisecond, d/16 - time.Nanosecond} {
+		c, cancel := ds.context(parent, t0.Add(at))
+		cancel()
+		if c != first {
+			t.Fatalf("send %v later got its own context", at)
+		}
+		if dl, _ := c.Deadline(); dl.Sub(t0.Add(at)) < d {
+			t.Fatalf("send %v later has only %v", at, dl.Sub(t0.Add(at)))
+		}
+	}
+	// The next slot: a new shared context, again at least d.
+	next, cancel2 := ds.context(parent, t0.Add(d/16))
+	defer cancel2()
+	if next == first {
+		t.Fatal("context reused past its slot")
+	}
+	if dl, _ := next.Deadline(); dl.Sub(t0.Add(d/16)) < d {
+		t.Fatal("next slot's deadline too early")
+	}
+	// Another caller context in the slot: its own timeout, cancelled by the
+	// send's end.
+	other, stopOther := context.WithCancel(context.Background())
+	defer stopOther()
+	own, cancelOwn := ds.context(other, t0.Add(d/16))
+	if own == next {
+		t.Fatal("another caller's send shared the context")
+	}
+	cancelOwn()
+	if own.Err() == nil {
+		t.Fatal("a send's own context outlives the send")
+	}
+	// A caller deadline within RequestTimeout is kept as it is.
+	short, cancelShort := context.WithTimeout(parent, time.Second)
+	defer cancelShort()
+	if c, cancel := ds.context(short, time.Now()); c != short {
+		cancel()
+		t.Fatal("caller's earlier deadline replaced")
+	}
+	// Cancelling the caller cancels the shared context.
+	stop()
+	if next.Err() == nil {
+		t.Fatal("shared context survives its caller's cancellation")
+	}
+	// Contexts that cannot be compared are not shared, and do not panic.
+	u := uncomparableCtx{Context: context.Background(), f: func() {}}
+	ds2 := newDeadlines(d)
+	a, ca := ds2.context(u, t0)
+	b, cb := ds2.context(u, t0)
+	ca()
+	cb()
+	if a == b {
+		t.Fatal("uncomparable caller contexts shared a context")
+	}
+	// RequestTimeout off: the caller's context as it is.
+	if c, _ := newDeadlines(-1).context(parent, t0); c != parent {
+		t.Fatal("negative RequestTimeout wrapped the context")
+	}
+}
