@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -376,9 +377,7 @@ func (in *infra) openClickHouse(ctx context.Context) error {
 // which get a result without being batched) of the campaigns it finished;
 // -1 until it finished all of them.
 func plannedSoFar(ctx context.Context, db *sql.DB, ids []string) int64 {
-	// The embedded store has one connection, which a busy stage may hold:
-	// never let the progress display wait long for it.
-	ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var total int64
 	for _, id := range ids {
@@ -401,11 +400,24 @@ func waitDone(ctx context.Context, o demoOptions, db *sql.DB, ids []string, tr *
 	defer deadline.Stop()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	planned := int64(-1)
-	for {
-		if planned < 0 {
-			planned = plannedSoFar(ctx, db, ids)
+	// The embedded store has one connection, which the stages keep busy:
+	// ask it in the background so the display never waits for it.
+	var plannedNow atomic.Int64
+	plannedNow.Store(-1)
+	go func() {
+		for ctx.Err() == nil {
+			if p := plannedSoFar(ctx, db, ids); p >= 0 {
+				plannedNow.Store(p)
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
 		}
+	}()
+	for {
+		planned := plannedNow.Load()
 		c := tr.snapshot(planned)
 		if o.Progress != "none" {
 			disp.update(c, false)

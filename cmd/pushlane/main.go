@@ -94,7 +94,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 func newFlags(out io.Writer, o *demoOptions) *flag.FlagSet {
 	fs := flag.NewFlagSet("pushlane demo", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.IntVar(&o.Devices, "devices", 2000, "demo devices to seed (the embedded store slows down sharply beyond a few thousand)")
+	fs.IntVar(&o.Devices, "devices", 5000, "demo devices to seed (the embedded store slows down sharply beyond that: 10,000 take about 20 s)")
 	fs.DurationVar(&o.Delayed, "delayed", 4*time.Second, "send the ja devices' part this much later, through the delay ladder; 0 sends one campaign now")
 	fs.IntVar(&o.BatchSize, "batch-size", 200, "devices per batch")
 	fs.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up waiting for the campaigns after this long")
