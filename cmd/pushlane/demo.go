@@ -246,7 +246,7 @@ func (in *infra) configFile(dir string) string {
 // startEmbedded brings up the in-process broker, store and simulators and
 // generates the configuration for them.
 func startEmbedded(ctx context.Context, o demoOptions, dir string, log *slog.Logger, in *infra) error {
-	store, err := embedded.StartStore(ctx)
+	store, err := embedded.StartStore(ctx, embedded.WithoutDeviceIndexes())
 	if err != nil {
 		return err
 	}

@@ -37,12 +37,25 @@ type Store struct {
 	// Migrations lists the migrations applied at start.
 	Migrations []string
 	// DroppedIndexes lists the secondary indexes removed after the
-	// migrations (see devicesIndexes).
+	// migrations (WithoutDeviceIndexes).
 	DroppedIndexes []string
 }
 
+// StoreOption changes how StartStore sets the store up.
+type StoreOption func(*storeOptions)
+
+type storeOptions struct{ dropDeviceIndexes bool }
+
+// WithoutDeviceIndexes drops the secondary indexes of the devices table
+// (devicesIndexes) after migrating, for speed; see devicesIndexes for the
+// cost and what is lost. The demo uses it; tests of SQL semantics must
+// not.
+func WithoutDeviceIndexes() StoreOption {
+	return func(o *storeOptions) { o.dropDeviceIndexes = true }
+}
+
 // devicesIndexes are the secondary indexes of the devices table
-// (schemas/mysql/0001_devices.sql) that the embedded store drops after
+// (schemas/mysql/0001_devices.sql) that WithoutDeviceIndexes drops after
 // migrating. go-mysql-server v0.20.0's memory engine keeps rows and every
 // index as sorted slices and re-sorts them on each write with a swap that
 // walks every index entry (memory/table.go partitionssort.Swap, "worse than
@@ -51,12 +64,18 @@ type Store struct {
 // indexes and 0.1 s without, and seeding 2,000 took 3.8 s and 1.3 s. The
 // store answers the same queries without them (it scans anyway); what is
 // lost is the enforcement of (app, token) uniqueness, which the demo's
-// seed guarantees itself. Real MySQL/MariaDB keep every index.
+// seed guarantees itself, and with it INSERT … ON DUPLICATE KEY UPDATE on
+// (app, token) (feedback's registrations, not part of the demo). Real
+// MySQL/MariaDB keep every index.
 var devicesIndexes = []string{"uq_app_token", "ix_audience", "ix_app_user"}
 
 // StartStore starts the store on 127.0.0.1 (a free port), opens the shared
 // pool and applies internal/migrate's MySQL migrations.
-func StartStore(ctx context.Context) (*Store, error) {
+func StartStore(ctx context.Context, opts ...StoreOption) (*Store, error) {
+	var o storeOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	// go-mysql-server logs every query through the logrus standard logger
 	// at info level; that global is its only knob, and the demo's output
 	// must stay readable.
@@ -101,6 +120,9 @@ func StartStore(ctx context.Context) (*Store, error) {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
 	s.Migrations = applied
+	if !o.dropDeviceIndexes {
+		return s, nil
+	}
 	for _, ix := range devicesIndexes {
 		if _, err := s.DB.ExecContext(ctx, "ALTER TABLE devices DROP INDEX "+ix); err != nil {
 			s.Close()

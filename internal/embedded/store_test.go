@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 )
@@ -17,8 +18,8 @@ func TestStoreAppliesMigrations(t *testing.T) {
 	if len(s.Migrations) < 4 || s.Migrations[0] != "0001_devices" {
 		t.Fatalf("applied %v, want every migration from 0001_devices", s.Migrations)
 	}
-	if len(s.DroppedIndexes) != 3 {
-		t.Fatalf("dropped %v, want the devices table's 3 secondary indexes", s.DroppedIndexes)
+	if len(s.DroppedIndexes) != 0 {
+		t.Fatalf("dropped %v by default, want the real schema", s.DroppedIndexes)
 	}
 	// Every migrated table is there, on the real DDL.
 	for _, table := range []string{"devices", "campaigns", "device_strikes", "schema_migrations"} {
@@ -33,6 +34,35 @@ func TestStoreAppliesMigrations(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatalf("devices has %d rows, want 0", n)
+	}
+	// The real schema's unique key holds.
+	const ins = `INSERT INTO devices (app, platform, token) VALUES ('a', 'ios', 'tok')`
+	if _, err := s.DB.ExecContext(ctx, ins); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DB.ExecContext(ctx, ins); err == nil {
+		t.Fatal("a duplicate (app, token) was accepted")
+	}
+}
+
+func TestStoreWithoutDeviceIndexes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := StartStore(ctx, WithoutDeviceIndexes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if strings.Join(s.DroppedIndexes, ",") != "uq_app_token,ix_audience,ix_app_user" {
+		t.Fatalf("dropped %v", s.DroppedIndexes)
+	}
+	var n int
+	if err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.statistics
+		WHERE table_schema = 'pushlane' AND table_name = 'devices' AND index_name <> 'PRIMARY'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d secondary index columns left on devices", n)
 	}
 }
 
