@@ -118,6 +118,18 @@ func (t *txn) produce(r *kgo.Record) {
 	t.sess.Produce(t.pctx, r, t.first.Promise())
 }
 
+// produceRecycled produces a batch record whose value returns to the
+// planner's buffer pool once Kafka is done with it: a campaign then
+// allocates about MaxBufferedBytes of values, not its whole size, and the
+// planner's memory stays flat.
+func (t *txn) produceRecycled(r *kgo.Record) {
+	promise := t.first.Promise()
+	t.sess.Produce(t.pctx, r, func(r *kgo.Record, err error) {
+		t.p.values.put(r.Value)
+		promise(r, err)
+	})
+}
+
 // endCtx is for End, which must not be cancelled halfway (that would leave
 // the client's transaction state undefined), but must not hang forever.
 func (t *txn) endCtx(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -362,6 +374,10 @@ func (p *Planner) readAudience(ctx context.Context, parts []AudienceQuery, after
 		}
 	}
 	part, afterID := after.Part, after.ID
+	if rs, ok := p.store.(segmentStore); ok && p.cfg.ReadParallelism > 1 && len(parts) == 1 && len(parts[0].UserIDs) == 0 && len(parts[0].Tokens) == 0 {
+		p.readSegment(ctx, rs, parts[0], afterID, free, send)
+		return
+	}
 	for part < len(parts) {
 		var pg *Page
 		select {
@@ -386,6 +402,104 @@ func (p *Planner) readAudience(ctx context.Context, parts []AudienceQuery, after
 		}
 	}
 	send(pageMsg{done: true})
+}
+
+// segmentStore reads a segment page in two steps (MySQLStore does): the
+// ids, cheap and in sequence, then the rows of their range, which can run
+// for several pages at once.
+type segmentStore interface {
+	SegmentIDs(ctx context.Context, q AudienceQuery, afterID int64, limit int) (first, last int64, n int, err error)
+	SegmentRows(ctx context.Context, q AudienceQuery, part int, first, last int64, n int, page *Page) error
+}
+
+// readSegment streams a segment with ReadParallelism row reads in flight:
+// one goroutine takes the pages' id ranges in order, workers fetch their
+// rows on their own connections, and the pages are passed on in order, so
+// the planner sees exactly the sequence a single reader would produce.
+func (p *Planner) readSegment(ctx context.Context, rs segmentStore, q AudienceQuery, afterID int64, free <-chan *Page, send func(pageMsg) bool) {
+	type job struct {
+		page        *Page
+		first, last int64
+		n           int
+		err         chan error
+	}
+	w := p.cfg.ReadParallelism
+	jobs := make(chan *job, w)
+	inOrder := make(chan *job, w)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range w {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				qctx, qcancel := context.WithTimeout(ctx, time.Minute)
+				j.err <- rs.SegmentRows(qctx, q, 0, j.first, j.last, j.n, j.page)
+				qcancel()
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(jobs)
+		defer close(inOrder)
+		for {
+			var pg *Page
+			select {
+			case pg = <-free:
+			case <-ctx.Done():
+				return
+			}
+			pg.Reset()
+			qctx, qcancel := context.WithTimeout(ctx, time.Minute)
+			first, last, n, err := rs.SegmentIDs(qctx, q, afterID, p.cfg.PageSize)
+			qcancel()
+			j := &job{page: pg, first: first, last: last, n: n, err: make(chan error, 1)}
+			if err != nil {
+				j.err <- fmt.Errorf("planner: read audience ids after %d: %w", afterID, err)
+			} else if n == 0 {
+				j.err <- nil
+			}
+			select {
+			case inOrder <- j:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || n == 0 {
+				return
+			}
+			select {
+			case jobs <- j:
+			case <-ctx.Done():
+				return
+			}
+			afterID = last
+			if n < p.cfg.PageSize {
+				return
+			}
+		}
+	}()
+	for j := range inOrder {
+		var err error
+		select {
+		case err = <-j.err:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			send(pageMsg{err: fmt.Errorf("planner: read audience ids %d..%d: %w", j.first, j.last, err)})
+			return
+		}
+		if !send(pageMsg{page: j.page}) {
+			return
+		}
+	}
+	if ctx.Err() == nil {
+		send(pageMsg{done: true})
+	}
 }
 
 // plan streams the audience into batches, committing a checkpoint every
@@ -413,9 +527,10 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 		return 0, err
 	}
 	ladder := delay.Ladder{Tiers: p.cfg.DelayTiers, Ready: p.cfg.Kafka.Topics.Ready.Name}
+	e.alloc = p.values.get
 	e.emit = func(b *outBatch) error {
 		topic := ladder.Route(b.SendAt, p.now())
-		t.produce(delay.BatchRecord(topic, b.ID, c.ID, b.SendAt, b.ExpiresAt, b.Value))
+		t.produceRecycled(delay.BatchRecord(topic, b.ID, c.ID, b.SendAt, b.ExpiresAt, b.Value))
 		t.batches++
 		t.devices += b.Devices
 		if p.testHook != nil {
@@ -440,11 +555,12 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 		stopRead()
 		wg.Wait()
 	}()
-	free := make(chan *Page, pagesInFlight)
-	for range pagesInFlight {
+	nPages := pagesInFlight + p.cfg.ReadParallelism
+	free := make(chan *Page, nPages)
+	for range nPages {
 		free <- &Page{}
 	}
-	pages := make(chan pageMsg, pagesInFlight)
+	pages := make(chan pageMsg, nPages)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -39,6 +39,9 @@ type engine struct {
 
 	emit    func(*outBatch) error
 	invalid func(d *Device, reason string) error
+	// alloc returns an empty buffer of at least n bytes for a batch value;
+	// the planner recycles values once Kafka has them.
+	alloc func(n int) []byte
 }
 
 // totals count a campaign across its chunks and attempts.
@@ -99,6 +102,7 @@ func newEngine(c *schemas.Campaign, sched schedule, maxBytes int, viaAPNs bool) 
 		viaAPNs:   viaAPNs,
 		waves:     map[waveKey]*wave{},
 		zones:     map[string]*wave{},
+		alloc:     func(n int) []byte { return make([]byte, 0, n) },
 	}
 	content, err := json.Marshal(c.Content)
 	if err != nil {
@@ -249,7 +253,7 @@ func (e *engine) emitWave(w *wave) error {
 		ExpiresAt: expiresAt,
 		Devices:   w.n,
 	}
-	v := make([]byte, 0, len(e.prefix)+batchHeadroom+len(w.buf)+2)
+	v := e.alloc(len(e.prefix) + batchHeadroom + len(w.buf) + 2)
 	v = append(v, `{"schema_version":1,"id":`...)
 	v = appendStringS(v, out.ID)
 	if out.Wave != "" {

@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"strings"
@@ -420,5 +421,46 @@ func TestCheckpointDecode(t *testing.T) {
 func TestBatchID(t *testing.T) {
 	if got := batchID("camp:x", 3, "UTC+05:30", 12); got != "camp:x:v3:UTC+05:30:12" {
 		t.Error(got)
+	}
+}
+
+// TestReadSegmentInOrder: pages fetched in parallel reach the planner in
+// id order, complete, and a failed page ends the stream with its error.
+func TestReadSegmentInOrder(t *testing.T) {
+	for _, fail := range []int64{0, 1201} {
+		for _, par := range []int{1, 2, 4} {
+			s := &segStore{n: 5000, failRows: fail}
+			p := &Planner{cfg: Config{PageSize: 100, ReadParallelism: par}, store: s}
+			free := make(chan *Page, 8)
+			for range 8 {
+				free <- &Page{}
+			}
+			out := make(chan pageMsg, 8)
+			go p.readAudience(context.Background(), []AudienceQuery{{App: "app"}}, Position{ID: 300}, free, out)
+			next := int64(301)
+			var err error
+			for msg := range out {
+				if msg.err != nil {
+					err = msg.err
+					break
+				}
+				if msg.done {
+					break
+				}
+				for _, d := range msg.page.Devices {
+					if d.ID != next {
+						t.Fatalf("parallel %d: device %d, want %d", par, d.ID, next)
+					}
+					next++
+				}
+				free <- msg.page
+			}
+			switch {
+			case fail == 0 && (err != nil || next != 5001):
+				t.Errorf("parallel %d: stopped at %d: %v", par, next, err)
+			case fail != 0 && (err == nil || next != fail || !strings.Contains(err.Error(), "connection reset by peer")):
+				t.Errorf("parallel %d: failing page gave %v at %d", par, err, next)
+			}
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"strings"
@@ -287,4 +288,42 @@ func (o *output) batchesOf(campaign string) []*schemas.Batch {
 func jsonMarshal(v any) (string, error) {
 	b, err := json.Marshal(v)
 	return string(b), err
+}
+
+// segStore is a segment of n consecutive ids read in two steps, with
+// random delays on the row reads so parallel pages finish out of order.
+type segStore struct {
+	memStore
+	n        int64
+	failRows int64 // the row read of the page starting at this id fails
+}
+
+func (s *segStore) SegmentIDs(_ context.Context, q AudienceQuery, afterID int64, limit int) (int64, int64, int, error) {
+	if afterID >= s.n {
+		return 0, 0, 0, nil
+	}
+	last := min(afterID+int64(limit), s.n)
+	return afterID + 1, last, int(last - afterID), nil
+}
+
+func (s *segStore) SegmentRows(ctx context.Context, q AudienceQuery, part int, first, last int64, n int, page *Page) error {
+	time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
+	if first == s.failRows {
+		return errors.New("connection reset by peer")
+	}
+	for id := first; id <= last; id++ {
+		page.Add(part, id, nil, []byte(iosToken(id)), []byte("ios"), nil, nil)
+	}
+	return nil
+}
+
+func (s *segStore) ReadDevices(ctx context.Context, q AudienceQuery, part int, afterID int64, limit int, page *Page) (int64, bool, error) {
+	first, last, n, err := s.SegmentIDs(ctx, q, afterID, limit)
+	if err != nil || n == 0 {
+		return afterID, err == nil, err
+	}
+	if err := s.SegmentRows(ctx, q, part, first, last, n, page); err != nil {
+		return afterID, false, err
+	}
+	return last, n < limit, nil
 }

@@ -49,11 +49,15 @@ type Config struct {
 	// Default 40s (franz-go's default).
 	TransactionTimeout time.Duration
 	// MaxBufferedBytes bounds produced-but-unacknowledged bytes, and so the
-	// planner's memory, whatever the campaign size. Default 32 MiB.
+	// planner's memory, whatever the campaign size. Default 16 MiB.
 	MaxBufferedBytes int
 	// RetryMin and RetryMax bound the backoff between attempts of a
 	// campaign after a MySQL or Kafka failure. Defaults 200ms and 30s.
 	RetryMin, RetryMax time.Duration
+	// ReadParallelism is how many pages of a segment are fetched from
+	// MySQL at once, each on its own connection (the ids of the pages are
+	// still read in order). Default 2; 1 reads one page at a time.
+	ReadParallelism int
 	// ControlWait bounds how long a campaign waits for the control view to
 	// catch up before planning starts. Default 5s.
 	ControlWait time.Duration
@@ -88,13 +92,16 @@ func (c *Config) setDefaults() {
 		c.TransactionTimeout = 40 * time.Second
 	}
 	if c.MaxBufferedBytes <= 0 {
-		c.MaxBufferedBytes = 32 << 20
+		c.MaxBufferedBytes = 16 << 20
 	}
 	if c.RetryMin <= 0 {
 		c.RetryMin = 200 * time.Millisecond
 	}
 	if c.RetryMax <= 0 {
 		c.RetryMax = 30 * time.Second
+	}
+	if c.ReadParallelism <= 0 {
+		c.ReadParallelism = 2
 	}
 	if c.ControlWait <= 0 {
 		c.ControlWait = 5 * time.Second
@@ -171,6 +178,8 @@ type Planner struct {
 	// testHook, if set, runs after each committed chunk and after each
 	// produced batch; an error it returns ends Run at once, without ending
 	// the open transaction, as a crash would.
+	values valuePool
+
 	testHook func(ev hookEvent) error
 	crashed  *kgo.GroupTransactSession
 }
@@ -433,3 +442,19 @@ const (
 	resultAgain                 // aborted on purpose (rebalance, cancellation): re-poll now
 	resultStopped               // ctx ended; the current chunk was committed
 )
+
+// valuePool recycles batch values. sync.Pool drops idle buffers at GC, so
+// a planner between campaigns holds none.
+type valuePool struct{ p sync.Pool }
+
+func (v *valuePool) get(n int) []byte {
+	if b, ok := v.p.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, n)
+}
+
+func (v *valuePool) put(b []byte) {
+	b = b[:0]
+	v.p.Put(&b)
+}

@@ -233,38 +233,50 @@ func (s *MySQLStore) ReadDevices(ctx context.Context, q AudienceQuery, part int,
 		}
 		return last, false, nil
 	}
+	first, last, n, err := s.SegmentIDs(ctx, q, afterID, limit)
+	if err != nil || n == 0 {
+		return afterID, err == nil, err
+	}
+	if err := s.SegmentRows(ctx, q, part, first, last, n, page); err != nil {
+		return afterID, false, err
+	}
+	return last, n < limit, nil
+}
+
+// SegmentIDs is a segment page's first step: the first and last of the
+// next (at most limit) ids of the app's active devices after afterID, and
+// how many there are.
+func (s *MySQLStore) SegmentIDs(ctx context.Context, q AudienceQuery, afterID int64, limit int) (first, last int64, n int, err error) {
 	st, err := s.stmt(ctx, idsSQL)
 	if err != nil {
-		return afterID, false, fmt.Errorf("prepare audience ids query: %w", err)
+		return 0, 0, 0, fmt.Errorf("prepare audience ids query: %w", err)
 	}
 	rows, err := st.QueryContext(ctx, q.App, afterID, limit)
 	if err != nil {
-		return afterID, false, fmt.Errorf("read device ids after %d: %w", afterID, err)
+		return 0, 0, 0, fmt.Errorf("read device ids after %d: %w", afterID, err)
 	}
-	var first, last int64
-	n := 0
+	defer rows.Close()
 	for rows.Next() {
 		if err := rows.Scan(&last); err != nil {
-			rows.Close()
-			return afterID, false, fmt.Errorf("scan device id: %w", err)
+			return 0, 0, 0, fmt.Errorf("scan device id: %w", err)
 		}
 		if n == 0 {
 			first = last
 		}
 		n++
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
-		return afterID, false, fmt.Errorf("read device ids after %d: %w", afterID, err)
+		return 0, 0, 0, fmt.Errorf("read device ids after %d: %w", afterID, err)
 	}
-	if n == 0 {
-		return afterID, true, nil
-	}
+	return first, last, n, nil
+}
+
+// SegmentRows is a segment page's second step: the devices matching q
+// with ids in [first, last], a range holding n of the app's active ids.
+func (s *MySQLStore) SegmentRows(ctx context.Context, q AudienceQuery, part int, first, last int64, n int, page *Page) error {
 	query, args := segmentRowsSQL(q, first, last, n)
-	if _, _, err := s.scanRows(ctx, query, args, part, page); err != nil {
-		return afterID, false, err
-	}
-	return last, n < limit, nil
+	_, _, err := s.scanRows(ctx, query, args, part, page)
+	return err
 }
 
 // scanRows runs a device query into page.
