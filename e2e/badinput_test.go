@@ -65,7 +65,7 @@ func TestBadInputIsDeadLetteredAndTheNextCampaignServed(t *testing.T) {
 	good := campaign("after-bad-"+p.Prefix, app, time.Time{})
 	p.Publish(good)
 
-	dls := p.DeadLetters(len(bad), 90*time.Second)
+	dls := p.DeadLetters(len(bad), time.Minute)
 	byKey := map[string]schemas.DeadLetter{}
 	for _, dl := range dls {
 		byKey[string(dl.Key)] = dl
@@ -93,7 +93,7 @@ func TestBadInputIsDeadLetteredAndTheNextCampaignServed(t *testing.T) {
 		t.Errorf("%d dead letters, want %d (one per bad record)", len(dls), len(bad))
 	}
 
-	p.WaitFinal(good.ID, len(pop.Devices), 3*time.Minute)
+	p.WaitFinal(good.ID, len(pop.Devices), 2*time.Minute)
 	checkExactDelivery(t, p, p.Sims[app], pop, good.ID)
 	// Nothing of the huge campaign may have been sent, to any device.
 	if n := p.Sims[app].accepted(); n != int64(pop.count(kindLive)) {
