@@ -178,8 +178,33 @@ http:
 	if int(devices) != n {
 		t.Fatalf("planned %v devices of %d", devices, n)
 	}
-	t.Logf("BENCH devices=%d batches=%.0f took=%s rows/s=%.0f batches/s=%.0f peak_rss=%.1fMiB cpu=%.2fs",
-		n, batches, took.Round(time.Millisecond), devices/took.Seconds(), batches/took.Seconds(), float64(hwm)/1024, float64(cpu)/100)
+	// Anything unusual on the way (a retry, a rebalance) is part of the
+	// figure: show it.
+	sc := bufio.NewScanner(bytes.NewReader(logs.Bytes()))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) != nil {
+			continue
+		}
+		if msg := fmt.Sprint(m["msg"]); m["level"] == "WARN" || m["level"] == "ERROR" ||
+			strings.Contains(msg, "resuming") || strings.Contains(msg, "abort") || strings.Contains(msg, "abandoned") {
+			t.Logf("planner: %s", sc.Text())
+		}
+	}
+	waitMySQL := time.Duration(planned["waited_for_mysql"].(float64))
+	waitKafka := time.Duration(planned["waited_for_kafka_commits"].(float64))
+	if os.Getenv("PUSHLANE_BENCH_GCTRACE") != "" {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.HasPrefix(line, "gc ") {
+				t.Log(line)
+			}
+		}
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	t.Logf("BENCH devices=%d batches=%.0f took=%s rows/s=%.0f batches/s=%.0f peak_rss=%.1fMiB cpu=%.2fs waited_for_mysql=%s waited_for_kafka_commits=%s loadavg=%s",
+		n, batches, took.Round(time.Millisecond), devices/took.Seconds(), batches/took.Seconds(), float64(hwm)/1024, float64(cpu)/100,
+		waitMySQL.Round(time.Millisecond), waitKafka.Round(time.Millisecond), strings.Fields(string(load))[0])
 }
 
 // vmHWM is the process's peak resident set size in KiB.

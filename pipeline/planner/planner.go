@@ -310,6 +310,7 @@ func (p *Planner) sessionOpts() ([]kgo.Opt, error) {
 		kgo.OnOffsetsFetched(p.onOffsetsFetched),
 		kgo.MaxBufferedBytes(p.cfg.MaxBufferedBytes),
 		kgo.ProducerLinger(5*time.Millisecond),
+		kgo.WithLogger(kgoLogger{p.log}),
 	), nil
 }
 
