@@ -188,3 +188,20 @@ func TestEmbeddedDemoFailsWhenADeviceIsNotDelivered(t *testing.T) {
 		t.Errorf("%d problems, want 3:\n%s", len(res.Problems), all)
 	}
 }
+
+// TestEmbeddedDemoWithAnEmptyPart: one device, so the delayed part's
+// audience is empty; the demo must not wait for results that never come.
+func TestEmbeddedDemoWithAnEmptyPart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := embeddedOptions(t)
+	o.Devices, o.Timeout = 1, 30*time.Second
+	var out bytes.Buffer
+	res, err := runDemo(ctx, o, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Problems) > 0 || len(res.Report.summaries) != 2 || res.Report.summaries[1].Planned != 0 {
+		t.Fatalf("problems %q, summaries %+v\n%s", res.Problems, res.Report.summaries, out.String())
+	}
+}
