@@ -204,8 +204,11 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) (*demoOutcome, e
 
 	disp := &display{w: out, terminal: isTerminal(o.Progress), width: terminalWidth(os.Stdout), start: time.Now()}
 	waitErr := waitDone(ctx, o, in.db, ids, tr, fbAcc, run, disp)
-	planned := plannedSoFar(context.WithoutCancel(ctx), in.db, ids)
+	planned, all := plannedSoFar(context.WithoutCancel(ctx), in.db, ids)
 	final := tr.snapshot(planned)
+	if !all {
+		final.Planned, final.PlannedPart = -1, planned
+	}
 	if o.Progress != "none" {
 		disp.finish(final)
 	}
@@ -374,22 +377,23 @@ func (in *infra) openClickHouse(ctx context.Context) error {
 }
 
 // plannedSoFar sums the planner's planned devices (and invalid tokens,
-// which get a result without being batched) of the campaigns it finished;
-// -1 until it finished all of them.
-func plannedSoFar(ctx context.Context, db *sql.DB, ids []string) int64 {
+// which get a result without being batched) of the campaigns it finished
+// planning, and reports whether it finished all of them.
+func plannedSoFar(ctx context.Context, db *sql.DB, ids []string) (total int64, all bool) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	var total int64
+	all = true
 	for _, id := range ids {
 		var planned, invalid int64
 		err := db.QueryRowContext(ctx, `SELECT planned_devices, invalid_tokens FROM campaigns WHERE id = ? AND version = 1`, id).
 			Scan(&planned, &invalid)
 		if err != nil {
-			return -1
+			all = false
+			continue
 		}
 		total += planned + invalid
 	}
-	return total
+	return total, all
 }
 
 // waitDone redraws progress until every planned device has a final result
@@ -402,14 +406,16 @@ func waitDone(ctx context.Context, o demoOptions, db *sql.DB, ids []string, tr *
 	defer tick.Stop()
 	// The embedded store has one connection, which the stages keep busy:
 	// ask it in the background so the display never waits for it.
-	var plannedNow atomic.Int64
+	var plannedNow, plannedPart atomic.Int64 // plannedNow: -1 until every campaign is planned
 	plannedNow.Store(-1)
 	go func() {
 		for ctx.Err() == nil {
-			if p := plannedSoFar(ctx, db, ids); p >= 0 {
+			p, all := plannedSoFar(ctx, db, ids)
+			if all {
 				plannedNow.Store(p)
 				return
 			}
+			plannedPart.Store(p)
 			select {
 			case <-ctx.Done():
 			case <-time.After(200 * time.Millisecond):
@@ -419,6 +425,7 @@ func waitDone(ctx context.Context, o demoOptions, db *sql.DB, ids []string, tr *
 	for {
 		planned := plannedNow.Load()
 		c := tr.snapshot(planned)
+		c.PlannedPart = plannedPart.Load()
 		if o.Progress != "none" {
 			disp.update(c, false)
 		}

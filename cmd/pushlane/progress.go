@@ -111,16 +111,17 @@ func (t *tracker) run(ctx context.Context) {
 
 // counts is what the progress line shows.
 type counts struct {
-	Planned   int64 // devices the planner batched (-1 while planning)
-	Final     int   // devices with a final outcome
-	Sent      uint64
-	Delivered uint64
-	Dead      uint64
-	Suspect   uint64
-	Retried   uint64
-	Failed    uint64 // failed, payload rejected, credential failure, invalid token
-	Other     uint64 // expired, cancelled
-	Bad       int
+	Planned     int64 // devices the planner batched (-1 while planning)
+	PlannedPart int64 // while planning: those of the campaigns already planned
+	Final       int   // devices with a final outcome
+	Sent        uint64
+	Delivered   uint64
+	Dead        uint64
+	Suspect     uint64
+	Retried     uint64
+	Failed      uint64 // failed, payload rejected, credential failure, invalid token
+	Other       uint64 // expired, cancelled
+	Bad         int
 }
 
 func (t *tracker) snapshot(planned int64) counts {
@@ -161,8 +162,11 @@ const barWidth = 30
 
 func (d *display) line(c counts) string {
 	planned := "planning…"
-	if c.Planned >= 0 {
+	switch {
+	case c.Planned >= 0:
 		planned = fmt.Sprintf("planned %d", c.Planned)
+	case c.PlannedPart > 0:
+		planned = fmt.Sprintf("planned %d+", c.PlannedPart)
 	}
 	return fmt.Sprintf("%s  sent %d  delivered %d  dead %d  suspect %d  retried %d  failed %d  %.1fs",
 		planned, c.Sent, c.Delivered, c.Dead, c.Suspect, c.Retried, c.Failed, time.Since(d.start).Seconds())
