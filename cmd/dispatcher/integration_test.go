@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -9,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pushlane/pushlane/internal/testenv"
 	"github.com/pushlane/pushlane/providers/apnssim"
 	"github.com/pushlane/pushlane/providers/fcmsim"
 	"github.com/pushlane/pushlane/schemas"
@@ -375,4 +379,103 @@ func TestCredentialFailureParking(t *testing.T) {
 		t.Errorf("%d results, want 90", len(rs))
 	}
 	t.Logf("%d refused requests while halted (the first chunks and the probes)", refused)
+}
+
+// A replayed ready topic sends nothing: a dispatcher in a new group reads
+// every batch again and skips each as finished.
+func TestReplayedReadyTopicSendsNothing(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, 2, nil)
+	p := s.start()
+	var bs []schemas.Batch
+	for i := range 5 {
+		b := s.batch(fmt.Sprintf("rp%d", i), "c1", 20, time.Now())
+		bs = append(bs, b)
+		s.write(b)
+	}
+	if d, _ := s.waitAccepted(100, 30*time.Second, bs...); d != 100 {
+		t.Fatalf("%d accepted, want 100", d)
+	}
+	if err := p.kill(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	before := s.apns.Counts().Requests + s.fcm.Counts().Requests
+	replay := s.variant("replay", map[string]any{"kafka.group_prefix": s.cfg.Kafka.GroupPrefix + "-replay"})
+	s.startWith(replay, "-mode", "dispatch")
+	// The new group reads the ready topic from the start: 5 records.
+	if rs := s.results(101, 10*time.Second); len(rs) != 100 {
+		t.Errorf("%d results after the replay, want the first 100 only", len(rs))
+	}
+	if after := s.apns.Counts().Requests + s.fcm.Counts().Requests; after != before {
+		t.Errorf("the replay sent %d requests, want 0", after-before)
+	}
+	if d, extra := s.accepted(bs[0]); d != 20 || extra != 0 {
+		t.Errorf("batch 0: %d devices (+%d)", d, extra)
+	}
+}
+
+// Content a provider refuses is payload_rejected for every device, sent
+// to no one and never retried; the tokens are not blamed (the outcome is
+// not token_dead or token_suspect).
+func TestPayloadRejectedIsNotBlamedOnTokens(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, 2, nil)
+	s.start()
+	b := s.batch("too-big", "c1", 10, time.Now())
+	b.Content.Body = strings.Repeat("x", 4096) // with the title, over 4096 bytes for both providers
+	s.write(b)
+	rs := s.results(10, 30*time.Second)
+	if len(rs) != 10 {
+		t.Fatalf("%d results, want 10", len(rs))
+	}
+	for _, r := range rs {
+		if r.Outcome != schemas.OutcomePayloadRejected || r.Attempt != 1 {
+			t.Errorf("%s (%s): %s@%d %q, want payload_rejected@1", r.Token, r.Platform, r.Outcome, r.Attempt, r.Reason)
+		}
+	}
+	if rs := s.results(11, 3*time.Second); len(rs) != 10 {
+		t.Errorf("%d results, want 10 (no retries)", len(rs))
+	}
+	if n := s.apns.Counts().Requests + s.fcm.Counts().Requests; n != 0 {
+		t.Errorf("%d requests reached the simulators", n)
+	}
+}
+
+// A malformed batch and a batch of an unknown app go to the dead-letter
+// topic; the batch behind them is sent.
+func TestBadBatchesDeadLettered(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, 2, nil)
+	s.start()
+	bad := &kgo.Record{Topic: s.ladder.Ready, Key: []byte("bad"), Value: []byte(`{"id":"bad","devices":"none"}`)}
+	if err := s.cl.ProduceSync(context.Background(), bad).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	unknown := s.batch("stranger", "c1", 3, time.Now())
+	unknown.App = "stranger-app"
+	s.write(unknown)
+	good := s.batch("good", "c1", 3, time.Now())
+	s.write(good)
+	dl := testenv.KafkaClient(t, kgo.ConsumeTopics(s.cfg.Kafka.Topics.DeadLetter.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reasons := map[string]string{}
+	for len(reasons) < 2 && ctx.Err() == nil {
+		dl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			d, err := schemas.DecodeDeadLetter(r.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reasons[string(d.Key)] = d.Stage + ": " + d.Reason
+		})
+	}
+	if !strings.HasPrefix(reasons["bad"], "dispatcher: invalid batch") {
+		t.Errorf("malformed batch: %q", reasons["bad"])
+	}
+	if !strings.Contains(reasons["stranger"], `app "stranger-app" is not configured`) {
+		t.Errorf("unknown app: %q", reasons["stranger"])
+	}
+	if d, _ := s.waitAccepted(3, 30*time.Second, good); d != 3 {
+		t.Errorf("good batch: %d accepted, want 3", d)
+	}
 }

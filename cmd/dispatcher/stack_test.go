@@ -77,6 +77,7 @@ type stack struct {
 	dir     string
 	cfg     *config.Config
 	cfgPath string
+	raw     map[string]any // the config as written
 	apns    *apnssim.Server
 	fcm     *fcmsim.Server
 	cl      *kgo.Client
@@ -203,6 +204,7 @@ func (s *stack) build(tiers int, providers map[string]any, settings map[string]a
 	for k, v := range settings {
 		set(raw, strings.Split(k, "."), v)
 	}
+	s.raw = raw
 	s.writeConfig(raw)
 
 	s.cl = testenv.KafkaClient(t, kgo.ProducerLinger(0))
@@ -264,6 +266,32 @@ func (s *stack) writeConfig(raw map[string]any) {
 	}
 }
 
+// variant writes a second config file: the stack's, with settings
+// overridden; it returns the file's path.
+func (s *stack) variant(name string, settings map[string]any) string {
+	s.t.Helper()
+	raw, err := json.Marshal(s.raw)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var cp map[string]any
+	if err := json.Unmarshal(raw, &cp); err != nil {
+		s.t.Fatal(err)
+	}
+	for k, v := range settings {
+		set(cp, strings.Split(k, "."), v)
+	}
+	y, err := yaml.Marshal(cp)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	path := filepath.Join(s.dir, name+".yaml")
+	if err := os.WriteFile(path, y, 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	return path
+}
+
 // proc is a running dispatcher binary.
 type proc struct {
 	cmd  *exec.Cmd
@@ -274,9 +302,15 @@ type proc struct {
 // start runs the binary with the stack's config.
 func (s *stack) start(extra ...string) *proc {
 	s.t.Helper()
+	return s.startWith(s.cfgPath, extra...)
+}
+
+// startWith runs the binary with the config file path.
+func (s *stack) startWith(path string, extra ...string) *proc {
+	s.t.Helper()
 	// A stable instance id: a restart after kill -9 takes the partitions
 	// back at once instead of after the session timeout.
-	args := append([]string{"-config", s.cfgPath, "-migrate", "-halt-probe", "1s", "-instance", "test-1"}, extra...)
+	args := append([]string{"-config", path, "-migrate", "-halt-probe", "1s", "-instance", "test-1"}, extra...)
 	cmd := exec.Command(dispatcherBinary(s.t), args...)
 	p := &proc{cmd: cmd, log: &bytes.Buffer{}, done: make(chan error, 1)}
 	cmd.Stdout = p.log

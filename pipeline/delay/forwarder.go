@@ -198,6 +198,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(f.onRevoked),
 		kgo.OnPartitionsLost(f.onLost),
 		kgo.FetchMaxPartitionBytes(f.cfg.FetchMaxPartitionBytes),
+		kgo.FetchMaxBytes(max(16<<20, f.cfg.FetchMaxPartitionBytes)),
 		kgo.FetchMaxWait(f.cfg.FetchMaxWait),
 		kgo.ProducerLinger(0),
 		// A forward that cannot be delivered in this time fails instead of

@@ -284,6 +284,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(d.onRevoked),
 		kgo.OnPartitionsLost(d.onLost),
 		kgo.FetchMaxWait(d.cfg.FetchMaxWait),
+		// Bounded fetch buffers: partitions are paused while their
+		// workers have a backlog, so this is most of what is buffered.
+		kgo.FetchMaxBytes(16 << 20),
+		kgo.FetchMaxPartitionBytes(1 << 20),
 		kgo.ProducerLinger(2 * time.Millisecond),
 	}
 	if d.cfg.InstanceID != "" {
