@@ -70,7 +70,8 @@ type FCM struct {
 	ProjectID string `koanf:"project_id"`
 	// ServiceAccountFile is the service-account JSON key. Required.
 	ServiceAccountFile string `koanf:"service_account_file"`
-	// Endpoint overrides https://fcm.googleapis.com/v1, e.g. a simulator.
+	// Endpoint overrides the base URL https://fcm.googleapis.com (the
+	// sender adds /v1/projects/<id>/messages:send), e.g. a simulator.
 	Endpoint string `koanf:"endpoint"`
 	// CAFile is extra roots to trust for Endpoint and the token URI.
 	CAFile string `koanf:"ca_file"`
