@@ -91,6 +91,10 @@ func benchOne(t *testing.T, bin string, n int) {
 	dir := t.TempDir()
 	sa := writeFile(t, dir, "sa.json", "{}")
 	dc, _ := mysql.ParseDSN(dsn)
+	logLevel := "info"
+	if os.Getenv("PUSHLANE_BENCH_DEBUG") != "" {
+		logLevel = "debug"
+	}
 	cfgPath := writeFile(t, dir, "pushlane.yaml", fmt.Sprintf(`
 kafka:
   brokers: [%q]
@@ -111,7 +115,9 @@ apps:
     apns: {environment: development, topic: com.example, cert_file: %q}
 http:
   addr: "127.0.0.1:0"
-`, brokers[0], campaigns, campaigns, ready, results, dlq, ctl, tierPrefix, dc.FormatDSN(), sa))
+log:
+  level: %s
+`, brokers[0], campaigns, campaigns, ready, results, dlq, ctl, tierPrefix, dc.FormatDSN(), sa, logLevel))
 
 	logs := &syncBuffer{}
 	cmd := exec.Command(bin, "-config", cfgPath, "-instance", "bench")
@@ -188,7 +194,8 @@ http:
 			continue
 		}
 		if msg := fmt.Sprint(m["msg"]); m["level"] == "WARN" || m["level"] == "ERROR" ||
-			strings.Contains(msg, "resuming") || strings.Contains(msg, "abort") || strings.Contains(msg, "abandoned") {
+			strings.Contains(msg, "resuming") || strings.Contains(msg, "abort") || strings.Contains(msg, "abandoned") ||
+			os.Getenv("PUSHLANE_BENCH_DEBUG") != "" && strings.Contains(msg, "kafka client") {
 			t.Logf("planner: %s", sc.Text())
 		}
 	}

@@ -49,7 +49,7 @@ type Config struct {
 	// Default 40s (franz-go's default).
 	TransactionTimeout time.Duration
 	// MaxBufferedBytes bounds produced-but-unacknowledged bytes, and so the
-	// planner's memory, whatever the campaign size. Default 16 MiB.
+X
 	MaxBufferedBytes int
 	// RetryMin and RetryMax bound the backoff between attempts of a
 	// campaign after a MySQL or Kafka failure. Defaults 200ms and 30s.
@@ -92,7 +92,7 @@ func (c *Config) setDefaults() {
 		c.TransactionTimeout = 40 * time.Second
 	}
 	if c.MaxBufferedBytes <= 0 {
-		c.MaxBufferedBytes = 16 << 20
+		c.MaxBufferedBytes = 8 << 20
 	}
 	if c.RetryMin <= 0 {
 		c.RetryMin = 200 * time.Millisecond
