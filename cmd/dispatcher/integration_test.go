@@ -479,3 +479,35 @@ func TestBadBatchesDeadLettered(t *testing.T) {
 		t.Errorf("good batch: %d accepted, want 3", d)
 	}
 }
+
+// Graceful rebalances send nothing twice: a second dispatcher joins while
+// batches are being sent (partitions move to it), then the first leaves
+// with SIGTERM (its partitions move back).
+func TestRebalanceNoDuplicates(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, 2, map[string]any{"apps.app1.concurrency": 10, "kafka.topics.ready.partitions": 4})
+	fault := apnssim.Fault{Latency: 10 * time.Millisecond}
+	s.apns.SetFault(fault)
+	s.fcm.SetFault(fcmsim.Fault(fault))
+	first := s.start()
+	var bs []schemas.Batch
+	for i := range 8 {
+		b := s.batch(fmt.Sprintf("rb%d", i), "c1", 300, time.Now())
+		bs = append(bs, b)
+		s.write(b)
+	}
+	if d, _ := s.waitAccepted(400, 60*time.Second, bs...); d < 400 {
+		t.Fatalf("only %d accepted before the second dispatcher", d)
+	}
+	s.start("-instance", "test-2", "-mode", "dispatch")
+	if d, _ := s.waitAccepted(1200, 60*time.Second, bs...); d < 1200 {
+		t.Fatalf("only %d accepted before the first dispatcher left", d)
+	}
+	if err := first.kill(t, syscall.SIGTERM); err != nil {
+		t.Errorf("SIGTERM: %v", err)
+	}
+	d, extra := s.waitAccepted(2400, 90*time.Second, bs...)
+	if d != 2400 || extra != 0 {
+		t.Errorf("simulators accepted %d devices, %d twice; want 2400, 0", d, extra)
+	}
+}

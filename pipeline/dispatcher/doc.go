@@ -4,9 +4,14 @@
 // # Flow
 //
 // A consumer group (<group_prefix>-dispatcher) reads the ready topic with
-// BlockRebalanceOnPoll. Each assigned partition has one worker that handles
-// its records one at a time, in offset order; a partition is paused while
-// its worker has a backlog, so polling never blocks. For each record:
+// BlockRebalanceOnPoll. Each assigned partition has one worker that starts
+// its records in offset order, up to PartitionConcurrency (4) of them
+// sending at once, and marks them for commit only as a contiguous prefix;
+// a batch waiting for its send-at takes no send slot, so a due batch is
+// never held up behind one that is not (up to PartitionWindow, 64, started
+// per partition). Two copies of one batch id (same key, same partition)
+// never run together. A partition is paused while its worker has a
+// backlog, so polling never blocks. For each record:
 //
 //  1. Decode (schemas.DecodeBatch). A malformed batch, or one of an app this
 //     dispatcher has no senders for, is dead-lettered with the reason.
@@ -43,9 +48,10 @@
 // their results and save progress, starts nothing more, and commits what
 // is finished; the next owner re-reads the rest and sends only the devices
 // without a result: zero duplicates. After kill -9, the devices of the
-// chunk in flight (at most ChunkSize per partition being sent) may be
-// sent again; their results carry the same ids. Finished ids are kept for
-// ProgressRetention (35 days by default).
+// chunk each batch had in flight may be sent again (at most ChunkSize per
+// sending batch: PartitionConcurrency × ChunkSize per partition); their
+// results carry the same ids. Finished ids are kept for ProgressRetention
+// (35 days by default).
 //
 // # Why MySQL for progress
 //
@@ -82,7 +88,8 @@
 //
 // # Memory
 //
-// Per partition: the queued records (QueueRecords, about one poll) and
-// one batch being sent. Nothing grows with the number of pending,
-// parked or finished batches: those live in Kafka and MySQL.
+// Per partition: the queued records (QueueRecords) and the started ones
+// (PartitionWindow, of which PartitionConcurrency send). Nothing grows
+// with the number of pending, parked or finished batches: those live in
+// Kafka and MySQL.
 package dispatcher
