@@ -49,7 +49,7 @@ type Config struct {
 	// Default 40s (franz-go's default).
 	TransactionTimeout time.Duration
 	// MaxBufferedBytes bounds produced-but-unacknowledged bytes, and so the
-X
+	// planner's memory, whatever the campaign size. Default 8 MiB.
 	MaxBufferedBytes int
 	// RetryMin and RetryMax bound the backoff between attempts of a
 	// campaign after a MySQL or Kafka failure. Defaults 200ms and 30s.
