@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/pushlane/pushlane/schemas"
@@ -55,88 +56,81 @@ func fastDecodeBatch(raw []byte) (*schemas.Batch, bool) {
 	return b, true
 }
 
-// decodeDevices reads a JSON array of batch devices, accepting only what
-// the batch schema accepts for them: encoding/json does the decoding and
-// the type checks, and a scan of the raw bytes rejects what encoding/json
-// would let through but the schema does not (keys other than the six, in
-// any spelling; null; nested values; repeated keys).
+// decodeDevices reads a JSON array of batch devices in one pass,
+// accepting only what the batch schema accepts for them: the six keys
+// exactly, each at most once, token and platform present, strings for the
+// strings, a non-negative integer for device_id, a token of 1 to 4096
+// characters, platform ios or android. Anything else — including escapes
+// and nulls, which the schema may accept — is left to the schema.
 func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
-	if !plainDeviceKeys(raw) {
-		return nil, errUnsure
-	}
-	var out []schemas.BatchDevice
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return nil, errUnsure
-	}
-	for i := range out {
-		d := &out[i]
-		if d.Token == "" || utf8.RuneCountInString(d.Token) > 4096 || d.DeviceID < 0 ||
-			(d.Platform != schemas.PlatformIOS && d.Platform != schemas.PlatformAndroid) {
-			return nil, errUnsure
-		}
-	}
-	return out, nil
-}
-
-var deviceKeys = map[string]int{"device_id": 1, "user_id": 2, "token": 4, "platform": 8, "locale": 16, "timezone": 32}
-
-// plainDeviceKeys scans an array of flat objects: every key must be one of
-// deviceKeys, exactly, at most once, token and platform present, no value
-// null, an object or an array, and no escape in a key.
-func plainDeviceKeys(raw []byte) bool {
 	i := skipSpace(raw, 0)
 	if i >= len(raw) || raw[i] != '[' {
-		return false
+		return nil, errUnsure
 	}
 	i = skipSpace(raw, i+1)
 	if i < len(raw) && raw[i] == ']' {
-		return true // empty: the length rule rejects it
+		return nil, nil // empty: the length rule rejects it
 	}
+	out := make([]schemas.BatchDevice, 0, 1+len(raw)/100)
 	for {
 		if i >= len(raw) || raw[i] != '{' {
-			return false
+			return nil, errUnsure
 		}
+		var d schemas.BatchDevice
 		seen := 0
 		i = skipSpace(raw, i+1)
 		for {
-			if i >= len(raw) || raw[i] != '"' {
-				return false
+			key, next, ok := plainString(raw, i)
+			if !ok {
+				return nil, errUnsure
 			}
-			end := i + 1
-			for end < len(raw) && raw[end] != '"' && raw[end] != '\\' {
-				end++
-			}
-			if end >= len(raw) || raw[end] != '"' {
-				return false
-			}
-			bit := deviceKeys[string(raw[i+1:end])]
+			bit := deviceKeys[string(key)]
 			if bit == 0 || seen&bit != 0 {
-				return false
+				return nil, errUnsure
 			}
 			seen |= bit
-			i = skipSpace(raw, end+1)
+			i = skipSpace(raw, next)
 			if i >= len(raw) || raw[i] != ':' {
-				return false
+				return nil, errUnsure
 			}
 			i = skipSpace(raw, i+1)
-			if i >= len(raw) {
-				return false
-			}
-			switch raw[i] {
-			case '{', '[', 'n':
-				return false
-			case '"':
-				i++
-				for i < len(raw) && raw[i] != '"' {
-					if raw[i] == '\\' {
-						i++
-					}
+			if bit == 1 { // device_id: digits only (no sign, fraction or exponent)
+				start := i
+				for i < len(raw) && raw[i] >= '0' && raw[i] <= '9' {
 					i++
 				}
-				i++
-			default: // a number, true or false: encoding/json checks the type
-				for i < len(raw) && raw[i] != ',' && raw[i] != '}' && raw[i] != ' ' && raw[i] != '\n' && raw[i] != '\t' && raw[i] != '\r' {
-					i++
+				id, err := strconv.ParseInt(string(raw[start:i]), 10, 64)
+				if err != nil || (i-start > 1 && raw[start] == '0') {
+					return nil, errUnsure
+				}
+				d.DeviceID = id
+			} else {
+				v, next, ok := plainString(raw, i)
+				if !ok {
+					return nil, errUnsure
+				}
+				i = next
+				switch bit {
+				case 2:
+					d.UserID = string(v)
+				case 4:
+					if len(v) == 0 || (len(v) > 4096 && utf8.RuneCount(v) > 4096) {
+						return nil, errUnsure
+					}
+					d.Token = string(v)
+				case 8:
+					switch string(v) {
+					case schemas.PlatformIOS:
+						d.Platform = schemas.PlatformIOS
+					case schemas.PlatformAndroid:
+						d.Platform = schemas.PlatformAndroid
+					default:
+						return nil, errUnsure
+					}
+				case 16:
+					d.Locale = string(v)
+				case 32:
+					d.Timezone = string(v)
 				}
 			}
 			i = skipSpace(raw, i)
@@ -147,18 +141,47 @@ func plainDeviceKeys(raw []byte) bool {
 			if i < len(raw) && raw[i] == '}' {
 				break
 			}
-			return false
+			return nil, errUnsure
 		}
 		if seen&(4|8) != 4|8 {
-			return false
+			return nil, errUnsure
 		}
+		out = append(out, d)
 		i = skipSpace(raw, i+1)
 		if i < len(raw) && raw[i] == ',' {
 			i = skipSpace(raw, i+1)
 			continue
 		}
-		return i < len(raw) && raw[i] == ']' && skipSpace(raw, i+1) == len(raw)
+		if i < len(raw) && raw[i] == ']' && skipSpace(raw, i+1) == len(raw) {
+			return out, nil
+		}
+		return nil, errUnsure
 	}
+}
+
+var deviceKeys = map[string]int{"device_id": 1, "user_id": 2, "token": 4, "platform": 8, "locale": 16, "timezone": 32}
+
+// plainString reads a JSON string at raw[i] that has no escapes and only
+// valid UTF-8 without control characters, returning its contents and the
+// index after it.
+func plainString(raw []byte, i int) ([]byte, int, bool) {
+	if i >= len(raw) || raw[i] != '"' {
+		return nil, i, false
+	}
+	start := i + 1
+	for j := start; j < len(raw); j++ {
+		switch c := raw[j]; {
+		case c == '"':
+			v := raw[start:j]
+			if !utf8.Valid(v) {
+				return nil, i, false
+			}
+			return v, j + 1, true
+		case c == '\\' || c < 0x20:
+			return nil, i, false
+		}
+	}
+	return nil, i, false
 }
 
 func skipSpace(raw []byte, i int) int {

@@ -175,6 +175,11 @@ type Dispatcher struct {
 	mu      sync.Mutex
 	workers map[topicPartition]*worker
 
+	// sends feeds the sender pool; its size is the sum of the apps'
+	// concurrency (each app's semaphore is taken before a job is queued).
+	sends    chan sendJob
+	poolSize int
+
 	haltMu  sync.Mutex
 	halted  map[string]Halt      // the store's halts as last read, plus ones seen since
 	probing map[string]time.Time // apps this instance probes, until
@@ -260,6 +265,7 @@ func New(cfg Config, deps Deps) (*Dispatcher, error) {
 		if c <= 0 {
 			c = 200
 		}
+		d.poolSize += c
 		l := &appLimit{sem: make(chan struct{}, c)}
 		if a.RatePerSecond > 0 {
 			l.rate = rate.NewLimiter(rate.Limit(a.RatePerSecond), max(1, a.RatePerSecond/10))
@@ -298,6 +304,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return fmt.Errorf("dispatcher: %w", err)
 	}
 	d.cl = cl
+	d.sends = make(chan sendJob, d.poolSize)
+	var pool sync.WaitGroup
+	for range d.poolSize {
+		pool.Go(func() { d.sendLoop(d.sends) })
+	}
+	defer func() {
+		close(d.sends)
+		pool.Wait()
+	}()
 
 	bgCtx, stopBg := context.WithCancel(d.bg)
 	var bgWG sync.WaitGroup

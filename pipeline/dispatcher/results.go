@@ -3,8 +3,6 @@ package dispatcher
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"fmt"
 	"regexp"
 	"strconv"
 	"time"
@@ -81,10 +79,7 @@ func sentResult(b *schemas.Batch, d *schemas.BatchDevice, provider string, r *pr
 // resultRecord encodes r for the results topic, keyed app/token so one
 // device's results stay in order on one partition.
 func resultRecord(topic string, r *schemas.Result) (*kgo.Record, error) {
-	v, err := json.Marshal(r)
-	if err != nil {
-		return nil, fmt.Errorf("dispatcher: encode result of %s: %w", r.BatchID, err)
-	}
+	v := appendResult(make([]byte, 0, 512), r)
 	return &kgo.Record{
 		Topic:   topic,
 		Key:     []byte(r.App + "/" + r.Token),
