@@ -19,19 +19,26 @@ import (
 	"github.com/pushlane/pushlane/schemas"
 )
 
-// TestBenchFeedbackThroughput measures cmd/feedback as a separate process
+// BenchmarkFeedbackThroughput measures cmd/feedback as a separate process
 // on the real stack: PUSHLANE_BENCH=N results (default 200000; 96%
 // delivered, 2% token_dead, 1% suspect, 1% retryable, against seeded
 // devices) are produced to Kafka first, then the binary consumes them into
 // MariaDB and ClickHouse. Rate = results committed per second between the
 // first commit and the last; RSS is the process's VmHWM. Figures go to
 // docs/benchmarks.md; nothing is asserted about speed.
-func TestBenchFeedbackThroughput(t *testing.T) {
-	nStr := os.Getenv("PUSHLANE_BENCH")
-	if nStr == "" {
-		t.Skip("set PUSHLANE_BENCH=<results> to run the feedback benchmark")
+//
+// It is a benchmark, not a test, so `go test ./...` never runs it:
+//
+//	eval "$(deploy/local/env)"; PUSHLANE_BENCH=200000 go test ./pipeline/feedback -run '^$' -bench BenchmarkFeedbackThroughput -benchtime 1x
+func BenchmarkFeedbackThroughput(b *testing.B) {
+	for range b.N {
+		benchFeedbackThroughput(b)
 	}
-	n, err := strconv.Atoi(nStr)
+}
+
+func benchFeedbackThroughput(t *testing.B) {
+	t.StopTimer() // the figures are the process's own, reported below
+	n, err := strconv.Atoi(os.Getenv("PUSHLANE_BENCH"))
 	if err != nil || n < 1000 {
 		n = 200000
 	}

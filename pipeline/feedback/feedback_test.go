@@ -100,7 +100,7 @@ func (e fakeEnv) produce(t *testing.T, topic string, values ...[]byte) {
 	}
 }
 
-func encode(t *testing.T, v any) []byte {
+func encode(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -276,7 +276,7 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) fl
 }
 
 // committedTotal sums group's committed offsets over all partitions.
-func committedTotal(t *testing.T, brokers []string, group string) int64 {
+func committedTotal(t testing.TB, brokers []string, group string) int64 {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
