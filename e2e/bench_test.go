@@ -114,6 +114,13 @@ func BenchmarkEndToEnd(b *testing.B) {
 	if err != nil {
 		b.Errorf("clickhouse: lateness: %v", err)
 	}
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	var started, finished time.Time
+	if err := shared.db.QueryRowContext(ctx, `SELECT started_at, finished_at FROM campaigns WHERE id = ?`, c.ID).Scan(&started, &finished); err != nil {
+		b.Errorf("mysql: the planner's record of %s: %v", c.ID, err)
+	}
+	cancel()
+	r.PlanSeconds = finished.Sub(started).Seconds()
 	outs := outcomesOf(b, p, c.ID)
 	r.Delivered = outs[schemas.OutcomeDelivered]
 
@@ -162,6 +169,8 @@ type benchResult struct {
 	Devices, Live, Dead, Suspect int
 	Date, Machine, Go            string
 	SeedSeconds                  float64
+	// PlanSeconds is the planner's own record: started_at to finished_at.
+	PlanSeconds float64
 	// From publishing: the first and last send the simulators accepted,
 	// and the moment ClickHouse held a final result for every device.
 	FirstSendSeconds, LastSendSeconds, TotalSeconds float64
