@@ -70,17 +70,19 @@ func TestFaultsMidCampaign(t *testing.T) {
 }
 
 // duplicateBound is the most duplicate sends crashes hard crashes of one
-// dispatcher may cause: every batch it had in flight may repeat the chunk it
-// was sending (pipeline/dispatcher's documented bound).
+// dispatcher owning every ready partition may cause, as pipeline/dispatcher
+// documents it: the chunk each sending batch had in flight,
+// PartitionConcurrency × ChunkSize per partition.
 func duplicateBound(p *pipeline, crashes int) int {
-	return crashes * p.Cfg.Dispatcher.ChunkSize * int(p.Cfg.Kafka.Topics.Ready.Partitions) * maxBatchesInFlightPerPartition
+	return crashes * int(inFlightChunks(p)) * p.Cfg.Dispatcher.ChunkSize
 }
-
-// maxBatchesInFlightPerPartition is the dispatcher's C.
-const maxBatchesInFlightPerPartition = 1
 
 // inFlightChunks is how many chunks one dispatcher may have started and not
-// finished: one per batch in flight.
+// finished: one per batch being sent, PartitionConcurrency per partition.
 func inFlightChunks(p *pipeline) int64 {
-	return int64(p.Cfg.Kafka.Topics.Ready.Partitions) * maxBatchesInFlightPerPartition
+	return int64(p.Cfg.Kafka.Topics.Ready.Partitions) * int64(partitionConcurrency)
 }
+
+// partitionConcurrency is pipeline/dispatcher's default
+// Config.PartitionConcurrency, which cmd/dispatcher does not change.
+const partitionConcurrency = 4
