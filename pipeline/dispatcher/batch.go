@@ -33,8 +33,20 @@ type job struct {
 // committed, false when stop interrupted it (its progress is saved; the
 // next owner continues it).
 //
-// Waiting for the send-at takes no send slot; sending takes one of slots.
+// A record waits for its send-at before it is decoded and without a send
+// slot (the headers carry what the wait needs), so waiting batches cost
+// only their record; decoding and sending take one of slots, so at most
+// len(slots) batches per partition are decoded at a time.
 func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan struct{}) bool {
+	if done, ok := d.waitByHeaders(stop, rec); done {
+		return ok
+	}
+	select {
+	case slots <- struct{}{}:
+		defer func() { <-slots }()
+	case <-stop.Done():
+		return false
+	}
 	b, err := decodeBatch(rec.Value)
 	if err != nil {
 		return d.deadLetter(stop, rec, err.Error())
@@ -58,16 +70,25 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 	}
 
 	now := time.Now()
-	if b.SendAt.Sub(now) >= delay.ReadyWithin {
-		// Only a clock disagreement brings a batch here this early; back
-		// to the ladder rather than holding the partition.
+	// Cancelled and expired batches are closed out whenever they arrive
+	// (the forwarder sends them here early on purpose).
+	switch {
+	case d.control.Cancelled(b.CampaignID):
+		d.m.batches.WithLabelValues("cancelled").Inc()
+		return d.closeOut(stop, j, schemas.OutcomeCancelled, "campaign cancelled")
+	case isExpired(b, now):
+		d.m.batches.WithLabelValues("expired").Inc()
+		return d.closeOut(stop, j, schemas.OutcomeExpired, "expired at "+expiry(b).UTC().Format(time.RFC3339Nano))
+	case b.SendAt.Sub(now) >= delay.ReadyWithin:
+		// Only a clock disagreement (or headers that disagree with the
+		// batch) brings a batch here this early; back to the ladder
+		// rather than holding the partition.
 		return d.reroute(stop, j, now)
 	}
 	if done, ok := d.checkBeforeChunk(stop, j); done {
 		return ok
 	}
 	if wait := time.Until(b.SendAt); wait > 0 {
-		// The ladder hands batches over up to ReadyWithin early.
 		t := time.NewTimer(wait)
 		select {
 		case <-stop.Done():
@@ -75,12 +96,6 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 			return false
 		case <-t.C:
 		}
-	}
-	select {
-	case slots <- struct{}{}:
-		defer func() { <-slots }()
-	case <-stop.Done():
-		return false
 	}
 	j.msgs = newMessages(b, app)
 	first := j.prog.Done.Count() == 0
@@ -116,6 +131,44 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 	}
 	d.m.batches.WithLabelValues("sent").Inc()
 	return d.finish(stop, j)
+}
+
+// waitByHeaders waits, on the record's headers alone, until its send-at:
+// the ladder hands batches to the ready topic up to delay.ReadyWithin
+// early. A record whose headers say it is far from due (and neither
+// cancelled nor expired) goes back to the ladder at once. Without usable
+// headers it returns, and the decoded batch decides.
+func (d *Dispatcher) waitByHeaders(stop context.Context, rec *kgo.Record) (done, ok bool) {
+	sendAt, has := kafka.TimeHeader(rec, kafka.HeaderSendAt)
+	if !has {
+		return false, false
+	}
+	now := time.Now()
+	if exp, has := kafka.TimeHeader(rec, kafka.HeaderExpiresAt); has && !now.Before(exp) {
+		return false, false
+	}
+	if id, has := kafka.Header(rec, kafka.HeaderCampaignID); has && d.control.Cancelled(id) {
+		return false, false
+	}
+	wait := sendAt.Sub(now)
+	switch {
+	case wait >= delay.ReadyWithin:
+		out := delay.Forwarded(rec, d.cfg.Ladder.Route(sendAt, now))
+		if !d.produce(stop, "re-route "+string(rec.Key), out) {
+			return true, false
+		}
+		d.m.batches.WithLabelValues("rerouted").Inc()
+		return true, true
+	case wait > 0:
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-stop.Done():
+			return true, false
+		case <-t.C:
+		}
+	}
+	return false, false
 }
 
 // checkBeforeChunk applies the checks every chunk must pass: the control

@@ -70,18 +70,21 @@ type Config struct {
 	// within it is skipped. Default 35 days (a 30-day horizon plus slack).
 	ProgressRetention time.Duration
 	// QueueRecords: a ready partition is paused while this many of its
-	// records wait for its worker. Default 8.
+	// records wait for its worker. Default 4.
 	QueueRecords int
 	// PartitionConcurrency is how many batches of one ready partition are
 	// sent at once, so a slow batch does not hold up the batches behind
 	// it. It is also how many chunks per partition a hard crash may leave
 	// in flight. Default 4.
 	PartitionConcurrency int
-	// PartitionWindow bounds the batches of one partition started and not
-	// yet finished, those waiting for their send-at (the ladder hands them
+	// PartitionWindow bounds the records of one partition started and not
+	// yet committed, those waiting for their send-at (the ladder hands them
 	// over up to delay.ReadyWithin early) included: waiting takes no send
-	// slot, so due batches pass waiting ones. Default 64.
+	// slot and no decoding, so due batches pass waiting ones. Default 64.
 	PartitionWindow int
+	// PartitionWindowBytes bounds the same records by size (one record is
+	// always allowed). Default 4 MiB.
+	PartitionWindowBytes int
 	// MaxPollRecords bounds one poll. Default 256.
 	MaxPollRecords int
 	// FetchMaxWait bounds an idle fetch. Default 250ms.
@@ -119,7 +122,10 @@ func (c *Config) defaults() {
 		c.ProgressRetention = 35 * 24 * time.Hour
 	}
 	if c.QueueRecords <= 0 {
-		c.QueueRecords = 8
+		c.QueueRecords = 4
+	}
+	if c.PartitionWindowBytes <= 0 {
+		c.PartitionWindowBytes = 4 << 20
 	}
 	if c.PartitionConcurrency <= 0 {
 		c.PartitionConcurrency = 4
@@ -516,10 +522,11 @@ func (w *worker) run() {
 	finished := make(chan *slot, w.d.cfg.PartitionWindow)
 	keys := map[string]int{}
 	running := 0
+	windowBytes := 0
 	stopping := false
 	stopCh := w.stopCtx.Done()
 	for {
-		for !stopping && running < w.d.cfg.PartitionWindow {
+		for !stopping && len(window) < w.d.cfg.PartitionWindow && (len(window) == 0 || windowBytes < w.d.cfg.PartitionWindowBytes) {
 			rec, left := w.take(keys)
 			if rec == nil {
 				break
@@ -529,6 +536,7 @@ func (w *worker) run() {
 			}
 			s := &slot{rec: rec}
 			window = append(window, s)
+			windowBytes += len(rec.Value)
 			keys[string(rec.Key)]++
 			running++
 			go func() {
@@ -553,6 +561,7 @@ func (w *worker) run() {
 			}
 			for len(window) > 0 && window[0].finished && window[0].ok {
 				w.d.cl.MarkCommitRecords(window[0].rec)
+				windowBytes -= len(window[0].rec.Value)
 				window[0] = nil
 				window = window[1:]
 			}

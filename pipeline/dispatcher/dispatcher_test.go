@@ -2,6 +2,7 @@ package dispatcher_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pushlane/pushlane/pipeline/delay"
 	"github.com/pushlane/pushlane/pipeline/dispatcher"
 	"github.com/pushlane/pushlane/pipeline/dispatcher/dispatchtest"
 	"github.com/pushlane/pushlane/providers"
@@ -167,6 +169,43 @@ func TestDispatchExpiredAndCancelledBatches(t *testing.T) {
 	}
 	if sends := s.Sends(); len(sends) != 0 {
 		t.Errorf("%d sends, want none", len(sends))
+	}
+}
+
+// A cancelled or expired batch that reaches ready long before its send-at
+// (the forwarder sends them early on purpose) is closed out at once, not
+// sent back to the ladder.
+func TestDispatchClosesOutEarlyCancelledAndExpired(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 2, 1, nil)
+	apps, s := h.fakeApp("app1")
+	h.publish("c-gone", schemas.ControlCancel)
+	r := h.start(dispatchtest.UniqueName("disp"), apps, nil)
+	write := func(b schemas.Batch) {
+		v, _ := json.Marshal(b)
+		if err := h.cl.ProduceSync(context.Background(), delay.BatchRecord(h.l.Ready, b.ID, b.CampaignID, b.SendAt, b.ExpiresAt, v)).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(batch("gone", "c-gone", "app1", 3, time.Now().Add(time.Hour)))
+	exp := batch("old", "c-live", "app1", 2, time.Now().Add(time.Hour))
+	exp.ExpiresAt = time.Now().Add(-time.Second).UTC()
+	write(exp)
+	rs := h.readResults(5, 10*time.Second)
+	if len(rs) != 5 {
+		t.Fatalf("%d results, want 5", len(rs))
+	}
+	for _, x := range rs {
+		want := map[string]string{"gone": schemas.OutcomeCancelled, "old": schemas.OutcomeExpired}[x.BatchID]
+		if x.Outcome != want {
+			t.Errorf("%s: %s, want %s", x.Token, x.Outcome, want)
+		}
+	}
+	if v := dispatchtest.MetricValue(t, r.reg, "pushlane_dispatcher_batches_total", "what", "rerouted"); v != 0 {
+		t.Errorf("%v batches re-routed", v)
+	}
+	if len(s.Sends()) != 0 {
+		t.Errorf("%d sends", len(s.Sends()))
 	}
 }
 

@@ -88,8 +88,12 @@
 //
 // # Memory
 //
-// Per partition: the queued records (QueueRecords) and the started ones
-// (PartitionWindow, of which PartitionConcurrency send). Nothing grows
-// with the number of pending, parked or finished batches: those live in
-// Kafka and MySQL.
+// Per partition: the queued records (QueueRecords, 4), the started ones
+// (at most PartitionWindow records and PartitionWindowBytes, 4 MiB), of
+// which only the PartitionConcurrency (4) sending are decoded; a record
+// waiting for its send-at waits on its headers, undecoded. With the
+// default 12 ready partitions that is some tens of MiB at most, plus the
+// client's fetch buffers (FetchMaxBytes 16 MiB). Nothing grows with the
+// number of pending, parked or finished batches: those live in Kafka and
+// MySQL.
 package dispatcher
