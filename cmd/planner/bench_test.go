@@ -25,40 +25,40 @@ import (
 	"github.com/pushlane/pushlane/schemas"
 )
 
-// TestBenchPlanner measures the planner on the real stack: the real
+// BenchmarkPlanner measures the planner on the real stack: the real
 // command plans one campaign of N devices seeded in MariaDB and produces
-// its batches to the real Kafka; the figures are the command's own
-// "campaign planned" log (MySQL read to last commit) and its peak RSS
-// (VmHWM). Opt-in, it takes minutes: PUSHLANE_BENCH=1, and
-// PUSHLANE_BENCH_SIZES=100000,1000000 to choose sizes.
+// its batches to the real Kafka. The figures are the command's own
+// "campaign planned" log (first page read to last commit) and its peak RSS
+// (VmHWM). It takes minutes; PUSHLANE_BENCH_SIZES chooses the sizes
+// (default 100000,1000000).
 //
-//	eval "$(deploy/local/env)"; PUSHLANE_BENCH=1 go test ./cmd/planner -run TestBenchPlanner -v -timeout 30m
-func TestBenchPlanner(t *testing.T) {
-	if os.Getenv("PUSHLANE_BENCH") != "1" {
-		t.Skip("benchmark: set PUSHLANE_BENCH=1")
-	}
+//	eval "$(deploy/local/env)"; go test ./cmd/planner -run '^$' -bench BenchmarkPlanner -benchtime 1x -v -timeout 40m
+func BenchmarkPlanner(b *testing.B) {
 	sizes := []int{100000, 1000000}
 	if s := os.Getenv("PUSHLANE_BENCH_SIZES"); s != "" {
 		sizes = nil
 		for _, f := range strings.Split(s, ",") {
 			n, err := strconv.Atoi(f)
 			if err != nil {
-				t.Fatal(err)
+				b.Fatal(err)
 			}
 			sizes = append(sizes, n)
 		}
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "planner")
+	bin := filepath.Join(b.TempDir(), "planner")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+		b.Fatalf("build: %v\n%s", err, out)
 	}
 	for _, n := range sizes {
-		t.Run(fmt.Sprint(n), func(t *testing.T) { benchOne(t, bin, n) })
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			for range b.N {
+				benchOne(b, bin, n)
+			}
+		})
 	}
 }
 
-func benchOne(t *testing.T, bin string, n int) {
+func benchOne(t *testing.B, bin string, n int) {
 	brokers := testenv.KafkaBrokers(t)
 	dsn, db := testenv.MySQL(t)
 	if _, err := migrate.MySQL(context.Background(), db); err != nil {
@@ -209,6 +209,10 @@ log:
 		}
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
+	t.ReportMetric(took.Seconds(), "s/plan")
+	t.ReportMetric(devices/took.Seconds(), "rows/s")
+	t.ReportMetric(batches/took.Seconds(), "batches/s")
+	t.ReportMetric(float64(hwm)/1024, "peakRSS_MiB")
 	t.Logf("BENCH devices=%d batches=%.0f took=%s rows/s=%.0f batches/s=%.0f peak_rss=%.1fMiB cpu=%.2fs waited_for_mysql=%s waited_for_kafka_commits=%s loadavg=%s",
 		n, batches, took.Round(time.Millisecond), devices/took.Seconds(), batches/took.Seconds(), float64(hwm)/1024, float64(cpu)/100,
 		waitMySQL.Round(time.Millisecond), waitKafka.Round(time.Millisecond), strings.Fields(string(load))[0])
