@@ -577,10 +577,16 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 		defer func(t0 time.Time) { commitWait += time.Since(t0) }(time.Now())
 		chunks++
 		cp := newCheckpoint(c.ID, c.Version, r.Offset, s.start, chunks, e)
-		meta, err := cp.encode()
-		if err != nil {
-			_ = t.abort(ctx)
-			return 0, false, fmt.Errorf("planner: campaign %s: %w", c.ID, err)
+		meta, encErr := cp.encode()
+		if encErr != nil {
+			// Cannot happen with local dates from 1970 on (a few dozen
+			// waves); if it did, retrying would fail the same way, so the
+			// campaign stops here, its committed chunks kept.
+			if err := t.abort(ctx); err != nil {
+				return 0, false, err
+			}
+			res, err := p.deadLetter(ctx, sess, r, c, "cannot checkpoint: "+encErr.Error())
+			return res, false, err
 		}
 		ok, perr, err := t.commit(ctx, r.Offset, meta)
 		if err != nil {
