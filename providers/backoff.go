@@ -9,14 +9,21 @@ import (
 // device before it gives up on a retryable outcome.
 const MaxAttempts = 8
 
-// Default retry policy: the first retry waits up to 1 s, then 2, 4, ... up to
-// 10 minutes.
+// Default retry policy: the first retry waits 0.5–1 s, then 1–2, 2–4, ...
+// up to 10 minutes. With MaxAttempts 8 a device is given up only after at
+// least 63.5 s of waiting, so a provider outage shorter than a minute loses
+// nothing.
 const (
 	DefaultBackoffBase = time.Second
 	DefaultBackoffCap  = 10 * time.Minute
 )
 
-// BackoffPolicy is exponential backoff with full jitter.
+// BackoffPolicy is exponential backoff with "equal" jitter: half of each
+// window is fixed and half is random. Full jitter (all random) can make a
+// whole chain of retries fall within a short outage and give up on devices
+// a few seconds later would have reached; the fixed half guarantees the
+// chain spans at least half the sum of the windows, while the random half
+// still spreads a wave of retries.
 type BackoffPolicy struct {
 	Base        time.Duration // the ceiling of the first wait; default DefaultBackoffBase
 	Cap         time.Duration // no computed wait exceeds this; default DefaultBackoffCap
@@ -29,9 +36,9 @@ func DefaultBackoff() BackoffPolicy {
 }
 
 // Backoff is how long to wait before the next attempt after attempt number
-// attempt (1 = the first send) came back retryable: a uniform random wait in
-// [0, min(cap, base·2^(attempt-1))], and never less than retryAfter, the
-// provider's own Retry-After.
+// attempt (1 = the first send) came back retryable: with window
+// min(cap, base·2^(attempt-1)), a uniform random wait in [window/2, window],
+// and never less than retryAfter, the provider's own Retry-After.
 func Backoff(attempt int, retryAfter time.Duration) time.Duration {
 	return DefaultBackoff().Delay(attempt, retryAfter, rand.Float64())
 }
@@ -59,7 +66,7 @@ func (p BackoffPolicy) Delay(attempt int, retryAfter time.Duration, jitter float
 	} else if jitter >= 1 {
 		jitter = 0.999999
 	}
-	d := time.Duration(jitter * float64(window))
+	d := window/2 + time.Duration(jitter*float64(window/2))
 	if d < retryAfter {
 		d = retryAfter
 	}

@@ -14,19 +14,19 @@ import (
 	"github.com/pushlane/pushlane/providers"
 )
 
-func TestBackoffIsExponentialWithFullJitterAndCapped(t *testing.T) {
+func TestBackoffIsExponentialWithEqualJitterAndCapped(t *testing.T) {
 	p := providers.DefaultBackoff()
 	for _, c := range []struct {
 		attempt int
 		jitter  float64
 		want    time.Duration
 	}{
-		{1, 0.5, 500 * time.Millisecond},
-		{2, 0.5, time.Second},
+		{1, 0.5, 750 * time.Millisecond},
+		{2, 0.5, 1500 * time.Millisecond},
 		{3, 0.999999, 4 * time.Second},
-		{4, 0, 0},
-		{20, 0.5, 5 * time.Minute}, // capped at 10 min, half of it
-		{0, 1, time.Second - time.Microsecond},
+		{4, 0, 4 * time.Second},                   // the fixed half of the 8 s window
+		{20, 0.5, 7*time.Minute + 30*time.Second}, // capped at 10 min
+		{0, 1, time.Second},
 	} {
 		got := p.Delay(c.attempt, 0, c.jitter)
 		if got.Round(time.Millisecond) != c.want.Round(time.Millisecond) {
@@ -40,9 +40,18 @@ func TestBackoffIsExponentialWithFullJitterAndCapped(t *testing.T) {
 		t.Errorf("Retry-After above the cap: %s", got)
 	}
 	for range 1000 {
-		if d := providers.Backoff(3, 0); d < 0 || d > 4*time.Second {
-			t.Fatalf("Backoff(3) = %s outside [0, 4s]", d)
+		if d := providers.Backoff(3, 0); d < 2*time.Second || d > 4*time.Second {
+			t.Fatalf("Backoff(3) = %s outside [2s, 4s]", d)
 		}
+	}
+	// The whole chain before giving up outlasts a minute-long outage,
+	// whatever the jitter.
+	var least time.Duration
+	for a := 1; a < providers.MaxAttempts; a++ {
+		least += p.Delay(a, 0, 0)
+	}
+	if least < 63*time.Second {
+		t.Errorf("retries of one device span at least %s, want over a minute", least)
 	}
 	if !p.GiveUp(providers.MaxAttempts) || p.GiveUp(providers.MaxAttempts-1) {
 		t.Error("GiveUp")

@@ -192,7 +192,8 @@ type Delay struct {
 
 // Dispatcher tunes cmd/dispatcher.
 type Dispatcher struct {
-	// MaxAttempts caps sends per device (first send included). Default 5.
+	// MaxAttempts caps sends per device (first send included). Default 8:
+	// with the providers' backoff the retries span at least 63 s.
 	MaxAttempts int `koanf:"max_attempts"`
 	// ChunkSize is the number of devices sent between checkpoints.
 	// Default 100.

@@ -52,7 +52,7 @@ func Defaults() map[string]any {
 		"planner.page_size":                     5000,
 		"planner.batches_per_transaction":       200,
 		"delay.tiers":                           22,
-		"dispatcher.max_attempts":               5,
+		"dispatcher.max_attempts":               8,
 		"dispatcher.chunk_size":                 100,
 		"feedback.suspect_strikes":              3,
 		"feedback.flush_rows":                   5000,

@@ -74,7 +74,7 @@ func TestDefaults(t *testing.T) {
 		{"planner.page_size", cfg.Planner.PageSize, 5000},
 		{"planner.batches_per_transaction", cfg.Planner.BatchesPerTransaction, 200},
 		{"delay.tiers", cfg.Delay.Tiers, 22},
-		{"dispatcher.max_attempts", cfg.Dispatcher.MaxAttempts, 5},
+		{"dispatcher.max_attempts", cfg.Dispatcher.MaxAttempts, 8},
 		{"dispatcher.chunk_size", cfg.Dispatcher.ChunkSize, 100},
 		{"feedback.suspect_strikes", cfg.Feedback.SuspectStrikes, 3},
 		{"feedback.flush_rows", cfg.Feedback.FlushRows, 5000},
