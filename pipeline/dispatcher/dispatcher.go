@@ -51,7 +51,7 @@ type Config struct {
 	// most a hard crash can send twice. Default 100.
 	ChunkSize int
 	// MaxAttempts caps sends per device, the first included; a retryable
-	// outcome of the last attempt is reported as failed. Default 5.
+	// outcome on the last attempt becomes failed. Default providers.MaxAttempts.
 	MaxAttempts int
 	// Backoff spaces retries; Retry-After always wins. Default
 	// providers.DefaultBackoff().
@@ -104,7 +104,7 @@ func (c *Config) defaults() {
 		c.ChunkSize = 100
 	}
 	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 5
+		c.MaxAttempts = providers.MaxAttempts
 	}
 	if c.Backoff == (providers.BackoffPolicy{}) {
 		c.Backoff = providers.DefaultBackoff()
