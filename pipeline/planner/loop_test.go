@@ -515,20 +515,19 @@ func TestLoopStopAndRestart(t *testing.T) {
 	seed(store, "app", 1, 800)
 	h.cfg.PageSize = 37 // pages and batches do not line up
 	h.publishCampaign(segmentCampaign("c", 10))
-	stopped := make(chan struct{})
-	var first *running
-	first = h.start(func(ev hookEvent) error {
+	midChunk := make(chan struct{})
+	signalled := make(chan struct{})
+	first := h.start(func(ev hookEvent) error {
 		if ev.chunks == 4 && ev.batches == 1 {
-			select {
-			case <-stopped:
-			default:
-				close(stopped)
-				first.cancel() // SIGTERM mid-chunk
-			}
+			// SIGTERM mid-chunk: the planner goes on once it is sent.
+			close(midChunk)
+			<-signalled
 		}
 		return nil
 	})
-	<-stopped
+	<-midChunk
+	first.cancel()
+	close(signalled)
 	if err := first.stop(t); err != nil {
 		t.Fatal(err)
 	}
