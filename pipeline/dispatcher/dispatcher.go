@@ -85,7 +85,8 @@ type Config struct {
 	// PartitionWindowBytes bounds the same records by size (one record is
 	// always allowed). Default 4 MiB.
 	PartitionWindowBytes int
-	// MaxPollRecords bounds one poll. Default 256.
+	// MaxPollRecords bounds one poll (a record is a whole batch: one poll
+	// can put this many into one partition's queue). Default 32.
 	MaxPollRecords int
 	// FetchMaxWait bounds an idle fetch. Default 250ms.
 	FetchMaxWait time.Duration
@@ -134,7 +135,7 @@ func (c *Config) defaults() {
 		c.PartitionWindow = max(64, c.PartitionConcurrency)
 	}
 	if c.MaxPollRecords <= 0 {
-		c.MaxPollRecords = 256
+		c.MaxPollRecords = 32
 	}
 	if c.FetchMaxWait <= 0 {
 		c.FetchMaxWait = 250 * time.Millisecond
