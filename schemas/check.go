@@ -1,7 +1,9 @@
 package schemas
 
 import (
+	"encoding/json"
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -34,12 +36,62 @@ func (c *Campaign) check() error {
 			problems = append(problems, fmt.Sprintf("/content/fallback_locale: %q has no variant in /content/localized", fl))
 		}
 	}
+	problems = append(problems, c.Content.checkSize(c.Options.PushType)...)
 	if c.Options.PushType != "background" && c.Content.Title == "" && c.Content.Body == "" && len(c.Content.Localized) == 0 &&
 		c.Content.Badge == nil && c.Content.Sound == "" && !c.Options.ContentAvailable {
 		problems = append(problems, "/content: an alert needs a title, body, badge or sound (or content_available for a silent push)")
 	}
 	if len(problems) > 0 {
 		return &InvalidError{Kind: KindCampaign, Problems: problems}
+	}
+	return nil
+}
+
+// Provider payload limits: APNs takes at most 4096 bytes (5120 for VoIP),
+// FCM 4096 bytes of notification and data.
+const (
+	MaxNotificationBytes     = 4096
+	MaxVoIPNotificationBytes = 5120
+)
+
+// checkSize rejects content no provider would take, at the door: such a
+// campaign would otherwise be planned into batches that every send
+// rejects (and a big enough one into batches over Kafka's record limit).
+// The measure is the JSON of what one device receives (title, body,
+// badge, sound, data) for each locale variant; the providers' own
+// envelopes add a few dozen bytes, which their senders check exactly.
+func (c Content) checkSize(pushType string) []string {
+	limit := MaxNotificationBytes
+	if pushType == "voip" {
+		limit = MaxVoIPNotificationBytes
+	}
+	type visible struct {
+		Title string            `json:"title,omitempty"`
+		Body  string            `json:"body,omitempty"`
+		Badge *int              `json:"badge,omitempty"`
+		Sound string            `json:"sound,omitempty"`
+		Data  map[string]string `json:"data,omitempty"`
+	}
+	size := func(title, body string) int {
+		raw, err := json.Marshal(visible{Title: title, Body: body, Badge: c.Badge, Sound: c.Sound, Data: c.Data})
+		if err != nil {
+			return 0
+		}
+		return len(raw)
+	}
+	largest, where := size(c.Title, c.Body), ""
+	locales := make([]string, 0, len(c.Localized))
+	for l := range c.Localized {
+		locales = append(locales, l)
+	}
+	sort.Strings(locales)
+	for _, l := range locales {
+		if n := size(c.Localized[l].Title, c.Localized[l].Body); n > largest {
+			largest, where = n, fmt.Sprintf(" (locale %q)", l)
+		}
+	}
+	if largest > limit {
+		return []string{fmt.Sprintf("/content: the notification is %d bytes%s, over the %d-byte limit of APNs and FCM", largest, where, limit)}
 	}
 	return nil
 }

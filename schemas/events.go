@@ -129,6 +129,11 @@ type Options struct {
 // in the script Pushlane replaced.
 const DefaultBatchSize = 1000
 
+// MaxBatchDevices is the most devices one batch event may carry (the
+// schemas' batch_size maximum and devices maxItems): 2000 devices with long
+// FCM tokens stay well under Kafka's default 1 MB record limit.
+const MaxBatchDevices = 2000
+
 // Control actions.
 const (
 	ControlCancel = "cancel"

@@ -36,7 +36,7 @@ func fastDecodeBatch(raw []byte) (*schemas.Batch, bool) {
 		return nil, false
 	}
 	devs, err := decodeDevices(devRaw)
-	if err != nil || len(devs) < 1 || len(devs) > 10000 {
+	if err != nil || len(devs) < 1 || len(devs) > schemas.MaxBatchDevices {
 		return nil, false
 	}
 	first, err := json.Marshal(devs[:1])
