@@ -242,16 +242,20 @@ type Result struct {
 // DeadLetter wraps an event a stage could not process, with the reason and
 // the original bytes, so nothing is lost and it can be re-driven.
 type DeadLetter struct {
-	SchemaVersion int               `json:"schema_version"`
-	Stage         string            `json:"stage"`
-	Reason        string            `json:"reason"`
-	Topic         string            `json:"topic"`
-	Partition     int32             `json:"partition"`
-	Offset        int64             `json:"offset"`
-	Key           []byte            `json:"key,omitempty"`
-	Value         []byte            `json:"value"` // original bytes, base64 in JSON
-	Headers       map[string]string `json:"headers,omitempty"`
-	At            time.Time         `json:"at"`
+	SchemaVersion int    `json:"schema_version"`
+	Stage         string `json:"stage"`
+	Reason        string `json:"reason"`
+	Topic         string `json:"topic"`
+	Partition     int32  `json:"partition"`
+	Offset        int64  `json:"offset"`
+	Key           []byte `json:"key,omitempty"`
+	Value         []byte `json:"value"` // original bytes, base64 in JSON
+	// ValueBytes is set when Value holds only the first bytes of an
+	// original too big to fit in a dead letter under the broker's record
+	// limit; the whole original stays at Topic/Partition@Offset.
+	ValueBytes int               `json:"value_bytes,omitempty"`
+	Headers    map[string]string `json:"headers,omitempty"`
+	At         time.Time         `json:"at"`
 }
 
 // DeviceRegistration is how app backends report a (re-)registered token.

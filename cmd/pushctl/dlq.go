@@ -339,6 +339,10 @@ func (c *cli) dlqRedrive(ctx context.Context, p int32, o int64, fixedFile, kind 
 	}
 	value := dl.Value
 	what := "the original bytes"
+	if dl.ValueBytes > 0 && fixedFile == "" {
+		return invalid(fmt.Errorf("%d:%d keeps only %d of the original's %d bytes: not re-driven; fetch it from %s/%d@%d and give it with -f",
+			p, o, len(dl.Value), dl.ValueBytes, dl.Topic, dl.Partition, dl.Offset))
+	}
 	if fixedFile != "" {
 		if value, err = c.readFile(fixedFile); err != nil {
 			return err

@@ -11,6 +11,16 @@ import (
 	"github.com/pushlane/pushlane/schemas"
 )
 
+// MaxDeadLetterValue is the most original bytes a dead letter carries.
+// Base64 makes them a third bigger, and the broker's default record limit
+// is 1 MB, so a bigger original (itself under the limit, or it would not
+// be on the topic) is cut to its first KeptDeadLetterValue bytes and the
+// dead letter says how big it was; the original stays on its topic.
+const (
+	MaxDeadLetterValue  = 512 << 10
+	KeptDeadLetterValue = 64 << 10
+)
+
 // DeadLetterRecord wraps a record a stage could not process into a
 // dead-letter event with the reason and the original bytes, keyed like the
 // original so a re-drive lands on the same partition.
@@ -28,6 +38,12 @@ func DeadLetterRecord(topic, stage string, r *kgo.Record, reason string, now tim
 	}
 	if dl.Value == nil {
 		dl.Value = []byte{}
+	}
+	if len(dl.Value) > MaxDeadLetterValue {
+		dl.ValueBytes = len(dl.Value)
+		dl.Value = dl.Value[:KeptDeadLetterValue]
+		dl.Reason += fmt.Sprintf(" (the dead letter keeps the first %d of %d bytes; the whole record stays at %s/%d@%d)",
+			KeptDeadLetterValue, dl.ValueBytes, r.Topic, r.Partition, r.Offset)
 	}
 	if len(r.Headers) > 0 {
 		dl.Headers = make(map[string]string, len(r.Headers))

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"maps"
@@ -126,5 +127,30 @@ func TestDeadLetterProducesBeforeReturning(t *testing.T) {
 	err = DeadLetter(ctx, cl, "pushlane.no-such-topic", "dispatcher", orig, "x")
 	if err == nil || !strings.HasPrefix(err.Error(), "kafka: produce dead letter for pushlane.ready/2@99: UNKNOWN_TOPIC_OR_PARTITION") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+func TestDeadLetterOfAHugeRecordKeepsItsHead(t *testing.T) {
+	// 950 KB fits the broker's 1 MB limit, but not once base64-encoded in
+	// a dead letter: the dead letter keeps the head and says where the
+	// whole record is.
+	value := bytes.Repeat([]byte("y"), 950_000)
+	rec, err := DeadLetterRecord("dlq", "planner", &kgo.Record{Topic: "pushlane.campaigns", Partition: 2, Offset: 9, Key: []byte("big"), Value: value}, "invalid campaign: too big", time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Value) > 200_000 {
+		t.Errorf("dead letter is %d bytes", len(rec.Value))
+	}
+	dl, err := schemas.DecodeDeadLetter(rec.Value)
+	if err != nil {
+		t.Fatalf("invalid: %v", err)
+	}
+	if dl.ValueBytes != 950_000 || len(dl.Value) != KeptDeadLetterValue || !bytes.Equal(dl.Value, value[:KeptDeadLetterValue]) {
+		t.Errorf("value_bytes %d, kept %d bytes", dl.ValueBytes, len(dl.Value))
+	}
+	want := "invalid campaign: too big (the dead letter keeps the first 65536 of 950000 bytes; the whole record stays at pushlane.campaigns/2@9)"
+	if dl.Reason != want {
+		t.Errorf("reason %q, want %q", dl.Reason, want)
 	}
 }
