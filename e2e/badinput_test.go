@@ -3,10 +3,12 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pushlane/pushlane/pipeline/kafka"
 	"github.com/pushlane/pushlane/schemas"
 )
 
@@ -15,7 +17,8 @@ import (
 // campaigns (a 600 KB notification, which no provider takes, and a 950 KB
 // record, near the broker's 1 MB limit) onto the campaigns topic, then a
 // valid campaign behind them on the same partition. Each bad record must land in the dead-letter
-// topic with its reason and its original bytes, and the valid campaign must
+// topic with its reason and its original bytes (the head of them, with the
+// size and the record's place, for one too big to carry whole), and the valid campaign must
 // still reach every live device exactly once.
 func TestBadInputIsDeadLetteredAndTheNextCampaignServed(t *testing.T) {
 	const app = "valid-after-bad"
@@ -85,7 +88,17 @@ func TestBadInputIsDeadLetteredAndTheNextCampaignServed(t *testing.T) {
 				t.Errorf("%s: reason %q does not mention %q", b.name, dl.Reason, want)
 			}
 		}
-		if !bytes.Equal(dl.Value, b.value) {
+		switch {
+		case len(b.value) > kafka.MaxDeadLetterValue:
+			// Too big to carry whole under the broker's record limit: the
+			// head, the size, and where the whole record stays.
+			if dl.ValueBytes != len(b.value) || !bytes.HasPrefix(b.value, dl.Value) || len(dl.Value) != kafka.KeptDeadLetterValue {
+				t.Errorf("%s: dead letter holds %d bytes (value_bytes %d) of the original %d", b.name, len(dl.Value), dl.ValueBytes, len(b.value))
+			}
+			if !strings.Contains(dl.Reason, fmt.Sprintf("the whole record stays at %s/%d@%d", dl.Topic, dl.Partition, dl.Offset)) {
+				t.Errorf("%s: reason %q does not say where the whole record is", b.name, dl.Reason)
+			}
+		case !bytes.Equal(dl.Value, b.value):
 			t.Errorf("%s: dead letter holds %d bytes, not the original %d", b.name, len(dl.Value), len(b.value))
 		}
 	}
