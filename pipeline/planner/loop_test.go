@@ -1,10 +1,13 @@
 package planner
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"testing"
@@ -602,5 +605,54 @@ func TestLoopReplayAndEmpty(t *testing.T) {
 	}
 	if rec, ok := store.campaign("nobody", 1); !ok || rec.Status != StatusPlanned || rec.Devices != 0 || rec.Batches != 0 {
 		t.Errorf("empty campaign recorded %+v", rec)
+	}
+}
+
+// TestLoopHugeRecordsAreDeadLettered: campaign records near the broker's
+// 1 MB limit would make dead letters over it (the bytes go base64);
+// pipeline/kafka keeps their first 64 KiB and says where the record is.
+// The planner dead-letters them and plans the valid campaign behind them.
+func TestLoopHugeRecordsAreDeadLettered(t *testing.T) {
+	h := newKfakeHarness(t)
+	seed(h.store.(*memStore), "app", 1, 30)
+	huge := segmentCampaign("huge", 10)
+	huge.Content.Data = map[string]string{"blob": strings.Repeat("y", 950_000)}
+	hugeRaw, _ := json.Marshal(huge)
+	noise := make([]byte, 950_000)
+	for i := range noise {
+		noise[i] = byte(rand.IntN(256))
+	}
+	h.publish("huge", hugeRaw)
+	h.publish("noise", noise)
+	h.publishCampaign(segmentCampaign("after", 10))
+	r := h.start(nil)
+	h.waitDone(3)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	o := h.output()
+	if n := len(o.batchesOf("after")); n != 3 {
+		t.Errorf("the campaign behind the huge records has %d batches, want 3", n)
+	}
+	byKey := map[string]*schemas.DeadLetter{}
+	for _, dl := range o.deadLetters {
+		byKey[string(dl.Key)] = dl
+	}
+	for key, c := range map[string]struct {
+		raw    []byte
+		reason string
+	}{
+		"huge":  {hugeRaw, "invalid campaign: /content: the notification is"},
+		"noise": {noise, "invalid campaign: not JSON"},
+	} {
+		dl := byKey[key]
+		if dl == nil {
+			t.Errorf("%s: no dead letter", key)
+			continue
+		}
+		kept := fmt.Sprintf("(the dead letter keeps the first 65536 of %d bytes; the whole record stays at %s/", len(c.raw), h.cfg.Kafka.Topics.Campaigns.Name)
+		if !bytes.Equal(dl.Value, c.raw[:64<<10]) || !strings.HasPrefix(dl.Reason, c.reason) || !strings.Contains(dl.Reason, kept) {
+			t.Errorf("%s: dead letter of %d bytes, reason %q", key, len(dl.Value), dl.Reason)
+		}
 	}
 }
