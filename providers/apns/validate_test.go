@@ -73,8 +73,8 @@ func TestValidationRejectsWithoutCallingApple(t *testing.T) {
 func TestValidPushTypesReachTheSimulator(t *testing.T) {
 	e := setup(t)
 	for i, m := range []providers.Message{
-		{ContentAvailable: true},                               // background, priority 5 chosen
-		{PushType: "voip", Body: strings.Repeat("v", 4500)},    // voip may be 5120 bytes
+		{ContentAvailable: true},                            // background, priority 5 chosen
+		{PushType: "voip", Body: strings.Repeat("v", 4500)}, // voip may be 5120 bytes
 		{PushType: "liveactivity", Title: "score", Priority: "high"},
 		{PushType: "complication", Data: map[string]string{"x": "1"}, Priority: "normal"},
 		{Title: "x", Priority: "low", TTL: time.Hour},

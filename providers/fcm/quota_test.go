@@ -53,7 +53,13 @@ func TestSenderWaitsOnTheProjectBucket(t *testing.T) {
 	q, _ := fcm.NewQuota(120, clk.Now)
 	// Two apps of one project share the bucket.
 	a := newSender(t, sim, acct, func(c *fcm.Config) { c.Quota = q; c.Clock = clk.Now; c.Sleep = clk.Sleep; c.LowLatency = true })
-	b := newSender(t, sim, acct, func(c *fcm.Config) { c.Quota = q; c.Clock = clk.Now; c.Sleep = clk.Sleep; c.App = "b"; c.LowLatency = true })
+	b := newSender(t, sim, acct, func(c *fcm.Config) {
+		c.Quota = q
+		c.Clock = clk.Now
+		c.Sleep = clk.Sleep
+		c.App = "b"
+		c.LowLatency = true
+	})
 	start := clk.Now()
 	var sent []time.Time
 	for i := range 300 {
