@@ -67,6 +67,7 @@ type pipeline struct {
 	procs   []*proc
 	seq     map[string]int
 	dynamic bool
+	apps    map[string]string // campaign id → app, of published campaigns
 }
 
 // newPipeline builds the isolated deployment of sp, creates its topics and
@@ -79,7 +80,7 @@ func newPipeline(t testing.TB, sp spec) *pipeline {
 	chAddr, chDB, chConn := testenv.ClickHouse(t)
 	p := &pipeline{
 		t: t, Bin: binaries(t), Logs: logDir(t), Sims: map[string]*appSims{}, Devices: shared,
-		CH: chConn, CHDB: chDB, seq: map[string]int{}, dynamic: sp.DynamicDispatchers,
+		CH: chConn, CHDB: chDB, seq: map[string]int{}, dynamic: sp.DynamicDispatchers, apps: map[string]string{},
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
@@ -348,6 +349,7 @@ func (p *pipeline) Publish(c schemas.Campaign) time.Time {
 	if _, err := schemas.DecodeCampaign(value); err != nil {
 		p.t.Fatalf("e2e: campaign %s is invalid: %v", c.ID, err)
 	}
+	p.apps[c.ID] = c.App
 	return p.PublishRaw([]byte(c.ID), value, kgo.RecordHeader{Key: pkafka.HeaderSchema, Value: []byte("campaign.v1")},
 		kgo.RecordHeader{Key: pkafka.HeaderCampaignID, Value: []byte(c.ID)})
 }
@@ -489,8 +491,9 @@ func (p *pipeline) WaitFinal(campaignID string, want int, timeout time.Duration)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			n, _ = p.finalDevices(ctx, campaignID)
 			got, _ := p.outcomes(ctx, campaignID)
+			missing := p.withoutResult(ctx, campaignID)
 			cancel()
-			p.t.Fatalf("e2e: campaign %s: %d of %d devices have a final result after %s; outcomes %v", campaignID, n, want, timeout, got)
+			p.t.Fatalf("e2e: campaign %s: %d of %d devices have a final result after %s; outcomes %v%s", campaignID, n, want, timeout, got, missing)
 		}
 		if time.Since(lastLog) > 10*time.Second {
 			p.t.Logf("e2e: campaign %s: %d result rows of %d devices", campaignID, rows, want)
@@ -498,6 +501,43 @@ func (p *pipeline) WaitFinal(campaignID string, want int, timeout time.Duration)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// withoutResult describes the seeded devices of a published campaign's app
+// that have no result at all (for a failure message): their seed index
+// (id order), platform and kind.
+func (p *pipeline) withoutResult(ctx context.Context, campaignID string) string {
+	app, ok := p.apps[campaignID]
+	if !ok {
+		return ""
+	}
+	pop, ok := p.Devices.apps[app]
+	if !ok {
+		return ""
+	}
+	rows, err := p.CH.Query(ctx, fmt.Sprintf(`SELECT DISTINCT token FROM %s.results WHERE campaign_id = ?`, p.CHDB), campaignID)
+	if err != nil {
+		return fmt.Sprintf("; tokens with results: %v", err)
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	for rows.Next() {
+		var tok string
+		if rows.Scan(&tok) == nil {
+			seen[tok] = true
+		}
+	}
+	var out []string
+	n := 0
+	for i, d := range pop.Devices {
+		if !seen[d.Token] {
+			n++
+			if len(out) < 20 {
+				out = append(out, fmt.Sprintf("#%d %s %s %.12s…", i, d.Platform, d.Kind, d.Token))
+			}
+		}
+	}
+	return fmt.Sprintf("; %d seeded devices of %s without any result: %v", n, app, out)
 }
 
 // deactivated returns the app's inactive tokens with their reasons.

@@ -107,7 +107,7 @@ func TestScaleOut(t *testing.T) {
 	}
 	t.Logf("published %s to campaigns partition %d, which %s owned", late.ID, plannerPart, first["planner"].Name)
 
-	done := p.WaitFinal(c.ID, len(pop.Devices), 5*time.Minute)
+	done := p.WaitFinal(c.ID, len(pop.Devices), 3*time.Minute)
 	t.Logf("every device has a final result %s after publishing", done.Sub(published).Round(time.Millisecond))
 	p.WaitFinal(late.ID, len(latePop.Devices), 3*time.Minute)
 
