@@ -293,7 +293,7 @@ func TestEngineExpiredWaves(t *testing.T) {
 
 func TestEngineByteLimit(t *testing.T) {
 	c := testCampaign()
-	c.Options.BatchSize = 10000
+	c.Options.BatchSize = schemas.MaxBatchDevices
 	e := mustEngine(t, c, utc("2026-03-29T10:00:00Z"), 20000)
 	r := newRun()
 	r.attach(t, e)

@@ -548,7 +548,23 @@ func TestLoopStopAndRestart(t *testing.T) {
 	if ck.Campaign != "c" || ck.Chunks < 5 {
 		t.Fatalf("no checkpoint after a stop mid-campaign: %+v", ck)
 	}
-	second := h.start(nil)
+	// The new session's client joins the group at once: let its offset
+	// fetch (and the checkpoint in it) land before the planner goes on, the
+	// order a fast join produces. The planner must not lose it.
+	second := h.start(func(ev hookEvent) error {
+		if !ev.sessionStarted {
+			return nil
+		}
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			ev.planner.mu.Lock()
+			got := strings.HasPrefix(ev.planner.committed[0].meta, checkpointPrefix) || strings.HasPrefix(ev.planner.committed[1].meta, checkpointPrefix)
+			ev.planner.mu.Unlock()
+			if got {
+				return nil
+			}
+		}
+		return errors.New("the offset fetch never delivered the checkpoint")
+	})
 	h.waitDone(1)
 	if err := second.stop(t); err != nil {
 		t.Fatal(err)

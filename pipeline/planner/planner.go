@@ -194,6 +194,9 @@ type hookEvent struct {
 	chunks   int // chunks committed in this attempt
 	batches  int // batches produced in the open chunk; 0 right after a commit
 	flush    func()
+
+	sessionStarted bool // a Kafka session was just created
+	planner        *Planner
 }
 
 // errCrash is returned by Run when a test hook simulated a crash.
@@ -363,9 +366,21 @@ func (p *Planner) session(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// Forget the last session's view before the client exists: it joins the
+	// group at once, and onOffsetsFetched may fill the map before
+	// NewGroupTransactSession even returns.
+	p.mu.Lock()
+	clear(p.committed)
+	p.mu.Unlock()
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("planner: kafka session: %w", err)
+	}
+	if p.testHook != nil {
+		if err := p.testHook(hookEvent{sessionStarted: true, planner: p}); err != nil {
+			sess.Close()
+			return err
+		}
 	}
 	defer func() {
 		if errors.Is(err, errCrash) {
@@ -377,10 +392,6 @@ func (p *Planner) session(ctx context.Context) (err error) {
 		}
 		sess.Close()
 	}()
-	p.mu.Lock()
-	clear(p.committed)
-	p.mu.Unlock()
-
 	failures := 0
 	readySet := false
 	for {
