@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// Bitmap is a set of device indexes of one batch (at most 10,000 devices,
-// so at most 1,250 bytes).
+// Bitmap is a set of device indexes of one batch (at most
+// schemas.MaxBatchDevices, so a few hundred bytes; the store's column
+// holds 10,000).
 type Bitmap []byte
 
 // Has reports whether i is in the set.
