@@ -498,7 +498,10 @@ func TestRebalanceNoDuplicates(t *testing.T) {
 	fault := apnssim.Fault{Latency: 10 * time.Millisecond}
 	s.apns.SetFault(fault)
 	s.fcm.SetFault(fcmsim.Fault(fault))
-	first := s.start()
+	// Dynamic members (-instance ""): a static member that stops does not
+	// leave the group, and its partitions would wait for the session
+	// timeout before moving.
+	first := s.start("-instance", "")
 	var bs []schemas.Batch
 	for i := range 8 {
 		b := s.batch(fmt.Sprintf("rb%d", i), "c1", 300, time.Now())
@@ -508,7 +511,7 @@ func TestRebalanceNoDuplicates(t *testing.T) {
 	if d, _ := s.waitAccepted(400, 60*time.Second, bs...); d < 400 {
 		t.Fatalf("only %d accepted before the second dispatcher", d)
 	}
-	s.start("-instance", "test-2", "-mode", "dispatch")
+	s.start("-instance", "", "-mode", "dispatch")
 	if d, _ := s.waitAccepted(1200, 60*time.Second, bs...); d < 1200 {
 		t.Fatalf("only %d accepted before the first dispatcher left", d)
 	}

@@ -9,6 +9,12 @@
 // forwarder (no MySQL and no apps needed). Both share the process's
 // control view, metrics and ops endpoint. SIGTERM finishes the chunks in
 // flight, commits and exits.
+//
+// -instance makes the process a static group member (for both groups):
+// a restart, even after kill -9, takes its partitions back at once, but a
+// member that stops and does not come back keeps them until the session
+// timeout (45 s) expires. Without it, a stopping member leaves the group
+// and its partitions move at once.
 package main
 
 import (
