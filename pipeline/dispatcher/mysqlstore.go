@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/pushlane/pushlane/internal/config"
-	"github.com/pushlane/pushlane/pipeline/kafka"
+	"github.com/pushlane/pushlane/internal/mysqldb"
 )
 
 // MySQLStore is the Store on the tables of schemas/mysql/0003_dispatch.sql.
@@ -25,30 +23,7 @@ func NewMySQLStore(db *sql.DB) *MySQLStore { return &MySQLStore{db: db} }
 
 // OpenMySQL opens the database of cfg with parseTime and UTC, TLS from
 // cfg.TLS and the pool bounded by max_open_conns.
-func OpenMySQL(cfg config.MySQL) (*sql.DB, error) {
-	dc, err := mysql.ParseDSN(cfg.DSN)
-	if err != nil {
-		return nil, errors.New("mysql.dsn: not a valid DSN") // the parser's error can quote the password
-	}
-	dc.ParseTime = true
-	dc.Loc = time.UTC
-	if cfg.TLS.Enabled {
-		tc, err := kafka.TLSConfig(cfg.TLS)
-		if err != nil {
-			return nil, fmt.Errorf("mysql.tls: %w", err)
-		}
-		dc.TLS = tc
-	}
-	conn, err := mysql.NewConnector(dc)
-	if err != nil {
-		return nil, fmt.Errorf("dispatcher: mysql connector: %w", err)
-	}
-	db := sql.OpenDB(conn)
-	db.SetMaxOpenConns(max(cfg.MaxOpenConns, 4))
-	db.SetMaxIdleConns(max(cfg.MaxOpenConns, 4))
-	db.SetConnMaxLifetime(time.Hour)
-	return db, nil
-}
+func OpenMySQL(cfg config.MySQL) (*sql.DB, error) { return mysqldb.Open(cfg, 4) }
 
 func nullTime(t time.Time) any {
 	if t.IsZero() {
