@@ -9,10 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/pushlane/pushlane/internal/config"
-	"github.com/pushlane/pushlane/pipeline/kafka"
+	"github.com/pushlane/pushlane/internal/mysqldb"
 )
 
 // AudienceQuery selects active devices of one app. Empty filters select
@@ -337,27 +335,4 @@ func (s *MySQLStore) SaveCampaign(ctx context.Context, r CampaignRecord) error {
 
 // OpenMySQL opens the device store of cfg: parseTime and UTC added, TLS
 // from cfg.TLS, the pool bounded by max_open_conns.
-func OpenMySQL(cfg config.MySQL) (*sql.DB, error) {
-	dc, err := mysql.ParseDSN(cfg.DSN)
-	if err != nil {
-		return nil, errors.New("mysql.dsn: not a valid DSN") // the parser's error can quote the password
-	}
-	dc.ParseTime = true
-	dc.Loc = time.UTC
-	if cfg.TLS.Enabled {
-		tc, err := kafka.TLSConfig(cfg.TLS)
-		if err != nil {
-			return nil, fmt.Errorf("mysql.tls: %w", err)
-		}
-		dc.TLS = tc
-	}
-	conn, err := mysql.NewConnector(dc)
-	if err != nil {
-		return nil, fmt.Errorf("planner: mysql connector: %w", err)
-	}
-	db := sql.OpenDB(conn)
-	db.SetMaxOpenConns(max(cfg.MaxOpenConns, 2))
-	db.SetMaxIdleConns(max(cfg.MaxOpenConns, 2))
-	db.SetConnMaxLifetime(time.Hour)
-	return db, nil
-}
+func OpenMySQL(cfg config.MySQL) (*sql.DB, error) { return mysqldb.Open(cfg, 2) }
