@@ -1,3 +1,5 @@
+//go:build scaleout
+
 package e2e
 
 import (
