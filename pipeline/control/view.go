@@ -116,6 +116,8 @@ func New(cfg Config, deps Deps) (*View, error) {
 		kgo.ConsumeTopics(cfg.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(cfg.FetchMaxWait),
+		// A control event of an aborted transaction never happened.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Control markers occupy offsets; keeping them lets the applied
 		// position reach the end offset of a transactionally written topic.
 		kgo.KeepControlRecords(),
@@ -269,7 +271,9 @@ func (v *View) refreshLoop(ctx context.Context) {
 	for {
 		t0 := time.Now()
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		ends, err := v.adm.ListEndOffsets(lctx, v.cfg.Topic)
+		// The last stable offset: a read_committed consumer reads up to
+		// it, and an event of a transaction still open is not known yet.
+		ends, err := v.adm.ListCommittedOffsets(lctx, v.cfg.Topic)
 		cancel()
 		if err == nil {
 			err = ends.Error()

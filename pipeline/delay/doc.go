@@ -30,7 +30,9 @@
 //
 // # The forwarder
 //
-// One consumer group (<group_prefix>-delay) over all tiers. For each
+// One consumer group (<group_prefix>-delay) over all tiers, read
+// read_committed: a batch of a planner chunk that aborted is never
+// forwarded (the dispatcher's doc says why that matters). For each
 // partition it holds the fetched records in offset order. Every poll it
 // forwards each record whose due time has passed to Route(send-at, now) —
 // a lower tier or ready — with the hop count incremented; a batch whose

@@ -191,6 +191,10 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	opts := []kgo.Opt{
 		kgo.ConsumerGroup(f.cfg.Group),
 		kgo.ConsumeTopics(f.cfg.Ladder.Tiers...),
+		// The planner writes batches in transactions; a batch of an aborted
+		// chunk must never be forwarded, since its re-plan reuses its id
+		// for possibly different devices.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.AutoCommitMarks(),

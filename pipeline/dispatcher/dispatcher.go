@@ -290,6 +290,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	opts := []kgo.Opt{
 		kgo.ConsumerGroup(d.cfg.Group),
 		kgo.ConsumeTopics(d.cfg.Ladder.Ready),
+		// The planner writes due batches straight to the ready topic in
+		// transactions: a batch of an aborted chunk is re-planned under the
+		// same id, possibly with other devices (the audience changed in
+		// between), so sending the aborted one would lose and duplicate
+		// devices once the finished-batch record skips the re-plan.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.AutoCommitMarks(),

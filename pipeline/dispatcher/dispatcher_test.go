@@ -443,3 +443,63 @@ func TestRetryBatchID(t *testing.T) {
 		}
 	}
 }
+
+// The planner writes batches in transactions and re-plans an aborted chunk
+// under the same batch ids, with whatever devices the audience holds by
+// then. A batch of an aborted chunk must never be forwarded or sent: the
+// finished-batch record would then skip its committed re-plan, losing the
+// devices that moved between the two and sending others twice. One batch
+// goes through a delay tier, one straight to the ready topic.
+func TestDispatchIgnoresBatchesOfAbortedTransactions(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 2, 2, nil)
+	h.startForwarder()
+	apps, s := h.fakeApp("app1")
+	h.start(dispatchtest.UniqueName("disp"), apps, nil)
+	txn := h.k.Client(t, kgo.TransactionalID(dispatchtest.UniqueName("planner-txn")))
+	ctx := context.Background()
+
+	dueNow, dueSoon := time.Now(), time.Now().Add(3*time.Second)
+	chunk := func(commit bool, tokenPrefix string) {
+		t.Helper()
+		if err := txn.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range []schemas.Batch{batch("c9:v1:all:0", "c9", "app1", 20, dueNow), batch("c9:v1:all:1", "c9", "app1", 20, dueSoon)} {
+			for i := range b.Devices {
+				b.Devices[i].Token = tokenPrefix + b.Devices[i].Token
+			}
+			v, err := json.Marshal(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := delay.BatchRecord(h.l.Route(b.SendAt, time.Now()), b.ID, b.CampaignID, b.SendAt, b.ExpiresAt, v)
+			if err := txn.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := txn.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chunk(false, "aborted-")
+	chunk(true, "")
+
+	rs := h.readResults(40, 30*time.Second)
+	if len(rs) != 40 {
+		t.Fatalf("%d results, want 40", len(rs))
+	}
+	// Anything the aborted chunk reached would have been sent by now: the
+	// committed batches behind it on the same partitions are done.
+	if rs := h.readResults(41, 2*time.Second); len(rs) != 40 {
+		t.Errorf("%d results, want 40", len(rs))
+	}
+	for _, sent := range s.Sends() {
+		if strings.HasPrefix(sent.Token, "aborted-") {
+			t.Errorf("sent %s, a device of an aborted transaction", sent.Token)
+		}
+	}
+	if d, dup := s.Devices(); d != 40 || dup != 0 {
+		t.Errorf("devices %d, sent twice %d; want 40, 0", d, dup)
+	}
+}

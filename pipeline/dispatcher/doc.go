@@ -53,6 +53,13 @@
 // results carry the same ids. Finished ids are kept for ProgressRetention
 // (35 days by default).
 //
+// The ready topic is read read_committed. The planner writes batches in
+// transactions and re-plans an aborted chunk under the same ids; if the
+// audience changed in between (feedback deactivated a token), the re-plan
+// cuts its batches differently, and sending the aborted one would make the
+// finished-id check skip the committed one: devices lost at the batch
+// edges, others sent twice.
+//
 // # Why MySQL for progress
 //
 // Progress must survive kill -9 and be visible to whichever instance owns

@@ -167,6 +167,9 @@ func New(cfg Config, deps Deps) (*Feedback, error) {
 	opts = append(opts,
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.ResultsTopic, cfg.RegistrationsTopic),
+		// The planner's invalid-token results are written in its
+		// transactions; those of an aborted chunk must not count.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		// Rebalance callbacks run only between polls, after AllowRebalance,
