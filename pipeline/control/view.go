@@ -186,6 +186,10 @@ func (v *View) Run(ctx context.Context) error {
 		v.refreshLoop(ctx)
 	}()
 	defer wg.Wait()
+	// A fetch error that persists (the topic deleted, no authorisation)
+	// comes back from every poll at once: back off, or the loop spins and
+	// floods the log.
+	failing := 0
 	for {
 		fs := v.cl.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -194,11 +198,21 @@ func (v *View) Run(ctx context.Context) error {
 		if fs.IsClientClosed() {
 			return fmt.Errorf("control: consume %s: %w", v.cfg.Topic, kgo.ErrClientClosed)
 		}
+		errs := 0
 		fs.EachError(func(t string, p int32, err error) {
 			if !errors.Is(err, context.Canceled) {
-				v.log.Warn("control topic fetch error", "topic", t, "partition", p, "err", err)
+				errs++
+				v.log.Warn("control topic fetch error", "topic", t, "partition", p, "err", err, "consecutive", failing+1)
 			}
 		})
+		if errs == 0 {
+			failing = 0
+		} else {
+			failing++
+			if !sleepCtx(ctx, fetchErrorBackoff(failing)) {
+				return nil
+			}
+		}
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
 			if len(p.Records) == 0 {
 				return
@@ -424,4 +438,25 @@ func Publish(ctx context.Context, cl *kgo.Client, topic string, c schemas.Campai
 		return fmt.Errorf("control: publish %s %s: %w", c.Action, c.CampaignID, err)
 	}
 	return nil
+}
+
+// fetchErrorBackoff is the pause after the n-th poll in a row that failed:
+// 100 ms doubling to 5 s.
+func fetchErrorBackoff(n int) time.Duration {
+	d := 100 * time.Millisecond
+	for i := 1; i < n && d < 5*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 5*time.Second)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

@@ -2,7 +2,9 @@ package control_test
 
 import (
 	"context"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/internal/testenv"
 	"github.com/pushlane/pushlane/pipeline/control"
 	"github.com/pushlane/pushlane/pipeline/dispatcher/dispatchtest"
 	"github.com/pushlane/pushlane/schemas"
@@ -164,5 +167,64 @@ func TestViewFreshness(t *testing.T) {
 	err := v.WaitFresh(short, time.Now().Add(time.Hour))
 	if err == nil || !strings.Contains(err.Error(), "catch up") {
 		t.Fatalf("WaitFresh for the future: err = %v, want a catch-up timeout", err)
+	}
+}
+
+// countingHandler counts log records whose message is msg.
+type countingHandler struct {
+	msg string
+	n   *atomic.Int64
+}
+
+func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// A control topic deleted under a running view makes every poll fail at
+// once; the view backs off (100 ms doubling) instead of spinning on it.
+func TestViewBacksOffOnPersistentFetchErrors(t *testing.T) {
+	t.Parallel()
+	k := dispatchtest.StartKafka(t)
+	topic := k.Topic(t, "control-deleted", 1, true)
+	var warnings atomic.Int64
+	log := slog.New(countingHandler{msg: "control topic fetch error", n: &warnings})
+	v, err := control.New(control.Config{Kafka: config.Kafka{Brokers: k.Brokers, ClientID: "view-test"}, Topic: topic,
+		RefreshInterval: 50 * time.Millisecond, FetchMaxWait: 100 * time.Millisecond}, control.Deps{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- v.Run(ctx) }()
+	if err := v.WaitCaughtUp(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	adm := testenv.KafkaAdmin(t)
+	if _, err := adm.DeleteTopics(context.Background(), topic); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for warnings.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	first := warnings.Load()
+	if first == 0 {
+		t.Fatal("no fetch error logged within 30 s of deleting the topic")
+	}
+	time.Sleep(3 * time.Second)
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("view.Run: %v", err)
+	}
+	// 100+200+400+800+1600 ms: at most about six failing polls in 3 s
+	// (each may log one line per partition); without the backoff, hundreds.
+	if n := warnings.Load() - first; n > 8 {
+		t.Errorf("%d fetch errors logged in 3 s after the first: the view does not back off", n)
 	}
 }
