@@ -4,14 +4,18 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/pushlane/pushlane/internal/migrate"
+	"github.com/pushlane/pushlane/internal/service"
 	"github.com/pushlane/pushlane/internal/testenv"
 	"github.com/pushlane/pushlane/pipeline/control"
 	"github.com/pushlane/pushlane/schemas"
@@ -596,5 +600,71 @@ func TestIntegrationCancel(t *testing.T) {
 		if status != StatusCancelled || reason != "cancelled by a control event" || got != batches || devices != 10*batches {
 			t.Errorf("%s recorded %s %q, %d devices, %d batches", id, status, reason, devices, got)
 		}
+	}
+}
+
+// countingHandler counts log records whose message is msg.
+type countingHandler struct {
+	msg string
+	n   *atomic.Int64
+}
+
+func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// The planner is ready once it has joined its group, before any campaign
+// arrives; a campaigns topic deleted under it makes every poll fail at
+// once, and it backs off instead of spinning.
+func TestIntegrationReadyWhenJoinedAndBacksOffOnFetchErrors(t *testing.T) {
+	e := newRealEnv(t)
+	var warnings atomic.Int64
+	ready := service.NewReadiness("planner")
+	cfg := e.cfg
+	cfg.RetryMin, cfg.RetryMax = 200*time.Millisecond, 30*time.Second // the defaults
+	p, err := New(cfg, Deps{Store: e.store, Logger: slog.New(countingHandler{msg: "planner: fetch error", n: &warnings}),
+		Metrics: prometheus.NewRegistry(), Ready: ready})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for ready.Err() != nil && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := ready.Err(); err != nil {
+		t.Fatalf("not ready 30 s after start on an idle campaigns topic: %v", err)
+	}
+
+	if _, err := e.adm.DeleteTopics(context.Background(), e.cfg.Kafka.Topics.Campaigns.Name); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(45 * time.Second)
+	for warnings.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	first := warnings.Load()
+	if first == 0 {
+		t.Fatal("no fetch error logged within 45 s of deleting the campaigns topic")
+	}
+	time.Sleep(3 * time.Second)
+	// 200+400+800+1600 ms of backoff: a handful of failing polls in 3 s,
+	// one line per partition each; without the backoff, hundreds.
+	if n := warnings.Load() - first; n > 12 {
+		t.Errorf("%d fetch errors logged in 3 s after the first: the planner does not back off", n)
 	}
 }

@@ -151,7 +151,8 @@ type Deps struct {
 	Controls Controls
 	Logger   *slog.Logger
 	Metrics  prometheus.Registerer
-	// Ready, if set, gets check "planner" cleared once the planner polls.
+	// Ready, if set, gets check "planner" cleared once the planner has
+	// joined its group, and set again while a failed session is replaced.
 	Ready *service.Readiness
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -267,6 +268,9 @@ func (p *Planner) Run(ctx context.Context) error {
 		failures++
 		d := p.backoff(failures)
 		p.log.Error("planner: kafka session failed; starting a new one", "err", err, "retry_in", d)
+		if p.ready != nil {
+			p.ready.Set("planner", fmt.Errorf("kafka session failed: %w", err))
+		}
 		p.m.retries.WithLabelValues("kafka").Inc()
 		if !sleep(ctx, d) {
 			return nil
@@ -311,6 +315,14 @@ func (p *Planner) sessionOpts() ([]kgo.Opt, error) {
 		kgo.InstanceID(p.cfg.Instance),
 		kgo.SessionTimeout(p.cfg.SessionTimeout),
 		kgo.OnOffsetsFetched(p.onOffsetsFetched),
+		// Ready once the group is joined, whatever it assigned: a member
+		// with no campaigns partition (more replicas than partitions) or
+		// one waiting for the first campaign is serving.
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
+			if p.ready != nil {
+				p.ready.Set("planner", nil)
+			}
+		}),
 		kgo.MaxBufferedBytes(p.cfg.MaxBufferedBytes),
 		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.WithLogger(kgoLogger{p.log}),
@@ -393,7 +405,7 @@ func (p *Planner) session(ctx context.Context) (err error) {
 		sess.Close()
 	}()
 	failures := 0
-	readySet := false
+	fetchFailures := 0
 	for {
 		fs := sess.PollRecords(ctx, 64)
 		if ctx.Err() != nil {
@@ -403,11 +415,13 @@ func (p *Planner) session(ctx context.Context) (err error) {
 			return kgo.ErrClientClosed
 		}
 		var fatal error
+		errs := 0
 		fs.EachError(func(t string, part int32, ferr error) {
 			if errors.Is(ferr, context.Canceled) {
 				return
 			}
-			p.log.Warn("planner: fetch error", "topic", t, "partition", part, "err", ferr)
+			errs++
+			p.log.Warn("planner: fetch error", "topic", t, "partition", part, "err", ferr, "consecutive", fetchFailures+1)
 			var ke *kgo.ErrGroupSession
 			if errors.As(ferr, &ke) {
 				fatal = ferr
@@ -416,9 +430,17 @@ func (p *Planner) session(ctx context.Context) (err error) {
 		if fatal != nil {
 			return fatal
 		}
-		if !readySet && p.ready != nil {
-			p.ready.Set("planner", nil)
-			readySet = true
+		if errs == 0 {
+			fetchFailures = 0
+		} else if len(fs.Records()) == 0 {
+			// A persistent fetch error (the topic deleted, access
+			// revoked) returns from every poll at once: back off instead
+			// of spinning on it.
+			fetchFailures++
+			if !sleep(ctx, p.backoff(fetchFailures)) {
+				return nil
+			}
+			continue
 		}
 		for _, r := range fs.Records() {
 			res, herr := p.handle(ctx, sess, r)
