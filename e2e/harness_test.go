@@ -250,7 +250,7 @@ func (p *pipeline) StartNamed(stage, name string) *proc {
 	if n > 0 {
 		logName = fmt.Sprintf("%s.run%d.log", name, n+1)
 	}
-	pr := startProc(p.t, name, stage, filepath.Join(p.Bin, stage), args, env, ops, readyPath(stage), filepath.Join(p.Logs, logName))
+	pr := startProc(p.t, name, stage, filepath.Join(p.Bin, stage), args, env, ops, "/readyz", filepath.Join(p.Logs, logName))
 	p.procs = append(p.procs, pr)
 	p.t.Logf("e2e: started %s (pid %d, ops %s)", name, pr.cmd.Process.Pid, ops)
 	return pr
@@ -259,15 +259,6 @@ func (p *pipeline) StartNamed(stage, name string) *proc {
 // ClientID is the Kafka client id of replica name.
 func (p *pipeline) ClientID(name string) string { return p.Prefix + "-" + name }
 
-// readyPath is the ops path that says a stage is up. The planner reports
-// ready only once its first poll returns records, so on an idle campaigns
-// topic it stays "starting"; for it the test waits for /healthz.
-func readyPath(stage string) string {
-	if stage == "planner" {
-		return "/healthz"
-	}
-	return "/readyz"
-}
 
 // StartAll starts one instance of every stage.
 func (p *pipeline) StartAll() map[string]*proc {

@@ -1,5 +1,3 @@
-//go:build scaleout
-
 package e2e
 
 import (
