@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/pushlane/pushlane/internal/jsonscan"
 	"github.com/pushlane/pushlane/schemas"
 )
 
@@ -63,11 +64,11 @@ func fastDecodeBatch(raw []byte) (*schemas.Batch, bool) {
 // characters, platform ios or android. Anything else — including escapes
 // and nulls, which the schema may accept — is left to the schema.
 func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
-	i := skipSpace(raw, 0)
+	i := jsonscan.SkipSpace(raw, 0)
 	if i >= len(raw) || raw[i] != '[' {
 		return nil, errUnsure
 	}
-	i = skipSpace(raw, i+1)
+	i = jsonscan.SkipSpace(raw, i+1)
 	if i < len(raw) && raw[i] == ']' {
 		return nil, nil // empty: the length rule rejects it
 	}
@@ -78,9 +79,9 @@ func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
 		}
 		var d schemas.BatchDevice
 		seen := 0
-		i = skipSpace(raw, i+1)
+		i = jsonscan.SkipSpace(raw, i+1)
 		for {
-			key, next, ok := plainString(raw, i)
+			key, next, ok := jsonscan.PlainString(raw, i)
 			if !ok {
 				return nil, errUnsure
 			}
@@ -89,11 +90,11 @@ func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
 				return nil, errUnsure
 			}
 			seen |= bit
-			i = skipSpace(raw, next)
+			i = jsonscan.SkipSpace(raw, next)
 			if i >= len(raw) || raw[i] != ':' {
 				return nil, errUnsure
 			}
-			i = skipSpace(raw, i+1)
+			i = jsonscan.SkipSpace(raw, i+1)
 			if bit == 1 { // device_id: digits only (no sign, fraction or exponent)
 				start := i
 				for i < len(raw) && raw[i] >= '0' && raw[i] <= '9' {
@@ -105,7 +106,7 @@ func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
 				}
 				d.DeviceID = id
 			} else {
-				v, next, ok := plainString(raw, i)
+				v, next, ok := jsonscan.PlainString(raw, i)
 				if !ok {
 					return nil, errUnsure
 				}
@@ -133,9 +134,9 @@ func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
 					d.Timezone = string(v)
 				}
 			}
-			i = skipSpace(raw, i)
+			i = jsonscan.SkipSpace(raw, i)
 			if i < len(raw) && raw[i] == ',' {
-				i = skipSpace(raw, i+1)
+				i = jsonscan.SkipSpace(raw, i+1)
 				continue
 			}
 			if i < len(raw) && raw[i] == '}' {
@@ -147,12 +148,12 @@ func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
 			return nil, errUnsure
 		}
 		out = append(out, d)
-		i = skipSpace(raw, i+1)
+		i = jsonscan.SkipSpace(raw, i+1)
 		if i < len(raw) && raw[i] == ',' {
-			i = skipSpace(raw, i+1)
+			i = jsonscan.SkipSpace(raw, i+1)
 			continue
 		}
-		if i < len(raw) && raw[i] == ']' && skipSpace(raw, i+1) == len(raw) {
+		if i < len(raw) && raw[i] == ']' && jsonscan.SkipSpace(raw, i+1) == len(raw) {
 			return out, nil
 		}
 		return nil, errUnsure
@@ -160,33 +161,3 @@ func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
 }
 
 var deviceKeys = map[string]int{"device_id": 1, "user_id": 2, "token": 4, "platform": 8, "locale": 16, "timezone": 32}
-
-// plainString reads a JSON string at raw[i] that has no escapes and only
-// valid UTF-8 without control characters, returning its contents and the
-// index after it.
-func plainString(raw []byte, i int) ([]byte, int, bool) {
-	if i >= len(raw) || raw[i] != '"' {
-		return nil, i, false
-	}
-	start := i + 1
-	for j := start; j < len(raw); j++ {
-		switch c := raw[j]; {
-		case c == '"':
-			v := raw[start:j]
-			if !utf8.Valid(v) {
-				return nil, i, false
-			}
-			return v, j + 1, true
-		case c == '\\' || c < 0x20:
-			return nil, i, false
-		}
-	}
-	return nil, i, false
-}
-
-func skipSpace(raw []byte, i int) int {
-	for i < len(raw) && (raw[i] == ' ' || raw[i] == '\n' || raw[i] == '\t' || raw[i] == '\r') {
-		i++
-	}
-	return i
-}

@@ -1,11 +1,11 @@
 package feedback
 
 import (
-	"bytes"
-	"encoding/json"
+	"math"
 	"slices"
 	"time"
 
+	"github.com/pushlane/pushlane/internal/jsonscan"
 	"github.com/pushlane/pushlane/schemas"
 )
 
@@ -24,142 +24,254 @@ func decodeResult(data []byte) (*schemas.Result, error) {
 	return schemas.DecodeResult(data)
 }
 
-// fastResult mirrors schemas.Result with pointers, so a missing required
-// key is told apart from a zero value.
-type fastResult struct {
-	SchemaVersion     *int     `json:"schema_version"`
-	ID                *string  `json:"id"`
-	CampaignID        *string  `json:"campaign_id"`
-	CampaignVersion   *int     `json:"campaign_version"`
-	BatchID           *string  `json:"batch_id"`
-	App               *string  `json:"app"`
-	Provider          *string  `json:"provider"`
-	DeviceID          *int64   `json:"device_id"`
-	UserID            *string  `json:"user_id"`
-	Token             *string  `json:"token"`
-	Platform          *string  `json:"platform"`
-	Locale            *string  `json:"locale"`
-	Timezone          *string  `json:"timezone"`
-	Wave              *string  `json:"wave"`
-	Outcome           *string  `json:"outcome"`
-	Status            *int     `json:"status"`
-	Reason            *string  `json:"reason"`
-	ProviderID        *string  `json:"provider_id"`
-	ProviderTimestamp *string  `json:"provider_timestamp"`
-	Attempt           *int     `json:"attempt"`
-	SendAt            *string  `json:"send_at"`
-	At                *string  `json:"at"`
-	LatencyMs         *float64 `json:"latency_ms"`
-	LatenessMs        *float64 `json:"lateness_ms"`
+// Result keys, one bit each, for the fast path's seen-set.
+const (
+	kSchemaVersion = 1 << iota
+	kID
+	kCampaignID
+	kCampaignVersion
+	kBatchID
+	kApp
+	kProvider
+	kDeviceID
+	kUserID
+	kToken
+	kPlatform
+	kLocale
+	kTimezone
+	kWave
+	kOutcome
+	kStatus
+	kReason
+	kProviderID
+	kProviderTimestamp
+	kAttempt
+	kSendAt
+	kAt
+	kLatencyMs
+	kLatenessMs
+)
+
+var resultKeys = map[string]int{
+	"schema_version": kSchemaVersion, "id": kID, "campaign_id": kCampaignID, "campaign_version": kCampaignVersion,
+	"batch_id": kBatchID, "app": kApp, "provider": kProvider, "device_id": kDeviceID, "user_id": kUserID,
+	"token": kToken, "platform": kPlatform, "locale": kLocale, "timezone": kTimezone, "wave": kWave,
+	"outcome": kOutcome, "status": kStatus, "reason": kReason, "provider_id": kProviderID,
+	"provider_timestamp": kProviderTimestamp, "attempt": kAttempt, "send_at": kSendAt, "at": kAt,
+	"latency_ms": kLatencyMs, "lateness_ms": kLatenessMs,
 }
 
+const requiredKeys = kSchemaVersion | kID | kCampaignID | kCampaignVersion | kBatchID | kApp | kToken | kPlatform | kOutcome | kAttempt | kAt
+
+const (
+	intKeys    = kSchemaVersion | kCampaignVersion | kDeviceID | kStatus | kAttempt
+	numberKeys = kLatencyMs | kLatenessMs
+)
+
 // decodeResultFast returns ok only for an event that result.v1.schema.json
-// accepts.
+// accepts. It reads the flat object in one pass (internal/jsonscan): each
+// key exactly as the schema names it and at most once, plain strings,
+// integers without fraction or exponent; a null, an escape or anything
+// else unusual is left to the schema.
 func decodeResultFast(data []byte) (*schemas.Result, bool) {
-	// A null anywhere (even inside a string) takes the slow path: the
-	// pointers below cannot tell a null from a missing key.
-	if bytes.Contains(data, []byte("null")) {
+	r := &schemas.Result{}
+	i := jsonscan.SkipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
 		return nil, false
 	}
-	// Unmarshal rejects trailing data; unknown keys are caught by the key
-	// count below.
-	var f fastResult
-	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, false
-	}
-	// encoding/json matches keys case-insensitively and lets a repeated
-	// key win; the schema allows only the exact names, once. So every
-	// decoded field's exact `"name":` must be in the bytes, and the object
-	// must have no other key.
-	present := [...]struct {
-		name string
-		ok   bool
-	}{{"schema_version", f.SchemaVersion != nil}, {"id", f.ID != nil}, {"campaign_id", f.CampaignID != nil},
-		{"campaign_version", f.CampaignVersion != nil}, {"batch_id", f.BatchID != nil}, {"app", f.App != nil}, {"provider", f.Provider != nil},
-		{"device_id", f.DeviceID != nil}, {"user_id", f.UserID != nil}, {"token", f.Token != nil}, {"platform", f.Platform != nil},
-		{"locale", f.Locale != nil}, {"timezone", f.Timezone != nil}, {"wave", f.Wave != nil}, {"outcome", f.Outcome != nil},
-		{"status", f.Status != nil}, {"reason", f.Reason != nil}, {"provider_id", f.ProviderID != nil},
-		{"provider_timestamp", f.ProviderTimestamp != nil}, {"attempt", f.Attempt != nil}, {"send_at", f.SendAt != nil},
-		{"at", f.At != nil}, {"latency_ms", f.LatencyMs != nil}, {"lateness_ms", f.LatenessMs != nil}}
-	keys := 0
-	var key [32]byte
-	for _, p := range present {
-		if !p.ok {
-			continue
-		}
-		keys++
-		k := append(append(append(key[:0], '"'), p.name...), '"', ':')
-		if !bytes.Contains(data, k) {
+	i = jsonscan.SkipSpace(data, i+1)
+	seen := 0
+	for {
+		key, next, ok := jsonscan.PlainString(data, i)
+		if !ok {
 			return nil, false
 		}
-	}
-	if topLevelKeys(data) != keys {
+		bit := resultKeys[string(key)]
+		if bit == 0 || seen&bit != 0 {
+			return nil, false
+		}
+		seen |= bit
+		i = jsonscan.SkipSpace(data, next)
+		if i >= len(data) || data[i] != ':' {
+			return nil, false
+		}
+		i = jsonscan.SkipSpace(data, i+1)
+		switch {
+		case bit&intKeys != 0:
+			v, next, ok := jsonscan.Int(data, i)
+			if !ok || v < math.MinInt32 || v > math.MaxInt32 && bit != kDeviceID {
+				return nil, false
+			}
+			i = next
+			switch bit {
+			case kSchemaVersion:
+				r.SchemaVersion = int(v)
+			case kCampaignVersion:
+				r.CampaignVersion = int(v)
+			case kDeviceID:
+				r.DeviceID = v
+			case kStatus:
+				r.Status = int(v)
+			case kAttempt:
+				r.Attempt = int(v)
+			}
+		case bit&numberKeys != 0:
+			v, next, ok := jsonscan.Number(data, i)
+			if !ok {
+				return nil, false
+			}
+			i = next
+			if bit == kLatencyMs {
+				r.LatencyMs = v
+			} else {
+				r.LatenessMs = v
+			}
+		default:
+			v, next, ok := jsonscan.PlainString(data, i)
+			if !ok || !setResultString(r, bit, v) {
+				return nil, false
+			}
+			i = next
+		}
+		i = jsonscan.SkipSpace(data, i)
+		if i < len(data) && data[i] == ',' {
+			i = jsonscan.SkipSpace(data, i+1)
+			continue
+		}
+		if i < len(data) && data[i] == '}' && jsonscan.SkipSpace(data, i+1) == len(data) {
+			break
+		}
 		return nil, false
 	}
-	// Required keys.
-	if f.SchemaVersion == nil || *f.SchemaVersion != schemas.SchemaVersion || f.ID == nil || f.CampaignID == nil ||
-		f.CampaignVersion == nil || f.BatchID == nil || f.App == nil || f.Token == nil || f.Platform == nil ||
-		f.Outcome == nil || f.Attempt == nil || f.At == nil {
+	if seen&requiredKeys != requiredKeys || r.SchemaVersion != schemas.SchemaVersion {
 		return nil, false
 	}
 	// Lengths in bytes bound lengths in code points from above, so these
 	// byte checks are at least as strict as the schema's.
-	if len(*f.ID) < 1 || len(*f.ID) > 256 || !campaignIDOK(*f.CampaignID) || *f.CampaignVersion < 1 ||
-		len(*f.BatchID) < 1 || len(*f.App) < 1 || *f.Attempt < 0 {
+	if len(r.ID) < 1 || len(r.ID) > 256 || !campaignIDOK(r.CampaignID) || r.CampaignVersion < 1 ||
+		len(r.BatchID) < 1 || len(r.App) < 1 || r.Attempt < 0 || r.DeviceID < 0 || r.LatencyMs < 0 {
 		return nil, false
-	}
-	if *f.Platform != schemas.PlatformIOS && *f.Platform != schemas.PlatformAndroid {
-		return nil, false
-	}
-	if !slices.Contains(schemas.Outcomes, *f.Outcome) {
-		return nil, false
-	}
-	if f.Provider != nil && *f.Provider != "apns" && *f.Provider != "fcm" && *f.Provider != "" {
-		return nil, false
-	}
-	if (f.DeviceID != nil && *f.DeviceID < 0) || (f.LatencyMs != nil && *f.LatencyMs < 0) {
-		return nil, false
-	}
-	r := &schemas.Result{SchemaVersion: *f.SchemaVersion, ID: *f.ID, CampaignID: *f.CampaignID, CampaignVersion: *f.CampaignVersion,
-		BatchID: *f.BatchID, App: *f.App, Token: *f.Token, Platform: *f.Platform, Outcome: *f.Outcome, Attempt: *f.Attempt,
-		Provider: deref(f.Provider), UserID: deref(f.UserID), Locale: deref(f.Locale), Timezone: deref(f.Timezone),
-		Wave: deref(f.Wave), Reason: deref(f.Reason), ProviderID: deref(f.ProviderID)}
-	if f.DeviceID != nil {
-		r.DeviceID = *f.DeviceID
-	}
-	if f.Status != nil {
-		r.Status = *f.Status
-	}
-	if f.LatencyMs != nil {
-		r.LatencyMs = *f.LatencyMs
-	}
-	if f.LatenessMs != nil {
-		r.LatenessMs = *f.LatenessMs
-	}
-	var ok bool
-	if r.At, ok = parseTime(*f.At); !ok {
-		return nil, false
-	}
-	if f.SendAt != nil {
-		if r.SendAt, ok = parseTime(*f.SendAt); !ok {
-			return nil, false
-		}
-	}
-	if f.ProviderTimestamp != nil {
-		if r.ProviderTimestamp, ok = parseTime(*f.ProviderTimestamp); !ok {
-			return nil, false
-		}
 	}
 	return r, true
 }
 
-// parseTime accepts what Go's RFC 3339 parser accepts, which is within
-// JSON Schema's date-time format (Go rejects a lowercase "t", leap
-// seconds and out-of-range fields).
+// setResultString stores a plain string value of the key bit, reporting
+// false for a value the fast path does not accept (outside an enum, a
+// date-time Go does not parse).
+func setResultString(r *schemas.Result, bit int, v []byte) bool {
+	switch bit {
+	case kID:
+		r.ID = string(v)
+	case kCampaignID:
+		r.CampaignID = string(v)
+	case kBatchID:
+		r.BatchID = string(v)
+	case kApp:
+		r.App = string(v)
+	case kProvider:
+		switch string(v) {
+		case "apns":
+			r.Provider = "apns"
+		case "fcm":
+			r.Provider = "fcm"
+		case "":
+		default:
+			return false
+		}
+	case kUserID:
+		r.UserID = string(v)
+	case kToken:
+		r.Token = string(v)
+	case kPlatform:
+		switch string(v) {
+		case schemas.PlatformIOS:
+			r.Platform = schemas.PlatformIOS
+		case schemas.PlatformAndroid:
+			r.Platform = schemas.PlatformAndroid
+		default:
+			return false
+		}
+	case kLocale:
+		r.Locale = string(v)
+	case kTimezone:
+		r.Timezone = string(v)
+	case kWave:
+		r.Wave = string(v)
+	case kOutcome:
+		// The enum's own strings: no allocation per result.
+		i := slices.Index(schemas.Outcomes, string(v))
+		if i < 0 {
+			return false
+		}
+		r.Outcome = schemas.Outcomes[i]
+	case kReason:
+		r.Reason = string(v)
+	case kProviderID:
+		r.ProviderID = string(v)
+	case kProviderTimestamp, kSendAt, kAt:
+		t, ok := parseTime(string(v))
+		if !ok {
+			return false
+		}
+		switch bit {
+		case kProviderTimestamp:
+			r.ProviderTimestamp = t
+		case kSendAt:
+			r.SendAt = t
+		default:
+			r.At = t
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// parseTime accepts RFC 3339 date-times of exactly the shape
+// YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM) that Go's parser also accepts:
+// within JSON Schema's date-time format (Go alone would take a one-digit
+// hour; it rejects a lowercase "t", leap seconds and out-of-range fields).
 func parseTime(s string) (time.Time, bool) {
+	if !rfc3339Shape(s) {
+		return time.Time{}, false
+	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	return t, err == nil
 }
+
+func rfc3339Shape(s string) bool {
+	const layout = "dddd-dd-ddTdd:dd:dd"
+	if len(s) < len(layout)+1 {
+		return false
+	}
+	for i := range len(layout) {
+		if layout[i] == 'd' {
+			if s[i] < '0' || s[i] > '9' {
+				return false
+			}
+		} else if s[i] != layout[i] {
+			return false
+		}
+	}
+	rest := s[len(layout):]
+	if rest[0] == '.' {
+		n := 1
+		for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+			n++
+		}
+		if n == 1 {
+			return false
+		}
+		rest = rest[n:]
+	}
+	if rest == "Z" {
+		return true
+	}
+	return len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && isDigit(rest[1]) && isDigit(rest[2]) &&
+		rest[3] == ':' && isDigit(rest[4]) && isDigit(rest[5])
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // campaignIDOK checks campaign.v1's id: ^[A-Za-z0-9][A-Za-z0-9_.:-]*$,
 // 1 to 128 characters.
@@ -175,31 +287,4 @@ func campaignIDOK(s string) bool {
 		}
 	}
 	return true
-}
-
-func deref(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
-}
-
-// topLevelKeys counts the colons outside strings: the number of keys of a
-// flat JSON object (nested values make the struct decode fail first).
-func topLevelKeys(data []byte) int {
-	n := 0
-	inString, escaped := false, false
-	for _, c := range data {
-		switch {
-		case escaped:
-			escaped = false
-		case inString && c == '\\':
-			escaped = true
-		case c == '"':
-			inString = !inString
-		case !inString && c == ':':
-			n++
-		}
-	}
-	return n
 }

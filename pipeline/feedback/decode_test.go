@@ -78,3 +78,33 @@ func TestDecodeResultFastAgreesWithTheSchema(t *testing.T) {
 		t.Errorf("fast path accepted only %d inputs; it should take the valid ones", fastAccepted)
 	}
 }
+
+// FuzzDecodeResultFast holds the one-pass reader to the schema: whatever
+// it accepts, schemas.DecodeResult accepts with the same value.
+//
+//	go test ./pipeline/feedback -run '^$' -fuzz FuzzDecodeResultFast -fuzztime 1m
+func FuzzDecodeResultFast(f *testing.F) {
+	for _, pattern := range []string{"../../schemas/examples/result/*.json", "../../schemas/examples/invalid/result/*.json"} {
+		files, _ := filepath.Glob(pattern)
+		for _, file := range files {
+			raw, err := os.ReadFile(file)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(raw)
+		}
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		fast, ok := decodeResultFast(in)
+		if !ok {
+			return
+		}
+		want, err := schemas.DecodeResult(in)
+		if err != nil {
+			t.Fatalf("fast path accepted what the schema rejects (%v):\n%s", err, in)
+		}
+		if !reflect.DeepEqual(fast, want) {
+			t.Fatalf("fast path decoded\n%+v\nschema path\n%+v", fast, want)
+		}
+	})
+}
