@@ -130,9 +130,9 @@ type buffer struct {
 	regs    []*schemas.DeviceRegistration
 	bad     []badRecord
 	started time.Time
-	// Steps already done for this buffer, so a retry after a later
+	// Steps already done for this buffer, so a retry after another
 	// step's failure does not repeat them (a dead letter twice).
-	deadLettered, mysqlDone bool
+	deadLettered, mysqlDone, analyticsDone bool
 }
 
 type badRecord struct {
@@ -336,7 +336,7 @@ func (f *Feedback) flushLocked(ctx context.Context) error {
 			if err == nil {
 				if attempt > 1 {
 					f.log.Info("flush step recovered", "step", step, "attempts", attempt)
-					f.setReady(nil)
+					f.setStepReady(step, nil)
 				}
 				return nil
 			}
@@ -344,7 +344,7 @@ func (f *Feedback) flushLocked(ctx context.Context) error {
 				return ctx.Err()
 			}
 			f.m.retries.WithLabelValues(step).Inc()
-			f.setReady(fmt.Errorf("%s: %w", step, err))
+			f.setStepReady(step, err)
 			f.log.Warn("flush step failed, retrying", "step", step, "attempt", attempt, "backoff", backoff, "records", len(b.records), "err", err)
 			wait := backoff/2 + rand.N(backoff/2+1)
 			select {
@@ -356,44 +356,50 @@ func (f *Feedback) flushLocked(ctx context.Context) error {
 		}
 	}
 
-	if !b.deadLettered {
-		if err := retry(stepDeadLetter, f.deadLetter); err != nil {
-			return err
-		}
-		b.deadLettered = true
-	}
-	if !b.mysqlDone {
-		changes := Collect(b.results, b.regs)
-		if !changes.Empty() {
-			var applied Applied
-			if err := retry(stepMySQL, func(ctx context.Context) error {
-				var err error
-				applied, err = f.deps.Store.Apply(ctx, changes)
-				return err
-			}); err != nil {
-				return err
-			}
-			f.m.deactivated.WithLabelValues("token_dead").Add(float64(applied.DeadDeactivated))
-			f.m.deactivated.WithLabelValues(ReasonSuspectStrikes).Add(float64(applied.SuspectDeactivated))
-			f.m.deactivated.WithLabelValues(ReasonUnregisteredByApp).Add(float64(applied.Unregistered))
-			f.m.strikes.Add(float64(applied.NewStrikes))
-			f.m.unknown.Add(float64(applied.Unknown))
-			if applied.Unknown > 0 {
-				f.log.Debug("results for unknown devices", "count", applied.Unknown)
-			}
-		}
-		b.mysqlDone = true
-	}
+	// The three stores are independent and each is idempotent, so they
+	// are written at once: a flush takes as long as the slowest, not the
+	// sum. Each step retries on its own; one that succeeded is not
+	// repeated when another is still failing.
 	rows := f.rows[:0]
 	for _, r := range b.results {
 		rows = append(rows, RowFromResult(r))
 	}
 	f.rows = rows
-	if len(rows) > 0 {
-		if err := retry(stepAnalytics, func(ctx context.Context) error { return f.deps.Sink.Write(ctx, rows) }); err != nil {
-			return err
+	steps := []struct {
+		name string
+		done *bool
+		do   func(context.Context) error
+	}{
+		{stepDeadLetter, &b.deadLettered, f.deadLetter},
+		{stepMySQL, &b.mysqlDone, f.applyMySQL},
+		{stepAnalytics, &b.analyticsDone, func(ctx context.Context) error {
+			if len(rows) == 0 {
+				return nil
+			}
+			if err := f.deps.Sink.Write(ctx, rows); err != nil {
+				return err
+			}
+			f.m.rows.Add(float64(len(rows)))
+			return nil
+		}},
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(steps))
+	for i, st := range steps {
+		if *st.done {
+			continue
 		}
-		f.m.rows.Add(float64(len(rows)))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = retry(st.name, st.do); errs[i] == nil {
+				*st.done = true
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	// A failed commit loses nothing: the records are read again (by us or
 	// the partition's next owner) and every store ignores the replay.
@@ -403,6 +409,27 @@ func (f *Feedback) flushLocked(ctx context.Context) error {
 	f.m.flushSeconds.Observe(time.Since(start).Seconds())
 	f.m.flushRecords.Observe(float64(len(b.records)))
 	b.reset()
+	return nil
+}
+
+// applyMySQL applies the buffer's token hygiene and registrations.
+func (f *Feedback) applyMySQL(ctx context.Context) error {
+	changes := Collect(f.buf.results, f.buf.regs)
+	if changes.Empty() {
+		return nil
+	}
+	applied, err := f.deps.Store.Apply(ctx, changes)
+	if err != nil {
+		return err
+	}
+	f.m.deactivated.WithLabelValues("token_dead").Add(float64(applied.DeadDeactivated))
+	f.m.deactivated.WithLabelValues(ReasonSuspectStrikes).Add(float64(applied.SuspectDeactivated))
+	f.m.deactivated.WithLabelValues(ReasonUnregisteredByApp).Add(float64(applied.Unregistered))
+	f.m.strikes.Add(float64(applied.NewStrikes))
+	f.m.unknown.Add(float64(applied.Unknown))
+	if applied.Unknown > 0 {
+		f.log.Debug("results for unknown devices", "count", applied.Unknown)
+	}
 	return nil
 }
 
@@ -459,5 +486,13 @@ func (f *Feedback) onLost(_ context.Context, _ *kgo.Client, lost map[string][]in
 func (f *Feedback) setReady(err error) {
 	if f.deps.Ready != nil {
 		f.deps.Ready.Set(Stage, err)
+	}
+}
+
+// setStepReady reports one flush step's health as its own check, so the
+// steps, which run at once, do not clear each other's failures.
+func (f *Feedback) setStepReady(step string, err error) {
+	if f.deps.Ready != nil {
+		f.deps.Ready.Set(Stage+" "+step, err)
 	}
 }
