@@ -46,67 +46,61 @@ func PlainString(raw []byte, i int) (s []byte, next int, ok bool) {
 // Int reads a JSON integer at raw[i]: an optional minus and digits, with no
 // leading zero, fraction or exponent, that fits in 64 bits.
 func Int(raw []byte, i int) (v int64, next int, ok bool) {
-	start := i
-	if i < len(raw) && raw[i] == '-' {
-		i++
+	end, ok := integerPart(raw, i)
+	if !ok || (end < len(raw) && (raw[end] == '.' || raw[end] == 'e' || raw[end] == 'E')) {
+		return 0, i, false
 	}
-	digits := i
-	for i < len(raw) && raw[i] >= '0' && raw[i] <= '9' {
-		i++
-	}
-	if i == digits || (i-digits > 1 && raw[digits] == '0') {
-		return 0, start, false
-	}
-	if i < len(raw) && (raw[i] == '.' || raw[i] == 'e' || raw[i] == 'E') {
-		return 0, start, false
-	}
-	v, err := strconv.ParseInt(string(raw[start:i]), 10, 64)
+	v, err := strconv.ParseInt(string(raw[i:end]), 10, 64)
 	if err != nil {
-		return 0, start, false
+		return 0, i, false
 	}
-	return v, i, true
+	return v, end, true
 }
 
 // Number reads a JSON number at raw[i], per RFC 8259's grammar, as a
 // float64; a value out of float64's range is !ok.
 func Number(raw []byte, i int) (v float64, next int, ok bool) {
-	start := i
+	end, ok := integerPart(raw, i)
+	if !ok {
+		return 0, i, false
+	}
+	if end < len(raw) && raw[end] == '.' {
+		if end = digits(raw, end+1); raw[end-1] == '.' {
+			return 0, i, false
+		}
+	}
+	if end < len(raw) && (raw[end] == 'e' || raw[end] == 'E') {
+		end++
+		if end < len(raw) && (raw[end] == '+' || raw[end] == '-') {
+			end++
+		}
+		exp := end
+		if end = digits(raw, end); end == exp {
+			return 0, i, false
+		}
+	}
+	v, err := strconv.ParseFloat(string(raw[i:end]), 64)
+	if err != nil {
+		return 0, i, false
+	}
+	return v, end, true
+}
+
+// integerPart scans -?(0|[1-9][0-9]*) at raw[i], returning where it ends.
+func integerPart(raw []byte, i int) (end int, ok bool) {
 	if i < len(raw) && raw[i] == '-' {
 		i++
 	}
-	digits := i
+	end = digits(raw, i)
+	if end == i || (end-i > 1 && raw[i] == '0') {
+		return i, false
+	}
+	return end, true
+}
+
+func digits(raw []byte, i int) int {
 	for i < len(raw) && raw[i] >= '0' && raw[i] <= '9' {
 		i++
 	}
-	if i == digits || (i-digits > 1 && raw[digits] == '0') {
-		return 0, start, false
-	}
-	if i < len(raw) && raw[i] == '.' {
-		i++
-		frac := i
-		for i < len(raw) && raw[i] >= '0' && raw[i] <= '9' {
-			i++
-		}
-		if i == frac {
-			return 0, start, false
-		}
-	}
-	if i < len(raw) && (raw[i] == 'e' || raw[i] == 'E') {
-		i++
-		if i < len(raw) && (raw[i] == '+' || raw[i] == '-') {
-			i++
-		}
-		exp := i
-		for i < len(raw) && raw[i] >= '0' && raw[i] <= '9' {
-			i++
-		}
-		if i == exp {
-			return 0, start, false
-		}
-	}
-	v, err := strconv.ParseFloat(string(raw[start:i]), 64)
-	if err != nil {
-		return 0, start, false
-	}
-	return v, i, true
+	return i
 }
