@@ -2,9 +2,7 @@ package control_test
 
 import (
 	"context"
-	"log/slog"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,30 +168,13 @@ func TestViewFreshness(t *testing.T) {
 	}
 }
 
-// countingHandler counts log records whose message is msg.
-type countingHandler struct {
-	msg string
-	n   *atomic.Int64
-}
-
-func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
-	if r.Message == h.msg {
-		h.n.Add(1)
-	}
-	return nil
-}
-func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h countingHandler) WithGroup(string) slog.Handler      { return h }
-
 // A control topic deleted under a running view makes every poll fail at
 // once; the view backs off (100 ms doubling) instead of spinning on it.
 func TestViewBacksOffOnPersistentFetchErrors(t *testing.T) {
 	t.Parallel()
 	k := dispatchtest.StartKafka(t)
 	topic := k.Topic(t, "control-deleted", 1, true)
-	var warnings atomic.Int64
-	log := slog.New(countingHandler{msg: "control topic fetch error", n: &warnings})
+	log, warnings := testenv.CountingLogger("control topic fetch error")
 	v, err := control.New(control.Config{Kafka: config.Kafka{Brokers: k.Brokers, ClientID: "view-test"}, Topic: topic,
 		RefreshInterval: 50 * time.Millisecond, FetchMaxWait: 100 * time.Millisecond}, control.Deps{Logger: log})
 	if err != nil {

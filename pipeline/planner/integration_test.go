@@ -4,10 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -603,32 +601,16 @@ func TestIntegrationCancel(t *testing.T) {
 	}
 }
 
-// countingHandler counts log records whose message is msg.
-type countingHandler struct {
-	msg string
-	n   *atomic.Int64
-}
-
-func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
-	if r.Message == h.msg {
-		h.n.Add(1)
-	}
-	return nil
-}
-func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h countingHandler) WithGroup(string) slog.Handler      { return h }
-
 // The planner is ready once it has joined its group, before any campaign
 // arrives; a campaigns topic deleted under it makes every poll fail at
 // once, and it backs off instead of spinning.
 func TestIntegrationReadyWhenJoinedAndBacksOffOnFetchErrors(t *testing.T) {
 	e := newRealEnv(t)
-	var warnings atomic.Int64
+	log, warnings := testenv.CountingLogger("planner: fetch error")
 	ready := service.NewReadiness("planner")
 	cfg := e.cfg
 	cfg.RetryMin, cfg.RetryMax = 200*time.Millisecond, 30*time.Second // the defaults
-	p, err := New(cfg, Deps{Store: e.store, Logger: slog.New(countingHandler{msg: "planner: fetch error", n: &warnings}),
+	p, err := New(cfg, Deps{Store: e.store, Logger: log,
 		Metrics: prometheus.NewRegistry(), Ready: ready})
 	if err != nil {
 		t.Fatal(err)
