@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"github.com/pushlane/pushlane/internal/jsonscan"
+	"github.com/pushlane/pushlane/internal/flatjson"
 	"github.com/pushlane/pushlane/schemas"
 )
 
@@ -64,11 +64,11 @@ func fastDecodeBatch(raw []byte) (*schemas.Batch, bool) {
 // characters, platform ios or android. Anything else — including escapes
 // and nulls, which the schema may accept — is left to the schema.
 func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
-	i := jsonscan.SkipSpace(raw, 0)
+	i := flatjson.SkipSpace(raw, 0)
 	if i >= len(raw) || raw[i] != '[' {
 		return nil, errUnsure
 	}
-	i = jsonscan.SkipSpace(raw, i+1)
+	i = flatjson.SkipSpace(raw, i+1)
 	if i < len(raw) && raw[i] == ']' {
 		return nil, nil // empty: the length rule rejects it
 	}
@@ -79,9 +79,9 @@ func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
 		}
 		var d schemas.BatchDevice
 		seen := 0
-		i = jsonscan.SkipSpace(raw, i+1)
+		i = flatjson.SkipSpace(raw, i+1)
 		for {
-			key, next, ok := jsonscan.PlainString(raw, i)
+			key, next, ok := flatjson.PlainString(raw, i)
 			if !ok {
 				return nil, errUnsure
 			}
@@ -90,11 +90,11 @@ func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
 				return nil, errUnsure
 			}
 			seen |= bit
-			i = jsonscan.SkipSpace(raw, next)
+			i = flatjson.SkipSpace(raw, next)
 			if i >= len(raw) || raw[i] != ':' {
 				return nil, errUnsure
 			}
-			i = jsonscan.SkipSpace(raw, i+1)
+			i = flatjson.SkipSpace(raw, i+1)
 			if bit == 1 { // device_id: digits only (no sign, fraction or exponent)
 				start := i
 				for i < len(raw) && raw[i] >= '0' && raw[i] <= '9' {
@@ -106,7 +106,7 @@ func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
 				}
 				d.DeviceID = id
 			} else {
-				v, next, ok := jsonscan.PlainString(raw, i)
+				v, next, ok := flatjson.PlainString(raw, i)
 				if !ok {
 					return nil, errUnsure
 				}
@@ -134,9 +134,9 @@ func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
 					d.Timezone = string(v)
 				}
 			}
-			i = jsonscan.SkipSpace(raw, i)
+			i = flatjson.SkipSpace(raw, i)
 			if i < len(raw) && raw[i] == ',' {
-				i = jsonscan.SkipSpace(raw, i+1)
+				i = flatjson.SkipSpace(raw, i+1)
 				continue
 			}
 			if i < len(raw) && raw[i] == '}' {
@@ -148,12 +148,12 @@ func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
 			return nil, errUnsure
 		}
 		out = append(out, d)
-		i = jsonscan.SkipSpace(raw, i+1)
+		i = flatjson.SkipSpace(raw, i+1)
 		if i < len(raw) && raw[i] == ',' {
-			i = jsonscan.SkipSpace(raw, i+1)
+			i = flatjson.SkipSpace(raw, i+1)
 			continue
 		}
-		if i < len(raw) && raw[i] == ']' && jsonscan.SkipSpace(raw, i+1) == len(raw) {
+		if i < len(raw) && raw[i] == ']' && flatjson.SkipSpace(raw, i+1) == len(raw) {
 			return out, nil
 		}
 		return nil, errUnsure

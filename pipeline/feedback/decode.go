@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/pushlane/pushlane/internal/jsonscan"
+	"github.com/pushlane/pushlane/internal/flatjson"
 	"github.com/pushlane/pushlane/schemas"
 )
 
@@ -69,20 +69,20 @@ const (
 )
 
 // decodeResultFast returns ok only for an event that result.v1.schema.json
-// accepts. It reads the flat object in one pass (internal/jsonscan): each
+// accepts. It reads the flat object in one pass (internal/flatjson): each
 // key exactly as the schema names it and at most once, plain strings,
 // integers without fraction or exponent; a null, an escape or anything
 // else unusual is left to the schema.
 func decodeResultFast(data []byte) (*schemas.Result, bool) {
 	r := &schemas.Result{}
-	i := jsonscan.SkipSpace(data, 0)
+	i := flatjson.SkipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return nil, false
 	}
-	i = jsonscan.SkipSpace(data, i+1)
+	i = flatjson.SkipSpace(data, i+1)
 	seen := 0
 	for {
-		key, next, ok := jsonscan.PlainString(data, i)
+		key, next, ok := flatjson.PlainString(data, i)
 		if !ok {
 			return nil, false
 		}
@@ -91,14 +91,14 @@ func decodeResultFast(data []byte) (*schemas.Result, bool) {
 			return nil, false
 		}
 		seen |= bit
-		i = jsonscan.SkipSpace(data, next)
+		i = flatjson.SkipSpace(data, next)
 		if i >= len(data) || data[i] != ':' {
 			return nil, false
 		}
-		i = jsonscan.SkipSpace(data, i+1)
+		i = flatjson.SkipSpace(data, i+1)
 		switch {
 		case bit&intKeys != 0:
-			v, next, ok := jsonscan.Int(data, i)
+			v, next, ok := flatjson.Int(data, i)
 			if !ok || v < math.MinInt32 || v > math.MaxInt32 && bit != kDeviceID {
 				return nil, false
 			}
@@ -116,7 +116,7 @@ func decodeResultFast(data []byte) (*schemas.Result, bool) {
 				r.Attempt = int(v)
 			}
 		case bit&numberKeys != 0:
-			v, next, ok := jsonscan.Number(data, i)
+			v, next, ok := flatjson.Number(data, i)
 			if !ok {
 				return nil, false
 			}
@@ -127,18 +127,18 @@ func decodeResultFast(data []byte) (*schemas.Result, bool) {
 				r.LatenessMs = v
 			}
 		default:
-			v, next, ok := jsonscan.PlainString(data, i)
+			v, next, ok := flatjson.PlainString(data, i)
 			if !ok || !setResultString(r, bit, v) {
 				return nil, false
 			}
 			i = next
 		}
-		i = jsonscan.SkipSpace(data, i)
+		i = flatjson.SkipSpace(data, i)
 		if i < len(data) && data[i] == ',' {
-			i = jsonscan.SkipSpace(data, i+1)
+			i = flatjson.SkipSpace(data, i+1)
 			continue
 		}
-		if i < len(data) && data[i] == '}' && jsonscan.SkipSpace(data, i+1) == len(data) {
+		if i < len(data) && data[i] == '}' && flatjson.SkipSpace(data, i+1) == len(data) {
 			break
 		}
 		return nil, false

@@ -1,4 +1,4 @@
-package jsonscan
+package flatjson
 
 import (
 	"encoding/json"

@@ -1,11 +1,11 @@
-// Package jsonscan reads the flat JSON values of the pipeline's hot paths
-// (batch devices in the dispatcher, results in feedback) in one pass,
-// without reflection. It reads only the plain forms: a string without
-// escapes, an integer without fraction or exponent. Anything else reports
-// !ok, and the caller falls back to encoding/json and the event's JSON
-// Schema, which decide; so a scanner here only ever needs to be right
-// about what it accepts, never complete.
-package jsonscan
+// Package flatjson reads and writes, by hand, the flat JSON of the
+// pipeline's hot paths: batch devices in the dispatcher, results in
+// feedback. Reading takes only the plain forms (a string without escapes,
+// an integer without fraction or exponent); anything else reports !ok, and
+// the caller falls back to encoding/json and the event's JSON Schema, which
+// decide. So a reader here only ever needs to be right about what it
+// accepts, never complete.
+package flatjson
 
 import (
 	"strconv"
