@@ -1,7 +1,10 @@
 // Package service holds what every Pushlane command shares: the JSON slog
 // logger, the ops HTTP endpoint (/healthz, /readyz, /metrics), and the
 // signal handling that turns SIGTERM into context cancellation so stages
-// finish in-flight work and commit before exiting.
+// finish in-flight work and commit before exiting. The stage commands also
+// share their flags, config handling, migrations at start and the running
+// of stages beside the control view (command.go), so that each main is
+// the wiring of its own stage.
 package service
 
 import (
