@@ -19,17 +19,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"sync"
 	"time"
 
-	"github.com/pushlane/pushlane/internal/config"
-	"github.com/pushlane/pushlane/internal/migrate"
 	"github.com/pushlane/pushlane/internal/service"
 	"github.com/pushlane/pushlane/pipeline/control"
 	"github.com/pushlane/pushlane/pipeline/delay"
@@ -37,19 +31,10 @@ import (
 	"github.com/pushlane/pushlane/providers"
 )
 
-func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "dispatcher:", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("dispatcher", run) }
 
 func run(parent context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dispatcher", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "YAML config `file` (defaults and PUSHLANE_* environment without it)")
-	doMigrate := fs.Bool("migrate", false, "apply the MySQL migrations before consuming")
-	checkConfig := fs.Bool("check-config", false, "validate the config, print it redacted as JSON, and exit")
+	fs := service.NewFlags("dispatcher", "apply the MySQL migrations before consuming", stderr)
 	mode := fs.String("mode", "all", "what to run: all (dispatcher and delay forwarder), dispatch, or delay")
 	instance := fs.String("instance", "", "static group member `name` (stable per replica; rolling restarts then move no partitions)")
 	haltProbe := fs.Duration("halt-probe", 30*time.Second, "while an app's credentials are refused, probe them with one real send this often")
@@ -63,7 +48,7 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) error 
 	if *haltProbe <= 0 {
 		return errors.New("-halt-probe: must be positive")
 	}
-	cfg, err := config.Load(*configPath, os.Environ())
+	cfg, err := fs.LoadConfig()
 	if err != nil {
 		return err
 	}
@@ -72,22 +57,16 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 	}
-	if *checkConfig {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(cfg.Redacted())
+	if fs.CheckConfig {
+		return service.PrintConfig(stdout, cfg)
 	}
 
-	log := service.NewLogger(cfg.Log, stderr, "dispatcher")
-	ctx, cancel := service.SignalContext(parent, log)
-	defer cancel()
-	reg := service.NewRegistry()
-	ready := service.NewReadiness("control")
-	ops, err := service.StartOps(cfg.HTTP.Addr, reg, ready, log)
+	ctx, proc, err := service.Start(parent, cfg, stderr, "dispatcher", "control")
 	if err != nil {
 		return err
 	}
-	defer ops.Close(context.Background())
+	defer proc.Close()
+	log, reg := proc.Log, proc.Metrics
 
 	view, err := control.New(control.Config{Kafka: cfg.Kafka, Topic: cfg.Kafka.Topics.Control.Name},
 		control.Deps{Logger: log, Metrics: reg})
@@ -110,14 +89,10 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 		defer db.Close()
-		if *doMigrate {
-			mctx, mcancel := context.WithTimeout(ctx, 2*time.Minute)
-			applied, err := migrate.MySQL(mctx, db)
-			mcancel()
-			if err != nil {
+		if fs.Migrate {
+			if err := service.MigrateMySQL(ctx, db, log); err != nil {
 				return err
 			}
-			log.Info("mysql migrations applied", "applied", applied)
 		}
 		halt, err := providers.NewHalt(log, reg)
 		if err != nil {
@@ -138,39 +113,13 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) error 
 		stages = append(stages, d.Run)
 	}
 
-	// The view runs beside the stages and stops after them, so cancels stay
-	// visible while the last chunks finish.
-	vctx, stopView := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopView()
-	viewDone := make(chan error, 1)
-	go func() { viewDone <- view.Run(vctx) }()
 	go func() {
 		if err := view.WaitCaughtUp(ctx); err == nil {
-			ready.Set("control", nil)
+			proc.Ready.Set("control", nil)
 		}
 	}()
-
-	// The first stage to fail stops the others.
-	sctx, stopStages := context.WithCancel(ctx)
-	defer stopStages()
-	errs := make([]error, len(stages))
-	var wg sync.WaitGroup
-	for i, s := range stages {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if errs[i] = s(sctx); errs[i] != nil {
-				log.Error("stage stopped", "err", errs[i])
-				stopStages()
-			}
-		}()
-	}
 	log.Info("dispatcher running", "mode", *mode)
-	wg.Wait()
-	stopView()
-	if err := <-viewDone; err != nil {
-		errs = append(errs, err)
-	}
+	err = proc.RunWithView(ctx, view.Run, stages...)
 	log.Info("dispatcher exited")
-	return errors.Join(errs...)
+	return err
 }

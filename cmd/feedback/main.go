@@ -6,42 +6,25 @@ package main
 
 import (
 	"context"
-	"database/sql"
-	"encoding/json"
 	"errors"
-	"flag"
-	"fmt"
 	"io"
-	"os"
-	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/pushlane/pushlane/internal/config"
-	"github.com/pushlane/pushlane/internal/migrate"
 	"github.com/pushlane/pushlane/internal/service"
 	"github.com/pushlane/pushlane/pipeline/feedback"
 	pkafka "github.com/pushlane/pushlane/pipeline/kafka"
 )
 
-func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "feedback:", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("feedback", run) }
 
-func run(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("feedback", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "YAML config `file` (defaults and PUSHLANE_* environment without it)")
-	doMigrate := fs.Bool("migrate", false, "apply the MySQL and ClickHouse migrations before consuming")
-	checkConfig := fs.Bool("check-config", false, "validate the config, print it redacted as JSON, and exit")
+func run(parent context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := service.NewFlags("feedback", "apply the MySQL and ClickHouse migrations before consuming", stderr)
 	rowsFile := fs.String("rows-file", "", "append analytics rows as JSON lines to `file` (instead of ClickHouse when clickhouse.addr is empty)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*configPath, os.Environ())
+	cfg, err := fs.LoadConfig()
 	if err != nil {
 		return err
 	}
@@ -51,22 +34,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if len(cfg.ClickHouse.Addr) == 0 && *rowsFile == "" {
 		return errors.New("config: clickhouse.addr: required (or pass -rows-file)")
 	}
-	if *checkConfig {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(cfg.Redacted())
+	if fs.CheckConfig {
+		return service.PrintConfig(stdout, cfg)
 	}
 
-	log := service.NewLogger(cfg.Log, stderr, feedback.Stage)
-	ctx, cancel := service.SignalContext(context.Background(), log)
-	defer cancel()
-	reg := service.NewRegistry()
-	ready := service.NewReadiness(feedback.Stage)
-	ops, err := service.StartOps(cfg.HTTP.Addr, reg, ready, log)
+	ctx, proc, err := service.Start(parent, cfg, stderr, feedback.Stage, feedback.Stage)
 	if err != nil {
 		return err
 	}
-	defer ops.Close(context.Background())
+	defer proc.Close()
 
 	db, err := feedback.OpenMySQL(cfg.MySQL)
 	if err != nil {
@@ -94,9 +70,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 		defer fsink.Close()
 		sinks = append(sinks, fsink)
 	}
-	if *doMigrate {
-		if err := applyMigrations(ctx, db, ch, cfg.ClickHouse.Database, log); err != nil {
+	if fs.Migrate {
+		if err := service.MigrateMySQL(ctx, db, proc.Log); err != nil {
 			return err
+		}
+		if ch != nil {
+			if err := service.MigrateClickHouse(ctx, ch, cfg.ClickHouse.Database, proc.Log); err != nil {
+				return err
+			}
 		}
 	}
 
@@ -108,32 +89,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		KafkaOpts: kopts,
 		Store:     feedback.NewMySQLStore(db, cfg.Feedback.SuspectStrikes),
 		Sink:      sinks,
-		Logger:    log,
-		Metrics:   reg,
-		Ready:     ready,
+		Logger:    proc.Log,
+		Metrics:   proc.Metrics,
+		Ready:     proc.Ready,
 	})
 	if err != nil {
 		return err
 	}
 	return stage.Run(ctx)
-}
-
-func applyMigrations(ctx context.Context, db *sql.DB, ch driver.Conn, database string, log interface {
-	Info(string, ...any)
-}) error {
-	mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	applied, err := migrate.MySQL(mctx, db)
-	if err != nil {
-		return err
-	}
-	log.Info("mysql migrations applied", "applied", applied)
-	if ch != nil {
-		applied, err := migrate.ClickHouse(mctx, ch, database)
-		if err != nil {
-			return err
-		}
-		log.Info("clickhouse migrations applied", "database", database, "applied", applied)
-	}
-	return nil
 }

@@ -5,40 +5,22 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
-	"os"
-	"sync"
-	"time"
 
-	"github.com/pushlane/pushlane/internal/config"
-	"github.com/pushlane/pushlane/internal/migrate"
 	"github.com/pushlane/pushlane/internal/service"
 	"github.com/pushlane/pushlane/pipeline/control"
 	"github.com/pushlane/pushlane/pipeline/planner"
 )
 
-func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "planner:", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("planner", run) }
 
 func run(parent context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("planner", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "YAML config `file` (defaults and PUSHLANE_* environment without it)")
-	doMigrate := fs.Bool("migrate", false, "apply the MySQL migrations before consuming")
-	checkConfig := fs.Bool("check-config", false, "validate the config, print it redacted as JSON, and exit")
+	fs := service.NewFlags("planner", "apply the MySQL migrations before consuming", stderr)
 	instance := fs.String("instance", planner.DefaultInstance(), "replica `name`, unique and stable per replica: transactional id <group_prefix>-planner-<name> and static group member")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*configPath, os.Environ())
+	cfg, err := fs.LoadConfig()
 	if err != nil {
 		return err
 	}
@@ -49,67 +31,41 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := pcfg.Validate(); err != nil {
 		return err
 	}
-	if *checkConfig {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(cfg.Redacted())
+	if fs.CheckConfig {
+		return service.PrintConfig(stdout, cfg)
 	}
 
-	log := service.NewLogger(cfg.Log, stderr, "planner")
-	ctx, cancel := service.SignalContext(parent, log)
-	defer cancel()
-	reg := service.NewRegistry()
-	ready := service.NewReadiness("planner")
-	ops, err := service.StartOps(cfg.HTTP.Addr, reg, ready, log)
+	ctx, proc, err := service.Start(parent, cfg, stderr, "planner", "planner")
 	if err != nil {
 		return err
 	}
-	defer ops.Close(context.Background())
+	defer proc.Close()
+	log := proc.Log
 
 	db, err := planner.OpenMySQL(cfg.MySQL)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if *doMigrate {
-		mctx, mcancel := context.WithTimeout(ctx, 2*time.Minute)
-		applied, err := migrate.MySQL(mctx, db)
-		mcancel()
-		if err != nil {
+	if fs.Migrate {
+		if err := service.MigrateMySQL(ctx, db, log); err != nil {
 			return err
 		}
-		log.Info("mysql migrations applied", "applied", applied)
 	}
 	store := planner.NewMySQLStore(db)
 	defer store.Close()
 
 	view, err := control.New(control.Config{Kafka: cfg.Kafka, Topic: cfg.Kafka.Topics.Control.Name},
-		control.Deps{Logger: log, Metrics: reg})
+		control.Deps{Logger: log, Metrics: proc.Metrics})
 	if err != nil {
 		return err
 	}
-	p, err := planner.New(pcfg, planner.Deps{Store: store, Controls: view, Logger: log, Metrics: reg, Ready: ready})
+	p, err := planner.New(pcfg, planner.Deps{Store: store, Controls: view, Logger: log, Metrics: proc.Metrics, Ready: proc.Ready})
 	if err != nil {
 		return err
 	}
 	log.Info("planner starting", "instance", *instance, "campaigns", cfg.Kafka.Topics.Campaigns.Name)
-
-	// The view runs beside the planner and stops after it, so cancellations
-	// stay visible while the last chunk is committed.
-	vctx, stopView := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	var viewErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if viewErr = view.Run(vctx); viewErr != nil && vctx.Err() == nil {
-			log.Error("control view stopped; stopping the planner", "err", viewErr)
-			cancel()
-		}
-	}()
-	runErr := p.Run(ctx)
-	stopView()
-	wg.Wait()
+	err = proc.RunWithView(ctx, view.Run, p.Run)
 	log.Info("planner stopped")
-	return errors.Join(runErr, viewErr)
+	return err
 }
