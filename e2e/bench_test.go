@@ -53,12 +53,12 @@ func BenchmarkEndToEnd(b *testing.B) {
 	services := stackPIDs(b)
 	cpu0 := map[string]time.Duration{}
 	for name, pid := range services {
-		cpu0[name], _ = procCPU(pid)
+		cpu0[name], _ = testenv.ProcCPU(pid)
 	}
 	for _, pr := range procs {
 		cpu0[pr.Stage] = pr.Stats().CPU
 	}
-	self, _ := procCPU(os.Getpid())
+	self, _ := testenv.ProcCPU(os.Getpid())
 	my0 := mariadbCounters(b, shared)
 
 	c := campaign("bench-"+p.Prefix, app, time.Time{})
@@ -83,7 +83,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 	r.EndToEndPerSecond = float64(n) / r.TotalSeconds
 	for name, pid := range services {
-		c1, err := procCPU(pid)
+		c1, err := testenv.ProcCPU(pid)
 		if err == nil {
 			r.CPUSeconds[name] = (c1 - cpu0[name]).Seconds()
 		}
@@ -100,7 +100,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 			r.MariaDBStatements[k] = d
 		}
 	}
-	self1, _ := procCPU(os.Getpid())
+	self1, _ := testenv.ProcCPU(os.Getpid())
 	r.CPUSeconds["simulators (test process)"] = (self1 - self).Seconds()
 
 	tl := sims.tally(pop)

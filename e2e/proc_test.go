@@ -10,12 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pushlane/pushlane/internal/testenv"
 )
 
 // proc is one stage process.
@@ -32,13 +33,7 @@ type proc struct {
 	mu       sync.Mutex
 	err      error // from Wait
 	expected bool  // stopped or killed by the test
-	final    procStats
-}
-
-// procStats are a process's resource figures read from /proc.
-type procStats struct {
-	PeakRSSKiB int64         // VmHWM
-	CPU        time.Duration // user + system
+	final    testenv.ProcStats
 }
 
 // startProc runs bin with args and extra environment, its stderr and stdout
@@ -121,13 +116,13 @@ func (p *proc) Running() bool {
 
 // Stats reads the process's peak RSS and CPU time now (or as last read
 // before it was stopped).
-func (p *proc) Stats() procStats {
+func (p *proc) Stats() testenv.ProcStats {
 	if !p.Running() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return p.final
 	}
-	s, err := readProcStats(p.cmd.Process.Pid)
+	s, err := testenv.ReadProcStats(p.cmd.Process.Pid)
 	if err != nil {
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -137,7 +132,7 @@ func (p *proc) Stats() procStats {
 }
 
 func (p *proc) snapshotStats() {
-	if s, err := readProcStats(p.cmd.Process.Pid); err == nil {
+	if s, err := testenv.ReadProcStats(p.cmd.Process.Pid); err == nil {
 		p.mu.Lock()
 		p.final = s
 		p.mu.Unlock()
@@ -200,50 +195,6 @@ func (p *proc) unexpectedExit() error {
 		return errors.New("exited with status 0 on its own")
 	}
 	return p.err
-}
-
-// readProcStats reads VmHWM from /proc/<pid>/status and utime+stime from
-// /proc/<pid>/stat.
-func readProcStats(pid int) (procStats, error) {
-	var s procStats
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return s, err
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				s.PeakRSSKiB, _ = strconv.ParseInt(f[0], 10, 64)
-			}
-		}
-	}
-	cpu, err := procCPU(pid)
-	s.CPU = cpu
-	return s, err
-}
-
-// clockTicks is USER_HZ, 100 on Linux on every architecture Go supports.
-const clockTicks = 100
-
-// procCPU is the process's user + system time.
-func procCPU(pid int) (time.Duration, error) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) may hold spaces; fields count from after ")".
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	f := strings.Fields(string(stat[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64) // field 14
-	stime, _ := strconv.ParseInt(f[12], 10, 64) // field 15
-	return time.Duration(utime+stime) * time.Second / clockTicks, nil
 }
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
