@@ -16,11 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/pushlane/pushlane/internal/migrate"
 	"github.com/pushlane/pushlane/internal/testenv"
 	"github.com/pushlane/pushlane/schemas"
 )
@@ -59,15 +56,16 @@ func BenchmarkPlanner(b *testing.B) {
 }
 
 func benchOne(t *testing.B, bin string, n int) {
-	brokers := testenv.KafkaBrokers(t)
-	dsn, db := testenv.MySQL(t)
-	if _, err := migrate.MySQL(context.Background(), db); err != nil {
-		t.Fatal(err)
+	logLevel := "info"
+	if os.Getenv("PUSHLANE_BENCH_DEBUG") != "" {
+		logLevel = "debug"
 	}
+	s := newPlannerStack(t, "plannerbench", 1, 6, "{apns: {environment: development, topic: com.example, cert_file: %q}}", "log:\n  level: "+logLevel+"\n")
+	campaigns, cfgPath := s.campaigns, s.configPath
 	// Half iOS (64 hex digits), half Android (a 163-character FCM token),
 	// with user ids, locales and zones, like a production table.
 	seedStart := time.Now()
-	if _, err := db.Exec(fmt.Sprintf(`INSERT INTO devices (id, app, user_id, platform, token, locale, timezone, registered_at)
+	if _, err := s.db.Exec(fmt.Sprintf(`INSERT INTO devices (id, app, user_id, platform, token, locale, timezone, registered_at)
 		SELECT seq, 'shop', CONCAT('user-', seq DIV 2), IF(seq %% 2, 'ios', 'android'),
 		       IF(seq %% 2, LPAD(HEX(seq), 64, '0'), CONCAT('fcm-', seq, ':APA91bHPRgkF3JUikC4ENAHEeMrd41Zxv3hVZjC9KtT8OvPVGJ-hQMRKRrZuJAEcl7B338qju59zJMjw2DELjzEvxwYv7hH5Ynpc1ODQ0aT4U4OFEeco8ohsN5PjL1iC2dNtk2BAok')),
 		       ELT(1 + seq %% 4, 'en-US', 'de-DE', 'fr', NULL), ELT(1 + seq %% 3, 'Europe/Berlin', 'America/New_York', NULL), NOW(3)
@@ -75,49 +73,6 @@ func benchOne(t *testing.B, bin string, n int) {
 		t.Fatal(err)
 	}
 	t.Logf("seeded %d devices in %s", n, time.Since(seedStart).Round(time.Millisecond))
-
-	campaigns := testenv.Topic(t, "plannerbench-campaigns", 1, nil)
-	ready := testenv.Topic(t, "plannerbench-ready", 6, nil)
-	results := testenv.Topic(t, "plannerbench-results", 1, nil)
-	dlq := testenv.Topic(t, "plannerbench-dlq", 1, nil)
-	ctl := testenv.Topic(t, "plannerbench-control", 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")})
-	adm := testenv.KafkaAdmin(t)
-	tierPrefix := campaigns + ".delay"
-	if _, err := adm.CreateTopic(context.Background(), 1, 1, nil, tierPrefix+".t00"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = adm.DeleteTopics(context.Background(), tierPrefix+".t00") })
-
-	dir := t.TempDir()
-	sa := writeFile(t, dir, "sa.json", "{}")
-	dc, _ := mysql.ParseDSN(dsn)
-	logLevel := "info"
-	if os.Getenv("PUSHLANE_BENCH_DEBUG") != "" {
-		logLevel = "debug"
-	}
-	cfgPath := writeFile(t, dir, "pushlane.yaml", fmt.Sprintf(`
-kafka:
-  brokers: [%q]
-  group_prefix: %q
-  topics:
-    campaigns: {name: %q}
-    ready: {name: %q}
-    results: {name: %q}
-    dead_letter: {name: %q}
-    control: {name: %q}
-    delay: {name: %q}
-delay:
-  tiers: 1
-mysql:
-  dsn: %q
-apps:
-  shop:
-    apns: {environment: development, topic: com.example, cert_file: %q}
-http:
-  addr: "127.0.0.1:0"
-log:
-  level: %s
-`, brokers[0], campaigns, campaigns, ready, results, dlq, ctl, tierPrefix, dc.FormatDSN(), sa, logLevel))
 
 	logs := &syncBuffer{}
 	cmd := exec.Command(bin, "-config", cfgPath, "-instance", "bench")
@@ -148,7 +103,12 @@ log:
 		t.Fatal(err)
 	}
 
-	var hwm, cpu int64
+	var stats testenv.ProcStats
+	sample := func() {
+		if st, err := testenv.ReadProcStats(cmd.Process.Pid); err == nil {
+			stats = st
+		}
+	}
 	deadline := time.Now().Add(3 * time.Minute)
 	var planned map[string]any
 	for planned == nil {
@@ -161,8 +121,7 @@ log:
 			t.Fatalf("planner exited (%v):\n%s", err, logs.String())
 		default:
 		}
-		hwm = max(hwm, vmHWM(cmd.Process.Pid))
-		cpu = cpuTicks(cmd.Process.Pid)
+		sample()
 		sc := bufio.NewScanner(bytes.NewReader(logs.Bytes()))
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
@@ -173,7 +132,7 @@ log:
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	hwm = max(hwm, vmHWM(cmd.Process.Pid))
+	sample()
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-exited; err != nil {
 		t.Fatalf("planner exited with %v:\n%s", err, logs.String())
@@ -212,38 +171,10 @@ log:
 	t.ReportMetric(took.Seconds(), "s/plan")
 	t.ReportMetric(devices/took.Seconds(), "rows/s")
 	t.ReportMetric(batches/took.Seconds(), "batches/s")
-	t.ReportMetric(float64(hwm)/1024, "peakRSS_MiB")
+	t.ReportMetric(float64(stats.PeakRSSKiB)/1024, "peakRSS_MiB")
 	t.Logf("BENCH devices=%d batches=%.0f took=%s rows/s=%.0f batches/s=%.0f peak_rss=%.1fMiB cpu=%.2fs waited_for_mysql=%s waited_for_kafka_commits=%s loadavg=%s",
-		n, batches, took.Round(time.Millisecond), devices/took.Seconds(), batches/took.Seconds(), float64(hwm)/1024, float64(cpu)/100,
+		n, batches, took.Round(time.Millisecond), devices/took.Seconds(), batches/took.Seconds(), float64(stats.PeakRSSKiB)/1024, stats.CPU.Seconds(),
 		waitMySQL.Round(time.Millisecond), waitKafka.Round(time.Millisecond), strings.Fields(string(load))[0])
-}
-
-// vmHWM is the process's peak resident set size in KiB.
-func vmHWM(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			v, _ := strconv.ParseInt(f[1], 10, 64)
-			return v
-		}
-	}
-	return 0
-}
-
-// cpuTicks is the process's user+system CPU time in clock ticks (1/100 s).
-func cpuTicks(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return u + st
 }
 
 // syncBuffer is a bytes.Buffer safe for the child's writes and the test's

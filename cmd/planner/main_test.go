@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -14,23 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/pushlane/pushlane/internal/migrate"
 	"github.com/pushlane/pushlane/internal/testenv"
 	"github.com/pushlane/pushlane/schemas"
 )
-
-func writeFile(t testing.TB, dir, name, body string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 func TestCheckConfig(t *testing.T) {
 	dir := t.TempDir()
@@ -94,58 +82,19 @@ func TestConfigErrors(t *testing.T) {
 // stops it with SIGTERM once the campaign is planned: every batch is
 // committed exactly once, and the second process exits cleanly.
 func TestProcessKilledMidCampaign(t *testing.T) {
-	brokers := testenv.KafkaBrokers(t)
-	dsn, db := testenv.MySQL(t)
-	if _, err := migrate.MySQL(context.Background(), db); err != nil {
-		t.Fatal(err)
-	}
+	s := newPlannerStack(t, "plannercmd", 2, 3, "{fcm: {project_id: p, service_account_file: %q}}", `planner:
+  page_size: 500
+  batches_per_transaction: 4
+`)
+	campaigns, ready, cfgPath := s.campaigns, s.ready, s.configPath
 	const devices = 20000
-	if _, err := db.Exec(`INSERT INTO devices (id, app, platform, token)
+	if _, err := s.db.Exec(`INSERT INTO devices (id, app, platform, token)
 		SELECT seq, 'shop', 'ios', LPAD(HEX(seq), 64, '0') FROM seq_1_to_20000`); err != nil {
 		t.Fatal(err)
 	}
-
-	campaigns := testenv.Topic(t, "plannercmd-campaigns", 2, nil)
-	ready := testenv.Topic(t, "plannercmd-ready", 3, nil)
-	results := testenv.Topic(t, "plannercmd-results", 1, nil)
-	dlq := testenv.Topic(t, "plannercmd-dlq", 1, nil)
-	ctl := testenv.Topic(t, "plannercmd-control", 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")})
-	tierPrefix := campaigns + ".delay"
 	adm := testenv.KafkaAdmin(t)
-	if _, err := adm.CreateTopic(context.Background(), 1, 1, nil, tierPrefix+".t00"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = adm.DeleteTopics(context.Background(), tierPrefix+".t00") })
 
-	dir := t.TempDir()
-	sa := writeFile(t, dir, "sa.json", "{}")
-	dc, _ := mysql.ParseDSN(dsn)
-	cfgPath := writeFile(t, dir, "pushlane.yaml", fmt.Sprintf(`
-kafka:
-  brokers: [%q]
-  group_prefix: %q
-  topics:
-    campaigns: {name: %q}
-    ready: {name: %q}
-    results: {name: %q}
-    dead_letter: {name: %q}
-    control: {name: %q}
-    delay: {name: %q}
-delay:
-  tiers: 1
-mysql:
-  dsn: %q
-apps:
-  shop:
-    fcm: {project_id: p, service_account_file: %q}
-http:
-  addr: "127.0.0.1:0"
-planner:
-  page_size: 500
-  batches_per_transaction: 4
-`, brokers[0], campaigns, campaigns, ready, results, dlq, ctl, tierPrefix, dc.FormatDSN(), sa))
-
-	bin := filepath.Join(dir, "planner")
+	bin := filepath.Join(t.TempDir(), "planner")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
