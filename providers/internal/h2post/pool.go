@@ -1,0 +1,238 @@
+// Package h2post is the senders' HTTP/2 client for their one request shape:
+// a POST with a small body answered by a small response. It keeps a few
+// connections to one endpoint; each has one writer goroutine that writes
+// every queued request's frames into one buffer and flushes once the queue
+// is empty, and one reader goroutine that hands each response to its
+// waiting caller.
+//
+// It replaces golang.org/x/net/http2.Transport on the hot path because that
+// transport spends a goroutine, channels and two flushes (two TLS records,
+// two write(2)) on every request; here a request costs one stream struct,
+// its header block and its share of a batched write.
+package h2post
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2/hpack"
+)
+
+// ErrNotProcessed marks the errors of requests the server certainly did not
+// process (never sent, above a GOAWAY's last stream, refused with
+// REFUSED_STREAM): sending them again cannot deliver twice.
+var ErrNotProcessed = errors.New("request was not processed by the server (safe to send again)")
+
+// ErrClosed is the error of a request on a closed Pool.
+var ErrClosed = errors.New("h2post: client closed")
+
+// Config configures a Pool.
+type Config struct {
+	// Endpoint is the server's URL: scheme and host[:port]. Required.
+	Endpoint string
+	// TLS is the TLS configuration; ServerName defaults to the endpoint's
+	// host and NextProtos is set to h2.
+	TLS *tls.Config
+	// Dial opens one connection (providers.DialTLS). Required.
+	Dial func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error)
+	// Connections is the number of connections. Default 1.
+	Connections int
+	// PingInterval: a connection that has read nothing for this long is
+	// pinged (checked every PingInterval, so silence is noticed after one
+	// to two intervals). 0: never.
+	PingInterval time.Duration
+	// PingTimeout: a ping unanswered this long fails the connection.
+	// Default 15s.
+	PingTimeout time.Duration
+	// MaxResponseBody is how much of a response body is kept; the rest is
+	// read and dropped. Default 64 KiB.
+	MaxResponseBody int
+}
+
+// Response is a server's answer.
+type Response struct {
+	Status int
+	// Header holds the regular (not pseudo) header fields, names lower
+	// case.
+	Header []hpack.HeaderField
+	// Body is the body up to Config.MaxResponseBody bytes.
+	Body []byte
+}
+
+// Get is the first value of header field name (lower case), "" if none.
+func (r *Response) Get(name string) string {
+	for _, f := range r.Header {
+		if f.Name == name {
+			return f.Value
+		}
+	}
+	return ""
+}
+
+// Pool sends requests over Config.Connections connections to one endpoint.
+type Pool struct {
+	cfg       Config
+	addr      string // host:port to dial
+	authority string
+	scheme    string
+	tls       *tls.Config
+	slots     []slot
+	next      atomic.Uint64
+	closed    atomic.Bool
+}
+
+type slot struct {
+	mu      sync.Mutex
+	conn    *Conn
+	dialing chan struct{} // closed when the dial in progress ends
+	dialErr error
+}
+
+// New returns a Pool; it does not dial.
+func New(cfg Config) (*Pool, error) {
+	u, err := url.Parse(cfg.Endpoint)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("h2post: endpoint: want an http(s) URL, got %q", cfg.Endpoint)
+	}
+	if cfg.Dial == nil {
+		return nil, errors.New("h2post: Dial is required")
+	}
+	if cfg.Connections <= 0 {
+		cfg.Connections = 1
+	}
+	if cfg.PingTimeout <= 0 {
+		cfg.PingTimeout = 15 * time.Second
+	}
+	if cfg.MaxResponseBody <= 0 {
+		cfg.MaxResponseBody = 64 << 10
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		if u.Scheme == "https" {
+			addr = net.JoinHostPort(u.Hostname(), "443")
+		} else {
+			addr = net.JoinHostPort(u.Hostname(), "80")
+		}
+	}
+	var tc *tls.Config
+	if cfg.TLS != nil {
+		tc = cfg.TLS.Clone()
+	} else {
+		tc = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if tc.ServerName == "" {
+		tc.ServerName = u.Hostname()
+	}
+	tc.NextProtos = []string{"h2"}
+	return &Pool{cfg: cfg, addr: addr, authority: u.Host, scheme: u.Scheme, tls: tc,
+		slots: make([]slot, cfg.Connections)}, nil
+}
+
+// Close closes every connection once its streams are done; requests after
+// Close fail with ErrClosed.
+func (p *Pool) Close() error {
+	p.closed.Store(true)
+	for i := range p.slots {
+		s := &p.slots[i]
+		s.mu.Lock()
+		c := s.conn
+		s.conn = nil
+		s.mu.Unlock()
+		if c != nil {
+			c.shutdown()
+		}
+	}
+	return nil
+}
+
+// Post sends a POST of body to path with the given header fields (lower
+// case names, no pseudo-headers) and waits for the response. An error means
+// no response came back; errors.Is(err, ErrNotProcessed) means the server
+// certainly did not act on the request.
+func (p *Pool) Post(ctx context.Context, path string, header []hpack.HeaderField, body []byte) (*Response, error) {
+	if p.closed.Load() {
+		return nil, ErrClosed
+	}
+	st := &stream{path: path, header: header, body: body}
+	for tries := 0; ; tries++ {
+		c, err := p.pick(ctx)
+		if err != nil {
+			return nil, err
+		}
+		err = c.start(ctx, st)
+		if err == nil {
+			return c.wait(ctx, st)
+		}
+		// A connection that went away between pick and start: the request
+		// was not sent; try another, a few times.
+		if !errors.Is(err, errUnusable) || tries == 3 {
+			return nil, err
+		}
+	}
+}
+
+// pick returns a usable connection, round-robin, dialling where a slot has
+// none.
+func (p *Pool) pick(ctx context.Context) (*Conn, error) {
+	s := &p.slots[p.next.Add(1)%uint64(len(p.slots))]
+	for {
+		s.mu.Lock()
+		if c := s.conn; c != nil && c.usable() {
+			s.mu.Unlock()
+			return c, nil
+		}
+		s.conn = nil
+		if s.dialing == nil {
+			done := make(chan struct{})
+			s.dialing = done
+			go p.dial(s, done)
+		}
+		done := s.dialing
+		s.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		s.mu.Lock()
+		c, err := s.conn, s.dialErr
+		s.mu.Unlock()
+		if c != nil && c.usable() {
+			return c, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if p.closed.Load() {
+			return nil, ErrClosed
+		}
+	}
+}
+
+// dial opens a connection for slot s in the background, so that a caller
+// giving up does not fail the dial for the others waiting on it.
+func (p *Pool) dial(s *slot, done chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := dialConn(ctx, p)
+	s.mu.Lock()
+	s.dialing = nil
+	s.dialErr = err
+	if err == nil {
+		if p.closed.Load() {
+			c.shutdown()
+			s.dialErr = ErrClosed
+		} else {
+			s.conn = c
+		}
+	}
+	s.mu.Unlock()
+	close(done)
+}

@@ -1,0 +1,477 @@
+package h2post_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/pushlane/pushlane/providers"
+	"github.com/pushlane/pushlane/providers/internal/h2post"
+)
+
+// echo answers 201 with the request's path, headers and body.
+func echo(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	w.Header().Set("x-path", r.URL.Path)
+	w.Header().Set("x-auth", r.Header.Get("Authorization"))
+	w.Header().Set("x-length", fmt.Sprint(r.ContentLength))
+	w.Header().Set("x-method", r.Method)
+	w.WriteHeader(http.StatusCreated)
+	_, _ = w.Write(body)
+}
+
+// Over TLS (ALPN h2) through providers.DialTLS, many concurrent requests on
+// two connections each get their own answer.
+func TestConcurrentPostsOverTLS(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(echo))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	pool := x509Pool(srv)
+	p := newPoolTLS(t, srv.URL, &tls.Config{RootCAs: pool}, 2)
+	var wg sync.WaitGroup
+	var failures atomic.Int32
+	for i := range 300 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := []byte(fmt.Sprintf(`{"n":%d}`, i))
+			path := fmt.Sprintf("/3/device/%04x", i)
+			auth := fmt.Sprintf("bearer tok-%d", i%3)
+			r, err := p.Post(context.Background(), path, []hpack.HeaderField{{Name: "authorization", Value: auth}}, body)
+			if err != nil {
+				t.Errorf("post %d: %v", i, err)
+				failures.Add(1)
+				return
+			}
+			if r.Status != 201 || !bytes.Equal(r.Body, body) || r.Get("x-path") != path || r.Get("x-auth") != auth ||
+				r.Get("x-length") != fmt.Sprint(len(body)) || r.Get("x-method") != "POST" {
+				t.Errorf("post %d: status %d body %q header %v", i, r.Status, r.Body, r.Header)
+			}
+		}()
+	}
+	wg.Wait()
+	if failures.Load() > 0 {
+		t.Fatalf("%d posts failed", failures.Load())
+	}
+}
+
+func x509Pool(srv *httptest.Server) *x509.CertPool {
+	cp := x509.NewCertPool()
+	cp.AddCert(srv.Certificate())
+	return cp
+}
+
+func newPoolTLS(t *testing.T, endpoint string, tc *tls.Config, conns int) *h2post.Pool {
+	t.Helper()
+	p, err := h2post.New(h2post.Config{Endpoint: endpoint, TLS: tc, Dial: providers.DialTLS(true), Connections: conns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// A server that allows one stream at a time is never sent a second: every
+// request succeeds (x/net's server refuses streams over its limit).
+func TestMaxConcurrentStreamsOne(t *testing.T) {
+	var inFlight, most atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for {
+			m := most.Load()
+			if n <= m || most.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(200)
+	})
+	ep, _ := serveXNet(t, &http2.Server{MaxConcurrentStreams: 1}, h)
+	p := newPool(t, ep, nil)
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := p.Post(context.Background(), "/x", nil, []byte("body"))
+			if err != nil || r.Status != 200 {
+				t.Errorf("post %d: %v %+v", i, err, r)
+			}
+		}()
+	}
+	wg.Wait()
+	if most.Load() != 1 {
+		t.Fatalf("at most %d requests in flight, want 1", most.Load())
+	}
+}
+
+// A response many times the initial stream window arrives whole: the client
+// returns the window as it reads.
+func TestResponseLargerThanWindow(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 300<<10/16)
+	ep, _ := serveXNet(t, &http2.Server{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = w.Write(big)
+	}))
+	p := newPool(t, ep, func(c *h2post.Config) { c.MaxResponseBody = 1 << 20 })
+	for i := range 3 {
+		r, err := p.Post(context.Background(), "/big", nil, []byte("x"))
+		if err != nil {
+			t.Fatalf("post %d: %v", i, err)
+		}
+		if r.Status != 200 || !bytes.Equal(r.Body, big) {
+			t.Fatalf("post %d: status %d, %d of %d bytes", i, r.Status, len(r.Body), len(big))
+		}
+	}
+	// MaxResponseBody keeps the head and drops the rest.
+	p2 := newPool(t, ep, func(c *h2post.Config) { c.MaxResponseBody = 1000 })
+	r, err := p2.Post(context.Background(), "/big", nil, []byte("x"))
+	if err != nil || !bytes.Equal(r.Body, big[:1000]) {
+		t.Fatalf("limited: %v, %d bytes", err, len(r.Body))
+	}
+}
+
+// With a 10-byte stream window the body goes in frames of at most 10 bytes,
+// each after the server returned the window.
+func TestTinyStreamWindow(t *testing.T) {
+	srv := newRawServer(t, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 10})
+	p := newPool(t, srv.endpoint(), nil)
+	body := []byte(strings.Repeat("abcdefghij", 9) + "xyz")
+	ch := postAsync(context.Background(), p, "/tiny", body)
+	c := srv.accept()
+	var got []byte
+	frames := 0
+	var id uint32
+	for {
+		f := c.next()
+		if h, ok := f.(*http2.MetaHeadersFrame); ok {
+			id = h.StreamID
+			continue
+		}
+		d, ok := f.(*http2.DataFrame)
+		if !ok {
+			continue
+		}
+		frames++
+		if len(d.Data()) > 10 {
+			t.Fatalf("DATA of %d bytes with a 10-byte window", len(d.Data()))
+		}
+		got = append(got, d.Data()...)
+		if d.StreamEnded() {
+			break
+		}
+		if err := c.fr.WriteWindowUpdate(id, uint32(len(d.Data()))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(got, body) || frames != 10 {
+		t.Fatalf("got %q in %d frames", got, frames)
+	}
+	c.respond(id, "200", []byte("ok"))
+	if r := await(t, ch); r.err != nil || r.resp.Status != 200 || string(r.resp.Body) != "ok" {
+		t.Fatalf("result %+v", r)
+	}
+}
+
+// The connection window (65535 until the server raises it) holds three
+// 40000-byte bodies back until the server sends WINDOW_UPDATE; then all
+// arrive whole.
+func TestConnectionWindowExhausted(t *testing.T) {
+	srv := newRawServer(t)
+	p := newPool(t, srv.endpoint(), nil)
+	bodies := make([][]byte, 3)
+	var chs []<-chan result
+	for i := range bodies {
+		bodies[i] = bytes.Repeat([]byte{byte('a' + i)}, 40000)
+		chs = append(chs, postAsync(context.Background(), p, fmt.Sprintf("/w%d", i), bodies[i]))
+	}
+	c := srv.accept()
+	got := map[uint32][]byte{}
+	total, ended := 0, 0
+	for total < 65535 {
+		switch f := c.next().(type) {
+		case *http2.MetaHeadersFrame:
+			got[f.StreamID] = nil
+		case *http2.DataFrame:
+			got[f.StreamID] = append(got[f.StreamID], f.Data()...)
+			total += len(f.Data())
+			if f.StreamEnded() {
+				ended++
+			}
+		}
+	}
+	if total != 65535 {
+		t.Fatalf("%d bytes of DATA within a 65535-byte connection window", total)
+	}
+	// Nothing more may come before the window grows: a PING's answer
+	// comes back with no DATA before it.
+	if err := c.fr.WritePing(false, [8]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f := c.next()
+		if pf, ok := f.(*http2.PingFrame); ok && pf.IsAck() {
+			break
+		}
+		if d, ok := f.(*http2.DataFrame); ok {
+			t.Fatalf("%d bytes of DATA beyond the connection window", len(d.Data()))
+		}
+	}
+	if err := c.fr.WriteWindowUpdate(0, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	for ended < 3 {
+		switch f := c.next().(type) {
+		case *http2.MetaHeadersFrame:
+			got[f.StreamID] = nil
+		case *http2.DataFrame:
+			got[f.StreamID] = append(got[f.StreamID], f.Data()...)
+			if f.StreamEnded() {
+				ended++
+			}
+		}
+	}
+	for id := range got {
+		c.respond(id, "200", got[id][:1])
+	}
+	for i, ch := range chs {
+		r := await(t, ch)
+		if r.err != nil || r.resp.Status != 200 || r.resp.Body[0] != byte('a'+i) {
+			t.Fatalf("post %d: %+v", i, r)
+		}
+	}
+	for id, b := range got {
+		if len(b) != 40000 || !bytes.Equal(b, bytes.Repeat(b[:1], 40000)) {
+			t.Fatalf("stream %d: %d bytes", id, len(b))
+		}
+	}
+}
+
+// Streams up to GOAWAY's last stream ID complete; those above fail as not
+// processed; the next request goes over a new connection.
+func TestGoAwayFailsStreamsAboveLastAsNotProcessed(t *testing.T) {
+	srv := newRawServer(t)
+	p := newPool(t, srv.endpoint(), nil)
+	var chs []<-chan result
+	for i := range 4 {
+		chs = append(chs, postAsync(context.Background(), p, fmt.Sprintf("/g%d", i), []byte("b")))
+	}
+	c := srv.accept()
+	reqs := c.readRequests(4)
+	var ids []uint32
+	for id := range reqs {
+		ids = append(ids, id)
+	}
+	if len(ids) != 4 {
+		t.Fatalf("streams %v", ids)
+	}
+	if err := c.fr.WriteGoAway(3, http2.ErrCodeNo, nil); err != nil {
+		t.Fatal(err)
+	}
+	c.respond(1, "200", []byte("one"))
+	c.respond(3, "200", []byte("three"))
+	var ok, notProcessed int
+	for _, ch := range chs {
+		r := await(t, ch)
+		switch {
+		case r.err == nil && r.resp.Status == 200 && (string(r.resp.Body) == "one" || string(r.resp.Body) == "three"):
+			ok++
+		case r.err != nil && errors.Is(r.err, h2post.ErrNotProcessed) && strings.Contains(r.err.Error(), "not processed") &&
+			strings.Contains(r.err.Error(), "GOAWAY"):
+			notProcessed++
+		default:
+			t.Errorf("unexpected result %+v", r)
+		}
+	}
+	if ok != 2 || notProcessed != 2 {
+		t.Fatalf("%d answered, %d not processed; want 2 and 2", ok, notProcessed)
+	}
+	next := postAsync(context.Background(), p, "/after", []byte("b"))
+	c2 := srv.accept()
+	for id := range c2.readRequests(1) {
+		c2.respond(id, "200", []byte("new"))
+	}
+	if r := await(t, next); r.err != nil || string(r.resp.Body) != "new" {
+		t.Fatalf("after GOAWAY: %+v", r)
+	}
+}
+
+// RST_STREAM from the server fails that stream; REFUSED_STREAM says it was
+// not processed, other codes do not.
+func TestServerResetStream(t *testing.T) {
+	srv := newRawServer(t)
+	p := newPool(t, srv.endpoint(), nil)
+	a := postAsync(context.Background(), p, "/a", []byte("a"))
+	c := srv.accept()
+	var first uint32
+	for id := range c.readRequests(1) {
+		first = id
+	}
+	b := postAsync(context.Background(), p, "/b", []byte("b"))
+	var second uint32
+	for id := range c.readRequests(1) {
+		second = id
+	}
+	_ = c.fr.WriteRSTStream(first, http2.ErrCodeInternal)
+	_ = c.fr.WriteRSTStream(second, http2.ErrCodeRefusedStream)
+	ra, rb := await(t, a), await(t, b)
+	if ra.err == nil || errors.Is(ra.err, h2post.ErrNotProcessed) || !strings.Contains(ra.err.Error(), "reset by the server") ||
+		!strings.Contains(ra.err.Error(), "INTERNAL_ERROR") {
+		t.Fatalf("INTERNAL_ERROR reset: %v", ra.err)
+	}
+	if rb.err == nil || !errors.Is(rb.err, h2post.ErrNotProcessed) || !strings.Contains(rb.err.Error(), "refused") {
+		t.Fatalf("REFUSED_STREAM reset: %v", rb.err)
+	}
+	// The connection still serves.
+	d := postAsync(context.Background(), p, "/d", []byte("d"))
+	for id := range c.readRequests(1) {
+		c.respond(id, "204", nil)
+	}
+	if r := await(t, d); r.err != nil || r.resp.Status != 204 {
+		t.Fatalf("after resets: %+v", r)
+	}
+}
+
+// A server that stops answering is found out by PING: the request in
+// flight fails with an error that does not claim it was not processed.
+func TestPingTimeoutOnSilentServer(t *testing.T) {
+	srv := newRawServer(t)
+	p := newPool(t, srv.endpoint(), func(c *h2post.Config) {
+		c.PingInterval = 20 * time.Millisecond
+		c.PingTimeout = 50 * time.Millisecond
+	})
+	ch := postAsync(context.Background(), p, "/silent", []byte("x"))
+	c := srv.accept()
+	c.readRequests(1)
+	pings := 0
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			break // the client closed the connection
+		}
+		if pf, ok := f.(*http2.PingFrame); ok && !pf.IsAck() {
+			pings++
+		}
+	}
+	r := await(t, ch)
+	if r.err == nil || !strings.Contains(r.err.Error(), "no answer to PING") || errors.Is(r.err, h2post.ErrNotProcessed) ||
+		!strings.Contains(r.err.Error(), "may have been processed") {
+		t.Fatalf("result %+v", r)
+	}
+	if pings != 1 {
+		t.Fatalf("%d pings, want 1", pings)
+	}
+}
+
+// A server that answers PINGs keeps the connection.
+func TestPingAnsweredKeepsConnection(t *testing.T) {
+	ep, accepted := serveXNet(t, &http2.Server{}, http.HandlerFunc(echo))
+	p := newPool(t, ep, func(c *h2post.Config) {
+		c.PingInterval = 5 * time.Millisecond
+		c.PingTimeout = 5 * time.Second
+	})
+	for i := range 5 {
+		if _, err := p.Post(context.Background(), "/p", nil, []byte("x")); err != nil {
+			t.Fatalf("post %d: %v", i, err)
+		}
+		time.Sleep(30 * time.Millisecond) // idle long enough to be pinged
+	}
+	if accepted.Load() != 1 {
+		t.Fatalf("%d connections, want 1", accepted.Load())
+	}
+}
+
+// A cancelled request returns the context's error and resets its stream.
+func TestCancelResetsStream(t *testing.T) {
+	srv := newRawServer(t)
+	p := newPool(t, srv.endpoint(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := postAsync(ctx, p, "/cancel", []byte("x"))
+	c := srv.accept()
+	var id uint32
+	for sid := range c.readRequests(1) {
+		id = sid
+	}
+	cancel()
+	for {
+		if r, ok := c.next().(*http2.RSTStreamFrame); ok {
+			if r.StreamID != id || r.ErrCode != http2.ErrCodeCancel {
+				t.Fatalf("RST_STREAM %d %v, want %d CANCEL", r.StreamID, r.ErrCode, id)
+			}
+			break
+		}
+	}
+	if r := await(t, ch); !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("result %+v", r)
+	}
+	// An answer that comes after the reset is dropped; the connection
+	// serves the next request.
+	c.respond(id, "200", []byte("late"))
+	next := postAsync(context.Background(), p, "/next", []byte("y"))
+	for sid := range c.readRequests(1) {
+		c.respond(sid, "200", []byte("next"))
+	}
+	if r := await(t, next); r.err != nil || string(r.resp.Body) != "next" {
+		t.Fatalf("next: %+v", r)
+	}
+}
+
+// A connection lost with a request in flight fails it as possibly
+// processed; a request never written fails as not processed.
+func TestConnectionLost(t *testing.T) {
+	srv := newRawServer(t, http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: 1})
+	p := newPool(t, srv.endpoint(), nil)
+	a := postAsync(context.Background(), p, "/a", []byte("a"))
+	c := srv.accept()
+	c.readRequests(1)
+	b := postAsync(context.Background(), p, "/b", []byte("b")) // waits for a stream slot
+	// The PING's answer shows the client has had time to enqueue b; it may
+	// not send it while a is open.
+	_ = c.fr.WritePing(false, [8]byte{2})
+	for {
+		f := c.next()
+		if pf, ok := f.(*http2.PingFrame); ok && pf.IsAck() {
+			break
+		}
+		if _, ok := f.(*http2.MetaHeadersFrame); ok {
+			t.Fatal("second stream opened over MAX_CONCURRENT_STREAMS 1")
+		}
+	}
+	_ = c.nc.Close()
+	ra := await(t, a)
+	if ra.err == nil || errors.Is(ra.err, h2post.ErrNotProcessed) || !strings.Contains(ra.err.Error(), "may have been processed") {
+		t.Fatalf("in flight: %+v", ra)
+	}
+	// b either failed as not processed or went out on a new connection.
+	select {
+	case rb := <-b:
+		if rb.err == nil || !errors.Is(rb.err, h2post.ErrNotProcessed) {
+			t.Fatalf("waiting: %+v", rb)
+		}
+	case c2 := <-srv.conns:
+		for id := range c2.readRequests(1) {
+			c2.respond(id, "200", nil)
+		}
+		if rb := await(t, b); rb.err != nil {
+			t.Fatalf("waiting, re-sent: %+v", rb)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the waiting request neither failed nor was re-sent")
+	}
+}
