@@ -132,8 +132,8 @@ type Conn struct {
 	ctrl          control
 	// closeAfterFlush: close once idle and flushed (GOAWAY, Pool.Close).
 	closeAfterFlush bool
-	pingData      [8]byte
-	pingOut       bool
+	pingData        [8]byte
+	pingOut         bool
 }
 
 func dialConn(ctx context.Context, p *Pool) (*Conn, error) {
@@ -235,8 +235,8 @@ func (c *Conn) start(ctx context.Context, st *stream) error {
 	}
 	if c.maxHeaderList > 0 {
 		// The pseudo-headers and content-length, roughly.
-		pseudo := len(":method")+len("POST")+len(":scheme")+len(c.p.scheme)+len(":authority")+len(c.p.authority)+
-			len(":path")+len(st.path)+len("content-length")+10+5*32
+		pseudo := len(":method") + len("POST") + len(":scheme") + len(c.p.scheme) + len(":authority") + len(c.p.authority) +
+			len(":path") + len(st.path) + len("content-length") + 10 + 5*32
 		if n := headerListSize(pseudo, st.header); n > c.maxHeaderList {
 			c.mu.Unlock()
 			return fmt.Errorf("h2post: header list of %d bytes exceeds the server's limit of %d: %w", n, c.maxHeaderList, ErrNotProcessed)
