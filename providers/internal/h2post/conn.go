@@ -109,7 +109,14 @@ type Conn struct {
 	settingsSeen chan struct{} // closed at the peer's first SETTINGS
 	pingAck      chan struct{} // cap 1
 	framesRead   atomic.Uint64
-	recvUnacked  int // connection-level, the reader's
+	// The reader's: connection-level DATA not yet returned by
+	// WINDOW_UPDATE, and the header block being read with its decoder.
+	recvUnacked int
+	dec         *hpack.Decoder
+	fields      []hpack.HeaderField
+	hblock      []byte
+	hstream     uint32
+	hend        bool
 
 	mu            sync.Mutex
 	streams       map[uint32]*stream
@@ -160,9 +167,12 @@ func dialConn(ctx context.Context, p *Pool) (*Conn, error) {
 	c.enc = hpack.NewEncoder(&c.hbuf)
 	c.fr = http2.NewFramer(nil, bufio.NewReaderSize(nc, 32<<10))
 	c.fr.SetReuseFrames()
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.fr.MaxHeaderListSize = 1 << 20
 	c.fr.SetMaxReadFrameSize(16384)
+	// Header blocks are decoded here rather than by the framer
+	// (ReadMetaHeaders), into one reused slice: the framer allocates a frame,
+	// a growing slice and checks per answer.
+	c.dec = hpack.NewDecoder(4096, func(f hpack.HeaderField) { c.fields = append(c.fields, f) })
+	c.dec.SetMaxStringLength(64 << 10)
 
 	_, err = io.WriteString(c.bw, http2.ClientPreface)
 	if err == nil {
@@ -623,8 +633,19 @@ func (c *Conn) readLoop() {
 		}
 		c.framesRead.Add(1)
 		switch f := f.(type) {
-		case *http2.MetaHeadersFrame:
-			c.onHeaders(f)
+		case *http2.HeadersFrame:
+			c.hblock = append(c.hblock[:0], f.HeaderBlockFragment()...)
+			c.hstream, c.hend = f.StreamID, f.StreamEnded()
+			if f.HeadersEnded() {
+				err = c.onHeaderBlock()
+			}
+		case *http2.ContinuationFrame: // the framer checks it follows its HEADERS
+			c.hblock = append(c.hblock, f.HeaderBlockFragment()...)
+			if len(c.hblock) > 1<<20 {
+				err = errors.New("header block over 1 MiB")
+			} else if f.HeadersEnded() {
+				err = c.onHeaderBlock()
+			}
 		case *http2.DataFrame:
 			c.onData(f)
 		case *http2.RSTStreamFrame:
@@ -662,37 +683,66 @@ func (c *Conn) resetStream(id uint32, code http2.ErrCode, err error) {
 	}
 }
 
-func (c *Conn) onHeaders(f *http2.MetaHeadersFrame) {
+// onHeaderBlock decodes a complete header block (every block must be
+// decoded, answered stream or not: HPACK state is per connection) and hands
+// it to its stream.
+func (c *Conn) onHeaderBlock() error {
+	c.fields = c.fields[:0]
+	if _, err := c.dec.Write(c.hblock); err != nil {
+		return fmt.Errorf("HPACK: %w", err)
+	}
+	if err := c.dec.Close(); err != nil {
+		return fmt.Errorf("HPACK: %w", err)
+	}
+	id, ended := c.hstream, c.hend
+	status, regular := "", 0
+	for _, f := range c.fields {
+		if f.IsPseudo() {
+			if f.Name == ":status" {
+				status = f.Value
+			}
+		} else {
+			regular++
+		}
+	}
 	c.mu.Lock()
-	st := c.streams[f.StreamID]
+	st := c.streams[id]
 	if st == nil { // cancelled, or failed by GOAWAY
 		c.mu.Unlock()
-		return
+		return nil
 	}
 	if !st.gotHeaders {
-		code, err := strconv.Atoi(f.PseudoValue("status"))
+		code, err := strconv.Atoi(status)
 		if err != nil || code < 100 || code > 999 {
 			c.mu.Unlock()
-			c.resetStream(f.StreamID, http2.ErrCodeProtocol,
-				fmt.Errorf("h2post: stream %d: bad :status %q", f.StreamID, f.PseudoValue("status")))
-			return
+			c.resetStream(id, http2.ErrCodeProtocol, fmt.Errorf("h2post: stream %d: bad :status %q", id, status))
+			return nil
 		}
-		if code < 200 && !f.StreamEnded() { // informational; the answer follows
+		if code < 200 && !ended { // informational; the answer follows
 			c.mu.Unlock()
-			return
+			return nil
 		}
 		st.gotHeaders = true
 		st.resp.Status = code
-		st.resp.Header = f.RegularFields()
+		if regular > 0 {
+			h := make([]hpack.HeaderField, 0, regular)
+			for _, f := range c.fields {
+				if !f.IsPseudo() {
+					h = append(h, f)
+				}
+			}
+			st.resp.Header = h
+		}
 	} // else trailers, not used
 	closeNow := false
-	if f.StreamEnded() {
+	if ended {
 		closeNow = c.finishLocked(st, nil)
 	}
 	c.mu.Unlock()
 	if closeNow {
 		c.closeIdle()
 	}
+	return nil
 }
 
 func (c *Conn) onData(f *http2.DataFrame) {

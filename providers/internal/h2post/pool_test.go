@@ -475,3 +475,21 @@ func TestConnectionLost(t *testing.T) {
 		t.Fatal("the waiting request neither failed nor was re-sent")
 	}
 }
+
+// Header blocks over the frame size go out and come back in CONTINUATION
+// frames.
+func TestLargeHeadersUseContinuation(t *testing.T) {
+	ep, _ := serveXNet(t, &http2.Server{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("x-echo-big", r.Header.Get("x-big"))
+		w.WriteHeader(202)
+	}))
+	p := newPool(t, ep, nil)
+	big := strings.Repeat("0123456789", 4000) // 40 KB, over two 16 KB frames even when compressed
+	r, err := p.Post(context.Background(), "/big-headers", []hpack.HeaderField{{Name: "x-big", Value: big}}, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != 202 || r.Get("x-echo-big") != big {
+		t.Fatalf("err %v, status %d, echoed %d of %d bytes", err, r.Status, len(r.Get("x-echo-big")), len(big))
+	}
+}
