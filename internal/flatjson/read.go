@@ -4,7 +4,9 @@
 // an integer without fraction or exponent); anything else reports !ok, and
 // the caller falls back to encoding/json and the event's JSON Schema, which
 // decide. So a reader here only ever needs to be right about what it
-// accepts, never complete.
+// accepts, never complete. Writing (write.go: the planner's batches, the
+// dispatcher's results) is the other way round: complete, and byte for
+// byte what json.Marshal writes.
 package flatjson
 
 import (

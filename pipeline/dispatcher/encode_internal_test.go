@@ -21,7 +21,7 @@ func TestAppendResultMatchesEncodingJSON(t *testing.T) {
 	cases := []schemas.Result{
 		full,
 		{SchemaVersion: 1, ID: "x", CampaignID: "c", CampaignVersion: 1, BatchID: "b", App: "a", Token: "t", Platform: "android", Outcome: "expired", At: at},
-		{SchemaVersion: 1, ID: "x", CampaignID: "c", CampaignVersion: 1, BatchID: "b", App: "a", Token: "t\"\\\n\r\t\x01<>&\u2028\u2029é\xff", Platform: "ios",
+		{SchemaVersion: 1, ID: "x", CampaignID: "c", CampaignVersion: 1, BatchID: "b", App: "a", Token: "t\"\\\n\r\t\b\f\x01\x7f<>&\u2028\u2029é\xff", Platform: "ios",
 			Outcome: "failed", Reason: "app a has no provider for platform ios", At: at.In(time.FixedZone("x", 3600)), LatencyMs: 12345678.9},
 	}
 	for range 200 {
@@ -49,7 +49,7 @@ func TestAppendResultMatchesEncodingJSON(t *testing.T) {
 }
 
 func randomString() string {
-	const alphabet = "ab\"\\\n\x00\x1f<>&é€\u2028"
+	const alphabet = "ab\"\\\n\b\f\x00\x1f\x7f<>&é€\u2028"
 	rs := []rune(alphabet)
 	var b []byte
 	for range rand.IntN(20) + 1 {

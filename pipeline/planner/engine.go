@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pushlane/pushlane/internal/flatjson"
 	"github.com/pushlane/pushlane/schemas"
 )
 
@@ -113,11 +114,11 @@ func newEngine(c *schemas.Campaign, sched schedule, maxBytes int, viaAPNs bool) 
 		return nil, fmt.Errorf("encode options: %w", err)
 	}
 	p := append([]byte(nil), `"campaign_id":`...)
-	p = appendStringS(p, c.ID)
+	p = flatjson.AppendString(p, c.ID)
 	p = append(p, `,"campaign_version":`...)
 	p = strconv.AppendInt(p, int64(c.Version), 10)
 	p = append(p, `,"app":`...)
-	p = appendStringS(p, c.App)
+	p = flatjson.AppendString(p, c.App)
 	p = append(p, `,"attempt":1,"content":`...)
 	p = append(p, content...)
 	p = append(p, `,"options":`...)
@@ -255,10 +256,10 @@ func (e *engine) emitWave(w *wave) error {
 	}
 	v := e.alloc(len(e.prefix) + batchHeadroom + len(w.buf) + 2)
 	v = append(v, `{"schema_version":1,"id":`...)
-	v = appendStringS(v, out.ID)
+	v = flatjson.AppendString(v, out.ID)
 	if out.Wave != "" {
 		v = append(v, `,"wave":`...)
-		v = appendStringS(v, out.Wave)
+		v = flatjson.AppendString(v, out.Wave)
 	}
 	v = append(v, `,"seq":`...)
 	v = strconv.AppendInt(v, int64(out.Seq), 10)
