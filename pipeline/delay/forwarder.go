@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/internal/promset"
 	"github.com/pushlane/pushlane/pipeline/kafka"
 )
 
@@ -144,42 +145,21 @@ func New(cfg Config, deps Deps) (*Forwarder, error) {
 }
 
 func (f *Forwarder) registerMetrics(reg prometheus.Registerer) error {
+	var s promset.Set
 	f.m = forwarderMetrics{
-		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pushlane_delay_forwarded_total",
-			Help: "Batches forwarded by the delay ladder, by source tier and destination topic, and why (due, cancelled, expired).",
-		}, []string{"from", "to", "why"}),
-		forwardDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "pushlane_delay_forward_delay_seconds",
-			Help:    "Time from a tier record coming due to its forward being acknowledged.",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
-		}),
-		hops: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "pushlane_delay_hops",
-			Help:    "Ladder hops of a batch when it reaches the ready topic.",
-			Buckets: prometheus.LinearBuckets(1, 1, 24),
-		}),
-		held: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "pushlane_delay_held_records",
-			Help: "Tier records fetched and held until due.",
-		}),
-		paused: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "pushlane_delay_paused_partitions",
-			Help: "Tier partitions paused until their head record is due.",
-		}),
-		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pushlane_delay_dead_lettered_total",
-			Help: "Tier records dead-lettered (no readable send-at header).",
-		}),
-		lag: kafka.NewLagGauge("pushlane_delay_consumer_lag", "Records of the tier topics not yet committed by the delay group."),
+		forwarded: s.CounterVec("pushlane_delay_forwarded_total", "Batches forwarded by the delay ladder, by source tier and destination topic, and why (due, cancelled, expired).",
+			"from", "to", "why"),
+		forwardDelay: s.Histogram("pushlane_delay_forward_delay_seconds", "Time from a tier record coming due to its forward being acknowledged.",
+			[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}),
+		hops: s.Histogram("pushlane_delay_hops", "Ladder hops of a batch when it reaches the ready topic.",
+			prometheus.LinearBuckets(1, 1, 24)),
+		held:         s.Gauge("pushlane_delay_held_records", "Tier records fetched and held until due."),
+		paused:       s.Gauge("pushlane_delay_paused_partitions", "Tier partitions paused until their head record is due."),
+		deadLettered: s.Counter("pushlane_delay_dead_lettered_total", "Tier records dead-lettered (no readable send-at header)."),
+		lag:          promset.Add(&s, kafka.NewLagGauge("pushlane_delay_consumer_lag", "Records of the tier topics not yet committed by the delay group.")),
 	}
-	if reg == nil {
-		return nil
-	}
-	for _, c := range []prometheus.Collector{f.m.forwarded, f.m.forwardDelay, f.m.hops, f.m.held, f.m.paused, f.m.deadLettered, f.m.lag} {
-		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("delay: register metrics: %w", err)
-		}
+	if err := s.Register(reg); err != nil {
+		return fmt.Errorf("delay: register metrics: %w", err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pushlane/pushlane/internal/promset"
 	"github.com/pushlane/pushlane/pipeline/kafka"
 )
 
@@ -23,59 +24,29 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	var s promset.Set
 	m := &metrics{
-		sends: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pushlane_dispatcher_sends_total",
-			Help: "Provider sends by app, provider and outcome.",
-		}, []string{"app", "provider", "outcome"}),
-		sendLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "pushlane_dispatcher_send_seconds",
-			Help:    "Latency of one provider send, by app and provider.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, []string{"app", "provider"}),
-		results: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pushlane_dispatcher_results_total",
-			Help: "Result events written, by outcome (including expired, cancelled and failed, which send nothing).",
-		}, []string{"outcome"}),
-		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pushlane_dispatcher_batches_total",
-			Help: "Ready records handled, by what happened: sent, duplicate (already finished), cancelled, expired, parked, rerouted (not due yet), dead_lettered, unknown_app.",
-		}, []string{"what"}),
-		lateness: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "pushlane_dispatcher_lateness_seconds",
-			Help:    "Start of a batch's first send minus its send-at.",
-			Buckets: []float64{.01, .025, .05, .1, .25, .5, .75, 1, 1.5, 2, 5, 10, 30, 60, 300},
-		}),
-		chunk: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "pushlane_dispatcher_chunk_seconds",
-			Help:    "One chunk: sends, results acknowledged, progress saved.",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}),
-		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "pushlane_dispatcher_inflight_sends",
-			Help: "Provider sends in flight.",
-		}),
-		batchesBusy: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "pushlane_dispatcher_inflight_batches",
-			Help: "Batches being sent (at most one per ready partition).",
-		}),
-		parked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "pushlane_dispatcher_parked_batches",
-			Help: "Batches parked (all instances), by reason: paused campaign or halted app.",
-		}, []string{"reason"}),
-		retries: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pushlane_dispatcher_retry_batches_total",
-			Help: "Retry batches written to the delay ladder.",
-		}),
-		lag: kafka.NewLagGauge("pushlane_dispatcher_consumer_lag", "Records of the ready topic not yet committed by the dispatcher group."),
+		sends: s.CounterVec("pushlane_dispatcher_sends_total", "Provider sends by app, provider and outcome.",
+			"app", "provider", "outcome"),
+		sendLatency: s.HistogramVec("pushlane_dispatcher_send_seconds", "Latency of one provider send, by app and provider.",
+			[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}, "app", "provider"),
+		results: s.CounterVec("pushlane_dispatcher_results_total", "Result events written, by outcome (including expired, cancelled and failed, which send nothing).",
+			"outcome"),
+		batches: s.CounterVec("pushlane_dispatcher_batches_total", "Ready records handled, by what happened: sent, duplicate (already finished), cancelled, expired, parked, rerouted (not due yet), dead_lettered, unknown_app.",
+			"what"),
+		lateness: s.Histogram("pushlane_dispatcher_lateness_seconds", "Start of a batch's first send minus its send-at.",
+			[]float64{.01, .025, .05, .1, .25, .5, .75, 1, 1.5, 2, 5, 10, 30, 60, 300}),
+		chunk: s.Histogram("pushlane_dispatcher_chunk_seconds", "One chunk: sends, results acknowledged, progress saved.",
+			[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}),
+		inflight:    s.Gauge("pushlane_dispatcher_inflight_sends", "Provider sends in flight."),
+		batchesBusy: s.Gauge("pushlane_dispatcher_inflight_batches", "Batches being sent (at most one per ready partition)."),
+		parked: s.GaugeVec("pushlane_dispatcher_parked_batches", "Batches parked (all instances), by reason: paused campaign or halted app.",
+			"reason"),
+		retries: s.Counter("pushlane_dispatcher_retry_batches_total", "Retry batches written to the delay ladder."),
+		lag:     promset.Add(&s, kafka.NewLagGauge("pushlane_dispatcher_consumer_lag", "Records of the ready topic not yet committed by the dispatcher group.")),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.sends, m.sendLatency, m.results, m.batches, m.lateness, m.chunk, m.inflight, m.batchesBusy, m.parked, m.retries, m.lag} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("dispatcher: register metrics: %w", err)
-		}
+	if err := s.Register(reg); err != nil {
+		return nil, fmt.Errorf("dispatcher: register metrics: %w", err)
 	}
 	return m, nil
 }

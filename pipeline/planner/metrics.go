@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushlane/pushlane/internal/promset"
 )
 
 type metrics struct {
@@ -26,48 +28,24 @@ const (
 )
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	var s promset.Set
 	m := &metrics{
-		campaigns: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pushlane_planner_campaigns_total",
-			Help: "Campaign records finished by the planner, by outcome (planned, cancelled, expired, dead_lettered).",
-		}, []string{"outcome"}),
-		devices: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pushlane_planner_devices_total",
-			Help: "Devices put into committed batches.",
-		}),
-		batches: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pushlane_planner_batches_total",
-			Help: "Batches in committed transactions.",
-		}),
-		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pushlane_planner_invalid_tokens_total",
-			Help: "Devices reported as invalid_token instead of batched, by platform.",
-		}, []string{"platform"}),
-		expired: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pushlane_planner_expired_devices_total",
-			Help: "Devices not batched because their wave expired before it started.",
-		}),
-		chunks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pushlane_planner_transactions_total",
-			Help: "Planner transactions, by result (committed, aborted).",
-		}, []string{"result"}),
-		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pushlane_planner_retries_total",
-			Help: "Campaign attempts abandoned and retried from the last checkpoint, by cause (mysql, kafka, rebalance).",
-		}, []string{"cause"}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "pushlane_planner_planning_seconds",
-			Help:    "Time from a campaign's first planning attempt to its last commit.",
-			Buckets: prometheus.ExponentialBuckets(0.01, 2, 16),
-		}),
+		campaigns: s.CounterVec("pushlane_planner_campaigns_total", "Campaign records finished by the planner, by outcome (planned, cancelled, expired, dead_lettered).",
+			"outcome"),
+		devices: s.Counter("pushlane_planner_devices_total", "Devices put into committed batches."),
+		batches: s.Counter("pushlane_planner_batches_total", "Batches in committed transactions."),
+		invalid: s.CounterVec("pushlane_planner_invalid_tokens_total", "Devices reported as invalid_token instead of batched, by platform.",
+			"platform"),
+		expired: s.Counter("pushlane_planner_expired_devices_total", "Devices not batched because their wave expired before it started."),
+		chunks: s.CounterVec("pushlane_planner_transactions_total", "Planner transactions, by result (committed, aborted).",
+			"result"),
+		retries: s.CounterVec("pushlane_planner_retries_total", "Campaign attempts abandoned and retried from the last checkpoint, by cause (mysql, kafka, rebalance).",
+			"cause"),
+		duration: s.Histogram("pushlane_planner_planning_seconds", "Time from a campaign's first planning attempt to its last commit.",
+			prometheus.ExponentialBuckets(0.01, 2, 16)),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.campaigns, m.devices, m.batches, m.invalid, m.expired, m.chunks, m.retries, m.duration} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("planner: register metrics: %w", err)
-		}
+	if err := s.Register(reg); err != nil {
+		return nil, fmt.Errorf("planner: register metrics: %w", err)
 	}
 	return m, nil
 }
