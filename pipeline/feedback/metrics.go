@@ -3,6 +3,7 @@ package feedback
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pushlane/pushlane/internal/promset"
 	"github.com/pushlane/pushlane/schemas"
 )
 
@@ -31,32 +32,31 @@ func (m *metrics) result(outcome string) prometheus.Counter {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	var s promset.Set
 	m := &metrics{
-		results: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushlane_feedback_results_total",
-			Help: "Result events consumed, by outcome (replays included)."}, []string{"outcome"}),
-		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushlane_feedback_registrations_total",
-			Help: "Device registration events consumed, by kind (register, unregister)."}, []string{"kind"}),
-		deactivated: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushlane_feedback_tokens_deactivated_total",
-			Help: "Devices deactivated, by kind (token_dead, suspect_strikes, unregistered_by_app); the provider reason is in devices.deactivation_reason."}, []string{"kind"}),
-		strikes: prometheus.NewCounter(prometheus.CounterOpts{Name: "pushlane_feedback_suspect_strikes_total",
-			Help: "Suspect-token strikes recorded for the first time."}),
-		unknown: prometheus.NewCounter(prometheus.CounterOpts{Name: "pushlane_feedback_unknown_devices_total",
-			Help: "Dead, suspect or unregistered tokens that name no device in MySQL."}),
-		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushlane_feedback_dead_letters_total",
-			Help: "Malformed events sent to the dead-letter topic, by event kind."}, []string{"kind"}),
-		rows: prometheus.NewCounter(prometheus.CounterOpts{Name: "pushlane_feedback_rows_inserted_total",
-			Help: "Analytics rows written (a retried flush counts again)."}),
-		flushSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pushlane_feedback_flush_seconds",
-			Help: "Time of a successful flush: dead letters, MySQL, analytics and the offset commit, retries included.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
-		flushRecords: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pushlane_feedback_flush_records",
-			Help: "Kafka records per flush.", Buckets: prometheus.ExponentialBuckets(1, 4, 9)}),
-		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushlane_feedback_retries_total",
-			Help: "Failed flush steps that were retried after a backoff, by step (dead_letter, mysql, analytics)."}, []string{"step"}),
+		results: s.CounterVec("pushlane_feedback_results_total",
+			"Result events consumed, by outcome (replays included).", "outcome"),
+		registrations: s.CounterVec("pushlane_feedback_registrations_total",
+			"Device registration events consumed, by kind (register, unregister).", "kind"),
+		deactivated: s.CounterVec("pushlane_feedback_tokens_deactivated_total",
+			"Devices deactivated, by kind (token_dead, suspect_strikes, unregistered_by_app); the provider reason is in devices.deactivation_reason.", "kind"),
+		strikes: s.Counter("pushlane_feedback_suspect_strikes_total",
+			"Suspect-token strikes recorded for the first time."),
+		unknown: s.Counter("pushlane_feedback_unknown_devices_total",
+			"Dead, suspect or unregistered tokens that name no device in MySQL."),
+		deadLetters: s.CounterVec("pushlane_feedback_dead_letters_total",
+			"Malformed events sent to the dead-letter topic, by event kind.", "kind"),
+		rows: s.Counter("pushlane_feedback_rows_inserted_total",
+			"Analytics rows written (a retried flush counts again)."),
+		flushSeconds: s.Histogram("pushlane_feedback_flush_seconds",
+			"Time of a successful flush: dead letters, MySQL, analytics and the offset commit, retries included.", prometheus.ExponentialBuckets(0.005, 2, 14)),
+		flushRecords: s.Histogram("pushlane_feedback_flush_records",
+			"Kafka records per flush.", prometheus.ExponentialBuckets(1, 4, 9)),
+		retries: s.CounterVec("pushlane_feedback_retries_total",
+			"Failed flush steps that were retried after a backoff, by step (dead_letter, mysql, analytics).", "step"),
 	}
-	for _, c := range []prometheus.Collector{m.results, m.registrations, m.deactivated, m.strikes, m.unknown, m.deadLetters, m.rows, m.flushSeconds, m.flushRecords, m.retries} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := s.Register(reg); err != nil {
+		return nil, err
 	}
 	// Pre-create the labelled series so dashboards see zeros, not gaps.
 	m.byOutcome = make(map[string]prometheus.Counter, len(schemas.Outcomes))
