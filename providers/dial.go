@@ -8,15 +8,17 @@ import (
 )
 
 // DialTLS returns the senders' HTTP/2 dialer. With lowLatency false it leaves
-// Nagle's algorithm on: Go's HTTP/2 transport flushes the HEADERS and every
-// DATA frame of each request as its own TLS record, and with many streams in
-// flight letting the kernel coalesce them into full segments halves the
-// reads the provider's server does per request; on the simulator it raised
-// the APNs sender from 46% of the h2load ceiling to the ceiling
-// (docs/benchmarks.md). The price is latency when sends are sparse: a
-// request whose HEADERS segment is not yet acknowledged waits for the peer's
-// delayed ACK (40 ms on Linux) before its DATA goes out. lowLatency true
-// sets TCP_NODELAY, for apps that send one notification at a time.
+// Nagle's algorithm on. It was turned on when the senders went through Go's
+// HTTP/2 transport, which flushed the HEADERS and every DATA frame of each
+// request as its own TLS record: letting the kernel coalesce them halved the
+// reads the provider's server did per request (docs/benchmarks.md). The
+// senders' own client (providers/internal/h2post) now writes every queued
+// request in one flush, and against the pinned simulator Nagle on or off
+// made no difference beyond the noise; the default is kept until that is
+// measured on a quiet machine. The price of Nagle is latency when sends are
+// sparse: a write whose previous segment is not yet acknowledged waits for
+// the peer's delayed ACK (40 ms on Linux). lowLatency true sets
+// TCP_NODELAY, for apps that send one notification at a time.
 func DialTLS(lowLatency bool) func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
 		d := net.Dialer{Timeout: 20 * time.Second, KeepAlive: 15 * time.Second}

@@ -2,7 +2,9 @@
 // of long-lived HTTP/2 connections, with token (.p8, ES256) or certificate
 // (.p12/.pem) auth, per app, in the development or production environment.
 //
-// It builds each request itself on golang.org/x/net/http2 and uses
+// It sends each request itself over providers/internal/h2post, an HTTP/2
+// client for this one request shape on golang.org/x/net/http2's framer and
+// HPACK, and uses
 // sideshow/apns2 for what that library gets right: loading .p8 keys and
 // .p12/.pem certificates, the reason and push-type names. apns2's Client is
 // not used for the send because it hides response headers (Retry-After),
@@ -18,11 +20,13 @@
 // (then the clocks disagree, and the answer is a credential failure).
 //
 // Connections: Config.Connections HTTP/2 connections used round-robin, each
-// pinged after Config.PingInterval of silence. A GOAWAY's refused streams
-// are re-sent on a new connection by the transport; any other connection
-// failure is re-sent here on the next connection up to Config.ConnRetries
-// times, so nothing is dropped (a request lost with its connection may have
-// been delivered: that rare re-send can duplicate).
+// pinged after Config.PingInterval of silence. A request the server
+// certainly did not process (above a GOAWAY's last stream, refused with
+// REFUSED_STREAM, never written) is re-sent on a new connection without
+// counting against Config.ConnRetries; any other connection failure is
+// re-sent up to Config.ConnRetries times, so nothing is dropped (a request
+// lost with its connection may have been delivered: that rare re-send can
+// duplicate).
 //
 // Prepare validates and encodes a message once for all devices of a batch:
 // payload ≤ 4096 bytes (5120 for voip), priority suited to the push type

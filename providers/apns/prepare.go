@@ -2,7 +2,6 @@ package apns
 
 import (
 	"context"
-	"net/http"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -10,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sideshow/apns2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/pushlane/pushlane/providers"
 )
@@ -30,13 +30,13 @@ type Prepared struct {
 	PushType string
 	Priority int       // 10, 5 or 1
 	Expires  time.Time // zero: no apns-expiration
-	base     http.Header
+	base     []hpack.HeaderField
 	auth     atomic.Pointer[authHeader]
 }
 
 type authHeader struct {
 	bearer *Bearer
-	header http.Header
+	header []hpack.HeaderField
 }
 
 var _ providers.Prepared = (*Prepared)(nil)
@@ -46,22 +46,19 @@ func (p *Prepared) Send(ctx context.Context, token string, attempt int) provider
 	return p.s.sendPrepared(ctx, p, token, attempt)
 }
 
-// header returns the request headers for bearer b (nil for certificate
-// auth). Requests only read headers, so one map serves every request until
-// the token changes; keys are already lower case so HTTP/2 encodes them
-// without copying.
-func (p *Prepared) header(b *Bearer) http.Header {
+// header returns the request header fields for bearer b (nil for
+// certificate auth). Requests only read them, so one slice serves every
+// request until the token changes.
+func (p *Prepared) header(b *Bearer) []hpack.HeaderField {
 	if b == nil {
 		return p.base
 	}
 	if a := p.auth.Load(); a != nil && a.bearer == b {
 		return a.header
 	}
-	h := make(http.Header, len(p.base)+1)
-	for k, v := range p.base {
-		h[k] = v
-	}
-	h["authorization"] = []string{b.Header}
+	h := make([]hpack.HeaderField, 0, len(p.base)+1)
+	h = append(h, hpack.HeaderField{Name: "authorization", Value: b.Header})
+	h = append(h, p.base...)
 	p.auth.Store(&authHeader{bearer: b, header: h})
 	return h
 }
@@ -178,17 +175,17 @@ func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
 		return nil, reject(apns2.ReasonPayloadTooLarge, "payload is "+strconv.Itoa(len(payload))+" bytes, limit for push type "+pushType+" is "+strconv.Itoa(limit))
 	}
 
-	h := http.Header{
-		"content-type":   {"application/json"},
-		"apns-topic":     {topic},
-		"apns-push-type": {pushType},
-		"apns-priority":  {strconv.Itoa(prio)},
+	h := []hpack.HeaderField{
+		{Name: "content-type", Value: "application/json"},
+		{Name: "apns-topic", Value: topic},
+		{Name: "apns-push-type", Value: pushType},
+		{Name: "apns-priority", Value: strconv.Itoa(prio)},
 	}
 	if !expires.IsZero() {
-		h["apns-expiration"] = []string{strconv.FormatInt(expires.Unix(), 10)}
+		h = append(h, hpack.HeaderField{Name: "apns-expiration", Value: strconv.FormatInt(expires.Unix(), 10)})
 	}
 	if m.CollapseID != "" {
-		h["apns-collapse-id"] = []string{m.CollapseID}
+		h = append(h, hpack.HeaderField{Name: "apns-collapse-id", Value: m.CollapseID})
 	}
 	return &Prepared{s: s, Payload: payload, Topic: topic, PushType: pushType, Priority: prio, Expires: expires, base: h}, nil
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -21,9 +20,9 @@ import (
 	"github.com/sideshow/apns2"
 	"github.com/sideshow/apns2/certificate"
 	"github.com/sideshow/apns2/token"
-	"golang.org/x/net/http2"
 
 	"github.com/pushlane/pushlane/providers"
+	"github.com/pushlane/pushlane/providers/internal/h2post"
 )
 
 // Sender sends to APNs for one app. Safe for concurrent use.
@@ -32,10 +31,9 @@ type Sender struct {
 	logger  *slog.Logger
 	metrics *providers.SenderMetrics
 	token   *ProviderToken // nil with certificate auth
-	conns   []*http2.Transport
-	next    atomic.Uint64
+	conns   *h2post.Pool
 	sem     chan struct{}
-	base    string // endpoint + "/3/device/"
+	base    string // "/3/device/"
 	closed  atomic.Bool
 }
 
@@ -55,8 +53,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sender, e
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With(slog.String("provider", "apns"), slog.String("app", cfg.App))
-	s := &Sender{cfg: cfg, logger: logger, sem: make(chan struct{}, cfg.Concurrency),
-		base: strings.TrimSuffix(cfg.Endpoint, "/") + "/3/device/"}
+	s := &Sender{cfg: cfg, logger: logger, sem: make(chan struct{}, cfg.Concurrency), base: "/3/device/"}
 
 	tlsCfg := &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
 	switch {
@@ -96,14 +93,18 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sender, e
 		s.token.onRefresh = c.Inc
 	}
 
-	for range cfg.Connections {
-		s.conns = append(s.conns, &http2.Transport{
-			TLSClientConfig: tlsCfg.Clone(),
-			DialTLSContext:  providers.DialTLS(cfg.LowLatency),
-			ReadIdleTimeout: cfg.PingInterval,
-			PingTimeout:     cfg.PingTimeout,
-			IdleConnTimeout: 5 * time.Minute,
-		})
+	s.conns, err = h2post.New(h2post.Config{
+		Endpoint:     strings.TrimSuffix(cfg.Endpoint, "/"),
+		TLS:          tlsCfg,
+		Dial:         providers.DialTLS(cfg.LowLatency),
+		Connections:  cfg.Connections,
+		PingInterval: cfg.PingInterval,
+		PingTimeout:  cfg.PingTimeout,
+		// Apple's error bodies are {"reason": ..., "timestamp": ...}.
+		MaxResponseBody: 4096,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apns: config Endpoint: %w", err)
 	}
 	return s, nil
 }
@@ -161,13 +162,10 @@ func (s *Sender) Send(ctx context.Context, m *providers.Message, attempt int) pr
 	return s.sendPrepared(ctx, p, m.Token, attempt)
 }
 
-// Close closes idle connections; sends in flight finish.
+// Close closes the connections once the sends in flight finish.
 func (s *Sender) Close() error {
 	s.closed.Store(true)
-	for _, t := range s.conns {
-		t.CloseIdleConnections()
-	}
-	return nil
+	return s.conns.Close()
 }
 
 // ErrClosed is the error of a send after Close.
@@ -218,7 +216,7 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 	}
 
 	refreshed := false
-	connFailures := 0
+	connFailures, notProcessed := 0, 0
 	for {
 		var b *Bearer
 		if s.token != nil {
@@ -233,13 +231,20 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 				return providers.Result{Outcome: providers.Retryable, Reason: "Canceled",
 					Err: fmt.Errorf("apns: send: %w", ctx.Err())}
 			}
+			// A request the server certainly did not process (above a
+			// GOAWAY's last stream, refused) is re-sent without counting
+			// against ConnRetries: it cannot be delivered twice.
+			if errors.Is(err, h2post.ErrNotProcessed) && notProcessed < maxNotProcessed {
+				notProcessed++
+				continue
+			}
 			if connFailures < s.cfg.ConnRetries {
 				connFailures++
 				s.logger.Debug("connection failed; re-sending on another connection", slog.Any("error", err))
 				continue
 			}
 			return providers.Result{Outcome: providers.Retryable, Reason: "TransportError",
-				Err: fmt.Errorf("apns: send after %d connection failures: %w", connFailures+1, err)}
+				Err: fmt.Errorf("apns: send after %d connection failures: %w", connFailures+notProcessed+1, err)}
 		}
 		if resp.Reason == apns2.ReasonExpiredProviderToken && b != nil && !refreshed {
 			refreshed = true
@@ -254,10 +259,10 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 	}
 }
 
-// pick returns the next connection, round-robin.
-func (s *Sender) pick() *http2.Transport {
-	return s.conns[s.next.Add(1)%uint64(len(s.conns))]
-}
+// maxNotProcessed bounds the re-sends of one request the server did not
+// process (GOAWAY, REFUSED_STREAM): each goes over a new connection, so
+// only a server that refuses everything reaches it.
+const maxNotProcessed = 8
 
 type errorBody struct {
 	Reason    string `json:"reason"`
@@ -266,26 +271,16 @@ type errorBody struct {
 
 // roundTrip sends once. A non-nil error means no HTTP answer came back.
 func (s *Sender) roundTrip(ctx context.Context, p *Prepared, tok string, b *Bearer) (providers.Result, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base+tok, bytes.NewReader(p.Payload))
+	resp, err := s.conns.Post(ctx, s.base+tok, p.header(b), p.Payload)
 	if err != nil {
 		return providers.Result{}, err
 	}
-	req.Header = p.header(b)
-	resp, err := s.pick().RoundTrip(req)
-	if err != nil {
-		return providers.Result{}, err
-	}
-	defer resp.Body.Close()
-	r := providers.Result{Status: resp.StatusCode, ProviderID: firstHeader(resp.Header, "Apns-Id")}
-	if resp.StatusCode == http.StatusOK {
-		_, _ = io.Copy(io.Discard, resp.Body)
+	r := providers.Result{Status: resp.Status, ProviderID: resp.Get("apns-id")}
+	if resp.Status == http.StatusOK {
 		r.Outcome = providers.Delivered
 		return r, nil
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if err != nil {
-		return providers.Result{}, fmt.Errorf("read error body: %w", err)
-	}
+	body := resp.Body
 	var eb errorBody
 	if len(bytes.TrimSpace(body)) > 0 {
 		if err := json.Unmarshal(body, &eb); err != nil {
@@ -296,26 +291,18 @@ func (s *Sender) roundTrip(ctx context.Context, p *Prepared, tok string, b *Bear
 	if eb.Timestamp > 0 {
 		r.Timestamp = time.UnixMilli(eb.Timestamp)
 	}
-	r.RetryAfter = retryAfter(resp.Header, time.Now())
-	r.Outcome = Classify(resp.StatusCode, eb.Reason)
+	r.RetryAfter = retryAfter(resp.Get("retry-after"), time.Now())
+	r.Outcome = Classify(resp.Status, eb.Reason)
 	reason := eb.Reason
 	if reason == "" {
 		reason = strings.TrimSpace(string(body))
 	}
-	r.Err = fmt.Errorf("apns: %d %s", resp.StatusCode, reason)
+	r.Err = fmt.Errorf("apns: %d %s", resp.Status, reason)
 	return r, nil
 }
 
-func firstHeader(h http.Header, k string) string {
-	if v := h[k]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
-
-// retryAfter reads Retry-After as seconds or an HTTP date.
-func retryAfter(h http.Header, now time.Time) time.Duration {
-	v := firstHeader(h, "Retry-After")
+// retryAfter reads a Retry-After value as seconds or an HTTP date.
+func retryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}

@@ -20,9 +20,11 @@
 // SendEach over the SDK's default transport reached 50–55% of the h2load
 // ceiling, Send per message over an http2.Transport wrapped in
 // oauth2.Transport about 80%; the sender here, which posts the spliced body
-// straight to http2.Transport.RoundTrip, reads the usual {"name": ...}
-// answer without reflection and writes through a coalescingConn (conn.go),
-// costs less client CPU per send than either.
+// over providers/internal/h2post (one batched write for every request
+// queued on a connection) and reads the usual {"name": ...} answer without
+// reflection, costs less client CPU per send than either. A request the
+// server certainly did not process (above a GOAWAY's last stream, refused)
+// is re-sent without counting against Config.ConnRetries.
 //
 // Every sender waits on a per-project token bucket (Quota) that keeps the
 // project under its messages-per-minute quota (Google's default 600,000),

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,11 +21,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/jwt"
 
 	"github.com/pushlane/pushlane/providers"
+	"github.com/pushlane/pushlane/providers/internal/h2post"
 )
 
 // Sender sends to FCM for one app. Safe for concurrent use.
@@ -33,11 +35,10 @@ type Sender struct {
 	logger  *slog.Logger
 	metrics *providers.SenderMetrics
 	quota   *Quota
-	// conns are the sender's own HTTP/2 connections, used through
-	// RoundTrip; client is Config.HTTPClient instead, used through Do.
-	conns  []*http2.Transport
+	// conns are the sender's own HTTP/2 connections; client is
+	// Config.HTTPClient instead, used through Do.
+	conns  *h2post.Pool
 	client *http.Client
-	next   atomic.Uint64
 	sem    chan struct{}
 	url    *url.URL
 	tokens *tokenCache
@@ -50,11 +51,13 @@ type Sender struct {
 	auth   atomic.Pointer[authHeader]
 }
 
-// authHeader is the request header for one access token; requests only
-// read headers, so one map serves every request until the token changes.
+// authHeader is the request header for one access token, as a map for
+// Config.HTTPClient and as fields for the sender's connections; requests
+// only read them, so one serves every request until the token changes.
 type authHeader struct {
 	token  string
 	header http.Header
+	fields []hpack.HeaderField
 }
 
 var (
@@ -90,19 +93,25 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sender, e
 	if cfg.HTTPClient != nil {
 		s.client = cfg.HTTPClient
 	} else {
-		for range cfg.Connections {
-			s.conns = append(s.conns, &http2.Transport{
-				TLSClientConfig: &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
-				DialTLSContext:  dialCoalescing(cfg.LowLatency),
-				// Answers are a hundred bytes or so: a gzip reader per
-				// answer would cost more than it saves.
-				DisableCompression: true,
-				ReadIdleTimeout:    15 * time.Second,
-				PingTimeout:        15 * time.Second,
-				IdleConnTimeout:    5 * time.Minute,
-			})
+		tlsCfg := &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
+		var err error
+		s.conns, err = h2post.New(h2post.Config{
+			Endpoint:     strings.TrimSuffix(cfg.Endpoint, "/"),
+			TLS:          tlsCfg,
+			Dial:         providers.DialTLS(cfg.LowLatency),
+			Connections:  cfg.Connections,
+			PingInterval: 15 * time.Second,
+			PingTimeout:  15 * time.Second,
+			// Error answers are read up to 64 KiB, as before.
+			MaxResponseBody: 64 << 10,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("fcm: config Endpoint: %w", err)
 		}
-		tokenClient = &http.Client{Transport: s.conns[0]}
+		// The access token is fetched about once an hour: net/http's own
+		// transport (HTTP/2 by ALPN) does.
+		tokenClient = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg.Clone(), ForceAttemptHTTP2: true,
+			IdleConnTimeout: time.Minute}}
 	}
 
 	src := cfg.TokenSource
@@ -232,11 +241,11 @@ func (s *Sender) Send(ctx context.Context, m *providers.Message, attempt int) pr
 	return s.sendPrepared(ctx, p, m.Token, attempt)
 }
 
-// Close closes idle connections; sends in flight finish.
+// Close closes the connections once the sends in flight finish.
 func (s *Sender) Close() error {
 	s.closed.Store(true)
-	for _, c := range s.conns {
-		c.CloseIdleConnections()
+	if s.conns != nil {
+		_ = s.conns.Close()
 	}
 	if s.client != nil {
 		s.client.CloseIdleConnections()
@@ -285,7 +294,7 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 	defer cancel()
 	body := p.Body(tok)
 	reauthed := false
-	connFailures := 0
+	connFailures, notProcessed := 0, 0
 	for {
 		at, err := s.tokens.token()
 		if err != nil {
@@ -296,12 +305,19 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 			if ctx.Err() != nil {
 				return providers.Result{Outcome: providers.Retryable, Reason: "Canceled", Err: fmt.Errorf("fcm: send: %w", ctx.Err())}
 			}
+			// A request the server certainly did not process (above a
+			// GOAWAY's last stream, refused) is re-sent without counting
+			// against ConnRetries: it cannot be delivered twice.
+			if errors.Is(err, h2post.ErrNotProcessed) && notProcessed < maxNotProcessed {
+				notProcessed++
+				continue
+			}
 			if connFailures < s.cfg.ConnRetries {
 				connFailures++
 				continue
 			}
 			return providers.Result{Outcome: providers.Retryable, Reason: "TransportError",
-				Err: fmt.Errorf("fcm: send after %d connection failures: %w", connFailures+1, err)}
+				Err: fmt.Errorf("fcm: send after %d connection failures: %w", connFailures+notProcessed+1, err)}
 		}
 		var ae *APIError
 		if r.Status == 401 && errors.As(r.Err, &ae) && ae.ErrorCode == "" && !reauthed {
@@ -312,6 +328,11 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 		return r
 	}
 }
+
+// maxNotProcessed bounds the re-sends of one request the server did not
+// process (GOAWAY, REFUSED_STREAM): each goes over a new connection, so
+// only a server that refuses everything reaches it.
+const maxNotProcessed = 8
 
 // tokenFetchResult classifies a failed access-token fetch: the token
 // endpoint refusing the service account is a credential failure; anything
@@ -361,17 +382,30 @@ type errorBody struct {
 }
 
 // headerFor is the request header for access token at.
-func (s *Sender) headerFor(at string) http.Header {
+func (s *Sender) headerFor(at string) *authHeader {
 	if a := s.auth.Load(); a != nil && a.token == at {
-		return a.header
+		return a
 	}
 	h := make(http.Header, len(s.header)+1)
 	for k, v := range s.header {
 		h[k] = v
 	}
 	h["authorization"] = []string{"Bearer " + at}
-	s.auth.Store(&authHeader{token: at, header: h})
-	return h
+	fields := make([]hpack.HeaderField, 0, len(h))
+	fields = append(fields, hpack.HeaderField{Name: "authorization", Value: "Bearer " + at})
+	keys := make([]string, 0, len(s.header))
+	for k := range s.header {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for _, v := range s.header[k] {
+			fields = append(fields, hpack.HeaderField{Name: k, Value: v})
+		}
+	}
+	a := &authHeader{token: at, header: h, fields: fields}
+	s.auth.Store(a)
+	return a
 }
 
 // bodyReader is a request body that can be read again through GetBody (the
@@ -400,20 +434,23 @@ var answerBuf = sync.Pool{New: func() any { return new([512]byte) }}
 
 // roundTrip sends once. A non-nil error means no HTTP answer came back.
 func (s *Sender) roundTrip(ctx context.Context, body []byte, at string) (providers.Result, error) {
+	if s.client != nil {
+		return s.do(ctx, body, at)
+	}
+	resp, err := s.conns.Post(ctx, s.url.EscapedPath(), s.headerFor(at).fields, body)
+	if err != nil {
+		return providers.Result{}, err
+	}
+	return answer(resp.Status, resp.Body, resp.Get("retry-after")), nil
+}
+
+// do sends once through Config.HTTPClient.
+func (s *Sender) do(ctx context.Context, body []byte, at string) (providers.Result, error) {
 	rb := &bodyReader{b: body}
 	tmpl := http.Request{Method: http.MethodPost, URL: s.url, Host: s.url.Host,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: s.headerFor(at), Body: rb, GetBody: rb.again, ContentLength: int64(len(body))}
-	req := tmpl.WithContext(ctx)
-	var (
-		resp *http.Response
-		err  error
-	)
-	if s.client != nil {
-		resp, err = s.client.Do(req)
-	} else {
-		resp, err = s.conns[s.next.Add(1)%uint64(len(s.conns))].RoundTrip(req)
-	}
+		Header: s.headerFor(at).header, Body: rb, GetBody: rb.again, ContentLength: int64(len(body))}
+	resp, err := s.client.Do(tmpl.WithContext(ctx))
 	if err != nil {
 		return providers.Result{}, err
 	}
@@ -425,21 +462,29 @@ func (s *Sender) roundTrip(ctx context.Context, body []byte, at string) (provide
 		if err != nil {
 			return providers.Result{}, fmt.Errorf("read answer: %w", err)
 		}
-		name := messageName(raw)
-		if name == "" {
-			return providers.Result{Outcome: providers.Retryable, Status: 200, Reason: "BadAnswer",
-				Err: fmt.Errorf("fcm: 200 without a message name: %q", raw)}, nil
-		}
-		return providers.Result{Outcome: providers.Delivered, Status: 200, ProviderID: name}, nil
+		return answer(200, raw, ""), nil
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
 		return providers.Result{}, fmt.Errorf("read answer: %w", err)
 	}
-	ae := parseError(resp.StatusCode, raw)
-	ae.RetryAfter = retryAfter(resp.Header, time.Now())
-	return providers.Result{Outcome: Classify(ae), Status: resp.StatusCode, Reason: ae.Reason(),
-		RetryAfter: ae.RetryAfter, Err: ae}, nil
+	return answer(resp.StatusCode, raw, resp.Header.Get("Retry-After")), nil
+}
+
+// answer classifies an answer: status, body and Retry-After value.
+func answer(status int, raw []byte, retry string) providers.Result {
+	if status == http.StatusOK {
+		name := messageName(raw)
+		if name == "" {
+			return providers.Result{Outcome: providers.Retryable, Status: 200, Reason: "BadAnswer",
+				Err: fmt.Errorf("fcm: 200 without a message name: %q", raw)}
+		}
+		return providers.Result{Outcome: providers.Delivered, Status: 200, ProviderID: name}
+	}
+	ae := parseError(status, raw)
+	ae.RetryAfter = retryAfter(retry, time.Now())
+	return providers.Result{Outcome: Classify(ae), Status: status, Reason: ae.Reason(),
+		RetryAfter: ae.RetryAfter, Err: ae}
 }
 
 // readAnswer reads body to its end into buf, or past buf when it is longer
@@ -542,8 +587,8 @@ func parseError(status int, raw []byte) *APIError {
 	return ae
 }
 
-func retryAfter(h http.Header, now time.Time) time.Duration {
-	v := h.Get("Retry-After")
+// retryAfter reads a Retry-After value as seconds or an HTTP date.
+func retryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
