@@ -209,8 +209,10 @@ func (v *View) Run(ctx context.Context) error {
 			failing = 0
 		} else {
 			failing++
-			if !sleepCtx(ctx, fetchErrorBackoff(failing)) {
+			select {
+			case <-ctx.Done():
 				return nil
+			case <-time.After(fetchErrorBackoff(failing)):
 			}
 		}
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
@@ -450,13 +452,3 @@ func fetchErrorBackoff(n int) time.Duration {
 	return min(d, 5*time.Second)
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}

@@ -3,7 +3,6 @@ package dispatcher
 import (
 	"encoding/json"
 	"errors"
-	"strconv"
 	"unicode/utf8"
 
 	"github.com/pushlane/pushlane/internal/flatjson"
@@ -73,82 +72,49 @@ func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
 		return nil, nil // empty: the length rule rejects it
 	}
 	out := make([]schemas.BatchDevice, 0, 1+len(raw)/100)
+	var d schemas.BatchDevice
+	member := func(bit, i int) (int, bool) {
+		if bit == 1 { // device_id: digits only (no sign, fraction or exponent)
+			id, next, ok := flatjson.Int(raw, i)
+			d.DeviceID = id
+			return next, ok && raw[i] != '-'
+		}
+		v, next, ok := flatjson.PlainString(raw, i)
+		if !ok {
+			return i, false
+		}
+		switch bit {
+		case 2:
+			d.UserID = string(v)
+		case 4:
+			if len(v) == 0 || (len(v) > 4096 && utf8.RuneCount(v) > 4096) {
+				return i, false
+			}
+			d.Token = string(v)
+		case 8:
+			switch string(v) {
+			case schemas.PlatformIOS:
+				d.Platform = schemas.PlatformIOS
+			case schemas.PlatformAndroid:
+				d.Platform = schemas.PlatformAndroid
+			default:
+				return i, false
+			}
+		case 16:
+			d.Locale = string(v)
+		case 32:
+			d.Timezone = string(v)
+		}
+		return next, true
+	}
 	for {
-		if i >= len(raw) || raw[i] != '{' {
-			return nil, errUnsure
-		}
-		var d schemas.BatchDevice
-		seen := 0
-		i = flatjson.SkipSpace(raw, i+1)
-		for {
-			key, next, ok := flatjson.PlainString(raw, i)
-			if !ok {
-				return nil, errUnsure
-			}
-			bit := deviceKeys[string(key)]
-			if bit == 0 || seen&bit != 0 {
-				return nil, errUnsure
-			}
-			seen |= bit
-			i = flatjson.SkipSpace(raw, next)
-			if i >= len(raw) || raw[i] != ':' {
-				return nil, errUnsure
-			}
-			i = flatjson.SkipSpace(raw, i+1)
-			if bit == 1 { // device_id: digits only (no sign, fraction or exponent)
-				start := i
-				for i < len(raw) && raw[i] >= '0' && raw[i] <= '9' {
-					i++
-				}
-				id, err := strconv.ParseInt(string(raw[start:i]), 10, 64)
-				if err != nil || (i-start > 1 && raw[start] == '0') {
-					return nil, errUnsure
-				}
-				d.DeviceID = id
-			} else {
-				v, next, ok := flatjson.PlainString(raw, i)
-				if !ok {
-					return nil, errUnsure
-				}
-				i = next
-				switch bit {
-				case 2:
-					d.UserID = string(v)
-				case 4:
-					if len(v) == 0 || (len(v) > 4096 && utf8.RuneCount(v) > 4096) {
-						return nil, errUnsure
-					}
-					d.Token = string(v)
-				case 8:
-					switch string(v) {
-					case schemas.PlatformIOS:
-						d.Platform = schemas.PlatformIOS
-					case schemas.PlatformAndroid:
-						d.Platform = schemas.PlatformAndroid
-					default:
-						return nil, errUnsure
-					}
-				case 16:
-					d.Locale = string(v)
-				case 32:
-					d.Timezone = string(v)
-				}
-			}
-			i = flatjson.SkipSpace(raw, i)
-			if i < len(raw) && raw[i] == ',' {
-				i = flatjson.SkipSpace(raw, i+1)
-				continue
-			}
-			if i < len(raw) && raw[i] == '}' {
-				break
-			}
-			return nil, errUnsure
-		}
-		if seen&(4|8) != 4|8 {
+		d = schemas.BatchDevice{}
+		seen, next, ok := flatjson.Object(raw, i, deviceKeys, member)
+		if !ok || seen&(4|8) != 4|8 {
 			return nil, errUnsure
 		}
 		out = append(out, d)
-		i = flatjson.SkipSpace(raw, i+1)
+		i = flatjson.SkipSpace(raw, next)
 		if i < len(raw) && raw[i] == ',' {
 			i = flatjson.SkipSpace(raw, i+1)
 			continue

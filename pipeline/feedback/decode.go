@@ -75,34 +75,13 @@ const (
 // else unusual is left to the schema.
 func decodeResultFast(data []byte) (*schemas.Result, bool) {
 	r := &schemas.Result{}
-	i := flatjson.SkipSpace(data, 0)
-	if i >= len(data) || data[i] != '{' {
-		return nil, false
-	}
-	i = flatjson.SkipSpace(data, i+1)
-	seen := 0
-	for {
-		key, next, ok := flatjson.PlainString(data, i)
-		if !ok {
-			return nil, false
-		}
-		bit := resultKeys[string(key)]
-		if bit == 0 || seen&bit != 0 {
-			return nil, false
-		}
-		seen |= bit
-		i = flatjson.SkipSpace(data, next)
-		if i >= len(data) || data[i] != ':' {
-			return nil, false
-		}
-		i = flatjson.SkipSpace(data, i+1)
+	seen, end, ok := flatjson.Object(data, 0, resultKeys, func(bit, i int) (int, bool) {
 		switch {
 		case bit&intKeys != 0:
 			v, next, ok := flatjson.Int(data, i)
 			if !ok || v < math.MinInt32 || v > math.MaxInt32 && bit != kDeviceID {
-				return nil, false
+				return i, false
 			}
-			i = next
 			switch bit {
 			case kSchemaVersion:
 				r.SchemaVersion = int(v)
@@ -115,32 +94,21 @@ func decodeResultFast(data []byte) (*schemas.Result, bool) {
 			case kAttempt:
 				r.Attempt = int(v)
 			}
+			return next, true
 		case bit&numberKeys != 0:
 			v, next, ok := flatjson.Number(data, i)
-			if !ok {
-				return nil, false
-			}
-			i = next
 			if bit == kLatencyMs {
 				r.LatencyMs = v
 			} else {
 				r.LatenessMs = v
 			}
+			return next, ok
 		default:
 			v, next, ok := flatjson.PlainString(data, i)
-			if !ok || !setResultString(r, bit, v) {
-				return nil, false
-			}
-			i = next
+			return next, ok && setResultString(r, bit, v)
 		}
-		i = flatjson.SkipSpace(data, i)
-		if i < len(data) && data[i] == ',' {
-			i = flatjson.SkipSpace(data, i+1)
-			continue
-		}
-		if i < len(data) && data[i] == '}' && flatjson.SkipSpace(data, i+1) == len(data) {
-			break
-		}
+	})
+	if !ok || flatjson.SkipSpace(data, end) != len(data) {
 		return nil, false
 	}
 	if seen&requiredKeys != requiredKeys || r.SchemaVersion != schemas.SchemaVersion {
