@@ -451,4 +451,3 @@ func fetchErrorBackoff(n int) time.Duration {
 	}
 	return min(d, 5*time.Second)
 }
-
