@@ -36,6 +36,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/internal/promset"
 	"github.com/pushlane/pushlane/pipeline/kafka"
 	"github.com/pushlane/pushlane/schemas"
 )
@@ -142,11 +143,10 @@ func New(cfg Config, deps Deps) (*View, error) {
 }
 
 func (v *View) registerMetrics(reg prometheus.Registerer) error {
-	v.metrics.records = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "pushlane_control_records_total",
-		Help: "Campaign-control records applied, by action (invalid: undecodable, skipped).",
-	}, []string{"action"})
-	v.metrics.staleness = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	var s promset.Set
+	v.metrics.records = s.CounterVec("pushlane_control_records_total",
+		"Campaign-control records applied, by action (invalid: undecodable, skipped).", "action")
+	v.metrics.staleness = promset.Add(&s, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pushlane_control_staleness_seconds",
 		Help: "How far behind now the view is known to be caught up.",
 	}, func() float64 {
@@ -155,22 +155,17 @@ func (v *View) registerMetrics(reg prometheus.Registerer) error {
 			return -1
 		}
 		return time.Since(f).Seconds()
-	})
-	v.metrics.campaigns = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	}))
+	v.metrics.campaigns = promset.Add(&s, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pushlane_control_campaigns",
 		Help: "Campaigns with a control state in the view.",
 	}, func() float64 {
 		v.mu.Lock()
 		defer v.mu.Unlock()
 		return float64(len(v.states))
-	})
-	if reg == nil {
-		return nil
-	}
-	for _, c := range []prometheus.Collector{v.metrics.records, v.metrics.staleness, v.metrics.campaigns} {
-		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("control: register metrics: %w", err)
-		}
+	}))
+	if err := s.Register(reg); err != nil {
+		return fmt.Errorf("control: register metrics: %w", err)
 	}
 	return nil
 }
