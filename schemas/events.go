@@ -188,6 +188,19 @@ const (
 	PlatformAndroid = "android"
 )
 
+// PlatformOf returns the platform constant spelled by b, and whether b is
+// one; hand-written decoders use it to keep one shared string per platform
+// instead of a copy per device.
+func PlatformOf(b []byte) (string, bool) {
+	switch string(b) {
+	case PlatformIOS:
+		return PlatformIOS, true
+	case PlatformAndroid:
+		return PlatformAndroid, true
+	}
+	return "", false
+}
+
 // Result outcomes. The first six are the providers' classification; the
 // rest are decided by the pipeline without calling a provider.
 const (

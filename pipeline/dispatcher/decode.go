@@ -92,12 +92,7 @@ func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
 			}
 			d.Token = string(v)
 		case 8:
-			switch string(v) {
-			case schemas.PlatformIOS:
-				d.Platform = schemas.PlatformIOS
-			case schemas.PlatformAndroid:
-				d.Platform = schemas.PlatformAndroid
-			default:
+			if d.Platform, ok = schemas.PlatformOf(v); !ok {
 				return i, false
 			}
 		case 16:

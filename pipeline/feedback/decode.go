@@ -151,12 +151,8 @@ func setResultString(r *schemas.Result, bit int, v []byte) bool {
 	case kToken:
 		r.Token = string(v)
 	case kPlatform:
-		switch string(v) {
-		case schemas.PlatformIOS:
-			r.Platform = schemas.PlatformIOS
-		case schemas.PlatformAndroid:
-			r.Platform = schemas.PlatformAndroid
-		default:
+		var ok bool
+		if r.Platform, ok = schemas.PlatformOf(v); !ok {
 			return false
 		}
 	case kLocale:
