@@ -10,13 +10,13 @@ import (
 	"os/exec"
 	"sort"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pushlane/pushlane/internal/testenv"
 	"github.com/pushlane/pushlane/pipeline/delay"
 	"github.com/pushlane/pushlane/schemas"
 )
@@ -34,23 +34,13 @@ func envInt(name string, def int) int {
 }
 
 // procStat returns a process's CPU seconds (utime+stime) and peak RSS in
-// bytes, from /proc.
+// bytes, from /proc (zeros if the process is gone).
 func procStat(pid int) (cpu float64, hwm int64) {
-	if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-		f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
-		ut, _ := strconv.ParseFloat(f[11], 64)
-		st, _ := strconv.ParseFloat(f[12], 64)
-		cpu = (ut + st) / 100 // CLK_TCK is 100 on Linux
+	st, err := testenv.ReadProcStats(pid)
+	if err != nil {
+		return 0, 0
 	}
-	if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-		for _, l := range strings.Split(string(raw), "\n") {
-			if strings.HasPrefix(l, "VmHWM:") {
-				kb, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
-				hwm = kb * 1024
-			}
-		}
-	}
-	return cpu, hwm
+	return st.CPU.Seconds(), st.PeakRSSKiB * 1024
 }
 
 type simCounts struct {
