@@ -2,50 +2,24 @@ package apns_test
 
 import (
 	"context"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pushlane/pushlane/providers"
 	"github.com/pushlane/pushlane/providers/apns"
 	"github.com/pushlane/pushlane/providers/apnssim"
+	"github.com/pushlane/pushlane/providers/internal/sendtest"
 )
 
-// load sends n distinct tokens from workers goroutines while during runs,
-// and returns the results that were not delivered.
+// load sends n distinct tokens from workers goroutines, calling during(i)
+// before send i, and returns the results that were not delivered.
 func load(t *testing.T, s *apns.Sender, n, workers int, during func(i int)) []providers.Result {
 	t.Helper()
 	p, err := s.Prepare(alert())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var next atomic.Int64
-	var mu sync.Mutex
-	var failed []providers.Result
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				if during != nil {
-					during(i)
-				}
-				if r := p.Send(context.Background(), tok("c", i), 1); r.Outcome != providers.Delivered {
-					mu.Lock()
-					failed = append(failed, r)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return failed
+	return sendtest.Load(t, p, n, workers, func(i int) string { return tok("c", i) }, during)
 }
 
 func TestGoAwayMidLoadLosesAndDuplicatesNothing(t *testing.T) {

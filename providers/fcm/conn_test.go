@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/pushlane/pushlane/providers"
 	"github.com/pushlane/pushlane/providers/fcm"
 	"github.com/pushlane/pushlane/providers/fcmsim"
+	"github.com/pushlane/pushlane/providers/internal/sendtest"
 )
 
 // load sends n distinct tokens from workers goroutines, calling during(i)
@@ -27,32 +27,7 @@ func load(t *testing.T, s *fcm.Sender, n, workers int, during func(i int)) []pro
 	if err != nil {
 		t.Fatal(err)
 	}
-	var next atomic.Int64
-	var mu sync.Mutex
-	var failed []providers.Result
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				if during != nil {
-					during(i)
-				}
-				if r := p.Send(context.Background(), fmt.Sprintf("dev-%05d", i), 1); r.Outcome != providers.Delivered {
-					mu.Lock()
-					failed = append(failed, r)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return failed
+	return sendtest.Load(t, p, n, workers, func(i int) string { return fmt.Sprintf("dev-%05d", i) }, during)
 }
 
 // Graceful GOAWAYs, per connection and to every connection at once, while
