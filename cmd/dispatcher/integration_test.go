@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/internal/testenv"
+	"github.com/pushlane/pushlane/pipeline/dispatcher/dispatchtest"
 	"github.com/pushlane/pushlane/providers/apnssim"
 	"github.com/pushlane/pushlane/providers/fcmsim"
 	"github.com/pushlane/pushlane/schemas"
@@ -29,14 +30,6 @@ func withoutWarmUp(rs []schemas.Result) []schemas.Result {
 		if r.BatchID != "warm-up" {
 			out = append(out, r)
 		}
-	}
-	return out
-}
-
-func byToken(rs []schemas.Result) map[string][]schemas.Result {
-	out := map[string][]schemas.Result{}
-	for _, r := range rs {
-		out[r.Token] = append(out[r.Token], r)
 	}
 	return out
 }
@@ -152,7 +145,7 @@ func TestKill9WhileWaiting(t *testing.T) {
 	if len(rs) != 120 {
 		t.Fatalf("%d results, want 120", len(rs))
 	}
-	for tok, r := range byToken(rs) {
+	for tok, r := range dispatchtest.ByToken(rs) {
 		if len(r) != 1 || r[0].Outcome != schemas.OutcomeDelivered || r[0].LatenessMs < 0 {
 			t.Errorf("%s: %+v", tok, r)
 		}
@@ -261,15 +254,7 @@ func TestCancelWithinTwoSeconds(t *testing.T) {
 	if len(rs) != 3000 {
 		t.Fatalf("%d results, want 3000", len(rs))
 	}
-	cancelled := 0
-	for tok, r := range byToken(rs) {
-		if len(r) != 1 {
-			t.Errorf("%s: %d results", tok, len(r))
-		}
-		if r[0].Outcome == schemas.OutcomeCancelled {
-			cancelled++
-		}
-	}
+	cancelled := dispatchtest.CountOutcome(t, rs, schemas.OutcomeCancelled)
 	if cancelled+last != 3000 {
 		t.Errorf("%d cancelled + %d accepted, want 3000", cancelled, last)
 	}
@@ -315,7 +300,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 		t.Fatalf("%d results, want 60 (40 + 20 retried)", len(rs))
 	}
 	first := map[string]time.Time{}
-	for tok, r := range byToken(rs) {
+	for tok, r := range dispatchtest.ByToken(rs) {
 		var path []string
 		for _, x := range r {
 			path = append(path, fmt.Sprintf("%s@%d", x.Outcome, x.Attempt))
@@ -379,7 +364,7 @@ func TestCredentialFailureParking(t *testing.T) {
 		t.Fatalf("after the fix the simulators accepted %d devices (+%d), want 90", d, extra)
 	}
 	rs := s.results(90, 30*time.Second)
-	for tok, r := range byToken(rs) {
+	for tok, r := range dispatchtest.ByToken(rs) {
 		if len(r) != 1 || r[0].Outcome != schemas.OutcomeDelivered {
 			t.Errorf("%s: %+v", tok, r)
 		}

@@ -33,7 +33,7 @@ func TestDispatchSendsEachDeviceOnceWithOneResult(t *testing.T) {
 		t.Fatalf("%d results, want 129", len(rs))
 	}
 	ids := map[string]bool{}
-	for tok, r := range byToken(rs) {
+	for tok, r := range dispatchtest.ByToken(rs) {
 		if len(r) != 1 {
 			t.Errorf("%s: %d results", tok, len(r))
 			continue
@@ -158,7 +158,7 @@ func TestDispatchExpiredAndCancelledBatches(t *testing.T) {
 	if len(rs) != 16 {
 		t.Fatalf("%d results, want 16", len(rs))
 	}
-	for tok, r := range byToken(rs) {
+	for tok, r := range dispatchtest.ByToken(rs) {
 		want := schemas.OutcomeExpired
 		if strings.HasPrefix(tok, "cancelled") {
 			want = schemas.OutcomeCancelled
@@ -231,15 +231,7 @@ func TestDispatchCancelMidBatch(t *testing.T) {
 	if len(rs) != 2000 {
 		t.Fatalf("%d results, want 2000", len(rs))
 	}
-	cancelled := 0
-	for tok, r := range byToken(rs) {
-		if len(r) != 1 {
-			t.Errorf("%s: %d results", tok, len(r))
-		}
-		if r[0].Outcome == schemas.OutcomeCancelled {
-			cancelled++
-		}
-	}
+	cancelled := dispatchtest.CountOutcome(t, rs, schemas.OutcomeCancelled)
 	var last time.Time
 	for _, x := range s.Sends() {
 		if x.At.After(last) {
@@ -282,7 +274,7 @@ func TestDispatchRetriesThroughTheLadder(t *testing.T) {
 	if len(rs) != 7 {
 		t.Fatalf("%d results, want 7", len(rs))
 	}
-	got := byToken(rs)
+	got := dispatchtest.ByToken(rs)
 	want := map[string][]string{
 		"r-t0000": {"delivered@1"}, "r-t0003": {"delivered@1"},
 		"r-t0001": {"retryable@1", "delivered@2"},
@@ -350,7 +342,7 @@ func TestDispatchCredentialFailureParksUntilProbeSucceeds(t *testing.T) {
 	if len(rs) != 45 {
 		t.Fatalf("%d results after the fix, want 45", len(rs))
 	}
-	for tok, x := range byToken(rs) {
+	for tok, x := range dispatchtest.ByToken(rs) {
 		if len(x) != 1 || x[0].Outcome != schemas.OutcomeDelivered {
 			t.Errorf("%s: %+v", tok, x)
 		}
@@ -421,7 +413,7 @@ func TestDispatchGracefulStopNoDuplicates(t *testing.T) {
 	if d, dup := s.Devices(); d != 600 || dup != 0 {
 		t.Errorf("delivered %d, %d twice; want 600, 0", d, dup)
 	}
-	for tok, x := range byToken(rs) {
+	for tok, x := range dispatchtest.ByToken(rs) {
 		if len(x) != 1 {
 			t.Errorf("%s: %d results", tok, len(x))
 		}

@@ -201,12 +201,3 @@ func (h *harness) publish(campaign, action string) time.Time {
 	}
 	return time.Now()
 }
-
-// byToken groups results by token.
-func byToken(rs []schemas.Result) map[string][]schemas.Result {
-	out := map[string][]schemas.Result{}
-	for _, r := range rs {
-		out[r.Token] = append(out[r.Token], r)
-	}
-	return out
-}
