@@ -379,13 +379,10 @@ func (p *Planner) readAudience(ctx context.Context, parts []AudienceQuery, after
 		return
 	}
 	for part < len(parts) {
-		var pg *Page
-		select {
-		case pg = <-free:
-		case <-ctx.Done():
+		pg := emptyPage(ctx, free)
+		if pg == nil {
 			return
 		}
-		pg.Reset()
 		qctx, cancel := context.WithTimeout(ctx, time.Minute)
 		next, done, err := p.store.ReadDevices(qctx, parts[part], part, afterID, p.cfg.PageSize, pg)
 		cancel()
@@ -402,6 +399,18 @@ func (p *Planner) readAudience(ctx context.Context, parts []AudienceQuery, after
 		}
 	}
 	send(pageMsg{done: true})
+}
+
+// emptyPage takes a page from free and resets it, or returns nil once ctx
+// ends.
+func emptyPage(ctx context.Context, free <-chan *Page) *Page {
+	select {
+	case pg := <-free:
+		pg.Reset()
+		return pg
+	case <-ctx.Done():
+		return nil
+	}
 }
 
 // segmentStore reads a segment page in two steps (MySQLStore does): the
@@ -447,13 +456,10 @@ func (p *Planner) readSegment(ctx context.Context, rs segmentStore, q AudienceQu
 		defer close(jobs)
 		defer close(inOrder)
 		for {
-			var pg *Page
-			select {
-			case pg = <-free:
-			case <-ctx.Done():
+			pg := emptyPage(ctx, free)
+			if pg == nil {
 				return
 			}
-			pg.Reset()
 			qctx, qcancel := context.WithTimeout(ctx, time.Minute)
 			first, last, n, err := rs.SegmentIDs(qctx, q, afterID, p.cfg.PageSize)
 			qcancel()

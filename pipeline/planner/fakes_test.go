@@ -318,12 +318,5 @@ func (s *segStore) SegmentRows(ctx context.Context, q AudienceQuery, part int, f
 }
 
 func (s *segStore) ReadDevices(ctx context.Context, q AudienceQuery, part int, afterID int64, limit int, page *Page) (int64, bool, error) {
-	first, last, n, err := s.SegmentIDs(ctx, q, afterID, limit)
-	if err != nil || n == 0 {
-		return afterID, err == nil, err
-	}
-	if err := s.SegmentRows(ctx, q, part, first, last, n, page); err != nil {
-		return afterID, false, err
-	}
-	return last, n < limit, nil
+	return readSegmentPage(ctx, s, q, part, afterID, limit, page)
 }

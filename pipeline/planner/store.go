@@ -231,6 +231,12 @@ func (s *MySQLStore) ReadDevices(ctx context.Context, q AudienceQuery, part int,
 		}
 		return last, false, nil
 	}
+	return readSegmentPage(ctx, s, q, part, afterID, limit, page)
+}
+
+// readSegmentPage is ReadDevices for a segment, in segmentStore's two
+// steps, one after the other.
+func readSegmentPage(ctx context.Context, s segmentStore, q AudienceQuery, part int, afterID int64, limit int, page *Page) (int64, bool, error) {
 	first, last, n, err := s.SegmentIDs(ctx, q, afterID, limit)
 	if err != nil || n == 0 {
 		return afterID, err == nil, err
