@@ -229,12 +229,7 @@ func TestCancelWithinTwoSeconds(t *testing.T) {
 	s.apns.SetFault(fault)
 	s.fcm.SetFault(fcmsim.Fault(fault))
 	s.start()
-	var bs []schemas.Batch
-	for i := range 2 {
-		b := s.batch(fmt.Sprintf("long%d", i), "c-cancel", 1500, time.Now())
-		bs = append(bs, b)
-		s.write(b)
-	}
+	bs := s.writeDueNow("long", "c-cancel", 2, 1500)
 	if d, _ := s.waitAccepted(50, 60*time.Second, bs...); d < 50 {
 		t.Fatalf("only %d accepted", d)
 	}
@@ -381,12 +376,7 @@ func TestReplayedReadyTopicSendsNothing(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, 2, nil)
 	p := s.start()
-	var bs []schemas.Batch
-	for i := range 5 {
-		b := s.batch(fmt.Sprintf("rp%d", i), "c1", 20, time.Now())
-		bs = append(bs, b)
-		s.write(b)
-	}
+	bs := s.writeDueNow("rp", "c1", 5, 20)
 	if d, _ := s.waitAccepted(100, 30*time.Second, bs...); d != 100 {
 		t.Fatalf("%d accepted, want 100", d)
 	}
@@ -487,12 +477,7 @@ func TestRebalanceNoDuplicates(t *testing.T) {
 	// leave the group, and its partitions would wait for the session
 	// timeout before moving.
 	first := s.start("-instance", "")
-	var bs []schemas.Batch
-	for i := range 8 {
-		b := s.batch(fmt.Sprintf("rb%d", i), "c1", 300, time.Now())
-		bs = append(bs, b)
-		s.write(b)
-	}
+	bs := s.writeDueNow("rb", "c1", 8, 300)
 	if d, _ := s.waitAccepted(400, 60*time.Second, bs...); d < 400 {
 		t.Fatalf("only %d accepted before the second dispatcher", d)
 	}

@@ -391,6 +391,18 @@ func (s *stack) batch(id, campaign string, n int, sendAt time.Time) schemas.Batc
 
 // write produces b to the topic the ladder picks now, as the planner does
 // (or to topic, when given).
+// writeDueNow writes count batches of devices each, due now, with ids
+// <prefix>0, <prefix>1, ...
+func (s *stack) writeDueNow(prefix, campaign string, count, devices int) []schemas.Batch {
+	s.t.Helper()
+	bs := make([]schemas.Batch, count)
+	for i := range bs {
+		bs[i] = s.batch(fmt.Sprintf("%s%d", prefix, i), campaign, devices, time.Now())
+		s.write(bs[i])
+	}
+	return bs
+}
+
 func (s *stack) write(b schemas.Batch, topic ...string) {
 	s.t.Helper()
 	v, err := json.Marshal(b)
