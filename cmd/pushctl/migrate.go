@@ -3,17 +3,16 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"database/sql"
 	"flag"
 	"fmt"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/go-sql-driver/mysql"
 
 	"github.com/pushlane/pushlane/internal/config"
 	"github.com/pushlane/pushlane/internal/migrate"
+	"github.com/pushlane/pushlane/internal/mysqldb"
 	"github.com/pushlane/pushlane/pipeline/kafka"
 )
 
@@ -91,7 +90,7 @@ func report(c *cli, store string, applied migrate.Applied, err error) {
 }
 
 func (c *cli) migrateMySQL(ctx context.Context, cfg config.MySQL) error {
-	db, err := openMySQL(cfg)
+	db, err := mysqldb.Open(cfg, 2) // as the stages open it: parseTime, UTC, TLS when enabled
 	if err != nil {
 		return err
 	}
@@ -110,29 +109,6 @@ func (c *cli) migrateClickHouse(ctx context.Context, cfg config.ClickHouse) erro
 	applied, err := migrate.ClickHouse(ctx, conn, cfg.Database)
 	report(c, "clickhouse", applied, err)
 	return err
-}
-
-// openMySQL opens the device store as the stages do: parseTime, UTC, TLS
-// when enabled. It does not connect.
-func openMySQL(cfg config.MySQL) (*sql.DB, error) {
-	dc, err := mysql.ParseDSN(cfg.DSN)
-	if err != nil {
-		return nil, fmt.Errorf("mysql.dsn: not a valid DSN") // the driver's message may quote the password
-	}
-	dc.ParseTime = true
-	dc.Loc = time.UTC
-	if cfg.TLS.Enabled {
-		if dc.TLS, err = kafka.TLSConfig(cfg.TLS); err != nil {
-			return nil, fmt.Errorf("mysql.tls: %w", err)
-		}
-	}
-	conn, err := mysql.NewConnector(dc)
-	if err != nil {
-		return nil, fmt.Errorf("mysql connector: %w", err)
-	}
-	db := sql.OpenDB(conn)
-	db.SetMaxOpenConns(2)
-	return db, nil
 }
 
 // openClickHouse connects to the server's default database: migrate
