@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"sync/atomic"
+	"testing"
+	"time"
 )
 
 // CountingLogger returns a logger that keeps nothing but the number of
@@ -30,3 +32,20 @@ func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
 
 func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// CountAfterFirst waits up to firstWithin for n to count its first record
+// (failing the test if it does not) and returns how many more it counts
+// in the window that follows: how often a retry loop logs once it fails.
+func CountAfterFirst(t testing.TB, n *atomic.Int64, firstWithin, window time.Duration) int64 {
+	t.Helper()
+	deadline := time.Now().Add(firstWithin)
+	for n.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	first := n.Load()
+	if first == 0 {
+		t.Fatalf("nothing logged within %s", firstWithin)
+	}
+	time.Sleep(window)
+	return n.Load() - first
+}
