@@ -19,16 +19,17 @@ import (
 	"github.com/pushlane/pushlane/providers/internal/sendtest"
 )
 
-// load sends n distinct tokens from workers goroutines, calling during(i)
-// before send i, and returns the results that were not delivered.
-func load(t *testing.T, s *fcm.Sender, n, workers int, during func(i int)) []providers.Result {
+// prepared is the notification prepared once, as the dispatcher sends it.
+func prepared(t *testing.T, s *fcm.Sender) providers.Prepared {
 	t.Helper()
 	p, err := s.Prepare(note())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sendtest.Load(t, p, n, workers, func(i int) string { return fmt.Sprintf("dev-%05d", i) }, during)
+	return p
 }
+
+func loadToken(i int) string { return fmt.Sprintf("dev-%05d", i) }
 
 // Graceful GOAWAYs, per connection and to every connection at once, while
 // hundreds of requests are in flight: each device exactly once. Requests
@@ -37,46 +38,13 @@ func TestGoAwayAllMidLoadLosesAndDuplicatesNothing(t *testing.T) {
 	sim, acct := startSim(t, func(c *fcmsim.Config) { c.Record = false })
 	s := newSender(t, sim, acct, nil)
 	sim.SetFault(fcmsim.Fault{GoAwayAfter: 150})
-	const n = 3000
-	failed := load(t, s, n, 200, func(i int) {
-		if i%700 == 350 {
-			sim.GoAwayAll()
-		}
-	})
-	if len(failed) > 0 {
-		t.Fatalf("%d sends failed, first: %+v", len(failed), failed[0])
-	}
-	c := sim.Counts()
-	if c.Accepted != n || c.Devices != n || c.Duplicates != 0 {
-		t.Fatalf("counts = %+v, want %d accepted exactly once", c, n)
-	}
-	if c.GoAways < 10 || c.Conns < 10 {
-		t.Fatalf("only %d GOAWAYs over %d connections; the test proves nothing", c.GoAways, c.Conns)
-	}
+	sendtest.GoAwayMidLoad(t, sim, prepared(t, s), loadToken, 3000, 200)
 }
 
 func TestDeadConnectionsAreReSentNotDropped(t *testing.T) {
 	sim, acct := startSim(t, func(c *fcmsim.Config) { c.Record = false })
 	s := newSender(t, sim, acct, nil)
-	const n = 1500
-	failed := load(t, s, n, 100, func(i int) {
-		if i%300 == 150 {
-			sim.DropAll()
-		}
-	})
-	if len(failed) > 0 {
-		t.Fatalf("%d sends failed, first: %+v", len(failed), failed[0])
-	}
-	// A request lost with its connection may already have been accepted, so
-	// a re-send can duplicate; what must never happen is a device missed.
-	c := sim.Counts()
-	if c.Devices != n {
-		t.Fatalf("%d of %d devices reached", c.Devices, n)
-	}
-	if c.Conns < 4 {
-		t.Fatalf("connections = %d; drops did not happen", c.Conns)
-	}
-	t.Logf("drops: %d connections, %d duplicates", c.Conns, c.Duplicates)
+	sendtest.DropsMidLoad(t, sim, prepared(t, s), loadToken, 1500, 100, 300)
 }
 
 func TestUnreachableEndpointIsRetryableTransportError(t *testing.T) {

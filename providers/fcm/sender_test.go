@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/pushlane/pushlane/providers"
 	"github.com/pushlane/pushlane/providers/fcm"
 	"github.com/pushlane/pushlane/providers/fcmsim"
+	"github.com/pushlane/pushlane/providers/internal/sendtest"
 )
 
 func TestDeliveredWithServiceAccountAndEveryField(t *testing.T) {
@@ -280,30 +280,8 @@ func TestGoAwayAndDropsMidLoad(t *testing.T) {
 	sim, acct := startSim(t, func(c *fcmsim.Config) { c.Record = false })
 	s := newSender(t, sim, acct, nil)
 	sim.SetFault(fcmsim.Fault{GoAwayAfter: 100})
-	p, _ := s.Prepare(note())
 	const n = 1500
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var failed []providers.Result
-	work := make(chan int)
-	for range 48 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				if r := p.Send(context.Background(), fmt.Sprintf("dev-%05d", i), 1); r.Outcome != providers.Delivered {
-					mu.Lock()
-					failed = append(failed, r)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for i := range n {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
+	failed := sendtest.Load(t, prepared(t, s), n, 48, loadToken, nil)
 	if len(failed) > 0 {
 		t.Fatalf("%d failed, first %+v", len(failed), failed[0])
 	}
