@@ -60,7 +60,9 @@ type APNS struct {
 	Endpoint string `koanf:"endpoint"`
 	// CAFile is extra roots to trust for Endpoint (a simulator's CA).
 	CAFile string `koanf:"ca_file"`
-	// Connections is the number of HTTP/2 connections. Default 2.
+	// Connections is the most HTTP/2 connections to open; the next is
+	// dialled only when the open ones carry as many streams as the server
+	// allows. Default 2.
 	Connections int `koanf:"connections"`
 }
 

@@ -55,7 +55,9 @@ type Config struct {
 	// the system pool.
 	RootCAs *x509.CertPool
 
-	// Connections is the number of HTTP/2 connections. Default 2.
+	// Connections is the most HTTP/2 connections to open; the next is
+	// dialled only when the open ones carry as many streams as the server
+	// allows. Default 2.
 	Connections int
 	// Concurrency bounds sends in flight. Default 1000.
 	Concurrency int

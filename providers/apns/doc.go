@@ -19,8 +19,10 @@
 // the send retried, unless the rejected token is younger than 20 minutes
 // (then the clocks disagree, and the answer is a credential failure).
 //
-// Connections: Config.Connections HTTP/2 connections used round-robin, each
-// pinged after Config.PingInterval of silence. A request the server
+// Connections: up to Config.Connections HTTP/2 connections, filled in
+// order (the next is dialled only when the open ones carry as many streams
+// as the server allows, 1,000 on APNs), each pinged after
+// Config.PingInterval of silence. A request the server
 // certainly did not process (above a GOAWAY's last stream, refused with
 // REFUSED_STREAM, never written) is re-sent on a new connection without
 // counting against Config.ConnRetries; any other connection failure is

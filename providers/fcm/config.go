@@ -45,7 +45,9 @@ type Config struct {
 	// HTTPClient replaces the HTTP/2 transport the sender builds (for the
 	// token endpoint too). Its Timeout should be zero: RequestTimeout applies.
 	HTTPClient *http.Client
-	// Connections is the number of HTTP/2 connections. Default 2.
+	// Connections is the most HTTP/2 connections to open; the next is
+	// dialled only when the open ones carry as many streams as the server
+	// allows. Default 2.
 	Connections int
 
 	// Concurrency bounds requests in flight. Default 200.

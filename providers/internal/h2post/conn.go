@@ -35,6 +35,10 @@ const (
 // streams; Pool.Post then picks another.
 var errUnusable = fmt.Errorf("h2post: connection takes no new streams: %w", ErrNotProcessed)
 
+// errFull is returned by Conn.start, when told not to wait, on a connection
+// whose streams are all taken; Pool.Post then picks again.
+var errFull = errors.New("h2post: connection has no free stream")
+
 type streamState uint8
 
 const (
@@ -225,6 +229,15 @@ func (c *Conn) usable() bool {
 	return c.usableLocked()
 }
 
+// load reports the connection's queued and open streams, whether it has a
+// stream free under the server's limit, and whether it takes new streams at
+// all.
+func (c *Conn) load() (active int, room, usable bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.active, c.active < c.maxStreams, c.usableLocked()
+}
+
 func (c *Conn) usableLocked() bool {
 	return c.err == nil && !c.goAway && !c.closing &&
 		int64(c.nextID)+2*int64(c.active+1) < maxStreamID
@@ -237,8 +250,9 @@ func headerListSize(n int, fields []hpack.HeaderField) uint32 {
 	return uint32(n)
 }
 
-// start queues st for the writer once the peer's stream limit allows.
-func (c *Conn) start(ctx context.Context, st *stream) error {
+// start queues st for the writer once the peer's stream limit allows; with
+// wait false it returns errFull instead of waiting.
+func (c *Conn) start(ctx context.Context, st *stream, wait bool) error {
 	c.mu.Lock()
 	if !c.usableLocked() {
 		c.mu.Unlock()
@@ -254,6 +268,10 @@ func (c *Conn) start(ctx context.Context, st *stream) error {
 		}
 	}
 	for c.active >= c.maxStreams {
+		if !wait {
+			c.mu.Unlock()
+			return errFull
+		}
 		w := &waiter{ch: make(chan struct{})}
 		c.waiters = append(c.waiters, w)
 		c.mu.Unlock()

@@ -42,7 +42,9 @@ type Config struct {
 	TLS *tls.Config
 	// Dial opens one connection (providers.DialTLS). Required.
 	Dial func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error)
-	// Connections is the number of connections. Default 1.
+	// Connections is the most connections to open. One is used until the
+	// server's MAX_CONCURRENT_STREAMS are all taken; the next is dialled
+	// then. Default 1.
 	Connections int
 	// PingInterval: a connection that has read nothing for this long is
 	// pinged (checked every PingInterval, so silence is noticed after one
@@ -84,7 +86,6 @@ type Pool struct {
 	scheme    string
 	tls       *tls.Config
 	slots     []slot
-	next      atomic.Uint64
 	closed    atomic.Bool
 }
 
@@ -161,59 +162,115 @@ func (p *Pool) Post(ctx context.Context, path string, header []hpack.HeaderField
 		return nil, ErrClosed
 	}
 	st := &stream{path: path, header: header, body: body}
-	for tries := 0; ; tries++ {
-		c, err := p.pick(ctx)
+	for tries := 0; ; {
+		c, wait, err := p.pick(ctx)
 		if err != nil {
 			return nil, err
 		}
-		err = c.start(ctx, st)
+		err = c.start(ctx, st, wait)
 		if err == nil {
 			return c.wait(ctx, st)
+		}
+		if errors.Is(err, errFull) {
+			// Another request took the free stream first: pick again
+			// (another slot, or waiting on a full one).
+			continue
 		}
 		// A connection that went away between pick and start: the request
 		// was not sent; try another, a few times.
 		if !errors.Is(err, errUnusable) || tries == 3 {
 			return nil, err
 		}
+		tries++
 	}
 }
 
-// pick returns a usable connection, round-robin, dialling where a slot has
-// none.
-func (p *Pool) pick(ctx context.Context) (*Conn, error) {
-	s := &p.slots[p.next.Add(1)%uint64(len(p.slots))]
+// pick returns the connection for the next request: the first one, in slot
+// order, with a free stream under the server's MAX_CONCURRENT_STREAMS. A
+// slot is dialled only when every open connection is full, and when all
+// are open and full the least busy one is returned with wait set (its
+// start waits for a stream). Filling one connection before the next keeps each connection's
+// requests and answers in large rounds: on the pinned simulator one
+// connection carrying 200 streams cost the server 10-20% less CPU per
+// request than two carrying 100 each (each round is one TLS record and one
+// write(2) on both sides), which is also why HTTP/2 clients such as
+// x/net/http2 open a second connection only once the first is full.
+func (p *Pool) pick(ctx context.Context) (c *Conn, wait bool, err error) {
 	for {
-		s.mu.Lock()
-		if c := s.conn; c != nil && c.usable() {
+		var least *Conn
+		leastActive := 0
+		dialAt := -1
+		for i := range p.slots {
+			s := &p.slots[i]
+			s.mu.Lock()
+			c = s.conn
 			s.mu.Unlock()
-			return c, nil
+			if c == nil {
+				if dialAt < 0 {
+					dialAt = i
+				}
+				continue
+			}
+			active, room, ok := c.load()
+			if !ok {
+				if dialAt < 0 {
+					dialAt = i
+				}
+				continue
+			}
+			if room {
+				return c, false, nil
+			}
+			if least == nil || active < leastActive {
+				least, leastActive = c, active
+			}
 		}
-		s.conn = nil
-		if s.dialing == nil {
-			done := make(chan struct{})
-			s.dialing = done
-			go p.dial(s, done)
+		if dialAt < 0 {
+			return least, true, nil // every slot holds a usable, full connection
 		}
-		done := s.dialing
-		s.mu.Unlock()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		c, err := p.dialSlot(ctx, &p.slots[dialAt])
+		if err != nil || c != nil {
+			return c, false, err
 		}
-		s.mu.Lock()
-		c, err := s.conn, s.dialErr
-		s.mu.Unlock()
-		if c != nil && c.usable() {
-			return c, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if p.closed.Load() {
-			return nil, ErrClosed
-		}
+		// The slot's new connection is already gone: look again.
 	}
+}
+
+// dialSlot returns slot s's connection, dialling one (or joining the dial
+// in progress) when it has none that is usable. A nil connection and nil
+// error mean the dialled connection cannot take the request after all.
+func (p *Pool) dialSlot(ctx context.Context, s *slot) (*Conn, error) {
+	s.mu.Lock()
+	if c := s.conn; c != nil && c.usable() {
+		s.mu.Unlock()
+		return c, nil
+	}
+	s.conn = nil
+	if s.dialing == nil {
+		done := make(chan struct{})
+		s.dialing = done
+		go p.dial(s, done)
+	}
+	done := s.dialing
+	s.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	s.mu.Lock()
+	c, err := s.conn, s.dialErr
+	s.mu.Unlock()
+	if c != nil && c.usable() {
+		return c, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p.closed.Load() {
+		return nil, ErrClosed
+	}
+	return nil, nil
 }
 
 // dial opens a connection for slot s in the background, so that a caller

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -118,6 +119,91 @@ func TestMaxConcurrentStreamsOne(t *testing.T) {
 	wg.Wait()
 	if most.Load() != 1 {
 		t.Fatalf("at most %d requests in flight, want 1", most.Load())
+	}
+}
+
+// Connections are filled in order: requests stay on the first connection
+// until the server's MAX_CONCURRENT_STREAMS are all in use, and the next is
+// dialled only then; with every connection full, requests wait for a stream
+// rather than fail.
+func TestConnectionsFillInOrder(t *testing.T) {
+	release := make(chan struct{})
+	var held atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/hold" {
+			held.Add(1)
+			<-release
+		}
+		w.Header().Set("x-remote", r.RemoteAddr)
+		w.WriteHeader(200)
+	})
+	ep, accepted := serveXNet(t, &http2.Server{MaxConcurrentStreams: 3}, h)
+	p := newPool(t, ep, func(c *h2post.Config) { c.Connections = 3 })
+
+	remotes := map[string]int{}
+	for i := range 20 {
+		r, err := p.Post(context.Background(), "/quick", nil, []byte("b"))
+		if err != nil || r.Status != 200 {
+			t.Fatalf("post %d: %v %+v", i, err, r)
+		}
+		remotes[r.Get("x-remote")]++
+	}
+	if len(remotes) != 1 || accepted.Load() != 1 {
+		t.Fatalf("20 sequential posts used connections %v (%d accepted), want one", remotes, accepted.Load())
+	}
+
+	// Nine held requests: three fill each connection in turn.
+	var wg sync.WaitGroup
+	held9 := make(chan string, 9)
+	for range 9 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := p.Post(context.Background(), "/hold", nil, []byte("b"))
+			if err != nil || r.Status != 200 {
+				t.Errorf("held post: %v %+v", err, r)
+				return
+			}
+			held9 <- r.Get("x-remote")
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for held.Load() < 9 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if held.Load() != 9 || accepted.Load() != 3 {
+		t.Fatalf("%d requests reached the server over %d connections, want 9 over 3", held.Load(), accepted.Load())
+	}
+
+	// All three full: a tenth waits for a stream instead of failing or
+	// dialling a fourth connection, and goes out once one is released.
+	tenth := postAsync(context.Background(), p, "/quick", []byte("b"))
+	select {
+	case r := <-tenth:
+		t.Fatalf("tenth post answered while every stream was taken: %+v", r)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	wg.Wait()
+	close(held9)
+	per := map[string]int{}
+	for r := range held9 {
+		per[r]++
+	}
+	counts := []int{}
+	for _, n := range per {
+		counts = append(counts, n)
+	}
+	slices.Sort(counts)
+	if !slices.Equal(counts, []int{3, 3, 3}) {
+		t.Errorf("held requests per connection %v, want [3 3 3]", counts)
+	}
+	if r := <-tenth; r.err != nil || r.resp.Status != 200 {
+		t.Errorf("tenth post: %v %+v", r.err, r.resp)
+	}
+	if accepted.Load() != 3 {
+		t.Errorf("%d connections accepted, want at most Connections (3)", accepted.Load())
 	}
 }
 
