@@ -47,3 +47,53 @@ func TestOpenParsesTimesAsUTC(t *testing.T) {
 		t.Errorf("scanned %v, want %v in UTC", at, want)
 	}
 }
+
+// Statements with arguments go out as one query: the server prepares
+// nothing, and binary arguments and times arrive intact.
+func TestOpenSendsArgumentsInTheQuery(t *testing.T) {
+	dsn, _ := testenv.MySQL(t)
+	db, err := Open(config.MySQL{DSN: dsn}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	prepared := func() int {
+		var name string
+		var n int
+		if err := conn.QueryRowContext(ctx, "SHOW SESSION STATUS LIKE 'Com_stmt_prepare'").Scan(&name, &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := prepared()
+	blob := []byte{0, '\'', '\\', 0xff, '\n'}
+	at := time.Date(2026, 11, 27, 3, 4, 5, 600_000_000, time.UTC)
+	var gotBlob []byte
+	var gotAt time.Time
+	if err := conn.QueryRowContext(ctx, "SELECT ?, CAST(? AS DATETIME(3))", blob, at).Scan(&gotBlob, &gotAt); err != nil {
+		t.Fatal(err)
+	}
+	if string(gotBlob) != string(blob) || !gotAt.Equal(at) {
+		t.Errorf("read back %q %v, want %q %v", gotBlob, gotAt, blob, at)
+	}
+	if n := prepared() - before; n != 0 {
+		t.Errorf("%d statements prepared for one query with arguments, want 0", n)
+	}
+}
+
+func TestOpenRefusesACollationUnsafeForClientSideArguments(t *testing.T) {
+	_, err := Open(config.MySQL{DSN: "u:s3cret@tcp(127.0.0.1:3306)/db?collation=gbk_chinese_ci"}, 1)
+	if err == nil || !strings.HasPrefix(err.Error(), "mysql.dsn: ") || !strings.Contains(err.Error(), "unsafe collation") {
+		t.Fatalf("err = %v, want a mysql.dsn error about the collation", err)
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Fatal("the password leaked into the error")
+	}
+}
