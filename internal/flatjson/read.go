@@ -150,3 +150,65 @@ func Object(raw []byte, i int, keys map[string]int, value func(bit, i int) (next
 		return seen, i, false
 	}
 }
+
+// Skip returns the index after the JSON value at raw[i] (after white
+// space). It only finds where the value ends, and checks nothing else: a
+// string ends at its first unescaped quote, an object or array at the
+// bracket that closes it (outside strings), a number or literal at the next
+// delimiter. It reports !ok when the input ends first or there is no value.
+// Whoever uses the span must validate it (a hand reader here, or
+// encoding/json and the event's schema).
+func Skip(raw []byte, i int) (next int, ok bool) {
+	i = SkipSpace(raw, i)
+	if i >= len(raw) {
+		return i, false
+	}
+	switch raw[i] {
+	case '"':
+		return skipString(raw, i)
+	case '{', '[':
+		depth := 0
+		for i < len(raw) {
+			switch raw[i] {
+			case '"':
+				next, ok := skipString(raw, i)
+				if !ok {
+					return next, false
+				}
+				i = next
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1, true
+				}
+			}
+			i++
+		}
+		return i, false
+	}
+	start := i
+	for i < len(raw) {
+		switch raw[i] {
+		case ',', '}', ']', ':', ' ', '\t', '\n', '\r':
+			return i, i > start
+		}
+		i++
+	}
+	return i, i > start
+}
+
+// skipString returns the index after the string at raw[i] (a quote).
+func skipString(raw []byte, i int) (int, bool) {
+	for j := i + 1; j < len(raw); j++ {
+		switch raw[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, true
+		}
+	}
+	return len(raw), false
+}

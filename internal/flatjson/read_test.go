@@ -2,6 +2,7 @@ package flatjson
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -68,6 +69,53 @@ func FuzzNumber(f *testing.F) {
 		var want float64
 		if err := json.Unmarshal([]byte(in[:next]), &want); err != nil || want != v {
 			t.Errorf("Number(%q) = %v; encoding/json on %q: %v, %v", in, v, in[:next], want, err)
+		}
+	})
+}
+
+// Skip ends every valid JSON value where encoding/json does, inside any
+// document around it.
+func TestSkipFindsTheEndOfEachValue(t *testing.T) {
+	values := []string{
+		`"plain"`, `"esc\"aped\\"`, `"\u00e9 \\"`, `""`, `0`, `-12.5e+3`, `true`, `false`, `null`,
+		`{}`, `[]`, `{"a":[1,{"b":"]}"}],"c":"{"}`, `[[[]],{"x":"\\\""}]`, `{ "k" : [ 1 , 2 ] }`,
+	}
+	for _, v := range values {
+		if !json.Valid([]byte(v)) {
+			t.Fatalf("test value %s is not JSON", v)
+		}
+		// Skip from index at, in doc whose value starts at start.
+		for _, c := range []struct {
+			doc       string
+			at, start int
+		}{{v, 0, 0}, {"  " + v + " ,", 0, 2}, {`[` + v + `]`, 1, 1}, {`{"k": ` + v + `}`, 5, 6}, {v + `,"x"`, 0, 0}} {
+			next, ok := Skip([]byte(c.doc), c.at)
+			if !ok || next != c.start+len(v) {
+				t.Errorf("Skip(%q, %d) = %d, %v; want %d, true", c.doc, c.at, next, ok, c.start+len(v))
+			}
+		}
+	}
+	for _, bad := range []string{``, `  `, `"open`, `{"a":[1,2}`, `[`, `"esc\"`, `,`, `}`} {
+		if next, ok := Skip([]byte(bad), 0); ok {
+			t.Errorf("Skip(%q) = %d, true; want !ok", bad, next)
+		}
+	}
+}
+
+// FuzzSkip: on any input that is one valid JSON value (and white space),
+// Skip ends it exactly at its last byte
+// (go test -fuzz FuzzSkip ./internal/flatjson).
+func FuzzSkip(f *testing.F) {
+	for _, s := range []string{`{"a":"b\"}"}`, `[1,[2,[3]]]`, `"x"`, `12`, ` null `} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, doc string) {
+		if !json.Valid([]byte(doc)) {
+			return
+		}
+		next, ok := Skip([]byte(doc), 0)
+		if want := len(strings.TrimRight(doc, " \t\n\r")); !ok || next != want {
+			t.Fatalf("Skip(%q) = %d, %v; want %d, true", doc, next, ok, want)
 		}
 	})
 }

@@ -1,7 +1,6 @@
 package dispatcher
 
 import (
-	"encoding/json"
 	"errors"
 	"unicode/utf8"
 
@@ -27,27 +26,20 @@ func decodeBatch(raw []byte) (*schemas.Batch, error) {
 var errUnsure = errors.New("fast path unsure")
 
 func fastDecodeBatch(raw []byte) (*schemas.Batch, bool) {
-	var env map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return nil, false
-	}
-	devRaw, ok := env["devices"]
+	start, end, ok := devicesSpan(raw)
 	if !ok {
 		return nil, false
 	}
-	devs, err := decodeDevices(devRaw)
+	devs, firstEnd, err := decodeDevices(raw[start:end])
 	if err != nil || len(devs) < 1 || len(devs) > schemas.MaxBatchDevices {
 		return nil, false
 	}
-	first, err := json.Marshal(devs[:1])
-	if err != nil {
-		return nil, false
-	}
-	env["devices"] = first
-	small, err := json.Marshal(env)
-	if err != nil {
-		return nil, false
-	}
+	// The batch as it came, with the device list cut after its first
+	// device: everything but the other devices goes through the schema.
+	small := make([]byte, 0, len(raw)-(end-start)+firstEnd+1)
+	small = append(small, raw[:start+firstEnd]...)
+	small = append(small, ']')
+	small = append(small, raw[end:]...)
 	b, err := schemas.DecodeBatch(small)
 	if err != nil {
 		return nil, false
@@ -56,20 +48,64 @@ func fastDecodeBatch(raw []byte) (*schemas.Batch, bool) {
 	return b, true
 }
 
+// devicesSpan finds the value of the batch object's "devices" member
+// without reading the rest, which the schema reads: keys must be plain
+// strings, "devices" must appear once, and nothing may follow the object.
+// It used to be found with encoding/json (a map of raw messages), which
+// scanned the whole batch twice: 0.9 µs of the dispatcher's CPU per device.
+func devicesSpan(raw []byte) (start, end int, ok bool) {
+	i := flatjson.SkipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return 0, 0, false
+	}
+	found := false
+	for i = flatjson.SkipSpace(raw, i+1); i < len(raw) && raw[i] != '}'; {
+		key, next, ok := flatjson.PlainString(raw, i)
+		if !ok {
+			return 0, 0, false
+		}
+		i = flatjson.SkipSpace(raw, next)
+		if i >= len(raw) || raw[i] != ':' {
+			return 0, 0, false
+		}
+		v := flatjson.SkipSpace(raw, i+1)
+		if i, ok = flatjson.Skip(raw, v); !ok {
+			return 0, 0, false
+		}
+		if string(key) == "devices" {
+			if found {
+				return 0, 0, false
+			}
+			found, start, end = true, v, i
+		}
+		i = flatjson.SkipSpace(raw, i)
+		if i < len(raw) && raw[i] == ',' {
+			i = flatjson.SkipSpace(raw, i+1)
+		} else if i >= len(raw) || raw[i] != '}' {
+			return 0, 0, false
+		}
+	}
+	if i >= len(raw) || flatjson.SkipSpace(raw, i+1) != len(raw) {
+		return 0, 0, false
+	}
+	return start, end, found
+}
+
 // decodeDevices reads a JSON array of batch devices in one pass,
 // accepting only what the batch schema accepts for them: the six keys
 // exactly, each at most once, token and platform present, strings for the
 // strings, a non-negative integer for device_id, a token of 1 to 4096
 // characters, platform ios or android. Anything else — including escapes
 // and nulls, which the schema may accept — is left to the schema.
-func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
+// It also returns the index after the first device.
+func decodeDevices(raw []byte) (devs []schemas.BatchDevice, firstEnd int, err error) {
 	i := flatjson.SkipSpace(raw, 0)
 	if i >= len(raw) || raw[i] != '[' {
-		return nil, errUnsure
+		return nil, 0, errUnsure
 	}
 	i = flatjson.SkipSpace(raw, i+1)
 	if i < len(raw) && raw[i] == ']' {
-		return nil, nil // empty: the length rule rejects it
+		return nil, 0, nil // empty: the length rule rejects it
 	}
 	out := make([]schemas.BatchDevice, 0, 1+len(raw)/100)
 	var d schemas.BatchDevice
@@ -106,7 +142,10 @@ func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
 		d = schemas.BatchDevice{}
 		seen, next, ok := flatjson.Object(raw, i, deviceKeys, member)
 		if !ok || seen&(4|8) != 4|8 {
-			return nil, errUnsure
+			return nil, 0, errUnsure
+		}
+		if len(out) == 0 {
+			firstEnd = next
 		}
 		out = append(out, d)
 		i = flatjson.SkipSpace(raw, next)
@@ -115,9 +154,9 @@ func decodeDevices(raw []byte) ([]schemas.BatchDevice, error) {
 			continue
 		}
 		if i < len(raw) && raw[i] == ']' && flatjson.SkipSpace(raw, i+1) == len(raw) {
-			return out, nil
+			return out, firstEnd, nil
 		}
-		return nil, errUnsure
+		return nil, 0, errUnsure
 	}
 }
 

@@ -65,6 +65,29 @@ func TestDecodeBatchAgreesWithTheSchema(t *testing.T) {
 		compareDecoders(t, []byte(strings.Replace(string(batchWith(`[{"token":"a","platform":"ios"}]`)), `"attempt":1`, `"attempt":0`, 1)))
 	})
 	t.Run("not JSON", func(t *testing.T) { compareDecoders(t, []byte(`{"devices":[`)) })
+	one := `[{"token":"a","platform":"ios"}]`
+	envelopes := map[string]string{
+		"devices first":         `{"devices":` + one + `,"schema_version":1,"id":"c1:v1:all:0","campaign_id":"c1","campaign_version":1,"app":"shop","seq":0,"attempt":1,"send_at":"2026-03-20T09:00:00Z","content":{"title":"Hi"},"options":{}}`,
+		"devices twice":         strings.Replace(string(batchWith(one)), `"seq":0`, `"devices":[{"token":"b","platform":"android"}],"seq":0`, 1),
+		"escaped devices key":   strings.Replace(string(batchWith(one)), `"devices"`, `"devic\u0065s"`, 1),
+		"capital devices key":   strings.Replace(string(batchWith(one)), `"devices"`, `"Devices"`, 1),
+		"trailing garbage":      string(batchWith(one)) + ` x`,
+		"comma after batch":     string(batchWith(one)) + `,`,
+		"title with brackets":   strings.Replace(string(batchWith(one)), `"Hi"`, `"]} \"devices\": [{"`, 1),
+		"devices not closed":    strings.TrimSuffix(string(batchWith(one)), "]}") + "}",
+		"devices closed by }":   strings.Replace(string(batchWith(one)), `"ios"}]`, `"ios"}}`, 1),
+		"white space":           strings.ReplaceAll(string(batchWith(one)), `,"`, " ,\n\t \""),
+		"second device bad end": string(batchWith(`[{"token":"a","platform":"ios"},{"token":"b","platform":"ios"}`)),
+	}
+	for name, doc := range envelopes {
+		t.Run(name, func(t *testing.T) { compareDecoders(t, []byte(doc)) })
+	}
+	// Valid batches in any member order and spacing take the fast path.
+	for _, name := range []string{"devices first", "white space", "title with brackets"} {
+		if _, ok := fastDecodeBatch([]byte(envelopes[name])); !ok {
+			t.Errorf("%s: the fast path gave up on a valid batch", name)
+		}
+	}
 	for _, dir := range []string{"../../schemas/examples/batch", "../../schemas/examples/invalid/batch"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 		if len(files) == 0 {
@@ -112,5 +135,25 @@ func FuzzDecodeDevices(f *testing.F) {
 	f.Add(`[{"Token":"a","platform":"ios"}]`)
 	f.Fuzz(func(t *testing.T, devices string) {
 		compareDecoders(t, batchWith(devices))
+	})
+}
+
+// FuzzDecodeBatch: whatever the whole batch document (the envelope around
+// the devices included), the fast path never accepts what the schema
+// rejects, nor decodes differently
+// (go test -fuzz FuzzDecodeBatch ./pipeline/dispatcher).
+func FuzzDecodeBatch(f *testing.F) {
+	f.Add(string(batchWith(`[{"token":"abc","platform":"ios"},{"token":"d","platform":"android","device_id":3}]`)))
+	f.Add(`{"devices":[{"token":"a","platform":"ios"}],"schema_version":1}`)
+	files, _ := filepath.Glob("../../schemas/examples/batch/*.json")
+	for _, file := range files {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(raw))
+	}
+	f.Fuzz(func(t *testing.T, doc string) {
+		compareDecoders(t, []byte(doc))
 	})
 }
