@@ -67,8 +67,9 @@ type Config struct {
 	// Default 15s.
 	PingTimeout time.Duration
 	// RequestTimeout bounds one send (immediate retries included) when the
-	// caller's context has no earlier deadline. Default 30s; negative
-	// disables.
+	// caller's context has no earlier deadline; sends starting within a
+	// sixteenth of it share one deadline, so a send gets between
+	// RequestTimeout and 17/16 of it. Default 30s; negative disables.
 	RequestTimeout time.Duration
 	// ConnRetries is how often one send is re-sent after its connection
 	// failed. Default 2.

@@ -22,6 +22,7 @@ import (
 	"github.com/sideshow/apns2/token"
 
 	"github.com/pushlane/pushlane/providers"
+	"github.com/pushlane/pushlane/providers/internal/deadline"
 	"github.com/pushlane/pushlane/providers/internal/h2post"
 )
 
@@ -33,6 +34,7 @@ type Sender struct {
 	token   *ProviderToken // nil with certificate auth
 	conns   *h2post.Pool
 	sem     chan struct{}
+	timeout *deadline.Shared
 	base    string // "/3/device/"
 	closed  atomic.Bool
 }
@@ -53,7 +55,8 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sender, e
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With(slog.String("provider", "apns"), slog.String("app", cfg.App))
-	s := &Sender{cfg: cfg, logger: logger, sem: make(chan struct{}, cfg.Concurrency), base: "/3/device/"}
+	s := &Sender{cfg: cfg, logger: logger, sem: make(chan struct{}, cfg.Concurrency),
+		timeout: deadline.New(cfg.RequestTimeout), base: "/3/device/"}
 
 	tlsCfg := &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
 	switch {
@@ -207,13 +210,8 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 		return providers.Result{Outcome: providers.Retryable, Reason: "Canceled", Err: ctx.Err()}
 	}
 	defer func() { <-s.sem }()
-	if s.cfg.RequestTimeout > 0 {
-		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > s.cfg.RequestTimeout {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
-			defer cancel()
-		}
-	}
+	ctx, cancel := s.timeout.Context(ctx, time.Now())
+	defer cancel()
 
 	refreshed := false
 	connFailures, notProcessed := 0, 0

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/oauth2/jwt"
 
 	"github.com/pushlane/pushlane/providers"
+	"github.com/pushlane/pushlane/providers/internal/deadline"
 	"github.com/pushlane/pushlane/providers/internal/h2post"
 )
 
@@ -44,7 +45,7 @@ type Sender struct {
 	tokens *tokenCache
 	closed atomic.Bool
 
-	deadlines *deadlines
+	deadlines *deadline.Shared
 
 	sdk    *sdkEncoder
 	header http.Header // the SDK's request headers but Authorization
@@ -87,7 +88,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sender, e
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Sender{cfg: cfg, sem: make(chan struct{}, cfg.Concurrency), deadlines: newDeadlines(cfg.RequestTimeout)}
+	s := &Sender{cfg: cfg, sem: make(chan struct{}, cfg.Concurrency), deadlines: deadline.New(cfg.RequestTimeout)}
 
 	tokenClient := cfg.HTTPClient
 	if cfg.HTTPClient != nil {
@@ -290,7 +291,7 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 			return providers.Result{Outcome: providers.Retryable, Reason: "Canceled", Err: fmt.Errorf("fcm: waiting for quota: %w", err)}
 		}
 	}
-	ctx, cancel := s.deadlines.context(ctx, time.Now())
+	ctx, cancel := s.deadlines.Context(ctx, time.Now())
 	defer cancel()
 	body := p.Body(tok)
 	reauthed := false

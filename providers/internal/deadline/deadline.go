@@ -1,4 +1,6 @@
-package fcm
+// Package deadline gives the senders' requests their timeout without a
+// context.WithTimeout per request.
+package deadline
 
 import (
 	"context"
@@ -6,14 +8,14 @@ import (
 	"time"
 )
 
-// deadlines gives sends their RequestTimeout. A context.WithTimeout per send
+// Shared gives sends their RequestTimeout. A context.WithTimeout per send
 // (a timer armed and stopped, a registration with the caller's context, five
 // allocations) cost about a microsecond, several per cent of a send, so the
 // sends of one caller context that start within the same sixteenth of
 // RequestTimeout share one context: each send's timeout is then between
 // RequestTimeout and 17/16 of it. At most one shared context is made per
 // slot; a send from another caller context in that slot gets its own.
-type deadlines struct {
+type Shared struct {
 	timeout, slot time.Duration
 	cur           atomic.Pointer[sharedDeadline]
 }
@@ -27,13 +29,14 @@ type sharedDeadline struct {
 	cancel context.CancelFunc
 }
 
-func newDeadlines(timeout time.Duration) *deadlines {
-	return &deadlines{timeout: timeout, slot: timeout / 16}
+// New returns a Shared for timeout; 0 or less means none.
+func New(timeout time.Duration) *Shared {
+	return &Shared{timeout: timeout, slot: timeout / 16}
 }
 
-// context returns the context for a send starting now with the caller's
+// Context returns the context for a send starting now with the caller's
 // ctx, and the function to call when it ends.
-func (ds *deadlines) context(ctx context.Context, now time.Time) (context.Context, context.CancelFunc) {
+func (ds *Shared) Context(ctx context.Context, now time.Time) (context.Context, context.CancelFunc) {
 	if ds.timeout <= 0 {
 		return ctx, noCancel
 	}

@@ -1,4 +1,4 @@
-package fcm
+package deadline
 
 import (
 	"context"
@@ -14,19 +14,19 @@ type uncomparableCtx struct {
 
 func TestDeadlinesShareOneContextPerSlotAndCaller(t *testing.T) {
 	const d = 16 * time.Second
-	ds := newDeadlines(d)
+	ds := New(d)
 	parent, stop := context.WithCancel(context.Background())
 	defer stop()
 	t0 := time.Now()
 
-	first, cancel := ds.context(parent, t0)
+	first, cancel := ds.Context(parent, t0)
 	defer cancel()
 	dl, ok := first.Deadline()
 	if !ok || dl.Sub(t0) < d || dl.Sub(t0) > d+d/16 {
 		t.Fatalf("deadline %v after start, want within [%v, %v]", dl.Sub(t0), d, d+d/16)
 	}
 	for _, at := range []time.Duration{0, time.Millisecond, d/16 - time.Nanosecond} {
-		c, cancel := ds.context(parent, t0.Add(at))
+		c, cancel := ds.Context(parent, t0.Add(at))
 		cancel()
 		if c != first {
 			t.Fatalf("send %v later got its own context", at)
@@ -36,7 +36,7 @@ func TestDeadlinesShareOneContextPerSlotAndCaller(t *testing.T) {
 		}
 	}
 	// The next slot: a new shared context, again at least d.
-	next, cancel2 := ds.context(parent, t0.Add(d/16))
+	next, cancel2 := ds.Context(parent, t0.Add(d/16))
 	defer cancel2()
 	if next == first {
 		t.Fatal("context reused past its slot")
@@ -48,7 +48,7 @@ func TestDeadlinesShareOneContextPerSlotAndCaller(t *testing.T) {
 	// send's end.
 	other, stopOther := context.WithCancel(context.Background())
 	defer stopOther()
-	own, cancelOwn := ds.context(other, t0.Add(d/16))
+	own, cancelOwn := ds.Context(other, t0.Add(d/16))
 	if own == next {
 		t.Fatal("another caller's send shared the context")
 	}
@@ -59,7 +59,7 @@ func TestDeadlinesShareOneContextPerSlotAndCaller(t *testing.T) {
 	// A caller deadline within RequestTimeout is kept as it is.
 	short, cancelShort := context.WithTimeout(parent, time.Second)
 	defer cancelShort()
-	if c, cancel := ds.context(short, time.Now()); c != short {
+	if c, cancel := ds.Context(short, time.Now()); c != short {
 		cancel()
 		t.Fatal("caller's earlier deadline replaced")
 	}
@@ -70,16 +70,16 @@ func TestDeadlinesShareOneContextPerSlotAndCaller(t *testing.T) {
 	}
 	// Contexts that cannot be compared are not shared, and do not panic.
 	u := uncomparableCtx{Context: context.Background(), f: func() {}}
-	ds2 := newDeadlines(d)
-	a, ca := ds2.context(u, t0)
-	b, cb := ds2.context(u, t0)
+	ds2 := New(d)
+	a, ca := ds2.Context(u, t0)
+	b, cb := ds2.Context(u, t0)
 	ca()
 	cb()
 	if a == b {
 		t.Fatal("uncomparable caller contexts shared a context")
 	}
 	// RequestTimeout off: the caller's context as it is.
-	if c, _ := newDeadlines(-1).context(parent, t0); c != parent {
+	if c, _ := New(-1).Context(parent, t0); c != parent {
 		t.Fatal("negative RequestTimeout wrapped the context")
 	}
 }
