@@ -78,7 +78,8 @@ func (r *Response) Get(name string) string {
 	return ""
 }
 
-// Pool sends requests over Config.Connections connections to one endpoint.
+// Pool sends requests over up to Config.Connections connections to one
+// endpoint.
 type Pool struct {
 	cfg       Config
 	addr      string // host:port to dial
