@@ -2,6 +2,8 @@ package apns_test
 
 import (
 	"context"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,6 +48,43 @@ func TestUnreachableEndpointIsRetryableTransportError(t *testing.T) {
 	r := s.Send(context.Background(), m, 5)
 	if r.Outcome != providers.Retryable || r.Reason != "TransportError" || r.Attempt != 5 || r.Err == nil {
 		t.Fatalf("result = %+v", r)
+	}
+}
+
+// Without a deadline of the caller's, Config.RequestTimeout ends a send the
+// server does not answer, and sends close together share one deadline.
+func TestRequestTimeout(t *testing.T) {
+	sim, key := startSim(t, nil)
+	s, _ := newSender(t, sim, key, func(c *apns.Config) { c.RequestTimeout = 200 * time.Millisecond })
+	m := alert()
+	m.Token = tok("a", 1)
+	// Open the connection first: on a slow machine (-race) that alone can
+	// take longer than RequestTimeout.
+	if r := s.Send(context.Background(), m, 1); r.Outcome != providers.Delivered {
+		t.Fatal(r)
+	}
+	sim.SetFault(apnssim.Fault{Latency: 3 * time.Second})
+	start := time.Now()
+	var wg sync.WaitGroup
+	results := make([]providers.Result, 5)
+	for i := range results {
+		wg.Go(func() {
+			m := alert()
+			m.Token = tok("c", i)
+			results[i] = s.Send(context.Background(), m, 1)
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	for i, r := range results {
+		if r.Outcome != providers.Retryable || r.Reason != "Canceled" || r.Err == nil || !strings.Contains(r.Err.Error(), "deadline exceeded") {
+			t.Errorf("send %d: %+v", i, r)
+		}
+	}
+	// Between RequestTimeout and 17/16 of it, plus scheduling; far below
+	// the 3 s the server takes.
+	if took < 200*time.Millisecond || took > 2*time.Second {
+		t.Errorf("five sends ended after %s, want 200ms–2s", took)
 	}
 }
 
