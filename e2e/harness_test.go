@@ -259,7 +259,6 @@ func (p *pipeline) StartNamed(stage, name string) *proc {
 // ClientID is the Kafka client id of replica name.
 func (p *pipeline) ClientID(name string) string { return p.Prefix + "-" + name }
 
-
 // StartAll starts one instance of every stage.
 func (p *pipeline) StartAll() map[string]*proc {
 	p.t.Helper()
