@@ -457,16 +457,7 @@ func (d *Dispatcher) writeResults(results []schemas.Result) bool {
 	if len(results) == 0 {
 		return true
 	}
-	recs := make([]*kgo.Record, 0, len(results))
-	for i := range results {
-		r, err := resultRecord(d.cfg.ResultsTopic, &results[i])
-		if err != nil {
-			d.log.Error("result not encoded", "err", err)
-			continue
-		}
-		recs = append(recs, r)
-	}
-	if !d.produceAll(recs) {
+	if !d.produceAll(resultRecords(d.cfg.ResultsTopic, results)) {
 		return false
 	}
 	for i := range results {

@@ -3,10 +3,13 @@ package dispatcher
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/pushlane/pushlane/pipeline/kafka"
 	"github.com/pushlane/pushlane/schemas"
 )
 
@@ -70,5 +73,41 @@ func BenchmarkAppendResult(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = appendResult(buf[:0], &r)
+	}
+}
+
+// resultRecords gives each result its own key, value and headers, whatever
+// the sizes (the shared buffer grows mid-call here) and batch ids.
+func TestResultRecordsEncodeEachResultApart(t *testing.T) {
+	at := time.Date(2026, 3, 20, 9, 0, 4, 0, time.UTC)
+	var results []schemas.Result
+	for i := range 7 {
+		r := schemas.Result{SchemaVersion: 1, ID: fmt.Sprint("id", i), CampaignID: "c", CampaignVersion: 1,
+			BatchID: fmt.Sprint("b", i/3), App: "shop", Token: fmt.Sprint("tok", i), Platform: "ios", Outcome: "delivered", At: at}
+		if i == 4 {
+			r.Reason = strings.Repeat("long ", 1000) // past the 512 bytes a result is given
+		}
+		results = append(results, r)
+	}
+	recs := resultRecords("results", results)
+	if len(recs) != len(results) {
+		t.Fatalf("%d records for %d results", len(recs), len(results))
+	}
+	for i, rec := range recs {
+		r := &results[i]
+		want, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Topic != "results" || string(rec.Key) != "shop/"+r.Token || !bytes.Equal(rec.Value, want) {
+			t.Errorf("record %d: topic %q key %q value %s, want key shop/%s value %s", i, rec.Topic, rec.Key, rec.Value, r.Token, want)
+		}
+		if len(rec.Headers) != 2 || rec.Headers[0].Key != kafka.HeaderSchema || string(rec.Headers[0].Value) != "result.v1" ||
+			rec.Headers[1].Key != kafka.HeaderBatchID || string(rec.Headers[1].Value) != r.BatchID {
+			t.Errorf("record %d headers %+v, want schema result.v1 and batch %s", i, rec.Headers, r.BatchID)
+		}
+		if cap(rec.Key) != len(rec.Key) || cap(rec.Value) != len(rec.Value) || cap(rec.Headers) != 2 {
+			t.Errorf("record %d: an append to its key, value or headers could reach the next record's", i)
+		}
 	}
 }

@@ -76,14 +76,41 @@ func sentResult(b *schemas.Batch, d *schemas.BatchDevice, provider string, r *pr
 	return res
 }
 
-// resultRecord encodes r for the results topic, keyed app/token so one
-// device's results stay in order on one partition.
-func resultRecord(topic string, r *schemas.Result) (*kgo.Record, error) {
-	v := appendResult(make([]byte, 0, 512), r)
-	return &kgo.Record{
-		Topic:   topic,
-		Key:     []byte(r.App + "/" + r.Token),
-		Value:   v,
-		Headers: []kgo.RecordHeader{{Key: kafka.HeaderSchema, Value: []byte("result.v1")}, {Key: kafka.HeaderBatchID, Value: []byte(r.BatchID)}},
-	}, nil
+// resultSchema is the schema header of every result record (franz-go
+// only reads header values, so all records share it).
+var resultSchema = []byte("result.v1")
+
+// resultRecords encodes results for the results topic, keyed app/token so
+// one device's results stay in order on one partition. The records, their
+// headers and their keys and values are carved out of a few allocations per
+// call rather than six per result: results are the dispatcher's busiest
+// output.
+func resultRecords(topic string, results []schemas.Result) []*kgo.Record {
+	recs := make([]kgo.Record, len(results))
+	out := make([]*kgo.Record, len(results))
+	headers := make([]kgo.RecordHeader, 2*len(results))
+	buf := make([]byte, 0, 512*len(results))
+	var batchID []byte
+	for i := range results {
+		r := &results[i]
+		if batchID == nil || string(batchID) != r.BatchID {
+			batchID = []byte(r.BatchID)
+		}
+		start := len(buf)
+		buf = append(buf, r.App...)
+		buf = append(buf, '/')
+		buf = append(buf, r.Token...)
+		keyEnd := len(buf)
+		buf = appendResult(buf, r)
+		h := headers[2*i : 2*i+2 : 2*i+2]
+		h[0] = kgo.RecordHeader{Key: kafka.HeaderSchema, Value: resultSchema}
+		h[1] = kgo.RecordHeader{Key: kafka.HeaderBatchID, Value: batchID}
+		// Full slice expressions: an append to one record's key or value
+		// can never run into the next record's bytes. When buf grows, the
+		// earlier records keep the old array, which stays alive through
+		// them.
+		recs[i] = kgo.Record{Topic: topic, Key: buf[start:keyEnd:keyEnd], Value: buf[keyEnd:len(buf):len(buf)], Headers: h}
+		out[i] = &recs[i]
+	}
+	return out
 }
