@@ -29,6 +29,16 @@ const (
 	streamRecvWindow = 65535 // the protocol's default: not announced
 	streamRecvUpdate = streamRecvWindow / 2
 	maxStreamID      = 1<<31 - 1
+	// flushEvery: a round that has written this many requests is flushed
+	// before it ends. A caller that wakes with a hundred answers at once
+	// (the dispatcher reads them in bursts) turns them into new requests
+	// one after another; holding them all until the last would leave the
+	// server idle meanwhile, and the bursts would grow. Against the pinned
+	// simulator the dispatcher's rate rose 7-25% in six of seven
+	// interleaved pairs of runs, with the simulator busy 89-94% of its core
+	// instead of 86-91%; the sender alone, whose bursts are small, did not
+	// change.
+	flushEvery = 32
 )
 
 // errUnusable is returned by Conn.start on a connection that takes no new
@@ -456,6 +466,7 @@ func (c *Conn) writeLoop() {
 			return
 		}
 		yielded := false
+		unflushed := 0 // requests written since the last flush
 		for {
 			c.mu.Lock()
 			if c.err != nil {
@@ -539,11 +550,18 @@ func (c *Conn) writeLoop() {
 			}
 			clear(batch)
 			clear(sendable)
+			if err == nil {
+				if unflushed += len(batch); unflushed >= flushEvery {
+					unflushed = 0
+					err = c.bw.Flush()
+				}
+			}
 			if err != nil {
 				c.fail(fmt.Errorf("h2post: write: %w", err))
 				return
 			}
 		}
+		unflushed = 0
 		if c.bw.Buffered() > 0 {
 			if err := c.bw.Flush(); err != nil {
 				c.fail(fmt.Errorf("h2post: write: %w", err))
