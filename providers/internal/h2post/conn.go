@@ -453,7 +453,7 @@ func (c *Conn) fail(err error) {
 }
 
 // writeLoop writes what is queued, round after round, and flushes when a
-// round finds nothing more to write.
+// round finds nothing more to write, or every flushEvery requests.
 func (c *Conn) writeLoop() {
 	var batch, sendable []*stream
 	var ctl control // swapped with c.ctrl each round

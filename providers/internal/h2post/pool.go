@@ -1,9 +1,9 @@
 // Package h2post is the senders' HTTP/2 client for their one request shape:
 // a POST with a small body answered by a small response. It keeps a few
-// connections to one endpoint; each has one writer goroutine that writes
-// every queued request's frames into one buffer and flushes once the queue
-// is empty, and one reader goroutine that hands each response to its
-// waiting caller.
+// connections to one endpoint, filled in order; each has one writer
+// goroutine that writes every queued request's frames into one buffer and
+// flushes once the queue is empty (or every 32 requests of a long round),
+// and one reader goroutine that hands each response to its waiting caller.
 //
 // It replaces golang.org/x/net/http2.Transport on the hot path because that
 // transport spends a goroutine, channels and two flushes (two TLS records,
