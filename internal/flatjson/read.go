@@ -107,37 +107,30 @@ func digits(raw []byte, i int) int {
 	return i
 }
 
-// Object reads a flat JSON object at raw[i] (after white space). Each key
-// must be a plain string found in keys, which gives each key its own bit,
-// and may appear once; for each member, value is called with the key's
-// bit and the index of its value, and returns the index after the value
-// (or !ok to give up). Object returns the bits of the keys seen and the
-// index after the closing brace.
-func Object(raw []byte, i int, keys map[string]int, value func(bit, i int) (next int, ok bool)) (seen, next int, ok bool) {
+// Members reads a JSON object at raw[i] (after white space) whose keys are
+// plain strings. For each member, member is called with the key and the
+// index of its value, and returns the index after the value (or !ok to
+// give up). Members returns the index after the closing brace.
+func Members(raw []byte, i int, member func(key []byte, i int) (next int, ok bool)) (next int, ok bool) {
 	i = SkipSpace(raw, i)
 	if i >= len(raw) || raw[i] != '{' {
-		return 0, i, false
+		return i, false
 	}
 	i = SkipSpace(raw, i+1)
 	if i < len(raw) && raw[i] == '}' {
-		return 0, i + 1, true
+		return i + 1, true
 	}
 	for {
 		key, next, ok := PlainString(raw, i)
 		if !ok {
-			return seen, i, false
+			return i, false
 		}
-		bit := keys[string(key)]
-		if bit == 0 || seen&bit != 0 {
-			return seen, i, false
-		}
-		seen |= bit
 		i = SkipSpace(raw, next)
 		if i >= len(raw) || raw[i] != ':' {
-			return seen, i, false
+			return i, false
 		}
-		if i, ok = value(bit, SkipSpace(raw, i+1)); !ok {
-			return seen, i, false
+		if i, ok = member(key, SkipSpace(raw, i+1)); !ok {
+			return i, false
 		}
 		i = SkipSpace(raw, i)
 		if i < len(raw) && raw[i] == ',' {
@@ -145,10 +138,28 @@ func Object(raw []byte, i int, keys map[string]int, value func(bit, i int) (next
 			continue
 		}
 		if i < len(raw) && raw[i] == '}' {
-			return seen, i + 1, true
+			return i + 1, true
 		}
-		return seen, i, false
+		return i, false
 	}
+}
+
+// Object reads a flat JSON object at raw[i] (after white space). Each key
+// must be a plain string found in keys, which gives each key its own bit,
+// and may appear once; for each member, value is called with the key's
+// bit and the index of its value, and returns the index after the value
+// (or !ok to give up). Object returns the bits of the keys seen and the
+// index after the closing brace.
+func Object(raw []byte, i int, keys map[string]int, value func(bit, i int) (next int, ok bool)) (seen, next int, ok bool) {
+	next, ok = Members(raw, i, func(key []byte, i int) (int, bool) {
+		bit := keys[string(key)]
+		if bit == 0 || seen&bit != 0 {
+			return i, false
+		}
+		seen |= bit
+		return value(bit, i)
+	})
+	return seen, next, ok
 }
 
 // Skip returns the index after the JSON value at raw[i] (after white
