@@ -39,7 +39,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		chunk: s.Histogram("pushlane_dispatcher_chunk_seconds", "One chunk: sends, results acknowledged, progress saved.",
 			[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}),
 		inflight:    s.Gauge("pushlane_dispatcher_inflight_sends", "Provider sends in flight."),
-		batchesBusy: s.Gauge("pushlane_dispatcher_inflight_batches", "Batches being sent (at most one per ready partition)."),
+		batchesBusy: s.Gauge("pushlane_dispatcher_inflight_batches", "Batches being sent (at most 4 per assigned ready partition)."),
 		parked: s.GaugeVec("pushlane_dispatcher_parked_batches", "Batches parked (all instances), by reason: paused campaign or halted app.",
 			"reason"),
 		retries: s.Counter("pushlane_dispatcher_retry_batches_total", "Retry batches written to the delay ladder."),
