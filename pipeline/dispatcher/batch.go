@@ -229,21 +229,40 @@ type sendJob struct {
 	token   string
 	attempt int
 	out     *sent
-	lim     *appLimit // released when the send is done
-	wg      *sync.WaitGroup
+	lim     *appLimit
+	// stop: a job that comes up after it is not started (its device
+	// stays without a result, for the next owner).
+	stop context.Context
+	wg   *sync.WaitGroup // the chunk's
 }
 
-// sendLoop runs sends until jobs is closed. The pool's goroutines live as
-// long as the dispatcher: a goroutine per send would grow (copy) its stack
-// through the HTTP/2 client on every send, a tenth of the CPU per send.
-func (d *Dispatcher) sendLoop(jobs <-chan sendJob) {
+// sendLoop runs sends until jobs is closed, and after each send the next
+// device waiting for its app's slot. The pool's goroutines live as long as
+// the dispatcher: a goroutine per send would grow (copy) its stack through
+// the HTTP/2 client on every send, a tenth of the CPU per send.
+func (d *Dispatcher) sendLoop(jobs <-chan *sendJob) {
 	for j := range jobs {
-		r := j.p.send(d.bg, j.token, j.attempt)
-		*j.out = sent{provider: j.p.provider, res: r, ok: true}
-		j.lim.release()
-		d.m.inflight.Dec()
-		j.wg.Done()
+		for j != nil {
+			d.runSend(j)
+			j = j.lim.next()
+		}
 	}
+}
+
+func (d *Dispatcher) runSend(j *sendJob) {
+	defer j.wg.Done()
+	if j.stop.Err() != nil {
+		return
+	}
+	if j.lim.rate != nil {
+		if err := j.lim.rate.Wait(j.stop); err != nil {
+			return
+		}
+	}
+	d.m.inflight.Inc()
+	r := j.p.send(d.bg, j.token, j.attempt)
+	*j.out = sent{provider: j.p.provider, res: r, ok: true}
+	d.m.inflight.Dec()
 }
 
 type sent struct {
@@ -258,6 +277,7 @@ type sent struct {
 // error means stop interrupted before anything could be saved.
 func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int, started time.Time) (credFail bool, err error) {
 	out := make([]sent, len(idx))
+	jobs := make([]sendJob, 0, len(idx))
 	var wg sync.WaitGroup
 	for k, i := range idx {
 		dev := &j.b.Devices[i]
@@ -266,12 +286,17 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int, started 
 			out[k] = sent{ok: true, res: providers.Result{Err: fmt.Errorf("app %s has no provider for platform %s", j.b.App, dev.Platform)}}
 			continue
 		}
-		if err := j.lim.acquire(stop); err != nil {
-			break // stopping: the rest of the chunk stays unsent
-		}
-		wg.Add(1)
-		d.m.inflight.Inc()
-		d.sends <- sendJob{p: p, token: dev.Token, attempt: j.b.Attempt, out: &out[k], lim: j.lim, wg: &wg}
+		jobs = append(jobs, sendJob{p: p, token: dev.Token, attempt: j.b.Attempt, out: &out[k], lim: j.lim, stop: stop, wg: &wg})
+	}
+	queued := make([]*sendJob, len(jobs))
+	for k := range jobs {
+		queued[k] = &jobs[k]
+	}
+	// A stop starts no more of them; the ones in flight finish, and the
+	// goroutines that ran them pass over the rest, so Wait returns.
+	wg.Add(len(queued))
+	for _, sj := range j.lim.submit(queued) {
+		d.sends <- sj
 	}
 	wg.Wait()
 

@@ -184,7 +184,7 @@ type Dispatcher struct {
 
 	// sends feeds the sender pool; its size is the sum of the apps'
 	// concurrency (each app's semaphore is taken before a job is queued).
-	sends    chan sendJob
+	sends    chan *sendJob
 	poolSize int
 
 	haltMu  sync.Mutex
@@ -197,27 +197,62 @@ type topicPartition struct {
 	partition int32
 }
 
-// appLimit bounds one app's sends in this dispatcher.
+// appLimit bounds one app's sends in this dispatcher: at most its
+// concurrency in flight, at most its rate started per second. Devices
+// waiting for a slot queue here in the order their chunks submitted them;
+// a sender goroutine that finishes a send takes the next one with the same
+// slot, so an answer turns into the next request without a hand-off
+// through the chunk's goroutine and the pool's channel (on one core, each
+// hand-off waits behind every goroutine an answer burst made runnable).
 type appLimit struct {
-	sem  chan struct{}
 	rate *rate.Limiter // nil: unlimited
+
+	mu      sync.Mutex
+	free    int        // slots not in use
+	pending []*sendJob // FIFO; pending[head:] wait for a slot
+	head    int
 }
 
-func (l *appLimit) acquire(ctx context.Context) error {
-	if l.rate != nil {
-		if err := l.rate.Wait(ctx); err != nil {
-			return err
-		}
+func newAppLimit(concurrency int) *appLimit { return &appLimit{free: concurrency} }
+
+// submit queues jobs behind those already waiting and returns the ones
+// that take a free slot now; the caller starts those.
+func (l *appLimit) submit(jobs []*sendJob) (start []*sendJob) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pending = append(l.pending, jobs...)
+	for l.free > 0 && l.head < len(l.pending) {
+		start = append(start, l.popLocked())
+		l.free--
 	}
-	select {
-	case l.sem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return start
 }
 
-func (l *appLimit) release() { <-l.sem }
+// next is called with a slot that just finished its send: it returns the
+// next waiting job, which keeps the slot, or nil after freeing it.
+func (l *appLimit) next() *sendJob {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.head < len(l.pending) {
+		return l.popLocked()
+	}
+	l.free++
+	return nil
+}
+
+func (l *appLimit) popLocked() *sendJob {
+	j := l.pending[l.head]
+	l.pending[l.head] = nil
+	l.head++
+	if l.head == len(l.pending) {
+		l.pending, l.head = l.pending[:0], 0
+	} else if l.head >= 1024 && l.head*2 >= len(l.pending) {
+		n := copy(l.pending, l.pending[l.head:])
+		clear(l.pending[n:])
+		l.pending, l.head = l.pending[:n], 0
+	}
+	return j
+}
 
 // New checks cfg and deps and builds a Dispatcher; it connects in Run.
 func New(cfg Config, deps Deps) (*Dispatcher, error) {
@@ -273,7 +308,7 @@ func New(cfg Config, deps Deps) (*Dispatcher, error) {
 			c = 200
 		}
 		d.poolSize += c
-		l := &appLimit{sem: make(chan struct{}, c)}
+		l := newAppLimit(c)
 		if a.RatePerSecond > 0 {
 			l.rate = rate.NewLimiter(rate.Limit(a.RatePerSecond), max(1, a.RatePerSecond/10))
 		}
@@ -317,7 +352,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return fmt.Errorf("dispatcher: %w", err)
 	}
 	d.cl = cl
-	d.sends = make(chan sendJob, d.poolSize)
+	d.sends = make(chan *sendJob, d.poolSize)
 	var pool sync.WaitGroup
 	for range d.poolSize {
 		pool.Go(func() { d.sendLoop(d.sends) })

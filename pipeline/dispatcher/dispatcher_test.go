@@ -495,3 +495,43 @@ func TestDispatchIgnoresBatchesOfAbortedTransactions(t *testing.T) {
 		t.Errorf("devices %d, sent twice %d; want 40, 0", d, dup)
 	}
 }
+
+// Each app is held to its concurrency across all the batches sending at
+// once, and to its rate: the sends of 60 devices at 40 a second (bursts of
+// 4) cannot span less than (60-4)/40 = 1.4 s.
+func TestDispatchHoldsAppsToConcurrencyAndRate(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, 2, nil)
+	apps, s := h.fakeApp("app1")
+	s.Latency = 5 * time.Millisecond
+	app := apps["app1"]
+	app.Concurrency = 3
+	apps["app1"] = app
+	rated, r := h.fakeApp("app2")
+	app2 := rated["app2"]
+	app2.RatePerSecond = 40
+	apps["app2"] = app2
+	h.start(dispatchtest.UniqueName("disp"), apps, nil)
+	now := time.Now()
+	for _, id := range []string{"c1", "c2", "c3"} {
+		h.write(batch(id, "c", "app1", 40, now))
+	}
+	h.write(batch("r1", "r", "app2", 60, now))
+	rs := h.readResults(180, 30*time.Second)
+	if len(rs) != 180 {
+		t.Fatalf("%d results, want 180", len(rs))
+	}
+	if d, dup := s.Devices(); d != 120 || dup != 0 {
+		t.Errorf("app1: delivered %d, %d twice; want 120, 0", d, dup)
+	}
+	if got := s.MaxInFlight(); got != 3 {
+		t.Errorf("app1 (concurrency 3): at most %d sends at once, want 3", got)
+	}
+	if d, dup := r.Devices(); d != 60 || dup != 0 {
+		t.Errorf("app2: delivered %d, %d twice; want 60, 0", d, dup)
+	}
+	sends := r.Sends()
+	if span := sends[len(sends)-1].At.Sub(sends[0].At); span < 1300*time.Millisecond {
+		t.Errorf("app2 (40/s): 60 sends within %v, want at least 1.4 s", span)
+	}
+}

@@ -26,7 +26,11 @@
 //     cancelled / expired result and sends nothing; a paused campaign or a
 //     halted app parks the batch.
 //  5. Send the next ChunkSize devices without a result, bounded by the
-//     app's concurrency and rate. Content is encoded once per batch,
+//     app's concurrency and rate: the chunk's devices queue behind those of
+//     the app's other chunks, and a sender that finishes a send takes the
+//     next one with its slot (no hand-off through the batch's goroutine,
+//     which on one core waits behind a whole burst of answers). Content is
+//     encoded once per batch,
 //     platform and locale text (providers.BatchSender.Prepare), not per
 //     device. Write their results (idempotent producer, key app/token,
 //     deterministic ResultID) and wait until all are acknowledged; then

@@ -21,6 +21,8 @@ type Sender struct {
 	rule     func(token string, attempt int) providers.Result
 	accepted map[string]int
 	sent     []Sent
+	inFlight int
+	maxIn    int
 }
 
 // Sent is one send the fake saw.
@@ -51,6 +53,15 @@ func (s *Sender) Send(ctx context.Context, m *providers.Message, attempt int) pr
 			return providers.Result{Outcome: providers.CredentialFailure, Attempt: attempt, Err: providers.ErrHalted}
 		}
 	}
+	s.mu.Lock()
+	s.inFlight++
+	s.maxIn = max(s.maxIn, s.inFlight)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inFlight--
+		s.mu.Unlock()
+	}()
 	if s.Latency > 0 {
 		select {
 		case <-time.After(s.Latency):
@@ -101,6 +112,13 @@ func (s *Sender) Devices() (devices, duplicates int) {
 		}
 	}
 	return devices, duplicates
+}
+
+// MaxInFlight returns the most sends that were in progress at once.
+func (s *Sender) MaxInFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxIn
 }
 
 // Sends returns every send seen, in order.
