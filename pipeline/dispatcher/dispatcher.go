@@ -182,8 +182,9 @@ type Dispatcher struct {
 	mu      sync.Mutex
 	workers map[topicPartition]*worker
 
-	// sends feeds the sender pool; its size is the sum of the apps'
-	// concurrency (each app's semaphore is taken before a job is queued).
+	// sends feeds the sender pool the jobs that took a free slot when
+	// their chunk was submitted; the pool is as large as the apps'
+	// concurrency together, so a send never waits here for a goroutine.
 	sends    chan *sendJob
 	poolSize int
 
