@@ -292,13 +292,20 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int, started 
 	for k := range jobs {
 		queued[k] = &jobs[k]
 	}
-	// A stop starts no more of them; the ones in flight finish, and the
-	// goroutines that ran them pass over the rest, so Wait returns.
 	wg.Add(len(queued))
 	for _, sj := range j.lim.submit(queued) {
 		d.sends <- sj
 	}
+	// A stop starts no more of them: the ones still queued are taken back
+	// at once (other chunks' devices may be queued ahead of them), and one
+	// a sender has just taken is passed over; the ones in flight finish.
+	unwatch := context.AfterFunc(stop, func() {
+		for range j.lim.withdraw(&wg) {
+			wg.Done()
+		}
+	})
 	wg.Wait()
+	unwatch()
 
 	now := time.Now()
 	results := make([]schemas.Result, 0, len(idx))

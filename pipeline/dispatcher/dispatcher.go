@@ -241,6 +241,26 @@ func (l *appLimit) next() *sendJob {
 	return nil
 }
 
+// withdraw takes the jobs of the chunk counted by wg that have not started
+// out of the queue and returns how many it took.
+func (l *appLimit) withdraw(wg *sync.WaitGroup) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	kept := l.pending[:l.head]
+	for _, j := range l.pending[l.head:] {
+		if j.wg != wg {
+			kept = append(kept, j)
+		}
+	}
+	n := len(l.pending) - len(kept)
+	clear(l.pending[len(kept):])
+	l.pending = kept
+	if l.head == len(l.pending) {
+		l.pending, l.head = l.pending[:0], 0
+	}
+	return n
+}
+
 func (l *appLimit) popLocked() *sendJob {
 	j := l.pending[l.head]
 	l.pending[l.head] = nil

@@ -87,3 +87,29 @@ func TestAppLimitLongQueueKeepsOrder(t *testing.T) {
 		t.Errorf("queue capacity %d after %d jobs", cap(l.pending), n)
 	}
 }
+
+// A stopping chunk takes back its queued devices at once, wherever they
+// wait; the others keep their order.
+func TestAppLimitWithdrawTakesBackOneChunk(t *testing.T) {
+	l := newAppLimit(1)
+	var a, b, c sync.WaitGroup
+	l.submit(jobsOf(&a, "a1", "a2"))
+	l.submit(jobsOf(&b, "b1", "b2", "b3"))
+	l.submit(jobsOf(&c, "c1"))
+	if n := l.withdraw(&b); n != 3 {
+		t.Fatalf("withdrew %d, want 3", n)
+	}
+	if n := l.withdraw(&b); n != 0 {
+		t.Errorf("second withdraw took %d, want 0", n)
+	}
+	var order []string
+	for j := l.next(); j != nil; j = l.next() {
+		order = append(order, j.token)
+	}
+	if len(order) != 2 || order[0] != "a2" || order[1] != "c1" {
+		t.Errorf("after withdrawing b the slot went to %v, want [a2 c1]", order)
+	}
+	if l.free != 1 || len(l.pending) != 0 {
+		t.Errorf("%d free, %d queued; want 1, 0", l.free, len(l.pending))
+	}
+}
