@@ -215,11 +215,7 @@ func TestDispatchClosesOutEarlyCancelledAndExpired(t *testing.T) {
 func TestDispatchCancelMidBatch(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 1, 1, nil)
-	apps, s := h.fakeApp("app1")
-	s.Latency = 20 * time.Millisecond
-	app := apps["app1"]
-	app.Concurrency = 1 // ~20 ms per device: 2000 devices take 40 s
-	apps["app1"] = app
+	apps, s := h.slowApp("app1", 20*time.Millisecond, 1) // 2000 devices take 40 s
 	h.start(dispatchtest.UniqueName("disp"), apps, nil)
 	h.write(batch("long", "c-long", "app1", 2000, time.Now()))
 	deadline := time.Now().Add(20 * time.Second)
@@ -390,11 +386,7 @@ func TestDispatchPauseParksAndResumeSends(t *testing.T) {
 func TestDispatchGracefulStopNoDuplicates(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 1, 2, nil)
-	apps, s := h.fakeApp("app1")
-	s.Latency = 5 * time.Millisecond
-	app := apps["app1"]
-	app.Concurrency = 2
-	apps["app1"] = app
+	apps, s := h.slowApp("app1", 5*time.Millisecond, 2)
 	group := dispatchtest.UniqueName("disp")
 	first := h.start(group, apps, nil)
 	h.write(batch("g1", "c1", "app1", 300, time.Now()))
@@ -502,11 +494,7 @@ func TestDispatchIgnoresBatchesOfAbortedTransactions(t *testing.T) {
 func TestDispatchHoldsAppsToConcurrencyAndRate(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 1, 2, nil)
-	apps, s := h.fakeApp("app1")
-	s.Latency = 5 * time.Millisecond
-	app := apps["app1"]
-	app.Concurrency = 3
-	apps["app1"] = app
+	apps, s := h.slowApp("app1", 5*time.Millisecond, 3)
 	rated, r := h.fakeApp("app2")
 	app2 := rated["app2"]
 	app2.RatePerSecond = 40

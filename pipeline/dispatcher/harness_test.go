@@ -142,6 +142,16 @@ func (h *harness) fakeApp(name string) (map[string]dispatcher.App, *dispatchtest
 	return map[string]dispatcher.App{name: {APNS: s, FCM: s, Concurrency: 50}}, s
 }
 
+// slowApp is fakeApp with a latency per send and a concurrency.
+func (h *harness) slowApp(name string, latency time.Duration, concurrency int) (map[string]dispatcher.App, *dispatchtest.Sender) {
+	apps, s := h.fakeApp(name)
+	s.Latency = latency
+	app := apps[name]
+	app.Concurrency = concurrency
+	apps[name] = app
+	return apps, s
+}
+
 // batch builds a batch of n devices with tokens <id>-tNNNN.
 func batch(id, campaign, app string, n int, sendAt time.Time) schemas.Batch {
 	b := schemas.Batch{
