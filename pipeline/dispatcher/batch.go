@@ -26,6 +26,8 @@ type job struct {
 	msgs *messages
 	// probe: this batch tests a halted app's credentials with one device.
 	probe bool
+	// observeLateness: the batch's first send is still to be measured.
+	observeLateness bool
 }
 
 // handle dispatches one ready record. It returns true when the record is
@@ -98,7 +100,9 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 		}
 	}
 	j.msgs = newMessages(b, app)
-	first := j.prog.Done.Count() == 0
+	// A batch resumed after a stop or crash had its lateness observed
+	// by the owner that started it.
+	j.observeLateness = j.prog.Done.Count() == 0
 	d.m.batchesBusy.Inc()
 	defer d.m.batchesBusy.Dec()
 	for {
@@ -110,11 +114,7 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 			break
 		}
 		started := time.Now()
-		if first {
-			d.m.lateness.Observe(started.Sub(b.SendAt).Seconds())
-			first = false
-		}
-		credFail, err := d.sendChunk(stop, j, idx, started)
+		credFail, err := d.sendChunk(stop, j, idx)
 		if err != nil {
 			return false
 		}
@@ -260,22 +260,24 @@ func (d *Dispatcher) runSend(j *sendJob) {
 		}
 	}
 	d.m.inflight.Inc()
+	start := time.Now()
 	r := j.p.send(d.bg, j.token, j.attempt)
-	*j.out = sent{provider: j.p.provider, res: r, ok: true}
+	*j.out = sent{provider: j.p.provider, res: r, ok: true, start: start}
 	d.m.inflight.Dec()
 }
 
 type sent struct {
 	provider string
 	res      providers.Result
-	ok       bool // a send was made (or refused locally)
+	ok       bool      // a send was made (or refused locally)
+	start    time.Time // the send's start: its lateness is measured here
 }
 
 // sendChunk sends devices idx with the app's concurrency, writes their
 // results, and saves progress. A stop lets the sends in flight finish but
 // starts no more. It reports whether a credential failure was seen; an
 // error means stop interrupted before anything could be saved.
-func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int, started time.Time) (credFail bool, err error) {
+func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (credFail bool, err error) {
 	out := make([]sent, len(idx))
 	jobs := make([]sendJob, 0, len(idx))
 	var wg sync.WaitGroup
@@ -306,6 +308,18 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int, started 
 	})
 	wg.Wait()
 	unwatch()
+	if j.observeLateness {
+		var first time.Time
+		for k := range out {
+			if st := out[k].start; !st.IsZero() && (first.IsZero() || st.Before(first)) {
+				first = st
+			}
+		}
+		if !first.IsZero() {
+			d.m.lateness.Observe(first.Sub(j.b.SendAt).Seconds())
+			j.observeLateness = false
+		}
+	}
 
 	now := time.Now()
 	results := make([]schemas.Result, 0, len(idx))
@@ -346,7 +360,7 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int, started 
 		case "":
 			outcome = schemas.OutcomeFailed
 		}
-		results = append(results, sentResult(j.b, dev, s.provider, &s.res, outcome, started, now))
+		results = append(results, sentResult(j.b, dev, s.provider, &s.res, outcome, s.start, now))
 		j.prog.Done = j.prog.Done.Set(i)
 	}
 	if halt != nil {

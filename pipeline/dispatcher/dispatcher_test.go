@@ -3,6 +3,7 @@ package dispatcher_test
 import (
 	"context"
 	"encoding/json"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -521,5 +522,27 @@ func TestDispatchHoldsAppsToConcurrencyAndRate(t *testing.T) {
 	sends := r.Sends()
 	if span := sends[len(sends)-1].At.Sub(sends[0].At); span < 1300*time.Millisecond {
 		t.Errorf("app2 (40/s): 60 sends within %v, want at least 1.4 s", span)
+	}
+}
+
+// A device's lateness is its own send's start: with one slot and 20 ms a
+// send, the tenth device of a chunk starts some 180 ms after the first,
+// and its result says so. The batch's lateness metric is its first send.
+func TestDispatchLatenessIsEachSendsStart(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, 1, nil)
+	apps, _ := h.slowApp("app1", 20*time.Millisecond, 1)
+	r := h.start(dispatchtest.UniqueName("disp"), apps, nil)
+	h.write(batch("l1", "c1", "app1", 10, time.Now()))
+	rs := h.readResults(10, 30*time.Second)
+	if len(rs) != 10 {
+		t.Fatalf("%d results, want 10", len(rs))
+	}
+	sort.Slice(rs, func(a, b int) bool { return rs[a].LatenessMs < rs[b].LatenessMs })
+	if spread := rs[9].LatenessMs - rs[0].LatenessMs; spread < 150 {
+		t.Errorf("lateness of the chunk's first and last send: %.1f and %.1f ms; want them at least 150 ms apart (9 sends of 20 ms between them)", rs[0].LatenessMs, rs[9].LatenessMs)
+	}
+	if n := dispatchtest.MetricValue(t, r.reg, "pushlane_dispatcher_lateness_seconds"); n != 1 {
+		t.Errorf("lateness observed %v times, want once for the batch", n)
 	}
 }
