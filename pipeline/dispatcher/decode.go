@@ -25,19 +25,35 @@ func decodeBatch(raw []byte) (*schemas.Batch, error) {
 
 var errUnsure = errors.New("fast path unsure")
 
+// fastDecodeBatch walks the batch object once: its "devices" member is
+// decoded where it stands, every other member only skipped, as the schema
+// reads those. Keys must be plain strings, "devices" must appear once, and
+// nothing may follow the object. (The envelope used to be read with
+// encoding/json, a map of raw messages, which scanned the whole batch
+// twice: 0.9 µs of the dispatcher's CPU per device.)
 func fastDecodeBatch(raw []byte) (*schemas.Batch, bool) {
-	start, end, ok := devicesSpan(raw)
-	if !ok {
-		return nil, false
-	}
-	devs, firstEnd, err := decodeDevices(raw[start:end])
-	if err != nil || len(devs) < 1 || len(devs) > schemas.MaxBatchDevices {
+	var devs []schemas.BatchDevice
+	found, firstEnd, end := false, 0, 0
+	next, ok := flatjson.Members(raw, 0, func(key []byte, i int) (int, bool) {
+		if string(key) != "devices" {
+			return flatjson.Skip(raw, i)
+		}
+		if found {
+			return i, false
+		}
+		found = true
+		var err error
+		devs, firstEnd, end, err = decodeDevices(raw, i)
+		return end, err == nil
+	})
+	if !ok || !found || flatjson.SkipSpace(raw, next) != len(raw) ||
+		len(devs) < 1 || len(devs) > schemas.MaxBatchDevices {
 		return nil, false
 	}
 	// The batch as it came, with the device list cut after its first
 	// device: everything but the other devices goes through the schema.
-	small := make([]byte, 0, len(raw)-(end-start)+firstEnd+1)
-	small = append(small, raw[:start+firstEnd]...)
+	small := make([]byte, 0, firstEnd+1+len(raw)-end)
+	small = append(small, raw[:firstEnd]...)
 	small = append(small, ']')
 	small = append(small, raw[end:]...)
 	b, err := schemas.DecodeBatch(small)
@@ -48,46 +64,23 @@ func fastDecodeBatch(raw []byte) (*schemas.Batch, bool) {
 	return b, true
 }
 
-// devicesSpan finds the value of the batch object's "devices" member
-// without reading the rest, which the schema reads: keys must be plain
-// strings, "devices" must appear once, and nothing may follow the object.
-// It used to be found with encoding/json (a map of raw messages), which
-// scanned the whole batch twice: 0.9 µs of the dispatcher's CPU per device.
-func devicesSpan(raw []byte) (start, end int, ok bool) {
-	found := false
-	next, ok := flatjson.Members(raw, 0, func(key []byte, i int) (int, bool) {
-		next, ok := flatjson.Skip(raw, i)
-		if ok && string(key) == "devices" {
-			if found {
-				return i, false
-			}
-			found, start, end = true, i, next
-		}
-		return next, ok
-	})
-	if !ok || !found || flatjson.SkipSpace(raw, next) != len(raw) {
-		return 0, 0, false
-	}
-	return start, end, true
-}
-
-// decodeDevices reads a JSON array of batch devices in one pass,
-// accepting only what the batch schema accepts for them: the six keys
-// exactly, each at most once, token and platform present, strings for the
-// strings, a non-negative integer for device_id, a token of 1 to 4096
+// decodeDevices reads the JSON array of batch devices at raw[i] in one
+// pass, accepting only what the batch schema accepts for them: the six
+// keys exactly, each at most once, token and platform present, strings for
+// the strings, a non-negative integer for device_id, a token of 1 to 4096
 // characters, platform ios or android. Anything else — including escapes
-// and nulls, which the schema may accept — is left to the schema.
-// It also returns the index after the first device.
-func decodeDevices(raw []byte) (devs []schemas.BatchDevice, firstEnd int, err error) {
-	i := flatjson.SkipSpace(raw, 0)
+// and nulls, which the schema may accept — is left to the schema. It also
+// returns the index after the first device and the index after the array.
+func decodeDevices(raw []byte, i int) (devs []schemas.BatchDevice, firstEnd, end int, err error) {
+	i = flatjson.SkipSpace(raw, i)
 	if i >= len(raw) || raw[i] != '[' {
-		return nil, 0, errUnsure
+		return nil, 0, 0, errUnsure
 	}
 	i = flatjson.SkipSpace(raw, i+1)
 	if i < len(raw) && raw[i] == ']' {
-		return nil, 0, nil // empty: the length rule rejects it
+		return nil, 0, i + 1, nil // empty: the length rule rejects it
 	}
-	out := make([]schemas.BatchDevice, 0, 1+len(raw)/100)
+	out := make([]schemas.BatchDevice, 0, 1+(len(raw)-i)/100)
 	var d schemas.BatchDevice
 	member := func(bit, i int) (int, bool) {
 		if bit == 1 { // device_id: digits only (no sign, fraction or exponent)
@@ -122,7 +115,7 @@ func decodeDevices(raw []byte) (devs []schemas.BatchDevice, firstEnd int, err er
 		d = schemas.BatchDevice{}
 		seen, next, ok := flatjson.Object(raw, i, deviceKeys, member)
 		if !ok || seen&(4|8) != 4|8 {
-			return nil, 0, errUnsure
+			return nil, 0, 0, errUnsure
 		}
 		if len(out) == 0 {
 			firstEnd = next
@@ -133,10 +126,10 @@ func decodeDevices(raw []byte) (devs []schemas.BatchDevice, firstEnd int, err er
 			i = flatjson.SkipSpace(raw, i+1)
 			continue
 		}
-		if i < len(raw) && raw[i] == ']' && flatjson.SkipSpace(raw, i+1) == len(raw) {
-			return out, firstEnd, nil
+		if i < len(raw) && raw[i] == ']' {
+			return out, firstEnd, i + 1, nil
 		}
-		return nil, 0, errUnsure
+		return nil, 0, 0, errUnsure
 	}
 }
 
