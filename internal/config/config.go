@@ -200,6 +200,9 @@ type Dispatcher struct {
 	// ChunkSize is the number of devices sent between checkpoints.
 	// Default 100.
 	ChunkSize int `koanf:"chunk_size"`
+	// ResultsLinger is how long the results producer waits to fill a
+	// batch before sending it. Default 20ms; 0 sends at once.
+	ResultsLinger time.Duration `koanf:"results_linger"`
 }
 
 // Feedback tunes cmd/feedback.

@@ -54,6 +54,7 @@ func Defaults() map[string]any {
 		"delay.tiers":                           22,
 		"dispatcher.max_attempts":               8,
 		"dispatcher.chunk_size":                 100,
+		"dispatcher.results_linger":             "20ms",
 		"feedback.suspect_strikes":              3,
 		"feedback.flush_rows":                   5000,
 		"feedback.flush_interval":               "1s",
@@ -329,6 +330,9 @@ func (c *Config) validate() []string {
 	}
 	if c.Dispatcher.ChunkSize < 1 {
 		add("dispatcher.chunk_size", "must be at least 1")
+	}
+	if c.Dispatcher.ResultsLinger < 0 || c.Dispatcher.ResultsLinger > time.Second {
+		add("dispatcher.results_linger", "must be between 0s and 1s")
 	}
 	if c.Feedback.SuspectStrikes < 0 {
 		add("feedback.suspect_strikes", "must not be negative")

@@ -76,6 +76,7 @@ func TestDefaults(t *testing.T) {
 		{"delay.tiers", cfg.Delay.Tiers, 22},
 		{"dispatcher.max_attempts", cfg.Dispatcher.MaxAttempts, 8},
 		{"dispatcher.chunk_size", cfg.Dispatcher.ChunkSize, 100},
+		{"dispatcher.results_linger", cfg.Dispatcher.ResultsLinger, 20 * time.Millisecond},
 		{"feedback.suspect_strikes", cfg.Feedback.SuspectStrikes, 3},
 		{"feedback.flush_rows", cfg.Feedback.FlushRows, 5000},
 		{"feedback.flush_interval", cfg.Feedback.FlushInterval, time.Second},
@@ -209,6 +210,8 @@ log:
   format: xml
 delay:
   tiers: 31
+dispatcher:
+  results_linger: 2s
 feedback:
   suspect_strikes: -1
   flush_interval: 0s
@@ -219,6 +222,7 @@ feedback:
 		"apps.shop.concurrency: must be at least 1",
 		"apps.shop.rate_per_second: must not be negative",
 		"delay.tiers: must be between 1 and 30",
+		"dispatcher.results_linger: must be between 0s and 1s",
 		"feedback.flush_interval: must be positive",
 		"feedback.suspect_strikes: must not be negative",
 		`kafka.sasl.mechanism: must be plain, scram-sha-256 or scram-sha-512, not "gssapi"`,
