@@ -55,8 +55,9 @@ type Config struct {
 	//
 	// Results are keyed by token, so they spread over every partition of
 	// the results topic, and the broker's cost is mostly per batch: on the
-	// pinned benchmark the broker spent 7-8 µs per result at 2ms, 5-6 µs
-	// at 10ms and 3-4 µs at 25ms, on the dispatcher's core. The cost of
+	// pinned benchmark the broker spent 7.3-8.2 µs per result at 2ms,
+	// 4.9-6.7 µs at 10ms and 3.0-4.1 µs at 25ms, on the dispatcher's core
+	// (docs/benchmarks.md, Dispatcher, Session 5). The cost of
 	// waiting is a chunk's progress checkpoint that much later (its results
 	// must be acknowledged first); sends are not delayed.
 	ResultsLinger time.Duration
