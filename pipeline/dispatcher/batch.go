@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -266,6 +267,17 @@ func (d *Dispatcher) runSend(j *sendJob) {
 	d.m.inflight.Dec()
 }
 
+// yieldEvery: a chunk's bookkeeping (its results, their records, its
+// progress) yields the core after each yieldEvery devices. The last answer
+// of a chunk wakes the chunk's goroutine, and Go runs the goroutine woken
+// last first: without the yields, 0.25-0.6 ms of bookkeeping ran ahead of
+// the senders holding the other answers of the same burst, whose next
+// requests then waited. The simulator, given nothing meanwhile, answered
+// in fewer, larger bursts. Interleaved on the pinned benchmark, the
+// yields were faster in 11 of 14 pairs of whole runs (means 23.8k against
+// 22.5k sends/s).
+const yieldEvery = 20
+
 type sent struct {
 	provider string
 	res      providers.Result
@@ -308,6 +320,8 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (credFai
 	})
 	wg.Wait()
 	unwatch()
+	// The rest is bookkeeping; see yieldEvery.
+	runtime.Gosched()
 	if j.observeLateness {
 		var first time.Time
 		for k := range out {
@@ -326,6 +340,9 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (credFai
 	var halt *providers.Result
 	haltProvider := ""
 	for k, i := range idx {
+		if k%yieldEvery == yieldEvery-1 {
+			runtime.Gosched()
+		}
 		s := out[k]
 		if !s.ok {
 			continue
@@ -524,7 +541,10 @@ func (d *Dispatcher) produceAll(recs []*kgo.Record) bool {
 			first  error
 		)
 		wg.Add(len(recs))
-		for _, r := range recs {
+		for k, r := range recs {
+			if k%yieldEvery == yieldEvery-1 {
+				runtime.Gosched()
+			}
 			d.cl.Produce(d.bg, r, func(r *kgo.Record, err error) {
 				if err != nil {
 					mu.Lock()
