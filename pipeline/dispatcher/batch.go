@@ -278,6 +278,14 @@ func (d *Dispatcher) runSend(j *sendJob) {
 // 22.5k sends/s).
 const yieldEvery = 20
 
+// yieldAfter yields the core after every yieldEvery items of a
+// bookkeeping loop; k is the item's index.
+func yieldAfter(k int) {
+	if k%yieldEvery == yieldEvery-1 {
+		runtime.Gosched()
+	}
+}
+
 type sent struct {
 	provider string
 	res      providers.Result
@@ -340,9 +348,7 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (credFai
 	var halt *providers.Result
 	haltProvider := ""
 	for k, i := range idx {
-		if k%yieldEvery == yieldEvery-1 {
-			runtime.Gosched()
-		}
+		yieldAfter(k)
 		s := out[k]
 		if !s.ok {
 			continue
@@ -542,9 +548,7 @@ func (d *Dispatcher) produceAll(recs []*kgo.Record) bool {
 		)
 		wg.Add(len(recs))
 		for k, r := range recs {
-			if k%yieldEvery == yieldEvery-1 {
-				runtime.Gosched()
-			}
+			yieldAfter(k)
 			d.cl.Produce(d.bg, r, func(r *kgo.Record, err error) {
 				if err != nil {
 					mu.Lock()
