@@ -454,8 +454,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	return runErr
 }
 
-// enqueue hands polled records to their partition's worker, pausing the
-// partition while the worker has a backlog so the poll never blocks.
+// enqueue hands polled records to their partition's worker, which pauses
+// the partition while it has a backlog so the poll never blocks.
 func (d *Dispatcher) enqueue(tp topicPartition, recs []*kgo.Record) {
 	d.mu.Lock()
 	w := d.workers[tp]
@@ -465,9 +465,7 @@ func (d *Dispatcher) enqueue(tp topicPartition, recs []*kgo.Record) {
 		go w.run()
 	}
 	d.mu.Unlock()
-	if w.push(recs) >= d.cfg.QueueRecords {
-		w.setPaused(true)
-	}
+	w.push(recs)
 }
 
 // onRevoked lets the revoked partitions' workers finish their chunk, then
@@ -530,9 +528,12 @@ type worker struct {
 	d  *Dispatcher
 	tp topicPartition
 
+	// fetch pauses and resumes the partition (the dispatcher's client).
+	fetch partitionPauser
+
 	mu     sync.Mutex
 	queue  []*kgo.Record // not started yet
-	paused bool
+	paused bool          // fetching paused; changed only with mu held
 	wake   chan struct{}
 
 	stopCtx context.Context // cancelled to stop after the current chunks
@@ -543,51 +544,66 @@ type worker struct {
 
 func newWorker(d *Dispatcher, tp topicPartition) *worker {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &worker{d: d, tp: tp, wake: make(chan struct{}, 1), stopCtx: ctx, cancel: cancel, done: make(chan struct{}),
+	return &worker{d: d, tp: tp, fetch: d.cl, wake: make(chan struct{}, 1), stopCtx: ctx, cancel: cancel, done: make(chan struct{}),
 		sending: make(chan struct{}, d.cfg.PartitionConcurrency)}
 }
 
-func (w *worker) push(recs []*kgo.Record) int {
+// partitionPauser is what a worker needs of *kgo.Client.
+type partitionPauser interface {
+	PauseFetchPartitions(map[string][]int32) map[string][]int32
+	ResumeFetchPartitions(map[string][]int32)
+}
+
+// push queues polled records and pauses the partition once the queue holds
+// QueueRecords. The length is judged under the same lock take resumes
+// under: judged after unlocking, the worker could empty the queue in
+// between, and a partition paused with nothing queued is never resumed
+// (take is what resumes it). That race stalled a CI run with a quarter of
+// a campaign unsent.
+func (w *worker) push(recs []*kgo.Record) {
 	w.mu.Lock()
 	w.queue = append(w.queue, recs...)
-	n := len(w.queue)
+	if len(w.queue) >= w.d.cfg.QueueRecords {
+		w.setPausedLocked(true)
+	}
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
-	return n
 }
 
-func (w *worker) setPaused(p bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+func (w *worker) setPausedLocked(p bool) {
 	if w.paused == p {
 		return
 	}
 	w.paused = p
 	parts := map[string][]int32{w.tp.topic: {w.tp.partition}}
 	if p {
-		w.d.cl.PauseFetchPartitions(parts)
+		w.fetch.PauseFetchPartitions(parts)
 	} else {
-		w.d.cl.ResumeFetchPartitions(parts)
+		w.fetch.ResumeFetchPartitions(parts)
 	}
 }
 
 func (w *worker) stop() { w.cancel() }
 
 // take removes the next record to start, unless a record with its key is
-// in flight (keys counts those).
-func (w *worker) take(keys map[string]int) (*kgo.Record, int) {
+// in flight (keys counts those), and resumes fetching once the queue is
+// down to half of QueueRecords.
+func (w *worker) take(keys map[string]int) *kgo.Record {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.queue) == 0 || keys[string(w.queue[0].Key)] > 0 {
-		return nil, len(w.queue)
+		return nil
 	}
 	r := w.queue[0]
 	w.queue[0] = nil
 	w.queue = w.queue[1:]
-	return r, len(w.queue)
+	if len(w.queue) <= w.d.cfg.QueueRecords/2 {
+		w.setPausedLocked(false)
+	}
+	return r
 }
 
 type slot struct {
@@ -607,12 +623,9 @@ func (w *worker) run() {
 	stopCh := w.stopCtx.Done()
 	for {
 		for !stopping && len(window) < w.d.cfg.PartitionWindow && (len(window) == 0 || windowBytes < w.d.cfg.PartitionWindowBytes) {
-			rec, left := w.take(keys)
+			rec := w.take(keys)
 			if rec == nil {
 				break
-			}
-			if left <= w.d.cfg.QueueRecords/2 {
-				w.setPaused(false)
 			}
 			s := &slot{rec: rec}
 			window = append(window, s)
