@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -295,7 +294,7 @@ func (s *stack) variant(name string, settings map[string]any) string {
 // proc is a running dispatcher binary.
 type proc struct {
 	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	log  *testenv.SyncBuffer
 	done chan error
 }
 
@@ -312,9 +311,8 @@ func (s *stack) startWith(path string, extra ...string) *proc {
 	// back at once instead of after the session timeout.
 	args := append([]string{"-config", path, "-migrate", "-halt-probe", "1s", "-instance", "test-1"}, extra...)
 	cmd := exec.Command(dispatcherBinary(s.t), args...)
-	p := &proc{cmd: cmd, log: &bytes.Buffer{}, done: make(chan error, 1)}
-	cmd.Stdout = p.log
-	cmd.Stderr = &syncWriter{w: p.log}
+	p := &proc{cmd: cmd, log: &testenv.SyncBuffer{}, done: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
@@ -329,17 +327,6 @@ func (s *stack) startWith(path string, extra ...string) *proc {
 		}
 	})
 	return p
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (w *syncWriter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(b)
 }
 
 func tail(s string, n int) string {

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -74,7 +73,7 @@ func benchOne(t *testing.B, bin string, n int) {
 	}
 	t.Logf("seeded %d devices in %s", n, time.Since(seedStart).Round(time.Millisecond))
 
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	cmd := exec.Command(bin, "-config", cfgPath, "-instance", "bench")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	// The PUSHLANE_BENCH switches are not config keys.
@@ -176,24 +175,3 @@ func benchOne(t *testing.B, bin string, n int) {
 		n, batches, took.Round(time.Millisecond), devices/took.Seconds(), batches/took.Seconds(), float64(stats.PeakRSSKiB)/1024, stats.CPU.Seconds(),
 		waitMySQL.Round(time.Millisecond), waitKafka.Round(time.Millisecond), strings.Fields(string(load))[0])
 }
-
-// syncBuffer is a bytes.Buffer safe for the child's writes and the test's
-// reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Clone(s.b.Bytes())
-}
-
-func (s *syncBuffer) String() string { return string(s.Bytes()) }
