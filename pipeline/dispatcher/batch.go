@@ -29,6 +29,34 @@ type job struct {
 	probe bool
 	// observeLateness: the batch's first send is still to be measured.
 	observeLateness bool
+	// saveCtx is for writing results and progress: it ends FinishTimeout
+	// after the stop does (see saveContext).
+	saveCtx context.Context
+}
+
+// saveContext returns the context results and progress are written with:
+// it ends FinishTimeout after stop ends, not before. Devices already sent
+// must get their results and progress, so an outage of Kafka or MySQL is
+// waited out for as long as it lasts while the dispatcher runs (giving up
+// would leave the batch unfinished and its partition stuck behind it);
+// once stopping, the wait is bounded so the stop completes.
+func (d *Dispatcher) saveContext(stop context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(d.bg)
+	go func() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-stop.Done():
+		}
+		t := time.NewTimer(d.cfg.FinishTimeout)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+			cancel()
+		}
+	}()
+	return ctx, cancel
 }
 
 // handle dispatches one ready record. It returns true when the record is
@@ -60,6 +88,9 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 		return d.deadLetter(stop, rec, fmt.Sprintf("app %q is not configured in this dispatcher", b.App))
 	}
 	j := &job{rec: rec, b: b, app: app, lim: d.limits[b.App]}
+	var cancelSave context.CancelFunc
+	j.saveCtx, cancelSave = d.saveContext(stop)
+	defer cancelSave()
 	if !d.retry(stop, "read progress of "+b.ID, func(ctx context.Context) (err error) {
 		j.prog, err = d.store.Progress(ctx, b.ID)
 		return err
@@ -115,13 +146,17 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 			break
 		}
 		started := time.Now()
-		credFail, err := d.sendChunk(stop, j, idx)
+		answered, credFail, err := d.sendChunk(stop, j, idx)
 		if err != nil {
 			return false
 		}
 		d.m.chunk.Observe(time.Since(started).Seconds())
 		if j.probe {
-			d.probeDone(j, credFail)
+			if answered == 0 {
+				d.probeUnanswered(j)
+			} else {
+				d.probeDone(j, credFail)
+			}
 		}
 		if credFail {
 			return d.park(stop, j, ParkHalted)
@@ -295,9 +330,10 @@ type sent struct {
 
 // sendChunk sends devices idx with the app's concurrency, writes their
 // results, and saves progress. A stop lets the sends in flight finish but
-// starts no more. It reports whether a credential failure was seen; an
-// error means stop interrupted before anything could be saved.
-func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (credFail bool, err error) {
+// starts no more. It reports how many sends the provider answered and
+// whether one was a credential failure; an error means stop interrupted
+// before anything could be saved.
+func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (answered int, credFail bool, err error) {
 	out := make([]sent, len(idx))
 	jobs := make([]sendJob, 0, len(idx))
 	var wg sync.WaitGroup
@@ -361,6 +397,7 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (credFai
 			j.prog.Done = j.prog.Done.Set(i)
 			continue
 		}
+		answered++
 		d.m.sends.WithLabelValues(j.b.App, s.provider, string(s.res.Outcome)).Inc()
 		d.m.sendLatency.WithLabelValues(j.b.App, s.provider).Observe(s.res.Latency.Seconds())
 		outcome := string(s.res.Outcome)
@@ -389,13 +426,13 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (credFai
 	if halt != nil {
 		d.haltApp(j.b.App, haltProvider, halt)
 	}
-	if !d.writeResults(results) {
-		return halt != nil, errors.New("results not written")
+	if !d.writeResults(j.saveCtx, results) {
+		return answered, halt != nil, errors.New("results not written")
 	}
 	if !d.saveProgress(j) {
-		return halt != nil, errors.New("progress not saved")
+		return answered, halt != nil, errors.New("progress not saved")
 	}
-	return halt != nil, nil
+	return answered, halt != nil, nil
 }
 
 // closeOut gives every device still without a result the outcome (expired,
@@ -413,7 +450,7 @@ func (d *Dispatcher) closeOut(stop context.Context, j *job, outcome, reason stri
 		j.prog.Done = j.prog.Done.Set(i)
 	}
 	if len(results) > 0 {
-		if !d.writeResults(results) || !d.saveProgress(j) {
+		if !d.writeResults(j.saveCtx, results) || !d.saveProgress(j) {
 			return false
 		}
 	}
@@ -519,14 +556,12 @@ func (d *Dispatcher) deadLetter(stop context.Context, rec *kgo.Record, reason st
 }
 
 // writeResults produces results and waits until every one is
-// acknowledged. Once devices were sent their results must be written, so
-// it keeps trying (a stop does not cut it short) until FinishTimeout
-// passes without success.
-func (d *Dispatcher) writeResults(results []schemas.Result) bool {
+// acknowledged, trying until ctx (a job's saveCtx) ends.
+func (d *Dispatcher) writeResults(ctx context.Context, results []schemas.Result) bool {
 	if len(results) == 0 {
 		return true
 	}
-	if !d.produceAll(resultRecords(d.cfg.ResultsTopic, results)) {
+	if !d.produceAll(ctx, resultRecords(d.cfg.ResultsTopic, results)) {
 		return false
 	}
 	for i := range results {
@@ -536,9 +571,10 @@ func (d *Dispatcher) writeResults(results []schemas.Result) bool {
 }
 
 // produceAll produces recs and waits for all of them, re-producing the
-// ones that failed, for up to FinishTimeout.
-func (d *Dispatcher) produceAll(recs []*kgo.Record) bool {
-	deadline := time.Now().Add(d.cfg.FinishTimeout)
+// ones that failed, until ctx ends. The records carry ctx: the client
+// retries a record without limit, and only a cancelled context fails one
+// it cannot deliver (when failing it is safe for the idempotent producer).
+func (d *Dispatcher) produceAll(ctx context.Context, recs []*kgo.Record) bool {
 	for len(recs) > 0 {
 		var (
 			wg     sync.WaitGroup
@@ -549,7 +585,7 @@ func (d *Dispatcher) produceAll(recs []*kgo.Record) bool {
 		wg.Add(len(recs))
 		for k, r := range recs {
 			yieldAfter(k)
-			d.cl.Produce(d.bg, r, func(r *kgo.Record, err error) {
+			d.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
 				if err != nil {
 					mu.Lock()
 					failed = append(failed, r)
@@ -565,12 +601,15 @@ func (d *Dispatcher) produceAll(recs []*kgo.Record) bool {
 		if len(failed) == 0 {
 			return true
 		}
-		if time.Now().After(deadline) {
+		if ctx.Err() != nil {
 			d.log.Error("records not written; their batch is left for the next owner", "records", len(failed), "err", first)
 			return false
 		}
 		d.log.Warn("produce failed; retrying", "records", len(failed), "err", first)
-		time.Sleep(500 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
 		recs = failed
 	}
 	return true
@@ -584,9 +623,7 @@ func (d *Dispatcher) produce(stop context.Context, what string, r *kgo.Record) b
 
 func (d *Dispatcher) saveProgress(j *job) bool {
 	p := j.prog
-	ctx, cancel := context.WithTimeout(d.bg, d.cfg.FinishTimeout)
-	defer cancel()
-	return d.retry(ctx, "save progress of "+j.b.ID, func(ctx context.Context) error {
+	return d.retry(j.saveCtx, "save progress of "+j.b.ID, func(ctx context.Context) error {
 		return d.store.SaveProgress(ctx, j.b.ID, p)
 	})
 }

@@ -100,9 +100,19 @@ func (s *MySQLStore) Park(ctx context.Context, p Parked) error {
 }
 
 // ListParked implements Store.
-func (s *MySQLStore) ListParked(ctx context.Context, limit int) ([]Parked, error) {
-	rows, err := s.db.QueryContext(ctx,
-		`SELECT batch_id, app, campaign_id, reason, send_at, expires_at, parked_at FROM dispatch_parked ORDER BY parked_at, batch_id LIMIT ?`, limit)
+func (s *MySQLStore) ListParked(ctx context.Context, afterAt time.Time, afterID string, limit int) ([]Parked, error) {
+	const cols = `SELECT batch_id, app, campaign_id, reason, send_at, expires_at, parked_at FROM dispatch_parked `
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	if afterAt.IsZero() {
+		rows, err = s.db.QueryContext(ctx, cols+`ORDER BY parked_at, batch_id LIMIT ?`, limit)
+	} else {
+		at := afterAt.UTC()
+		rows, err = s.db.QueryContext(ctx, cols+`WHERE parked_at > ? OR (parked_at = ? AND batch_id > ?) ORDER BY parked_at, batch_id LIMIT ?`,
+			at, at, afterID, limit)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dispatcher: list parked: %w", err)
 	}

@@ -83,6 +83,23 @@ func (d *Dispatcher) probeDone(j *job, refused bool) {
 	d.log.Info("halt probe succeeded; app resumed", "app", app)
 }
 
+// probeUnanswered ends a probe whose send the provider never answered (a
+// stop came before it started): that says nothing of the credentials, so
+// the app stays halted and the next probe comes at its time.
+func (d *Dispatcher) probeUnanswered(j *job) {
+	j.probe = false
+	app := j.b.App
+	d.haltMu.Lock()
+	delete(d.probing, app)
+	h, halted := d.halted[app]
+	d.haltMu.Unlock()
+	if halted {
+		// claimProbe let the app's sends through the senders' registry.
+		d.halt.Halt(app, h.Provider, h.Reason, nil)
+	}
+	d.log.Info("halt probe ended before its send; app stays halted", "app", app)
+}
+
 // parkLoop keeps this instance's halts in step with the store, and writes
 // parked batches back to the ready topic once their reason clears (or they
 // expire, or their campaign is cancelled: the dispatcher then writes their
@@ -98,31 +115,42 @@ func (d *Dispatcher) parkLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		halts := d.syncHalts(ctx)
-		parked, err := d.store.ListParked(ctx, 1000)
+		d.parkPass(ctx, lastProbeRelease)
+	}
+}
+
+// parkedPage is how many parked batches one query lists.
+const parkedPage = 1000
+
+// parkPass looks at every parked batch once, a page at a time (a paused
+// campaign of a million devices parks a thousand batches, and the ones
+// parked after it must still be seen), and releases those whose reason
+// cleared.
+func (d *Dispatcher) parkPass(ctx context.Context, lastProbeRelease map[string]time.Time) {
+	halts := d.syncHalts(ctx)
+	counts := map[string]float64{ParkPaused: 0, ParkHalted: 0}
+	probeReleased := map[string]bool{}
+	checkedFresh, fresh := false, false
+	var afterAt time.Time
+	var afterID string
+	for {
+		parked, err := d.store.ListParked(ctx, afterAt, afterID, parkedPage)
 		if err != nil {
 			if ctx.Err() == nil {
 				d.log.Warn("parked batches not listed", "err", err)
 			}
-			continue
+			return
 		}
-		counts := map[string]float64{ParkPaused: 0, ParkHalted: 0}
+		if len(parked) > 0 && !checkedFresh {
+			// Decisions on pause and cancel need a view that is caught up.
+			fctx, cancel := context.WithTimeout(ctx, d.cfg.ParkInterval)
+			fresh = d.control.WaitFresh(fctx, time.Now().Add(-d.cfg.MaxStaleness)) == nil
+			cancel()
+			checkedFresh = true
+		}
+		now := time.Now()
 		for _, p := range parked {
 			counts[p.Reason]++
-		}
-		for r, n := range counts {
-			d.m.parked.WithLabelValues(r).Set(n)
-		}
-		if len(parked) == 0 {
-			continue
-		}
-		// Decisions on pause and cancel need a view that is caught up.
-		fctx, cancel := context.WithTimeout(ctx, d.cfg.ParkInterval)
-		fresh := d.control.WaitFresh(fctx, time.Now().Add(-d.cfg.MaxStaleness)) == nil
-		cancel()
-		now := time.Now()
-		probeReleased := map[string]bool{}
-		for _, p := range parked {
 			release := false
 			switch {
 			case !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt):
@@ -147,6 +175,14 @@ func (d *Dispatcher) parkLoop(ctx context.Context) {
 				d.release(ctx, p.BatchID)
 			}
 		}
+		if len(parked) < parkedPage {
+			break
+		}
+		last := parked[len(parked)-1]
+		afterAt, afterID = last.ParkedAt, last.BatchID
+	}
+	for r, n := range counts {
+		d.m.parked.WithLabelValues(r).Set(n)
 	}
 }
 

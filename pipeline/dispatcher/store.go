@@ -98,9 +98,11 @@ type Store interface {
 
 	// Park stores p (replacing a parked copy of the same batch).
 	Park(ctx context.Context, p Parked) error
-	// ListParked returns up to limit parked batches, oldest first,
-	// without Key, Value and Headers.
-	ListParked(ctx context.Context, limit int) ([]Parked, error)
+	// ListParked returns up to limit parked batches, oldest first (by
+	// ParkedAt, then BatchID), after the one parked at afterAt with id
+	// afterID (a zero afterAt starts at the oldest), without Key, Value
+	// and Headers.
+	ListParked(ctx context.Context, afterAt time.Time, afterID string, limit int) ([]Parked, error)
 	// LoadParked returns a parked batch with its record, or false.
 	LoadParked(ctx context.Context, batchID string) (Parked, bool, error)
 	// Unpark removes a parked batch after it was written back, unless it
@@ -177,11 +179,14 @@ func (m *MemStore) Park(_ context.Context, p Parked) error {
 }
 
 // ListParked implements Store.
-func (m *MemStore) ListParked(_ context.Context, limit int) ([]Parked, error) {
+func (m *MemStore) ListParked(_ context.Context, afterAt time.Time, afterID string, limit int) ([]Parked, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]Parked, 0, len(m.parked))
 	for _, p := range m.parked {
+		if !afterAt.IsZero() && (p.ParkedAt.Before(afterAt) || p.ParkedAt.Equal(afterAt) && p.BatchID <= afterID) {
+			continue
+		}
 		p.Key, p.Value, p.Headers = nil, nil, nil
 		out = append(out, p)
 	}

@@ -3,6 +3,7 @@ package dispatcher_test
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,10 +88,43 @@ func storeSuite(t *testing.T, s dispatcher.Store) {
 	if err := s.Park(ctx, parked); err != nil { // parking again replaces
 		t.Fatal(err)
 	}
-	list, err := s.ListParked(ctx, 10)
+	list, err := s.ListParked(ctx, time.Time{}, "", 10)
 	if err != nil || len(list) != 2 || list[0].BatchID != "p1" || list[1].BatchID != "p2" || list[1].Reason != dispatcher.ParkHalted ||
 		!list[1].ExpiresAt.IsZero() || !list[0].ExpiresAt.Equal(now.Add(time.Hour)) || list[0].Value != nil {
 		t.Fatalf("ListParked: %+v, %v", list, err)
+	}
+	// Pages: three more batches parked in the same millisecond as p2, so
+	// the page boundary falls inside a tie of parked_at.
+	for _, id := range []string{"p2a", "p2c", "p2b"} {
+		tie := later
+		tie.BatchID = id
+		if err := s.Park(ctx, tie); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var paged []string
+	var afterAt time.Time
+	afterID := ""
+	for range 10 {
+		page, err := s.ListParked(ctx, afterAt, afterID, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range page {
+			paged = append(paged, p.BatchID)
+		}
+		if len(page) < 2 {
+			break
+		}
+		afterAt, afterID = page[1].ParkedAt, page[1].BatchID
+	}
+	if got := strings.Join(paged, " "); got != "p1 p2 p2a p2b p2c" {
+		t.Fatalf("ListParked in pages of 2: %s, want p1 p2 p2a p2b p2c", got)
+	}
+	for _, id := range []string{"p2a", "p2b", "p2c"} {
+		if err := s.Unpark(ctx, id, later.ParkedAt); err != nil {
+			t.Fatal(err)
+		}
 	}
 	full, ok, err := s.LoadParked(ctx, "p1")
 	if err != nil || !ok || string(full.Value) != `{"x":1}` || string(full.Key) != "p1" || full.Headers["pushlane-send-at"] != "123" {

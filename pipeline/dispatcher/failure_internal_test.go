@@ -1,0 +1,297 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/time/rate"
+
+	"github.com/pushlane/pushlane/pipeline/delay"
+	"github.com/pushlane/pushlane/providers"
+	"github.com/pushlane/pushlane/schemas"
+)
+
+// These tests drive the dispatcher's parts against an in-process broker
+// (kfake) and MemStore, to reach failure paths the integration tests can
+// only hit by timing: outages longer than FinishTimeout, a stop during a
+// probe, more parked batches than one listing returns.
+
+type stubControl struct {
+	mu     sync.Mutex
+	paused map[string]bool
+}
+
+func (c *stubControl) Cancelled(string) bool { return false }
+
+func (c *stubControl) Paused(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.paused[id]
+}
+
+func (c *stubControl) WaitFresh(context.Context, time.Time) error { return nil }
+
+// countingSender delivers every message and counts sends per token.
+type countingSender struct {
+	mu   sync.Mutex
+	sent map[string]int
+}
+
+func (s *countingSender) Send(_ context.Context, m *providers.Message, attempt int) providers.Result {
+	s.mu.Lock()
+	s.sent[m.Token]++
+	s.mu.Unlock()
+	return providers.Result{Outcome: providers.Delivered, Status: 200, Attempt: attempt}
+}
+
+func (s *countingSender) Close() error { return nil }
+
+func (s *countingSender) count(token string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sent[token]
+}
+
+// outageStore is a MemStore whose SaveProgress fails while down is set.
+type outageStore struct {
+	*MemStore
+	down  atomic.Bool
+	saves atomic.Int64 // failed attempts
+}
+
+func (s *outageStore) SaveProgress(ctx context.Context, id string, p Progress) error {
+	if s.down.Load() {
+		s.saves.Add(1)
+		return errors.New("dial tcp 127.0.0.1:3306: connect: connection refused")
+	}
+	return s.MemStore.SaveProgress(ctx, id, p)
+}
+
+// testDispatcher is a Dispatcher wired as Run wires it, on a kfake broker,
+// with FinishTimeout 300ms.
+func testDispatcher(t *testing.T, store Store, ctrl ControlView) (*Dispatcher, *countingSender) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "ready", "results", "dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	s := &countingSender{sent: map[string]int{}}
+	cfg := Config{Group: "g", Ladder: delay.Ladder{Ready: "ready"}, ResultsTopic: "results", DeadLetterTopic: "dlq",
+		ChunkSize: 10, FinishTimeout: 300 * time.Millisecond, ResultsLinger: -1, ParkInterval: 50 * time.Millisecond}
+	d, err := New(cfg, Deps{Apps: map[string]App{"app1": {APNS: s, FCM: s, Concurrency: 4}}, Control: ctrl, Store: store,
+		Metrics: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ProducerLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	d.cl, d.bg = cl, context.Background()
+	d.sends = make(chan *sendJob, d.poolSize)
+	var pool sync.WaitGroup
+	for range d.poolSize {
+		pool.Go(func() { d.sendLoop(d.sends) })
+	}
+	t.Cleanup(func() { close(d.sends); pool.Wait() })
+	return d, s
+}
+
+// readyRecord is batch id of n iOS devices (tokens id-t0, id-t1, ...), due
+// now, at offset of partition 0.
+func readyRecord(t *testing.T, id string, n int, offset int64) *kgo.Record {
+	t.Helper()
+	b := schemas.Batch{SchemaVersion: schemas.SchemaVersion, ID: id, CampaignID: "c1", CampaignVersion: 1, App: "app1",
+		Attempt: 1, SendAt: time.Now().UTC(), Content: schemas.Content{Title: "Hello", Body: "World"}}
+	for i := range n {
+		b.Devices = append(b.Devices, schemas.BatchDevice{DeviceID: int64(i + 1), Token: fmt.Sprintf("%s-t%d", id, i), Platform: schemas.PlatformIOS})
+	}
+	v, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := delay.BatchRecord("ready", id, b.CampaignID, b.SendAt, time.Time{}, v)
+	r.Partition, r.Offset = 0, offset
+	return r
+}
+
+// A MySQL outage longer than FinishTimeout, with no stop: the chunk's
+// progress is retried until MySQL is back, nothing is sent twice, and the
+// partition goes on with the batches behind it. (Before, the batch gave up
+// after FinishTimeout, the worker took that for a stop and exited while
+// still registered, and every later batch of the partition was queued
+// into it and never sent.)
+func TestOutageLongerThanFinishTimeoutIsWaitedOut(t *testing.T) {
+	store := &outageStore{MemStore: NewMemStore()}
+	d, s := testDispatcher(t, store, &stubControl{})
+	tp := topicPartition{"ready", 0}
+	w := newWorker(d, tp)
+	f := &fakePauser{}
+	w.fetch = f
+	d.workers[tp] = w
+	go w.run()
+	t.Cleanup(w.stop)
+
+	store.down.Store(true)
+	d.enqueue(tp, []*kgo.Record{readyRecord(t, "A", 2, 0)})
+	time.Sleep(4 * d.cfg.FinishTimeout)
+	for i, id := range []string{"B", "C", "D", "E", "F"} {
+		d.enqueue(tp, []*kgo.Record{readyRecord(t, id, 2, int64(i+1))})
+	}
+	select {
+	case <-w.done:
+		t.Fatal("the worker exited during the outage, without a stop")
+	default:
+	}
+	if n := store.saves.Load(); n < 2 {
+		t.Fatalf("%d failed progress saves during the outage, want at least 2 (it must keep trying)", n)
+	}
+	store.down.Store(false)
+
+	ids := []string{"A", "B", "C", "D", "E", "F"}
+	allFinished := func() bool {
+		for _, id := range ids {
+			if p, _ := store.Progress(context.Background(), id); !p.Finished {
+				return false
+			}
+		}
+		return true
+	}
+	// The progress save backs off up to 5 s between attempts.
+	deadline := time.Now().Add(15 * time.Second)
+	for !allFinished() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, id := range ids {
+		for k := range 2 {
+			if n := s.count(fmt.Sprintf("%s-t%d", id, k)); n != 1 {
+				t.Errorf("%s-t%d sent %d times, want once", id, k, n)
+			}
+		}
+		if p, _ := store.Progress(context.Background(), id); !p.Finished {
+			t.Errorf("batch %s not finished", id)
+		}
+	}
+	if paused, _, _ := f.state(); paused {
+		t.Error("the partition is still paused with every batch finished")
+	}
+}
+
+// With the results topic unreachable, results are waited for while the
+// dispatcher runs, and given up FinishTimeout after a stop, so the stop
+// (and a rebalance's revoke) completes.
+func TestResultsWaitForKafkaUntilFinishTimeoutAfterStop(t *testing.T) {
+	d, _ := testDispatcher(t, NewMemStore(), &stubControl{})
+	dead, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"), kgo.ProducerLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	d.cl = dead
+	b := &schemas.Batch{ID: "A", App: "app1", CampaignID: "c1", Attempt: 1, SendAt: time.Now()}
+	dev := &schemas.BatchDevice{Token: "t0", Platform: schemas.PlatformIOS}
+
+	stop, stopNow := context.WithCancel(context.Background())
+	defer stopNow()
+	saveCtx, cancel := d.saveContext(stop)
+	defer cancel()
+	res := make(chan bool, 1)
+	go func() {
+		res <- d.writeResults(saveCtx, []schemas.Result{newResult(b, dev, schemas.OutcomeDelivered, time.Now())})
+	}()
+	select {
+	case ok := <-res:
+		t.Fatalf("writeResults returned %v while running, with Kafka unreachable; want it to keep trying", ok)
+	case <-time.After(5 * d.cfg.FinishTimeout):
+	}
+	stopped := time.Now()
+	stopNow()
+	select {
+	case ok := <-res:
+		if ok {
+			t.Fatal("writeResults reported success with Kafka unreachable")
+		}
+		if took := time.Since(stopped); took < d.cfg.FinishTimeout {
+			t.Errorf("gave up %s after the stop, before FinishTimeout (%s)", took, d.cfg.FinishTimeout)
+		}
+	case <-time.After(d.cfg.FinishTimeout + 5*time.Second):
+		t.Fatalf("writeResults still blocked %s after the stop (FinishTimeout %s)", time.Since(stopped).Round(time.Millisecond), d.cfg.FinishTimeout)
+	}
+}
+
+// One pass of the park loop looks at every parked batch, not just the
+// first page: a batch parked behind a thousand batches of a campaign that
+// stays paused is released once its own campaign is resumed.
+func TestParkPassSeesBatchesBeyondOnePage(t *testing.T) {
+	store := NewMemStore()
+	ctrl := &stubControl{paused: map[string]bool{"big": true}}
+	d, _ := testDispatcher(t, store, ctrl)
+	ctx := context.Background()
+	base := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
+	park := func(id, campaign string, at time.Time) {
+		if err := store.Park(ctx, Parked{BatchID: id, App: "app1", CampaignID: campaign, Reason: ParkPaused,
+			SendAt: base, ParkedAt: at, Key: []byte(id), Value: []byte("v"), Headers: map[string]string{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range parkedPage + 1 {
+		park(fmt.Sprintf("big-%04d", i), "big", base.Add(time.Duration(i)*time.Millisecond))
+	}
+	park("small-0", "small", base.Add(time.Minute)) // "small" has been resumed
+
+	d.parkPass(ctx, map[string]time.Time{})
+	if _, still, _ := store.LoadParked(ctx, "small-0"); still {
+		t.Fatalf("small-0 (campaign resumed) still parked after a pass: it sorts after %d batches of a paused campaign", parkedPage+1)
+	}
+	if left, _ := store.ListParked(ctx, time.Time{}, "", 2*parkedPage); len(left) != parkedPage+1 {
+		t.Fatalf("%d batches left parked, want the %d of the paused campaign", len(left), parkedPage+1)
+	}
+}
+
+// A probe whose send never started (the stop came while it waited for
+// the app's rate limit) says nothing of the credentials: the halt stays,
+// in the store and in the senders' registry.
+func TestProbeStoppedBeforeItsSendKeepsTheHalt(t *testing.T) {
+	store := NewMemStore()
+	d, s := testDispatcher(t, store, &stubControl{})
+	lim := newAppLimit(4)
+	lim.rate = rate.NewLimiter(1, 1)
+	lim.rate.Allow() // this second's token is spent: the probe's send waits ~1 s
+	d.limits["app1"] = lim
+	past := time.Now().Add(-time.Minute)
+	h := Halt{App: "app1", Provider: ProviderAPNs, Reason: "BadCertificate", Since: past, ProbeAt: past}
+	if err := store.SetHalt(context.Background(), h); err != nil {
+		t.Fatal(err)
+	}
+	d.halted["app1"] = h
+	d.halt.Halt("app1", ProviderAPNs, h.Reason, nil)
+
+	stop, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	if ok := d.handle(stop, readyRecord(t, "P", 3, 0), make(chan struct{}, 1)); ok {
+		t.Error("handle reported the batch done although the stop came before any send")
+	}
+	if n := s.count("P-t0"); n != 0 {
+		t.Fatalf("the probe's device was sent %d times; the test needs the stop to come first", n)
+	}
+	if halts, _ := store.Halts(context.Background()); len(halts) != 1 {
+		t.Errorf("%d halts in the store after an unanswered probe, want the app's 1", len(halts))
+	}
+	if _, halted := d.halt.Halted("app1"); !halted {
+		t.Error("the senders' registry lets app1 through after an unanswered probe")
+	}
+	if !d.appHalted("app1") {
+		t.Error("this dispatcher no longer sees app1 halted")
+	}
+}
