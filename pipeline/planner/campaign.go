@@ -257,7 +257,10 @@ func (p *Planner) save(ctx context.Context, rec CampaignRecord) error {
 	if len(rec.Reason) > 1024 {
 		rec.Reason = rec.Reason[:1021] + "..."
 	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// Not cut short by a stop: the status belongs to the chunk being
+	// committed, and a stop must not turn a finished campaign into an
+	// aborted transaction.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	return p.store.SaveCampaign(sctx, rec)
 }
@@ -612,10 +615,17 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 	for {
 		var msg pageMsg
 		waitStart := time.Now()
+		stopping := false
 		select {
 		case msg = <-pages:
 			readWait += time.Since(waitStart)
+			// A read the stop cancelled fails too: that is the stop, not a
+			// MySQL failure (select picks either when both are ready).
+			stopping = msg.err != nil && ctx.Err() != nil
 		case <-ctx.Done():
+			stopping = true
+		}
+		if stopping {
 			// Stop at a page boundary: commit what the open chunk holds.
 			res, ok, err := checkpoint()
 			if err != nil || !ok {

@@ -324,6 +324,7 @@ func (p *Planner) sessionOpts() ([]kgo.Opt, error) {
 			}
 		}),
 		kgo.MaxBufferedBytes(p.cfg.MaxBufferedBytes),
+		kgo.RecordDeliveryTimeout(p.cfg.TransactionTimeout),
 		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.WithLogger(kgoLogger{p.log}),
 	), nil

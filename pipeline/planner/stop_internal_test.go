@@ -1,0 +1,217 @@
+package planner
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// ctxStore is memStore whose read number block behaves like a MySQL query
+// in flight at SIGTERM: it returns only when its context ends, with the
+// context's error.
+type ctxStore struct {
+	*memStore
+	block int64
+	n     atomic.Int64
+}
+
+func (s *ctxStore) ReadDevices(ctx context.Context, q AudienceQuery, part int, afterID int64, limit int, page *Page) (int64, bool, error) {
+	if s.n.Add(1) == s.block {
+		<-ctx.Done()
+		return afterID, false, ctx.Err()
+	}
+	return s.memStore.ReadDevices(ctx, q, part, afterID, limit, page)
+}
+
+// A planner stopped mid-campaign commits its open chunk with a checkpoint,
+// also when a MySQL read is in flight at the stop: the reader turns the
+// cancellation into a read error, and the planner must take that for the
+// stop it is, not for a MySQL failure that aborts the chunk. Twelve runs,
+// because the two arrive together and select picks either.
+func TestStopDuringAReadCommitsTheOpenChunk(t *testing.T) {
+	aborted := 0
+	const runs = 12
+	for i := range runs {
+		h := newKfakeHarness(t)
+		mem := h.store.(*memStore)
+		seed(mem, "app", 1, 1000)
+		h.store = &ctxStore{memStore: mem, block: 3}
+		h.cfg.BatchesPerTransaction = 100 // one open chunk for the whole test
+		h.publishCampaign(segmentCampaign("c", 10))
+		atHook := make(chan struct{})
+		release := make(chan struct{})
+		r := h.start(func(ev hookEvent) error {
+			if ev.batches == 7 { // inside page 2, while read 3 is in flight
+				close(atHook)
+				<-release
+			}
+			return nil
+		})
+		<-atHook
+		r.cancel()                         // SIGTERM
+		time.Sleep(100 * time.Millisecond) // the reader sees its query fail
+		close(release)
+		if err := r.stop(t); err != nil {
+			t.Fatal(err)
+		}
+		offs, err := h.adm.FetchOffsetsForTopics(kadm.RequireStable(context.Background()), "t-planner", h.cfg.Kafka.Topics.Campaigns.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ck checkpoint
+		found := false
+		offs.Each(func(o kadm.OffsetResponse) {
+			if c, ok := decodeCheckpoint(o.Metadata); ok {
+				ck, found = c, true
+			}
+		})
+		mysqlRetries := counterValue(t, r.p.m.retries.WithLabelValues("mysql"))
+		t.Logf("run %d: checkpoint committed=%v chunks=%d devices=%d, mysql retries=%v", i, found, ck.Chunks, ck.Totals[0], mysqlRetries)
+		if !found {
+			aborted++
+		}
+	}
+	if aborted > 0 {
+		t.Errorf("%d of %d stops aborted the open chunk instead of committing it", aborted, runs)
+	}
+}
+
+// ctxSaveStore is memStore whose SaveCampaign fails once its context has
+// ended, as MySQL's ExecContext does.
+type ctxSaveStore struct{ *memStore }
+
+func (s ctxSaveStore) SaveCampaign(ctx context.Context, r CampaignRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.memStore.SaveCampaign(ctx, r)
+}
+
+// A stop that lands while the last page is processed may be seen after
+// the audience's end: the campaign's final save must not run on the
+// cancelled context, fail, and abort the whole last chunk as a MySQL
+// failure.
+func TestStopAtTheAudienceEndCommits(t *testing.T) {
+	lost := 0
+	const runs = 12
+	for i := range runs {
+		h := newKfakeHarness(t)
+		mem := h.store.(*memStore)
+		seed(mem, "app", 1, 100)
+		h.store = ctxSaveStore{mem}
+		h.cfg.BatchesPerTransaction = 100
+		h.publishCampaign(segmentCampaign("c", 10))
+		atHook := make(chan struct{})
+		release := make(chan struct{})
+		r := h.start(func(ev hookEvent) error {
+			if ev.batches == 10 { // the last batch; the reader has already queued the end
+				close(atHook)
+				<-release
+			}
+			return nil
+		})
+		<-atHook
+		r.cancel()
+		time.Sleep(50 * time.Millisecond)
+		close(release)
+		if err := r.stop(t); err != nil {
+			t.Fatal(err)
+		}
+		offs, err := h.adm.FetchOffsetsForTopics(kadm.RequireStable(context.Background()), "t-planner", h.cfg.Kafka.Topics.Campaigns.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum int64
+		var meta string
+		offs.Each(func(o kadm.OffsetResponse) {
+			if o.At > 0 {
+				sum += o.At
+			}
+			meta += o.Metadata
+		})
+		_, saved := mem.campaign("c", 1)
+		t.Logf("run %d: committed offset sum %d, checkpoint %v, saved %v, mysql retries %v", i, sum, meta != "", saved,
+			counterValue(t, r.p.m.retries.WithLabelValues("mysql")))
+		if sum == 0 && meta == "" { // neither finished nor checkpointed
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Errorf("%d of %d stops committed nothing (chunk aborted)", lost, runs)
+	}
+}
+
+// While the brokers refuse every produce (a retriable error), a stop still
+// ends Run: a chunk's commit waits for its records, and without a delivery
+// timeout the client retried them for ever.
+func TestStopWhileBrokersRefuseProducesReturns(t *testing.T) {
+	cfg := testConfig(nil, "t")
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, cfg.Kafka.Topics.Campaigns.Name),
+		kfake.SeedTopics(3, append([]string{cfg.Kafka.Topics.Ready.Name, cfg.Kafka.Topics.Results.Name, cfg.Kafka.Topics.DeadLetter.Name}, cfg.DelayTiers...)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cfg.Kafka.Brokers = c.ListenAddrs()
+	cfg.TransactionTimeout = time.Second // End is bounded by 1s+30s
+	cfg.BatchesPerTransaction = 1000
+	h := newHarness(t, cfg, newMemStore())
+	seed(h.store.(*memStore), "app", 1, 1000)
+	h.publishCampaign(segmentCampaign("c", 10))
+
+	var failing atomic.Bool
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !failing.Load() {
+			return nil, nil, false
+		}
+		preq := req.(*kmsg.ProduceRequest)
+		resp := preq.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range preq.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic = rt.Topic
+			st.TopicID = rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.NotEnoughReplicas.Code // retriable
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	stopNow := make(chan struct{})
+	r := h.start(func(ev hookEvent) error {
+		if ev.batches == 5 {
+			failing.Store(true) // the brokers stop acknowledging
+			close(stopNow)
+		}
+		return nil
+	})
+	<-stopNow
+	t0 := time.Now()
+	r.cancel() // SIGTERM
+	select {
+	case <-r.done:
+		t.Logf("Run returned after %v: %v", time.Since(t0), r.err)
+	case <-time.After(35 * time.Second):
+		t.Errorf("Run still running %v after cancel (End alone is bounded by 31s)", time.Since(t0))
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "planner.(*txn).commit") {
+				t.Logf("stuck planner goroutine:\n%s", g)
+			}
+		}
+		failing.Store(false) // let it finish so the test can end
+	}
+}
