@@ -404,6 +404,11 @@ func (f *Feedback) flushLocked(ctx context.Context) error {
 	// A failed commit loses nothing: the records are read again (by us or
 	// the partition's next owner) and every store ignores the replay.
 	if err := f.cl.CommitRecords(ctx, b.records...); err != nil {
+		if ctx.Err() != nil {
+			// Stopping: keep the buffer (every step is marked done) so
+			// drain commits it with its own context.
+			return ctx.Err()
+		}
 		f.log.Warn("offset commit failed; records will be consumed again", "records", len(b.records), "err", err)
 	}
 	f.m.flushSeconds.Observe(time.Since(start).Seconds())
