@@ -43,7 +43,11 @@
 // send-at header is dead-lettered. Forwards are produced idempotently with
 // acks=all; a record is marked for commit only after its forward is
 // acknowledged, in offset order (AutoCommitMarks, committed every second,
-// on revoke and at shutdown). A partition is paused while its last held
+// on revoke and at shutdown). A forward that fails holds its partition (the
+// records behind it wait, the other partitions do not): it is tried again
+// on its own after a pause that grows from 100 ms to 10 s, and one its
+// destination refuses outright (too large, invalid) is dead-lettered with
+// the broker's reason. A partition is paused while its last held
 // record is more than Prefetch (1 s) from due, resumed otherwise, and the
 // poll's deadline is the next due time, so the forwarder sleeps in the
 // poll, never holding a record past due by more than a poll wake-up.

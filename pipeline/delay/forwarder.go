@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/internal/config"
@@ -77,9 +78,32 @@ type Forwarder struct {
 
 	cl *kgo.Client
 
-	mu     sync.Mutex // guards held and paused against the rebalance callbacks
+	mu     sync.Mutex // guards held, paused and failing against the rebalance callbacks
 	held   map[topicPartition][]*kgo.Record
 	paused map[topicPartition]bool
+	// failing: partitions whose head record failed to forward, and when
+	// to try it again.
+	failing map[topicPartition]*headRetry
+}
+
+// headRetry is a partition's head record that failed to forward: it is
+// tried again, alone, after a growing pause; the partition's later records
+// wait behind it (they are committed in order), the other partitions do
+// not.
+type headRetry struct {
+	at       time.Time
+	failures int
+}
+
+// retryPause is the pause after the n-th failure of a head record.
+func retryPause(n int) time.Duration {
+	return min(100*time.Millisecond<<min(n-1, 10), 10*time.Second)
+}
+
+// unforwardable reports a produce error no retry can fix: the destination
+// refuses the record itself.
+func unforwardable(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord)
 }
 
 type topicPartition struct {
@@ -134,6 +158,7 @@ func New(cfg Config, deps Deps) (*Forwarder, error) {
 		tierOf:  map[string]int{},
 		held:    map[topicPartition][]*kgo.Record{},
 		paused:  map[topicPartition]bool{},
+		failing: map[topicPartition]*headRetry{},
 	}
 	for k, t := range cfg.Ladder.Tiers {
 		f.tierOf[t] = k
@@ -154,8 +179,8 @@ func (f *Forwarder) registerMetrics(reg prometheus.Registerer) error {
 		hops: s.Histogram("pushlane_delay_hops", "Ladder hops of a batch when it reaches the ready topic.",
 			prometheus.LinearBuckets(1, 1, 24)),
 		held:         s.Gauge("pushlane_delay_held_records", "Tier records fetched and held until due."),
-		paused:       s.Gauge("pushlane_delay_paused_partitions", "Tier partitions paused until their head record is due."),
-		deadLettered: s.Counter("pushlane_delay_dead_lettered_total", "Tier records dead-lettered (no readable send-at header)."),
+		paused:       s.Gauge("pushlane_delay_paused_partitions", "Tier partitions paused until their head record is due, or until a head that failed to forward is forwarded."),
+		deadLettered: s.Counter("pushlane_delay_dead_lettered_total", "Tier records dead-lettered (no readable send-at header, or refused by the destination topic)."),
 		lag:          promset.Add(&s, kafka.NewLagGauge("pushlane_delay_consumer_lag", "Records of the tier topics not yet committed by the delay group.")),
 	}
 	if err := s.Register(reg); err != nil {
@@ -217,9 +242,18 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	f.log.Info("delay forwarder started", "group", f.cfg.Group, "tiers", len(f.cfg.Ladder.Tiers), "ready", f.cfg.Ladder.Ready)
 
 	for {
-		pollCtx, cancel := context.WithDeadline(ctx, f.nextWake(time.Now()))
-		fs := cl.PollRecords(pollCtx, f.cfg.MaxPollRecords)
-		cancel()
+		var fs kgo.Fetches
+		if wake := f.nextWake(time.Now()); time.Until(wake) > 0 {
+			pollCtx, cancel := context.WithDeadline(ctx, wake)
+			fs = cl.PollRecords(pollCtx, f.cfg.MaxPollRecords)
+			cancel()
+		} else {
+			// Something is due now. A poll whose deadline has passed
+			// returns at once without the buffered fetches; a nil
+			// context takes them without waiting, so a due record never
+			// keeps the other partitions from being fetched.
+			fs = cl.PollRecords(nil, f.cfg.MaxPollRecords) //nolint:staticcheck // nil: franz-go's "no wait"
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -256,7 +290,15 @@ func (f *Forwarder) nextWake(now time.Time) time.Time {
 			continue
 		}
 		k := f.tierOf[tp.topic]
-		if due := Eligible(q[0], k); due.Before(wake) {
+		due := Eligible(q[0], k)
+		if r := f.failing[tp]; r != nil {
+			// Paused behind its failed head: only the retry matters.
+			if r.at.Before(wake) {
+				wake = r.at
+			}
+			continue
+		}
+		if due.Before(wake) {
 			wake = due
 		}
 		if f.paused[tp] {
@@ -276,13 +318,14 @@ func Eligible(r *kgo.Record, k int) time.Time {
 }
 
 type forward struct {
-	tp   topicPartition
-	in   *kgo.Record
-	out  *kgo.Record // nil: dead-lettered instead
-	why  string
-	due  time.Time
-	err  error
-	done bool
+	tp    topicPartition
+	in    *kgo.Record
+	out   *kgo.Record // nil: dead-lettered instead
+	why   string
+	due   time.Time
+	err   error
+	done  bool
+	alone bool // a head that failed before: produced on its own
 }
 
 // forwardDue produces every due record, waits for the acknowledgements,
@@ -294,19 +337,32 @@ func (f *Forwarder) forwardDue(ctx context.Context) {
 	f.mu.Lock()
 	for tp, q := range f.held {
 		k := f.tierOf[tp.topic]
+		retry := f.failing[tp]
+		if retry != nil && retry.at.After(now) {
+			continue
+		}
 		for _, r := range q {
 			due := Eligible(r, k)
 			if due.After(now) {
 				break
 			}
-			work = append(work, f.plan(tp, r, due, now))
+			w := f.plan(tp, r, due, now)
+			if retry != nil {
+				// Only the failed head, and in a produce of its own: a
+				// record the destination refuses fails the whole batch
+				// it is in, so it would take its neighbours with it.
+				w.alone = true
+				work = append(work, w)
+				break
+			}
+			work = append(work, w)
 		}
 	}
 	f.mu.Unlock()
 
 	var wg sync.WaitGroup
 	for _, w := range work {
-		if w.out == nil {
+		if w.out == nil || w.alone {
 			continue
 		}
 		wg.Add(1)
@@ -317,10 +373,22 @@ func (f *Forwarder) forwardDue(ctx context.Context) {
 	}
 	wg.Wait()
 	for _, w := range work {
+		if w.out == nil || !w.alone {
+			continue
+		}
+		w.err = f.cl.ProduceSync(ctx, w.out).FirstErr()
+		if w.err != nil && unforwardable(w.err) {
+			// Refused on its own too: no retry will change that.
+			w.why = fmt.Sprintf("%s refuses the record: %v", w.out.Topic, w.err)
+			w.out, w.err = nil, nil
+		}
+	}
+	for _, w := range work {
 		if w.out != nil || w.err != nil {
 			continue
 		}
-		// No readable send-at: the record can never be routed.
+		// No readable send-at, or refused by its destination: the record
+		// can never be forwarded.
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		w.err = kafka.DeadLetter(dctx, f.cl, f.cfg.DeadLetterTopic, Stage, w.in, w.why)
 		cancel()
@@ -346,8 +414,19 @@ func (f *Forwarder) forwardDue(ctx context.Context) {
 				break
 			}
 			if w.err != nil {
-				f.log.Warn("forward failed; it stays held and is retried", "topic", tp.topic, "partition", tp.partition, "offset", w.in.Offset, "err", w.err)
+				r := f.failing[tp]
+				if r == nil {
+					r = &headRetry{}
+					f.failing[tp] = r
+				}
+				r.failures++
+				r.at = acked.Add(retryPause(r.failures))
+				f.log.Warn("forward failed; it stays held and is retried", "topic", tp.topic, "partition", tp.partition, "offset", w.in.Offset,
+					"failures", r.failures, "retry_in", retryPause(r.failures), "err", w.err)
 				break
+			}
+			if n == 0 {
+				delete(f.failing, tp)
 			}
 			f.cl.MarkCommitRecords(w.in)
 			if w.out != nil {
@@ -409,7 +488,9 @@ func (f *Forwarder) pauseOrResumeLocked(now time.Time) {
 	for tp, q := range f.held {
 		want := false
 		if len(q) > 0 {
-			want = Eligible(q[len(q)-1], f.tierOf[tp.topic]).Sub(now) > f.cfg.Prefetch
+			// A partition whose head keeps failing fetches nothing more
+			// until it is forwarded: what is held stays bounded.
+			want = f.failing[tp] != nil || Eligible(q[len(q)-1], f.tierOf[tp.topic]).Sub(now) > f.cfg.Prefetch
 		} else {
 			delete(f.held, tp)
 		}
@@ -463,6 +544,7 @@ func (f *Forwarder) drop(cl *kgo.Client, parts map[string][]int32) {
 			tp := topicPartition{t, p}
 			delete(f.held, tp)
 			delete(f.paused, tp)
+			delete(f.failing, tp)
 		}
 	}
 	cl.ResumeFetchPartitions(parts)

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/internal/testenv"
 	"github.com/pushlane/pushlane/pipeline/delay"
 	"github.com/pushlane/pushlane/pipeline/dispatcher/dispatchtest"
 	"github.com/pushlane/pushlane/pipeline/kafka"
@@ -232,6 +234,63 @@ func TestForwarderDeadLettersUnroutableRecords(t *testing.T) {
 	// The bad record does not block the good one behind it.
 	if got := arrivals(t, k.ReadAll(t, l.Ready, 1, 10*time.Second)); len(got["good"]) != 1 {
 		t.Errorf("good batch arrived %d times", len(got["good"]))
+	}
+}
+
+// A record its destination refuses (here: larger than the ready topic's
+// max.message.bytes) is tried once more on its own, then dead-lettered with
+// the broker's reason. Meanwhile the other tiers are fetched and forwarded
+// as usual, and the batch behind it on its partition follows once it is
+// gone. (Before, its due head made every poll return at once without the
+// buffered fetches: the whole ladder stalled, retrying it in a hot loop.)
+func TestForwarderDeadLettersWhatTheDestinationRefuses(t *testing.T) {
+	t.Parallel()
+	k := dispatchtest.StartKafka(t)
+	l, dlq := k.Ladder(t, 2, 1)
+	rs, err := testenv.KafkaAdmin(t).AlterTopicConfigs(context.Background(),
+		[]kadm.AlterConfig{{Name: "max.message.bytes", Value: kadm.StringPtr("4000")}}, l.Ready)
+	if err == nil {
+		err = rs[0].Err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, failures := testenv.CountingLogger("forward failed; it stays held and is retried")
+	startForwarder(t, k, l, dlq, dispatchtest.UniqueName("delay"), func(_ *delay.Config, d *delay.Deps) { d.Logger = log })
+	cl := k.Client(t)
+	pad := make([]byte, 8000) // random, so compression cannot bring it under 4000 bytes
+	for i := range pad {
+		pad[i] = byte(rand.N(256))
+	}
+	now := time.Now()
+	writeBatch(t, cl, l, "too-big", "c1", now.Add(1500*time.Millisecond), time.Time{}, fmt.Appendf(nil, `{"pad":"%x"}`, pad))
+	writeBatch(t, cl, l, "behind", "c1", now.Add(1600*time.Millisecond), time.Time{}, nil)
+	if err := cl.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // both due on tier 0; the first round fails
+	writeBatch(t, cl, l, "other-tier", "c1", time.Now().Add(3500*time.Millisecond), time.Time{}, nil)
+
+	dl := k.ReadAll(t, dlq, 1, 15*time.Second)
+	t.Logf("dead letter read %s after the first write", time.Since(now).Round(time.Millisecond))
+	if len(dl) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dl))
+	}
+	d, err := schemas.DecodeDeadLetter(dl[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(dl[0].Key) != "too-big" || d.Topic != l.Tiers[0] || !strings.Contains(d.Reason, l.Ready+" refuses the record") ||
+		!strings.Contains(d.Reason, "TOO_LARGE") {
+		t.Errorf("dead letter %s = topic %s, reason %q", dl[0].Key, d.Topic, d.Reason)
+	}
+	got := arrivals(t, k.ReadAll(t, l.Ready, 2, 15*time.Second))
+	t.Logf("ready read %s after the first write", time.Since(now).Round(time.Millisecond))
+	if len(got["behind"]) != 1 || len(got["other-tier"]) != 1 || len(got) != 2 {
+		t.Errorf("ready got %v, want behind and other-tier once each", got)
+	}
+	if n := failures.Load(); n < 1 || n > 3 {
+		t.Errorf("%d failed-forward warnings, want 1 to 3 (one failed round, then a pause and one try alone)", n)
 	}
 }
 
