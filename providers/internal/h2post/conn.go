@@ -306,6 +306,10 @@ func (c *Conn) start(ctx context.Context, st *stream, wait bool) error {
 			return ctx.Err()
 		}
 		if !c.usableLocked() {
+			// Every waiter must look elsewhere: a stream that ends wakes
+			// only one, and a connection out of stream ids has no other
+			// event that would wake the rest.
+			c.wakeAllLocked()
 			c.mu.Unlock()
 			return errUnusable
 		}
@@ -342,6 +346,13 @@ func (c *Conn) wakeAllLocked() {
 func (c *Conn) finishLocked(st *stream, err error) (closeNow bool) {
 	if st.state == stOpen {
 		delete(c.streams, st.id)
+		if err == nil && st.sent < len(st.body) {
+			// Answered before the body was all sent: the stream is still
+			// open on the server's side, counting against its stream
+			// limit, until the client ends it. Reset it (RFC 9113 8.1).
+			c.ctrl.rsts = append(c.ctrl.rsts, rst{st.id, http2.ErrCodeCancel})
+			c.signal()
+		}
 	}
 	st.state = stDone
 	st.err = err

@@ -245,6 +245,7 @@ func (p *Pool) dialSlot(ctx context.Context, s *slot) (*Conn, error) {
 		s.mu.Unlock()
 		return c, nil
 	}
+	old := s.conn
 	s.conn = nil
 	if s.dialing == nil {
 		done := make(chan struct{})
@@ -253,6 +254,11 @@ func (p *Pool) dialSlot(ctx context.Context, s *slot) (*Conn, error) {
 	}
 	done := s.dialing
 	s.mu.Unlock()
+	if old != nil {
+		// Out of stream ids, going away or failed: it must still close
+		// once its last stream ends, and its waiters go elsewhere.
+		old.shutdown()
+	}
 	select {
 	case <-done:
 	case <-ctx.Done():

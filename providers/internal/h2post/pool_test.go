@@ -434,6 +434,54 @@ func TestServerResetStream(t *testing.T) {
 	}
 }
 
+// A server may answer before the request body is all sent (RFC 9113 8.1),
+// for instance an auth error judged from the headers. The stream is still
+// open on its side, counting against its stream limit, until the client
+// ends it: the client resets it before it opens the next stream.
+func TestAnswerBeforeTheBodyResetsTheStream(t *testing.T) {
+	srv := newRawServer(t, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 10},
+		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: 1})
+	p := newPool(t, srv.endpoint(), nil)
+	a := postAsync(context.Background(), p, "/a", bytes.Repeat([]byte("a"), 100))
+	c := srv.accept()
+	var id uint32
+	for got := 0; got < 10; { // the stream's window: 10 of the 100 bytes
+		switch f := c.next().(type) {
+		case *http2.MetaHeadersFrame:
+			id = f.StreamID
+		case *http2.DataFrame:
+			got += len(f.Data())
+		}
+	}
+	c.respond(id, "403", nil)
+	if r := await(t, a); r.err != nil || r.resp.Status != 403 {
+		t.Fatalf("early answer: %+v", r)
+	}
+	_ = c.fr.WriteWindowUpdate(id, 1000) // room to send the rest: it must not
+	b := postAsync(context.Background(), p, "/b", []byte("b"))
+	for {
+		switch f := c.next().(type) {
+		case *http2.RSTStreamFrame:
+			if f.StreamID != id || f.ErrCode != http2.ErrCodeCancel {
+				t.Fatalf("RST_STREAM %d %v, want stream %d CANCEL", f.StreamID, f.ErrCode, id)
+			}
+			for next := range c.readRequests(1) {
+				c.respond(next, "200", nil)
+			}
+			if r := await(t, b); r.err != nil || r.resp.Status != 200 {
+				t.Fatalf("next request: %+v", r)
+			}
+			return
+		case *http2.DataFrame:
+			if f.StreamID == id {
+				t.Fatalf("%d more body bytes of stream %d after its answer", len(f.Data()), id)
+			}
+		case *http2.MetaHeadersFrame:
+			t.Fatalf("HEADERS of stream %d while stream %d is still open at the server (MAX_CONCURRENT_STREAMS 1)", f.StreamID, id)
+		}
+	}
+}
+
 // A server that stops answering is found out by PING: the request in
 // flight fails with an error that does not claim it was not processed.
 func TestPingTimeoutOnSilentServer(t *testing.T) {
