@@ -117,3 +117,43 @@ func TestOwnHTTPClient(t *testing.T) {
 		t.Fatalf("dials %d, token requests %d, accepted %d", dials.Load(), sim.TokenRequests(), sim.Counts().Accepted)
 	}
 }
+
+// A token endpoint that accepts and never answers holds a send no longer
+// than the send's context: oauth2 fetches without a context, so the fetch
+// runs aside and the send stops waiting for it.
+func TestSilentTokenEndpointDoesNotOutlastTheSend(t *testing.T) {
+	sim, acct := startSim(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	s := newSender(t, sim, acct, func(c *fcm.Config) {
+		c.TokenURL = "http://" + ln.Addr().String() + "/token"
+		c.RequestTimeout = time.Second
+	})
+	m := note()
+	m.Token = "t-1"
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	r := s.Send(ctx, m, 1)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("Send returned %s after its 500ms context", took.Round(time.Millisecond))
+	}
+	if r.Outcome != providers.Retryable || r.Reason != "Canceled" || !strings.Contains(r.Err.Error(), "token endpoint") {
+		t.Fatalf("send while the token endpoint is silent: %+v", r)
+	}
+	if n := sim.Counts().Requests; n != 0 {
+		t.Errorf("%d requests reached FCM without an access token", n)
+	}
+}

@@ -114,6 +114,14 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sender, e
 		tokenClient = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg.Clone(), ForceAttemptHTTP2: true,
 			IdleConnTimeout: time.Minute}}
 	}
+	if tokenClient != nil && tokenClient.Timeout == 0 {
+		// oauth2's Token takes no context: without a timeout a token
+		// endpoint that accepts and never answers would hold every send
+		// (they all wait on the one fetch) for ever.
+		c := *tokenClient
+		c.Timeout = tokenFetchTimeout
+		tokenClient = &c
+	}
 
 	src := cfg.TokenSource
 	var fresh func() oauth2.TokenSource
@@ -196,36 +204,67 @@ func checkRSAKey(pemText string) error {
 	return err
 }
 
+// tokenFetchTimeout bounds one access-token fetch.
+const tokenFetchTimeout = 30 * time.Second
+
 // tokenCache hands out the access token and can drop one FCM refused.
 type tokenCache struct {
 	mu    sync.Mutex
 	src   oauth2.TokenSource
+	cur   *oauth2.Token             // the last token fetched from src
 	fresh func() oauth2.TokenSource // nil: the source cannot be forced to re-fetch
 }
 
-func (c *tokenCache) token() (string, error) {
+// token returns the access token. A valid one is handed out at once; a
+// fetch (about once an hour) runs on its own goroutine, because oauth2's
+// Token takes no context: ctx then bounds the send's wait, and the fetch,
+// bounded by tokenFetchTimeout, still serves the sends after it.
+func (c *tokenCache) token(ctx context.Context) (string, error) {
 	c.mu.Lock()
+	if c.cur.Valid() {
+		at := c.cur.AccessToken
+		c.mu.Unlock()
+		return at, nil
+	}
 	src := c.src
 	c.mu.Unlock()
-	t, err := src.Token()
-	if err != nil {
-		return "", err
+	type fetched struct {
+		t   *oauth2.Token
+		err error
 	}
-	return t.AccessToken, nil
+	ch := make(chan fetched, 1)
+	go func() {
+		t, err := src.Token()
+		ch <- fetched{t, err}
+	}()
+	select {
+	case f := <-ch:
+		if f.err != nil {
+			return "", f.err
+		}
+		c.mu.Lock()
+		if c.src == src {
+			c.cur = f.t
+		}
+		c.mu.Unlock()
+		return f.t.AccessToken, nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("waiting for the token endpoint: %w", ctx.Err())
+	}
 }
 
-// invalidate makes the next token() fetch a new access token, unless one
-// already replaced rejected.
+// invalidate makes the next token() ask the source again (a new source of
+// our own, so it fetches), unless a token already replaced rejected.
 func (c *tokenCache) invalidate(rejected string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.fresh == nil {
+	if c.cur == nil || c.cur.AccessToken != rejected {
 		return
 	}
-	if t, err := c.src.Token(); err == nil && t.AccessToken != rejected {
-		return
+	c.cur = nil
+	if c.fresh != nil {
+		c.src = c.fresh()
 	}
-	c.src = c.fresh()
 }
 
 // Quota is the bucket the sender waits on.
@@ -297,8 +336,11 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 	reauthed := false
 	connFailures, notProcessed := 0, 0
 	for {
-		at, err := s.tokens.token()
+		at, err := s.tokens.token(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return providers.Result{Outcome: providers.Retryable, Reason: "Canceled", Err: fmt.Errorf("fcm: access token: %w", err)}
+			}
 			return tokenFetchResult(err)
 		}
 		r, err := s.roundTrip(ctx, body, at)
