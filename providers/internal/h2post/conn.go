@@ -1008,14 +1008,16 @@ func (c *Conn) healthLoop(interval, timeout time.Duration) {
 		}
 		var d [8]byte
 		_, _ = rand.Read(d[:])
+		// Drop a stale ack before the PING can go out, so the wait below
+		// cannot eat this PING's own ack.
+		select {
+		case <-c.pingAck:
+		default:
+		}
 		c.mu.Lock()
 		c.pingData, c.pingOut = d, true
 		c.ctrl.ping = true
 		c.mu.Unlock()
-		select {
-		case <-c.pingAck: // a stale one from before is harmless: the conn answered
-		default:
-		}
 		c.signal()
 		timer := time.NewTimer(timeout)
 		select {
