@@ -70,6 +70,14 @@ func (h *harness) allTopics() []string {
 
 func newKfakeHarness(t *testing.T) *harness {
 	t.Helper()
+	cfg, _ := kfakeCluster(t)
+	return newHarness(t, cfg, newMemStore())
+}
+
+// kfakeCluster is an in-process broker with the planner's topics, and the
+// test configuration pointing at it.
+func kfakeCluster(t *testing.T) (Config, *kfake.Cluster) {
+	t.Helper()
 	cfg := testConfig(nil, "t")
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, cfg.Kafka.Topics.Campaigns.Name),
 		kfake.SeedTopics(3, append([]string{cfg.Kafka.Topics.Ready.Name, cfg.Kafka.Topics.Results.Name, cfg.Kafka.Topics.DeadLetter.Name}, cfg.DelayTiers...)...))
@@ -78,7 +86,7 @@ func newKfakeHarness(t *testing.T) *harness {
 	}
 	t.Cleanup(c.Close)
 	cfg.Kafka.Brokers = c.ListenAddrs()
-	return newHarness(t, cfg, newMemStore())
+	return cfg, c
 }
 
 func newHarness(t testing.TB, cfg Config, store Store) *harness {
@@ -195,6 +203,27 @@ func (h *harness) waitDone(n int64) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// committed is what the planner group has committed on the campaigns
+// topic: the offsets summed, and the checkpoint of a campaign in progress
+// (found is false when none is pending).
+func (h *harness) committed(t *testing.T) (offsets int64, ck checkpoint, found bool) {
+	t.Helper()
+	offs, err := h.adm.FetchOffsetsForTopics(kadm.RequireStable(context.Background()), h.cfg.Kafka.GroupPrefix+"-planner",
+		h.cfg.Kafka.Topics.Campaigns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.At > 0 {
+			offsets += o.At
+		}
+		if c, ok := decodeCheckpoint(o.Metadata); ok {
+			ck, found = c, true
+		}
+	})
+	return offsets, ck, found
 }
 
 func (h *harness) output() *output {
@@ -535,16 +564,7 @@ func TestLoopStopAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The stop committed the open chunk with a checkpoint: not finished.
-	offs, err := h.adm.FetchOffsetsForTopics(kadm.RequireStable(context.Background()), "t-planner", h.cfg.Kafka.Topics.Campaigns.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ck checkpoint
-	offs.Each(func(o kadm.OffsetResponse) {
-		if c, ok := decodeCheckpoint(o.Metadata); ok {
-			ck = c
-		}
-	})
+	_, ck, _ := h.committed(t)
 	if ck.Campaign != "c" || ck.Chunks < 5 {
 		t.Fatalf("no checkpoint after a stop mid-campaign: %+v", ck)
 	}

@@ -8,9 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -31,6 +29,29 @@ func (s *ctxStore) ReadDevices(ctx context.Context, q AudienceQuery, part int, a
 	return s.memStore.ReadDevices(ctx, q, part, afterID, limit, page)
 }
 
+// stopAtBatch runs the planner, holds it in the hook at batch n, stops it
+// (as SIGTERM does), lets the stop settle, releases the hook and waits for
+// Run to return.
+func stopAtBatch(t *testing.T, h *harness, n int, settle time.Duration) *running {
+	t.Helper()
+	atHook, release := make(chan struct{}), make(chan struct{})
+	r := h.start(func(ev hookEvent) error {
+		if ev.batches == n {
+			close(atHook)
+			<-release
+		}
+		return nil
+	})
+	<-atHook
+	r.cancel()
+	time.Sleep(settle)
+	close(release)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // A planner stopped mid-campaign commits its open chunk with a checkpoint,
 // also when a MySQL read is in flight at the stop: the reader turns the
 // cancellation into a read error, and the planner must take that for the
@@ -46,33 +67,10 @@ func TestStopDuringAReadCommitsTheOpenChunk(t *testing.T) {
 		h.store = &ctxStore{memStore: mem, block: 3}
 		h.cfg.BatchesPerTransaction = 100 // one open chunk for the whole test
 		h.publishCampaign(segmentCampaign("c", 10))
-		atHook := make(chan struct{})
-		release := make(chan struct{})
-		r := h.start(func(ev hookEvent) error {
-			if ev.batches == 7 { // inside page 2, while read 3 is in flight
-				close(atHook)
-				<-release
-			}
-			return nil
-		})
-		<-atHook
-		r.cancel()                         // SIGTERM
-		time.Sleep(100 * time.Millisecond) // the reader sees its query fail
-		close(release)
-		if err := r.stop(t); err != nil {
-			t.Fatal(err)
-		}
-		offs, err := h.adm.FetchOffsetsForTopics(kadm.RequireStable(context.Background()), "t-planner", h.cfg.Kafka.Topics.Campaigns.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ck checkpoint
-		found := false
-		offs.Each(func(o kadm.OffsetResponse) {
-			if c, ok := decodeCheckpoint(o.Metadata); ok {
-				ck, found = c, true
-			}
-		})
+		// Batch 7 is inside page 2, while read 3 is in flight; the reader
+		// sees its query fail within the 100ms.
+		r := stopAtBatch(t, h, 7, 100*time.Millisecond)
+		_, ck, found := h.committed(t)
 		mysqlRetries := counterValue(t, r.p.m.retries.WithLabelValues("mysql"))
 		t.Logf("run %d: checkpoint committed=%v chunks=%d devices=%d, mysql retries=%v", i, found, ck.Chunks, ck.Totals[0], mysqlRetries)
 		if !found {
@@ -109,38 +107,13 @@ func TestStopAtTheAudienceEndCommits(t *testing.T) {
 		h.store = ctxSaveStore{mem}
 		h.cfg.BatchesPerTransaction = 100
 		h.publishCampaign(segmentCampaign("c", 10))
-		atHook := make(chan struct{})
-		release := make(chan struct{})
-		r := h.start(func(ev hookEvent) error {
-			if ev.batches == 10 { // the last batch; the reader has already queued the end
-				close(atHook)
-				<-release
-			}
-			return nil
-		})
-		<-atHook
-		r.cancel()
-		time.Sleep(50 * time.Millisecond)
-		close(release)
-		if err := r.stop(t); err != nil {
-			t.Fatal(err)
-		}
-		offs, err := h.adm.FetchOffsetsForTopics(kadm.RequireStable(context.Background()), "t-planner", h.cfg.Kafka.Topics.Campaigns.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sum int64
-		var meta string
-		offs.Each(func(o kadm.OffsetResponse) {
-			if o.At > 0 {
-				sum += o.At
-			}
-			meta += o.Metadata
-		})
+		// Batch 10 is the last: the reader has queued the end already.
+		r := stopAtBatch(t, h, 10, 50*time.Millisecond)
+		sum, _, checkpointed := h.committed(t)
 		_, saved := mem.campaign("c", 1)
-		t.Logf("run %d: committed offset sum %d, checkpoint %v, saved %v, mysql retries %v", i, sum, meta != "", saved,
+		t.Logf("run %d: committed offset sum %d, checkpoint %v, saved %v, mysql retries %v", i, sum, checkpointed, saved,
 			counterValue(t, r.p.m.retries.WithLabelValues("mysql")))
-		if sum == 0 && meta == "" { // neither finished nor checkpointed
+		if sum == 0 && !checkpointed { // neither finished nor checkpointed
 			lost++
 		}
 	}
@@ -153,14 +126,7 @@ func TestStopAtTheAudienceEndCommits(t *testing.T) {
 // ends Run: a chunk's commit waits for its records, and without a delivery
 // timeout the client retried them for ever.
 func TestStopWhileBrokersRefuseProducesReturns(t *testing.T) {
-	cfg := testConfig(nil, "t")
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, cfg.Kafka.Topics.Campaigns.Name),
-		kfake.SeedTopics(3, append([]string{cfg.Kafka.Topics.Ready.Name, cfg.Kafka.Topics.Results.Name, cfg.Kafka.Topics.DeadLetter.Name}, cfg.DelayTiers...)...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cfg.Kafka.Brokers = c.ListenAddrs()
+	cfg, c := kfakeCluster(t)
 	cfg.TransactionTimeout = time.Second // End is bounded by 1s+30s
 	cfg.BatchesPerTransaction = 1000
 	h := newHarness(t, cfg, newMemStore())
