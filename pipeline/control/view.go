@@ -200,6 +200,16 @@ func (v *View) Run(ctx context.Context) error {
 				v.log.Warn("control topic fetch error", "topic", t, "partition", p, "err", err, "consecutive", failing+1)
 			}
 		})
+		// What the poll brought is applied before any backoff: held through
+		// it, a cancel already fetched would wait seconds while the
+		// freshness check, which sees nothing move, may call the view
+		// caught up.
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 {
+				return
+			}
+			v.apply(p.Partition, p.Records)
+		})
 		if errs == 0 {
 			failing = 0
 		} else {
@@ -210,12 +220,6 @@ func (v *View) Run(ctx context.Context) error {
 			case <-time.After(fetchErrorBackoff(failing)):
 			}
 		}
-		fs.EachPartition(func(p kgo.FetchTopicPartition) {
-			if len(p.Records) == 0 {
-				return
-			}
-			v.apply(p.Partition, p.Records)
-		})
 	}
 }
 
