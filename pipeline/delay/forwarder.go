@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/internal/config"
@@ -98,12 +97,6 @@ type headRetry struct {
 // retryPause is the pause after the n-th failure of a head record.
 func retryPause(n int) time.Duration {
 	return min(100*time.Millisecond<<min(n-1, 10), 10*time.Second)
-}
-
-// unforwardable reports a produce error no retry can fix: the destination
-// refuses the record itself.
-func unforwardable(err error) bool {
-	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord)
 }
 
 type topicPartition struct {
@@ -377,7 +370,7 @@ func (f *Forwarder) forwardDue(ctx context.Context) {
 			continue
 		}
 		w.err = f.cl.ProduceSync(ctx, w.out).FirstErr()
-		if w.err != nil && unforwardable(w.err) {
+		if w.err != nil && kafka.Refused(w.err) {
 			// Refused on its own too: no retry will change that.
 			w.why = fmt.Sprintf("%s refuses the record: %v", w.out.Topic, w.err)
 			w.out, w.err = nil, nil

@@ -190,7 +190,7 @@ func (d *Dispatcher) waitByHeaders(stop context.Context, rec *kgo.Record) (done,
 	switch {
 	case wait >= delay.ReadyWithin:
 		out := delay.Forwarded(rec, d.cfg.Ladder.Route(sendAt, now))
-		if !d.produce(stop, "re-route "+string(rec.Key), out) {
+		if !d.produce(stop, "re-route "+string(rec.Key), out, rec) {
 			return true, false
 		}
 		d.m.batches.WithLabelValues("rerouted").Inc()
@@ -466,7 +466,7 @@ func (d *Dispatcher) finish(stop context.Context, j *job) bool {
 			d.log.Error("retry batch not built", "batch", j.b.ID, "err", err)
 			return false
 		}
-		if !d.produce(stop, "retry batch "+string(rec.Key), rec) {
+		if !d.produce(stop, "retry batch "+string(rec.Key), rec, rec) {
 			return false
 		}
 		d.m.retries.Inc()
@@ -518,7 +518,7 @@ func jitter(id string) float64 {
 // reroute sends a batch that reached ready too early back to the ladder.
 func (d *Dispatcher) reroute(stop context.Context, j *job, now time.Time) bool {
 	out := delay.Forwarded(j.rec, d.cfg.Ladder.Route(j.b.SendAt, now))
-	if !d.produce(stop, "re-route "+j.b.ID, out) {
+	if !d.produce(stop, "re-route "+j.b.ID, out, j.rec) {
 		return false
 	}
 	d.m.batches.WithLabelValues("rerouted").Inc()
@@ -615,10 +615,23 @@ func (d *Dispatcher) produceAll(ctx context.Context, recs []*kgo.Record) bool {
 	return true
 }
 
-func (d *Dispatcher) produce(stop context.Context, what string, r *kgo.Record) bool {
-	return d.retry(stop, what, func(ctx context.Context) error {
-		return d.cl.ProduceSync(ctx, r).FirstErr()
+// produce writes r, retrying until it is acknowledged or stop ends. A
+// record the destination refuses outright is not retried: source (the
+// record r stands for) is dead-lettered with the broker's reason instead.
+func (d *Dispatcher) produce(stop context.Context, what string, r, source *kgo.Record) bool {
+	var refused error
+	ok := d.retry(stop, what, func(ctx context.Context) error {
+		err := d.cl.ProduceSync(ctx, r).FirstErr()
+		if kafka.Refused(err) {
+			refused = err
+			return nil
+		}
+		return err
 	})
+	if !ok || refused == nil {
+		return ok
+	}
+	return d.deadLetter(stop, source, fmt.Sprintf("%s: %s refuses the record: %v", what, r.Topic, refused))
 }
 
 func (d *Dispatcher) saveProgress(j *job) bool {

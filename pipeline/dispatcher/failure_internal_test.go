@@ -5,17 +5,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"golang.org/x/time/rate"
 
 	"github.com/pushlane/pushlane/pipeline/delay"
+	"github.com/pushlane/pushlane/pipeline/kafka"
 	"github.com/pushlane/pushlane/providers"
 	"github.com/pushlane/pushlane/schemas"
 )
@@ -78,7 +82,7 @@ func (s *outageStore) SaveProgress(ctx context.Context, id string, p Progress) e
 
 // testDispatcher is a Dispatcher wired as Run wires it, on a kfake broker,
 // with FinishTimeout 300ms.
-func testDispatcher(t *testing.T, store Store, ctrl ControlView) (*Dispatcher, *countingSender) {
+func testDispatcher(t *testing.T, store Store, ctrl ControlView) (*Dispatcher, *countingSender, *kfake.Cluster) {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "ready", "results", "dlq"))
 	if err != nil {
@@ -105,7 +109,7 @@ func testDispatcher(t *testing.T, store Store, ctrl ControlView) (*Dispatcher, *
 		pool.Go(func() { d.sendLoop(d.sends) })
 	}
 	t.Cleanup(func() { close(d.sends); pool.Wait() })
-	return d, s
+	return d, s, c
 }
 
 // readyRecord is batch id of n iOS devices (tokens id-t0, id-t1, ...), due
@@ -134,7 +138,7 @@ func readyRecord(t *testing.T, id string, n int, offset int64) *kgo.Record {
 // into it and never sent.)
 func TestOutageLongerThanFinishTimeoutIsWaitedOut(t *testing.T) {
 	store := &outageStore{MemStore: NewMemStore()}
-	d, s := testDispatcher(t, store, &stubControl{})
+	d, s, _ := testDispatcher(t, store, &stubControl{})
 	tp := topicPartition{"ready", 0}
 	w := newWorker(d, tp)
 	f := &fakePauser{}
@@ -192,7 +196,7 @@ func TestOutageLongerThanFinishTimeoutIsWaitedOut(t *testing.T) {
 // dispatcher runs, and given up FinishTimeout after a stop, so the stop
 // (and a rebalance's revoke) completes.
 func TestResultsWaitForKafkaUntilFinishTimeoutAfterStop(t *testing.T) {
-	d, _ := testDispatcher(t, NewMemStore(), &stubControl{})
+	d, _, _ := testDispatcher(t, NewMemStore(), &stubControl{})
 	dead, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"), kgo.ProducerLinger(0))
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +240,7 @@ func TestResultsWaitForKafkaUntilFinishTimeoutAfterStop(t *testing.T) {
 func TestParkPassSeesBatchesBeyondOnePage(t *testing.T) {
 	store := NewMemStore()
 	ctrl := &stubControl{paused: map[string]bool{"big": true}}
-	d, _ := testDispatcher(t, store, ctrl)
+	d, _, _ := testDispatcher(t, store, ctrl)
 	ctx := context.Background()
 	base := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
 	park := func(id, campaign string, at time.Time) {
@@ -264,7 +268,7 @@ func TestParkPassSeesBatchesBeyondOnePage(t *testing.T) {
 // in the store and in the senders' registry.
 func TestProbeStoppedBeforeItsSendKeepsTheHalt(t *testing.T) {
 	store := NewMemStore()
-	d, s := testDispatcher(t, store, &stubControl{})
+	d, s, _ := testDispatcher(t, store, &stubControl{})
 	lim := newAppLimit(4)
 	lim.rate = rate.NewLimiter(1, 1)
 	lim.rate.Allow() // this second's token is spent: the probe's send waits ~1 s
@@ -293,5 +297,67 @@ func TestProbeStoppedBeforeItsSendKeepsTheHalt(t *testing.T) {
 	}
 	if !d.appHalted("app1") {
 		t.Error("this dispatcher no longer sees app1 halted")
+	}
+}
+
+// A re-route the destination refuses outright (MESSAGE_TOO_LARGE) is not
+// retried for ever, holding the partition: the ready record goes to the
+// dead-letter topic with the broker's reason, and is done with.
+func TestRefusedRerouteIsDeadLettered(t *testing.T) {
+	d, s, c := testDispatcher(t, NewMemStore(), &stubControl{})
+	ready := c.TopicInfo("ready").TopicID // newer produce requests name topics by id
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		preq := req.(*kmsg.ProduceRequest)
+		for _, rt := range preq.Topics {
+			if rt.Topic != "ready" && rt.TopicID != ready {
+				return nil, nil, false
+			}
+		}
+		resp := preq.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range preq.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.MessageTooLarge.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	rec := readyRecord(t, "far", 2, 0)
+	kafka.SetHeader(rec, kafka.HeaderSendAt, kafka.UnixMillis(time.Now().Add(time.Hour))) // far from due: re-routed
+
+	stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if ok := d.handle(stop, rec, make(chan struct{}, 1)); !ok || stop.Err() != nil {
+		t.Fatalf("handle = %v (stop: %v); want the record done with, dead-lettered", ok, stop.Err())
+	}
+	if n := s.count("far-t0"); n != 0 {
+		t.Fatalf("a batch due in an hour was sent %d times", n)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	fs := cl.PollFetches(stop)
+	if err := fs.Err0(); err != nil {
+		t.Fatal(err)
+	}
+	recs := fs.Records()
+	if len(recs) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(recs))
+	}
+	dl, err := schemas.DecodeDeadLetter(recs[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(dl.Key) != "far" || dl.Topic != "ready" || !strings.Contains(dl.Reason, "ready refuses the record") ||
+		!strings.Contains(dl.Reason, "MESSAGE_TOO_LARGE") {
+		t.Errorf("dead letter: key %s, topic %s, reason %q", dl.Key, dl.Topic, dl.Reason)
 	}
 }

@@ -3,9 +3,11 @@ package kafka
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/schemas"
@@ -74,4 +76,11 @@ func DeadLetter(ctx context.Context, cl *kgo.Client, topic, stage string, r *kgo
 		return fmt.Errorf("kafka: produce dead letter for %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
 	return nil
+}
+
+// Refused reports a produce error no retry can fix: the destination
+// refuses the record itself (too large, invalid). Such a record is
+// dead-lettered with the broker's reason rather than retried for ever.
+func Refused(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord)
 }
