@@ -33,7 +33,7 @@ func Defaults() map[string]any {
 		"kafka.topics.control.partitions":       1,
 		"kafka.topics.delay.name":               "pushlane.delay",
 		"kafka.topics.delay.partitions":         6,
-		"kafka.topics.delay.retention":          "72h",
+		"kafka.topics.delay.retention":          "744h",
 		"kafka.topics.ready.name":               "pushlane.ready",
 		"kafka.topics.ready.partitions":         12,
 		"kafka.topics.results.name":             "pushlane.results",
@@ -324,6 +324,13 @@ func (c *Config) validate() []string {
 	}
 	if c.Delay.Tiers < 1 || c.Delay.Tiers > 30 {
 		add("delay.tiers", "must be between 1 and 30")
+	} else if need := DelayRetentionMin(c.Delay.Tiers); c.Kafka.Topics.Delay.Retention < need {
+		// A batch sits in its tier until the tier's delay has passed: a
+		// shorter retention deletes it first, and a forwarder that
+		// restarts then skips it without an error. The broker's default
+		// (0 here) is unknown, usually 7 days.
+		add("kafka.topics.delay.retention", "%s is shorter than the top tier (t%02d) holds a batch (%s) plus a day to recover from an outage; set at least %s",
+			c.Kafka.Topics.Delay.Retention, c.Delay.Tiers-1, TierDelay(c.Delay.Tiers-1), need)
 	}
 	if c.Dispatcher.MaxAttempts < 1 {
 		add("dispatcher.max_attempts", "must be at least 1")
@@ -373,6 +380,11 @@ func (c *Config) Require(keys ...string) error {
 	}
 	return nil
 }
+
+// DelayRetentionMin is the least retention of the tier topics with tiers
+// tiers: the top tier's delay (a batch stays in a tier that long) plus a
+// day, so a forwarder that was down can still read what came due meanwhile.
+func DelayRetentionMin(tiers int) time.Duration { return TierDelay(tiers-1) + 24*time.Hour }
 
 // DelayTiers returns the names of the delay ladder topics.
 func (c *Config) DelayTiers() []string {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +61,7 @@ func TestDefaults(t *testing.T) {
 		{"kafka.topics.campaigns.partitions", cfg.Kafka.Topics.Campaigns.Partitions, int32(6)},
 		{"kafka.topics.control.name", cfg.Kafka.Topics.Control.Name, "pushlane.campaign-control"},
 		{"kafka.topics.control.partitions", cfg.Kafka.Topics.Control.Partitions, int32(1)},
-		{"kafka.topics.delay.retention", cfg.Kafka.Topics.Delay.Retention, 72 * time.Hour},
+		{"kafka.topics.delay.retention", cfg.Kafka.Topics.Delay.Retention, 744 * time.Hour},
 		{"kafka.topics.ready.partitions", cfg.Kafka.Topics.Ready.Partitions, int32(12)},
 		{"kafka.topics.dead_letter.name", cfg.Kafka.Topics.DeadLetter.Name, "pushlane.dead-letter"},
 		{"kafka.topics.registrations.name", cfg.Kafka.Topics.Registrations.Name, "pushlane.device-registrations"},
@@ -232,6 +233,39 @@ feedback:
 	}
 	if got := problems(t, err); !slices.Equal(got, want) {
 		t.Errorf("problems:\n got %q\nwant %q", got, want)
+	}
+}
+
+// The tier topics must keep a batch as long as the top tier holds it, plus
+// a day: shorter, and batches scheduled weeks ahead are deleted before
+// they are due (the old default, 72h, was). The bound follows delay.tiers.
+func TestDelayRetentionCoversTheTopTier(t *testing.T) {
+	for _, tc := range []struct {
+		tiers     int
+		retention string
+		want      string // "" loads
+	}{
+		{22, "744h", ""},
+		{22, "606h32m32s", ""}, // 2^21 s + 24h exactly
+		{22, "606h32m31s", "kafka.topics.delay.retention: 606h32m31s is shorter than the top tier (t21) holds a batch (582h32m32s) plus a day to recover from an outage; set at least 606h32m32s"},
+		{22, "72h", "kafka.topics.delay.retention: 72h0m0s is shorter than the top tier (t21) holds a batch (582h32m32s) plus a day to recover from an outage; set at least 606h32m32s"},
+		{22, "0s", "kafka.topics.delay.retention: 0s is shorter than the top tier (t21) holds a batch (582h32m32s) plus a day to recover from an outage; set at least 606h32m32s"},
+		{12, "72h", ""}, // top tier 2^11 s, 34 minutes
+	} {
+		_, err := Load("", []string{
+			"PUSHLANE_DELAY__TIERS=" + strconv.Itoa(tc.tiers),
+			"PUSHLANE_KAFKA__TOPICS__DELAY__RETENTION=" + tc.retention,
+		})
+		var got []string
+		if err != nil {
+			got = problems(t, err)
+		}
+		switch {
+		case tc.want == "" && len(got) != 0:
+			t.Errorf("%d tiers, retention %s: %q, want it to load", tc.tiers, tc.retention, got)
+		case tc.want != "" && !slices.Equal(got, []string{tc.want}):
+			t.Errorf("%d tiers, retention %s:\n got %q\nwant %q", tc.tiers, tc.retention, got, tc.want)
+		}
 	}
 }
 
