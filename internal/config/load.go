@@ -105,8 +105,19 @@ func Load(path string, environ []string) (*Config, error) {
 	}
 
 	var problems []string
+	sections := map[string]bool{}
 	for _, key := range k.Keys() {
-		if !known(reflect.TypeOf(Config{}), strings.Split(key, ".")) {
+		path := strings.Split(key, ".")
+		switch ok, scalar := known(reflect.TypeOf(Config{}), path); {
+		case scalar > 0:
+			// A value written as a section (a YAML password starting
+			// with "{"): the rest of the path is the value's own text,
+			// maybe a secret, so only the key is named.
+			if name := strings.Join(path[:scalar], "."); !sections[name] {
+				sections[name] = true
+				problems = append(problems, name+": a value, not a section (quote a value that starts with { or [)")
+			}
+		case !ok:
 			problems = append(problems, fmt.Sprintf("%s: unknown key", key))
 		}
 	}
@@ -148,28 +159,38 @@ func envKey(k, v string) (string, any) {
 
 // known reports whether a dotted key path names a field of t. Map levels
 // (apps.<name>) accept any name.
-func known(t reflect.Type, path []string) bool {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if len(path) == 0 {
-		return true
-	}
-	switch t.Kind() {
-	case reflect.Struct:
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			if f.Tag.Get("koanf") == path[0] {
-				return known(f.Type, path[1:])
-			}
+//
+// When the path goes on below a scalar key, scalar is the length of that
+// key's path (and ok is false).
+func known(t reflect.Type, path []string) (ok bool, scalar int) {
+	depth := 0
+	for {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
 		}
-		return false
-	case reflect.Map:
-		return known(t.Elem(), path[1:])
-	case reflect.Slice:
-		return true // koanf flattens lists of scalars into one key
-	default:
-		return false // a scalar has no sub-keys
+		if depth == len(path) {
+			return true, 0
+		}
+		switch t.Kind() {
+		case reflect.Struct:
+			found := false
+			for i := 0; i < t.NumField(); i++ {
+				if f := t.Field(i); f.Tag.Get("koanf") == path[depth] {
+					t, found = f.Type, true
+					break
+				}
+			}
+			if !found {
+				return false, 0
+			}
+		case reflect.Map:
+			t = t.Elem()
+		case reflect.Slice:
+			return true, 0 // koanf flattens lists of scalars into one key
+		default:
+			return false, depth // a scalar has no sub-keys
+		}
+		depth++
 	}
 }
 

@@ -595,13 +595,39 @@ func TestRequire(t *testing.T) {
 func TestKnown(t *testing.T) {
 	typ := reflect.TypeOf(Config{})
 	for _, k := range []string{"apps.any-name.apns.key_file", "kafka.topics.ready.retention", "kafka.brokers", "clickhouse.tls.ca_file"} {
-		if !known(typ, strings.Split(k, ".")) {
+		if ok, _ := known(typ, strings.Split(k, ".")); !ok {
 			t.Errorf("%s should be known", k)
 		}
 	}
-	for _, k := range []string{"apps.shop.apns.key_file.x", "kafka.topics.ready.name.x", "kafka.nope", "nope"} {
-		if known(typ, strings.Split(k, ".")) {
-			t.Errorf("%s should be unknown", k)
+	for k, scalar := range map[string]int{"apps.shop.apns.key_file.x": 4, "kafka.topics.ready.name.x.y": 4, "kafka.nope": 0, "nope": 0} {
+		if ok, s := known(typ, strings.Split(k, ".")); ok || s != scalar {
+			t.Errorf("%s: known %v, scalar %d; want false, %d", k, ok, s, scalar)
 		}
+	}
+}
+
+// A password written unquoted with a leading "{" is a YAML mapping: its
+// text becomes a key below the password. The error names the password's
+// key and never the text.
+func TestValueWrittenAsSectionIsNamedNotShown(t *testing.T) {
+	_, err := loadYAML(t, t.TempDir(), `
+kafka:
+  sasl:
+    mechanism: plain
+    username: pushlane
+    password: {Sup3rS3cret!}
+`)
+	if err == nil {
+		t.Fatal("a password written as a section loaded")
+	}
+	if strings.Contains(err.Error(), "Sup3rS3cret") {
+		t.Fatalf("the error shows the secret: %v", err)
+	}
+	want := []string{
+		"kafka.sasl.password: a value, not a section (quote a value that starts with { or [)",
+		"kafka.sasl.password: expected type 'string', got unconvertible type 'map[string]interface {}'",
+	}
+	if got := problems(t, err); !slices.Equal(got, want) {
+		t.Errorf("problems:\n got %q\nwant %q", got, want)
 	}
 }
