@@ -77,7 +77,7 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) error 
 	if runDelay {
 		fcfg := delay.ConfigFrom(cfg)
 		fcfg.InstanceID = *instance
-		f, err := delay.New(fcfg, delay.Deps{Control: view, Logger: log, Metrics: reg})
+		f, err := delay.New(fcfg, delay.Deps{Control: view, Logger: log, Metrics: reg, Ready: proc.Ready})
 		if err != nil {
 			return err
 		}
@@ -106,7 +106,8 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) error 
 		dcfg := dispatcher.ConfigFrom(cfg)
 		dcfg.HaltProbeInterval = *haltProbe
 		dcfg.InstanceID = *instance
-		d, err := dispatcher.New(dcfg, dispatcher.Deps{Apps: apps, Control: view, Store: dispatcher.NewMySQLStore(db), Halt: halt, Logger: log, Metrics: reg})
+		d, err := dispatcher.New(dcfg, dispatcher.Deps{Apps: apps, Control: view, Store: dispatcher.NewMySQLStore(db), Halt: halt, Logger: log, Metrics: reg,
+			Ready: proc.Ready})
 		if err != nil {
 			return err
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pushlane/pushlane/internal/config"
 	"github.com/pushlane/pushlane/internal/promset"
+	"github.com/pushlane/pushlane/internal/service"
 	"github.com/pushlane/pushlane/pipeline/kafka"
 )
 
@@ -64,6 +65,9 @@ type Deps struct {
 	Control Cancellations
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
+	// Ready, if set, gets check "delay": ready once the group is joined,
+	// unready while stopping.
+	Ready *service.Readiness
 }
 
 // Forwarder moves batches down the ladder as they come due. See the
@@ -75,7 +79,8 @@ type Forwarder struct {
 	tierOf  map[string]int
 	m       forwarderMetrics
 
-	cl *kgo.Client
+	cl    *kgo.Client
+	ready *service.Readiness
 
 	mu     sync.Mutex // guards held, paused and failing against the rebalance callbacks
 	held   map[topicPartition][]*kgo.Record
@@ -152,7 +157,9 @@ func New(cfg Config, deps Deps) (*Forwarder, error) {
 		held:    map[topicPartition][]*kgo.Record{},
 		paused:  map[topicPartition]bool{},
 		failing: map[topicPartition]*headRetry{},
+		ready:   deps.Ready,
 	}
+	f.setReady(errors.New("starting"))
 	for k, t := range cfg.Ladder.Tiers {
 		f.tierOf[t] = k
 	}
@@ -199,6 +206,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		kgo.AutoCommitInterval(time.Second),
 		kgo.OnPartitionsRevoked(f.onRevoked),
 		kgo.OnPartitionsLost(f.onLost),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { f.setReady(nil) }),
 		kgo.FetchMaxPartitionBytes(f.cfg.FetchMaxPartitionBytes),
 		kgo.FetchMaxBytes(max(16<<20, f.cfg.FetchMaxPartitionBytes)),
 		kgo.FetchMaxWait(f.cfg.FetchMaxWait),
@@ -223,6 +231,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		kafka.WatchLag(lagCtx, kadm.NewClient(cl), f.cfg.Group, f.cfg.LagInterval, f.m.lag, f.log)
 	}()
 	defer func() {
+		f.setReady(errors.New("stopping"))
 		stopLag()
 		<-lagDone
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -268,6 +277,12 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		f.mu.Unlock()
 		f.forwardDue(ctx)
 		cl.AllowRebalance()
+	}
+}
+
+func (f *Forwarder) setReady(err error) {
+	if f.ready != nil {
+		f.ready.Set(Stage, err)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/internal/service"
 	"github.com/pushlane/pushlane/internal/testenv"
 	"github.com/pushlane/pushlane/pipeline/delay"
 	"github.com/pushlane/pushlane/pipeline/dispatcher/dispatchtest"
@@ -377,5 +378,41 @@ func TestForwarderHoldsBoundedRecords(t *testing.T) {
 	got := k.ReadAll(t, l.Ready, n, 30*time.Second)
 	if len(got) != n {
 		t.Fatalf("%d arrived, want %d", len(got), n)
+	}
+}
+
+// The forwarder is ready once its group is joined, not at start: with the
+// brokers unreachable it stays "starting"; joined, ready; stopped,
+// stopping.
+func TestForwarderReadyOnceTheGroupIsJoined(t *testing.T) {
+	t.Parallel()
+	k := dispatchtest.StartKafka(t)
+	l, dlq := k.Ladder(t, 2, 1)
+	for _, reachable := range []bool{false, true} {
+		ready := service.NewReadiness()
+		r := startForwarder(t, k, l, dlq, dispatchtest.UniqueName("delay"), func(c *delay.Config, d *delay.Deps) {
+			d.Ready = ready
+			if !reachable {
+				c.Kafka.Brokers = []string{"127.0.0.1:1"}
+			}
+		})
+		if reachable {
+			deadline := time.Now().Add(20 * time.Second)
+			for ready.Err() != nil && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err := ready.Err(); err != nil {
+				t.Fatalf("joined: readiness %v, want ready", err)
+			}
+		} else {
+			time.Sleep(1500 * time.Millisecond)
+			if err := ready.Err(); err == nil || err.Error() != "delay: starting" {
+				t.Errorf("brokers unreachable for 1.5 s: readiness %v, want delay: starting", err)
+			}
+		}
+		r.stop(t)
+		if err := ready.Err(); err == nil || err.Error() != "delay: stopping" {
+			t.Errorf("stopped: readiness %v, want delay: stopping", err)
+		}
 	}
 }

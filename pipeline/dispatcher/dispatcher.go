@@ -14,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/internal/service"
 	"github.com/pushlane/pushlane/pipeline/delay"
 	"github.com/pushlane/pushlane/pipeline/kafka"
 	"github.com/pushlane/pushlane/providers"
@@ -178,6 +179,9 @@ type Deps struct {
 	Halt    *providers.Halt
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
+	// Ready, if set, gets check "dispatcher": ready once the group is
+	// joined, unready while stopping.
+	Ready *service.Readiness
 }
 
 // Dispatcher sends ready batches. See the package documentation.
@@ -191,7 +195,8 @@ type Dispatcher struct {
 	log     *slog.Logger
 	m       *metrics
 
-	cl *kgo.Client
+	cl    *kgo.Client
+	ready *service.Readiness
 	// bg outlives Run's context: finishing in-flight work (results,
 	// progress, parking) must not be cut short by the stop that asks for it.
 	bg context.Context
@@ -337,9 +342,10 @@ func New(cfg Config, deps Deps) (*Dispatcher, error) {
 	}
 	d := &Dispatcher{
 		cfg: cfg, apps: deps.Apps, limits: map[string]*appLimit{}, control: deps.Control, store: deps.Store,
-		halt: halt, log: log.With("stage", Stage), m: m,
+		halt: halt, log: log.With("stage", Stage), m: m, ready: deps.Ready,
 		workers: map[topicPartition]*worker{}, halted: map[string]Halt{}, probing: map[string]time.Time{},
 	}
+	d.setReady(errors.New("starting"))
 	for name, a := range deps.Apps {
 		c := a.Concurrency
 		if c <= 0 {
@@ -375,6 +381,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		kgo.AutoCommitInterval(time.Second),
 		kgo.OnPartitionsRevoked(d.onRevoked),
 		kgo.OnPartitionsLost(d.onLost),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { d.setReady(nil) }),
 		kgo.FetchMaxWait(d.cfg.FetchMaxWait),
 		// Bounded fetch buffers: partitions are paused while their
 		// workers have a backlog, so this is most of what is buffered.
@@ -440,6 +447,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		cl.AllowRebalance()
 	}
 
+	d.setReady(errors.New("stopping"))
 	d.log.Info("dispatcher stopping: finishing the chunks in flight")
 	d.stopWorkers(nil)
 	cctx, cancel := context.WithTimeout(d.bg, 10*time.Second)
@@ -452,6 +460,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	cl.CloseAllowingRebalance()
 	d.log.Info("dispatcher stopped")
 	return runErr
+}
+
+func (d *Dispatcher) setReady(err error) {
+	if d.ready != nil {
+		d.ready.Set(Stage, err)
+	}
 }
 
 // enqueue hands polled records to their partition's worker, which pauses

@@ -18,6 +18,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"golang.org/x/time/rate"
 
+	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/internal/service"
 	"github.com/pushlane/pushlane/pipeline/delay"
 	"github.com/pushlane/pushlane/pipeline/kafka"
 	"github.com/pushlane/pushlane/providers"
@@ -359,5 +361,55 @@ func TestRefusedRerouteIsDeadLettered(t *testing.T) {
 	if string(dl.Key) != "far" || dl.Topic != "ready" || !strings.Contains(dl.Reason, "ready refuses the record") ||
 		!strings.Contains(dl.Reason, "MESSAGE_TOO_LARGE") {
 		t.Errorf("dead letter: key %s, topic %s, reason %q", dl.Key, dl.Topic, dl.Reason)
+	}
+}
+
+// The dispatcher is ready once its group is joined, not at start: with the
+// brokers unreachable it stays "starting"; joined, ready; stopped,
+// stopping.
+func TestReadyOnceTheGroupIsJoined(t *testing.T) {
+	for _, reachable := range []bool{false, true} {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "ready", "results", "dlq"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		brokers := c.ListenAddrs()
+		if !reachable {
+			brokers = []string{"127.0.0.1:1"}
+		}
+		ready := service.NewReadiness()
+		s := &countingSender{sent: map[string]int{}}
+		d, err := New(Config{Kafka: config.Kafka{Brokers: brokers}, Group: "g", Ladder: delay.Ladder{Ready: "ready"}, ResultsTopic: "results", DeadLetterTopic: "dlq"},
+			Deps{Apps: map[string]App{"app1": {APNS: s, FCM: s}}, Control: &stubControl{}, Store: NewMemStore(), Metrics: prometheus.NewRegistry(), Ready: ready})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ready.Err(); err == nil || err.Error() != "dispatcher: starting" {
+			t.Fatalf("before Run: readiness %v, want dispatcher: starting", err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- d.Run(ctx) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for reachable && ready.Err() != nil && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !reachable {
+			time.Sleep(1500 * time.Millisecond)
+		}
+		switch err := ready.Err(); {
+		case reachable && err != nil:
+			t.Errorf("joined: readiness %v, want ready", err)
+		case !reachable && (err == nil || err.Error() != "dispatcher: starting"):
+			t.Errorf("brokers unreachable for 1.5 s: readiness %v, want dispatcher: starting", err)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if err := ready.Err(); err == nil || err.Error() != "dispatcher: stopping" {
+			t.Errorf("stopped: readiness %v, want dispatcher: stopping", err)
+		}
+		c.Close()
 	}
 }

@@ -106,7 +106,8 @@ type Deps struct {
 	Sink    Sink
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
-	// Ready, if set, gets check "feedback": ready while flushes succeed.
+	// Ready, if set, gets check "feedback": ready once the group is joined,
+	// unready while draining; each flush step has its own check.
 	Ready *service.Readiness
 }
 
@@ -178,6 +179,9 @@ func New(cfg Config, deps Deps) (*Feedback, error) {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsRevoked(f.onRevoked),
 		kgo.OnPartitionsLost(f.onLost),
+		// Ready once the group is joined (whatever it assigned), not when
+		// Run starts: a member that cannot reach the brokers is not.
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { f.setReady(nil) }),
 		kgo.FetchMaxWait(250*time.Millisecond),
 	)
 	cl, err := kgo.NewClient(opts...)
@@ -204,7 +208,6 @@ func (f *Feedback) Run(ctx context.Context) error {
 		f.cl.Close()
 	}()
 	f.log.Info("feedback consuming", "results", f.cfg.ResultsTopic, "registrations", f.cfg.RegistrationsTopic, "group", f.cfg.Group)
-	f.setReady(nil)
 	for ctx.Err() == nil {
 		deadline := time.Now().Add(f.cfg.FlushInterval)
 		f.mu.Lock()

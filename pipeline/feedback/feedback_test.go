@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pushlane/pushlane/internal/service"
 	"github.com/pushlane/pushlane/schemas"
 )
 
@@ -295,4 +296,43 @@ func committedTotal(t testing.TB, brokers []string, group string) int64 {
 		}
 	})
 	return total
+}
+
+// Feedback is ready once its group is joined, not when Run starts: with
+// the brokers unreachable it stays "starting"; joined, it is ready; stopped,
+// it is draining.
+func TestReadyOnceTheGroupIsJoined(t *testing.T) {
+	for _, reachable := range []bool{false, true} {
+		e := newFakeEnv(t)
+		brokers := e.brokers
+		if !reachable {
+			brokers = []string{"127.0.0.1:1"}
+		}
+		ready := service.NewReadiness()
+		f, err := New(Config{ResultsTopic: e.results, RegistrationsTopic: e.regs, DeadLetterTopic: e.deadLetter, Group: "feedback-ready"},
+			Deps{KafkaOpts: []kgo.Opt{kgo.SeedBrokers(brokers...)}, Store: &fakeStore{}, Sink: NewAccumulator(), Metrics: prometheus.NewRegistry(), Ready: ready})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- f.Run(ctx) }()
+		if reachable {
+			waitFor(t, "feedback ready", func() bool { return ready.Err() == nil })
+		} else {
+			time.Sleep(1500 * time.Millisecond)
+			if err := ready.Err(); err == nil || err.Error() != "feedback: starting" {
+				t.Errorf("brokers unreachable for 1.5 s: readiness %v, want feedback: starting", err)
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if reachable {
+			if err := ready.Err(); err == nil || err.Error() != "feedback: draining" {
+				t.Errorf("stopped: readiness %v, want feedback: draining", err)
+			}
+		}
+	}
 }
