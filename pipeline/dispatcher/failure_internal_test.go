@@ -21,8 +21,8 @@ import (
 	"github.com/pushlane/pushlane/internal/config"
 	"github.com/pushlane/pushlane/internal/service"
 	"github.com/pushlane/pushlane/pipeline/delay"
+	"github.com/pushlane/pushlane/pipeline/dispatcher/dispatchtest"
 	"github.com/pushlane/pushlane/pipeline/kafka"
-	"github.com/pushlane/pushlane/providers"
 	"github.com/pushlane/pushlane/schemas"
 )
 
@@ -46,27 +46,6 @@ func (c *stubControl) Paused(id string) bool {
 
 func (c *stubControl) WaitFresh(context.Context, time.Time) error { return nil }
 
-// countingSender delivers every message and counts sends per token.
-type countingSender struct {
-	mu   sync.Mutex
-	sent map[string]int
-}
-
-func (s *countingSender) Send(_ context.Context, m *providers.Message, attempt int) providers.Result {
-	s.mu.Lock()
-	s.sent[m.Token]++
-	s.mu.Unlock()
-	return providers.Result{Outcome: providers.Delivered, Status: 200, Attempt: attempt}
-}
-
-func (s *countingSender) Close() error { return nil }
-
-func (s *countingSender) count(token string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.sent[token]
-}
-
 // outageStore is a MemStore whose SaveProgress fails while down is set.
 type outageStore struct {
 	*MemStore
@@ -84,14 +63,14 @@ func (s *outageStore) SaveProgress(ctx context.Context, id string, p Progress) e
 
 // testDispatcher is a Dispatcher wired as Run wires it, on a kfake broker,
 // with FinishTimeout 300ms.
-func testDispatcher(t *testing.T, store Store, ctrl ControlView) (*Dispatcher, *countingSender, *kfake.Cluster) {
+func testDispatcher(t *testing.T, store Store, ctrl ControlView) (*Dispatcher, *dispatchtest.Sender, *kfake.Cluster) {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "ready", "results", "dlq"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	s := &countingSender{sent: map[string]int{}}
+	s := dispatchtest.NewSender("app1")
 	cfg := Config{Group: "g", Ladder: delay.Ladder{Ready: "ready"}, ResultsTopic: "results", DeadLetterTopic: "dlq",
 		ChunkSize: 10, FinishTimeout: 300 * time.Millisecond, ResultsLinger: -1, ParkInterval: 50 * time.Millisecond}
 	d, err := New(cfg, Deps{Apps: map[string]App{"app1": {APNS: s, FCM: s, Concurrency: 4}}, Control: ctrl, Store: store,
@@ -181,7 +160,7 @@ func TestOutageLongerThanFinishTimeoutIsWaitedOut(t *testing.T) {
 	}
 	for _, id := range ids {
 		for k := range 2 {
-			if n := s.count(fmt.Sprintf("%s-t%d", id, k)); n != 1 {
+			if n := s.Accepted(fmt.Sprintf("%s-t%d", id, k)); n != 1 {
 				t.Errorf("%s-t%d sent %d times, want once", id, k, n)
 			}
 		}
@@ -288,7 +267,7 @@ func TestProbeStoppedBeforeItsSendKeepsTheHalt(t *testing.T) {
 	if ok := d.handle(stop, readyRecord(t, "P", 3, 0), make(chan struct{}, 1)); ok {
 		t.Error("handle reported the batch done although the stop came before any send")
 	}
-	if n := s.count("P-t0"); n != 0 {
+	if n := s.Accepted("P-t0"); n != 0 {
 		t.Fatalf("the probe's device was sent %d times; the test needs the stop to come first", n)
 	}
 	if halts, _ := store.Halts(context.Background()); len(halts) != 1 {
@@ -338,19 +317,10 @@ func TestRefusedRerouteIsDeadLettered(t *testing.T) {
 	if ok := d.handle(stop, rec, make(chan struct{}, 1)); !ok || stop.Err() != nil {
 		t.Fatalf("handle = %v (stop: %v); want the record done with, dead-lettered", ok, stop.Err())
 	}
-	if n := s.count("far-t0"); n != 0 {
+	if n := s.Accepted("far-t0"); n != 0 {
 		t.Fatalf("a batch due in an hour was sent %d times", n)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	fs := cl.PollFetches(stop)
-	if err := fs.Err0(); err != nil {
-		t.Fatal(err)
-	}
-	recs := fs.Records()
+	recs := dispatchtest.Kafka{Brokers: c.ListenAddrs()}.ReadAll(t, "dlq", 1, 10*time.Second)
 	if len(recs) != 1 {
 		t.Fatalf("%d dead letters, want 1", len(recs))
 	}
@@ -378,7 +348,7 @@ func TestReadyOnceTheGroupIsJoined(t *testing.T) {
 			brokers = []string{"127.0.0.1:1"}
 		}
 		ready := service.NewReadiness()
-		s := &countingSender{sent: map[string]int{}}
+		s := dispatchtest.NewSender("app1")
 		d, err := New(Config{Kafka: config.Kafka{Brokers: brokers}, Group: "g", Ladder: delay.Ladder{Ready: "ready"}, ResultsTopic: "results", DeadLetterTopic: "dlq"},
 			Deps{Apps: map[string]App{"app1": {APNS: s, FCM: s}}, Control: &stubControl{}, Store: NewMemStore(), Metrics: prometheus.NewRegistry(), Ready: ready})
 		if err != nil {
