@@ -3,9 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -294,6 +297,21 @@ func (c *Config) validate() []string {
 	if len(c.Kafka.Brokers) == 0 || c.Kafka.Brokers[0] == "" {
 		add("kafka.brokers", "required")
 	}
+	hostPorts := func(key string, addrs []string) {
+		for _, a := range addrs {
+			if a == "" {
+				continue // an empty list is "required" above
+			}
+			if err := checkHostPort(a); err != nil {
+				add(key, "%q: %v", a, err)
+			}
+		}
+	}
+	hostPorts("kafka.brokers", c.Kafka.Brokers)
+	hostPorts("clickhouse.addr", c.ClickHouse.Addr)
+	if c.Kafka.GroupPrefix == "" {
+		add("kafka.group_prefix", "required (the consumer groups are <prefix>-planner, -delay, -dispatcher, -feedback)")
+	}
 	tlsFiles("kafka.tls", c.Kafka.TLS)
 	switch c.Kafka.SASL.Mechanism {
 	case "":
@@ -310,8 +328,15 @@ func (c *Config) validate() []string {
 		"registrations": c.Kafka.Topics.Registrations,
 	}
 	for name, t := range topics {
-		if t.Name == "" {
+		longest := t.Name
+		if name == "delay" {
+			longest += ".t00" // the tier topics are <name>.tNN
+		}
+		switch {
+		case t.Name == "":
 			add("kafka.topics."+name+".name", "required")
+		case !topicName.MatchString(longest):
+			add("kafka.topics."+name+".name", "%q is not a Kafka topic name (letters, digits, '.', '_' and '-', at most 249 characters)", t.Name)
 		}
 		if t.Partitions < 1 {
 			add("kafka.topics."+name+".partitions", "must be at least 1")
@@ -368,10 +393,36 @@ func (c *Config) validate() []string {
 	if c.Feedback.FlushRows < 1 {
 		add("feedback.flush_rows", "must be at least 1")
 	}
-	if c.Feedback.FlushInterval <= 0 {
-		add("feedback.flush_interval", "must be positive")
+	if c.Feedback.FlushInterval < 10*time.Millisecond {
+		// Shorter only makes feedback poll in a busy loop.
+		add("feedback.flush_interval", "must be at least 10ms")
+	}
+	if c.MySQL.MaxOpenConns < 1 {
+		add("mysql.max_open_conns", "must be at least 1")
 	}
 	return p
+}
+
+// topicName is what Kafka accepts as a topic name.
+var topicName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,249}$`)
+
+// checkHostPort accepts host:port (a name, an IPv4 address or a bracketed
+// IPv6 one), which is what the Kafka and ClickHouse clients dial.
+func checkHostPort(addr string) error {
+	if strings.Contains(addr, "://") {
+		return errors.New("want host:port, not a URL")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	}
+	if host == "" {
+		return errors.New("want host:port, the host is empty")
+	}
+	return nil
 }
 
 // Require reports, naming keys, what a command needs beyond the common

@@ -224,7 +224,7 @@ feedback:
 		"apps.shop.rate_per_second: must not be negative",
 		"delay.tiers: must be between 1 and 30",
 		"dispatcher.results_linger: must be between 0s and 1s",
-		"feedback.flush_interval: must be positive",
+		"feedback.flush_interval: must be at least 10ms",
 		"feedback.suspect_strikes: must not be negative",
 		`kafka.sasl.mechanism: must be plain, scram-sha-256 or scram-sha-512, not "gssapi"`,
 		"kafka.tls: cert_file and key_file go together",
@@ -266,6 +266,35 @@ func TestDelayRetentionCoversTheTopTier(t *testing.T) {
 		case tc.want != "" && !slices.Equal(got, []string{tc.want}):
 			t.Errorf("%d tiers, retention %s:\n got %q\nwant %q", tc.tiers, tc.retention, got, tc.want)
 		}
+	}
+}
+
+// Values the clients would only refuse at run time (retrying a broker
+// "kafka://host" for ever, a topic name the broker rejects, groups named
+// "-dispatcher") are refused at start-up, by key.
+func TestAddressesAndNamesAreCheckedAtStartUp(t *testing.T) {
+	_, err := Load("", []string{
+		"PUSHLANE_KAFKA__BROKERS=kafka://127.0.0.1:9092,127.0.0.1,[::1]:9092,kafka-0.kafka:70000",
+		"PUSHLANE_CLICKHOUSE__ADDR=clickhouse://127.0.0.1:9000",
+		"PUSHLANE_KAFKA__GROUP_PREFIX=",
+		"PUSHLANE_KAFKA__TOPICS__READY__NAME=bad ready/topic",
+		"PUSHLANE_KAFKA__TOPICS__DELAY__NAME=" + strings.Repeat("d", 246),
+		"PUSHLANE_MYSQL__MAX_OPEN_CONNS=-3",
+		"PUSHLANE_FEEDBACK__FLUSH_INTERVAL=1ns",
+	})
+	want := []string{
+		`clickhouse.addr: "clickhouse://127.0.0.1:9000": want host:port, not a URL`,
+		"feedback.flush_interval: must be at least 10ms",
+		"kafka.brokers: \"127.0.0.1\": want host:port",
+		`kafka.brokers: "kafka-0.kafka:70000": port "70000" is not a number from 1 to 65535`,
+		`kafka.brokers: "kafka://127.0.0.1:9092": want host:port, not a URL`,
+		"kafka.group_prefix: required (the consumer groups are <prefix>-planner, -delay, -dispatcher, -feedback)",
+		`kafka.topics.delay.name: "` + strings.Repeat("d", 246) + `" is not a Kafka topic name (letters, digits, '.', '_' and '-', at most 249 characters)`,
+		`kafka.topics.ready.name: "bad ready/topic" is not a Kafka topic name (letters, digits, '.', '_' and '-', at most 249 characters)`,
+		"mysql.max_open_conns: must be at least 1",
+	}
+	if got := problems(t, err); !slices.Equal(got, want) {
+		t.Errorf("problems:\n got %q\nwant %q", got, want)
 	}
 }
 
