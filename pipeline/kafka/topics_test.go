@@ -82,7 +82,7 @@ func TestLayoutDefaults(t *testing.T) {
 				t.Errorf("control topic configs %v, want only cleanup.policy=compact", s.Configs)
 			}
 		case isTier:
-			if configValue(s, "message.timestamp.type") != "LogAppendTime" || configValue(s, "retention.ms") != "259200000" || len(s.Configs) != 2 {
+			if configValue(s, "message.timestamp.type") != "LogAppendTime" || configValue(s, "retention.ms") != "2678400000" || len(s.Configs) != 2 {
 				t.Errorf("%s configs: timestamp %s retention %s (%d configs)", s.Name,
 					configValue(s, "message.timestamp.type"), configValue(s, "retention.ms"), len(s.Configs))
 			}
@@ -100,7 +100,7 @@ func TestLayoutFollowsConfig(t *testing.T) {
 		"PUSHLANE_DELAY__TIERS=3",
 		"PUSHLANE_KAFKA__TOPICS__DELAY__NAME=acme.wait",
 		"PUSHLANE_KAFKA__TOPICS__DELAY__PARTITIONS=2",
-		"PUSHLANE_KAFKA__TOPICS__DELAY__RETENTION=0s",
+		"PUSHLANE_KAFKA__TOPICS__DELAY__RETENTION=25h",
 		"PUSHLANE_KAFKA__TOPICS__RESULTS__RETENTION=168h",
 		"PUSHLANE_KAFKA__TOPICS__CONTROL__RETENTION=1h",
 		"PUSHLANE_KAFKA__TOPICS__READY__NAME=acme.ready",
@@ -124,7 +124,7 @@ func TestLayoutFollowsConfig(t *testing.T) {
 		t.Errorf("control retention.ms = %s, want unset", v)
 	}
 	tier := byName["acme.wait.t02"]
-	if tier.Partitions != 2 || configValue(tier, "retention.ms") != "<unset>" || configValue(tier, "message.timestamp.type") != "LogAppendTime" {
+	if tier.Partitions != 2 || configValue(tier, "retention.ms") != "90000000" || configValue(tier, "message.timestamp.type") != "LogAppendTime" {
 		t.Errorf("tier: %+v", tier)
 	}
 }
@@ -184,7 +184,7 @@ func TestEnsureTopicsIsIdempotent(t *testing.T) {
 	}
 	want := map[string]map[string]string{
 		"pushlane.campaign-control": {"cleanup.policy": "compact"},
-		"pushlane.delay.t02":        {"message.timestamp.type": "LogAppendTime", "retention.ms": "259200000"},
+		"pushlane.delay.t02":        {"message.timestamp.type": "LogAppendTime", "retention.ms": "2678400000"},
 	}
 	if len(rcs) != 2 {
 		t.Fatalf("described %d topics", len(rcs))
