@@ -256,6 +256,11 @@ func DefaultInstance() string {
 // commits its current chunk and checkpoint first, so the next start
 // resumes it. A failed Kafka session is replaced after a backoff.
 func (p *Planner) Run(ctx context.Context) error {
+	if p.ready != nil {
+		// Unready from the stop on, while the open chunk is committed.
+		stop := context.AfterFunc(ctx, func() { p.ready.Set("planner", errors.New("draining")) })
+		defer stop()
+	}
 	failures := 0
 	for {
 		err := p.session(ctx)

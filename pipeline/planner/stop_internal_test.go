@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/pushlane/pushlane/internal/service"
 )
 
 // ctxStore is memStore whose read number block behaves like a MySQL query
@@ -179,5 +182,32 @@ func TestStopWhileBrokersRefuseProducesReturns(t *testing.T) {
 			}
 		}
 		failing.Store(false) // let it finish so the test can end
+	}
+}
+
+// The planner is unready from the stop on, while it commits what it holds.
+func TestStopMakesThePlannerUnready(t *testing.T) {
+	cfg, _ := kfakeCluster(t)
+	ready := service.NewReadiness("planner")
+	p, err := New(cfg, Deps{Store: newMemStore(), Logger: testLogger(t), Metrics: prometheus.NewRegistry(), Ready: ready})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for ready.Err() != nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := ready.Err(); err != nil {
+		t.Fatalf("not ready 10 s after start: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := ready.Err(); err == nil || err.Error() != "planner: draining" {
+		t.Errorf("stopped: readiness %v, want planner: draining", err)
 	}
 }
