@@ -314,3 +314,11 @@ func TestSignalContext(t *testing.T) {
 		}
 	})
 }
+
+// A stage run without an ops endpoint has no Readiness: setting a check on
+// nil does nothing (the stages rely on it instead of checking).
+func TestReadinessNilSetIsANoOp(t *testing.T) {
+	var r *Readiness
+	r.Set("dispatcher", errors.New("starting"))
+	r.Set("dispatcher", nil)
+}

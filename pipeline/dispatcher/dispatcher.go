@@ -345,7 +345,7 @@ func New(cfg Config, deps Deps) (*Dispatcher, error) {
 		halt: halt, log: log.With("stage", Stage), m: m, ready: deps.Ready,
 		workers: map[topicPartition]*worker{}, halted: map[string]Halt{}, probing: map[string]time.Time{},
 	}
-	d.setReady(errors.New("starting"))
+	d.ready.Set(Stage, errors.New("starting"))
 	for name, a := range deps.Apps {
 		c := a.Concurrency
 		if c <= 0 {
@@ -381,7 +381,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		kgo.AutoCommitInterval(time.Second),
 		kgo.OnPartitionsRevoked(d.onRevoked),
 		kgo.OnPartitionsLost(d.onLost),
-		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { d.setReady(nil) }),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { d.ready.Set(Stage, nil) }),
 		kgo.FetchMaxWait(d.cfg.FetchMaxWait),
 		// Bounded fetch buffers: partitions are paused while their
 		// workers have a backlog, so this is most of what is buffered.
@@ -447,7 +447,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		cl.AllowRebalance()
 	}
 
-	d.setReady(errors.New("stopping"))
+	d.ready.Set(Stage, errors.New("stopping"))
 	d.log.Info("dispatcher stopping: finishing the chunks in flight")
 	d.stopWorkers(nil)
 	cctx, cancel := context.WithTimeout(d.bg, 10*time.Second)
@@ -460,12 +460,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	cl.CloseAllowingRebalance()
 	d.log.Info("dispatcher stopped")
 	return runErr
-}
-
-func (d *Dispatcher) setReady(err error) {
-	if d.ready != nil {
-		d.ready.Set(Stage, err)
-	}
 }
 
 // enqueue hands polled records to their partition's worker, which pauses

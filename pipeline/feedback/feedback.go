@@ -181,7 +181,7 @@ func New(cfg Config, deps Deps) (*Feedback, error) {
 		kgo.OnPartitionsLost(f.onLost),
 		// Ready once the group is joined (whatever it assigned), not when
 		// Run starts: a member that cannot reach the brokers is not.
-		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { f.setReady(nil) }),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { f.deps.Ready.Set(Stage, nil) }),
 		kgo.FetchMaxWait(250*time.Millisecond),
 	)
 	cl, err := kgo.NewClient(opts...)
@@ -189,9 +189,7 @@ func New(cfg Config, deps Deps) (*Feedback, error) {
 		return nil, fmt.Errorf("feedback: kafka client: %w", err)
 	}
 	f.cl = cl
-	if deps.Ready != nil {
-		deps.Ready.Set(Stage, errors.New("starting"))
-	}
+	deps.Ready.Set(Stage, errors.New("starting"))
 	return f, nil
 }
 
@@ -249,7 +247,7 @@ func (f *Feedback) Run(ctx context.Context) error {
 
 // drain flushes and commits the buffer after ctx ended.
 func (f *Feedback) drain(ctx context.Context) error {
-	f.setReady(errors.New("draining"))
+	f.deps.Ready.Set(Stage, errors.New("draining"))
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.DrainTimeout)
 	defer cancel()
 	f.mu.Lock()
@@ -491,16 +489,8 @@ func (f *Feedback) onLost(_ context.Context, _ *kgo.Client, lost map[string][]in
 	}
 }
 
-func (f *Feedback) setReady(err error) {
-	if f.deps.Ready != nil {
-		f.deps.Ready.Set(Stage, err)
-	}
-}
-
 // setStepReady reports one flush step's health as its own check, so the
 // steps, which run at once, do not clear each other's failures.
 func (f *Feedback) setStepReady(step string, err error) {
-	if f.deps.Ready != nil {
-		f.deps.Ready.Set(Stage+" "+step, err)
-	}
+	f.deps.Ready.Set(Stage+" "+step, err)
 }

@@ -256,11 +256,8 @@ func DefaultInstance() string {
 // commits its current chunk and checkpoint first, so the next start
 // resumes it. A failed Kafka session is replaced after a backoff.
 func (p *Planner) Run(ctx context.Context) error {
-	if p.ready != nil {
-		// Unready from the stop on, while the open chunk is committed.
-		stop := context.AfterFunc(ctx, func() { p.ready.Set("planner", errors.New("draining")) })
-		defer stop()
-	}
+	// Unready from the stop on, while the open chunk is committed.
+	defer context.AfterFunc(ctx, func() { p.ready.Set("planner", errors.New("draining")) })()
 	failures := 0
 	for {
 		err := p.session(ctx)
@@ -273,9 +270,7 @@ func (p *Planner) Run(ctx context.Context) error {
 		failures++
 		d := p.backoff(failures)
 		p.log.Error("planner: kafka session failed; starting a new one", "err", err, "retry_in", d)
-		if p.ready != nil {
-			p.ready.Set("planner", fmt.Errorf("kafka session failed: %w", err))
-		}
+		p.ready.Set("planner", fmt.Errorf("kafka session failed: %w", err))
 		p.m.retries.WithLabelValues("kafka").Inc()
 		if !sleep(ctx, d) {
 			return nil
@@ -324,9 +319,7 @@ func (p *Planner) sessionOpts() ([]kgo.Opt, error) {
 		// with no campaigns partition (more replicas than partitions) or
 		// one waiting for the first campaign is serving.
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
-			if p.ready != nil {
-				p.ready.Set("planner", nil)
-			}
+			p.ready.Set("planner", nil)
 		}),
 		kgo.MaxBufferedBytes(p.cfg.MaxBufferedBytes),
 		kgo.RecordDeliveryTimeout(p.cfg.TransactionTimeout),
