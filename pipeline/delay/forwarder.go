@@ -159,7 +159,7 @@ func New(cfg Config, deps Deps) (*Forwarder, error) {
 		failing: map[topicPartition]*headRetry{},
 		ready:   deps.Ready,
 	}
-	f.setReady(errors.New("starting"))
+	f.ready.Set(Stage, errors.New("starting"))
 	for k, t := range cfg.Ladder.Tiers {
 		f.tierOf[t] = k
 	}
@@ -206,7 +206,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		kgo.AutoCommitInterval(time.Second),
 		kgo.OnPartitionsRevoked(f.onRevoked),
 		kgo.OnPartitionsLost(f.onLost),
-		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { f.setReady(nil) }),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { f.ready.Set(Stage, nil) }),
 		kgo.FetchMaxPartitionBytes(f.cfg.FetchMaxPartitionBytes),
 		kgo.FetchMaxBytes(max(16<<20, f.cfg.FetchMaxPartitionBytes)),
 		kgo.FetchMaxWait(f.cfg.FetchMaxWait),
@@ -231,7 +231,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		kafka.WatchLag(lagCtx, kadm.NewClient(cl), f.cfg.Group, f.cfg.LagInterval, f.m.lag, f.log)
 	}()
 	defer func() {
-		f.setReady(errors.New("stopping"))
+		f.ready.Set(Stage, errors.New("stopping"))
 		stopLag()
 		<-lagDone
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -280,12 +280,6 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	}
 }
 
-func (f *Forwarder) setReady(err error) {
-	if f.ready != nil {
-		f.ready.Set(Stage, err)
-	}
-}
-
 // nextWake is when the poll must return to forward the next due record or
 // to resume a partition ahead of its tail; at most one second away, so
 // shutdown and metrics stay responsive.
@@ -297,8 +291,6 @@ func (f *Forwarder) nextWake(now time.Time) time.Time {
 		if len(q) == 0 {
 			continue
 		}
-		k := f.tierOf[tp.topic]
-		due := Eligible(q[0], k)
 		if r := f.failing[tp]; r != nil {
 			// Paused behind its failed head: only the retry matters.
 			if r.at.Before(wake) {
@@ -306,7 +298,8 @@ func (f *Forwarder) nextWake(now time.Time) time.Time {
 			}
 			continue
 		}
-		if due.Before(wake) {
+		k := f.tierOf[tp.topic]
+		if due := Eligible(q[0], k); due.Before(wake) {
 			wake = due
 		}
 		if f.paused[tp] {
@@ -355,15 +348,14 @@ func (f *Forwarder) forwardDue(ctx context.Context) {
 				break
 			}
 			w := f.plan(tp, r, due, now)
-			if retry != nil {
-				// Only the failed head, and in a produce of its own: a
-				// record the destination refuses fails the whole batch
-				// it is in, so it would take its neighbours with it.
-				w.alone = true
-				work = append(work, w)
+			// After a failure, only the head, and in a produce of its
+			// own: a record the destination refuses fails the whole
+			// batch it is in, so it would take its neighbours with it.
+			w.alone = retry != nil
+			work = append(work, w)
+			if w.alone {
 				break
 			}
-			work = append(work, w)
 		}
 	}
 	f.mu.Unlock()
@@ -428,9 +420,10 @@ func (f *Forwarder) forwardDue(ctx context.Context) {
 					f.failing[tp] = r
 				}
 				r.failures++
-				r.at = acked.Add(retryPause(r.failures))
+				pause := retryPause(r.failures)
+				r.at = acked.Add(pause)
 				f.log.Warn("forward failed; it stays held and is retried", "topic", tp.topic, "partition", tp.partition, "offset", w.in.Offset,
-					"failures", r.failures, "retry_in", retryPause(r.failures), "err", w.err)
+					"failures", r.failures, "retry_in", pause, "err", w.err)
 				break
 			}
 			if n == 0 {
