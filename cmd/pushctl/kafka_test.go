@@ -146,6 +146,51 @@ func testTopicsCommand(t *testing.T, newStack stackFactory) {
 	expect(t, r, exitFailed, "", "pushctl topics: 2 problems:\n"+
 		"  "+T.Control.Name+": cleanup.policy is \"delete\", want \"compact\"\n"+
 		"  "+T.Delay.Name+".t01: message.timestamp.type is \"CreateTime\", want \"LogAppendTime\"\n")
+
+	// A tier created under an older, shorter default would delete batches
+	// before they are due: -check says so and topics raises it. A topic
+	// that keeps records longer than configured is left as it is.
+	if _, err := s.adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: kadm.StringPtr("259200000")}}, T.Delay.Name+".t02"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: kadm.StringPtr("-1")}}, T.Delay.Name+".t00"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		r = s.run(t, "", "topics", "-check")
+		if strings.Count(r.stderr, "\n  ") >= 3 || time.Now().After(deadline) {
+			break
+		}
+	}
+	twoProblems := "  " + T.Control.Name + ": cleanup.policy is \"delete\", want \"compact\"\n" +
+		"  " + T.Delay.Name + ".t01: message.timestamp.type is \"CreateTime\", want \"LogAppendTime\"\n"
+	expect(t, r, exitFailed, "", "pushctl topics: 3 problems:\n"+twoProblems+
+		"  "+T.Delay.Name+".t02: retention.ms is 259200000 (72h0m0s), want at least 2678400000 (744h0m0s)\n")
+	expect(t, s.run(t, "", "topics"), exitFailed, T.Delay.Name+".t02: retention.ms raised from 259200000 (72h0m0s) to 2678400000 (744h0m0s)\n",
+		"pushctl topics: 2 problems:\n"+twoProblems)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		r = s.run(t, "", "topics", "-check")
+		if strings.Count(r.stderr, "\n  ") <= 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	expect(t, r, exitFailed, "", "pushctl topics: 2 problems:\n"+twoProblems)
+	rcs, err := s.adm.DescribeTopicConfigs(ctx, T.Delay.Name+".t00")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := rcs.On(T.Delay.Name+".t00", nil); err != nil || retentionOf(v.Configs) != "-1" {
+		t.Errorf("t00 retention.ms %q (%v), want -1 kept", retentionOf(v.Configs), err)
+	}
+}
+
+func retentionOf(cs []kadm.Config) string {
+	for _, c := range cs {
+		if c.Key == "retention.ms" {
+			return c.MaybeValue()
+		}
+	}
+	return ""
 }
 
 func TestPublishCommand(t *testing.T) { onEachKafka(t, testPublishCommand) }

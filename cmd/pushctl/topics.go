@@ -21,12 +21,14 @@ func topicsCommand() *command {
 		details: `
 Creates every topic of the configuration that does not exist yet (campaigns, the
 compacted control topic, the delay ladder tiers with LogAppendTime, ready, results,
-dead letters, registrations) and leaves existing ones alone; then checks them all.
-Each created topic is printed.
+dead letters, registrations), raises retention.ms of existing topics that keep
+records for less time than configured (never lowers it), and leaves the rest alone;
+then checks them all. Each created topic and each raise is printed.
 
-The check reports a topic that is missing, has fewer partitions than configured, or
-has a creation setting that differs (cleanup.policy, message.timestamp.type,
-retention.ms). Problems go to stderr and exit 1.
+The check reports a topic that is missing, has fewer partitions than configured, has
+a creation setting that differs (cleanup.policy, message.timestamp.type), or keeps
+records for less time than its configured retention. Problems go to stderr and
+exit 1.
 
 -check only checks, changing nothing: use it in readiness gates and CI.`,
 		examples: []string{
@@ -61,21 +63,31 @@ retention.ms). Problems go to stderr and exit 1.
 				}
 				defer cl.Close()
 				specs := kafka.Layout(cfg)
-				created := 0
+				changed := map[string]bool{} // topics created or altered here
 				if !*check {
 					names, err := kafka.EnsureTopics(ctx, adm, rf, specs)
 					for _, name := range names {
 						fmt.Fprintf(c.stdout, "created %s\n", name)
+						changed[name] = true
 					}
 					if err != nil {
 						return err
 					}
-					created = len(names)
+					raised, err := kafka.RaiseRetention(ctx, adm, specs)
+					for _, r := range raised {
+						fmt.Fprintln(c.stdout, r)
+						changed[r.Topic] = true
+					}
+					if err != nil {
+						return err
+					}
 				}
 				problems, err := checkTopics(ctx, adm, specs)
-				// A topic is created before its partitions have leaders:
-				// give new topics a moment before calling them broken.
-				for settle := time.Now().Add(15 * time.Second); created > 0 && (err != nil || len(problems) > 0) && time.Now().Before(settle); {
+				// A topic is created before its partitions have leaders,
+				// and an altered config reaches the broker's answers
+				// through its metadata log: give both a moment before
+				// calling them broken.
+				for settle := time.Now().Add(15 * time.Second); len(changed) > 0 && (err != nil || concerns(problems, changed)) && time.Now().Before(settle); {
 					select {
 					case <-ctx.Done():
 						return fmt.Errorf("check topics: %w", ctx.Err())
@@ -94,6 +106,16 @@ retention.ms). Problems go to stderr and exit 1.
 			}
 		},
 	}
+}
+
+// concerns says whether a problem names one of topics.
+func concerns(problems []string, topics map[string]bool) bool {
+	for _, p := range problems {
+		if name, _, ok := strings.Cut(p, ": "); ok && topics[name] {
+			return true
+		}
+	}
+	return false
 }
 
 // checkTopics is kafka.VerifyTopics plus the creation settings: a ladder
@@ -142,6 +164,15 @@ func checkTopics(ctx context.Context, adm *kadm.Client, specs []kafka.TopicSpec)
 		for _, k := range keys {
 			w := want[rc.Name][k]
 			if w == nil {
+				continue
+			}
+			if k == "retention.ms" {
+				// Longer than configured loses nothing; shorter can
+				// delete records before they are read (a delay tier's
+				// batches before they are due).
+				if kafka.RetentionShort(have[k], *w) {
+					problems = append(problems, fmt.Sprintf("%s: retention.ms is %s, want at least %s", rc.Name, kafka.RetentionText(have[k]), kafka.RetentionText(*w)))
+				}
 				continue
 			}
 			if have[k] != *w {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -71,6 +73,96 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, replication int16, spec
 		}
 	}
 	return created, nil
+}
+
+// RaiseRetention raises retention.ms of the existing topics of specs that
+// keep records for a shorter time than their spec asks, and never lowers
+// one: a longer retention loses nothing, and shortening one deletes data,
+// which is an operator's call. A delay tier created under an older, shorter
+// default would otherwise delete batches before they fall due. It returns
+// the topics it changed, in spec order; topics that do not exist are left
+// to EnsureTopics.
+func RaiseRetention(ctx context.Context, adm *kadm.Client, specs []TopicSpec) ([]Raised, error) {
+	want := map[string]string{}
+	var names []string
+	for _, s := range specs {
+		if v := s.Configs["retention.ms"]; v != nil {
+			want[s.Name] = *v
+			names = append(names, s.Name)
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: describe topic configs: %w", err)
+	}
+	byValue := map[string][]string{} // wanted retention.ms → topics to raise to it
+	from := map[string]string{}
+	for _, rc := range rcs {
+		if rc.Err != nil {
+			if errors.Is(rc.Err, kerr.UnknownTopicOrPartition) {
+				continue
+			}
+			return nil, fmt.Errorf("kafka: describe configs of %s: %w", rc.Name, rc.Err)
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "retention.ms" && RetentionShort(c.MaybeValue(), want[rc.Name]) {
+				byValue[want[rc.Name]] = append(byValue[want[rc.Name]], rc.Name)
+				from[rc.Name] = c.MaybeValue()
+			}
+		}
+	}
+	var changed []Raised
+	for value, topics := range byValue {
+		resps, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: kadm.StringPtr(value)}}, topics...)
+		if err != nil {
+			return changed, fmt.Errorf("kafka: raise retention.ms of %s: %w", strings.Join(topics, ", "), err)
+		}
+		for _, r := range resps {
+			if r.Err != nil {
+				return changed, fmt.Errorf("kafka: raise retention.ms of %s: %w", r.Name, r.Err)
+			}
+		}
+	}
+	for _, name := range names {
+		if v, ok := from[name]; ok {
+			changed = append(changed, Raised{Topic: name, From: v, To: want[name]})
+		}
+	}
+	return changed, nil
+}
+
+// Raised is one topic whose retention.ms RaiseRetention raised.
+type Raised struct{ Topic, From, To string }
+
+func (r Raised) String() string {
+	return fmt.Sprintf("%s: retention.ms raised from %s to %s", r.Topic, RetentionText(r.From), RetentionText(r.To))
+}
+
+// RetentionShort says whether a topic's retention.ms value have keeps
+// records for less time than want; -1 keeps them for ever.
+func RetentionShort(have, want string) bool {
+	h, err1 := strconv.ParseInt(have, 10, 64)
+	w, err2 := strconv.ParseInt(want, 10, 64)
+	if err1 != nil || err2 != nil {
+		return have != want
+	}
+	return h >= 0 && (w < 0 || h < w)
+}
+
+// RetentionText is a retention.ms value with its duration, for people.
+func RetentionText(ms string) string {
+	v, err := strconv.ParseInt(ms, 10, 64)
+	switch {
+	case err != nil:
+		return strconv.Quote(ms)
+	case v < 0:
+		return ms + " (unlimited)"
+	default:
+		return fmt.Sprintf("%s (%v)", ms, time.Duration(v)*time.Millisecond)
+	}
 }
 
 // VerifyTopics reports topics of specs that are missing or have fewer

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -240,5 +241,79 @@ func TestEnsureTopicsReportsBrokerErrors(t *testing.T) {
 	}
 	if !slices.Equal(created, []string{"pushlane.ok"}) {
 		t.Errorf("created %q before the failure, want [pushlane.ok]", created)
+	}
+}
+
+func TestRaiseRetentionOnlyRaises(t *testing.T) {
+	_, _, adm := fakeCluster(t)
+	ctx := context.Background()
+	cfg := defaultConfig(t, "PUSHLANE_DELAY__TIERS=3", "PUSHLANE_KAFKA__TOPICS__RESULTS__RETENTION=48h")
+	specs := Layout(cfg)
+	if _, err := EnsureTopics(ctx, adm, 1, specs[:len(specs)-1]); err != nil { // t02 missing
+		t.Fatal(err)
+	}
+	// As left by an older release: t00 at the old 72h default, results
+	// shorter than configured, t01 kept for ever by an operator.
+	set := func(topic, ms string) {
+		t.Helper()
+		if _, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: kadm.StringPtr(ms)}}, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("pushlane.delay.t00", "259200000")
+	set("pushlane.results", "3600000")
+	set("pushlane.delay.t01", "-1")
+
+	changed, err := RaiseRetention(ctx, adm, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, r := range changed {
+		lines = append(lines, r.String())
+	}
+	want := []string{
+		"pushlane.results: retention.ms raised from 3600000 (1h0m0s) to 172800000 (48h0m0s)",
+		"pushlane.delay.t00: retention.ms raised from 259200000 (72h0m0s) to 2678400000 (744h0m0s)",
+	}
+	if !slices.Equal(lines, want) {
+		t.Errorf("changed %q, want %q", lines, want)
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, "pushlane.results", "pushlane.delay.t00", "pushlane.delay.t01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, rc := range rcs {
+		for _, c := range rc.Configs {
+			if c.Key == "retention.ms" {
+				got[rc.Name] = c.MaybeValue()
+			}
+		}
+	}
+	if w := map[string]string{"pushlane.results": "172800000", "pushlane.delay.t00": "2678400000", "pushlane.delay.t01": "-1"}; !maps.Equal(got, w) {
+		t.Errorf("retention.ms %v, want %v", got, w)
+	}
+	if changed, err := RaiseRetention(ctx, adm, specs); err != nil || len(changed) != 0 {
+		t.Errorf("second run changed %v (%v), want nothing", changed, err)
+	}
+}
+
+func TestRetentionShort(t *testing.T) {
+	for _, c := range []struct {
+		have, want string
+		short      bool
+	}{
+		{"259200000", "2678400000", true},
+		{"2678400000", "2678400000", false},
+		{"3000000000", "2678400000", false},
+		{"-1", "2678400000", false},
+		{"259200000", "-1", true},
+		{"-1", "-1", false},
+		{"", "2678400000", true},
+	} {
+		if got := RetentionShort(c.have, c.want); got != c.short {
+			t.Errorf("RetentionShort(%q, %q) = %v, want %v", c.have, c.want, got, c.short)
+		}
 	}
 }
