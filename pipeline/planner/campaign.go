@@ -202,14 +202,16 @@ func (t *txn) commit(ctx context.Context, offset int64, meta string) (committed 
 }
 
 // aborted turns an uncommitted end into the next step: a produce failure
-// is retried after a backoff, a rebalance at once.
+// is retried after a backoff; any other abort (a rebalance, or the group
+// coordinator refusing the offset commit) is re-polled at once, and with a
+// backoff when it repeats.
 func (p *Planner) aborted(log *slog.Logger, produceErr error) result {
 	if produceErr != nil {
 		log.Error("planner: producing failed; transaction aborted", "err", produceErr)
 		p.m.retries.WithLabelValues("kafka").Inc()
 		return resultRetry
 	}
-	log.Info("planner: transaction aborted by a rebalance")
+	log.Info("planner: transaction aborted by a rebalance or the group coordinator; planning the chunk again")
 	p.m.retries.WithLabelValues("rebalance").Inc()
 	return resultAgain
 }

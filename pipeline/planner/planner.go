@@ -405,6 +405,13 @@ func (p *Planner) session(ctx context.Context) (err error) {
 	}()
 	failures := 0
 	fetchFailures := 0
+	// Aborts that are not failures of ours: a rebalance, or the group
+	// coordinator turning the offset commit away (moving, loading, busy
+	// with another transaction), which End also reports as an abort. The
+	// first is re-polled at once; a run of them backs off, so a
+	// coordinator that stays away does not have the same chunk planned,
+	// produced and aborted in a loop.
+	aborts := 0
 	for {
 		fs := sess.PollRecords(ctx, 64)
 		if ctx.Err() != nil {
@@ -459,9 +466,14 @@ func (p *Planner) session(ctx context.Context) (err error) {
 				break // the abort rewound to the committed offsets: poll again
 			}
 			if res == resultAgain {
+				if aborts++; aborts > 1 {
+					if !sleep(ctx, p.backoff(aborts-1)) {
+						return nil
+					}
+				}
 				break
 			}
-			failures = 0
+			failures, aborts = 0, 0
 		}
 	}
 }
@@ -472,7 +484,7 @@ type result int
 const (
 	resultDone    result = iota // committed: the record is finished
 	resultRetry                 // aborted on a failure: back off, re-poll, resume from the checkpoint
-	resultAgain                 // aborted on purpose (rebalance, cancellation): re-poll now
+	resultAgain                 // aborted, not for a failure of ours (rebalance, cancellation): re-poll now, back off if it repeats
 	resultStopped               // ctx ended; the current chunk was committed
 )
 

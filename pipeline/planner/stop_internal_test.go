@@ -211,3 +211,58 @@ func TestStopMakesThePlannerUnready(t *testing.T) {
 		t.Errorf("stopped: readiness %v, want planner: draining", err)
 	}
 }
+
+// The group coordinator turning every offset commit away (here
+// UNKNOWN_SERVER_ERROR, which End reports as an abort, like a
+// rebalance) has the chunk planned again with a growing pause, not in a
+// loop; once the coordinator answers, the campaign completes exactly once.
+func TestRepeatedAbortsBackOff(t *testing.T) {
+	cfg, c := kfakeCluster(t)
+	cfg.RetryMin, cfg.RetryMax = 50*time.Millisecond, 400*time.Millisecond
+	h := newHarness(t, cfg, newMemStore())
+	seed(h.store.(*memStore), "app", 1, 300)
+	h.publishCampaign(segmentCampaign("c", 10))
+
+	var refusing atomic.Bool
+	var refused atomic.Int64
+	refusing.Store(true)
+	c.ControlKey(int16(kmsg.TxnOffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !refusing.Load() {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		treq := req.(*kmsg.TxnOffsetCommitRequest)
+		resp := treq.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+		for _, rt := range treq.Topics {
+			st := kmsg.NewTxnOffsetCommitResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.UnknownServerError.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	r := h.start(nil)
+	time.Sleep(2 * time.Second)
+	n := refused.Load()
+	refusing.Store(false)
+	// Backing off from the second abort: 50, 100, 200 ms, then 400 ms
+	// each, about 7 attempts in 2 s. Re-planning at once made hundreds.
+	if n < 3 || n > 12 {
+		t.Errorf("%d commits refused in 2s, want 3 to 12 (a backoff of 50ms growing to 400ms)", n)
+	}
+	h.waitDone(1)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	o := h.output()
+	if len(o.dupBatches) > 0 || len(o.batchesOf("c")) != 30 {
+		t.Fatalf("%d batches, duplicates %v", len(o.batchesOf("c")), o.dupBatches)
+	}
+	equalIDs(t, "c", o.devicesOf("c"), wantIDs(1, 300))
+}
