@@ -486,6 +486,28 @@ func testReplayCommand(t *testing.T, newStack stackFactory) {
 		t.Fatalf("offsets after replay: %v", got)
 	}
 
+	// A partition already at the range start is left as it is, with its
+	// commit's metadata (the planner keeps its checkpoint there); the
+	// others move back.
+	offsets = kadm.Offsets{}
+	offsets.Add(kadm.Offset{Topic: topic, Partition: 0, At: 5, LeaderEpoch: -1, Metadata: "checkpoint"})
+	for p := int32(1); p < 6; p++ {
+		offsets.AddOffset(topic, p, 10, -1)
+	}
+	if err := s.adm.CommitAllOffsets(ctx, group, offsets); err != nil {
+		t.Fatal(err)
+	}
+	r = s.run(t, "", "replay", "-topic", topic, "-group", group, "-from", at(5))
+	expect(t, r, exitOK, topic+"/0: 5, unchanged\n"+strings.SplitN(plan(10, 5, 5), "\n", 2)[1]+group+" rewound: it re-runs 25 records of "+topic+" when it starts\n", "")
+	if got := committed(); !slices.Equal(got, []int64{5, 5, 5, 5, 5, 5}) {
+		t.Fatalf("offsets after replay: %v", got)
+	}
+	if got, err := s.adm.FetchOffsetsForTopics(ctx, group, topic); err != nil {
+		t.Fatal(err)
+	} else if o, _ := got.Lookup(topic, 0); o.Metadata != "checkpoint" {
+		t.Errorf("partition 0 metadata %q after replay, want \"checkpoint\" kept", o.Metadata)
+	}
+
 	// The group is at 5: going to 8 would skip 5..7.
 	r = s.run(t, "", "replay", "-topic", topic, "-group", group, "-from", at(8))
 	var lines []string

@@ -36,7 +36,9 @@ Refused (exit 1), changing nothing:
   - when a partition's committed offset is after -to: the group would also re-run
     records past the range (use -to end to re-run everything since -from).
 
-The plan is printed per partition; -dry-run prints it and stops.`,
+The plan is printed per partition; -dry-run prints it and stops. A partition already
+at its range start is left unchanged, with its commit's metadata (where the planner
+keeps the checkpoint of a campaign in progress).`,
 		examples: []string{
 			"pushctl replay -topic pushlane.results -group pushlane-feedback -from 2026-03-20T09:00:00Z -dry-run",
 			"pushctl replay -topic pushlane.campaigns -group pushlane-planner -from -6h",
@@ -91,6 +93,10 @@ The plan is printed per partition; -dry-run prints it and stops.`,
 				}
 				total := int64(0)
 				for _, p := range plan {
+					if p.target == p.committed {
+						fmt.Fprintf(c.stdout, "%s/%d: %d, unchanged\n", r.topic, p.partition, p.committed)
+						continue
+					}
 					fmt.Fprintf(c.stdout, "%s/%d: %d -> %d (re-runs %d records)\n", r.topic, p.partition, p.committed, p.target, p.committed-p.target)
 					total += p.committed - p.target
 				}
@@ -278,7 +284,18 @@ func (r replay) plan(ctx context.Context, from string, fromAt time.Time, to stri
 func (r replay) commit(ctx context.Context, plan []partitionPlan) error {
 	offsets := kadm.Offsets{}
 	for _, p := range plan {
-		offsets.AddOffset(r.topic, p.partition, p.target, p.leaderEpoch)
+		// A partition already at its target keeps its commit as it is:
+		// committing the same offset again would drop the commit's
+		// metadata, which is the planner's checkpoint of the campaign
+		// in progress there (the campaign would be planned again from
+		// its start). A partition that moves back loses it on purpose:
+		// it belongs to the record at the old offset.
+		if p.target != p.committed {
+			offsets.AddOffset(r.topic, p.partition, p.target, p.leaderEpoch)
+		}
+	}
+	if len(offsets) == 0 {
+		return nil
 	}
 	resp, err := r.adm.CommitOffsets(ctx, r.group, offsets)
 	if err != nil {
