@@ -334,18 +334,11 @@ func startReal(ctx context.Context, o demoOptions, dir string, log *slog.Logger,
 // createDatabase creates the DSN's database if it is missing, so the demo
 // runs on a server where the user may create databases (deploy/local's).
 func createDatabase(ctx context.Context, c config.MySQL) error {
-	dsn, err := mysql.ParseDSN(c.DSN)
+	server, name, err := serverDSN(c.DSN)
 	if err != nil {
-		return fmt.Errorf("mysql.dsn: %w", err)
+		return err
 	}
-	name := dsn.DBName
-	if name == "" {
-		return errors.New("mysql.dsn: names no database")
-	}
-	if strings.ContainsAny(name, "`") {
-		return fmt.Errorf("mysql.dsn: database name %q contains a backquote", name)
-	}
-	c.DSN = strings.Replace(c.DSN, "/"+name, "/", 1)
+	c.DSN = server
 	db, err := feedback.OpenMySQL(c)
 	if err != nil {
 		return err
@@ -355,6 +348,24 @@ func createDatabase(ctx context.Context, c config.MySQL) error {
 		return fmt.Errorf("mysql: create database %s: %w", name, err)
 	}
 	return nil
+}
+
+// serverDSN splits dsn into the same DSN without its database, to connect
+// before the database exists, and the database's name.
+func serverDSN(dsn string) (server, name string, err error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "", "", fmt.Errorf("mysql.dsn: %w", err)
+	}
+	name = cfg.DBName
+	if name == "" {
+		return "", "", errors.New("mysql.dsn: names no database")
+	}
+	if strings.ContainsAny(name, "`") {
+		return "", "", fmt.Errorf("mysql.dsn: database name %q contains a backquote", name)
+	}
+	cfg.DBName = ""
+	return cfg.FormatDSN(), name, nil
 }
 
 // openClickHouse connects and migrates when analytics go to ClickHouse.

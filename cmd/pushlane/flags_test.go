@@ -40,3 +40,19 @@ func TestDeployDemoLocalConfigIsValid(t *testing.T) {
 		t.Fatalf("unexpected config: %+v", cfg.Redacted())
 	}
 }
+
+// The database is cut from the parsed DSN, not from its text: a password
+// that contains "/pushlane" stays whole.
+func TestServerDSN(t *testing.T) {
+	for _, c := range []struct{ dsn, server, name, err string }{
+		{"pushlane:secret@tcp(127.0.0.1:3306)/pushlane?parseTime=true", "pushlane:secret@tcp(127.0.0.1:3306)/?parseTime=true", "pushlane", ""},
+		{"u:a/pushlane@tcp(db:3306)/pushlane", "u:a/pushlane@tcp(db:3306)/", "pushlane", ""},
+		{"u:p@tcp(db:3306)/", "", "", "mysql.dsn: names no database"},
+		{"u:p@tcp(db:3306)/we`ird", "", "", "mysql.dsn: database name \"we`ird\" contains a backquote"},
+	} {
+		server, name, err := serverDSN(c.dsn)
+		if server != c.server || name != c.name || (err == nil) != (c.err == "") || (err != nil && err.Error() != c.err) {
+			t.Errorf("serverDSN(%q) = %q, %q, %v; want %q, %q, %q", c.dsn, server, name, err, c.server, c.name, c.err)
+		}
+	}
+}
