@@ -20,7 +20,8 @@
 //     times.
 //   - payload_rejected: the content is wrong. Never retried, never blamed on
 //     the token. Senders validate before sending, so most of these never reach
-//     the provider (Result.Status is then 0).
+//     the provider (Result.Status is then 0); so does a request whose headers
+//     are over the server's SETTINGS_MAX_HEADER_LIST_SIZE (HeaderListTooLarge).
 //   - credential_failure: the app's key, certificate or service account was
 //     refused. Retrying would burn the campaign: park the app with Halt.
 //

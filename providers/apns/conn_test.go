@@ -101,3 +101,21 @@ func TestCanceledContext(t *testing.T) {
 		t.Fatalf("result = %+v", r)
 	}
 }
+
+// A header list over what the server accepts is the message's fault, not
+// the connection's or the token's: payload_rejected at once, nothing sent,
+// no re-send on other connections.
+func TestHeaderListOverTheServersLimitIsPayloadRejected(t *testing.T) {
+	sim, key := startSim(t, func(c *apnssim.Config) { c.MaxHeaderBytes = 64 }) // advertised: 384 bytes
+	s, _ := newSender(t, sim, key, nil)
+	m := alert()
+	m.Token = tok("a", 1)
+	r := s.Send(context.Background(), m, 1)
+	if r.Outcome != providers.PayloadRejected || r.Reason != "HeaderListTooLarge" ||
+		!strings.Contains(r.Err.Error(), "exceeds the server's limit of 384") {
+		t.Fatalf("result %+v (%v), want payload_rejected HeaderListTooLarge", r, r.Err)
+	}
+	if c := sim.Counts(); c.Requests != 0 || c.Conns != 1 {
+		t.Errorf("simulator saw %d requests on %d connections, want 0 on 1", c.Requests, c.Conns)
+	}
+}

@@ -229,6 +229,11 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 				return providers.Result{Outcome: providers.Retryable, Reason: "Canceled",
 					Err: fmt.Errorf("apns: send: %w", ctx.Err())}
 			}
+			if errors.Is(err, h2post.ErrHeaderListTooLarge) {
+				// Every connection to this server refuses it alike.
+				return providers.Result{Outcome: providers.PayloadRejected, Reason: "HeaderListTooLarge",
+					Err: fmt.Errorf("apns: send: %w", err)}
+			}
 			// A request the server certainly did not process (above a
 			// GOAWAY's last stream, refused) is re-sent without counting
 			// against ConnRetries: it cannot be delivered twice.

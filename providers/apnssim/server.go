@@ -75,6 +75,9 @@ type Config struct {
 	Record bool
 	// MaxConcurrentStreams per connection; default 1000.
 	MaxConcurrentStreams uint32
+	// MaxHeaderBytes limits request headers (SETTINGS_MAX_HEADER_LIST_SIZE
+	// is this plus 320); default net/http's 1 MiB.
+	MaxHeaderBytes int
 	// Clock is the time the token checks use; default time.Now. Tests that
 	// move a sender's clock move this one too.
 	Clock  func() time.Time
@@ -159,7 +162,7 @@ func New(cfg Config) (*Server, error) {
 	_, _ = rand.Read(s.idPrefix[:])
 	s.bodies.New = func() any { b := make([]byte, maxBody+1); return &b }
 	s.h2 = simcore.NewH2Server(simcore.H2Config{
-		Name: "apns", Cert: cert, MaxConcurrentStreams: cfg.MaxConcurrentStreams,
+		Name: "apns", Cert: cert, MaxConcurrentStreams: cfg.MaxConcurrentStreams, MaxHeaderBytes: cfg.MaxHeaderBytes,
 		ClientCAs: cfg.ClientCAs, Logger: cfg.Logger,
 	}, http.HandlerFunc(s.serveHTTP))
 	s.faults = simcore.NewFaults(s.h2)

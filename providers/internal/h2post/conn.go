@@ -274,7 +274,7 @@ func (c *Conn) start(ctx context.Context, st *stream, wait bool) error {
 			len(":path") + len(st.path) + len("content-length") + 10 + 5*32
 		if n := headerListSize(pseudo, st.header); n > c.maxHeaderList {
 			c.mu.Unlock()
-			return fmt.Errorf("h2post: header list of %d bytes exceeds the server's limit of %d: %w", n, c.maxHeaderList, ErrNotProcessed)
+			return fmt.Errorf("h2post: header list of %d bytes exceeds the server's limit of %d: %w (%w)", n, c.maxHeaderList, ErrHeaderListTooLarge, ErrNotProcessed)
 		}
 	}
 	for c.active >= c.maxStreams {

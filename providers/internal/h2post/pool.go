@@ -30,6 +30,12 @@ import (
 // REFUSED_STREAM): sending them again cannot deliver twice.
 var ErrNotProcessed = errors.New("request was not processed by the server (safe to send again)")
 
+// ErrHeaderListTooLarge marks a request whose header list is over the
+// server's SETTINGS_MAX_HEADER_LIST_SIZE. It was not sent (the error is
+// ErrNotProcessed too), and sending it again fails the same way: the
+// message, not the connection, is at fault.
+var ErrHeaderListTooLarge = errors.New("header list over the server's limit")
+
 // ErrClosed is the error of a request on a closed Pool.
 var ErrClosed = errors.New("h2post: client closed")
 

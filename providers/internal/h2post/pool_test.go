@@ -627,3 +627,37 @@ func TestLargeHeadersUseContinuation(t *testing.T) {
 		t.Fatalf("err %v, status %d, echoed %d of %d bytes", err, r.Status, len(r.Get("x-echo-big")), len(big))
 	}
 }
+
+// A request whose header list is over the server's
+// SETTINGS_MAX_HEADER_LIST_SIZE is refused before it is written: its error
+// says so (ErrHeaderListTooLarge, and ErrNotProcessed: it was not sent),
+// and the connection goes on serving the next request.
+func TestHeaderListOverTheServersLimitIsNotSent(t *testing.T) {
+	srv := newRawServer(t, http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: 600})
+	p := newPool(t, srv.endpoint(), nil)
+	ctx := context.Background()
+	first := postAsync(ctx, p, "/small", []byte("a"))
+	c := srv.accept()
+	for id := range c.readRequests(1) {
+		c.respond(id, "200", nil) // the server's SETTINGS came first: the client has the limit now
+	}
+	if r := await(t, first); r.err != nil || r.resp.Status != 200 {
+		t.Fatalf("first request: %+v", r)
+	}
+	_, err := p.Post(ctx, "/big", []hpack.HeaderField{{Name: "x-big", Value: strings.Repeat("b", 1000)}}, []byte("b"))
+	if !errors.Is(err, h2post.ErrHeaderListTooLarge) || !errors.Is(err, h2post.ErrNotProcessed) ||
+		!strings.Contains(err.Error(), "exceeds the server's limit of 600") {
+		t.Fatalf("big header list: %v", err)
+	}
+	third := postAsync(ctx, p, "/small", []byte("c"))
+	reqs := c.readRequests(1)
+	for id, body := range reqs {
+		if string(body) != "c" {
+			t.Errorf("server read body %q, want the third request's (the second was not sent)", body)
+		}
+		c.respond(id, "200", nil)
+	}
+	if r := await(t, third); r.err != nil || r.resp.Status != 200 {
+		t.Fatalf("third request: %+v", r)
+	}
+}

@@ -21,6 +21,7 @@ type H2Config struct {
 	Name                 string // "apns" or "fcm", for logs and errors
 	Cert                 *ServerCert
 	MaxConcurrentStreams uint32         // per connection; default 1000 (what APNs advertises)
+	MaxHeaderBytes       int            // the request header limit, advertised as SETTINGS_MAX_HEADER_LIST_SIZE; default net/http's 1 MiB
 	ClientCAs            *x509.CertPool // if set, client certificates are requested and verified against it
 	Logger               *slog.Logger
 }
@@ -226,7 +227,7 @@ func (s *H2Server) serve(raw net.Conn) {
 		// The providers speak HTTP/2 only; an HTTP/1.1 client gets nothing.
 		return
 	}
-	hs := &http.Server{}
+	hs := &http.Server{MaxHeaderBytes: s.cfg.MaxHeaderBytes}
 	h2 := &http2.Server{MaxConcurrentStreams: s.cfg.MaxConcurrentStreams, IdleTimeout: 10 * time.Minute}
 	if err := http2.ConfigureServer(hs, h2); err != nil {
 		s.cfg.Logger.Error("configure http2", slog.Any("error", err))
