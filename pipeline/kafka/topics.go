@@ -98,40 +98,52 @@ func RaiseRetention(ctx context.Context, adm *kadm.Client, specs []TopicSpec) ([
 	if err != nil {
 		return nil, fmt.Errorf("kafka: describe topic configs: %w", err)
 	}
-	byValue := map[string][]string{} // wanted retention.ms → topics to raise to it
-	from := map[string]string{}
+	have := map[string]string{}
+	var errs []error
 	for _, rc := range rcs {
 		if rc.Err != nil {
-			if errors.Is(rc.Err, kerr.UnknownTopicOrPartition) {
-				continue
+			if !errors.Is(rc.Err, kerr.UnknownTopicOrPartition) {
+				errs = append(errs, fmt.Errorf("kafka: describe configs of %s: %w", rc.Name, brokerError(rc.Err, rc.ErrMessage)))
 			}
-			return nil, fmt.Errorf("kafka: describe configs of %s: %w", rc.Name, rc.Err)
+			continue
 		}
 		for _, c := range rc.Configs {
-			if c.Key == "retention.ms" && RetentionShort(c.MaybeValue(), want[rc.Name]) {
-				byValue[want[rc.Name]] = append(byValue[want[rc.Name]], rc.Name)
-				from[rc.Name] = c.MaybeValue()
+			if c.Key == "retention.ms" {
+				have[rc.Name] = c.MaybeValue()
 			}
 		}
 	}
+	// One topic at a time, in spec order: what was raised before a
+	// failure is reported with it.
 	var changed []Raised
-	for value, topics := range byValue {
-		resps, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: kadm.StringPtr(value)}}, topics...)
-		if err != nil {
-			return changed, fmt.Errorf("kafka: raise retention.ms of %s: %w", strings.Join(topics, ", "), err)
+	for _, name := range names {
+		v, ok := have[name]
+		if !ok || !RetentionShort(v, want[name]) {
+			continue
 		}
-		for _, r := range resps {
-			if r.Err != nil {
-				return changed, fmt.Errorf("kafka: raise retention.ms of %s: %w", r.Name, r.Err)
+		resps, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: kadm.StringPtr(want[name])}}, name)
+		if err == nil {
+			for _, r := range resps {
+				if r.Err != nil {
+					err = brokerError(r.Err, r.ErrMessage)
+				}
 			}
 		}
-	}
-	for _, name := range names {
-		if v, ok := from[name]; ok {
-			changed = append(changed, Raised{Topic: name, From: v, To: want[name]})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("kafka: raise retention.ms of %s: %w", name, err))
+			continue
 		}
+		changed = append(changed, Raised{Topic: name, From: v, To: want[name]})
 	}
-	return changed, nil
+	return changed, errors.Join(errs...)
+}
+
+// brokerError adds the broker's own words, when it sent any, to err.
+func brokerError(err error, message string) error {
+	if message == "" || strings.Contains(err.Error(), message) {
+		return err
+	}
+	return fmt.Errorf("%w (%s)", err, message)
 }
 
 // Raised is one topic whose retention.ms RaiseRetention raised.

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/pushlane/pushlane/internal/config"
 )
@@ -315,5 +317,47 @@ func TestRetentionShort(t *testing.T) {
 		if got := RetentionShort(c.have, c.want); got != c.short {
 			t.Errorf("RetentionShort(%q, %q) = %v, want %v", c.have, c.want, got, c.short)
 		}
+	}
+}
+
+// A raise the broker refuses is reported with the broker's words, and the
+// topics raised before and after it are reported too.
+func TestRaiseRetentionReportsWhatItRaisedBesideAFailure(t *testing.T) {
+	c, _, adm := fakeCluster(t)
+	ctx := context.Background()
+	specs := Layout(defaultConfig(t, "PUSHLANE_DELAY__TIERS=3"))
+	if _, err := EnsureTopics(ctx, adm, 1, specs); err != nil {
+		t.Fatal(err)
+	}
+	for _, tier := range []string{"pushlane.delay.t00", "pushlane.delay.t01", "pushlane.delay.t02"} {
+		if _, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: kadm.StringPtr("259200000")}}, tier); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.ControlKey(int16(kmsg.IncrementalAlterConfigs), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		areq := req.(*kmsg.IncrementalAlterConfigsRequest)
+		if len(areq.Resources) != 1 || areq.Resources[0].ResourceName != "pushlane.delay.t01" {
+			return nil, nil, false
+		}
+		resp := areq.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
+		rr := kmsg.NewIncrementalAlterConfigsResponseResource()
+		rr.ResourceType, rr.ResourceName = areq.Resources[0].ResourceType, "pushlane.delay.t01"
+		rr.ErrorCode = kerr.PolicyViolation.Code
+		rr.ErrorMessage = kmsg.StringPtr("retention.ms over the cluster's maximum")
+		resp.Resources = append(resp.Resources, rr)
+		return resp, nil, true
+	})
+	changed, err := RaiseRetention(ctx, adm, specs)
+	var topics []string
+	for _, r := range changed {
+		topics = append(topics, r.Topic)
+	}
+	if !slices.Equal(topics, []string{"pushlane.delay.t00", "pushlane.delay.t02"}) {
+		t.Errorf("raised %q, want t00 and t02", topics)
+	}
+	if err == nil || !strings.Contains(err.Error(), "kafka: raise retention.ms of pushlane.delay.t01: POLICY_VIOLATION") ||
+		!strings.Contains(err.Error(), "(retention.ms over the cluster's maximum)") {
+		t.Errorf("err = %v, want t01's POLICY_VIOLATION with the broker's message", err)
 	}
 }
