@@ -105,8 +105,8 @@
 // after a backoff (RetryMin doubling up to RetryMax) and resumes from its
 // last checkpoint, for as long as MySQL stays down. A rebalance aborts the
 // open chunk the same way, re-polled at once; so does a group coordinator
-// that turns the chunk's offset commit away, and a run of such aborts is
-// re-polled after the same backoff. A Kafka session that fails is replaced.
+// that turns the chunk's offset commit away, and a run of such aborts with
+// no chunk committed in between is re-polled after the same backoff. A Kafka session that fails is replaced.
 //
 // # Cancellation
 //

@@ -34,6 +34,7 @@ type harness struct {
 	producer *kgo.Client
 	adm      *kadm.Client
 	reg      *prometheus.Registry
+	sleep    func(context.Context, time.Duration) bool // the planner's pauses, when set
 }
 
 func testConfig(brokers []string, prefix string) Config {
@@ -130,6 +131,9 @@ func (h *harness) start(hook func(hookEvent) error) *running {
 		h.t.Fatal(err)
 	}
 	p.testHook = hook
+	if h.sleep != nil {
+		p.sleep = h.sleep
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{p: p, cancel: cancel, done: make(chan struct{})}
 	go func() {

@@ -175,6 +175,10 @@ type Planner struct {
 	// and updated by this planner's own commits.
 	mu        sync.Mutex
 	committed map[int32]commitPoint
+	chunks    uint64 // chunks this planner committed, so the loop can tell a run of aborts from aborts between commits
+
+	// sleep pauses between attempts; tests replace it to see the pauses.
+	sleep func(ctx context.Context, d time.Duration) bool
 
 	// testHook, if set, runs after each committed chunk and after each
 	// produced batch; an error it returns ends Run at once, without ending
@@ -239,6 +243,7 @@ func New(cfg Config, deps Deps) (*Planner, error) {
 		group:     prefix + "-planner",
 		txnID:     prefix + "-planner-" + cfg.Instance,
 		committed: map[int32]commitPoint{},
+		sleep:     sleep,
 	}, nil
 }
 
@@ -272,7 +277,7 @@ func (p *Planner) Run(ctx context.Context) error {
 		p.log.Error("planner: kafka session failed; starting a new one", "err", err, "retry_in", d)
 		p.ready.Set("planner", fmt.Errorf("kafka session failed: %w", err))
 		p.m.retries.WithLabelValues("kafka").Inc()
-		if !sleep(ctx, d) {
+		if !p.sleep(ctx, d) {
 			return nil
 		}
 	}
@@ -367,6 +372,13 @@ func (p *Planner) setCommitted(partition int32, cp commitPoint) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.committed[partition] = cp
+	p.chunks++
+}
+
+func (p *Planner) chunksCommitted() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.chunks
 }
 
 // session runs one Kafka session: poll campaigns, plan each in one or more
@@ -408,10 +420,11 @@ func (p *Planner) session(ctx context.Context) (err error) {
 	// Aborts that are not failures of ours: a rebalance, or the group
 	// coordinator turning the offset commit away (moving, loading, busy
 	// with another transaction), which End also reports as an abort. The
-	// first is re-polled at once; a run of them backs off, so a
-	// coordinator that stays away does not have the same chunk planned,
-	// produced and aborted in a loop.
+	// first is re-polled at once; a run of them, with no chunk committed
+	// in between, backs off, so a coordinator that stays away does not
+	// have the same chunk planned, produced and aborted in a loop.
 	aborts := 0
+	var chunksAtAbort uint64
 	for {
 		fs := sess.PollRecords(ctx, 64)
 		if ctx.Err() != nil {
@@ -443,7 +456,7 @@ func (p *Planner) session(ctx context.Context) (err error) {
 			// revoked) returns from every poll at once: back off instead
 			// of spinning on it.
 			fetchFailures++
-			if !sleep(ctx, p.backoff(fetchFailures)) {
+			if !p.sleep(ctx, p.backoff(fetchFailures)) {
 				return nil
 			}
 			continue
@@ -460,14 +473,17 @@ func (p *Planner) session(ctx context.Context) (err error) {
 				failures++
 				d := p.backoff(failures)
 				p.log.Info("planner: campaign attempt abandoned; retrying from its last checkpoint", "retry_in", d)
-				if !sleep(ctx, d) {
+				if !p.sleep(ctx, d) {
 					return nil
 				}
 				break // the abort rewound to the committed offsets: poll again
 			}
 			if res == resultAgain {
+				if n := p.chunksCommitted(); n != chunksAtAbort {
+					aborts, chunksAtAbort = 0, n // progress since the last one: a new run
+				}
 				if aborts++; aborts > 1 {
-					if !sleep(ctx, p.backoff(aborts-1)) {
+					if !p.sleep(ctx, p.backoff(aborts-1)) {
 						return nil
 					}
 				}

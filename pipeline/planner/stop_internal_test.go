@@ -3,13 +3,16 @@ package planner
 import (
 	"context"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/pushlane/pushlane/internal/service"
@@ -212,26 +215,34 @@ func TestStopMakesThePlannerUnready(t *testing.T) {
 	}
 }
 
-// The group coordinator turning every offset commit away (here
-// UNKNOWN_SERVER_ERROR, which End reports as an abort, like a
-// rebalance) has the chunk planned again with a growing pause, not in a
-// loop; once the coordinator answers, the campaign completes exactly once.
-func TestRepeatedAbortsBackOff(t *testing.T) {
-	cfg, c := kfakeCluster(t)
-	cfg.RetryMin, cfg.RetryMax = 50*time.Millisecond, 400*time.Millisecond
-	h := newHarness(t, cfg, newMemStore())
-	seed(h.store.(*memStore), "app", 1, 300)
-	h.publishCampaign(segmentCampaign("c", 10))
+// pauses records the planner's pauses (and takes them).
+type pauses struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
 
-	var refusing atomic.Bool
-	var refused atomic.Int64
-	refusing.Store(true)
+func (ps *pauses) sleep(ctx context.Context, d time.Duration) bool {
+	ps.mu.Lock()
+	ps.d = append(ps.d, d)
+	ps.mu.Unlock()
+	return sleep(ctx, d)
+}
+
+func (ps *pauses) taken() []time.Duration {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return slices.Clone(ps.d)
+}
+
+// refuseTxnCommits has kfake answer the TxnOffsetCommits for which refuse
+// says so with UNKNOWN_SERVER_ERROR, which End reports as an abort, like a
+// rebalance.
+func refuseTxnCommits(c *kfake.Cluster, refuse func() bool) {
 	c.ControlKey(int16(kmsg.TxnOffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
-		if !refusing.Load() {
+		if !refuse() {
 			return nil, nil, false
 		}
-		refused.Add(1)
 		treq := req.(*kmsg.TxnOffsetCommitRequest)
 		resp := treq.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
 		for _, rt := range treq.Topics {
@@ -247,18 +258,60 @@ func TestRepeatedAbortsBackOff(t *testing.T) {
 		}
 		return resp, nil, true
 	})
+}
+
+// The group coordinator turning every offset commit away has the chunk
+// planned again after a growing pause, not in a loop (re-planning at once
+// made 444 attempts in 2 s); once it answers, the campaign completes
+// exactly once.
+func TestRepeatedAbortsBackOff(t *testing.T) {
+	cfg, c := kfakeCluster(t)
+	cfg.RetryMin, cfg.RetryMax = 20*time.Millisecond, 160*time.Millisecond
+	h := newHarness(t, cfg, newMemStore())
+	ps := &pauses{}
+	h.sleep = ps.sleep
+	seed(h.store.(*memStore), "app", 1, 300)
+	h.publishCampaign(segmentCampaign("c", 10))
+	refuseTxnCommits(c, func() bool { return len(ps.taken()) < 6 })
 	r := h.start(nil)
-	time.Sleep(2 * time.Second)
-	n := refused.Load()
-	refusing.Store(false)
-	// Backing off from the second abort: 50, 100, 200 ms, then 400 ms
-	// each, about 7 attempts in 2 s. Re-planning at once made hundreds.
-	if n < 3 || n > 12 {
-		t.Errorf("%d commits refused in 2s, want 3 to 12 (a backoff of 50ms growing to 400ms)", n)
-	}
 	h.waitDone(1)
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
+	}
+	// The first abort is planned again at once, then 20 ms doubling to 160.
+	ms := time.Millisecond
+	if got, want := ps.taken(), []time.Duration{20 * ms, 40 * ms, 80 * ms, 160 * ms, 160 * ms, 160 * ms}; !slices.Equal(got, want) {
+		t.Errorf("pauses %v, want %v", got, want)
+	}
+	o := h.output()
+	if len(o.dupBatches) > 0 || len(o.batchesOf("c")) != 30 {
+		t.Fatalf("%d batches, duplicates %v", len(o.batchesOf("c")), o.dupBatches)
+	}
+	equalIDs(t, "c", o.devicesOf("c"), wantIDs(1, 300))
+}
+
+// Aborts with committed chunks between them are not a run: each is
+// planned again at once, however many a long campaign meets.
+func TestAbortsBetweenCommitsDoNotBackOff(t *testing.T) {
+	cfg, c := kfakeCluster(t)
+	cfg.BatchesPerTransaction = 2
+	h := newHarness(t, cfg, newMemStore())
+	ps := &pauses{}
+	h.sleep = ps.sleep
+	seed(h.store.(*memStore), "app", 1, 300)
+	h.publishCampaign(segmentCampaign("c", 10))
+	var n atomic.Int64
+	refuseTxnCommits(c, func() bool { return n.Add(1)%2 == 1 }) // each chunk's first commit
+	r := h.start(nil)
+	h.waitDone(1)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if got := ps.taken(); len(got) != 0 {
+		t.Errorf("pauses %v, want none", got)
+	}
+	if got := n.Load(); got < 30 {
+		t.Errorf("%d offset commits, want at least 30 (15 chunks, each refused once)", got)
 	}
 	o := h.output()
 	if len(o.dupBatches) > 0 || len(o.batchesOf("c")) != 30 {
