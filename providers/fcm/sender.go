@@ -350,8 +350,7 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 			}
 			if errors.Is(err, h2post.ErrHeaderListTooLarge) {
 				// Every connection to this server refuses it alike.
-				return providers.Result{Outcome: providers.PayloadRejected, Reason: "HeaderListTooLarge",
-					Err: fmt.Errorf("fcm: send: %w", err)}
+				return providers.Rejected(&providers.RejectError{Provider: "fcm", Reason: "HeaderListTooLarge", Detail: err.Error()}, 0)
 			}
 			// A request the server certainly did not process (above a
 			// GOAWAY's last stream, refused) is re-sent without counting
