@@ -235,6 +235,15 @@ func (d *Dispatcher) checkBeforeChunk(stop context.Context, j *job) (done, ok bo
 	return false, false
 }
 
+// barred reports whether a device of b that has waited for its app's slot
+// (behind other batches' devices, or for the app's rate) must not be sent
+// after all: its campaign was cancelled or paused, or b expired, since its
+// chunk was checked. Without it a cancel waited for the chunks already
+// queued: at 20 sends a second, two chunks of 100 went on for 9.5 s.
+func (d *Dispatcher) barred(b *schemas.Batch, now time.Time) bool {
+	return d.control.Cancelled(b.CampaignID) || d.control.Paused(b.CampaignID) || isExpired(b, now)
+}
+
 func isExpired(b *schemas.Batch, now time.Time) bool {
 	exp := expiry(b)
 	return !exp.IsZero() && !now.Before(exp)
@@ -270,6 +279,7 @@ type sendJob struct {
 	// stays without a result, for the next owner).
 	stop context.Context
 	wg   *sync.WaitGroup // the chunk's
+	b    *schemas.Batch  // checked once more when the job comes up
 }
 
 // sendLoop runs sends until jobs is closed, and after each send the next
@@ -290,8 +300,15 @@ func (d *Dispatcher) runSend(j *sendJob) {
 	if j.stop.Err() != nil {
 		return
 	}
+	// A barred device is not sent and gets no result here: the chunk's
+	// next check closes the batch out (cancelled, expired) or parks it
+	// (paused). Checked before the app's rate too, so barred devices take
+	// none of it, and again after its wait.
+	if d.barred(j.b, time.Now()) {
+		return
+	}
 	if j.lim.rate != nil {
-		if err := j.lim.rate.Wait(j.stop); err != nil {
+		if err := j.lim.rate.Wait(j.stop); err != nil || d.barred(j.b, time.Now()) {
 			return
 		}
 	}
@@ -344,7 +361,7 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (answere
 			out[k] = sent{ok: true, res: providers.Result{Err: fmt.Errorf("app %s has no provider for platform %s", j.b.App, dev.Platform)}}
 			continue
 		}
-		jobs = append(jobs, sendJob{p: p, token: dev.Token, attempt: j.b.Attempt, out: &out[k], lim: j.lim, stop: stop, wg: &wg})
+		jobs = append(jobs, sendJob{p: p, token: dev.Token, attempt: j.b.Attempt, out: &out[k], lim: j.lim, stop: stop, wg: &wg, b: j.b})
 	}
 	queued := make([]*sendJob, len(jobs))
 	for k := range jobs {

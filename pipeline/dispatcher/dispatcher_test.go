@@ -246,6 +246,83 @@ func TestDispatchCancelMidBatch(t *testing.T) {
 	t.Logf("sent %d, cancelled %d, last send %v after the cancel", len(s.Sends()), cancelled, last.Sub(acked))
 }
 
+// A cancel stops the sends already queued, not only the chunks not yet
+// started: an app held to 20 sends a second has a whole chunk of each of
+// two batches queued (200 devices, 10 s of sends), and no send starts more
+// than 2 s after the cancel was acknowledged.
+func TestDispatchCancelStopsQueuedSends(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, 2, nil)
+	apps, s := h.fakeApp("app1")
+	app := apps["app1"]
+	app.RatePerSecond = 20
+	apps["app1"] = app
+	h.start(dispatchtest.UniqueName("disp"), apps, func(c *dispatcher.Config) { c.ChunkSize = 100 })
+	now := time.Now()
+	h.write(batch("slow-a", "c-slow", "app1", 100, now))
+	h.write(batch("slow-b", "c-slow", "app1", 100, now))
+	deadline := time.Now().Add(20 * time.Second)
+	for len(s.Sends()) < 10 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	acked := h.publish("c-slow", schemas.ControlCancel)
+	rs := h.readResults(200, 30*time.Second)
+	if len(rs) != 200 {
+		t.Fatalf("%d results, want 200", len(rs))
+	}
+	sends := s.Sends()
+	cancelled := dispatchtest.CountOutcome(t, rs, schemas.OutcomeCancelled)
+	delivered := dispatchtest.CountOutcome(t, rs, schemas.OutcomeDelivered)
+	if delivered != len(sends) || delivered+cancelled != 200 {
+		t.Errorf("%d delivered and %d cancelled for %d sends; want every send delivered and the rest cancelled", delivered, cancelled, len(sends))
+	}
+	var late []time.Duration
+	for _, x := range sends {
+		if d := x.At.Sub(acked); d > 2*time.Second {
+			late = append(late, d)
+		}
+	}
+	if len(late) > 0 {
+		t.Errorf("%d sends started more than 2 s after the cancel was acknowledged, the last %v after", len(late), late[len(late)-1])
+	}
+	if cancelled < 100 {
+		t.Errorf("only %d of 200 devices cancelled", cancelled)
+	}
+	t.Logf("sent %d, cancelled %d", len(sends), cancelled)
+}
+
+// A batch that expires while its devices wait for the app's rate sends
+// none of them after its expiry; they are given the outcome expired.
+func TestDispatchExpiryStopsQueuedSends(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, 1, nil)
+	apps, s := h.fakeApp("app1")
+	app := apps["app1"]
+	app.RatePerSecond = 20
+	apps["app1"] = app
+	h.start(dispatchtest.UniqueName("disp"), apps, func(c *dispatcher.Config) { c.ChunkSize = 100 })
+	b := batch("short-lived", "c-short", "app1", 100, time.Now())
+	b.ExpiresAt = time.Now().Add(2 * time.Second)
+	h.write(b)
+	rs := h.readResults(100, 30*time.Second)
+	if len(rs) != 100 {
+		t.Fatalf("%d results, want 100", len(rs))
+	}
+	sends := s.Sends()
+	for _, x := range sends {
+		if !x.At.Before(b.ExpiresAt) {
+			t.Errorf("%s sent %v after the batch expired", x.Token, x.At.Sub(b.ExpiresAt))
+		}
+	}
+	expired := dispatchtest.CountOutcome(t, rs, schemas.OutcomeExpired)
+	if delivered := dispatchtest.CountOutcome(t, rs, schemas.OutcomeDelivered); delivered != len(sends) || delivered+expired != 100 {
+		t.Errorf("%d delivered and %d expired for %d sends; want every send delivered and the rest expired", delivered, expired, len(sends))
+	}
+	if expired < 30 {
+		t.Errorf("only %d of 100 devices expired; at 20 a second most of them wait past the expiry", expired)
+	}
+}
+
 // Retryable devices come back in a retry batch <id>#a2 through the ladder,
 // not before the provider's Retry-After; on the last attempt they fail.
 func TestDispatchRetriesThroughTheLadder(t *testing.T) {

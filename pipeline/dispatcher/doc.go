@@ -29,7 +29,10 @@
 //     app's concurrency and rate: the chunk's devices queue behind those of
 //     the app's other chunks, and a sender that finishes a send takes the
 //     next one with its slot (no hand-off through the batch's goroutine,
-//     which on one core waits behind a whole burst of answers). Content is
+//     which on one core waits behind a whole burst of answers). A device
+//     whose turn comes after its campaign was cancelled or paused, or its
+//     batch expired, is not sent; the check of step 4 then closes the
+//     batch out or parks it. Content is
 //     encoded once per batch,
 //     platform and locale text (providers.BatchSender.Prepare), not per
 //     device. Write their results (idempotent producer, key app/token,
