@@ -30,7 +30,8 @@ type Sent struct {
 	Token   string
 	Attempt int
 	Title   string
-	At      time.Time
+	Start   time.Time // Send was called
+	At      time.Time // Send answered
 }
 
 // NewSender returns a fake that delivers everything.
@@ -79,7 +80,7 @@ func (s *Sender) Send(ctx context.Context, m *providers.Message, attempt int) pr
 	r.Attempt = attempt
 	r.Latency = time.Since(start)
 	s.mu.Lock()
-	s.sent = append(s.sent, Sent{Token: m.Token, Attempt: attempt, Title: m.Title, At: time.Now()})
+	s.sent = append(s.sent, Sent{Token: m.Token, Attempt: attempt, Title: m.Title, Start: start, At: time.Now()})
 	if r.Outcome == providers.Delivered {
 		s.accepted[m.Token]++
 	}
