@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -42,21 +43,17 @@ type job struct {
 // once stopping, the wait is bounded so the stop completes.
 func (d *Dispatcher) saveContext(stop context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(d.bg)
-	go func() {
-		select {
-		case <-ctx.Done():
-			return
-		case <-stop.Done():
+	var timer atomic.Pointer[time.Timer]
+	unwatch := context.AfterFunc(stop, func() {
+		timer.Store(time.AfterFunc(d.cfg.FinishTimeout, cancel))
+	})
+	return ctx, func() {
+		unwatch()
+		if t := timer.Load(); t != nil {
+			t.Stop()
 		}
-		t := time.NewTimer(d.cfg.FinishTimeout)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-			cancel()
-		}
-	}()
-	return ctx, cancel
+		cancel()
+	}
 }
 
 // handle dispatches one ready record. It returns true when the record is
