@@ -219,15 +219,7 @@ func TestDispatchCancelMidBatch(t *testing.T) {
 	apps, s := h.slowApp("app1", 20*time.Millisecond, 1) // 2000 devices take 40 s
 	h.start(dispatchtest.UniqueName("disp"), apps, nil)
 	h.write(batch("long", "c-long", "app1", 2000, time.Now()))
-	deadline := time.Now().Add(20 * time.Second)
-	for len(s.Sends()) < 30 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	acked := h.publish("c-long", schemas.ControlCancel)
-	rs := h.readResults(2000, 30*time.Second)
-	if len(rs) != 2000 {
-		t.Fatalf("%d results, want 2000", len(rs))
-	}
+	acked, rs := h.cancelAfterSends(s, 30, "c-long", 2000)
 	cancelled := dispatchtest.CountOutcome(t, rs, schemas.OutcomeCancelled)
 	var last time.Time
 	for _, x := range s.Sends() {
@@ -261,15 +253,7 @@ func TestDispatchCancelStopsQueuedSends(t *testing.T) {
 	now := time.Now()
 	h.write(batch("slow-a", "c-slow", "app1", 100, now))
 	h.write(batch("slow-b", "c-slow", "app1", 100, now))
-	deadline := time.Now().Add(20 * time.Second)
-	for len(s.Sends()) < 10 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	acked := h.publish("c-slow", schemas.ControlCancel)
-	rs := h.readResults(200, 30*time.Second)
-	if len(rs) != 200 {
-		t.Fatalf("%d results, want 200", len(rs))
-	}
+	acked, rs := h.cancelAfterSends(s, 10, "c-slow", 200)
 	sends := s.Sends()
 	cancelled := dispatchtest.CountOutcome(t, rs, schemas.OutcomeCancelled)
 	delivered := dispatchtest.CountOutcome(t, rs, schemas.OutcomeDelivered)

@@ -204,6 +204,23 @@ func (h *harness) readResults(n int, timeout time.Duration) []schemas.Result {
 	return out
 }
 
+// cancelAfterSends waits until s has made n sends, cancels campaign, and
+// reads the want results every device must end with; it returns when the
+// cancel was acknowledged, and the results.
+func (h *harness) cancelAfterSends(s *dispatchtest.Sender, n int, campaign string, want int) (time.Time, []schemas.Result) {
+	h.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for len(s.Sends()) < n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	acked := h.publish(campaign, schemas.ControlCancel)
+	rs := h.readResults(want, 30*time.Second)
+	if len(rs) != want {
+		h.t.Fatalf("%d results, want %d", len(rs), want)
+	}
+	return acked, rs
+}
+
 func (h *harness) publish(campaign, action string) time.Time {
 	h.t.Helper()
 	if err := control.Publish(context.Background(), h.cl, h.control, schemas.CampaignControl{CampaignID: campaign, Action: action}); err != nil {
