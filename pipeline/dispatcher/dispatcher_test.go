@@ -254,6 +254,9 @@ func TestDispatchCancelStopsQueuedSends(t *testing.T) {
 	h.write(batch("slow-a", "c-slow", "app1", 100, now))
 	h.write(batch("slow-b", "c-slow", "app1", 100, now))
 	acked, rs := h.cancelAfterSends(s, 10, "c-slow", 200)
+	if late := time.Since(acked); late > 2*time.Second {
+		t.Errorf("the last result came %v after the cancel was acknowledged", late)
+	}
 	sends := s.Sends()
 	cancelled := dispatchtest.CountOutcome(t, rs, schemas.OutcomeCancelled)
 	delivered := dispatchtest.CountOutcome(t, rs, schemas.OutcomeDelivered)
@@ -291,6 +294,11 @@ func TestDispatchExpiryStopsQueuedSends(t *testing.T) {
 	rs := h.readResults(100, 30*time.Second)
 	if len(rs) != 100 {
 		t.Fatalf("%d results, want 100", len(rs))
+	}
+	// The 50 senders each hold a token reserved up to 5 s ahead; they
+	// give it back, and the batch is closed out, at once.
+	if late := time.Since(b.ExpiresAt); late > 2*time.Second {
+		t.Errorf("the last result came %v after the expiry", late)
 	}
 	sends := s.Sends()
 	if len(sends) == 0 {
