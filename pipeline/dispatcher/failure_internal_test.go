@@ -246,7 +246,8 @@ func TestParkPassSeesBatchesBeyondOnePage(t *testing.T) {
 
 // A probe whose send never started (the stop came while it waited for
 // the app's rate limit) says nothing of the credentials: the halt stays,
-// in the store and in the senders' registry.
+// in the store and in the senders' registry, and the claim is given back
+// so the next probe need not wait HaltProbeInterval.
 func TestProbeStoppedBeforeItsSendKeepsTheHalt(t *testing.T) {
 	store := NewMemStore()
 	d, s, _ := testDispatcher(t, store, &stubControl{})
@@ -278,6 +279,9 @@ func TestProbeStoppedBeforeItsSendKeepsTheHalt(t *testing.T) {
 	}
 	if !d.appHalted("app1") {
 		t.Error("this dispatcher no longer sees app1 halted")
+	}
+	if ok, _ := store.ClaimProbe(context.Background(), "app1", time.Now(), time.Now().Add(time.Minute)); !ok {
+		t.Error("the next probe cannot be claimed: the unanswered probe kept its claim")
 	}
 }
 

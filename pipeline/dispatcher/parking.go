@@ -84,18 +84,31 @@ func (d *Dispatcher) probeDone(j *job, refused bool) {
 }
 
 // probeUnanswered ends a probe whose send the provider never answered (a
-// stop came before it started): that says nothing of the credentials, so
-// the app stays halted and the next probe comes at its time.
+// stop came before it started, or its campaign was cancelled or paused or
+// its batch expired meanwhile): that says nothing of the credentials, so
+// the app stays halted. The claim is given back, so the next probe (this
+// owner's or another's) need not wait HaltProbeInterval for nothing.
 func (d *Dispatcher) probeUnanswered(j *job) {
 	j.probe = false
 	app := j.b.App
 	d.haltMu.Lock()
+	until, claimed := d.probing[app]
 	delete(d.probing, app)
 	h, halted := d.halted[app]
 	d.haltMu.Unlock()
 	if halted {
 		// claimProbe let the app's sends through the senders' registry.
 		d.halt.Halt(app, h.Provider, h.Reason, nil)
+	}
+	if claimed {
+		// ClaimProbe moves ProbeAt back to now only while it is still
+		// this claim's: nobody can have claimed after it before until.
+		// The millisecond covers a column that rounds until's digits up.
+		ctx, cancel := context.WithTimeout(d.bg, 5*time.Second)
+		if _, err := d.store.ClaimProbe(ctx, app, until.Add(time.Millisecond), time.Now()); err != nil {
+			d.log.Warn("halt probe claim not given back; the next probe waits for it", "app", app, "err", err)
+		}
+		cancel()
 	}
 	d.log.Info("halt probe ended before its send; app stays halted", "app", app)
 }

@@ -165,6 +165,19 @@ func storeSuite(t *testing.T, s dispatcher.Store) {
 	if ok, _ := s.ClaimProbe(ctx, "app1", now.Add(2*time.Second), now.Add(time.Minute)); ok {
 		t.Error("probe claimed twice")
 	}
+	// Given back the way an unanswered probe gives its claim back (its
+	// ProbeAt, with sub-millisecond digits the column may round, plus
+	// 1 ms): due again at once.
+	until := now.Add(5*time.Minute + 600*time.Microsecond)
+	if ok, _ := s.ClaimProbe(ctx, "app1", now.Add(2*time.Minute), until); !ok {
+		t.Error("probe not claimed after the claim's ProbeAt")
+	}
+	if ok, _ := s.ClaimProbe(ctx, "app1", until.Add(time.Millisecond), now); !ok {
+		t.Error("a claim could not be given back")
+	}
+	if ok, _ := s.ClaimProbe(ctx, "app1", now.Add(time.Millisecond), now.Add(time.Minute)); !ok {
+		t.Error("probe not claimed after the claim was given back")
+	}
 	if err := s.ClearHalt(ctx, "app1"); err != nil {
 		t.Fatal(err)
 	}
