@@ -96,7 +96,9 @@
 // one batch of the app and sends its first pending device. If the provider
 // accepts the credentials (any outcome but credential_failure) the halt is
 // lifted everywhere and the app's parked batches are released; otherwise
-// the app stays halted. Fixing credentials is a config change and a
+// the app stays halted. A probe whose send does not happen (a stop, or its
+// campaign cancelled or paused meanwhile) gives its claim back, so the next
+// one need not wait. Fixing credentials is a config change and a
 // restart; the next probe then succeeds. An operator can also delete the
 // app's dispatch_halts row.
 //
