@@ -28,6 +28,8 @@ type job struct {
 	msgs *messages
 	// probe: this batch tests a halted app's credentials with one device.
 	probe bool
+	// probeUntil: the probe claim this batch holds (probe) lasts until.
+	probeUntil time.Time
 	// observeLateness: the batch's first send is still to be measured.
 	observeLateness bool
 	// saveCtx is for writing results and progress: it ends FinishTimeout
@@ -85,6 +87,11 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 		return d.deadLetter(stop, rec, fmt.Sprintf("app %q is not configured in this dispatcher", b.App))
 	}
 	j := &job{rec: rec, b: b, app: app, lim: d.limits[b.App]}
+	defer func() {
+		if j.probe { // claimed, and left before its send (closed out, parked, stopped)
+			d.probeUnanswered(j, true)
+		}
+	}()
 	var cancelSave context.CancelFunc
 	j.saveCtx, cancelSave = d.saveContext(stop)
 	defer cancelSave()
@@ -150,7 +157,10 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 		d.m.chunk.Observe(time.Since(started).Seconds())
 		if j.probe {
 			if answered == 0 {
-				d.probeUnanswered(j)
+				// A device left without a result was not tried (a stop,
+				// or barred since the check); one with a result had no
+				// provider for its platform.
+				d.probeUnanswered(j, !j.prog.Done.Has(idx[0]))
 			} else {
 				d.probeDone(j, credFail)
 			}
@@ -223,8 +233,8 @@ func (d *Dispatcher) checkBeforeChunk(stop context.Context, j *job) (done, ok bo
 	case d.control.Paused(j.b.CampaignID):
 		return true, d.park(stop, j, ParkPaused)
 	case !j.probe && d.appHalted(j.b.App):
-		if d.claimProbe(stop, j.b.App) {
-			j.probe = true
+		if until, ok := d.claimProbe(stop, j.b.App); ok {
+			j.probe, j.probeUntil = true, until
 			return false, false
 		}
 		return true, d.park(stop, j, ParkHalted)

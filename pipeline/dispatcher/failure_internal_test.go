@@ -285,6 +285,58 @@ func TestProbeStoppedBeforeItsSendKeepsTheHalt(t *testing.T) {
 	}
 }
 
+// A probe that ends unanswered touches only its own claim: one that lapsed
+// while its device waited, with another batch probing since, leaves the
+// other's claim in the store and in this instance's view, and the
+// senders' registry open for it. A probe whose device was tried and had no
+// provider keeps its claim, so a batch of such devices does not claim and
+// give back once for each.
+func TestUnansweredProbeEndsOnlyItsOwnClaim(t *testing.T) {
+	store := NewMemStore()
+	d, _, _ := testDispatcher(t, store, &stubControl{})
+	ctx := context.Background()
+	past := time.Now().Add(-time.Minute)
+	h := Halt{App: "app1", Provider: ProviderAPNs, Reason: "BadCertificate", Since: past, ProbeAt: past}
+	if err := store.SetHalt(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	d.halted["app1"] = h
+	d.halt.Halt("app1", ProviderAPNs, h.Reason, nil)
+	batch := func() *job { return &job{b: &schemas.Batch{App: "app1"}} }
+
+	// X claimed an hour ago; its claim lapsed, and Y holds the live one.
+	x := batch()
+	x.probe, x.probeUntil = true, time.Now().Add(-time.Hour)
+	y := batch()
+	until, ok := d.claimProbe(ctx, "app1")
+	if !ok {
+		t.Fatal("Y could not claim the probe")
+	}
+	y.probe, y.probeUntil = true, until
+	d.probeUnanswered(x, true)
+	if got := d.probing["app1"]; !got.Equal(until) {
+		t.Errorf("this instance's probe of app1 lasts until %v after X ended, want Y's %v", got, until)
+	}
+	if _, halted := d.halt.Halted("app1"); halted {
+		t.Error("X's end halted the senders' registry under Y's probe")
+	}
+	if ok, _ := store.ClaimProbe(ctx, "app1", time.Now(), time.Now().Add(time.Minute)); ok {
+		t.Error("X gave Y's claim back")
+	}
+
+	// Y's device had no provider: Y keeps its claim.
+	d.probeUnanswered(y, false)
+	if _, probing := d.probing["app1"]; probing {
+		t.Error("Y's probe is still on in this instance's view")
+	}
+	if _, halted := d.halt.Halted("app1"); !halted {
+		t.Error("the senders' registry lets app1 through after Y's probe ended")
+	}
+	if ok, _ := store.ClaimProbe(ctx, "app1", time.Now(), time.Now().Add(time.Minute)); ok {
+		t.Error("Y gave its claim back although its device was tried")
+	}
+}
+
 // A re-route the destination refuses outright (MESSAGE_TOO_LARGE) is not
 // retried for ever, holding the partition: the ready record goes to the
 // dead-letter topic with the broker's reason, and is done with.

@@ -43,31 +43,43 @@ func (d *Dispatcher) haltApp(app, provider string, r *providers.Result) {
 // claimProbe tries to make the calling batch the probe of halted app: at
 // most one dispatcher probes per HaltProbeInterval (the store arbitrates).
 // The probe sends one device; the senders' registry lets it through.
-func (d *Dispatcher) claimProbe(ctx context.Context, app string) bool {
+func (d *Dispatcher) claimProbe(ctx context.Context, app string) (until time.Time, ok bool) {
 	now := time.Now()
-	ok, err := d.store.ClaimProbe(ctx, app, now, now.Add(d.cfg.HaltProbeInterval))
+	until = now.Add(d.cfg.HaltProbeInterval)
+	ok, err := d.store.ClaimProbe(ctx, app, now, until)
 	if err != nil {
 		d.log.Warn("halt probe not claimed", "app", app, "err", err)
-		return false
+		return time.Time{}, false
 	}
 	if !ok {
-		return false
+		return time.Time{}, false
 	}
 	d.haltMu.Lock()
-	d.probing[app] = now.Add(d.cfg.HaltProbeInterval)
+	d.probing[app] = until
 	d.haltMu.Unlock()
 	d.halt.Resume(app)
 	d.log.Info("probing a halted app with one send", "app", app)
+	return until, true
+}
+
+// endProbeLocked forgets j's probe claim in this instance's view, unless
+// it is not j's any more (it lapsed and another batch claimed since): it
+// reports whether it was j's.
+func (d *Dispatcher) endProbeLocked(j *job) bool {
+	j.probe = false
+	if until, ok := d.probing[j.b.App]; !ok || !until.Equal(j.probeUntil) {
+		return false
+	}
+	delete(d.probing, j.b.App)
 	return true
 }
 
 // probeDone ends a probe: refused again, the app stays halted (haltApp ran
 // already); otherwise the halt is lifted everywhere.
 func (d *Dispatcher) probeDone(j *job, refused bool) {
-	j.probe = false
 	app := j.b.App
 	d.haltMu.Lock()
-	delete(d.probing, app)
+	d.endProbeLocked(j)
 	if !refused {
 		delete(d.halted, app)
 	}
@@ -83,29 +95,31 @@ func (d *Dispatcher) probeDone(j *job, refused bool) {
 	d.log.Info("halt probe succeeded; app resumed", "app", app)
 }
 
-// probeUnanswered ends a probe whose send the provider never answered (a
-// stop came before it started, or its campaign was cancelled or paused or
-// its batch expired meanwhile): that says nothing of the credentials, so
-// the app stays halted. The claim is given back, so the next probe (this
-// owner's or another's) need not wait HaltProbeInterval for nothing.
-func (d *Dispatcher) probeUnanswered(j *job) {
-	j.probe = false
+// probeUnanswered ends a probe whose send the provider never answered: a
+// stop came first, its campaign was cancelled or paused or its batch
+// expired meanwhile, or its device had no provider. That says nothing of
+// the credentials, so the app stays halted. With giveBack (the device was
+// not tried) the claim goes back to the store, so the next probe (this
+// owner's or another's) need not wait HaltProbeInterval for nothing; a
+// device without a provider keeps it, so a batch of such devices does not
+// claim, alert and give back once for each.
+func (d *Dispatcher) probeUnanswered(j *job, giveBack bool) {
 	app := j.b.App
 	d.haltMu.Lock()
-	until, claimed := d.probing[app]
-	delete(d.probing, app)
+	ours := d.endProbeLocked(j)
 	h, halted := d.halted[app]
 	d.haltMu.Unlock()
-	if halted {
+	if ours && halted {
 		// claimProbe let the app's sends through the senders' registry.
 		d.halt.Halt(app, h.Provider, h.Reason, nil)
 	}
-	if claimed {
+	if giveBack {
 		// ClaimProbe moves ProbeAt back to now only while it is still
-		// this claim's: nobody can have claimed after it before until.
-		// The millisecond covers a column that rounds until's digits up.
+		// this claim's: no claim after it can end before until plus
+		// HaltProbeInterval. The millisecond covers a column that rounds
+		// until's digits up.
 		ctx, cancel := context.WithTimeout(d.bg, 5*time.Second)
-		if _, err := d.store.ClaimProbe(ctx, app, until.Add(time.Millisecond), time.Now()); err != nil {
+		if _, err := d.store.ClaimProbe(ctx, app, j.probeUntil.Add(time.Millisecond), time.Now()); err != nil {
 			d.log.Warn("halt probe claim not given back; the next probe waits for it", "app", app, "err", err)
 		}
 		cancel()
