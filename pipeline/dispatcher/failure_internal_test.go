@@ -46,6 +46,16 @@ func (c *stubControl) Paused(id string) bool {
 
 func (c *stubControl) WaitFresh(context.Context, time.Time) error { return nil }
 
+// pausedFrom is a control view whose campaigns are paused from the
+// after-th question on.
+type pausedFrom struct {
+	stubControl
+	after int64
+	asked atomic.Int64
+}
+
+func (c *pausedFrom) Paused(string) bool { return c.asked.Add(1) > c.after }
+
 // outageStore is a MemStore whose SaveProgress fails while down is set.
 type outageStore struct {
 	*MemStore
@@ -334,6 +344,40 @@ func TestUnansweredProbeEndsOnlyItsOwnClaim(t *testing.T) {
 	}
 	if ok, _ := store.ClaimProbe(ctx, "app1", time.Now(), time.Now().Add(time.Minute)); ok {
 		t.Error("Y gave its claim back although its device was tried")
+	}
+}
+
+// A batch that claimed the probe and is then parked before its send (its
+// campaign paused between its first check and its chunk's) gives the
+// claim back and leaves the app halted.
+func TestProbeParkedBeforeItsSendGivesTheClaimBack(t *testing.T) {
+	store := NewMemStore()
+	d, s, _ := testDispatcher(t, store, &pausedFrom{after: 1})
+	past := time.Now().Add(-time.Minute)
+	h := Halt{App: "app1", Provider: ProviderAPNs, Reason: "BadCertificate", Since: past, ProbeAt: past}
+	if err := store.SetHalt(context.Background(), h); err != nil {
+		t.Fatal(err)
+	}
+	d.halted["app1"] = h
+	d.halt.Halt("app1", ProviderAPNs, h.Reason, nil)
+
+	if ok := d.handle(context.Background(), readyRecord(t, "P", 3, 0), make(chan struct{}, 1)); !ok {
+		t.Fatal("handle did not report the parked batch done")
+	}
+	if parked, _ := store.ListParked(context.Background(), time.Time{}, "", 10); len(parked) != 1 || parked[0].Reason != ParkPaused {
+		t.Fatalf("parked: %+v, want the batch, paused", parked)
+	}
+	if n := s.Accepted("P-t0"); n != 0 {
+		t.Errorf("the probe's device was sent %d times", n)
+	}
+	if _, probing := d.probing["app1"]; probing {
+		t.Error("this instance still probes app1")
+	}
+	if _, halted := d.halt.Halted("app1"); !halted {
+		t.Error("the senders' registry lets app1 through after the probe ended unsent")
+	}
+	if ok, _ := store.ClaimProbe(context.Background(), "app1", time.Now(), time.Now().Add(time.Minute)); !ok {
+		t.Error("the next probe cannot be claimed: the parked batch kept its claim")
 	}
 }
 
