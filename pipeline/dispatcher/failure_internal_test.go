@@ -103,6 +103,19 @@ func testDispatcher(t *testing.T, store Store, ctrl ControlView) (*Dispatcher, *
 	return d, s, c
 }
 
+// haltWithProbeDue halts app1 for a bad certificate, in store, in d's view
+// and in the senders' registry, with its probe due.
+func haltWithProbeDue(t *testing.T, d *Dispatcher, store Store) {
+	t.Helper()
+	past := time.Now().Add(-time.Minute)
+	h := Halt{App: "app1", Provider: ProviderAPNs, Reason: "BadCertificate", Since: past, ProbeAt: past}
+	if err := store.SetHalt(context.Background(), h); err != nil {
+		t.Fatal(err)
+	}
+	d.halted["app1"] = h
+	d.halt.Halt("app1", ProviderAPNs, h.Reason, nil)
+}
+
 // readyRecord is batch id of n iOS devices (tokens id-t0, id-t1, ...), due
 // now, at offset of partition 0.
 func readyRecord(t *testing.T, id string, n int, offset int64) *kgo.Record {
@@ -265,13 +278,7 @@ func TestProbeStoppedBeforeItsSendKeepsTheHalt(t *testing.T) {
 	lim.rate = rate.NewLimiter(1, 1)
 	lim.rate.Allow() // this second's token is spent: the probe's send waits ~1 s
 	d.limits["app1"] = lim
-	past := time.Now().Add(-time.Minute)
-	h := Halt{App: "app1", Provider: ProviderAPNs, Reason: "BadCertificate", Since: past, ProbeAt: past}
-	if err := store.SetHalt(context.Background(), h); err != nil {
-		t.Fatal(err)
-	}
-	d.halted["app1"] = h
-	d.halt.Halt("app1", ProviderAPNs, h.Reason, nil)
+	haltWithProbeDue(t, d, store)
 
 	stop, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(200*time.Millisecond, cancel)
@@ -305,13 +312,7 @@ func TestUnansweredProbeEndsOnlyItsOwnClaim(t *testing.T) {
 	store := NewMemStore()
 	d, _, _ := testDispatcher(t, store, &stubControl{})
 	ctx := context.Background()
-	past := time.Now().Add(-time.Minute)
-	h := Halt{App: "app1", Provider: ProviderAPNs, Reason: "BadCertificate", Since: past, ProbeAt: past}
-	if err := store.SetHalt(ctx, h); err != nil {
-		t.Fatal(err)
-	}
-	d.halted["app1"] = h
-	d.halt.Halt("app1", ProviderAPNs, h.Reason, nil)
+	haltWithProbeDue(t, d, store)
 	batch := func() *job { return &job{b: &schemas.Batch{App: "app1"}} }
 
 	// X claimed an hour ago; its claim lapsed, and Y holds the live one.
@@ -353,13 +354,7 @@ func TestUnansweredProbeEndsOnlyItsOwnClaim(t *testing.T) {
 func TestProbeParkedBeforeItsSendGivesTheClaimBack(t *testing.T) {
 	store := NewMemStore()
 	d, s, _ := testDispatcher(t, store, &pausedFrom{after: 1})
-	past := time.Now().Add(-time.Minute)
-	h := Halt{App: "app1", Provider: ProviderAPNs, Reason: "BadCertificate", Since: past, ProbeAt: past}
-	if err := store.SetHalt(context.Background(), h); err != nil {
-		t.Fatal(err)
-	}
-	d.halted["app1"] = h
-	d.halt.Halt("app1", ProviderAPNs, h.Reason, nil)
+	haltWithProbeDue(t, d, store)
 
 	if ok := d.handle(context.Background(), readyRecord(t, "P", 3, 0), make(chan struct{}, 1)); !ok {
 		t.Fatal("handle did not report the parked batch done")
