@@ -331,15 +331,13 @@ func (d *Dispatcher) runSend(j *sendJob) {
 // and gives the token back within rateRecheck instead.
 const rateRecheck = 100 * time.Millisecond
 
-// waitRate waits for j's token of its app's rate. It reports false, with
-// the token given back, if the dispatcher stops or j is barred meanwhile.
+// waitRate waits for j's token of its app's rate, j having been checked
+// just before. It reports false, with the token given back, if the
+// dispatcher stops or j is barred meanwhile; each pause ends with a check,
+// so a token that is due at once costs no second one.
 func (d *Dispatcher) waitRate(j *sendJob) bool {
 	r := j.lim.rate.Reserve()
-	for {
-		wait := r.Delay()
-		if wait <= 0 {
-			return !d.barred(j.b, time.Now())
-		}
+	for wait := r.Delay(); wait > 0; wait = r.Delay() {
 		t := time.NewTimer(min(wait, rateRecheck))
 		select {
 		case <-j.stop.Done():
@@ -353,6 +351,7 @@ func (d *Dispatcher) waitRate(j *sendJob) bool {
 			return false
 		}
 	}
+	return true
 }
 
 // yieldEvery: a chunk's bookkeeping (its results, their records, its
