@@ -525,7 +525,7 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 	var after Position
 	chunks := 0
 	if ck != nil {
-		e.restore(arrPos(ck.Scanned), ck.waveStates(), ck.totals())
+		e.restore(arrPos(ck.After), arrPos(ck.Scanned), ck.waveStates(), ck.totals())
 		after, chunks = arrPos(ck.After), ck.Chunks
 		log.Info("planner: resuming campaign from its checkpoint", "chunks", chunks, "after_part", after.Part, "after_id", after.ID,
 			"devices", ck.Totals[0], "batches", ck.Totals[1])

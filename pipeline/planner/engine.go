@@ -315,13 +315,23 @@ func (e *engine) state() (after, scanned Position, waves []waveState, t totals) 
 			waves = append(waves, waveState{Offset: k.offset, Seq: w.seq, Sent: w.sent, Done: w.done})
 		}
 	}
-	return after, e.pos, waves, e.totals
+	// A resumed attempt re-reads from its checkpoint's After: until it
+	// passes the Scanned it restored, that one still stands.
+	scanned = e.pos
+	if scanned.Less(e.scanned) {
+		scanned = e.scanned
+	}
+	return after, scanned, waves, e.totals
 }
 
-// restore continues from a checkpointed state.
-func (e *engine) restore(scanned Position, waves []waveState, t totals) {
+// restore continues from a checkpointed state: reading resumes after
+// after, and devices up to scanned were already counted.
+func (e *engine) restore(after, scanned Position, waves []waveState, t totals) {
 	e.scanned = scanned
-	e.pos = scanned
+	// Not scanned: a checkpoint taken before the attempt reads again
+	// would start after the devices of the batches open at the last one,
+	// and they would never be sent.
+	e.pos = after
 	e.totals = t
 	for _, s := range waves {
 		w := e.wave(waveKey{offset: s.Offset})

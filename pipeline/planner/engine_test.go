@@ -371,7 +371,7 @@ func TestEngineResume(t *testing.T) {
 			second := newRun()
 			e2 := mustEngine(t, c, back.start(), 900<<10)
 			second.attach(t, e2)
-			e2.restore(arrPos(back.Scanned), back.waveStates(), back.totals())
+			e2.restore(arrPos(back.After), arrPos(back.Scanned), back.waveStates(), back.totals())
 			feedAll(t, e2, page, arrPos(back.After))
 			_ = e2.flush()
 
@@ -460,6 +460,101 @@ func TestReadSegmentInOrder(t *testing.T) {
 				t.Errorf("parallel %d: stopped at %d: %v", par, next, err)
 			case fail != 0 && (err == nil || next != fail || !strings.Contains(err.Error(), "connection reset by peer")):
 				t.Errorf("parallel %d: failing page gave %v at %d", par, err, next)
+			}
+		}
+	}
+}
+
+// A resumed attempt stopped again, before or after reading a few devices,
+// checkpoints what the first checkpoint still owed: the devices of the
+// batches that were open at the first stop are read again from its After,
+// not skipped. Before, the second checkpoint began at the first one's
+// Scanned, and a third attempt never sent those devices.
+func TestEngineResumeStoppedAgain(t *testing.T) {
+	for _, mode := range []string{schemas.DeliverAt, schemas.DeliverLocalTime} {
+		c := testCampaign()
+		c.Options.BatchSize = 7
+		if mode == schemas.DeliverLocalTime {
+			c.Schedule = schemas.Schedule{Mode: mode, LocalDate: "2026-03-29", LocalTime: "09:00", ExpiresAt: utc("2026-03-29T10:00:00Z")}
+		}
+		start := utc("2026-03-28T00:00:00Z")
+		rows := localRows()[:150]
+		rows[40].token = "" // a second invalid token
+		page := pageOf(0, rows)
+
+		full := newRun()
+		e := mustEngine(t, c, start, 900<<10)
+		full.attach(t, e)
+		feedAll(t, e, page, Position{})
+		_ = e.flush()
+		wantTotals := e.totals
+
+		// checkpointed runs the engine of one attempt: restored from ck
+		// (nil: the first attempt), fed the devices after ck's After up to
+		// n of them, then checkpointed as a stop does.
+		type attempt struct {
+			r  *run
+			ck checkpoint
+			e  *engine
+		}
+		runAttempt := func(ck *checkpoint, n int, finish bool) attempt {
+			r := newRun()
+			e := mustEngine(t, c, start, 900<<10)
+			r.attach(t, e)
+			from := Position{}
+			if ck != nil {
+				e.restore(arrPos(ck.After), arrPos(ck.Scanned), ck.waveStates(), ck.totals())
+				from = arrPos(ck.After)
+			}
+			fed := 0
+			for i := range page.Devices {
+				d := &page.Devices[i]
+				if !from.Less(d.pos()) {
+					continue
+				}
+				if !finish && fed == n {
+					break
+				}
+				if err := e.add(d); err != nil {
+					t.Fatal(err)
+				}
+				fed++
+			}
+			if finish {
+				_ = e.flush()
+			}
+			return attempt{r: r, ck: newCheckpoint(c.ID, c.Version, 42, start, 1, e), e: e}
+		}
+		for cut := 0; cut <= len(rows); cut += 5 {
+			for _, again := range []int{0, 1, 3, 10, 40} {
+				a1 := runAttempt(nil, cut, false)
+				a2 := runAttempt(&a1.ck, again, false)
+				a3 := runAttempt(&a2.ck, 0, true)
+				got := map[string]string{}
+				var inv []string
+				for _, a := range []attempt{a1, a2, a3} {
+					for id, b := range a.r.records {
+						if _, dup := got[id]; dup {
+							t.Fatalf("%s cut %d+%d: batch %s emitted twice", mode, cut, again, id)
+						}
+						got[id] = string(b.Value)
+					}
+					inv = append(inv, a.r.invalid...)
+				}
+				if len(got) != len(full.records) {
+					t.Fatalf("%s cut %d+%d: %d batches, want %d", mode, cut, again, len(got), len(full.records))
+				}
+				for id, b := range full.records {
+					if got[id] != string(b.Value) {
+						t.Fatalf("%s cut %d+%d: batch %s differs:\n%s\nwant\n%s", mode, cut, again, id, got[id], b.Value)
+					}
+				}
+				if !reflect.DeepEqual(inv, full.invalid) {
+					t.Fatalf("%s cut %d+%d: invalid %v, want %v", mode, cut, again, inv, full.invalid)
+				}
+				if a3.e.totals != wantTotals {
+					t.Fatalf("%s cut %d+%d: totals %+v, want %+v", mode, cut, again, a3.e.totals, wantTotals)
+				}
 			}
 		}
 	}
