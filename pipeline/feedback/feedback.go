@@ -288,7 +288,7 @@ func (f *Feedback) add(r *kgo.Record) {
 	case f.cfg.RegistrationsTopic:
 		reg, err := schemas.DecodeDeviceRegistration(r.Value)
 		if err == nil {
-			err = CheckRegistration(reg)
+			err = CheckRegistration(reg, time.Now())
 		}
 		if err != nil {
 			f.buf.bad = append(f.buf.bad, badRecord{rec: r, kind: schemas.KindDeviceRegistration, reason: err.Error()})

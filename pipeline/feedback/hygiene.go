@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pushlane/pushlane/schemas"
 )
@@ -91,16 +92,28 @@ func isASCII(s string) bool {
 	return true
 }
 
+// MaxRegistrationAhead is how far ahead of the feedback instance's clock a
+// registration's registered_at may be; a later one is dead-lettered.
+const MaxRegistrationAhead = 24 * time.Hour
+
 // CheckRegistration reports why a registration cannot be stored in the
 // devices table, or nil. Such an event is dead-lettered, not retried.
-func CheckRegistration(r *schemas.DeviceRegistration) error {
+func CheckRegistration(r *schemas.DeviceRegistration, now time.Time) error {
 	switch {
 	case len(r.App) > maxAppLen || !isASCII(r.App):
 		return fmt.Errorf("app: must be ASCII of at most %d bytes", maxAppLen)
 	case len(r.Token) > maxTokenLen || !isASCII(r.Token):
 		return fmt.Errorf("token: must be ASCII of at most %d bytes", maxTokenLen)
-	case r.RegisteredAt.Year() < 1970 || r.RegisteredAt.Year() > 9999:
+	// The year in UTC, as stored: 9999-12-31T23:30:00-01:00 is year 10000
+	// there, which the driver cannot write, and the flush would be retried
+	// forever.
+	case r.RegisteredAt.UTC().Year() < 1970 || r.RegisteredAt.UTC().Year() > 9999:
 		return fmt.Errorf("registered_at: %s is out of range", r.RegisteredAt.Format(time.RFC3339))
+	// A device registered far in the future could never be deactivated:
+	// every death and strike is older than its registration.
+	case r.RegisteredAt.After(now.Add(MaxRegistrationAhead)):
+		return fmt.Errorf("registered_at: %s is more than %s ahead of this instance's clock (%s)",
+			r.RegisteredAt.Format(time.RFC3339), MaxRegistrationAhead, now.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
@@ -143,9 +156,15 @@ func Collect(results []*schemas.Result, regs []*schemas.DeviceRegistration) Chan
 	return c
 }
 
+// truncate cuts s to at most n bytes, at a character boundary: half a
+// character is invalid UTF-8, which a strict MariaDB refuses (error 1366),
+// and the flush would then be retried forever.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }

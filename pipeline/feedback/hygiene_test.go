@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pushlane/pushlane/schemas"
 )
@@ -127,8 +128,16 @@ func TestRegisterSQLArgs(t *testing.T) {
 
 func TestCheckRegistration(t *testing.T) {
 	ok := schemas.DeviceRegistration{App: "a", Token: "t", Platform: "ios", RegisteredAt: t0}
-	if err := CheckRegistration(&ok); err != nil {
+	now := t0.Add(time.Minute)
+	if err := CheckRegistration(&ok, now); err != nil {
 		t.Fatalf("valid registration: %v", err)
+	}
+	// Up to MaxRegistrationAhead ahead of the clock is a skewed clock, not
+	// bad data.
+	ahead := ok
+	ahead.RegisteredAt = now.Add(MaxRegistrationAhead)
+	if err := CheckRegistration(&ahead, now); err != nil {
+		t.Fatalf("registration %s ahead: %v", MaxRegistrationAhead, err)
 	}
 	for name, tc := range map[string]struct {
 		mut  func(*schemas.DeviceRegistration)
@@ -138,12 +147,45 @@ func TestCheckRegistration(t *testing.T) {
 		"unicode token": {func(r *schemas.DeviceRegistration) { r.Token = "tøken" }, "token: must be ASCII"},
 		"long app":      {func(r *schemas.DeviceRegistration) { r.App = strings.Repeat("a", 65) }, "app: must be ASCII of at most 64 bytes"},
 		"ancient":       {func(r *schemas.DeviceRegistration) { r.RegisteredAt = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC) }, "registered_at:"},
+		// Year 9999 where it was written, 10000 in UTC: the driver cannot
+		// write it, so it would stall every flush.
+		"year 10000 in UTC": {func(r *schemas.DeviceRegistration) {
+			r.RegisteredAt = time.Date(9999, 12, 31, 23, 30, 0, 0, time.FixedZone("", -3600))
+		}, "registered_at: 9999-12-31T23:30:00-01:00 is out of range"},
+		"far future": {func(r *schemas.DeviceRegistration) { r.RegisteredAt = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC) },
+			"registered_at: 2100-01-01T00:00:00Z is more than 24h0m0s ahead of this instance's clock"},
+		"a second too far ahead": {func(r *schemas.DeviceRegistration) { r.RegisteredAt = now.Add(MaxRegistrationAhead + time.Second) },
+			"is more than 24h0m0s ahead"},
 	} {
 		r := ok
 		tc.mut(&r)
-		err := CheckRegistration(&r)
+		err := CheckRegistration(&r, now)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want %q", name, err, tc.want)
 		}
+	}
+}
+
+// A reason cut to the column's 64 bytes stays valid UTF-8: half a
+// character is refused by a strict MariaDB, which would stall the flush.
+func TestCollectCutsReasonsAtACharacter(t *testing.T) {
+	reason := strings.Repeat("x", 63) + "é" + "tail" // é is 2 bytes: bytes 63 and 64
+	res := []*schemas.Result{
+		{ID: "r1", App: "a", Token: "t1", Outcome: schemas.OutcomeTokenSuspect, Reason: reason, At: t0},
+		{ID: "r2", App: "a", Token: "t2", Outcome: schemas.OutcomeTokenDead, Reason: reason, At: t0},
+	}
+	c := Collect(res, nil)
+	if len(c.Strikes) != 1 || len(c.Deaths) != 1 {
+		t.Fatalf("strikes %d, deaths %d; want 1 and 1", len(c.Strikes), len(c.Deaths))
+	}
+	want := strings.Repeat("x", 63)
+	for _, got := range []string{c.Strikes[0].Reason, c.Deaths[0].Reason} {
+		if got != want || !utf8.ValidString(got) {
+			t.Errorf("reason = %q (valid UTF-8: %v), want %q", got, utf8.ValidString(got), want)
+		}
+	}
+	// A cut that falls between characters keeps all 64 bytes.
+	if got := truncate(strings.Repeat("é", 40), 64); got != strings.Repeat("é", 32) {
+		t.Errorf("truncate of 40 é = %q, want 32 of them", got)
 	}
 }
