@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -152,5 +154,48 @@ func TestDeadLetterOfAHugeRecordKeepsItsHead(t *testing.T) {
 	want := "invalid campaign: too big (the dead letter keeps the first 65536 of 950000 bytes; the whole record stays at pushlane.campaigns/2@9)"
 	if dl.Reason != want {
 		t.Errorf("reason %q, want %q", dl.Reason, want)
+	}
+}
+
+// A reason that names thousands of schema failures is cut, so the dead
+// letter stays under the broker's limit: refused, it was retried for ever
+// and held its partition.
+func TestDeadLetterCutsAHugeReason(t *testing.T) {
+	reason := "invalid campaign: " + strings.Repeat("/user_ids/0: minLength: got 0, want 1; ", 40_000) + "é"
+	rec, err := DeadLetterRecord("dlq", "planner", &kgo.Record{Topic: "pushlane.campaigns", Partition: 1, Offset: 5, Value: []byte(`{"id":"c"}`)}, reason, time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Value) > 3*MaxDeadLetterReason {
+		t.Errorf("dead letter is %d bytes for a %d-byte reason", len(rec.Value), len(reason))
+	}
+	dl, err := schemas.DecodeDeadLetter(rec.Value)
+	if err != nil {
+		t.Fatalf("invalid: %v", err)
+	}
+	head, _, ok := strings.Cut(dl.Reason, "…")
+	if !ok || !strings.HasPrefix(reason, head) || len(head) > MaxDeadLetterReason || len(head) < MaxDeadLetterReason-3 {
+		t.Errorf("reason kept %d bytes, cut mark %v", len(head), ok)
+	}
+	wantTail := fmt.Sprintf("… (%d more bytes of reason left out)", len(reason)-len(head))
+	if !strings.HasSuffix(dl.Reason, wantTail) || !utf8.ValidString(dl.Reason) {
+		t.Errorf("reason ends %q, want %q (valid UTF-8: %v)", dl.Reason[len(dl.Reason)-60:], wantTail, utf8.ValidString(dl.Reason))
+	}
+	var hdr string
+	for _, h := range rec.Headers {
+		if h.Key == HeaderReason {
+			hdr = string(h.Value)
+		}
+	}
+	if hdr != dl.Reason {
+		t.Errorf("reason header is %d bytes, body reason %d", len(hdr), len(dl.Reason))
+	}
+	// A short reason is kept whole.
+	short, err := DeadLetterRecord("dlq", "planner", &kgo.Record{Topic: "t", Value: []byte("x")}, "bad", time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := schemas.DecodeDeadLetter(short.Value); d == nil || d.Reason != "bad" {
+		t.Errorf("short reason became %+v", d)
 	}
 }

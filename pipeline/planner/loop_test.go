@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/internal/config"
+	pkafka "github.com/pushlane/pushlane/pipeline/kafka"
 	"github.com/pushlane/pushlane/schemas"
 )
 
@@ -694,5 +695,36 @@ func TestLoopHugeRecordsAreDeadLettered(t *testing.T) {
 		if !bytes.Equal(dl.Value, c.raw[:64<<10]) || !strings.HasPrefix(dl.Reason, c.reason) || !strings.Contains(dl.Reason, kept) {
 			t.Errorf("%s: dead letter of %d bytes, reason %q", key, len(dl.Value), dl.Reason)
 		}
+	}
+}
+
+// A small event whose schema errors are many (30,000 empty user ids in
+// 90 KB) made a 1.5 MB reason and a dead letter the broker refused; the
+// transaction aborted and the event came back for ever, and the campaign
+// behind it was never planned.
+func TestLoopEventWithThousandsOfErrorsIsDeadLettered(t *testing.T) {
+	h := newKfakeHarness(t)
+	seed(h.store.(*memStore), "app", 1, 30)
+	bad := segmentCampaign("many-errors", 10)
+	bad.Audience.UserIDs = make([]string, 30_000)
+	raw, _ := json.Marshal(bad)
+	h.publish("many-errors", raw)
+	h.publishCampaign(segmentCampaign("after", 10))
+	r := h.start(nil)
+	h.waitDone(2)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	o := h.output()
+	if n := len(o.batchesOf("after")); n != 3 {
+		t.Errorf("the campaign behind it has %d batches, want 3", n)
+	}
+	if len(o.deadLetters) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(o.deadLetters))
+	}
+	dl := o.deadLetters[0]
+	if string(dl.Key) != "many-errors" || !bytes.Equal(dl.Value, raw) || !strings.HasPrefix(dl.Reason, "invalid campaign: ") ||
+		!strings.Contains(dl.Reason, "more bytes of reason left out)") || len(dl.Reason) > pkafka.MaxDeadLetterReason+100 {
+		t.Errorf("dead letter %q of %d bytes, reason of %d bytes: %.200q", dl.Key, len(dl.Value), len(dl.Reason), dl.Reason)
 	}
 }
