@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/pipeline/control"
 	"github.com/pushlane/pushlane/pipeline/kafka"
 	"github.com/pushlane/pushlane/schemas"
 )
@@ -90,7 +91,7 @@ action that is already the current state is reported and not written again.`, ac
 				defer cl.Close()
 				rec := &kgo.Record{
 					Topic:   topic,
-					Key:     []byte(ctl.CampaignID),
+					Key:     []byte(control.Key(ctl)),
 					Value:   value,
 					Headers: []kgo.RecordHeader{{Key: kafka.HeaderSchema, Value: []byte("campaign-control.v1")}, {Key: kafka.HeaderCampaignID, Value: []byte(ctl.CampaignID)}},
 				}
@@ -117,22 +118,28 @@ func pastTense(action string) string {
 }
 
 // latestControl reads the control topic and returns the latest event of
-// campaign id, or nil. The topic is compacted (one event per campaign), so
-// reading it whole is cheap.
+// campaign id, or nil; a cancel, once written, is the campaign's state for
+// good. The topic is compacted (a campaign's latest pause or resume, and its
+// cancel), so reading it whole is cheap.
 func (c *cli) latestControl(ctx context.Context, cfg *config.Config, topic, id string) (*schemas.CampaignControl, error) {
 	recs, err := c.readTopic(ctx, cfg, topic, nil)
 	if err != nil {
 		return nil, fmt.Errorf("read the campaign's state from %s: %w", topic, err)
 	}
-	var latest *schemas.CampaignControl
+	var latest, cancel *schemas.CampaignControl
 	var latestRec *kgo.Record
+	cancelKey := control.Key(schemas.CampaignControl{CampaignID: id, Action: schemas.ControlCancel})
 	for _, r := range recs {
-		if string(r.Key) != id || r.Value == nil {
+		if k := string(r.Key); (k != id && k != cancelKey) || r.Value == nil {
 			continue
 		}
 		ctl, err := schemas.DecodeCampaignControl(r.Value)
-		if err != nil {
+		if err != nil || ctl.CampaignID != id {
 			continue // the stages dead-letter it; it is not a state
+		}
+		// Cancel is final, whatever came after it (the stages ignore it).
+		if ctl.Action == schemas.ControlCancel && cancel == nil {
+			cancel = ctl
 		}
 		// Offsets order events within a partition; the key fixes the
 		// partition, but compare times too in case partitions were added.
@@ -140,6 +147,9 @@ func (c *cli) latestControl(ctx context.Context, cfg *config.Config, topic, id s
 			(r.Partition != latestRec.Partition && ctl.At.After(latest.At)) {
 			latest, latestRec = ctl, r
 		}
+	}
+	if cancel != nil {
+		return cancel, nil
 	}
 	return latest, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/pipeline/control"
 	"github.com/pushlane/pushlane/pipeline/kafka"
 	"github.com/pushlane/pushlane/schemas"
 )
@@ -272,8 +273,8 @@ func testControlCommands(t *testing.T, newStack stackFactory) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(r.Key) != c.CampaignID {
-			t.Errorf("record keyed %q holds %s", r.Key, c.CampaignID)
+		if want := control.Key(*c); string(r.Key) != want {
+			t.Errorf("record keyed %q holds %s %s, want key %q", r.Key, c.Action, c.CampaignID, want)
 		}
 		if v, _ := kafka.Header(r, kafka.HeaderSchema); v != "campaign-control.v1" {
 			t.Errorf("schema header %q", v)
@@ -284,6 +285,18 @@ func testControlCommands(t *testing.T, newStack stackFactory) {
 	if !slices.Equal(got, want) {
 		t.Errorf("control topic:\n got %q\nwant %q", got, want)
 	}
+
+	// Another producer resumes spring-sale after its cancel. The stages
+	// ignore it, and so does pushctl: the cancel is still the state.
+	r, err := control.Record(ctl, schemas.CampaignControl{CampaignID: "spring-sale", Action: schemas.ControlResume, At: testNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, s.run(t, "", "pause", "spring-sale"), exitFailed, "",
+		"pushctl pause: campaign spring-sale was cancelled at "+ts+" (wrong discount): cancel is final, it cannot be paused\n")
 }
 
 // deadLetters produces two dead letters as the stages do and returns their

@@ -5,8 +5,11 @@
 // A View reads the whole topic from the start with a direct consumer (no
 // group: every instance needs every campaign), applies each record in
 // offset order, and keeps one State per campaign. Cancel is final: a pause
-// or resume that follows a cancel is ignored. A tombstone (nil value)
-// forgets the campaign, which is how an operator retires old entries.
+// or resume that follows a cancel is ignored, and a cancel has a key of its
+// own (Key), so compaction never leaves a later pause or resume in its
+// place. A tombstone (nil value) for either key forgets the campaign, which
+// is how an operator retires old entries; retiring a cancelled campaign
+// takes a tombstone for each key, or compaction would bring back the other.
 //
 // Freshness. A stage that must honour a cancel within a bound asks
 // WaitFresh(ctx, t): it returns once every control record acknowledged
@@ -28,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -235,7 +239,7 @@ func (v *View) apply(partition int32, recs []*kgo.Record) {
 		}
 		if r.Value == nil {
 			if len(r.Key) > 0 {
-				delete(v.states, string(r.Key))
+				delete(v.states, strings.TrimSuffix(string(r.Key), cancelKeySuffix))
 				v.version++
 			}
 			v.metrics.records.WithLabelValues("tombstone").Inc()
@@ -402,8 +406,24 @@ func (v *View) WaitCaughtUp(ctx context.Context) error {
 	return v.WaitFresh(ctx, time.Now())
 }
 
-// Record builds the record of c: keyed by campaign id, so compaction keeps
-// the latest action per campaign.
+// cancelKeySuffix: a cancel is keyed by the campaign id and this suffix
+// (which no campaign id can contain), pause and resume by the id alone.
+// Compaction keeps the latest record per key; with one key, a pause or
+// resume written after a cancel (by a racing operator, or any producer)
+// would have replaced it, and every view started after the compaction would
+// send the cancelled campaign again.
+const cancelKeySuffix = "/cancel"
+
+// Key is the record key of c: the campaign id, with "/cancel" for a cancel.
+func Key(c schemas.CampaignControl) string {
+	if c.Action == schemas.ControlCancel {
+		return c.CampaignID + cancelKeySuffix
+	}
+	return c.CampaignID
+}
+
+// Record builds the record of c, keyed by Key: compaction keeps the latest
+// pause or resume of a campaign, and its cancel.
 func Record(topic string, c schemas.CampaignControl) (*kgo.Record, error) {
 	if c.SchemaVersion == 0 {
 		c.SchemaVersion = schemas.SchemaVersion
@@ -421,7 +441,7 @@ func Record(topic string, c schemas.CampaignControl) (*kgo.Record, error) {
 	}
 	return &kgo.Record{
 		Topic:   topic,
-		Key:     []byte(c.CampaignID),
+		Key:     []byte(Key(c)),
 		Value:   raw,
 		Headers: []kgo.RecordHeader{{Key: kafka.HeaderSchema, Value: []byte("campaign-control.v1")}, {Key: kafka.HeaderCampaignID, Value: []byte(c.CampaignID)}},
 	}, nil

@@ -201,3 +201,74 @@ func TestViewBacksOffOnPersistentFetchErrors(t *testing.T) {
 		t.Errorf("%d fetch errors logged in 3 s after the first: the view does not back off", n)
 	}
 }
+
+// compacted is what log compaction leaves of recs, written in this order:
+// the last record of each key, in offset order.
+func compacted(recs []*kgo.Record) []*kgo.Record {
+	last := map[string]int{}
+	for i, r := range recs {
+		last[string(r.Key)] = i
+	}
+	var out []*kgo.Record
+	for i, r := range recs {
+		if last[string(r.Key)] == i {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// A pause or resume written after a cancel is ignored by a running view;
+// compaction must not let it replace the cancel for a view started later.
+func TestCancelSurvivesCompactionOfLaterActions(t *testing.T) {
+	k := dispatchtest.StartKafka(t)
+	topic := k.Topic(t, "control", 1, true)
+	cl := k.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var written []*kgo.Record
+	for _, a := range []struct{ id, action string }{
+		{"c-resumed-after", schemas.ControlPause},
+		{"c-resumed-after", schemas.ControlCancel},
+		{"c-resumed-after", schemas.ControlResume},
+		{"c-paused-after", schemas.ControlCancel},
+		{"c-paused-after", schemas.ControlPause},
+		{"c-live", schemas.ControlPause},
+		{"c-live", schemas.ControlResume},
+	} {
+		r, err := control.Record(topic, schemas.CampaignControl{CampaignID: a.id, Action: a.action, Reason: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		written = append(written, r)
+	}
+	kept := compacted(written)
+	if len(kept) != 5 {
+		t.Fatalf("compaction keeps %d of %d records, want 5 (a cancel keeps a key of its own)", len(kept), len(written))
+	}
+	if err := cl.ProduceSync(ctx, kept...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	v := startView(t, k, topic, nil)
+	if err := v.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string][2]bool{"c-resumed-after": {true, false}, "c-paused-after": {true, false}, "c-live": {false, false}} {
+		if got := [2]bool{v.Cancelled(id), v.Paused(id)}; got != want {
+			t.Errorf("%s: cancelled, paused = %v, want %v", id, got, want)
+		}
+	}
+	if got := control.Key(schemas.CampaignControl{CampaignID: "c1", Action: schemas.ControlCancel}); got != "c1/cancel" {
+		t.Errorf("cancel key %q", got)
+	}
+	// A tombstone for the cancel's key forgets the campaign too.
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("c-paused-after/cancel")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := v.State("c-paused-after"); ok {
+		t.Error("a tombstone for c-paused-after/cancel did not forget the campaign")
+	}
+}
