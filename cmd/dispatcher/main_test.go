@@ -4,10 +4,22 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pushlane/pushlane/internal/config"
+	pkafka "github.com/pushlane/pushlane/pipeline/kafka"
 )
 
 func writeFile(t *testing.T, name, body string) string {
@@ -67,4 +79,65 @@ func TestBadInvocationsNameTheProblem(t *testing.T) {
 	if err := run(context.Background(), []string{"-config", delayOnly, "-mode", "delay", "-check-config"}, &out, &errOut); err != nil {
 		t.Errorf("-mode delay without apps: %v", err)
 	}
+}
+
+// A forwarder-only process (-mode delay) reports ready once its group is
+// joined and the control view has caught up, with no dispatcher in it.
+func TestDelayModeBecomesReady(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	cfgPath := writeFile(t, "d.yaml", fmt.Sprintf("kafka: {brokers: [%q]}\nhttp: {addr: %q}\ndelay: {tiers: 4}\n", c.ListenAddrs()[0], addr))
+	cfg, err := config.Load(cfgPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(mustClient(t, c.ListenAddrs()))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := pkafka.EnsureTopics(ctx, adm, 1, pkafka.Layout(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	var out, errOut bytes.Buffer
+	go func() { done <- run(runCtx, []string{"-config", cfgPath, "-mode", "delay"}, &out, &errOut) }()
+	var last string
+	for ctx.Err() == nil {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			last = fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(body))
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
+	}
+	if !strings.HasPrefix(last, "200") {
+		t.Fatalf("/readyz never 200 in -mode delay; last answer %q", last)
+	}
+}
+
+func mustClient(t *testing.T, brokers []string) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
 }
