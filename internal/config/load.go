@@ -111,7 +111,11 @@ func Load(path string, environ []string) (*Config, error) {
 	sections := map[string]bool{}
 	for _, key := range k.Keys() {
 		path := strings.Split(key, ".")
-		switch ok, scalar := known(reflect.TypeOf(Config{}), path); {
+		switch typ, ok, scalar := resolve(reflect.TypeOf(Config{}), path); {
+		case ok && typ == durationType && !durationText(k.Get(key)):
+			// YAML's 168 decodes as 168ns: a topic created with it
+			// would delete its records at once.
+			problems = append(problems, key+`: a duration needs a unit, as in "20ms" or "168h" (a bare number would be read as nanoseconds)`)
 		case scalar > 0:
 			// A value written as a section (a YAML password starting
 			// with "{"): the rest of the path is the value's own text,
@@ -166,13 +170,37 @@ func envKey(k, v string) (string, any) {
 // When the path goes on below a scalar key, scalar is the length of that
 // key's path (and ok is false).
 func known(t reflect.Type, path []string) (ok bool, scalar int) {
+	_, ok, scalar = resolve(t, path)
+	return ok, scalar
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// durationText reports whether v can be a duration as written in a config:
+// text ("20ms", from YAML or the environment) or a bare zero.
+func durationText(v any) bool {
+	switch v := v.(type) {
+	case string:
+		return true
+	case int:
+		return v == 0
+	case int64:
+		return v == 0
+	case float64:
+		return v == 0
+	}
+	return false
+}
+
+// resolve is known, with the type the path names when ok (nil for a list).
+func resolve(t reflect.Type, path []string) (typ reflect.Type, ok bool, scalar int) {
 	depth := 0
 	for {
 		for t.Kind() == reflect.Pointer {
 			t = t.Elem()
 		}
 		if depth == len(path) {
-			return true, 0
+			return t, true, 0
 		}
 		switch t.Kind() {
 		case reflect.Struct:
@@ -184,14 +212,14 @@ func known(t reflect.Type, path []string) (ok bool, scalar int) {
 				}
 			}
 			if !found {
-				return false, 0
+				return nil, false, 0
 			}
 		case reflect.Map:
 			t = t.Elem()
 		case reflect.Slice:
-			return true, 0 // koanf flattens lists of scalars into one key
+			return nil, true, 0 // koanf flattens lists of scalars into one key
 		default:
-			return false, depth // a scalar has no sub-keys
+			return nil, false, depth // a scalar has no sub-keys
 		}
 		depth++
 	}

@@ -660,3 +660,28 @@ kafka:
 		t.Errorf("problems:\n got %q\nwant %q", got, want)
 	}
 }
+
+// YAML's bare 168 would decode as 168ns: a results topic created with it
+// deletes its records at once. A duration needs its unit; zero needs none.
+func TestBareNumberDurationsAreRefused(t *testing.T) {
+	_, err := loadYAML(t, t.TempDir(), `
+kafka: {topics: {results: {retention: 168}}}
+dispatcher: {results_linger: 20}
+feedback: {flush_interval: 1.5}
+`)
+	const unit = `: a duration needs a unit, as in "20ms" or "168h" (a bare number would be read as nanoseconds)`
+	want := []string{"dispatcher.results_linger" + unit, "feedback.flush_interval" + unit, "kafka.topics.results.retention" + unit}
+	if got := problems(t, err); !slices.Equal(got, want) {
+		t.Errorf("problems:\n got %q\nwant %q", got, want)
+	}
+	cfg, err := loadYAML(t, t.TempDir(), `
+kafka: {topics: {results: {retention: 168h}}}
+dispatcher: {results_linger: 0}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Kafka.Topics.Results.Retention != 168*time.Hour || cfg.Dispatcher.ResultsLinger != 0 {
+		t.Errorf("retention %s, linger %s", cfg.Kafka.Topics.Results.Retention, cfg.Dispatcher.ResultsLinger)
+	}
+}
