@@ -27,13 +27,17 @@
 //     timestamp for Unregistered, the result's time otherwise. The device
 //     is deactivated only if active and registered_at < evidence time, so a
 //     token the app re-registered after it stays active. deactivated_at
-//     records the evidence time.
+//     records the evidence time; newer evidence against a device already
+//     inactive moves it (and the reason) forward, so a registration must
+//     beat the latest evidence to reactivate it.
 //   - token_suspect results (BadDeviceToken, DeviceTokenNotForTopic) are
 //     quarantined as strikes in device_strikes, keyed (app, token,
 //     result_id), so a replayed result is one strike. A device is
 //     deactivated (reason suspect_strikes, at its latest strike) when it has
 //     feedback.suspect_strikes (default 3) strikes newer than its
-//     registered_at; a re-registration therefore starts the count again.
+//     registered_at; a re-registration therefore starts the count again,
+//     and one older than the last strike reactivates a device the strikes
+//     deactivated if fewer than N strikes are newer than it.
 //     0 records strikes and never deactivates (report only: query
 //     device_strikes).
 //   - Registrations upsert the device: registered_at = max(stored, event);
@@ -43,7 +47,10 @@
 //     replayed old registration never revives a dead token, while
 //     registrations and deaths applied in either order end in the same
 //     state. unregister: true deactivates (reason unregistered_by_app) when
-//     registered_at <= the event's time.
+//     registered_at <= the event's time. A registration whose registered_at
+//     is outside 1970..9999 in UTC, or more than a day ahead of the
+//     instance's clock (such a device could never be deactivated), is
+//     dead-lettered.
 //   - Each kind is one statement per flush (chunks of 1000 rows): a
 //     conditional UPDATE joined to a UNION ALL table of (app, token,
 //     time, reason) parameters, an INSERT … ON DUPLICATE KEY UPDATE, never

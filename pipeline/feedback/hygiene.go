@@ -185,9 +185,9 @@ func NewMySQLStore(db *sql.DB, suspectStrikes int) *MySQLStore {
 	return &MySQLStore{db: db, suspectStrikes: suspectStrikes}
 }
 
-// Apply runs the flush's statements in this order: registrations,
-// unregisters, deaths, strikes, strike deactivations, then the unknown
-// device count. Each statement is idempotent on its own, so a failure
+// Apply runs the flush's statements in this order: registrations (and the
+// strike count of the devices they name), unregisters, deaths, strikes,
+// strike deactivations, then the unknown device count. Each statement is idempotent on its own, so a failure
 // part-way is repaired by applying the same Changes again; no transaction
 // is needed and none is held across statements.
 func (s *MySQLStore) Apply(ctx context.Context, c Changes) (Applied, error) {
@@ -211,23 +211,41 @@ func (s *MySQLStore) Apply(ctx context.Context, c Changes) (Applied, error) {
 		}
 		a.Registered += n
 	}
-	unreg := storableDeaths(c.Unregisters)
-	for chunk := range slices.Chunk(unreg, rowsPerStatement) {
-		q, args := DeactivateSQL(chunk, true)
-		n, err := exec("unregister devices", q, args)
-		if err != nil {
-			return a, err
+	if s.suspectStrikes > 0 {
+		for _, g := range registeredByApp(c.Registrations) {
+			for chunk := range slices.Chunk(g.tokens, rowsPerStatement) {
+				q, args := SuspectReactivateSQL(g.app, chunk, s.suspectStrikes)
+				if _, err := exec("re-count strikes after registrations", q, args); err != nil {
+					return a, err
+				}
+			}
 		}
-		a.Unregistered += n
 	}
-	deaths := storableDeaths(c.Deaths)
-	for chunk := range slices.Chunk(deaths, rowsPerStatement) {
-		q, args := DeactivateSQL(chunk, false)
-		n, err := exec("deactivate dead tokens", q, args)
-		if err != nil {
-			return a, err
+	deactivate := func(what string, ds []Death, inclusive bool) (int64, error) {
+		var total int64
+		for chunk := range slices.Chunk(ds, rowsPerStatement) {
+			q, args := DeactivateSQL(chunk, inclusive)
+			n, err := exec(what, q, args)
+			if err != nil {
+				return total, err
+			}
+			total += n
+			q, args = LaterEvidenceSQL(chunk, inclusive)
+			if _, err := exec(what+" (later evidence)", q, args); err != nil {
+				return total, err
+			}
 		}
-		a.DeadDeactivated += n
+		return total, nil
+	}
+	n, err := deactivate("unregister devices", storableDeaths(c.Unregisters), true)
+	a.Unregistered += n
+	if err != nil {
+		return a, err
+	}
+	n, err = deactivate("deactivate dead tokens", storableDeaths(c.Deaths), false)
+	a.DeadDeactivated += n
+	if err != nil {
+		return a, err
 	}
 	var strikes []Strike
 	for _, st := range c.Strikes {
@@ -386,6 +404,64 @@ func DeactivateSQL(ds []Death, inclusive bool) (string, []any) {
 		args = append(args, d.App, d.Token, d.At, d.Reason)
 	}
 	return b.String(), args
+}
+
+// LaterEvidenceSQL records, on devices ds already deactivated, evidence
+// newer than the one they were deactivated on (time and reason), under the
+// same registered_at guard as DeactivateSQL. A registration must beat the
+// latest evidence to reactivate a device, whatever order the registration
+// and the evidence arrive in: an unregister at 1h, Apple's 410 at 3h and a
+// registration at 2h end inactive either way. Devices are not counted
+// again: they were inactive already.
+func LaterEvidenceSQL(ds []Death, inclusive bool) (string, []any) {
+	var b strings.Builder
+	b.WriteString("UPDATE devices d JOIN (")
+	derivedRows(&b, []string{"app", "token", "ts", "reason"}, len(ds))
+	b.WriteString(") x ON d.app = x.app AND d.token = x.token SET d.deactivated_at = x.ts, d.deactivation_reason = x.reason WHERE d.active = 0 AND d.deactivated_at < x.ts AND d.registered_at ")
+	if inclusive {
+		b.WriteString("<=")
+	} else {
+		b.WriteString("<")
+	}
+	b.WriteString(" x.ts")
+	args := make([]any, 0, 4*len(ds))
+	for _, d := range ds {
+		args = append(args, d.App, d.Token, d.At, d.Reason)
+	}
+	return b.String(), args
+}
+
+// SuspectReactivateSQL reactivates the devices of app among tokens that
+// strikes deactivated but that no longer have n strikes newer than their
+// registration, after a registration older than the last strike moved
+// registered_at. In the other order (the registration first) those strikes
+// would not have deactivated the device; the rule depends on the
+// registration time, not on arrival order.
+func SuspectReactivateSQL(app string, tokens []string, n int) (string, []any) {
+	var b strings.Builder
+	b.WriteString("UPDATE devices d SET d.active = 1, d.deactivated_at = NULL, d.deactivation_reason = NULL WHERE d.app = ? AND d.token IN (")
+	b.WriteString(strings.TrimSuffix(strings.Repeat("?, ", len(tokens)), ", "))
+	b.WriteString(") AND d.active = 0 AND d.deactivation_reason = '" + ReasonSuspectStrikes + "' AND " +
+		"(SELECT COUNT(*) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at) < ?")
+	args := make([]any, 0, len(tokens)+2)
+	args = append(args, app)
+	for _, t := range tokens {
+		args = append(args, t)
+	}
+	args = append(args, n)
+	return b.String(), args
+}
+
+// registeredByApp returns each app's distinct storable registered tokens
+// (not unregisters), apps and tokens in first-seen order.
+func registeredByApp(regs []schemas.DeviceRegistration) []appTokens {
+	var ss []Strike
+	for _, g := range regs {
+		if storable(g.App, g.Token) {
+			ss = append(ss, Strike{App: g.App, Token: g.Token})
+		}
+	}
+	return groupTokensByApp(ss)
 }
 
 // StrikesSQL records suspect strikes keyed (app, token, result_id): a

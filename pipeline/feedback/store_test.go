@@ -222,6 +222,56 @@ func storeCases() []storeCase {
 				t.Errorf("unregistered device = %s", d)
 			}
 		}},
+		{"registrations and evidence end in the same state in either order", func(t *testing.T, db *sql.DB) {
+			s := NewMySQLStore(db, 3)
+			reg := func(token string, at time.Time) Changes {
+				return Collect(nil, []*schemas.DeviceRegistration{{App: "app", Token: token, Platform: "ios", RegisteredAt: at}})
+			}
+			unreg := func(token string, at time.Time) Changes {
+				return Collect(nil, []*schemas.DeviceRegistration{{App: "app", Token: token, Platform: "ios", RegisteredAt: at, Unregister: true}})
+			}
+			strike := func(token, id string, at time.Time) Changes {
+				return Collect([]*schemas.Result{result(id, "app", token, schemas.OutcomeTokenSuspect, "BadDeviceToken", at)}, nil)
+			}
+			// Unregistered at 1h, dead by Apple at 3h, registered at 2h:
+			// the 410 came after the registration, so the token is dead.
+			deathSteps := func(token string) []Changes {
+				return []Changes{
+					unreg(token, t0.Add(time.Hour)),
+					Collect([]*schemas.Result{dead("d-"+token, token, "Unregistered", t0.Add(4*time.Hour), t0.Add(3*time.Hour))}, nil),
+				}
+			}
+			// Strikes at 1, 2 and 3 min, registered again at 2.5 min: one
+			// strike is newer than the registration, so the device stays.
+			strikeSteps := func(token string) []Changes {
+				return []Changes{strike(token, token+"1", t0.Add(time.Minute)), strike(token, token+"2", t0.Add(2*time.Minute)), strike(token, token+"3", t0.Add(3*time.Minute))}
+			}
+			for _, c := range []struct {
+				name   string
+				steps  func(string) []Changes
+				reg    time.Time
+				active bool
+			}{
+				{"death", deathSteps, t0.Add(2 * time.Hour), false},
+				{"strikes", strikeSteps, t0.Add(150 * time.Second), true},
+			} {
+				first, last := c.name+"-reg-first", c.name+"-reg-last"
+				seedDevice(t, db, "app", first, t0)
+				seedDevice(t, db, "app", last, t0)
+				apply(t, s, reg(first, c.reg))
+				for _, ch := range c.steps(first) {
+					apply(t, s, ch)
+				}
+				for _, ch := range c.steps(last) {
+					apply(t, s, ch)
+				}
+				apply(t, s, reg(last, c.reg))
+				a, b := device(t, db, "app", first), device(t, db, "app", last)
+				if a.Active != c.active || b.Active != c.active || !a.DeactivatedAt.Equal(b.DeactivatedAt) || a.Reason != b.Reason {
+					t.Errorf("%s: registration first %s\nregistration last %s\nwant both active=%v, the same evidence", c.name, a, b, c.active)
+				}
+			}
+		}},
 		{"replaying everything changes nothing", func(t *testing.T, db *sql.DB) {
 			s := NewMySQLStore(db, 2)
 			seedDevice(t, db, "app", "a", t0)
