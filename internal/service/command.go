@@ -3,13 +3,13 @@ package service
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,12 +57,11 @@ func (f *Flags) LoadConfig() (*config.Config, error) {
 	return config.Load(f.ConfigPath, os.Environ())
 }
 
-// PrintConfig writes cfg, secrets masked, as indented JSON: what
-// -check-config prints.
+// PrintConfig writes cfg as "key = value" lines, secrets masked: what
+// -check-config prints, the same as pushctl config.
 func PrintConfig(w io.Writer, cfg *config.Config) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(cfg.Redacted())
+	_, err := fmt.Fprintln(w, strings.Join(cfg.Lines(), "\n"))
+	return err
 }
 
 // Process is a started stage command: its logger, the metrics registry and
