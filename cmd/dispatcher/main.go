@@ -114,11 +114,7 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) error 
 		stages = append(stages, d.Run)
 	}
 
-	go func() {
-		if err := view.WaitCaughtUp(ctx); err == nil {
-			proc.Ready.Set("control", nil)
-		}
-	}()
+	proc.ReadyOnceCaughtUp(ctx, view.WaitCaughtUp)
 	log.Info("dispatcher running", "mode", *mode)
 	err = proc.RunWithView(ctx, view.Run, stages...)
 	log.Info("dispatcher exited")

@@ -35,7 +35,7 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) error 
 		return service.PrintConfig(stdout, cfg)
 	}
 
-	ctx, proc, err := service.Start(parent, cfg, stderr, "planner", "planner")
+	ctx, proc, err := service.Start(parent, cfg, stderr, "planner", "planner", "control")
 	if err != nil {
 		return err
 	}
@@ -64,6 +64,7 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	proc.ReadyOnceCaughtUp(ctx, view.WaitCaughtUp)
 	log.Info("planner starting", "instance", *instance, "campaigns", cfg.Kafka.Topics.Campaigns.Name)
 	err = proc.RunWithView(ctx, view.Run, p.Run)
 	log.Info("planner stopped")

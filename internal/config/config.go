@@ -153,7 +153,8 @@ type MySQL struct {
 	MaxOpenConns int `koanf:"max_open_conns"`
 }
 
-// ClickHouse is the analytics store. Empty Addr disables analytics.
+// ClickHouse is the analytics store. Feedback requires Addr unless it
+// writes its rows to a file (-rows-file); pushctl migrate skips it when empty.
 type ClickHouse struct {
 	Addr     []string `koanf:"addr"`
 	Database string   `koanf:"database"` // default "pushlane"

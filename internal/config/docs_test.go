@@ -159,6 +159,9 @@ func TestDocumentedVariablesWork(t *testing.T) {
 				continue // validated values; covered elsewhere
 			}
 			value = "v-" + strings.ReplaceAll(key, ".", "-")
+			if key == "clickhouse.database" {
+				value = "v_clickhouse_database" // an identifier
+			}
 		default:
 			continue
 		}

@@ -337,6 +337,10 @@ func (c *Config) validate() []string {
 	}
 	hostPorts("kafka.brokers", c.Kafka.Brokers)
 	hostPorts("clickhouse.addr", c.ClickHouse.Addr)
+	if !clickhouseIdent.MatchString(c.ClickHouse.Database) {
+		// Spliced unquoted into the DDL and the analysts' queries.
+		add("clickhouse.database", "%q is not a plain ClickHouse name (a letter or '_', then letters, digits and '_')", c.ClickHouse.Database)
+	}
 	if c.Kafka.GroupPrefix == "" {
 		add("kafka.group_prefix", "required (the consumer groups are <prefix>-planner, -delay, -dispatcher, -feedback)")
 	}
@@ -433,6 +437,8 @@ func (c *Config) validate() []string {
 
 // topicName is what Kafka accepts as a topic name.
 var topicName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,249}$`)
+
+var clickhouseIdent = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 
 // checkHostPort accepts host:port (a name, an IPv4 address or a bracketed
 // IPv6 one), which is what the Kafka and ClickHouse clients dial.

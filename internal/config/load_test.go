@@ -685,3 +685,18 @@ dispatcher: {results_linger: 0}
 		t.Errorf("retention %s, linger %s", cfg.Kafka.Topics.Results.Retention, cfg.Dispatcher.ResultsLinger)
 	}
 }
+
+// The database name is spliced unquoted into the DDL and the queries: a
+// name that is not a plain identifier fails at start-up, naming the key.
+func TestClickHouseDatabaseIsAPlainName(t *testing.T) {
+	for _, name := range []string{"pushlane-prod", "a.b", "1st", "x y"} {
+		_, err := loadYAML(t, t.TempDir(), "clickhouse: {database: \""+name+"\"}\n")
+		want := "clickhouse.database: \"" + name + "\" is not a plain ClickHouse name"
+		if got := problems(t, err); len(got) != 1 || !strings.HasPrefix(got[0], want) {
+			t.Errorf("%s: problems %q, want %q", name, got, want)
+		}
+	}
+	if cfg, err := loadYAML(t, t.TempDir(), "clickhouse: {database: pushlane_prod}\n"); err != nil || cfg.ClickHouse.Database != "pushlane_prod" {
+		t.Errorf("pushlane_prod: %v", err)
+	}
+}

@@ -93,6 +93,18 @@ func Start(parent context.Context, cfg *config.Config, stderr io.Writer, compone
 	return ctx, p, nil
 }
 
+// ReadyOnceCaughtUp marks check "control" ready once caughtUp returns nil
+// (the control view's WaitCaughtUp): until then a stage could act on a
+// campaign whose cancel it has not read yet. The check must have been
+// named in Start.
+func (p *Process) ReadyOnceCaughtUp(ctx context.Context, caughtUp func(context.Context) error) {
+	go func() {
+		if err := caughtUp(ctx); err == nil {
+			p.Ready.Set("control", nil)
+		}
+	}()
+}
+
 // Close stops the ops endpoint and the signal handling.
 func (p *Process) Close() {
 	_ = p.ops.Close(context.Background())

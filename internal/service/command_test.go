@@ -291,3 +291,40 @@ func waitFor(t *testing.T, ok func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A stage that reads the control view is not ready until the view has
+// caught up: before, it could act on a campaign whose cancel it had not read.
+func TestReadyOnceCaughtUp(t *testing.T) {
+	var logs bytes.Buffer
+	ctx, proc, err := Start(context.Background(), testConfig("127.0.0.1:0"), &logs, "planner", "planner", "control")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Close()
+	url := "http://" + opsAddr(t, logs.String())
+	caughtUp := make(chan struct{})
+	proc.ReadyOnceCaughtUp(ctx, func(ctx context.Context) error {
+		select {
+		case <-caughtUp:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	proc.Ready.Set("planner", nil)
+	if code, body := get(t, url+"/readyz"); code != http.StatusServiceUnavailable || body != "not ready: control: starting\n" {
+		t.Errorf("/readyz before the view caught up = %d %q", code, body)
+	}
+	close(caughtUp)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, body := get(t, url+"/readyz")
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz after the view caught up = %d %q", code, body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
