@@ -308,6 +308,34 @@ func (s *MySQLStore) scanRows(ctx context.Context, query string, args []any, par
 	return n, last, nil
 }
 
+// saveCampaignSQL upserts a campaign's row. A record that planned nothing
+// (a replay of the event after the campaign expired or was cancelled: no
+// batch, no invalid token, no expired device) never replaces a row that
+// planned something; the row keeps what the plan did. Every assignment
+// keeps the row or takes the record as a whole: when it takes the record,
+// the guard, read again on the updated columns, is false for every later
+// column too, so the outcome is the same whether the server assigns left
+// to right (MySQL, MariaDB) or all at once.
+const saveCampaignSQL = `INSERT INTO campaigns
+		(id, version, app, status, reason, planned_devices, planned_batches, invalid_tokens, expired_devices,
+		 first_send_at, last_send_at, expires_at, started_at, finished_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON DUPLICATE KEY UPDATE app = IF(` + keptRow + `, app, VALUES(app)),
+		 reason = IF(` + keptRow + `, reason, VALUES(reason)),
+		 planned_devices = IF(` + keptRow + `, planned_devices, VALUES(planned_devices)),
+		 invalid_tokens = IF(` + keptRow + `, invalid_tokens, VALUES(invalid_tokens)),
+		 expired_devices = IF(` + keptRow + `, expired_devices, VALUES(expired_devices)),
+		 first_send_at = IF(` + keptRow + `, first_send_at, VALUES(first_send_at)),
+		 last_send_at = IF(` + keptRow + `, last_send_at, VALUES(last_send_at)),
+		 expires_at = IF(` + keptRow + `, expires_at, VALUES(expires_at)),
+		 started_at = IF(` + keptRow + `, started_at, VALUES(started_at)),
+		 finished_at = IF(` + keptRow + `, finished_at, VALUES(finished_at)),
+		 status = IF(` + keptRow + `, status, VALUES(status)),
+		 planned_batches = IF(` + keptRow + `, planned_batches, VALUES(planned_batches))`
+
+// keptRow: the stored row planned something and the record nothing.
+const keptRow = `(planned_batches + invalid_tokens + expired_devices > 0 AND VALUES(planned_batches) + VALUES(invalid_tokens) + VALUES(expired_devices) = 0)`
+
 // SaveCampaign implements Store.
 func (s *MySQLStore) SaveCampaign(ctx context.Context, r CampaignRecord) error {
 	nullTime := func(t time.Time) any {
@@ -322,15 +350,7 @@ func (s *MySQLStore) SaveCampaign(ctx context.Context, r CampaignRecord) error {
 		}
 		return v
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO campaigns
-		(id, version, app, status, reason, planned_devices, planned_batches, invalid_tokens, expired_devices,
-		 first_send_at, last_send_at, expires_at, started_at, finished_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON DUPLICATE KEY UPDATE app = VALUES(app), status = VALUES(status), reason = VALUES(reason),
-		 planned_devices = VALUES(planned_devices), planned_batches = VALUES(planned_batches),
-		 invalid_tokens = VALUES(invalid_tokens), expired_devices = VALUES(expired_devices),
-		 first_send_at = VALUES(first_send_at), last_send_at = VALUES(last_send_at), expires_at = VALUES(expires_at),
-		 started_at = VALUES(started_at), finished_at = VALUES(finished_at)`,
+	_, err := s.db.ExecContext(ctx, saveCampaignSQL,
 		r.ID, r.Version, r.App, r.Status, nullString(r.Reason), r.Devices, r.Batches, r.InvalidTokens, r.ExpiredDevices,
 		nullTime(r.FirstSendAt), nullTime(r.LastSendAt), nullTime(r.ExpiresAt), r.StartedAt.UTC(), r.FinishedAt.UTC())
 	if err != nil {

@@ -3,7 +3,9 @@
 -- event stopped it; counts are what was emitted before), expired (past
 -- expires-at or TTL before planning began; nothing emitted) or failed
 -- (dead-lettered, e.g. unknown app; reason says why). The upsert is
--- idempotent: a replayed or resumed campaign writes the same row again.
+-- idempotent: a replayed or resumed campaign writes the same row again,
+-- and a replay that plans nothing (the campaign has since expired or been
+-- cancelled) leaves the row of the plan that ran.
 -- `pushctl stats` reads planned_devices and planned_batches from here.
 CREATE TABLE IF NOT EXISTS campaigns (
   id               VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,

@@ -1,0 +1,88 @@
+package planner
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+	"time"
+
+	"github.com/pushlane/pushlane/internal/embedded"
+	"github.com/pushlane/pushlane/internal/migrate"
+	"github.com/pushlane/pushlane/internal/testenv"
+)
+
+// A replay of a campaign event after the campaign expired or was cancelled
+// records a plan of nothing; it must not wipe the row of the plan that ran
+// (its devices and batches, which pushctl stats and the feedback summary
+// read). A record that planned something still replaces the row.
+func testSaveCampaignKeepsThePlan(t *testing.T, db *sql.DB) {
+	ctx := context.Background()
+	s := NewMySQLStore(db)
+	t.Cleanup(func() { _ = s.Close() })
+	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	planned := CampaignRecord{ID: "c", Version: 1, App: "shop", Status: StatusPlanned, Devices: 900, Batches: 9, InvalidTokens: 3,
+		FirstSendAt: at, LastSendAt: at.Add(time.Minute), StartedAt: at, FinishedAt: at.Add(time.Second)}
+	read := func() CampaignRecord {
+		t.Helper()
+		var r CampaignRecord
+		if err := db.QueryRowContext(ctx, `SELECT status, planned_devices, planned_batches, invalid_tokens FROM campaigns WHERE id = 'c' AND version = 1`).
+			Scan(&r.Status, &r.Devices, &r.Batches, &r.InvalidTokens); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if err := s.SaveCampaign(ctx, planned); err != nil {
+		t.Fatal(err)
+	}
+	replay := CampaignRecord{ID: "c", Version: 1, App: "shop", Status: StatusExpired, Reason: "expired before planning",
+		StartedAt: at.Add(time.Hour), FinishedAt: at.Add(time.Hour)}
+	if err := s.SaveCampaign(ctx, replay); err != nil {
+		t.Fatal(err)
+	}
+	if r := read(); r.Status != StatusPlanned || r.Devices != 900 || r.Batches != 9 || r.InvalidTokens != 3 {
+		t.Errorf("after an empty replay: %+v, want the plan (planned, 900 devices, 9 batches, 3 invalid)", r)
+	}
+	// The same plan again, or a cancel part-way with what it planned,
+	// is written.
+	partial := planned
+	partial.Status, partial.Devices, partial.Batches = StatusCancelled, 400, 4
+	if err := s.SaveCampaign(ctx, partial); err != nil {
+		t.Fatal(err)
+	}
+	if r := read(); r.Status != StatusCancelled || r.Devices != 400 || r.Batches != 4 {
+		t.Errorf("after a cancel with totals: %+v, want cancelled, 400, 4", r)
+	}
+	// A campaign that never planned anything takes the later record.
+	empty := replay
+	empty.ID = "e"
+	if err := s.SaveCampaign(ctx, empty); err != nil {
+		t.Fatal(err)
+	}
+	empty.Status = StatusCancelled
+	if err := s.SaveCampaign(ctx, empty); err != nil {
+		t.Fatal(err)
+	}
+	var status string
+	if err := db.QueryRowContext(ctx, `SELECT status FROM campaigns WHERE id = 'e'`).Scan(&status); err != nil || status != StatusCancelled {
+		t.Errorf("empty campaign status %q (%v), want cancelled", status, err)
+	}
+}
+
+func TestSaveCampaignKeepsThePlanOnGoMySQLServer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := embedded.StartStore(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	testSaveCampaignKeepsThePlan(t, st.DB)
+}
+
+func TestIntegrationSaveCampaignKeepsThePlanOnMariaDB(t *testing.T) {
+	_, db := testenv.MySQL(t)
+	if _, err := migrate.MySQL(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	testSaveCampaignKeepsThePlan(t, db)
+}
