@@ -68,7 +68,11 @@
 //     hop strictly lowers the tier: at most K hops within the ladder's
 //     reach (2^K - 1 s), plus one top-tier loop per 2^(K-1) s beyond it.
 //     With the default 22 tiers the reach is 48 days, so a 30-day horizon
-//     takes at most 22 rewrites (about 11 on average). A crash or an
+//     takes at most 22 rewrites (about 11 on average). The due times are
+//     the broker's and Route reads the forwarder's clock, so a forwarder
+//     ahead of the broker would find a record due while Route still picked
+//     its tier: it waits instead (DueAt) until send-at is less than the
+//     tier's delay away, which keeps the bound. A crash or an
 //     ungraceful rebalance can re-forward what was forwarded but not yet
 //     committed (at most a second's worth, per partition): the dispatcher
 //     skips finished batch ids, so a re-forward is never sent twice.

@@ -299,11 +299,11 @@ func (f *Forwarder) nextWake(now time.Time) time.Time {
 			continue
 		}
 		k := f.tierOf[tp.topic]
-		if due := Eligible(q[0], k); due.Before(wake) {
+		if due := f.dueAt(q[0], k); due.Before(wake) {
 			wake = due
 		}
 		if f.paused[tp] {
-			if r := Eligible(q[len(q)-1], k).Add(-f.cfg.Prefetch); r.Before(wake) {
+			if r := f.dueAt(q[len(q)-1], k).Add(-f.cfg.Prefetch); r.Before(wake) {
 				wake = r
 			}
 		}
@@ -316,6 +316,36 @@ func (f *Forwarder) nextWake(now time.Time) time.Time {
 // partition it never decreases with the offset.
 func Eligible(r *kgo.Record, k int) time.Time {
 	return r.Timestamp.Add(TierDelay(k))
+}
+
+// DueAt is when the forwarder takes a record of tier k (top: the last
+// tier): Eligible, or later if by this process's clock its send-at is still
+// TierDelay(k) or more away, until it is not. With correct clocks that
+// never happens: a record enters tier k with less than 2^(k+1) s to go, so
+// at Eligible less than 2^k s remain and Route picks a lower tier. But the
+// timestamps are the broker's and Route reads the forwarder's clock; a
+// forwarder Δ ahead of the broker found tier-k records due as soon as they
+// were fetched, with Route still picking tier k, and re-wrote each one at
+// the speed of a produce and a fetch until its remaining time fell below
+// 2^k (Δ = 5 s: hundreds of rewrites per batch). Waiting instead keeps the
+// documented bound of one rewrite per tier. The top tier loops on itself by
+// design.
+func DueAt(r *kgo.Record, k int, top bool) time.Time {
+	due := Eligible(r, k)
+	if top {
+		return due
+	}
+	if sendAt, ok := kafka.TimeHeader(r, kafka.HeaderSendAt); ok {
+		if lower := sendAt.Add(-TierDelay(k)); lower.After(due) {
+			due = lower
+		}
+	}
+	return due
+}
+
+// dueAt is DueAt on this forwarder's ladder.
+func (f *Forwarder) dueAt(r *kgo.Record, k int) time.Time {
+	return DueAt(r, k, k == len(f.cfg.Ladder.Tiers)-1)
 }
 
 type forward struct {
@@ -343,7 +373,7 @@ func (f *Forwarder) forwardDue(ctx context.Context) {
 			continue
 		}
 		for _, r := range q {
-			due := Eligible(r, k)
+			due := f.dueAt(r, k)
 			if due.After(now) {
 				break
 			}
@@ -491,7 +521,7 @@ func (f *Forwarder) pauseOrResumeLocked(now time.Time) {
 		if len(q) > 0 {
 			// A partition whose head keeps failing fetches nothing more
 			// until it is forwarded: what is held stays bounded.
-			want = f.failing[tp] != nil || Eligible(q[len(q)-1], f.tierOf[tp.topic]).Sub(now) > f.cfg.Prefetch
+			want = f.failing[tp] != nil || f.dueAt(q[len(q)-1], f.tierOf[tp.topic]).Sub(now) > f.cfg.Prefetch
 		} else {
 			delete(f.held, tp)
 		}

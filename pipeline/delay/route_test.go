@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/pushlane/pushlane/pipeline/delay"
+	"github.com/pushlane/pushlane/pipeline/kafka"
 )
 
 func ladder(k int) delay.Ladder {
@@ -85,5 +88,49 @@ func TestHopBound(t *testing.T) {
 				t.Fatalf("k=%d remaining=%v: reached ready early", k, remaining)
 			}
 		}
+	}
+}
+
+// skewedHops simulates the forwarder walking a batch down the ladder with
+// its clock skew ahead of the broker's: records carry the broker's append
+// time, the forwarder takes a record at DueAt and routes it by its own
+// clock. It returns the hops until ready (stopping at limit).
+func skewedHops(l delay.Ladder, remaining, skew time.Duration, due func(r *kgo.Record, k int, top bool) time.Time, limit int) int {
+	real := time.Unix(1_800_000_000, 0) // the broker's clock
+	sendAt := real.Add(remaining)
+	dst := l.Route(sendAt, real.Add(skew)) // written by the forwarder too
+	n := 0
+	for dst != l.Ready && n < limit {
+		k := 0
+		fmt.Sscanf(dst, "t%02d", &k)
+		r := &kgo.Record{Timestamp: real, Headers: []kgo.RecordHeader{{Key: kafka.HeaderSendAt, Value: []byte(kafka.UnixMillis(sendAt))}}}
+		local := due(r, k, k == len(l.Tiers)-1)
+		if at := local.Add(-skew); at.After(real) {
+			real = at
+		}
+		real = real.Add(time.Millisecond) // a produce and a fetch
+		dst = l.Route(sendAt, real.Add(skew))
+		n++
+	}
+	return n
+}
+
+// A forwarder whose clock runs ahead of the broker's keeps the bound of one
+// rewrite per tier. Taking records at Eligible alone, it found tier-k
+// records due as soon as they were fetched while Route still chose tier k,
+// and re-wrote them at the speed of a produce and a fetch.
+func TestHopBoundWithTheForwarderClockAhead(t *testing.T) {
+	l := ladder(22)
+	for _, skew := range []time.Duration{0, 1500 * time.Millisecond, 5 * time.Second, 90 * time.Second, 2 * time.Hour} {
+		for _, remaining := range []time.Duration{3 * time.Second, 10 * time.Second, 100 * time.Second, 7 * time.Hour, 9 * 24 * time.Hour} {
+			if n := skewedHops(l, remaining, skew, delay.DueAt, 10_000); n > len(l.Tiers) {
+				t.Errorf("skew %v, remaining %v: %d hops, bound %d", skew, remaining, n, len(l.Tiers))
+			}
+		}
+	}
+	// Eligible alone, as before: the loop.
+	eligible := func(r *kgo.Record, k int, _ bool) time.Time { return delay.Eligible(r, k) }
+	if n := skewedHops(l, 10*time.Second, 5*time.Second, eligible, 10_000); n < 100 {
+		t.Errorf("Eligible alone with a 5 s skew took %d hops; the simulation no longer shows the loop it guards against", n)
 	}
 }
