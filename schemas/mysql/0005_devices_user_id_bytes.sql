@@ -1,0 +1,11 @@
+-- devices.user_id compares bytes, as the ids it holds do. With the table's
+-- default collation (utf8mb4_general_ci on MariaDB, utf8mb4_0900_ai_ci on
+-- MySQL 8) a campaign for user "aB3x" also reached the devices of user
+-- "Ab3X", and a user-id list naming one user in two spellings ("bob",
+-- "Bob", "bob ") in different parts of the list sent to its devices twice.
+-- The planner de-duplicates lists byte for byte; the column now agrees.
+-- VARBINARY, not a _bin collation: MariaDB's utf8mb4_bin still ignores
+-- trailing spaces. 512 bytes hold the schema's 128 characters.
+-- Rebuilds the column's index (ix_app_user): on a large devices table, run
+-- it (pushctl migrate) at a quiet time.
+ALTER TABLE devices MODIFY user_id VARBINARY(512) NULL;
