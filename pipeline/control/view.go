@@ -22,7 +22,12 @@
 // Compaction and transaction markers can leave offsets below the end offset
 // with no record to read; a partition whose consumed position and end
 // offset have both stood still for QuietChecks refreshes, longer than the
-// consumer's fetch wait, counts as caught up.
+// consumer's fetch wait, counts as caught up, but only once the view has
+// read something from it and while its fetches succeed: a view that cannot
+// fetch (an ACL that allows listing offsets but not reading), or whose
+// first fetch is slow, would otherwise call itself caught up without
+// having read a cancel. A partition whose start offset has reached its end
+// (every record deleted) has nothing to read.
 package control
 
 import (
@@ -83,12 +88,16 @@ type View struct {
 	cl  *kgo.Client
 	adm *kadm.Client
 
-	mu        sync.Mutex
-	changed   chan struct{} // closed and replaced on every change of states or freshness
-	states    map[string]State
-	applied   map[int32]int64 // next offset to apply, per partition
-	freshAsOf time.Time
-	version   uint64 // bumped on every state change
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every change of states or freshness
+	states  map[string]State
+	applied map[int32]int64 // next offset to apply, per partition
+	// fetchFailed: when a fetch of the partition last failed. While its
+	// fetches fail, a partition's standing still says nothing about what
+	// is left to read, so it is not counted quiet.
+	fetchFailed map[int32]time.Time
+	freshAsOf   time.Time
+	version     uint64 // bumped on every state change
 
 	metrics viewMetrics
 }
@@ -137,7 +146,7 @@ func New(cfg Config, deps Deps) (*View, error) {
 		adm:     kadm.NewClient(cl),
 		changed: make(chan struct{}),
 		states:  map[string]State{},
-		applied: map[int32]int64{},
+		applied: map[int32]int64{}, fetchFailed: map[int32]time.Time{},
 	}
 	if err := v.registerMetrics(deps.Metrics); err != nil {
 		cl.Close()
@@ -202,6 +211,9 @@ func (v *View) Run(ctx context.Context) error {
 			if !errors.Is(err, context.Canceled) {
 				errs++
 				v.log.Warn("control topic fetch error", "topic", t, "partition", p, "err", err, "consecutive", failing+1)
+				v.mu.Lock()
+				v.fetchFailed[p] = time.Now()
+				v.mu.Unlock()
 			}
 		})
 		// What the poll brought is applied before any backoff: held through
@@ -293,10 +305,18 @@ func (v *View) refreshLoop(ctx context.Context) {
 		// The last stable offset: a read_committed consumer reads up to
 		// it, and an event of a transaction still open is not known yet.
 		ends, err := v.adm.ListCommittedOffsets(lctx, v.cfg.Topic)
-		cancel()
 		if err == nil {
 			err = ends.Error()
 		}
+		// A partition whose records are all gone (tombstones past their
+		// retention) starts where it ends: nothing to read.
+		var starts kadm.ListedOffsets
+		if err == nil {
+			if starts, err = v.adm.ListStartOffsets(lctx, v.cfg.Topic); err == nil {
+				err = starts.Error()
+			}
+		}
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -305,10 +325,18 @@ func (v *View) refreshLoop(ctx context.Context) {
 		} else {
 			v.mu.Lock()
 			caughtUp := true
+			quietFor := time.Duration(v.cfg.QuietChecks)*v.cfg.RefreshInterval + 2*v.cfg.FetchMaxWait
 			ends.Each(func(o kadm.ListedOffset) {
 				a := v.applied[o.Partition]
-				if a >= o.Offset {
+				start, _ := starts.Lookup(v.cfg.Topic, o.Partition)
+				if a >= o.Offset || start.Offset >= o.Offset {
 					quiet[o.Partition] = 0
+				} else if a == 0 || t0.Sub(v.fetchFailed[o.Partition]) < quietFor {
+					// Never read a record (not even a transaction
+					// marker) from a partition that has some, or its
+					// fetches fail: standing still is not being done.
+					quiet[o.Partition] = 0
+					caughtUp = false
 				} else if lastEnd[o.Partition] == o.Offset && lastApplied[o.Partition] == a {
 					// Nothing arrives and nothing is appended: the
 					// offsets below the end hold no record to read.
