@@ -98,6 +98,27 @@ type txn struct {
 	batches int
 	devices int
 	invalid map[string]int // by platform
+	// handled: devices read into this transaction, whatever became of
+	// them (batched, reported invalid, expired); started: when it began.
+	handled int
+	started time.Time
+}
+
+// full reports whether the transaction should be committed with a
+// checkpoint now: BatchesPerTransaction batches, or as many devices'
+// worth of work, or a quarter of the broker's transaction timeout. Invalid
+// tokens and expired devices make no batch; counted by batches alone, an
+// audience of millions of them was one transaction, which the broker
+// aborted at its timeout, and the retry began again from the same place.
+func (t *txn) full(batchSize int) bool {
+	cfg := t.p.cfg
+	switch {
+	case t.batches >= cfg.BatchesPerTransaction, t.handled >= cfg.BatchesPerTransaction*batchSize:
+		return true
+	case t.handled%256 == 0:
+		return time.Since(t.started) >= cfg.TransactionTimeout/4
+	}
+	return false
 }
 
 func (p *Planner) begin(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record) (*txn, error) {
@@ -111,6 +132,7 @@ func (p *Planner) begin(ctx context.Context, sess *kgo.GroupTransactSession, r *
 		// commits its current chunk.
 		pctx:    context.WithoutCancel(ctx),
 		invalid: map[string]int{},
+		started: time.Now(),
 	}, nil
 }
 
@@ -648,7 +670,8 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 			if err := e.add(&msg.page.Devices[i]); err != nil {
 				return 0, err
 			}
-			if t.batches < p.cfg.BatchesPerTransaction {
+			t.handled++
+			if !t.full(e.batchSize) {
 				continue
 			}
 			if p.controls != nil && p.controls.Cancelled(c.ID) {

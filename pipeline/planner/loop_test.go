@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/pushlane/pushlane/internal/config"
 	pkafka "github.com/pushlane/pushlane/pipeline/kafka"
@@ -726,5 +728,39 @@ func TestLoopEventWithThousandsOfErrorsIsDeadLettered(t *testing.T) {
 	if string(dl.Key) != "many-errors" || !bytes.Equal(dl.Value, raw) || !strings.HasPrefix(dl.Reason, "invalid campaign: ") ||
 		!strings.Contains(dl.Reason, "more bytes of reason left out)") || len(dl.Reason) > pkafka.MaxDeadLetterReason+100 {
 		t.Errorf("dead letter %q of %d bytes, reason of %d bytes: %.200q", dl.Key, len(dl.Value), len(dl.Reason), dl.Reason)
+	}
+}
+
+// An audience of invalid tokens makes no batch, but still bounds its
+// transactions: counted by batches alone it was one transaction of every
+// invalid-token result, which the broker aborts past its timeout, after
+// which the retry began again from the same place, for ever.
+func TestLoopInvalidTokensAreCommittedInChunks(t *testing.T) {
+	cfg, c := kfakeCluster(t)
+	var commits atomic.Int64
+	c.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if req.(*kmsg.EndTxnRequest).Commit {
+			commits.Add(1)
+		}
+		return nil, nil, false
+	})
+	store := newMemStore()
+	for i := int64(1); i <= 300; i++ {
+		store.add("app", row{id: i, token: "", platform: "ios", locale: "en-US", zone: "Europe/Berlin"})
+	}
+	h := newHarness(t, cfg, store)
+	h.cfg.BatchesPerTransaction = 2
+	h.publishCampaign(segmentCampaign("c", 10)) // 20 devices a transaction
+	r := h.start(nil)
+	h.waitDone(1)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if rec, ok := store.campaign("c", 1); !ok || rec.Status != StatusPlanned || rec.InvalidTokens != 300 || rec.Batches != 0 {
+		t.Errorf("campaign recorded %+v", rec)
+	}
+	if n := commits.Load(); n < 15 {
+		t.Errorf("%d transactions committed for 300 invalid tokens at 20 devices a transaction, want at least 15", n)
 	}
 }

@@ -39,7 +39,9 @@ type Config struct {
 	// PageSize is the number of device rows per keyset page. Default 5000.
 	PageSize int
 	// BatchesPerTransaction is the chunk size: batches per transaction,
-	// each chunk committing a checkpoint. Default 200.
+	// each chunk committing a checkpoint. Default 200. A chunk also ends
+	// after as many devices' worth of work without batches (invalid
+	// tokens, expired devices) or a quarter of TransactionTimeout.
 	BatchesPerTransaction int
 	// MaxBatchBytes caps a batch record's value; a batch that would grow
 	// past it closes early. Default 900 KiB, under the broker's default
