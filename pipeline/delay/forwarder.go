@@ -359,6 +359,11 @@ type forward struct {
 	alone bool // a head that failed before: produced on its own
 }
 
+// forwardRound bounds how long a round of forwards waits for records that
+// cannot be sent: a record already sent waits for its acknowledgement (up to
+// the client's delivery timeout), one still buffered fails at this deadline.
+const forwardRound = 2 * time.Second
+
 // forwardDue produces every due record, waits for the acknowledgements,
 // marks what was acknowledged for commit in offset order, and pauses or
 // resumes partitions.
@@ -390,29 +395,37 @@ func (f *Forwarder) forwardDue(ctx context.Context) {
 	}
 	f.mu.Unlock()
 
+	// A record that cannot be sent within the round (its partition has no
+	// leader) fails, stays held and is retried with its partition's
+	// backoff, instead of holding the poll loop, and with it every other
+	// partition's due records, for the client's whole delivery timeout
+	// (and, one head after another, for that many times over).
+	rctx, cancelRound := context.WithTimeout(context.WithoutCancel(ctx), forwardRound)
+	defer cancelRound()
 	var wg sync.WaitGroup
 	for _, w := range work {
-		if w.out == nil || w.alone {
+		if w.out == nil {
 			continue
 		}
 		wg.Add(1)
-		f.cl.Produce(context.Background(), w.out, func(_ *kgo.Record, err error) {
-			w.err = err
-			wg.Done()
-		})
-	}
-	wg.Wait()
-	for _, w := range work {
-		if w.out == nil || !w.alone {
+		if !w.alone {
+			f.cl.Produce(rctx, w.out, func(_ *kgo.Record, err error) {
+				w.err = err
+				wg.Done()
+			})
 			continue
 		}
-		w.err = f.cl.ProduceSync(ctx, w.out).FirstErr()
-		if w.err != nil && kafka.Refused(w.err) {
-			// Refused on its own too: no retry will change that.
-			w.why = fmt.Sprintf("%s refuses the record: %v", w.out.Topic, w.err)
-			w.out, w.err = nil, nil
-		}
+		go func() {
+			defer wg.Done()
+			w.err = f.cl.ProduceSync(rctx, w.out).FirstErr()
+			if w.err != nil && kafka.Refused(w.err) {
+				// Refused on its own too: no retry will change that.
+				w.why = fmt.Sprintf("%s refuses the record: %v", w.out.Topic, w.err)
+				w.out, w.err = nil, nil
+			}
+		}()
 	}
+	wg.Wait()
 	for _, w := range work {
 		if w.out != nil || w.err != nil {
 			continue

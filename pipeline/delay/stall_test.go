@@ -1,0 +1,125 @@
+package delay_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/pushlane/pushlane/pipeline/delay"
+	"github.com/pushlane/pushlane/pipeline/dispatcher/dispatchtest"
+)
+
+// A ready partition without a working leader holds only the batches bound
+// for it. Before, the forwarder waited for such a forward for the client's
+// whole delivery timeout (30 s) with its poll loop, so a batch due meanwhile
+// on another partition, bound for a healthy one, was forwarded 30 s late.
+func TestForwarderIsNotHeldByAnotherPartitionsDestination(t *testing.T) {
+	tiers := []string{"t00", "t01", "t02"}
+	c, err := kfake.NewCluster(kfake.NumBrokers(2), kfake.SeedTopics(2, append([]string{"ready", "dlq"}, tiers...)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	k := dispatchtest.Kafka{Brokers: c.ListenAddrs()}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.ProducerLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// Ready partition 0 on node 0, partition 1 on node 1.
+	badPartition, badNode := int32(0), int32(0)
+	for p := range int32(2) {
+		if err := c.MoveTopicPartition("ready", p, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.LeaderFor("ready", 0) == c.LeaderFor("ready", 1) {
+		t.Fatalf("both ready partitions are led by node %d", c.LeaderFor("ready", 0))
+	}
+	// Newer produce requests name topics by id.
+	md, err := kadm.NewClient(cl).Metadata(ctx, "ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readyID := md.Topics["ready"].ID
+	isReady := func(rt kmsg.ProduceRequestTopic) bool { return rt.Topic == "ready" || rt.TopicID == readyID }
+	// Keys land on the same partition number on every topic (all have 2).
+	part := kgo.StickyKeyPartitioner(nil).ForTopic("ready")
+	key := func(want int32) string {
+		for i := 0; ; i++ {
+			if k := fmt.Sprintf("b%d", i); int32(part.Partition(&kgo.Record{Key: []byte(k)}, 2)) == want {
+				return k
+			}
+		}
+	}
+	badKey, goodKey := key(badPartition), key(1-badPartition)
+
+	var failing atomic.Bool
+	failing.Store(true)
+	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kreq.(*kmsg.ProduceRequest)
+		if !failing.Load() || c.CurrentNode() != badNode {
+			return nil, nil, false
+		}
+		toReady := false
+		for _, rt := range req.Topics {
+			toReady = toReady || isReady(rt)
+		}
+		if !toReady {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.NotLeaderForPartition.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+
+	l := delay.Ladder{Tiers: tiers, Ready: "ready"}
+	startForwarder(t, k, l, "dlq", "delay-stall", nil)
+	start := time.Now()
+	// Due on t00 after 1 s, then bound for the ready partition that fails.
+	writeBatch(t, cl, l, badKey, "c", start.Add(1500*time.Millisecond), time.Time{}, nil)
+	// Due on t01 after 2 s, then t00, then the healthy ready partition.
+	goodAt := start.Add(3 * time.Second)
+	writeBatch(t, cl, l, goodKey, "c", goodAt, time.Time{}, nil)
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	got := k.ReadAll(t, "ready", 1, 20*time.Second)
+	if len(got) == 0 || string(got[0].Key) != goodKey {
+		t.Fatalf("ready holds %d records within 20 s, want the healthy batch %s first", len(got), goodKey)
+	}
+	// A round waits up to forwardRound (2 s) for what cannot be sent,
+	// and the client fails such a record at its next retry after that: a
+	// few seconds, not the 30 s delivery timeout.
+	if late := got[0].Timestamp.Sub(goodAt); late > 6*time.Second {
+		t.Errorf("the healthy batch reached ready %v after its send-at, held by the failing partition", late)
+	}
+	// Once the partition has a leader again, the held batch follows.
+	failing.Store(false)
+	got = k.ReadAll(t, "ready", 2, 30*time.Second)
+	if len(got) != 2 {
+		t.Fatalf("ready holds %d records after the partition recovered, want 2", len(got))
+	}
+}
