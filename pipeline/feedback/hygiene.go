@@ -389,21 +389,7 @@ func derivedRows(b *strings.Builder, cols []string, n int) {
 // is no longer active). deactivated_at records the evidence time, which is
 // what a later registration must beat to reactivate the device.
 func DeactivateSQL(ds []Death, inclusive bool) (string, []any) {
-	var b strings.Builder
-	b.WriteString("UPDATE devices d JOIN (")
-	derivedRows(&b, []string{"app", "token", "ts", "reason"}, len(ds))
-	b.WriteString(") x ON d.app = x.app AND d.token = x.token SET d.active = 0, d.deactivated_at = x.ts, d.deactivation_reason = x.reason WHERE d.active = 1 AND d.registered_at ")
-	if inclusive {
-		b.WriteString("<=")
-	} else {
-		b.WriteString("<")
-	}
-	b.WriteString(" x.ts")
-	args := make([]any, 0, 4*len(ds))
-	for _, d := range ds {
-		args = append(args, d.App, d.Token, d.At, d.Reason)
-	}
-	return b.String(), args
+	return deathUpdate(ds, inclusive, "d.active = 0, d.deactivated_at = x.ts, d.deactivation_reason = x.reason", "d.active = 1")
 }
 
 // LaterEvidenceSQL records, on devices ds already deactivated, evidence
@@ -414,10 +400,17 @@ func DeactivateSQL(ds []Death, inclusive bool) (string, []any) {
 // registration at 2h end inactive either way. Devices are not counted
 // again: they were inactive already.
 func LaterEvidenceSQL(ds []Death, inclusive bool) (string, []any) {
+	return deathUpdate(ds, inclusive, "d.deactivated_at = x.ts, d.deactivation_reason = x.reason", "d.active = 0 AND d.deactivated_at < x.ts")
+}
+
+// deathUpdate is the UPDATE of DeactivateSQL and LaterEvidenceSQL: devices
+// joined to ds's (app, token, time, reason) rows, set where cond holds and
+// the device was registered before the evidence (at or before: inclusive).
+func deathUpdate(ds []Death, inclusive bool, set, cond string) (string, []any) {
 	var b strings.Builder
 	b.WriteString("UPDATE devices d JOIN (")
 	derivedRows(&b, []string{"app", "token", "ts", "reason"}, len(ds))
-	b.WriteString(") x ON d.app = x.app AND d.token = x.token SET d.deactivated_at = x.ts, d.deactivation_reason = x.reason WHERE d.active = 0 AND d.deactivated_at < x.ts AND d.registered_at ")
+	b.WriteString(") x ON d.app = x.app AND d.token = x.token SET " + set + " WHERE " + cond + " AND d.registered_at ")
 	if inclusive {
 		b.WriteString("<=")
 	} else {

@@ -324,6 +324,29 @@ func TestEngineByteLimit(t *testing.T) {
 	}
 }
 
+// resumeFixture is the plan the resume tests cut: 150 devices in batches of
+// 7 at 10 a second, two invalid tokens, in mode; full holds its batches
+// when planned without a stop, and wantTotals its totals.
+func resumeFixture(t *testing.T, mode string) (c *schemas.Campaign, start time.Time, rows []row, page *Page, full *run, wantTotals totals) {
+	t.Helper()
+	c = testCampaign()
+	c.Options.BatchSize = 7
+	c.Options.ThrottlePerSecond = 10
+	if mode == schemas.DeliverLocalTime {
+		c.Schedule = schemas.Schedule{Mode: mode, LocalDate: "2026-03-29", LocalTime: "09:00", ExpiresAt: utc("2026-03-29T10:00:00Z")}
+	}
+	start = utc("2026-03-28T00:00:00Z")
+	rows = localRows()[:150]
+	rows[40].token = "" // a second invalid token
+	page = pageOf(0, rows)
+	full = newRun()
+	e := mustEngine(t, c, start, 900<<10)
+	full.attach(t, e)
+	feedAll(t, e, page, Position{})
+	_ = e.flush()
+	return c, start, rows, page, full, e.totals
+}
+
 // TestEngineResume is the checkpoint's contract: stop after any device,
 // keep only the batches emitted so far (the committed chunks), restore a
 // new engine from the encoded checkpoint and read again from its resume
@@ -331,23 +354,7 @@ func TestEngineByteLimit(t *testing.T) {
 // byte for byte, and every invalid token reported once.
 func TestEngineResume(t *testing.T) {
 	for _, mode := range []string{schemas.DeliverAt, schemas.DeliverLocalTime} {
-		c := testCampaign()
-		c.Options.BatchSize = 7
-		c.Options.ThrottlePerSecond = 10
-		if mode == schemas.DeliverLocalTime {
-			c.Schedule = schemas.Schedule{Mode: mode, LocalDate: "2026-03-29", LocalTime: "09:00", ExpiresAt: utc("2026-03-29T10:00:00Z")}
-		}
-		start := utc("2026-03-28T00:00:00Z")
-		rows := localRows()[:150]
-		rows[40].token = "" // a second invalid token
-		page := pageOf(0, rows)
-
-		full := newRun()
-		e := mustEngine(t, c, start, 900<<10)
-		full.attach(t, e)
-		feedAll(t, e, page, Position{})
-		_ = e.flush()
-		wantTotals := e.totals
+		c, start, rows, page, full, wantTotals := resumeFixture(t, mode)
 
 		for cut := 0; cut <= len(rows); cut++ {
 			first := newRun()
@@ -472,22 +479,7 @@ func TestReadSegmentInOrder(t *testing.T) {
 // Scanned, and a third attempt never sent those devices.
 func TestEngineResumeStoppedAgain(t *testing.T) {
 	for _, mode := range []string{schemas.DeliverAt, schemas.DeliverLocalTime} {
-		c := testCampaign()
-		c.Options.BatchSize = 7
-		if mode == schemas.DeliverLocalTime {
-			c.Schedule = schemas.Schedule{Mode: mode, LocalDate: "2026-03-29", LocalTime: "09:00", ExpiresAt: utc("2026-03-29T10:00:00Z")}
-		}
-		start := utc("2026-03-28T00:00:00Z")
-		rows := localRows()[:150]
-		rows[40].token = "" // a second invalid token
-		page := pageOf(0, rows)
-
-		full := newRun()
-		e := mustEngine(t, c, start, 900<<10)
-		full.attach(t, e)
-		feedAll(t, e, page, Position{})
-		_ = e.flush()
-		wantTotals := e.totals
+		c, start, rows, page, full, wantTotals := resumeFixture(t, mode)
 
 		// checkpointed runs the engine of one attempt: restored from ck
 		// (nil: the first attempt), fed the devices after ck's After up to

@@ -68,21 +68,26 @@ func testSaveCampaignKeepsThePlan(t *testing.T, db *sql.DB) {
 	}
 }
 
-func TestSaveCampaignKeepsThePlanOnGoMySQLServer(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := embedded.StartStore(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	testSaveCampaignKeepsThePlan(t, st.DB)
-}
+func TestSaveCampaignKeepsThePlan(t *testing.T) { onEachMySQL(t, testSaveCampaignKeepsThePlan) }
 
-func TestIntegrationSaveCampaignKeepsThePlanOnMariaDB(t *testing.T) {
-	_, db := testenv.MySQL(t)
-	if _, err := migrate.MySQL(context.Background(), db); err != nil {
-		t.Fatal(err)
-	}
-	testSaveCampaignKeepsThePlan(t, db)
+// onEachMySQL runs fn on the embedded go-mysql-server (the demo's store)
+// and on the MariaDB of deploy/local, each migrated.
+func onEachMySQL(t *testing.T, fn func(t *testing.T, db *sql.DB)) {
+	t.Run("go-mysql-server", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		st, err := embedded.StartStore(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		fn(t, st.DB)
+	})
+	t.Run("mariadb", func(t *testing.T) {
+		_, db := testenv.MySQL(t)
+		if _, err := migrate.MySQL(context.Background(), db); err != nil {
+			t.Fatal(err)
+		}
+		fn(t, db)
+	})
 }

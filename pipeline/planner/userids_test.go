@@ -4,11 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"testing"
-	"time"
-
-	"github.com/pushlane/pushlane/internal/embedded"
-	"github.com/pushlane/pushlane/internal/migrate"
-	"github.com/pushlane/pushlane/internal/testenv"
 )
 
 // A user id matches its own bytes only: "bob" is not "Bob" nor "bob ".
@@ -40,21 +35,4 @@ func testUserIDsMatchExactly(t *testing.T, db *sql.DB) {
 	}
 }
 
-func TestUserIDsMatchExactlyOnGoMySQLServer(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := embedded.StartStore(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	testUserIDsMatchExactly(t, st.DB)
-}
-
-func TestIntegrationUserIDsMatchExactlyOnMariaDB(t *testing.T) {
-	_, db := testenv.MySQL(t)
-	if _, err := migrate.MySQL(context.Background(), db); err != nil {
-		t.Fatal(err)
-	}
-	testUserIDsMatchExactly(t, db)
-}
+func TestUserIDsMatchExactly(t *testing.T) { onEachMySQL(t, testUserIDsMatchExactly) }
