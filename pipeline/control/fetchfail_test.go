@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/internal/kfaketest"
 	"github.com/pushlane/pushlane/pipeline/control"
 	"github.com/pushlane/pushlane/schemas"
 )
@@ -45,20 +46,7 @@ func TestViewIsNotCaughtUpWhileItCannotFetch(t *testing.T) {
 		if !failing.Load() {
 			return nil, nil, false
 		}
-		req := kreq.(*kmsg.FetchRequest)
-		resp := req.ResponseKind().(*kmsg.FetchResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewFetchResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewFetchResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return kfaketest.RefuseFetch(kreq.(*kmsg.FetchRequest), kerr.TopicAuthorizationFailed.Code), nil, true
 	})
 
 	v, err := control.New(control.Config{Kafka: config.Kafka{Brokers: c.ListenAddrs(), ClientID: "view-test"}, Topic: topic,

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/internal/kfaketest"
 	"github.com/pushlane/pushlane/internal/service"
 	"github.com/pushlane/pushlane/pipeline/delay"
 	"github.com/pushlane/pushlane/pipeline/dispatcher/dispatchtest"
@@ -390,19 +391,7 @@ func TestRefusedRerouteIsDeadLettered(t *testing.T) {
 				return nil, nil, false
 			}
 		}
-		resp := preq.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range preq.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.MessageTooLarge.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return kfaketest.RefuseProduce(preq, kerr.MessageTooLarge.Code), nil, true
 	})
 	rec := readyRecord(t, "far", 2, 0)
 	kafka.SetHeader(rec, kafka.HeaderSendAt, kafka.UnixMillis(time.Now().Add(time.Hour))) // far from due: re-routed

@@ -431,11 +431,21 @@ func deathUpdate(ds []Death, inclusive bool, set, cond string) (string, []any) {
 // would not have deactivated the device; the rule depends on the
 // registration time, not on arrival order.
 func SuspectReactivateSQL(app string, tokens []string, n int) (string, []any) {
+	return strikeRule("d.active = 1, d.deactivated_at = NULL, d.deactivation_reason = NULL",
+		"d.active = 0 AND d.deactivation_reason = '"+ReasonSuspectStrikes+"'", "<", app, tokens, n)
+}
+
+// newerStrikes counts a device's strikes newer than its registration.
+const newerStrikes = "(SELECT COUNT(*) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at)"
+
+// strikeRule is the UPDATE of SuspectDeactivateSQL and
+// SuspectReactivateSQL: set on app's devices among tokens where cond holds
+// and newerStrikes compares (cmp) to n.
+func strikeRule(set, cond, cmp, app string, tokens []string, n int) (string, []any) {
 	var b strings.Builder
-	b.WriteString("UPDATE devices d SET d.active = 1, d.deactivated_at = NULL, d.deactivation_reason = NULL WHERE d.app = ? AND d.token IN (")
+	b.WriteString("UPDATE devices d SET " + set + " WHERE d.app = ? AND d.token IN (")
 	b.WriteString(strings.TrimSuffix(strings.Repeat("?, ", len(tokens)), ", "))
-	b.WriteString(") AND d.active = 0 AND d.deactivation_reason = '" + ReasonSuspectStrikes + "' AND " +
-		"(SELECT COUNT(*) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at) < ?")
+	b.WriteString(") AND " + cond + " AND " + newerStrikes + " " + cmp + " ?")
 	args := make([]any, 0, len(tokens)+2)
 	args = append(args, app)
 	for _, t := range tokens {
@@ -479,19 +489,9 @@ func StrikesSQL(ss []Strike) (string, []any) {
 // that have at least n strikes newer than their registration: a token the
 // app re-registered starts again from zero without deleting any strike.
 func SuspectDeactivateSQL(app string, tokens []string, n int) (string, []any) {
-	var b strings.Builder
-	b.WriteString("UPDATE devices d SET d.active = 0, d.deactivation_reason = '" + ReasonSuspectStrikes + "', " +
-		"d.deactivated_at = (SELECT MAX(s.at) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token) " +
-		"WHERE d.app = ? AND d.token IN (")
-	b.WriteString(strings.TrimSuffix(strings.Repeat("?, ", len(tokens)), ", "))
-	b.WriteString(") AND d.active = 1 AND (SELECT COUNT(*) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at) >= ?")
-	args := make([]any, 0, len(tokens)+2)
-	args = append(args, app)
-	for _, t := range tokens {
-		args = append(args, t)
-	}
-	args = append(args, n)
-	return b.String(), args
+	return strikeRule("d.active = 0, d.deactivation_reason = '"+ReasonSuspectStrikes+"', "+
+		"d.deactivated_at = (SELECT MAX(s.at) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token)",
+		"d.active = 1", ">=", app, tokens, n)
 }
 
 // RegisterSQL upserts registrations in one statement. For an existing

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/pushlane/pushlane/internal/kfaketest"
 	"github.com/pushlane/pushlane/internal/service"
 )
 
@@ -243,20 +244,7 @@ func refuseTxnCommits(c *kfake.Cluster, refuse func() bool) {
 		if !refuse() {
 			return nil, nil, false
 		}
-		treq := req.(*kmsg.TxnOffsetCommitRequest)
-		resp := treq.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
-		for _, rt := range treq.Topics {
-			st := kmsg.NewTxnOffsetCommitResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.UnknownServerError.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return kfaketest.RefuseTxnOffsetCommit(req.(*kmsg.TxnOffsetCommitRequest), kerr.UnknownServerError.Code), nil, true
 	})
 }
 
