@@ -83,6 +83,16 @@
 //   - Restarts and rebalances: no state outside Kafka. A new owner fetches
 //     from the committed offset and recomputes due times from record
 //     timestamps; overdue records flow out at once, in due order.
+//   - Open transactions: the forwarder reads read_committed, so a tier
+//     partition's records behind a planner transaction still open wait
+//     for it to end, other campaigns' batches included. A planner commits
+//     a chunk every BatchesPerTransaction batches or a quarter of its
+//     transaction timeout (10 s by default); a planner that dies mid-chunk
+//     holds them until the broker aborts its transaction (40 s).
+//   - A destination partition without a working leader holds only the
+//     records bound for it: a round of forwards waits 2 s for records it
+//     cannot send, which fail, stay held and are retried with their
+//     partition's backoff (up to 10 s).
 //
 // # Deployment
 //
