@@ -88,6 +88,11 @@ type Forwarder struct {
 	// failing: partitions whose head record failed to forward, and when
 	// to try it again.
 	failing map[topicPartition]*headRetry
+	// done: records behind a failed head that were forwarded (or
+	// dead-lettered) in the same round, by partition and offset. They
+	// stay held, since offsets are committed in order, but are not
+	// forwarded again once the head goes through.
+	done map[topicPartition]map[int64]bool
 }
 
 // headRetry is a partition's head record that failed to forward: it is
@@ -157,6 +162,7 @@ func New(cfg Config, deps Deps) (*Forwarder, error) {
 		held:    map[topicPartition][]*kgo.Record{},
 		paused:  map[topicPartition]bool{},
 		failing: map[topicPartition]*headRetry{},
+		done:    map[topicPartition]map[int64]bool{},
 		ready:   deps.Ready,
 	}
 	f.ready.Set(Stage, errors.New("starting"))
@@ -349,14 +355,14 @@ func (f *Forwarder) dueAt(r *kgo.Record, k int) time.Time {
 }
 
 type forward struct {
-	tp    topicPartition
-	in    *kgo.Record
-	out   *kgo.Record // nil: dead-lettered instead
-	why   string
-	due   time.Time
-	err   error
-	done  bool
-	alone bool // a head that failed before: produced on its own
+	tp      topicPartition
+	in      *kgo.Record
+	out     *kgo.Record // nil: dead-lettered instead
+	why     string
+	due     time.Time
+	err     error
+	alone   bool // a head that failed before: produced on its own
+	already bool // forwarded in an earlier round behind a failed head
 }
 
 // forwardRound bounds how long a round of forwards waits for records that
@@ -381,6 +387,10 @@ func (f *Forwarder) forwardDue(ctx context.Context) {
 			due := f.dueAt(r, k)
 			if due.After(now) {
 				break
+			}
+			if f.done[tp][r.Offset] {
+				work = append(work, &forward{tp: tp, in: r, due: due, already: true})
+				continue
 			}
 			w := f.plan(tp, r, due, now)
 			// After a failure, only the head, and in a produce of its
@@ -427,7 +437,7 @@ func (f *Forwarder) forwardDue(ctx context.Context) {
 	}
 	wg.Wait()
 	for _, w := range work {
-		if w.out != nil || w.err != nil {
+		if w.out != nil || w.err != nil || w.already {
 			continue
 		}
 		// No readable send-at, or refused by its destination: the record
@@ -450,7 +460,7 @@ func (f *Forwarder) forwardDue(ctx context.Context) {
 	for tp, ws := range byTP {
 		q := f.held[tp]
 		n := 0
-		for _, w := range ws {
+		for i, w := range ws {
 			// A revoke may have dropped the partition meanwhile; only
 			// the records still at the head are ours to mark.
 			if n >= len(q) || q[n] != w.in {
@@ -467,13 +477,16 @@ func (f *Forwarder) forwardDue(ctx context.Context) {
 				r.at = acked.Add(pause)
 				f.log.Warn("forward failed; it stays held and is retried", "topic", tp.topic, "partition", tp.partition, "offset", w.in.Offset,
 					"failures", r.failures, "retry_in", pause, "err", w.err)
+				f.rememberDoneLocked(tp, ws[i+1:])
 				break
 			}
 			if n == 0 {
 				delete(f.failing, tp)
 			}
 			f.cl.MarkCommitRecords(w.in)
-			if w.out != nil {
+			if w.already {
+				delete(f.done[tp], w.in.Offset)
+			} else if w.out != nil {
 				f.m.forwarded.WithLabelValues(tp.topic, w.out.Topic, w.why).Inc()
 				f.m.forwardDelay.Observe(acked.Sub(w.due).Seconds())
 				if w.out.Topic == f.cfg.Ladder.Ready {
@@ -487,6 +500,20 @@ func (f *Forwarder) forwardDue(ctx context.Context) {
 		f.held[tp] = q[n:]
 	}
 	f.pauseOrResumeLocked(acked)
+}
+
+// rememberDoneLocked records which of ws, a round's forwards of tp after
+// the one that failed, went through: they are not forwarded again.
+func (f *Forwarder) rememberDoneLocked(tp topicPartition, ws []*forward) {
+	for _, w := range ws {
+		if w.err != nil || w.already {
+			continue
+		}
+		if f.done[tp] == nil {
+			f.done[tp] = map[int64]bool{}
+		}
+		f.done[tp][w.in.Offset] = true
+	}
 }
 
 // plan decides where one due record goes.
@@ -589,6 +616,7 @@ func (f *Forwarder) drop(cl *kgo.Client, parts map[string][]int32) {
 			delete(f.held, tp)
 			delete(f.paused, tp)
 			delete(f.failing, tp)
+			delete(f.done, tp)
 		}
 	}
 	cl.ResumeFetchPartitions(parts)

@@ -112,3 +112,71 @@ func TestForwarderIsNotHeldByAnotherPartitionsDestination(t *testing.T) {
 		t.Fatalf("ready holds %d records after the partition recovered, want 2", len(got))
 	}
 }
+
+// A record forwarded in the round in which the record ahead of it failed
+// is not forwarded again once that one goes through. Before, it stayed
+// held behind the failed head (offsets are committed in order) and was
+// produced a second time.
+func TestForwarderDoesNotForwardTwiceBehindAFailedHead(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(2), kfake.SeedTopics(1, "t00", "t01", "t02"), kfake.SeedTopics(2, "ready", "dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for p := range int32(2) {
+		if err := c.MoveTopicPartition("ready", p, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readyID := c.TopicInfo("ready").TopicID
+	var failing atomic.Bool
+	failing.Store(true)
+	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kreq.(*kmsg.ProduceRequest)
+		if !failing.Load() || c.CurrentNode() != 0 {
+			return nil, nil, false
+		}
+		for _, rt := range req.Topics {
+			if rt.Topic == "ready" || rt.TopicID == readyID {
+				return kfaketest.RefuseProduce(req, kerr.NotLeaderForPartition.Code), nil, true
+			}
+		}
+		return nil, nil, false
+	})
+	k := dispatchtest.Kafka{Brokers: c.ListenAddrs()}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.ProducerLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	part := kgo.StickyKeyPartitioner(nil).ForTopic("ready")
+	key := func(want int32) string {
+		for i := 0; ; i++ {
+			if k := fmt.Sprintf("b%d", i); int32(part.Partition(&kgo.Record{Key: []byte(k)}, 2)) == want {
+				return k
+			}
+		}
+	}
+	head, behind := key(0), key(1) // ready/0 fails, ready/1 does not
+	l := delay.Ladder{Tiers: []string{"t00", "t01", "t02"}, Ready: "ready"}
+	startForwarder(t, k, l, "dlq", "delay-behind", nil)
+	sendAt := time.Now().Add(1500 * time.Millisecond) // t00, the same partition, head first
+	writeBatch(t, cl, l, head, "c", sendAt, time.Time{}, nil)
+	writeBatch(t, cl, l, behind, "c", sendAt, time.Time{}, nil)
+	if err := cl.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.ReadAll(t, "ready", 1, 20*time.Second); len(got) != 1 || string(got[0].Key) != behind {
+		t.Fatalf("ready holds %d records, want %s, forwarded while the head failed", len(got), behind)
+	}
+	failing.Store(false)
+	got := k.ReadAll(t, "ready", 3, 8*time.Second) // a third would be the duplicate
+	count := map[string]int{}
+	for _, r := range got {
+		count[string(r.Key)]++
+	}
+	if count[head] != 1 || count[behind] != 1 {
+		t.Errorf("ready holds %v, want each batch once", count)
+	}
+}
