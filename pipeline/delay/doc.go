@@ -90,7 +90,7 @@
 //     transaction timeout (10 s by default); a planner that dies mid-chunk
 //     holds them until the broker aborts its transaction (40 s).
 //   - A destination partition without a working leader holds only the
-//     records bound for it: a round of forwards waits 2 s for records it
+//     records bound for it: a round of forwards waits 5 s for records it
 //     cannot send, which fail, stay held and are retried with their
 //     partition's backoff (up to 10 s).
 //

@@ -368,7 +368,7 @@ type forward struct {
 // forwardRound bounds how long a round of forwards waits for records that
 // cannot be sent: a record already sent waits for its acknowledgement (up to
 // the client's delivery timeout), one still buffered fails at this deadline.
-const forwardRound = 2 * time.Second
+const forwardRound = 5 * time.Second
 
 // forwardDue produces every due record, waits for the acknowledgements,
 // marks what was acknowledged for commit in offset order, and pauses or
