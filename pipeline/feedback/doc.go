@@ -64,7 +64,9 @@
 // The SQL works on MariaDB, MySQL 8 and go-mysql-server (the demo's store);
 // TestStoreOnGoMySQLServer and TestIntegrationStoreOnMariaDB run the same
 // cases on both. An app backend that cannot produce to Kafka can run the
-// registration upsert itself:
+// registration upsert itself, with registered_at in UTC (the column's
+// default, CURRENT_TIMESTAMP(3), is in the session's time zone, so a row
+// inserted without it is off by the server's offset):
 //
 //	INSERT INTO devices (app, token, platform, user_id, locale, timezone, registered_at, active)
 //	VALUES (?, ?, ?, ?, ?, ?, ?, 1)
@@ -78,10 +80,14 @@
 //	  timezone = IF(VALUES(registered_at) >= registered_at, COALESCE(VALUES(timezone), timezone), timezone),
 //	  registered_at = GREATEST(registered_at, VALUES(registered_at));
 //
-// and, to unregister:
+// followed, when feedback.suspect_strikes is not 0, by the strike re-count
+// of SuspectReactivateSQL; and, to unregister, by DeactivateSQL and then
+// LaterEvidenceSQL with inclusive set:
 //
 //	UPDATE devices SET active = 0, deactivated_at = ?, deactivation_reason = 'unregistered_by_app'
 //	WHERE app = ? AND token = ? AND active = 1 AND registered_at <= ?;
+//	UPDATE devices SET deactivated_at = ?, deactivation_reason = 'unregistered_by_app'
+//	WHERE app = ? AND token = ? AND active = 0 AND deactivated_at < ? AND registered_at <= ?;
 //
 // (RegisterSQL and DeactivateSQL build exactly these, batched.)
 //
