@@ -13,11 +13,19 @@ func (c *Campaign) check() error {
 	var problems []string
 	s := c.Schedule
 	if s.Mode == DeliverLocalTime {
-		if _, err := time.Parse(time.DateOnly, s.LocalDate); err != nil {
+		// The planner's rules (pipeline/planner's parseWall and loadZone),
+		// so that what passes here is never dead-lettered there.
+		if d, err := time.Parse(time.DateOnly, s.LocalDate); err != nil {
 			problems = append(problems, fmt.Sprintf("/schedule/local_date: %q is not a date (YYYY-MM-DD)", s.LocalDate))
+		} else if d.Year() < 1970 {
+			// Before 1970 most zones kept local mean time, one offset
+			// (and one wave) per zone.
+			problems = append(problems, fmt.Sprintf("/schedule/local_date: %q is before 1970", s.LocalDate))
 		}
 		if s.DefaultTimezone != "" {
-			if _, err := time.LoadLocation(s.DefaultTimezone); err != nil {
+			// "Local" loads, as the zone of whatever host reads it: no
+			// device has it.
+			if _, err := time.LoadLocation(s.DefaultTimezone); err != nil || s.DefaultTimezone == "Local" {
 				problems = append(problems, fmt.Sprintf("/schedule/default_timezone: %q is not an IANA time zone", s.DefaultTimezone))
 			}
 		}

@@ -274,6 +274,11 @@ func TestPublishValidationErrors(t *testing.T) {
 			"pushctl publish: invalid campaign: /options/priority: push_type \"background\" must not use priority \"high\" (APNs requires 5)\n"},
 		{"bad timezone", "", []string{"-app", "shop", "-id", "x", "-segment", "-title", "x", "-local-time", "09:00", "-local-date", "2026-03-29", "-timezone", "Mars/Olympus"},
 			"pushctl publish: invalid campaign: /schedule/default_timezone: \"Mars/Olympus\" is not an IANA time zone\n"},
+		// The planner's rules: accepted here, these were dead-lettered there.
+		{"host time zone", "", []string{"-app", "shop", "-id", "x", "-segment", "-title", "x", "-local-time", "09:00", "-local-date", "2026-03-29", "-timezone", "Local"},
+			"pushctl publish: invalid campaign: /schedule/default_timezone: \"Local\" is not an IANA time zone\n"},
+		{"local date before 1970", "", []string{"-app", "shop", "-id", "x", "-segment", "-title", "x", "-local-time", "09:00", "-local-date", "1969-12-31"},
+			"pushctl publish: invalid campaign: /schedule/local_date: \"1969-12-31\" is before 1970\n"},
 		{"reserved data key", "", []string{"-app", "shop", "-id", "x", "-segment", "-title", "x", "-data", "google.x=1"},
 			"pushctl publish: invalid campaign: /content/data/google.x: reserved data key: APNs and FCM reserve aps, from, notification, message_type, collapse_key and every key starting with google. or gcm.\n"},
 		{"nothing to show", "", []string{"-app", "shop", "-id", "x", "-segment"},
