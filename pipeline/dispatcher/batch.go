@@ -113,10 +113,10 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 	switch {
 	case d.control.Cancelled(b.CampaignID):
 		d.m.batches.WithLabelValues("cancelled").Inc()
-		return d.closeOut(stop, j, schemas.OutcomeCancelled, "campaign cancelled")
+		return d.closeOut(j, schemas.OutcomeCancelled, "campaign cancelled")
 	case isExpired(b, now):
 		d.m.batches.WithLabelValues("expired").Inc()
-		return d.closeOut(stop, j, schemas.OutcomeExpired, "expired at "+expiry(b).UTC().Format(time.RFC3339Nano))
+		return d.closeOut(j, schemas.OutcomeExpired, "expired at "+expiry(b).UTC().Format(time.RFC3339Nano))
 	case b.SendAt.Sub(now) >= delay.ReadyWithin:
 		// Only a clock disagreement (or headers that disagree with the
 		// batch) brings a batch here this early; back to the ladder
@@ -166,14 +166,14 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 			}
 		}
 		if credFail {
-			return d.park(stop, j, ParkHalted)
+			return d.park(j, ParkHalted)
 		}
 		if stop.Err() != nil && len(d.nextChunk(j)) > 0 {
 			return false
 		}
 	}
 	d.m.batches.WithLabelValues("sent").Inc()
-	return d.finish(stop, j)
+	return d.finish(j)
 }
 
 // waitByHeaders waits, on the record's headers alone, until its send-at:
@@ -226,18 +226,18 @@ func (d *Dispatcher) checkBeforeChunk(stop context.Context, j *job) (done, ok bo
 	switch {
 	case d.control.Cancelled(j.b.CampaignID):
 		d.m.batches.WithLabelValues("cancelled").Inc()
-		return true, d.closeOut(stop, j, schemas.OutcomeCancelled, "campaign cancelled")
+		return true, d.closeOut(j, schemas.OutcomeCancelled, "campaign cancelled")
 	case isExpired(j.b, now):
 		d.m.batches.WithLabelValues("expired").Inc()
-		return true, d.closeOut(stop, j, schemas.OutcomeExpired, "expired at "+expiry(j.b).UTC().Format(time.RFC3339Nano))
+		return true, d.closeOut(j, schemas.OutcomeExpired, "expired at "+expiry(j.b).UTC().Format(time.RFC3339Nano))
 	case d.control.Paused(j.b.CampaignID):
-		return true, d.park(stop, j, ParkPaused)
+		return true, d.park(j, ParkPaused)
 	case !j.probe && d.appHalted(j.b.App):
 		if until, ok := d.claimProbe(stop, j.b.App); ok {
 			j.probe, j.probeUntil = true, until
 			return false, false
 		}
-		return true, d.park(stop, j, ParkHalted)
+		return true, d.park(j, ParkHalted)
 	}
 	return false, false
 }
@@ -489,7 +489,7 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (answere
 
 // closeOut gives every device still without a result the outcome (expired,
 // cancelled) without sending, then finishes the batch.
-func (d *Dispatcher) closeOut(stop context.Context, j *job, outcome, reason string) bool {
+func (d *Dispatcher) closeOut(j *job, outcome, reason string) bool {
 	now := time.Now()
 	var results []schemas.Result
 	for i := range j.b.Devices {
@@ -506,24 +506,27 @@ func (d *Dispatcher) closeOut(stop context.Context, j *job, outcome, reason stri
 			return false
 		}
 	}
-	return d.finish(stop, j)
+	return d.finish(j)
 }
 
 // finish writes the retry batch of the devices that asked for one, then
-// records the batch as finished.
-func (d *Dispatcher) finish(stop context.Context, j *job) bool {
+// records the batch as finished. Like results and progress, with the job's
+// saveCtx: a batch whose last chunk completes during a stop or a revoke is
+// finished and committed, not left for the next owner to re-read, check
+// and finish (its retry batch waiting until then).
+func (d *Dispatcher) finish(j *job) bool {
 	if n := j.prog.Retry.Count(); n > 0 {
 		rec, err := d.retryRecord(j)
 		if err != nil {
 			d.log.Error("retry batch not built", "batch", j.b.ID, "err", err)
 			return false
 		}
-		if !d.produce(stop, "retry batch "+string(rec.Key), rec, rec) {
+		if !d.produce(j.saveCtx, "retry batch "+string(rec.Key), rec, rec) {
 			return false
 		}
 		d.m.retries.Inc()
 	}
-	return d.retry(stop, "finish "+j.b.ID, func(ctx context.Context) error {
+	return d.retry(j.saveCtx, "finish "+j.b.ID, func(ctx context.Context) error {
 		return d.store.Finish(ctx, j.b.ID, time.Now())
 	})
 }
@@ -578,8 +581,8 @@ func (d *Dispatcher) reroute(stop context.Context, j *job, now time.Time) bool {
 }
 
 // park sets the batch aside in the store, with its record, and lets the
-// ready record be committed.
-func (d *Dispatcher) park(stop context.Context, j *job, reason string) bool {
+// ready record be committed; with the job's saveCtx, as finish.
+func (d *Dispatcher) park(j *job, reason string) bool {
 	p := Parked{
 		BatchID: j.b.ID, App: j.b.App, CampaignID: j.b.CampaignID, Reason: reason,
 		SendAt: j.b.SendAt, ExpiresAt: expiry(j.b), Key: j.rec.Key, Value: j.rec.Value,
@@ -588,7 +591,7 @@ func (d *Dispatcher) park(stop context.Context, j *job, reason string) bool {
 	for _, h := range j.rec.Headers {
 		p.Headers[h.Key] = string(h.Value)
 	}
-	if !d.retry(stop, "park "+j.b.ID, func(ctx context.Context) error { return d.store.Park(ctx, p) }) {
+	if !d.retry(j.saveCtx, "park "+j.b.ID, func(ctx context.Context) error { return d.store.Park(ctx, p) }) {
 		return false
 	}
 	d.m.batches.WithLabelValues("parked").Inc()

@@ -24,6 +24,7 @@ import (
 	"github.com/pushlane/pushlane/pipeline/delay"
 	"github.com/pushlane/pushlane/pipeline/dispatcher/dispatchtest"
 	"github.com/pushlane/pushlane/pipeline/kafka"
+	"github.com/pushlane/pushlane/providers"
 	"github.com/pushlane/pushlane/schemas"
 )
 
@@ -465,5 +466,79 @@ func TestReadyOnceTheGroupIsJoined(t *testing.T) {
 			t.Errorf("stopped: readiness %v, want dispatcher: stopping", err)
 		}
 		c.Close()
+	}
+}
+
+// ctxStore is a MemStore that fails a call whose context has ended, as
+// database/sql does.
+type ctxStore struct{ *MemStore }
+
+func (s ctxStore) Finish(ctx context.Context, id string, at time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.MemStore.Finish(ctx, id, at)
+}
+
+func (s ctxStore) Park(ctx context.Context, p Parked) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.MemStore.Park(ctx, p)
+}
+
+// A batch whose last chunk completes during a stop is finished, its retry
+// batch written and its record done with. Before, finishing used the stop's
+// context, already ended: the batch was left unfinished and uncommitted,
+// for the next owner to re-read, check and finish, and its retry batch
+// waited until then.
+func TestBatchCompletedDuringAStopIsFinished(t *testing.T) {
+	store := ctxStore{NewMemStore()}
+	d, s, c := testDispatcher(t, store, &stubControl{})
+	// All three sends start, and are held until after the stop.
+	started, release := make(chan struct{}), make(chan struct{})
+	var entered atomic.Int64
+	s.SetRule(func(token string, _ int) providers.Result {
+		if entered.Add(1) == 3 {
+			close(started)
+		}
+		<-release
+		if token == "F-t1" {
+			return providers.Result{Outcome: providers.Retryable, Status: 503, Reason: "ServiceUnavailable"}
+		}
+		return providers.Result{Outcome: providers.Delivered, Status: 200}
+	})
+	stop, stopNow := context.WithCancel(context.Background())
+	defer stopNow()
+	done := make(chan bool, 1)
+	go func() { done <- d.handle(stop, readyRecord(t, "F", 3, 0), make(chan struct{}, 1)) }()
+	<-started
+	stopNow()
+	close(release)
+	if ok := <-done; !ok {
+		t.Fatal("handle did not finish the batch whose sends completed during the stop")
+	}
+	p, _ := store.Progress(context.Background(), "F")
+	if !p.Finished || p.Done.Count() != 3 {
+		t.Errorf("progress %+v: want finished with 3 devices done", p)
+	}
+	// The retry batch of F-t1 is on its way (this ladder has no tiers).
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("ready"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var retries int
+	for retries == 0 && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			if b, err := schemas.DecodeBatch(r.Value); err == nil && b.Attempt == 2 && len(b.Devices) == 1 && b.Devices[0].Token == "F-t1" {
+				retries++
+			}
+		})
+	}
+	if retries != 1 {
+		t.Errorf("%d retry batches for F-t1, want 1", retries)
 	}
 }
