@@ -764,3 +764,48 @@ func TestLoopInvalidTokensAreCommittedInChunks(t *testing.T) {
 		t.Errorf("%d transactions committed for 300 invalid tokens at 20 devices a transaction, want at least 15", n)
 	}
 }
+
+// savePause is memStore whose SaveCampaign of campaign id signals saving
+// and waits for proceed.
+type savePause struct {
+	*memStore
+	id              string
+	saving, proceed chan struct{}
+}
+
+func (s *savePause) SaveCampaign(ctx context.Context, r CampaignRecord) error {
+	if r.ID == s.id {
+		close(s.saving)
+		<-s.proceed
+	}
+	return s.memStore.SaveCampaign(ctx, r)
+}
+
+// A stop while one campaign completes starts no other from the same poll.
+// Before, the next record was handled too: a transaction began and an
+// empty checkpoint was committed for it.
+func TestLoopStopStartsNoNewCampaign(t *testing.T) {
+	cfg, _ := kfakeCluster(t)
+	store := &savePause{memStore: newMemStore(), id: "first", saving: make(chan struct{}), proceed: make(chan struct{})}
+	seed(store.memStore, "app", 1, 30)
+	h := newHarness(t, cfg, store)
+	expired := segmentCampaign("first", 10)
+	expired.Schedule = schemas.Schedule{Mode: schemas.DeliverAt, SendAt: time.Now().Add(-2 * time.Hour), ExpiresAt: time.Now().Add(-time.Hour)}
+	// One key: the same partition, one poll.
+	h.publish("k", campaignJSON(t, expired))
+	h.publish("k", campaignJSON(t, segmentCampaign("second", 10)))
+	r := h.start(nil)
+	<-store.saving
+	r.cancel()
+	close(store.proceed)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if rec, ok := store.campaign("first", 1); !ok || rec.Status != StatusExpired {
+		t.Errorf("first recorded %+v, want expired", rec)
+	}
+	offsets, ck, found := h.committed(t)
+	if offsets != 1 || found {
+		t.Errorf("committed offsets %d with checkpoint %v (%+v); want 1 and none: the second campaign was started after the stop", offsets, found, ck)
+	}
+}

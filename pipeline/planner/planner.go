@@ -464,6 +464,14 @@ func (p *Planner) session(ctx context.Context) (err error) {
 			continue
 		}
 		for _, r := range fs.Records() {
+			// A stop starts no new campaign: the rest of the poll is
+			// the next owner's. Started anyway, it began a transaction
+			// and committed an empty checkpoint, and a campaign that
+			// expired meanwhile was then planned instead of recorded
+			// as expired.
+			if ctx.Err() != nil {
+				return nil
+			}
 			res, herr := p.handle(ctx, sess, r)
 			if herr != nil {
 				return herr
