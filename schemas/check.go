@@ -13,19 +13,13 @@ func (c *Campaign) check() error {
 	var problems []string
 	s := c.Schedule
 	if s.Mode == DeliverLocalTime {
-		// The planner's rules (pipeline/planner's parseWall and loadZone),
-		// so that what passes here is never dead-lettered there.
-		if d, err := time.Parse(time.DateOnly, s.LocalDate); err != nil {
-			problems = append(problems, fmt.Sprintf("/schedule/local_date: %q is not a date (YYYY-MM-DD)", s.LocalDate))
-		} else if d.Year() < 1970 {
-			// Before 1970 most zones kept local mean time, one offset
-			// (and one wave) per zone.
-			problems = append(problems, fmt.Sprintf("/schedule/local_date: %q is before 1970", s.LocalDate))
+		// The planner plans with LocalDate and LoadZone too, so what
+		// passes here is never dead-lettered there.
+		if _, err := LocalDate(s.LocalDate); err != nil {
+			problems = append(problems, err.Error())
 		}
 		if s.DefaultTimezone != "" {
-			// "Local" loads, as the zone of whatever host reads it: no
-			// device has it.
-			if _, err := time.LoadLocation(s.DefaultTimezone); err != nil || s.DefaultTimezone == "Local" {
+			if _, ok := LoadZone(s.DefaultTimezone); !ok {
 				problems = append(problems, fmt.Sprintf("/schedule/default_timezone: %q is not an IANA time zone", s.DefaultTimezone))
 			}
 		}
@@ -53,6 +47,35 @@ func (c *Campaign) check() error {
 		return &InvalidError{Kind: KindCampaign, Problems: problems}
 	}
 	return nil
+}
+
+// LocalDate parses a campaign's local_date: a date (YYYY-MM-DD) from 1970
+// on. Before 1970 most zones ran on local mean time, each with its own
+// offset; a local_time campaign would then have one wave (and one
+// checkpointed wave state) per zone instead of a few dozen.
+func LocalDate(s string) (time.Time, error) {
+	d, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("/schedule/local_date: %q is not a date (YYYY-MM-DD)", s)
+	}
+	if d.Year() < 1970 {
+		return time.Time{}, fmt.Errorf("/schedule/local_date: %q is before 1970", s)
+	}
+	return d, nil
+}
+
+// LoadZone resolves the IANA zone name of a campaign or a device. "Local"
+// is refused: it would be the zone of whatever host reads it, which no
+// device has.
+func LoadZone(name string) (*time.Location, bool) {
+	if name == "" || name == "Local" {
+		return nil, false
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, false
+	}
+	return loc, true
 }
 
 // Provider payload limits: APNs takes at most 4096 bytes (5120 for VoIP),

@@ -154,7 +154,7 @@ func (e *engine) waveOf(tz []byte) *wave {
 	if w, ok := e.zones[string(tz)]; ok {
 		return w
 	}
-	loc, _ := loadZone(string(tz))
+	loc, _ := schemas.LoadZone(string(tz))
 	w := e.wave(e.sched.waveFor(loc))
 	if len(e.zones) < maxZoneCache {
 		e.zones[string(tz)] = w

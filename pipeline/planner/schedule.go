@@ -48,7 +48,7 @@ func newSchedule(c *schemas.Campaign, start time.Time) (schedule, error) {
 		s.wall = wall
 		s.defaultLoc = time.UTC
 		if name := c.Schedule.DefaultTimezone; name != "" {
-			loc, ok := loadZone(name)
+			loc, ok := schemas.LoadZone(name)
 			if !ok {
 				return s, fmt.Errorf("/schedule/default_timezone: %q is not an IANA time zone", name)
 			}
@@ -61,9 +61,9 @@ func newSchedule(c *schemas.Campaign, start time.Time) (schedule, error) {
 // parseWall reads "2026-03-29" and "09:00" into a UTC time carrying that
 // wall clock.
 func parseWall(date, clock string) (time.Time, error) {
-	d, err := time.Parse(time.DateOnly, date)
+	d, err := schemas.LocalDate(date)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("/schedule/local_date: %q is not a date (YYYY-MM-DD)", date)
+		return time.Time{}, err
 	}
 	hh, mm, ok := strings.Cut(clock, ":")
 	h, errH := strconv.Atoi(hh)
@@ -71,26 +71,7 @@ func parseWall(date, clock string) (time.Time, error) {
 	if !ok || errH != nil || errM != nil || h < 0 || h > 23 || m < 0 || m > 59 {
 		return time.Time{}, fmt.Errorf("/schedule/local_time: %q is not HH:MM", clock)
 	}
-	// Before 1970 most zones ran on local mean time, each with its own
-	// offset; the number of waves (and of checkpointed wave states) would
-	// then be one per zone instead of a few dozen.
-	if d.Year() < 1970 {
-		return time.Time{}, fmt.Errorf("/schedule/local_date: %q is before 1970", date)
-	}
 	return d.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute), nil
-}
-
-// loadZone resolves an IANA zone name. "Local" is refused: it would mean
-// the planner host's zone, which no device has.
-func loadZone(name string) (*time.Location, bool) {
-	if name == "" || name == "Local" {
-		return nil, false
-	}
-	loc, err := time.LoadLocation(name)
-	if err != nil {
-		return nil, false
-	}
-	return loc, true
 }
 
 // localInstant returns the instant at which the wall clock (a UTC time

@@ -114,8 +114,8 @@ func TestWaves(t *testing.T) {
 	}
 	// A device zone that is not IANA, or "Local", is unknown.
 	for _, z := range []string{"", "Local", "Mars/Olympus", "../etc"} {
-		if _, ok := loadZone(z); ok {
-			t.Errorf("loadZone(%q) accepted", z)
+		if _, ok := schemas.LoadZone(z); ok {
+			t.Errorf("schemas.LoadZone(%q) accepted", z)
 		}
 	}
 }
