@@ -187,9 +187,10 @@ func NewMySQLStore(db *sql.DB, suspectStrikes int) *MySQLStore {
 
 // Apply runs the flush's statements in this order: registrations (and the
 // strike count of the devices they name), unregisters, deaths, strikes,
-// strike deactivations, then the unknown device count. Each statement is idempotent on its own, so a failure
-// part-way is repaired by applying the same Changes again; no transaction
-// is needed and none is held across statements.
+// strike deactivations, then the unknown device count. Each statement is
+// idempotent on its own, so a failure part-way is repaired by applying the
+// same Changes again; no transaction is needed and none is held across
+// statements.
 func (s *MySQLStore) Apply(ctx context.Context, c Changes) (Applied, error) {
 	var a Applied
 	exec := func(what string, q string, args []any) (int64, error) {
@@ -211,14 +212,26 @@ func (s *MySQLStore) Apply(ctx context.Context, c Changes) (Applied, error) {
 		}
 		a.Registered += n
 	}
-	if s.suspectStrikes > 0 {
-		for _, g := range registeredByApp(c.Registrations) {
+	// strikeRule runs rule on each app's tokens among groups. With
+	// suspect_strikes 0 strikes never deactivate, and it is not called.
+	strikeRule := func(what string, groups []appTokens, rule func(app string, tokens []string, n int) (string, []any)) (int64, error) {
+		var total int64
+		for _, g := range groups {
 			for chunk := range slices.Chunk(g.tokens, rowsPerStatement) {
-				q, args := SuspectReactivateSQL(g.app, chunk, s.suspectStrikes)
-				if _, err := exec("re-count strikes after registrations", q, args); err != nil {
-					return a, err
+				q, args := rule(g.app, chunk, s.suspectStrikes)
+				n, err := exec(what, q, args)
+				if err != nil {
+					return total, err
 				}
+				total += n
 			}
+		}
+		return total, nil
+	}
+	if s.suspectStrikes > 0 {
+		registered := groupTokensByApp(c.Registrations, func(g schemas.DeviceRegistration) (string, string) { return g.App, g.Token })
+		if _, err := strikeRule("re-count strikes after registrations", registered, SuspectReactivateSQL); err != nil {
+			return a, err
 		}
 	}
 	deactivate := func(what string, ds []Death, inclusive bool) (int64, error) {
@@ -262,15 +275,10 @@ func (s *MySQLStore) Apply(ctx context.Context, c Changes) (Applied, error) {
 		a.NewStrikes += n // 1 per new row; 0 for a duplicate whose update changes nothing
 	}
 	if s.suspectStrikes > 0 {
-		for _, g := range groupTokensByApp(strikes) {
-			for chunk := range slices.Chunk(g.tokens, rowsPerStatement) {
-				q, args := SuspectDeactivateSQL(g.app, chunk, s.suspectStrikes)
-				n, err := exec("deactivate suspect tokens", q, args)
-				if err != nil {
-					return a, err
-				}
-				a.SuspectDeactivated += n
-			}
+		n, err = strikeRule("deactivate suspect tokens", groupTokensByApp(strikes, Strike.appToken), SuspectDeactivateSQL)
+		a.SuspectDeactivated += n
+		if err != nil {
+			return a, err
 		}
 	}
 	unknown, err := s.countUnknown(ctx, c)
@@ -334,29 +342,33 @@ func storableDeaths(ds []Death) []Death {
 	return out
 }
 
+func (st Strike) appToken() (app, token string) { return st.App, st.Token }
+
 type appTokens struct {
 	app    string
 	tokens []string
 }
 
-// groupTokensByApp returns each app's distinct struck tokens, apps and
-// tokens in first-seen order.
-func groupTokensByApp(strikes []Strike) []appTokens {
+// groupTokensByApp returns each app's distinct storable tokens among
+// items (key names an item's app and token), apps and tokens in first-seen
+// order.
+func groupTokensByApp[T any](items []T, key func(T) (app, token string)) []appTokens {
 	var out []appTokens
 	idx := map[string]int{}
 	seen := map[[2]string]bool{}
-	for _, st := range strikes {
-		if seen[[2]string{st.App, st.Token}] {
+	for _, it := range items {
+		app, token := key(it)
+		if !storable(app, token) || seen[[2]string{app, token}] {
 			continue
 		}
-		seen[[2]string{st.App, st.Token}] = true
-		i, ok := idx[st.App]
+		seen[[2]string{app, token}] = true
+		i, ok := idx[app]
 		if !ok {
 			i = len(out)
-			idx[st.App] = i
-			out = append(out, appTokens{app: st.App})
+			idx[app] = i
+			out = append(out, appTokens{app: app})
 		}
-		out[i].tokens = append(out[i].tokens, st.Token)
+		out[i].tokens = append(out[i].tokens, token)
 	}
 	return out
 }
@@ -453,18 +465,6 @@ func strikeRule(set, cond, cmp, app string, tokens []string, n int) (string, []a
 	}
 	args = append(args, n)
 	return b.String(), args
-}
-
-// registeredByApp returns each app's distinct storable registered tokens
-// (not unregisters), apps and tokens in first-seen order.
-func registeredByApp(regs []schemas.DeviceRegistration) []appTokens {
-	var ss []Strike
-	for _, g := range regs {
-		if storable(g.App, g.Token) {
-			ss = append(ss, Strike{App: g.App, Token: g.Token})
-		}
-	}
-	return groupTokensByApp(ss)
 }
 
 // StrikesSQL records suspect strikes keyed (app, token, result_id): a

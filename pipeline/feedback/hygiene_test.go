@@ -73,7 +73,7 @@ func TestCollectStrikesAndRegistrations(t *testing.T) {
 	if len(c.Unregisters) != 1 || c.Unregisters[0] != (Death{App: "a", Token: "t8", At: t0.Add(time.Hour), Reason: ReasonUnregisteredByApp}) {
 		t.Errorf("unregisters = %+v", c.Unregisters)
 	}
-	if g := groupTokensByApp(c.Strikes); len(g) != 1 || len(g[0].tokens) != 1 {
+	if g := groupTokensByApp(c.Strikes, Strike.appToken); len(g) != 1 || len(g[0].tokens) != 1 {
 		t.Errorf("grouped strikes = %+v, want one app with one token", g)
 	}
 }
