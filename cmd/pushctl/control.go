@@ -11,7 +11,6 @@ import (
 
 	"github.com/pushlane/pushlane/internal/config"
 	"github.com/pushlane/pushlane/pipeline/control"
-	"github.com/pushlane/pushlane/pipeline/kafka"
 	"github.com/pushlane/pushlane/schemas"
 )
 
@@ -54,6 +53,8 @@ action that is already the current state is reported and not written again.`, ac
 					Reason:        *reason,
 					At:            c.now().UTC(),
 				}
+				// Checked here for the exit code of an invalid event;
+				// control.Record checks it again when it is written.
 				value, err := json.Marshal(ctl)
 				if err != nil {
 					return err
@@ -89,11 +90,11 @@ action that is already the current state is reported and not written again.`, ac
 					return err
 				}
 				defer cl.Close()
-				rec := &kgo.Record{
-					Topic:   topic,
-					Key:     []byte(control.Key(ctl)),
-					Value:   value,
-					Headers: []kgo.RecordHeader{{Key: kafka.HeaderSchema, Value: []byte("campaign-control.v1")}, {Key: kafka.HeaderCampaignID, Value: []byte(ctl.CampaignID)}},
+				// The record every stage's view reads: keyed, with headers,
+				// as control.Publish writes it.
+				rec, err := control.Record(topic, ctl)
+				if err != nil {
+					return err
 				}
 				res, err := cl.ProduceSync(ctx, rec).First()
 				if err != nil {
