@@ -111,7 +111,7 @@ type txn struct {
 // audience of millions of them was one transaction, which the broker
 // aborted at its timeout, and the retry began again from the same place.
 func (t *txn) full(batchSize int) bool {
-	cfg := t.p.cfg
+	cfg := &t.p.cfg
 	switch {
 	case t.batches >= cfg.BatchesPerTransaction, t.handled >= cfg.BatchesPerTransaction*batchSize:
 		return true
