@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/pipeline/delay"
 	"github.com/pushlane/pushlane/pipeline/kafka"
 	"github.com/pushlane/pushlane/schemas"
 )
@@ -41,8 +43,10 @@ its own position in the dead-letter topic, <partition>:<offset>, as "dlq list" s
             original bytes (to fix them: pushctl dlq show 1:7 -raw > fixed.json).
   redrive   validates the original bytes, or the fixed file given with -f, as the
             event kind of the source topic, then produces them to the source topic
-            with the original key and headers (plus pushlane-redriven-from). An event
-            that is still invalid is not sent (exit 3).`,
+            with the original key and headers (plus pushlane-redriven-from). A batch
+            gets its key and scheduling headers (send-at, expires-at, ids) from the
+            event itself, so a fixed send_at is what the delay ladder routes by; its
+            hop count is kept. An event that is still invalid is not sent (exit 3).`,
 		examples: []string{
 			"pushctl dlq list",
 			"pushctl dlq list -stage planner -n 20",
@@ -349,7 +353,8 @@ func (c *cli) dlqRedrive(ctx context.Context, p int32, o int64, fixedFile, kind 
 		}
 		what = fixedFile
 	}
-	if _, err := schemas.Decode(kind, value); err != nil {
+	event, err := schemas.Decode(kind, value)
+	if err != nil {
 		return invalid(fmt.Errorf("%s of %d:%d: still invalid, not re-driven: %w", what, p, o, err))
 	}
 	rec := &kgo.Record{Topic: dl.Topic, Key: dl.Key, Value: value}
@@ -360,6 +365,9 @@ func (c *cli) dlqRedrive(ctx context.Context, p int32, o int64, fixedFile, kind 
 	sort.Strings(names)
 	for _, k := range names {
 		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: k, Value: []byte(dl.Headers[k])})
+	}
+	if b, ok := event.(*schemas.Batch); ok {
+		scheduleFromBatch(rec, b)
 	}
 	kafka.SetHeader(rec, headerRedrivenFrom, fmt.Sprintf("%s/%d@%d", cfg.Kafka.Topics.DeadLetter.Name, p, o))
 	cl, err := c.kafkaClient(cfg)
@@ -373,6 +381,29 @@ func (c *cli) dlqRedrive(ctx context.Context, p int32, o int64, fixedFile, kind 
 	}
 	fmt.Fprintf(c.stdout, "re-drove %d:%d (%s) to %s/%d@%d\n", p, o, what, res.Topic, res.Partition, res.Offset)
 	return nil
+}
+
+// scheduleFromBatch re-derives a batch record's key and scheduling headers
+// from the event itself. The delay ladder routes on headers and never reads
+// the value, so a tier record dead-lettered for a missing or unreadable
+// send-at would otherwise come straight back to the dead-letter topic; and
+// a batch fixed with -f (a new send_at or expires_at) must be routed by
+// what it now says. The hop count is kept when it is readable: it bounds
+// the batch's rewrites, which a re-drive does not reset.
+func scheduleFromBatch(rec *kgo.Record, b *schemas.Batch) {
+	hop, hasHop := kafka.Header(rec, kafka.HeaderHop)
+	if _, err := strconv.Atoi(hop); err != nil {
+		hasHop = false
+	}
+	rec.Headers = slices.DeleteFunc(rec.Headers, func(h kgo.RecordHeader) bool { return h.Key == kafka.HeaderExpiresAt })
+	derived := delay.BatchRecord(rec.Topic, b.ID, b.CampaignID, b.SendAt, b.ExpiresAt, nil)
+	for _, h := range derived.Headers {
+		if h.Key == kafka.HeaderHop && hasHop {
+			continue
+		}
+		kafka.SetHeader(rec, h.Key, string(h.Value))
+	}
+	rec.Key = derived.Key
 }
 
 func validKind(kind string) bool {

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -420,6 +421,77 @@ func testDLQCommands(t *testing.T, newStack stackFactory) {
 	if n := len(s.records(t, T.Campaigns.Name)); n != 1 {
 		t.Errorf("%d campaign records after refused re-drives, want 1", n)
 	}
+}
+
+func TestDLQRedriveBatch(t *testing.T) { onEachKafka(t, testDLQRedriveBatch) }
+
+// A tier record the ladder dead-letters for its send-at header comes back
+// from a re-drive with its key and scheduling headers taken from the batch
+// itself, the hop count kept; a fixed file's new schedule is what routes it.
+func testDLQRedriveBatch(t *testing.T, newStack stackFactory) {
+	s := newStack(t).withTopics(t)
+	tier := s.cfg.DelayTiers()[1]
+	batch := func(sendAt, expiry string) []byte {
+		return []byte(`{"schema_version":1,"id":"spring:v1::4","campaign_id":"spring","campaign_version":1,"app":"shop","seq":4,"attempt":1,` +
+			`"send_at":"` + sendAt + `"` + expiry + `,"content":{"title":"Hi"},"options":{},` +
+			`"devices":[{"token":"7f3c1a0e9b2d4c6f8a1e3b5d7c9f0a2b4d6e8f0a1c3e5b7d9f1a3c5e7b9d0f2a","platform":"ios"}]}`)
+	}
+	src := &kgo.Record{Topic: tier, Partition: 1, Offset: 40, Key: []byte("spring:v1::4"),
+		Value: batch("2026-03-20T10:00:00Z", `,"expires_at":"2026-03-20T12:00:00Z"`),
+		Headers: []kgo.RecordHeader{{Key: kafka.HeaderSchema, Value: []byte("batch.v1")}, {Key: kafka.HeaderBatchID, Value: []byte("spring:v1::4")},
+			{Key: kafka.HeaderSendAt, Value: []byte("tomorrow")}, {Key: kafka.HeaderHop, Value: []byte("3")}, {Key: "traceparent", Value: []byte("00-ab-cd-01")}}}
+	dl, err := kafka.DeadLetterRecord(s.topics().DeadLetter.Name, "delay", src, "tier record without a readable "+kafka.HeaderSendAt+" header", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cl.ProduceSync(context.Background(), dl).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	pos := fmt.Sprintf("%d:%d", dl.Partition, dl.Offset)
+
+	if r := s.run(t, "", "dlq", "redrive", pos); r.code != exitOK || !strings.HasPrefix(r.stdout, "re-drove "+pos+" (the original bytes) to "+tier+"/") {
+		t.Fatalf("redrive: %+v", r)
+	}
+	fixed := filepath.Join(t.TempDir(), "fixed.json")
+	if err := os.WriteFile(fixed, batch("2026-03-21T08:30:00Z", ""), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.run(t, "", "dlq", "redrive", pos, "-f", fixed); r.code != exitOK {
+		t.Fatalf("redrive -f: %+v", r)
+	}
+
+	recs := s.records(t, tier)
+	if len(recs) != 2 {
+		t.Fatalf("%d records in %s after two re-drives, want 2", len(recs), tier)
+	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Offset < recs[j].Offset })
+	from := s.topics().DeadLetter.Name + "/" + strings.Replace(pos, ":", "@", 1)
+	for i, want := range []map[string]string{
+		{kafka.HeaderSendAt: "1774000800000", kafka.HeaderExpiresAt: "1774008000000"},
+		{kafka.HeaderSendAt: "1774081800000", kafka.HeaderExpiresAt: ""},
+	} {
+		r := recs[i]
+		want[kafka.HeaderSchema], want[kafka.HeaderBatchID], want[kafka.HeaderCampaignID] = "batch.v1", "spring:v1::4", "spring"
+		want[kafka.HeaderHop], want["traceparent"], want[headerRedrivenFrom] = "3", "00-ab-cd-01", from
+		for k, v := range want {
+			if got, _ := kafka.Header(r, k); got != v {
+				t.Errorf("re-drive %d: header %s = %q, want %q", i+1, k, got, v)
+			}
+		}
+		if n := len(r.Headers); n != len(want)-boolInt(want[kafka.HeaderExpiresAt] == "") {
+			t.Errorf("re-drive %d: %d headers %v", i+1, n, r.Headers)
+		}
+		if string(r.Key) != "spring:v1::4" {
+			t.Errorf("re-drive %d: key %q", i+1, r.Key)
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func endOf(t *testing.T, s *stack, partition string) string {
