@@ -56,9 +56,28 @@ func (c *cli) partitionRanges(ctx context.Context, cfg *config.Config, topic str
 
 // readTopic returns the committed records of topic within ranges (nil:
 // every partition from its start to its last stable offset), in partition
-// then offset order. Transaction markers are read and dropped, so a
-// partition ending in a marker still ends.
+// then offset order.
 func (c *cli) readTopic(ctx context.Context, cfg *config.Config, topic string, ranges map[int32]offsetRange) ([]*kgo.Record, error) {
+	var out []*kgo.Record
+	if _, err := c.scanTopic(ctx, cfg, topic, ranges, func(r *kgo.Record) { out = append(out, r) }); err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Partition != out[j].Partition {
+			return out[i].Partition < out[j].Partition
+		}
+		return out[i].Offset < out[j].Offset
+	})
+	return out, nil
+}
+
+// scanTopic hands each committed record of topic within ranges (nil: every
+// partition from its start to its last stable offset) to fn as it is
+// fetched, in offset order within a partition, and keeps none: a results
+// topic of millions of records is read in the memory of one fetch.
+// Transaction markers are read and dropped, so a partition ending in a
+// marker still ends. It returns the ranges it read.
+func (c *cli) scanTopic(ctx context.Context, cfg *config.Config, topic string, ranges map[int32]offsetRange, fn func(*kgo.Record)) (map[int32]offsetRange, error) {
 	if ranges == nil {
 		var err error
 		if ranges, err = c.partitionRanges(ctx, cfg, topic); err != nil {
@@ -74,7 +93,7 @@ func (c *cli) readTopic(ctx context.Context, cfg *config.Config, topic string, r
 		}
 	}
 	if len(want) == 0 {
-		return nil, nil
+		return ranges, nil
 	}
 	cl, err := c.kafkaClient(cfg,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: want}),
@@ -85,7 +104,6 @@ func (c *cli) readTopic(ctx context.Context, cfg *config.Config, topic string, r
 		return nil, err
 	}
 	defer cl.Close()
-	var out []*kgo.Record
 	for len(remaining) > 0 {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
@@ -104,7 +122,7 @@ func (c *cli) readTopic(ctx context.Context, cfg *config.Config, topic string, r
 				return
 			}
 			if r.Offset <= last && !r.Attrs.IsControl() && r.Offset >= ranges[r.Partition].start {
-				out = append(out, r)
+				fn(r)
 			}
 			// Past the last offset wanted (compaction may have removed
 			// it): the partition is done.
@@ -113,13 +131,7 @@ func (c *cli) readTopic(ctx context.Context, cfg *config.Config, topic string, r
 			}
 		})
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Partition != out[j].Partition {
-			return out[i].Partition < out[j].Partition
-		}
-		return out[i].Offset < out[j].Offset
-	})
-	return out, nil
+	return ranges, nil
 }
 
 func pending(m map[int32]int64) []int32 {

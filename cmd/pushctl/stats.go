@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pushlane/pushlane/internal/config"
 	"github.com/pushlane/pushlane/pipeline/feedback"
 	"github.com/pushlane/pushlane/schemas"
 )
@@ -108,8 +113,10 @@ func statusCommand() *command {
 Reads the results topic (read_committed, from the start) and counts the campaign's
 distinct results per outcome, so it works with Kafka alone, while the campaign runs.
 Planned comes from the planner's MySQL campaigns table when mysql.dsn is set.
-With -watch it refreshes every -interval until interrupted or -timeout passes
-(-timeout 0 waits forever). "pushctl stats" gives the analytics summary from ClickHouse.`,
+The topic is streamed, not held in memory. With -watch it refreshes every -interval,
+reading only the records written since the last refresh, until interrupted or -timeout
+passes (-timeout 0 waits forever); a campaign without results yet shows zeros.
+"pushctl stats" gives the analytics summary from ClickHouse.`,
 		examples: []string{
 			"pushctl -config pushlane.yaml status spring-sale",
 			"pushctl -config pushlane.yaml -timeout 0 status -watch spring-sale",
@@ -125,9 +132,24 @@ With -watch it refreshes every -interval until interrupted or -timeout passes
 				if *interval <= 0 {
 					return usagef("-interval must be positive")
 				}
-				for {
-					s, err := c.liveSummary(ctx, args[0])
+				cfg, err := c.loadConfig()
+				if err != nil {
+					return err
+				}
+				tally := newResultsTally(args[0])
+				var db *sql.DB
+				if cfg.MySQL.DSN != "" {
+					if db, err = feedback.OpenMySQL(cfg.MySQL); err != nil {
+						return fmt.Errorf("mysql: %w", err)
+					}
+					defer db.Close()
+				}
+				for shown := false; ; shown = true {
+					s, err := c.liveSummary(ctx, cfg, tally, db, *watch)
 					if err != nil {
+						if *watch && shown && ctx.Err() != nil {
+							return nil // the timeout or the interrupt came during a refresh
+						}
 						return err
 					}
 					if *watch && !*asJSON {
@@ -150,46 +172,89 @@ With -watch it refreshes every -interval until interrupted or -timeout passes
 	}
 }
 
-// liveSummary counts the campaign's results on the results topic.
-func (c *cli) liveSummary(ctx context.Context, campaign string) (feedback.CampaignSummary, error) {
-	cfg, err := c.loadConfig()
+// resultsTally counts one campaign's results from the results topic. It
+// keeps where it stopped in each partition, so a -watch refresh reads only
+// the records written since, and the campaign's distinct results, so a
+// replayed topic or a refresh that read some records twice counts each once.
+type resultsTally struct {
+	campaign  string
+	acc       *feedback.Accumulator
+	next      map[int32]int64 // partition → first offset not yet read
+	malformed int
+}
+
+func newResultsTally(campaign string) *resultsTally {
+	return &resultsTally{campaign: campaign, acc: feedback.NewAccumulator(), next: map[int32]int64{}}
+}
+
+// read adds the results written since the last read; it returns how many
+// malformed records it skipped on the way.
+func (t *resultsTally) read(ctx context.Context, c *cli, cfg *config.Config) (malformed int, err error) {
+	topic := cfg.Kafka.Topics.Results.Name
+	ranges, err := c.partitionRanges(ctx, cfg, topic)
 	if err != nil {
-		return feedback.CampaignSummary{}, err
+		return 0, err
 	}
-	recs, err := c.readTopic(ctx, cfg, cfg.Kafka.Topics.Results.Name, nil)
-	if err != nil {
-		return feedback.CampaignSummary{}, err
+	for p, r := range ranges {
+		if n, ok := t.next[p]; ok && n > r.start && n <= r.end {
+			ranges[p] = offsetRange{start: n, end: r.end}
+		}
 	}
-	acc := feedback.NewAccumulator()
-	rows := make([]feedback.Row, 0, 1024)
-	malformed := 0
-	for _, r := range recs {
+	rows := make([]feedback.Row, 0, 4096)
+	var werr error
+	add := func() {
+		if werr == nil {
+			werr = t.acc.Write(ctx, rows)
+		}
+		rows = rows[:0]
+	}
+	if _, err := c.scanTopic(ctx, cfg, topic, ranges, func(r *kgo.Record) {
 		res, err := schemas.DecodeResult(r.Value)
 		if err != nil {
 			malformed++ // feedback dead-letters these; status only counts them
-			continue
+			return
 		}
-		if res.CampaignID != campaign {
-			continue
+		if res.CampaignID != t.campaign {
+			return
 		}
-		rows = append(rows, feedback.RowFromResult(res))
+		if rows = append(rows, feedback.RowFromResult(res)); len(rows) == cap(rows) {
+			add()
+		}
+	}); err != nil {
+		return 0, err
 	}
-	if err := acc.Write(ctx, rows); err != nil {
-		return feedback.CampaignSummary{}, err
+	if add(); werr != nil {
+		return 0, werr
 	}
-	s, err := acc.Summary(campaign)
+	// Only a read that reached every end moves the marks: one cut short is
+	// read again, which the distinct count absorbs.
+	for p, r := range ranges {
+		t.next[p] = r.end
+	}
+	t.malformed += malformed
+	return malformed, nil
+}
+
+// liveSummary reads what the results topic gained since the last call into
+// tally and summarises the campaign; planned comes from db when given. When
+// waiting (-watch), a campaign without results yet is all zeros.
+func (c *cli) liveSummary(ctx context.Context, cfg *config.Config, tally *resultsTally, db *sql.DB, waiting bool) (feedback.CampaignSummary, error) {
+	malformed, err := tally.read(ctx, c, cfg)
 	if err != nil {
-		return s, err
+		return feedback.CampaignSummary{}, err
 	}
 	if malformed > 0 {
 		fmt.Fprintf(c.stderr, "pushctl status: %d malformed result records skipped (see pushctl dlq list)\n", malformed)
 	}
-	if cfg.MySQL.DSN != "" {
-		db, err := feedback.OpenMySQL(cfg.MySQL)
-		if err != nil {
-			return s, fmt.Errorf("mysql: %w", err)
-		}
-		defer db.Close()
+	s, err := tally.acc.Summary(tally.campaign)
+	if errors.Is(err, feedback.ErrNoResults) && waiting {
+		// A watch started before the first send shows zeros, not an end.
+		s, err = feedback.CampaignSummary{CampaignID: tally.campaign, PlannedSource: "results"}, nil
+	}
+	if err != nil {
+		return s, err
+	}
+	if db != nil {
 		if err := s.AddPlanned(ctx, db); err != nil {
 			return s, fmt.Errorf("planned devices from mysql: %w", err)
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,6 +75,132 @@ func testStatusCommand(t *testing.T, newStack stackFactory) {
 
 	if r := s.run(t, "", "status"); r.code != exitUsage || !strings.Contains(r.stderr, "want exactly one campaign id") {
 		t.Errorf("status without a campaign: %+v", r)
+	}
+}
+
+func TestStatusWatch(t *testing.T) { onEachKafka(t, testStatusWatch) }
+
+// A watch started before the first result shows zeros, then each refresh
+// adds only what was written since, counted once however often it is
+// read; the watch ends at the timeout with exit 0.
+func testStatusWatch(t *testing.T, newStack stackFactory) {
+	s := newStack(t).withTopics(t)
+	ctx := context.Background()
+	results := statsResults()
+	produce := func(rs []schemas.Result) {
+		t.Helper()
+		for _, r := range rs {
+			v, _ := json.Marshal(r)
+			if err := s.cl.ProduceSync(ctx, &kgo.Record{Topic: s.topics().Results.Name, Key: []byte(r.App + "/" + r.Token), Value: v}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	out := &lockedBuffer{}
+	c := &cli{stdin: strings.NewReader(""), stdout: out, stderr: &lockedBuffer{}, environ: s.env, now: func() time.Time { return testNow }}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, c, []string{"-timeout", "6s", "status", "-watch", "-interval", "100ms", "-json", "sale"})
+	}()
+	// counted returns the Results of each summary printed so far, repeats
+	// collapsed.
+	counted := func() []uint64 {
+		dec := json.NewDecoder(strings.NewReader(out.String()))
+		var seen []uint64
+		for {
+			var got feedback.CampaignSummary
+			if err := dec.Decode(&got); err != nil {
+				return seen
+			}
+			if got.CampaignID != "sale" {
+				t.Errorf("summary of %q", got.CampaignID)
+			}
+			if len(seen) == 0 || seen[len(seen)-1] != got.Results {
+				seen = append(seen, got.Results)
+			}
+		}
+	}
+	waitFor := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); fmt.Sprint(counted()) != want; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("refreshes counted %v, want %s", counted(), want)
+			}
+		}
+	}
+	waitFor("[0]")
+	produce(results[:3])
+	waitFor("[0 3]")
+	produce(results) // the first three again: a replay
+	waitFor("[0 3 6]")
+	if code := <-done; code != exitOK || c.stderr.(*lockedBuffer).String() != "" {
+		t.Fatalf("status -watch: exit %d, stderr %q", code, c.stderr.(*lockedBuffer).String())
+	}
+	seen := counted()
+	if fmt.Sprint(seen) != "[0 3 6]" {
+		t.Errorf("results counted by the refreshes: %v, want [0 3 6]", seen)
+	}
+}
+
+// lockedBuffer is an output a test reads while the command still writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestResultsTallyReadsOnlyWhatIsNew(t *testing.T) {
+	onEachKafka(t, testResultsTallyReadsOnlyWhatIsNew)
+}
+
+func testResultsTallyReadsOnlyWhatIsNew(t *testing.T, newStack stackFactory) {
+	s := newStack(t).withTopics(t)
+	ctx := context.Background()
+	topic := s.topics().Results.Name
+	produce := func(values ...string) {
+		t.Helper()
+		for _, v := range values {
+			if err := s.cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var vals []string
+	for _, r := range statsResults() {
+		v, _ := json.Marshal(r)
+		vals = append(vals, string(v))
+	}
+	c := &cli{environ: s.env, now: time.Now, stderr: &strings.Builder{}}
+	tally := newResultsTally("sale")
+	produce(append(vals[:2:2], "garbage")...)
+	if bad, err := tally.read(ctx, c, s.cfg); err != nil || bad != 1 {
+		t.Fatalf("first read: %d malformed, %v", bad, err)
+	}
+	produce(vals[2:]...)
+	if bad, err := tally.read(ctx, c, s.cfg); err != nil || bad != 0 {
+		t.Fatalf("second read: %d malformed (the garbage read again?), %v", bad, err)
+	}
+	sum, err := tally.acc.Summary("sale")
+	if err != nil || sum.Results != 6 || sum.Delivered != 3 {
+		t.Errorf("after two reads: %+v %v, want 6 results, 3 delivered", sum, err)
+	}
+	var total int64
+	for _, n := range tally.next {
+		total += n
+	}
+	if total != 8 || tally.malformed != 1 {
+		t.Errorf("read up to %v (sum %d, want 8), %d malformed", tally.next, total, tally.malformed)
 	}
 }
 
