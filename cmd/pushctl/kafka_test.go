@@ -509,6 +509,107 @@ func endOf(t *testing.T, s *stack, partition string) string {
 	return fmt.Sprint(o.Offset)
 }
 
+func TestReplayTransactionalTopic(t *testing.T) { onEachKafka(t, testReplayTransactionalTopic) }
+
+// The planner writes batches in transactions: a group past a transaction
+// stands after its marker, whose timestamp is the commit's, and aborted
+// records never reach it. Neither may make a replay refuse or skip.
+func testReplayTransactionalTopic(t *testing.T, newStack stackFactory) {
+	s := newStack(t).withTopics(t)
+	ctx := context.Background()
+	topic, group := s.topics().Ready.Name, s.cfg.Kafka.GroupPrefix+"-dispatcher"
+	t0 := time.Date(2026, 3, 20, 9, 0, 0, 0, time.UTC)
+	at := func(min int) string { return t0.Add(time.Duration(min) * time.Minute).Format(time.RFC3339) }
+	txn, err := kgo.NewClient(kgo.SeedBrokers(s.cfg.Kafka.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.TransactionalID(s.cfg.Kafka.GroupPrefix+"-replay-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txn.Close()
+	// in writes one transaction of records at the given minutes to
+	// partition 0, ends it, and waits for the partition to end at want.
+	in := func(commit bool, want int64, minutes ...int) {
+		t.Helper()
+		if err := txn.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range minutes {
+			r := &kgo.Record{Topic: topic, Partition: 0, Timestamp: t0.Add(time.Duration(m) * time.Minute), Value: []byte("b")}
+			if err := txn.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := txn.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+		// The coordinator writes the marker after EndTransaction returns.
+		var end int64
+		for deadline := time.Now().Add(10 * time.Second); end != want; time.Sleep(20 * time.Millisecond) {
+			ends, err := s.adm.ListEndOffsets(ctx, topic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, _ := ends.Lookup(topic, 0)
+			if end = o.Offset; end != want && time.Now().After(deadline) {
+				t.Fatalf("%s/0 ends at %d after the transaction, want %d", topic, end, want)
+			}
+		}
+	}
+	commitAt := func(offset int64) {
+		t.Helper()
+		offsets := kadm.Offsets{}
+		offsets.AddOffset(topic, 0, offset, -1)
+		if err := s.adm.CommitAllOffsets(ctx, group, offsets); err != nil {
+			t.Fatal(err)
+		}
+	}
+	others := func() string { // the partitions the group never read
+		var b strings.Builder
+		for p := int32(1); p < s.cfg.Kafka.Topics.Ready.Partitions; p++ {
+			fmt.Fprintf(&b, "%s/%d: no committed offset, unchanged (the stage reads it from its start)\n", topic, p)
+		}
+		return b.String()
+	}()
+
+	// Records 0-4 and the commit marker 5; records 6-7 aborted, marker 8.
+	in(true, 6, 0, 1, 2, 3, 4)
+	in(false, 9, 40, 41)
+	commitAt(9) // read to the end, markers included
+
+	// -to falls after the last committed record and before the markers: only
+	// markers and aborted records lie between the range and the group.
+	r := s.run(t, "", "replay", "-topic", topic, "-group", group, "-from", at(2), "-to", at(30), "-dry-run")
+	expect(t, r, exitOK, topic+"/0: 9 -> 2 (re-runs 7 records)\n"+others+"dry run: "+group+" would re-run 7 records of "+topic+"; nothing changed\n", "")
+
+	// A group standing on the first marker, -from after everything: it has
+	// nothing unprocessed to skip, and nothing to re-run.
+	commitAt(5)
+	r = s.run(t, "", "replay", "-topic", topic, "-group", group, "-from", time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "-dry-run")
+	expect(t, r, exitOK, topic+"/0: 5, unchanged\n"+others+"dry run: "+group+" would re-run 0 records of "+topic+"; nothing changed\n", "")
+
+	// A committed record past the range is still refused.
+	in(true, 11, 50)
+	commitAt(11)
+	r = s.run(t, "", "replay", "-topic", topic, "-group", group, "-from", at(2), "-to", at(30))
+	expect(t, r, exitFailed, "", "pushctl replay: refused, nothing changed:\n  "+topic+"/0: the group is at 11, after the range end 5: it would also re-run 6 records past the range (use -to end)\n")
+	// The whole rewind, and the partitions without offsets are not touched.
+	r = s.run(t, "", "replay", "-topic", topic, "-group", group, "-from", at(2))
+	expect(t, r, exitOK, topic+"/0: 11 -> 2 (re-runs 9 records)\n"+others+group+" rewound: it re-runs 9 records of "+topic+" when it starts\n", "")
+	got, err := s.adm.FetchOffsetsForTopics(ctx, group, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := int32(0); p < s.cfg.Kafka.Topics.Ready.Partitions; p++ {
+		o, ok := got.Lookup(topic, p)
+		switch {
+		case p == 0 && o.At != 2:
+			t.Errorf("%s/0 committed at %d after the rewind, want 2", topic, o.At)
+		case p > 0 && ok && o.At >= 0:
+			t.Errorf("%s/%d committed at %d after the rewind, want no offset", topic, p, o.At)
+		}
+	}
+}
+
 func TestReplayCommand(t *testing.T) { onEachKafka(t, testReplayCommand) }
 
 func testReplayCommand(t *testing.T, newStack stackFactory) {

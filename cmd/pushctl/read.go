@@ -59,7 +59,7 @@ func (c *cli) partitionRanges(ctx context.Context, cfg *config.Config, topic str
 // then offset order.
 func (c *cli) readTopic(ctx context.Context, cfg *config.Config, topic string, ranges map[int32]offsetRange) ([]*kgo.Record, error) {
 	var out []*kgo.Record
-	if _, err := c.scanTopic(ctx, cfg, topic, ranges, func(r *kgo.Record) { out = append(out, r) }); err != nil {
+	if _, err := c.scanTopic(ctx, cfg, topic, ranges, func(r *kgo.Record) bool { out = append(out, r); return true }); err != nil {
 		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -74,10 +74,11 @@ func (c *cli) readTopic(ctx context.Context, cfg *config.Config, topic string, r
 // scanTopic hands each committed record of topic within ranges (nil: every
 // partition from its start to its last stable offset) to fn as it is
 // fetched, in offset order within a partition, and keeps none: a results
-// topic of millions of records is read in the memory of one fetch.
-// Transaction markers are read and dropped, so a partition ending in a
-// marker still ends. It returns the ranges it read.
-func (c *cli) scanTopic(ctx context.Context, cfg *config.Config, topic string, ranges map[int32]offsetRange, fn func(*kgo.Record)) (map[int32]offsetRange, error) {
+// topic of millions of records is read in the memory of one fetch. fn
+// returning false ends the scan early. Transaction markers are read and
+// dropped, so a partition ending in a marker still ends. It returns the
+// ranges it read.
+func (c *cli) scanTopic(ctx context.Context, cfg *config.Config, topic string, ranges map[int32]offsetRange, fn func(*kgo.Record) bool) (map[int32]offsetRange, error) {
 	if ranges == nil {
 		var err error
 		if ranges, err = c.partitionRanges(ctx, cfg, topic); err != nil {
@@ -116,13 +117,14 @@ func (c *cli) scanTopic(ctx context.Context, cfg *config.Config, topic string, r
 		if ferr != nil {
 			return nil, fmt.Errorf("read %s: %w", topic, ferr)
 		}
+		stop := false
 		fs.EachRecord(func(r *kgo.Record) {
 			last, ok := remaining[r.Partition]
-			if !ok {
+			if !ok || stop {
 				return
 			}
 			if r.Offset <= last && !r.Attrs.IsControl() && r.Offset >= ranges[r.Partition].start {
-				fn(r)
+				stop = !fn(r)
 			}
 			// Past the last offset wanted (compaction may have removed
 			// it): the partition is done.
@@ -130,6 +132,9 @@ func (c *cli) scanTopic(ctx context.Context, cfg *config.Config, topic string, r
 				delete(remaining, r.Partition)
 			}
 		})
+		if stop {
+			break
+		}
 	}
 	return ranges, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func replayCommand() *command {
@@ -35,6 +36,12 @@ Refused (exit 1), changing nothing:
     up to there, and moving it forward would skip records;
   - when a partition's committed offset is after -to: the group would also re-run
     records past the range (use -to end to re-run everything since -from).
+
+Offsets between the group and the range that hold only transaction markers or
+aborted records (the planner writes batches in transactions) count as neither. A
+partition the group has no offset for is left unchanged: every stage reads such a
+partition from its start, which re-runs the range already. Counts are of offsets, so
+on a transactional topic they include the markers.
 
 The plan is printed per partition; -dry-run prints it and stops. A partition already
 at its range start is left unchanged, with its commit's metadata (where the planner
@@ -86,13 +93,28 @@ keeps the checkpoint of a campaign in progress).`,
 					return err
 				}
 				defer cl.Close()
-				r := replay{adm: adm, topic: *topic, group: *group}
+				r := replay{adm: adm, topic: *topic, group: *group,
+					hasRecords: func(ctx context.Context, p int32, lo, hi int64) (bool, error) {
+						found := false
+						_, err := c.scanTopic(ctx, cfg, *topic, map[int32]offsetRange{p: {start: lo, end: hi}}, func(*kgo.Record) bool {
+							found = true
+							return false
+						})
+						if err != nil {
+							return false, fmt.Errorf("read %s/%d from %d to %d, between the group and the range: %w", *topic, p, lo, hi, err)
+						}
+						return found, nil
+					}}
 				plan, err := r.plan(ctx, *from, fromAt, *to, toAt)
 				if err != nil {
 					return err
 				}
 				total := int64(0)
 				for _, p := range plan {
+					if p.committed < 0 {
+						fmt.Fprintf(c.stdout, "%s/%d: no committed offset, unchanged (the stage reads it from its start)\n", r.topic, p.partition)
+						continue
+					}
 					if p.target == p.committed {
 						fmt.Fprintf(c.stdout, "%s/%d: %d, unchanged\n", r.topic, p.partition, p.committed)
 						continue
@@ -137,11 +159,14 @@ func parseReplayTime(name, v string, now time.Time) (time.Time, error) {
 type replay struct {
 	adm          *kadm.Client
 	topic, group string
+	// hasRecords says whether partition holds a committed record (not a
+	// transaction marker, not an aborted record) in [lo, hi).
+	hasRecords func(ctx context.Context, partition int32, lo, hi int64) (bool, error)
 }
 
 type partitionPlan struct {
 	partition         int32
-	committed, target int64
+	committed, target int64 // both -1: the group has no offset here
 	leaderEpoch       int32
 }
 
@@ -256,11 +281,37 @@ func (r replay) plan(ctx context.Context, from string, fromAt time.Time, to stri
 	for _, p := range partitions {
 		o, ok := fetched.Lookup(r.topic, p)
 		if !ok || o.At < 0 {
-			problems = append(problems, fmt.Sprintf("%s/%d: the group has no committed offset", r.topic, p))
+			// Every stage starts a partition it has no offset for at the
+			// partition's start, which re-runs the range already.
+			plan = append(plan, partitionPlan{partition: p, committed: -1, target: -1, leaderEpoch: -1})
 			continue
 		}
 		anyCommitted = true
 		target, end := starts[p], ends[p]
+		// On a topic written in transactions (the planner's batches), a
+		// group past the last record of a transaction stands after its
+		// commit marker, which has a timestamp of its own; offsets between
+		// the group and the range that hold only markers and aborted
+		// records are nothing to skip and nothing to re-run.
+		var lo, hi int64
+		switch {
+		case o.At < target:
+			lo, hi = o.At, target
+		case o.At > end:
+			lo, hi = end, o.At
+		}
+		if hi > lo {
+			has, err := r.hasRecords(ctx, p, lo, hi)
+			if err != nil {
+				return nil, err
+			}
+			if !has && o.At < target {
+				target = o.At
+			}
+			if !has && o.At > end {
+				end = o.At
+			}
+		}
 		switch {
 		case o.At < target:
 			problems = append(problems, fmt.Sprintf("%s/%d: the group is at %d, before the range start %d: moving it would skip %d records it has not processed",

@@ -208,18 +208,19 @@ func (t *resultsTally) read(ctx context.Context, c *cli, cfg *config.Config) (ma
 		}
 		rows = rows[:0]
 	}
-	if _, err := c.scanTopic(ctx, cfg, topic, ranges, func(r *kgo.Record) {
+	if _, err := c.scanTopic(ctx, cfg, topic, ranges, func(r *kgo.Record) bool {
 		res, err := schemas.DecodeResult(r.Value)
 		if err != nil {
 			malformed++ // feedback dead-letters these; status only counts them
-			return
+			return true
 		}
 		if res.CampaignID != t.campaign {
-			return
+			return true
 		}
 		if rows = append(rows, feedback.RowFromResult(res)); len(rows) == cap(rows) {
 			add()
 		}
+		return true
 	}); err != nil {
 		return 0, err
 	}
