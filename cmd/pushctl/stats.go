@@ -14,7 +14,6 @@ import (
 
 	"github.com/pushlane/pushlane/internal/config"
 	"github.com/pushlane/pushlane/pipeline/feedback"
-	"github.com/pushlane/pushlane/schemas"
 )
 
 func statsCommand() *command {
@@ -209,7 +208,7 @@ func (t *resultsTally) read(ctx context.Context, c *cli, cfg *config.Config) (ma
 		rows = rows[:0]
 	}
 	if _, err := c.scanTopic(ctx, cfg, topic, ranges, func(r *kgo.Record) bool {
-		res, err := schemas.DecodeResult(r.Value)
+		res, err := feedback.DecodeResult(r.Value)
 		if err != nil {
 			malformed++ // feedback dead-letters these; status only counts them
 			return true

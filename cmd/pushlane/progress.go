@@ -79,7 +79,7 @@ func (t *tracker) run(ctx context.Context) {
 		}
 		var rows []feedback.Row
 		fs.EachRecord(func(r *kgo.Record) {
-			res, err := schemas.DecodeResult(r.Value)
+			res, err := feedback.DecodeResult(r.Value)
 			if err != nil {
 				t.mu.Lock()
 				t.bad++

@@ -32,14 +32,14 @@ func BenchmarkDecodeResult(b *testing.B) {
 	}
 }
 
-// BenchmarkDecodeResultFast is decodeResult on a valid event: the fast
+// BenchmarkDecodeResultFast is DecodeResult on a valid event: the fast
 // path feedback takes for every well-formed result.
 func BenchmarkDecodeResultFast(b *testing.B) {
 	v := benchResultBytes(b)
 	b.SetBytes(int64(len(v)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := decodeResult(v); err != nil {
+		if _, err := DecodeResult(v); err != nil {
 			b.Fatal(err)
 		}
 	}

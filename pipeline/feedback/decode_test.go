@@ -69,9 +69,9 @@ func TestDecodeResultFastAgreesWithTheSchema(t *testing.T) {
 				t.Errorf("fast path decoded\n%+v\nschema path\n%+v", fast, want)
 			}
 		}
-		got, gotErr := decodeResult(in)
+		got, gotErr := DecodeResult(in)
 		if (gotErr == nil) != (wantErr == nil) || (gotErr == nil && !reflect.DeepEqual(got, want)) {
-			t.Errorf("decodeResult = %v, %v; schemas.DecodeResult = %v, %v for\n%s", got, gotErr, want, wantErr, in)
+			t.Errorf("DecodeResult = %v, %v; schemas.DecodeResult = %v, %v for\n%s", got, gotErr, want, wantErr, in)
 		}
 	}
 	if fastAccepted < 4 {

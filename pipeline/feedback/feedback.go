@@ -275,7 +275,7 @@ func (f *Feedback) add(r *kgo.Record) {
 	f.buf.records = append(f.buf.records, r)
 	switch r.Topic {
 	case f.cfg.ResultsTopic:
-		res, err := decodeResult(r.Value)
+		res, err := DecodeResult(r.Value)
 		if err == nil {
 			err = checkResult(res)
 		}
