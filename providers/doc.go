@@ -7,15 +7,16 @@
 //
 //   - delivered: APNs 200, or an FCM message name.
 //   - token_dead: APNs 410 Unregistered (Result.Timestamp keeps Apple's
-//     last-valid time) or ExpiredToken; FCM UNREGISTERED, SENDER_ID_MISMATCH,
-//     and INVALID_ARGUMENT only when Google says the registration token is
-//     invalid.
+//     last-valid time) or ExpiredToken; FCM UNREGISTERED, and INVALID_ARGUMENT
+//     only when Google says the registration token is invalid.
 //   - token_suspect: APNs BadDeviceToken, DeviceTokenNotForTopic or
-//     MissingDeviceToken. Often a sandbox/production mix-up: quarantine, do not
-//     delete.
+//     MissingDeviceToken; FCM SENDER_ID_MISMATCH. Often a sandbox/production
+//     or project mix-up that every token of the app reports at once:
+//     quarantine, do not delete.
 //   - retryable: APNs 429, 500, 503 (ServiceUnavailable, Shutdown),
-//     IdleTimeout, TooManyProviderTokenUpdates; FCM QUOTA_EXCEEDED,
-//     UNAVAILABLE, INTERNAL; transport errors. The dispatcher waits
+//     IdleTimeout, TooManyProviderTokenUpdates; FCM QUOTA_EXCEEDED (at
+//     least a minute later when Google sends no Retry-After), UNAVAILABLE,
+//     INTERNAL; transport errors. The dispatcher waits
 //     Backoff(attempt, Result.RetryAfter) and tries again, at most MaxAttempts
 //     times.
 //   - payload_rejected: the content is wrong. Never retried, never blamed on

@@ -21,24 +21,24 @@
 // # Token hygiene (MySQL)
 //
 //   - token_dead results deactivate the device (reason = the provider's:
-//     Unregistered, ExpiredToken, UNREGISTERED, SENDER_ID_MISMATCH,
-//     INVALID_ARGUMENT — the provider classifies only the token-invalid
-//     INVALID_ARGUMENT as token_dead). The evidence time is APNs' 410
+//     Unregistered, ExpiredToken, UNREGISTERED, INVALID_ARGUMENT — the
+//     provider classifies only the token-invalid INVALID_ARGUMENT as
+//     token_dead). The evidence time is APNs' 410
 //     timestamp for Unregistered, the result's time otherwise. The device
 //     is deactivated only if active and registered_at < evidence time, so a
 //     token the app re-registered after it stays active. deactivated_at
 //     records the evidence time; newer evidence against a device already
 //     inactive moves it (and the reason) forward, so a registration must
 //     beat the latest evidence to reactivate it.
-//   - token_suspect results (BadDeviceToken, DeviceTokenNotForTopic) are
-//     quarantined as strikes in device_strikes, keyed (app, token,
-//     result_id), so a replayed result is one strike. A device is
-//     deactivated (reason suspect_strikes, at its latest strike) when it has
-//     feedback.suspect_strikes (default 3) strikes newer than its
-//     registered_at; a re-registration therefore starts the count again,
-//     and one older than the last strike reactivates a device the strikes
-//     deactivated if fewer than N strikes are newer than it.
-//     0 records strikes and never deactivates (report only: query
+//   - token_suspect results (BadDeviceToken, DeviceTokenNotForTopic,
+//     SENDER_ID_MISMATCH) are quarantined as strikes in device_strikes,
+//     keyed (app, token, result_id), so a replayed result is one strike. A
+//     device is deactivated (reason suspect_strikes, at its latest strike)
+//     when it has feedback.suspect_strikes (default 3) strikes newer than
+//     its registered_at; a re-registration therefore starts the count
+//     again, and one older than the last strike reactivates a device the
+//     strikes deactivated if fewer than N strikes are newer than it. 0
+//     records strikes and never deactivates (report only: query
 //     device_strikes).
 //   - Registrations upsert the device: registered_at = max(stored, event);
 //     the profile (platform, user, locale, timezone) follows the newest

@@ -15,7 +15,7 @@ import (
 
 // Deactivation reasons written to devices.deactivation_reason besides the
 // provider's own reason (Unregistered, ExpiredToken, UNREGISTERED,
-// SENDER_ID_MISMATCH, INVALID_ARGUMENT).
+// INVALID_ARGUMENT).
 const (
 	ReasonSuspectStrikes    = "suspect_strikes"
 	ReasonUnregisteredByApp = "unregistered_by_app"

@@ -5,6 +5,9 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pushlane/pushlane/providers"
 )
 
 // jsonName is what the sender did before the fast path: encoding/json.
@@ -112,6 +115,37 @@ func TestReadAnswer(t *testing.T) {
 		got, err := readAnswer(c.r, buf[:])
 		if err != c.wantErr || string(got) != c.want {
 			t.Errorf("readAnswer = %.40q…, %v; want %.40q…, %v", got, err, c.want, c.wantErr)
+		}
+	}
+}
+
+func TestAnswerWithoutMessageNameIsDelivered(t *testing.T) {
+	// FCM took the message: a retry would send it twice.
+	if r := answer(200, []byte(`{}`), ""); r.Outcome != providers.Delivered || r.ProviderID != "" || r.Err != nil {
+		t.Errorf("200 {} = %+v, want delivered", r)
+	}
+}
+
+func TestQuotaWithoutRetryAfterWaitsAMinute(t *testing.T) {
+	quota := []byte(`{"error":{"code":429,"message":"Quota exceeded.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"QUOTA_EXCEEDED"}]}}`)
+	bare := []byte(`{"error":{"code":429,"message":"Too many requests.","status":"RESOURCE_EXHAUSTED"}}`)
+	unavailable := []byte(`{"error":{"code":503,"message":"Unavailable.","status":"UNAVAILABLE","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"UNAVAILABLE"}]}}`)
+	for _, c := range []struct {
+		name   string
+		status int
+		body   []byte
+		header string
+		want   time.Duration
+	}{
+		{"QUOTA_EXCEEDED without Retry-After", 429, quota, "", QuotaRetryAfter},
+		{"429 without a code or Retry-After", 429, bare, "", QuotaRetryAfter},
+		{"QUOTA_EXCEEDED with Retry-After", 429, quota, "7", 7 * time.Second},
+		{"QUOTA_EXCEEDED with Retry-After 0", 429, quota, "0", 0},
+		{"UNAVAILABLE without Retry-After", 503, unavailable, "", 0},
+	} {
+		r := answer(c.status, c.body, c.header)
+		if r.Outcome != providers.Retryable || r.RetryAfter != c.want {
+			t.Errorf("%s: %s after %v, want retryable after %v", c.name, r.Outcome, r.RetryAfter, c.want)
 		}
 	}
 }

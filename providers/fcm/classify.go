@@ -8,6 +8,10 @@ import (
 	"github.com/pushlane/pushlane/providers"
 )
 
+// QuotaRetryAfter is the wait an exceeded quota gets when Google names
+// none (Result.RetryAfter is then this, not a header).
+const QuotaRetryAfter = time.Minute
+
 // APIError is an FCM v1 error answer.
 type APIError struct {
 	Status     int    // HTTP status
@@ -48,7 +52,8 @@ func (e *APIError) TokenInvalid() bool {
 
 // Classify maps an FCM error to its outcome:
 //
-//	UNREGISTERED, SENDER_ID_MISMATCH         token dead
+//	UNREGISTERED                             token dead
+//	SENDER_ID_MISMATCH                       token suspect
 //	INVALID_ARGUMENT about the token         token dead
 //	INVALID_ARGUMENT otherwise               payload rejected
 //	QUOTA_EXCEEDED, UNAVAILABLE, INTERNAL    retryable
@@ -57,8 +62,16 @@ func (e *APIError) TokenInvalid() bool {
 //	                                         token or project), 429/5xx retryable, other 4xx payload rejected
 func Classify(e *APIError) providers.Outcome {
 	switch e.ErrorCode {
-	case "UNREGISTERED", "SENDER_ID_MISMATCH":
+	case "UNREGISTERED":
 		return providers.TokenDead
+	case "SENDER_ID_MISMATCH":
+		// The token belongs to another sender. That is also what every
+		// token of an app says when its service account is the wrong
+		// project, and deleting them all for a configuration mistake is
+		// not undone by fixing it: quarantined as suspect, like APNs'
+		// DeviceTokenNotForTopic, they are deactivated only after
+		// feedback.suspect_strikes strikes.
+		return providers.TokenSuspect
 	case "INVALID_ARGUMENT":
 		if e.TokenInvalid() {
 			return providers.TokenDead

@@ -65,8 +65,14 @@ func (s *Sender) Prepare(m *providers.Message) (providers.Prepared, error) {
 // PrepareFCM is Prepare returning the concrete type.
 func (s *Sender) PrepareFCM(m *providers.Message) (*Prepared, error) { return s.prepare(m) }
 
+// reservedKey: the data keys FCM keeps for itself ("from, or gcm, or any
+// value prefixed by google", ErrorCode's INVALID_ARGUMENT; message_type and
+// the gcm. prefix from the Message reference). Only keys certainly refused
+// are refused here: a key FCM would accept, refused locally, would fail a
+// whole campaign, while one it refuses costs one payload_rejected answer.
+// "notification", listed in older documents, is accepted by the API.
 func reservedKey(k string) bool {
-	return k == "from" || k == "notification" || k == "message_type" || strings.HasPrefix(k, "google.") || strings.HasPrefix(k, "gcm.")
+	return k == "from" || k == "gcm" || k == "message_type" || strings.HasPrefix(k, "google.") || strings.HasPrefix(k, "gcm.")
 }
 
 func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
@@ -81,7 +87,10 @@ func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
 		return nil, reject("data and notification are " + strconv.Itoa(size) + " bytes, limit 4096")
 	}
 	now := s.cfg.Clock()
-	ttl := m.TTL
+	// hasTTL: a lifetime is sent, even one of 0 s. An expiry less than a
+	// second away truncates to 0, and an absent TTL is FCM's default of
+	// four weeks: the message would outlive its expiry by that much.
+	ttl, hasTTL := m.TTL, m.TTL > 0 || !m.Expiration.IsZero()
 	if !m.Expiration.IsZero() {
 		if !m.Expiration.After(now) {
 			return nil, reject("expiration " + m.Expiration.UTC().Format(time.RFC3339) + " has passed")
@@ -115,12 +124,12 @@ func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
 	}
 	switch m.Platform {
 	case providers.PlatformIOS:
-		msg.APNS = apnsOverride(m, apnsPrio, ttl, now)
+		msg.APNS = apnsOverride(m, apnsPrio, ttl, hasTTL, now)
 	case providers.PlatformWeb:
-		msg.Webpush = webpushOverride(m, urgency, ttl)
+		msg.Webpush = webpushOverride(m, urgency, ttl, hasTTL)
 	default:
 		a := &messaging.AndroidConfig{CollapseKey: m.CollapseID, Priority: androidPrio}
-		if ttl > 0 {
+		if hasTTL {
 			a.TTL = &ttl
 		}
 		if m.AndroidChannel != "" || m.Sound != "" {
@@ -135,12 +144,15 @@ func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
 	return &Prepared{s: s, Message: msg, head: head, tail: tail}, nil
 }
 
-func apnsOverride(m *providers.Message, prio string, ttl time.Duration, now time.Time) *messaging.APNSConfig {
+func apnsOverride(m *providers.Message, prio string, ttl time.Duration, hasTTL bool, now time.Time) *messaging.APNSConfig {
 	h := map[string]string{}
 	if prio != "" {
 		h["apns-priority"] = prio
 	}
-	if ttl > 0 {
+	switch {
+	case hasTTL && ttl == 0:
+		h["apns-expiration"] = "0" // Apple's "deliver once, do not store"
+	case hasTTL:
 		h["apns-expiration"] = strconv.FormatInt(now.Add(ttl).Unix(), 10)
 	}
 	if m.CollapseID != "" {
@@ -157,9 +169,9 @@ func apnsOverride(m *providers.Message, prio string, ttl time.Duration, now time
 	return &messaging.APNSConfig{Headers: h, Payload: &messaging.APNSPayload{Aps: aps}}
 }
 
-func webpushOverride(m *providers.Message, urgency string, ttl time.Duration) *messaging.WebpushConfig {
+func webpushOverride(m *providers.Message, urgency string, ttl time.Duration, hasTTL bool) *messaging.WebpushConfig {
 	h := map[string]string{}
-	if ttl > 0 {
+	if hasTTL {
 		h["TTL"] = strconv.FormatInt(int64(ttl/time.Second), 10)
 	}
 	if urgency != "" {

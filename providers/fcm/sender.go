@@ -521,15 +521,18 @@ func (s *Sender) do(ctx context.Context, body []byte, at string) (providers.Resu
 // answer classifies an answer: status, body and Retry-After value.
 func answer(status int, raw []byte, retry string) providers.Result {
 	if status == http.StatusOK {
-		name := messageName(raw)
-		if name == "" {
-			return providers.Result{Outcome: providers.Retryable, Status: 200, Reason: "BadAnswer",
-				Err: fmt.Errorf("fcm: 200 without a message name: %q", raw)}
-		}
-		return providers.Result{Outcome: providers.Delivered, Status: 200, ProviderID: name}
+		// A 200 is FCM taking the message, name or not: retrying one
+		// without a name would send it twice.
+		return providers.Result{Outcome: providers.Delivered, Status: 200, ProviderID: messageName(raw)}
 	}
 	ae := parseError(status, raw)
 	ae.RetryAfter = retryAfter(retry, time.Now())
+	if retry == "" && (ae.ErrorCode == "QUOTA_EXCEEDED" || ae.ErrorCode == "" && status == http.StatusTooManyRequests) {
+		// Google's advice for an exceeded quota that names no time:
+		// "exponential backoff with a minimum initial delay of 1 minute".
+		// The quota is per minute, so sooner only earns another 429.
+		ae.RetryAfter = QuotaRetryAfter
+	}
 	return providers.Result{Outcome: Classify(ae), Status: status, Reason: ae.Reason(),
 		RetryAfter: ae.RetryAfter, Err: ae}
 }

@@ -71,6 +71,38 @@ func TestAPNsAndWebpushOverrides(t *testing.T) {
 	check("web-1", `webpush={"headers":{"TTL":"60","Urgency":"low"},"notification":{"body":"b","title":"t"}}`)
 }
 
+// An expiry less than a second away is sent as a lifetime of 0, never
+// left out: without one FCM keeps the message for four weeks.
+func TestExpiryUnderASecondIsSentAsZero(t *testing.T) {
+	sim, acct := startSim(t, nil)
+	s := newSender(t, sim, acct, nil)
+	for _, c := range []struct {
+		platform, token, field, want string
+	}{
+		{providers.PlatformAndroid, "and-0", "android", `{"ttl":"0s"}`},
+		{providers.PlatformIOS, "ios-0", "apns", `{"headers":{"apns-expiration":"0"},"payload":{"aps":{}}}`},
+		{providers.PlatformWeb, "web-0", "webpush", `{"headers":{"TTL":"0"}}`},
+	} {
+		m := &providers.Message{Platform: c.platform, Token: c.token, Data: map[string]string{"k": "v"}, Expiration: time.Now().Add(500 * time.Millisecond)}
+		if r := s.Send(context.Background(), m, 1); r.Outcome != providers.Delivered {
+			t.Fatalf("%s: %+v", c.token, r)
+		}
+		rec, _ := sim.Last(c.token)
+		var got map[string]map[string]any
+		if err := json.Unmarshal(rec.Body, &got); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := json.Marshal(got["message"][c.field]); string(b) != c.want {
+			t.Errorf("%s: %s = %s, want %s", c.token, c.field, b, c.want)
+		}
+	}
+	// "notification" is not reserved: FCM takes it as a data key.
+	m := &providers.Message{Platform: providers.PlatformAndroid, Token: "and-1", Data: map[string]string{"notification": "x"}}
+	if r := s.Send(context.Background(), m, 1); r.Outcome != providers.Delivered {
+		t.Errorf("data key notification: %+v", r)
+	}
+}
+
 // Every error code Google documents for FCM v1, answered over the wire.
 func TestEveryFCMErrorOverTheWire(t *testing.T) {
 	sim, acct := startSim(t, nil)
@@ -80,7 +112,7 @@ func TestEveryFCMErrorOverTheWire(t *testing.T) {
 		outcome providers.Outcome
 	}{
 		{fcmsim.Rule{Status: 404, Code: "UNREGISTERED", Message: "Requested entity was not found."}, providers.TokenDead},
-		{fcmsim.Rule{Status: 403, Code: "SENDER_ID_MISMATCH", Message: "SenderId mismatch"}, providers.TokenDead},
+		{fcmsim.Rule{Status: 403, Code: "SENDER_ID_MISMATCH", Message: "SenderId mismatch"}, providers.TokenSuspect},
 		{fcmsim.Rule{Status: 400, Code: "INVALID_ARGUMENT", Message: "The registration token is not a valid FCM registration token"}, providers.TokenDead},
 		{fcmsim.Rule{Status: 400, Code: "INVALID_ARGUMENT", Message: "Invalid value at 'message.android.ttl'"}, providers.PayloadRejected},
 		{fcmsim.Rule{Status: 429, Code: "QUOTA_EXCEEDED", Message: "Quota exceeded."}, providers.Retryable},
@@ -121,7 +153,7 @@ func TestDefaultTokenRules(t *testing.T) {
 	}{
 		{"dead-1", "UNREGISTERED", providers.TokenDead},
 		{"bad-1", "INVALID_ARGUMENT", providers.TokenDead},
-		{"other-1", "SENDER_ID_MISMATCH", providers.TokenDead},
+		{"other-1", "SENDER_ID_MISMATCH", providers.TokenSuspect},
 		{"throttled-1", "QUOTA_EXCEEDED", providers.Retryable},
 		{"unavailable-1", "UNAVAILABLE", providers.Retryable},
 		{"internal-1", "INTERNAL", providers.Retryable},
@@ -182,6 +214,9 @@ func TestValidationRejectsWithoutCallingGoogle(t *testing.T) {
 	}{
 		{providers.Message{Data: map[string]string{"from": "x"}}, `data key "from" is reserved`},
 		{providers.Message{Data: map[string]string{"google.x": "x"}}, `data key "google.x" is reserved`},
+		{providers.Message{Data: map[string]string{"gcm": "x"}}, `data key "gcm" is reserved`},
+		{providers.Message{Data: map[string]string{"gcm.n.e": "x"}}, `data key "gcm.n.e" is reserved`},
+		{providers.Message{Data: map[string]string{"message_type": "x"}}, `data key "message_type" is reserved`},
 		{providers.Message{Body: strings.Repeat("b", 4097)}, "4097 bytes, limit 4096"},
 		{providers.Message{Title: "t", TTL: 29 * 24 * time.Hour}, "outside 0–2419200 s"},
 		{providers.Message{Title: "t", Priority: "asap"}, `got "asap"`},
