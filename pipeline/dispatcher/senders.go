@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"cmp"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -70,6 +71,13 @@ func BuildApps(apps map[string]config.App, halt *providers.Halt, log *slog.Logge
 	// One APNs provider token per key: Apple allows one refresh per 20
 	// minutes per key, so apps sharing a key share its token.
 	tokens := map[string]*apns.ProviderToken{}
+	// One FCM quota bucket per Firebase project: Google counts the
+	// project's messages, whichever app sends them.
+	type projectQuota struct {
+		q   *fcm.Quota
+		app string
+	}
+	quotas := map[string]projectQuota{}
 	names := make([]string, 0, len(apps))
 	for n := range apps {
 		names = append(names, n)
@@ -112,16 +120,25 @@ func BuildApps(apps map[string]config.App, halt *providers.Halt, log *slog.Logge
 				_ = closeAll()
 				return nil, nil, fmt.Errorf("apps.%s.fcm.ca_file: %w", name, err)
 			}
+			shared, found := quotas[c.ProjectID]
+			if found && shared.q.PerMinute() != cmp.Or(c.QuotaPerMinute, fcm.DefaultQuotaPerMinute) {
+				_ = closeAll()
+				return nil, nil, fmt.Errorf("apps.%s.fcm.quota_per_minute: %d, but apps.%s.fcm.quota_per_minute is %d for the same project %s: the apps share its one quota, so give them the same value",
+					name, c.QuotaPerMinute, shared.app, shared.q.PerMinute(), c.ProjectID)
+			}
 			s, err := fcm.New(fcm.Config{
 				App: name, ProjectID: c.ProjectID, ServiceAccountFile: c.ServiceAccountFile,
 				// The config documents the endpoint with its /v1, the
 				// sender appends /v1 itself.
 				Endpoint: strings.TrimSuffix(strings.TrimSuffix(c.Endpoint, "/"), "/v1"),
-				RootCAs:  pool, Concurrency: c.Concurrency, QuotaPerMinute: c.QuotaPerMinute, Halt: halt,
+				RootCAs:  pool, Concurrency: c.Concurrency, QuotaPerMinute: c.QuotaPerMinute, Quota: shared.q, Halt: halt,
 			}, log, reg)
 			if err != nil {
 				_ = closeAll()
 				return nil, nil, fmt.Errorf("apps.%s.fcm: %w", name, err)
+			}
+			if !found {
+				quotas[c.ProjectID] = projectQuota{q: s.Quota(), app: name}
 			}
 			a.FCM = s
 			closers = append(closers, s)
