@@ -254,7 +254,20 @@ func (c *Config) validate() []string {
 		}
 	}
 
-	for name, app := range c.Apps {
+	// Apps in name order, so a clash between two apps is reported the same
+	// way every time.
+	appNames := make([]string, 0, len(c.Apps))
+	for name := range c.Apps {
+		appNames = append(appNames, name)
+	}
+	sort.Strings(appNames)
+	type projectQuota struct {
+		app   string
+		quota int
+	}
+	projects := map[string]projectQuota{}
+	for _, name := range appNames {
+		app := c.Apps[name]
 		key := "apps." + name
 		if app.APNS == nil && app.FCM == nil {
 			add(key, "needs an apns or fcm section")
@@ -292,6 +305,13 @@ func (c *Config) validate() []string {
 				if a.TeamID == "" {
 					add(k+".team_id", "required for token auth")
 				}
+				// Apple's ids are ten letters and digits; the provider
+				// token APNs refuses otherwise is a halted app.
+				for _, id := range []struct{ key, v string }{{k + ".key_id", a.KeyID}, {k + ".team_id", a.TeamID}} {
+					if id.v != "" && !appleID.MatchString(id.v) {
+						add(id.key, "%q is not Apple's 10-character id (letters and digits)", id.v)
+					}
+				}
 				readable(k+".key_file", a.KeyFile)
 			case cert:
 				readable(k+".cert_file", a.CertFile)
@@ -299,8 +319,8 @@ func (c *Config) validate() []string {
 				add(k, "needs token auth (key_file, key_id, team_id) or certificate auth (cert_file)")
 			}
 			readable(k+".ca_file", a.CAFile)
-			if a.Connections < 1 {
-				add(k+".connections", "must be at least 1")
+			if a.Connections < 1 || a.Connections > 64 {
+				add(k+".connections", "must be 1 to 64, not %d", a.Connections)
 			}
 		}
 		if f := app.FCM; f != nil {
@@ -316,8 +336,16 @@ func (c *Config) validate() []string {
 			if f.Concurrency < 1 {
 				add(k+".concurrency", "must be at least 1")
 			}
-			if f.QuotaPerMinute < 1 {
-				add(k+".quota_per_minute", "must be at least 1")
+			if f.QuotaPerMinute < 2 {
+				add(k+".quota_per_minute", "must be at least 2, not %d", f.QuotaPerMinute)
+			}
+			// Google counts a project's messages whichever app sends
+			// them: the apps of one project share one bucket.
+			if p, ok := projects[f.ProjectID]; ok && f.ProjectID != "" && p.quota != f.QuotaPerMinute {
+				add(k+".quota_per_minute", "%d, but apps.%s.fcm.quota_per_minute is %d for the same project %s: the apps share its one quota, so give them the same value",
+					f.QuotaPerMinute, p.app, p.quota, f.ProjectID)
+			} else if !ok {
+				projects[f.ProjectID] = projectQuota{app: name, quota: f.QuotaPerMinute}
 			}
 		}
 	}
@@ -439,6 +467,9 @@ func (c *Config) validate() []string {
 var topicName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,249}$`)
 
 var clickhouseIdent = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+
+// appleID is the form of Apple's key and team ids.
+var appleID = regexp.MustCompile(`^[A-Za-z0-9]{10}$`)
 
 // checkHostPort accepts host:port (a name, an IPv4 address or a bracketed
 // IPv6 one), which is what the Kafka and ClickHouse clients dial.

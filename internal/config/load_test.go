@@ -200,7 +200,15 @@ apps:
       key_file: $DIR/AuthKey.p8
       key_id: ABC123
       team_id: TEAM1
-      connections: 0
+      connections: 65
+    fcm:
+      project_id: shop-prod
+      service_account_file: $DIR/AuthKey.p8
+      quota_per_minute: 1
+  news:
+    fcm:
+      project_id: shop-prod
+      service_account_file: $DIR/AuthKey.p8
 kafka:
   sasl:
     mechanism: gssapi
@@ -218,9 +226,13 @@ feedback:
   flush_interval: 0s
 `)
 	want := []string{
-		"apps.shop.apns.connections: must be at least 1",
+		"apps.shop.apns.connections: must be 1 to 64, not 65",
 		`apps.shop.apns.environment: must be development or production, not "prod"`,
+		`apps.shop.apns.key_id: "ABC123" is not Apple's 10-character id (letters and digits)`,
+		`apps.shop.apns.team_id: "TEAM1" is not Apple's 10-character id (letters and digits)`,
 		"apps.shop.concurrency: must be at least 1",
+		"apps.shop.fcm.quota_per_minute: 1, but apps.news.fcm.quota_per_minute is 600000 for the same project shop-prod: the apps share its one quota, so give them the same value",
+		"apps.shop.fcm.quota_per_minute: must be at least 2, not 1",
 		"apps.shop.rate_per_second: must not be negative",
 		"delay.tiers: must be between 1 and 30",
 		"dispatcher.results_linger: must be between 0s and 1s",
@@ -323,8 +335,8 @@ apps:
       environment: production
       topic: com.example.shop
       key_file: $DIR/keys/AuthKey_ABC123.p8
-      key_id: ABC123
-      team_id: TEAM1
+      key_id: ABC123DEFG
+      team_id: TEAM123456
       ca_file: $DIR
     fcm:
       project_id: shop-prod
@@ -372,7 +384,7 @@ apps:
 			[]string{"apps.shop.apns: use token auth (key_file, key_id, team_id) or certificate auth (cert_file), not both"}},
 		{"token auth incomplete", "      key_file: $DIR/AuthKey.p8\n",
 			[]string{"apps.shop.apns.key_id: required for token auth", "apps.shop.apns.team_id: required for token auth"}},
-		{"token auth", "      key_file: $DIR/AuthKey.p8\n      key_id: K\n      team_id: T\n", nil},
+		{"token auth", "      key_file: $DIR/AuthKey.p8\n      key_id: ABC123DEFG\n      team_id: TEAM123456\n", nil},
 		{"certificate auth", "      cert_file: $DIR/shop.p12\n      cert_password: hunter2\n", nil},
 	}
 	for _, c := range cases {
@@ -468,8 +480,8 @@ func TestEnvironmentCreatesAnApp(t *testing.T) {
 		"PUSHLANE_APPS__NEWS__APNS__ENVIRONMENT=production",
 		"PUSHLANE_APPS__NEWS__APNS__TOPIC=com.example.news",
 		"PUSHLANE_APPS__NEWS__APNS__KEY_FILE=" + key,
-		"PUSHLANE_APPS__NEWS__APNS__KEY_ID=ABC123",
-		"PUSHLANE_APPS__NEWS__APNS__TEAM_ID=TEAM1",
+		"PUSHLANE_APPS__NEWS__APNS__KEY_ID=ABC123DEFG",
+		"PUSHLANE_APPS__NEWS__APNS__TEAM_ID=TEAM123456",
 	})
 	if err != nil {
 		t.Fatal(err)
