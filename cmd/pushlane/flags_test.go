@@ -31,6 +31,18 @@ func TestFlagErrorsExitTwo(t *testing.T) {
 	}
 }
 
+// help and -h print the usage with every flag on stdout and exit 0.
+func TestHelpListsTheFlags(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"-h"}, {"demo", "-h"}} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), args, &stdout, &stderr, nil)
+		out := stdout.String() + stderr.String()
+		if code != 0 || !strings.Contains(out, "-devices") || !strings.Contains(out, "-timeout") {
+			t.Errorf("run %q = %d, output %q; want 0 and the flags", args, code, out)
+		}
+	}
+}
+
 func TestDeployDemoLocalConfigIsValid(t *testing.T) {
 	cfg, err := config.Load("../../deploy/demo/local.yaml", nil)
 	if err != nil {

@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	if len(args) == 0 || args[0] != "demo" {
 		if len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 			fmt.Fprint(stdout, usage)
-			newFlags(io.Discard, &demoOptions{}).PrintDefaults()
+			newFlags(stdout, &demoOptions{}).PrintDefaults()
 			return 0
 		}
 		fmt.Fprint(stderr, usage)

@@ -22,9 +22,10 @@ import (
 
 // Main is a stage command's main: it calls run with the process's
 // arguments, standard output and standard error, and when run fails prints
-// "command: error" and exits 1.
+// "command: error" and exits 1. -h, which the flag set has answered with
+// the usage already, is not a failure.
 func Main(command string, run func(ctx context.Context, args []string, stdout, stderr io.Writer) error) {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, command+":", err)
 		os.Exit(1)
 	}
@@ -47,7 +48,7 @@ func NewFlags(command, migrateUsage string, stderr io.Writer) *Flags {
 	f.SetOutput(stderr)
 	f.StringVar(&f.ConfigPath, "config", "", "YAML config `file` (defaults and PUSHLANE_* environment without it)")
 	f.BoolVar(&f.Migrate, "migrate", false, migrateUsage)
-	f.BoolVar(&f.CheckConfig, "check-config", false, "validate the config, print it redacted as JSON, and exit")
+	f.BoolVar(&f.CheckConfig, "check-config", false, "validate the config, print it as sorted key = value lines with secrets masked, and exit")
 	return f
 }
 
