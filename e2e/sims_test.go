@@ -48,11 +48,10 @@ func startSims(t testing.TB, app string) *appSims {
 	// own provider token with the one key; Apple's 20-minute update limit is
 	// the providers' tests' business, not this package's.
 	s.APNs, err = apnssim.New(apnssim.Config{
-		Keys:                      map[string]*ecdsa.PublicKey{key.KeyID: key.Public()},
-		TeamID:                    key.TeamID,
-		Topics:                    []string{bundleID},
-		Environment:               "development",
-		AllowFrequentTokenUpdates: true,
+		Keys:        map[string]*ecdsa.PublicKey{key.KeyID: key.Public()},
+		TeamID:      key.TeamID,
+		Topics:      []string{bundleID},
+		Environment: "development",
 	})
 	if err != nil {
 		t.Fatal(err)

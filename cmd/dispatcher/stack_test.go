@@ -116,8 +116,6 @@ func (s *stack) startSims() map[string]any {
 	s.apns, err = apnssim.New(apnssim.Config{
 		Keys: map[string]*ecdsa.PublicKey{key.KeyID: key.Public()}, TeamID: key.TeamID,
 		Topics: []string{bundleID}, Environment: "development",
-		// Every restart of the binary signs a new provider token.
-		AllowFrequentTokenUpdates: true,
 	})
 	if err != nil {
 		t.Fatal(err)

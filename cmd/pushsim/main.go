@@ -6,10 +6,21 @@
 //
 // It writes (or, with -apns-key / -fcm-service-account, loads) the
 // credentials a sender needs, prints where they are, and writes
-// {dir}/pushsim.env with the same as shell variables. Admin endpoints:
-// /apns/... and /fcm/... (counts, duplicates, fault, goaway, drop, reset; see
-// providers/internal/simcore), GET /apns/jwt (a valid provider token) and
-// GET /fcm/access-token (a valid access token), for h2load.
+// {dir}/pushsim.env with the same as shell variables. With
+// -fcm-service-account the Firebase project is the file's project_id unless
+// -fcm-project names it (and then the two must agree). The fault flags are
+// checked as the admin API checks its parameters. Admin endpoints:
+// /apns/... and /fcm/... (see providers/internal/simcore.AdminHandler):
+//
+//	GET  counts, duplicates, fault
+//	POST fault?rate503=1&for=10s   replace the fault; an unknown parameter is refused (400)
+//	POST goaway, drop              act on every live connection
+//	POST reset                     forget the request counts (requests, accepted, rejected,
+//	                               devices, duplicates); connection and GOAWAY counts, the
+//	                               fault, token rules and auth state stay
+//
+// and GET /apns/jwt (a valid provider token) and GET /fcm/access-token (a
+// valid access token), for h2load.
 package main
 
 import (
@@ -40,7 +51,10 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "pushsim:", err)
 		os.Exit(1)
 	}
@@ -53,7 +67,12 @@ type options struct {
 	fault                                                   apnssim.Fault
 }
 
-func run(args []string, out io.Writer) error {
+// defaultProject is -fcm-project's default, for a generated service account
+// or a loaded one without project_id.
+const defaultProject = "pushlane-demo"
+
+// run starts the simulators and serves until ctx is done.
+func run(ctx context.Context, args []string, out io.Writer) error {
 	var o options
 	fs := flag.NewFlagSet("pushsim", flag.ContinueOnError)
 	fs.StringVar(&o.dir, "dir", "", "directory for the written key, service account and TLS certificates (default: a new temporary directory)")
@@ -62,12 +81,12 @@ func run(args []string, out io.Writer) error {
 	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:8445", "admin HTTP listen address")
 	fs.StringVar(&o.env, "apns-env", "development", "APNs environment: development or production")
 	fs.StringVar(&o.topics, "topics", "com.example.app", "comma-separated bundle IDs the APNs team may push to")
-	fs.StringVar(&o.project, "fcm-project", "pushlane-demo", "Firebase project of the written service account")
+	fs.StringVar(&o.project, "fcm-project", defaultProject, "Firebase project (default with -fcm-service-account: the file's project_id)")
 	fs.StringVar(&o.apnsKey, "apns-key", "", "existing .p8 key to accept instead of generating one (with -apns-key-id, -apns-team-id)")
 	fs.StringVar(&o.apnsKeyID, "apns-key-id", "", "key ID of -apns-key")
 	fs.StringVar(&o.apnsTeamID, "apns-team-id", "", "team ID of -apns-key")
 	fs.StringVar(&o.fcmAccount, "fcm-service-account", "", "existing service-account JSON to accept instead of generating one")
-	fs.BoolVar(&o.allowTokenUpdates, "apns-allow-token-updates", false, "accept provider tokens re-signed more often than every 20 minutes (benchmarks restart senders)")
+	fs.BoolVar(&o.allowTokenUpdates, "apns-allow-token-updates", false, "let a connection change its provider token more often than every 20 minutes (TooManyProviderTokenUpdates off)")
 	fs.Float64Var(&o.fault.Rate429, "rate429", 0, "fraction of sends answered 429")
 	fs.Float64Var(&o.fault.Rate503, "rate503", 0, "fraction of sends answered 503")
 	fs.DurationVar(&o.fault.Latency, "latency", 0, "latency added to every answer")
@@ -75,9 +94,23 @@ func run(args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := o.fault.Check(faultFlag); err != nil {
+		return err
+	}
+	projectSet := false
+	fs.Visit(func(f *flag.Flag) { projectSet = projectSet || f.Name == "fcm-project" })
+	var loaded *serviceAccount
+	if o.fcmAccount != "" {
+		sa, err := loadAccount(o.fcmAccount)
+		if err != nil {
+			return err
+		}
+		if o.project, err = accountProject(o.project, projectSet, sa); err != nil {
+			return err
+		}
+		loaded = sa
+	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	if o.dir == "" {
 		d, err := os.MkdirTemp("", "pushsim-")
 		if err != nil {
@@ -127,9 +160,19 @@ func run(args []string, out io.Writer) error {
 	}
 	fcmURL := "https://" + ln.Addr().String()
 	_ = ln.Close()
-	email, acctFile, pub, err := fcmAccount(o, fcmURL+"/token")
-	if err != nil {
-		return err
+	var email, acctFile string
+	var pub *rsa.PublicKey
+	if loaded != nil {
+		email, acctFile, pub = loaded.email, o.fcmAccount, loaded.pub
+	} else {
+		a, err := fcmsim.NewTestServiceAccount(o.project, fcmURL+"/token")
+		if err != nil {
+			return err
+		}
+		if acctFile, err = a.WriteFile(o.dir); err != nil {
+			return err
+		}
+		email, pub = a.ClientEmail, &a.Private.PublicKey
 	}
 	fcm, err := fcmsim.New(fcmsim.Config{Accounts: map[string]fcmsim.Account{email: {ProjectID: o.project, PublicKey: pub}}, Logger: logger})
 	if err != nil {
@@ -198,39 +241,57 @@ func run(args []string, out io.Writer) error {
 	return nil
 }
 
-// fcmAccount loads -fcm-service-account or writes a new one whose token_uri
-// is tokenURL.
-func fcmAccount(o options, tokenURL string) (email, file string, pub *rsa.PublicKey, err error) {
-	if o.fcmAccount == "" {
-		a, err := fcmsim.NewTestServiceAccount(o.project, tokenURL)
-		if err != nil {
-			return "", "", nil, err
-		}
-		file, err := a.WriteFile(o.dir)
-		return a.ClientEmail, file, &a.Private.PublicKey, err
-	}
-	raw, err := os.ReadFile(o.fcmAccount)
+// faultFlag names a fault setting by its flag, for simcore.Fault.Check.
+func faultFlag(param string) string {
+	return "flag -" + strings.ReplaceAll(param, "_", "-")
+}
+
+// serviceAccount is what the simulator needs of a -fcm-service-account file.
+type serviceAccount struct {
+	email, project string
+	pub            *rsa.PublicKey
+}
+
+// loadAccount reads a service-account file.
+func loadAccount(path string) (*serviceAccount, error) {
+	raw, err := os.ReadFile(path)
 	if err != nil {
-		return "", "", nil, fmt.Errorf("flag -fcm-service-account: %w", err)
+		return nil, fmt.Errorf("flag -fcm-service-account: %w", err)
 	}
 	var sa struct {
+		ProjectID   string `json:"project_id"`
 		ClientEmail string `json:"client_email"`
 		PrivateKey  string `json:"private_key"`
 	}
 	if err := json.Unmarshal(raw, &sa); err != nil {
-		return "", "", nil, fmt.Errorf("flag -fcm-service-account: %w", err)
+		return nil, fmt.Errorf("flag -fcm-service-account: %w", err)
 	}
 	block, _ := pem.Decode([]byte(sa.PrivateKey))
 	if block == nil {
-		return "", "", nil, errors.New("flag -fcm-service-account: private_key holds no PEM block")
+		return nil, errors.New("flag -fcm-service-account: private_key holds no PEM block")
 	}
 	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
-		return "", "", nil, fmt.Errorf("flag -fcm-service-account: private_key: %w", err)
+		return nil, fmt.Errorf("flag -fcm-service-account: private_key: %w", err)
 	}
 	rk, ok := k.(*rsa.PrivateKey)
 	if !ok {
-		return "", "", nil, errors.New("flag -fcm-service-account: private_key is not RSA")
+		return nil, errors.New("flag -fcm-service-account: private_key is not RSA")
 	}
-	return sa.ClientEmail, o.fcmAccount, &rk.PublicKey, nil
+	return &serviceAccount{email: sa.ClientEmail, project: sa.ProjectID, pub: &rk.PublicKey}, nil
+}
+
+// accountProject is the project to serve for a loaded service account: a
+// sender takes the file's project_id, so the simulator must serve that one;
+// -fcm-project may only repeat it.
+func accountProject(flagProject string, flagSet bool, sa *serviceAccount) (string, error) {
+	switch {
+	case sa.project == "":
+		return flagProject, nil
+	case !flagSet:
+		return sa.project, nil
+	case flagProject != sa.project:
+		return "", fmt.Errorf("flag -fcm-project %q does not match project_id %q of flag -fcm-service-account", flagProject, sa.project)
+	}
+	return flagProject, nil
 }

@@ -11,11 +11,14 @@
 //   - Token auth: header {alg: ES256, kid}, claims {iss: team ID, iat}, the
 //     ES256 signature against Config.Keys[kid] (403 InvalidProviderToken),
 //     iat older than one hour (403 ExpiredProviderToken), no authorization
-//     and no client certificate (403 MissingProviderToken). A key whose
-//     tokens change iat less than 20 minutes apart gets 429
-//     TooManyProviderTokenUpdates for the newer token. Verified tokens are
-//     cached, as signature checks per request would make the simulator, not
-//     the sender, the thing measured.
+//     and no client certificate (403 MissingProviderToken). A connection
+//     that presents a token other than the one it last had accepted, less
+//     than 20 minutes after that one was first accepted on it, gets 429
+//     TooManyProviderTokenUpdates (the first token on a connection is always
+//     fine, so processes signing their own tokens with one key each keep
+//     their own connections working; Config.AllowFrequentTokenUpdates turns
+//     the limit off). Verified tokens are cached, as signature checks per
+//     request would make the simulator, not the sender, the thing measured.
 //   - Certificate auth (Config.ClientCAs): the certificate's UID is the
 //     bundle ID it may push to (400 TopicDisallowed otherwise); Apple's
 //     development/production extensions must match Config.Environment (403
@@ -31,9 +34,9 @@
 //     (400 PayloadEmpty) and at most 4096 bytes, 5120 for voip (413
 //     PayloadTooLarge).
 //
-// Answers carry apns-id (the request's, or a new UUID), apns-unique-id in
-// development, and for errors a body {"reason": "..."}; 410 adds
-// "timestamp" in milliseconds.
+// Answers carry apns-id (the request's, or a new UUID), apns-unique-id (a
+// UUID of its own) in development, and for errors a body {"reason": "..."};
+// 410 adds "timestamp" in milliseconds.
 //
 // # Outcomes by token
 //
@@ -55,9 +58,13 @@
 // # Faults and counts
 //
 // SetFault injects 429/503 at a rate, for a time or a number of requests,
-// added latency, and GOAWAY after every N requests on a connection;
-// GoAwayAll and DropAll act on the live connections now. ExpireProviderTokens
-// makes every token seen so far answer ExpiredProviderToken. Counts,
-// AcceptedFor and Duplicates give exact per-token accept counts. Admin
-// serves the same over HTTP (see cmd/pushsim).
+// added latency, and GOAWAY after every N requests on a connection. Only a
+// request that passed every check above and would be accepted meets an
+// injected 429/503 (and uses up its Count): a refused one keeps its own
+// answer. Injected answers carry Retry-After if the fault sets it, which
+// Apple does not document. GoAwayAll and DropAll act on the live
+// connections now. ExpireProviderTokens makes every token seen so far answer
+// ExpiredProviderToken. Counts, AcceptedFor and Duplicates give exact
+// per-token accept counts; Reset forgets those counts only. Admin serves the
+// same over HTTP (see cmd/pushsim).
 package apnssim

@@ -69,7 +69,8 @@ type Config struct {
 	Rules  []Rule
 	Tokens map[string]Rule
 	// AllowFrequentTokenUpdates turns off the 20-minute provider token update
-	// limit (TooManyProviderTokenUpdates).
+	// limit (TooManyProviderTokenUpdates): a connection may then change its
+	// token at any time.
 	AllowFrequentTokenUpdates bool
 	// Record keeps the last accepted request of each token (Last).
 	Record bool
@@ -97,10 +98,9 @@ type Server struct {
 	tokenRules map[string]Rule
 
 	authMu      sync.Mutex
-	verified    map[string]*verifiedToken // by bearer
-	keyIat      map[string]int64          // key ID → iat of the newest accepted token
-	expiredTill map[string]int64          // key ID → tokens with iat < this answer ExpiredProviderToken
-	updates     map[string]int            // key ID → accepted distinct iats
+	verified    map[string]*verifiedToken     // by bearer
+	expiredTill map[string]int64              // key ID → tokens with iat < this answer ExpiredProviderToken
+	iats        map[string]map[int64]struct{} // key ID → iats of the tokens accepted
 
 	idPrefix [8]byte
 	idSeq    atomic.Uint64
@@ -112,6 +112,16 @@ type verifiedToken struct {
 	iat    int64
 	reason string // "" if valid
 	status int
+	// counted is set once the token was accepted and its iat added to
+	// Server.iats.
+	counted bool
+}
+
+// connToken is the provider token a connection has in use: the bearer it
+// last had accepted, and that token's iat. Guarded by Server.authMu.
+type connToken struct {
+	bearer string
+	iat    int64
 }
 
 // New validates cfg and returns a server that is not listening yet.
@@ -149,9 +159,8 @@ func New(cfg Config) (*Server, error) {
 		topics:      make(map[string]bool),
 		tokenRules:  make(map[string]Rule),
 		verified:    make(map[string]*verifiedToken),
-		keyIat:      make(map[string]int64),
 		expiredTill: make(map[string]int64),
-		updates:     make(map[string]int),
+		iats:        make(map[string]map[int64]struct{}),
 	}
 	for _, t := range cfg.Topics {
 		s.topics[t] = true
@@ -161,11 +170,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	_, _ = rand.Read(s.idPrefix[:])
 	s.bodies.New = func() any { b := make([]byte, maxBody+1); return &b }
+	s.faults = simcore.NewFaults()
 	s.h2 = simcore.NewH2Server(simcore.H2Config{
 		Name: "apns", Cert: cert, MaxConcurrentStreams: cfg.MaxConcurrentStreams, MaxHeaderBytes: cfg.MaxHeaderBytes,
 		ClientCAs: cfg.ClientCAs, Logger: cfg.Logger,
+		GoAwayAfter: func() int64 { return s.faults.GoAwayAfter(time.Now()) },
 	}, http.HandlerFunc(s.serveHTTP))
-	s.faults = simcore.NewFaults(s.h2)
 	return s, nil
 }
 
@@ -213,7 +223,10 @@ func (s *Server) Duplicates() map[string]int { return s.counter.DuplicateTokens(
 // Last is the last accepted request of token (Config.Record only).
 func (s *Server) Last(token string) (Recorded, bool) { return s.counter.Last(strings.ToLower(token)) }
 
-// Reset forgets the counts (not the rules, keys or token state).
+// Reset forgets the request counts: requests, accepted, rejected, devices,
+// duplicates and recorded requests. Connection and GOAWAY counts, the
+// fault, token rules, keys and provider-token state (TokenUpdates included)
+// stay.
 func (s *Server) Reset() { s.counter.Reset() }
 
 // SetTokenRule makes token answer with r from now on.
@@ -239,7 +252,7 @@ func (s *Server) ExpireProviderTokens() {
 func (s *Server) TokenUpdates(keyID string) int {
 	s.authMu.Lock()
 	defer s.authMu.Unlock()
-	return s.updates[keyID]
+	return len(s.iats[keyID])
 }
 
 // Admin registers the admin endpoints under prefix on mux (see
@@ -255,22 +268,29 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if c := simcore.ConnFrom(r.Context()); c != nil {
 		defer c.Served()
 	}
-	status, latency, retryAfter := s.faults.Decide(time.Now())
-	if latency > 0 {
+	if latency := s.faults.Latency(time.Now()); latency > 0 {
 		time.Sleep(latency)
 	}
 	bp := s.bodies.Get().(*[]byte)
 	defer s.bodies.Put(bp)
 	body, st, reason, ts := s.check(r, *bp)
-	if st == 0 && status != 0 {
-		st = status
-		if status == 429 {
-			reason = "TooManyRequests"
-		} else {
-			reason = "ServiceUnavailable"
-		}
-		if retryAfter > 0 {
-			w.Header()["Retry-After"] = []string{strconv.Itoa(int((retryAfter + time.Second - 1) / time.Second))}
+	if st == 0 {
+		// Only a request that would be delivered meets the injected fault,
+		// so a refused one neither hides its reason nor uses up Count.
+		status, retryAfter := s.faults.Decide(time.Now())
+		if status != 0 {
+			st = status
+			if status == 429 {
+				reason = "TooManyRequests"
+			} else {
+				reason = "ServiceUnavailable"
+			}
+			// Apple does not document Retry-After on 429 or 503 answers;
+			// the simulator sends it so a sender's Retry-After handling
+			// (which FCM does exercise) can be tested against APNs too.
+			if retryAfter > 0 {
+				w.Header()["Retry-After"] = []string{strconv.Itoa(int((retryAfter + time.Second - 1) / time.Second))}
+			}
 		}
 	}
 	id := r.Header.Get("apns-id")
@@ -280,7 +300,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h["Apns-Id"] = []string{id}
 	if s.cfg.Environment == "development" {
-		h["Apns-Unique-Id"] = []string{id}
+		// Apple's own identifier for the delivery log, not an echo of
+		// apns-id.
+		h["Apns-Unique-Id"] = []string{s.newID()}
 	}
 	if st != 0 {
 		s.counter.Reject(reason)
@@ -427,7 +449,8 @@ func (s *Server) authorize(r *http.Request, topic string) (int, string) {
 	if !ok {
 		return 403, "InvalidProviderToken"
 	}
-	now := s.cfg.Clock().Unix()
+	at := s.cfg.Clock()
+	now := at.Unix()
 	s.authMu.Lock()
 	defer s.authMu.Unlock()
 	v := s.verified[bearer]
@@ -444,8 +467,37 @@ func (s *Server) authorize(r *http.Request, topic string) (int, string) {
 	if now-v.iat > 3600 || v.iat < s.expiredTill[v.keyID] {
 		return 403, "ExpiredProviderToken"
 	}
+	if c := simcore.ConnFrom(r.Context()); c != nil {
+		ct := c.Local(func() any { return new(connToken) }).(*connToken)
+		if ct.bearer != bearer {
+			// Apple limits how often a connection's token is re-created,
+			// not how many tokens a key has: processes that each sign
+			// their own token, on their own connections, are fine. The
+			// interval is between the tokens' iats, not since the
+			// connection first used the old one: a connection opened
+			// late in a token's life takes its regular refresh.
+			gap := time.Duration(max(v.iat-ct.iat, ct.iat-v.iat)) * time.Second
+			if ct.bearer != "" && gap < tokenUpdateInterval && !s.cfg.AllowFrequentTokenUpdates {
+				return 429, "TooManyProviderTokenUpdates"
+			}
+			ct.bearer, ct.iat = bearer, v.iat
+		}
+	}
+	if !v.counted {
+		v.counted = true
+		iats := s.iats[v.keyID]
+		if iats == nil {
+			iats = make(map[int64]struct{})
+			s.iats[v.keyID] = iats
+		}
+		iats[v.iat] = struct{}{}
+	}
 	return 0, ""
 }
+
+// tokenUpdateInterval: a connection may change to a token issued at least
+// this long before or after the one it has (TooManyProviderTokenUpdates).
+const tokenUpdateInterval = 20 * time.Minute
 
 // verify checks a bearer the simulator has not seen; called with authMu held.
 func (s *Server) verify(bearer string, now int64) *verifiedToken {
@@ -460,20 +512,7 @@ func (s *Server) verify(bearer string, now int64) *verifiedToken {
 	if h.iat > now+60 {
 		return &verifiedToken{status: 403, reason: "InvalidProviderToken"}
 	}
-	v := &verifiedToken{keyID: h.kid, iat: h.iat}
-	newest, seen := s.keyIat[h.kid]
-	switch {
-	case !seen:
-		s.keyIat[h.kid] = h.iat
-		s.updates[h.kid]++
-	case h.iat > newest:
-		if h.iat-newest < 20*60 && !s.cfg.AllowFrequentTokenUpdates {
-			return &verifiedToken{status: 429, reason: "TooManyProviderTokenUpdates"}
-		}
-		s.keyIat[h.kid] = h.iat
-		s.updates[h.kid]++
-	}
-	return v
+	return &verifiedToken{keyID: h.kid, iat: h.iat}
 }
 
 func (s *Server) newID() string {

@@ -19,8 +19,16 @@
 //
 // # Message checks
 //
-// Valid JSON (400 INVALID_ARGUMENT), exactly one of token, topic, condition;
-// no reserved data keys (from, notification, message_type, google.*, gcm.*);
+// The body must be JSON that maps onto SendMessageRequest {validate_only,
+// message} and the Message resource, every documented field under its proto
+// name or its lowerCamelCase JSON name, values of the field's type. Anything
+// else is refused as Google's parser refuses it: 400 INVALID_ARGUMENT with
+// no FcmError and one google.rpc.BadRequest field violation per problem,
+// e.g. for android.priorty the message and description
+// `Invalid JSON payload received. Unknown name "priorty" at
+// 'message.android': Cannot find field.` with field "message.android".
+// Then: exactly one of token, topic, condition;
+// no reserved data keys (from, gcm, message_type, google.*, gcm.*);
 // android.ttl a duration of 0–2,419,200 s; android.priority normal or high;
 // data plus notification title and body at most 4096 bytes.
 //
@@ -38,5 +46,7 @@
 //	prefix apnsauth    → 401 UNAUTHENTICATED, THIRD_PARTY_AUTH_ERROR
 //
 // Every other token is accepted: {"name": "projects/{p}/messages/{id}"}.
-// Faults, counts and the admin endpoints are the same as apnssim's.
+// Faults, counts and the admin endpoints are the same as apnssim's: only a
+// send that passed every check and would be accepted meets an injected
+// 429/503 (and uses up its Count); Reset forgets the request counts only.
 package fcmsim

@@ -93,6 +93,8 @@ type Server struct {
 	access   map[string]accessToken
 	tokenReq atomic.Int64
 	idSeq    atomic.Uint64
+
+	schema *schema
 }
 
 type accessToken struct {
@@ -126,16 +128,16 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, cert: cert, counter: simcore.NewCounter(cfg.Record),
-		tokenRules: make(map[string]Rule), access: make(map[string]accessToken)}
+	s := &Server{cfg: cfg, cert: cert, counter: simcore.NewCounter(cfg.Record), faults: simcore.NewFaults(),
+		tokenRules: make(map[string]Rule), access: make(map[string]accessToken), schema: newSchema()}
 	for t, r := range cfg.Tokens {
 		s.tokenRules[t] = r
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/token", s.serveToken)
 	mux.HandleFunc("/v1/projects/", s.serveSend)
-	s.h2 = simcore.NewH2Server(simcore.H2Config{Name: "fcm", Cert: cert, MaxConcurrentStreams: cfg.MaxConcurrentStreams, Logger: cfg.Logger}, mux)
-	s.faults = simcore.NewFaults(s.h2)
+	s.h2 = simcore.NewH2Server(simcore.H2Config{Name: "fcm", Cert: cert, MaxConcurrentStreams: cfg.MaxConcurrentStreams, Logger: cfg.Logger,
+		GoAwayAfter: func() int64 { return s.faults.GoAwayAfter(time.Now()) }}, mux)
 	return s, nil
 }
 
@@ -190,7 +192,9 @@ func (s *Server) Duplicates() map[string]int { return s.counter.DuplicateTokens(
 // Last is the last accepted request of token (Config.Record only).
 func (s *Server) Last(token string) (Recorded, bool) { return s.counter.Last(token) }
 
-// Reset forgets the counts.
+// Reset forgets the request counts: requests, accepted, rejected, devices,
+// duplicates and recorded requests. Connection and GOAWAY counts,
+// TokenRequests, the fault, token rules and access tokens stay.
 func (s *Server) Reset() { s.counter.Reset() }
 
 // SetTokenRule makes token answer with r from now on.
@@ -309,24 +313,6 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-type sendRequest struct {
-	Message *struct {
-		Token        string            `json:"token"`
-		Topic        string            `json:"topic"`
-		Condition    string            `json:"condition"`
-		Data         map[string]string `json:"data"`
-		Notification *struct {
-			Title string `json:"title"`
-			Body  string `json:"body"`
-		} `json:"notification"`
-		Android *struct {
-			TTL      string `json:"ttl"`
-			Priority string `json:"priority"`
-		} `json:"android"`
-	} `json:"message"`
-	ValidateOnly bool `json:"validate_only"`
-}
-
 func grpcStatus(code int) string {
 	switch code {
 	case 400:
@@ -351,6 +337,25 @@ func grpcStatus(code int) string {
 // detail (auth and project errors have none); field adds a BadRequest
 // field violation.
 func (s *Server) apiError(w http.ResponseWriter, status int, fcmCode, msg, field string, retryAfter time.Duration) {
+	var vs []violation
+	if field != "" {
+		vs = []violation{{Field: field, Description: msg}}
+	}
+	s.writeError(w, status, fcmCode, msg, vs, retryAfter)
+}
+
+// badJSON answers a request body FCM cannot map onto a SendMessageRequest:
+// 400 INVALID_ARGUMENT with one BadRequest violation per problem and no
+// FcmError, as Google's JSON parser, not FCM, refuses it.
+func (s *Server) badJSON(w http.ResponseWriter, vs []violation) {
+	msgs := make([]string, len(vs))
+	for i, v := range vs {
+		msgs[i] = v.Description
+	}
+	s.writeError(w, 400, "", strings.Join(msgs, "\n"), vs, 0)
+}
+
+func (s *Server) writeError(w http.ResponseWriter, status int, fcmCode, msg string, vs []violation, retryAfter time.Duration) {
 	reason := fcmCode
 	if reason == "" {
 		reason = grpcStatus(status)
@@ -360,9 +365,15 @@ func (s *Server) apiError(w http.ResponseWriter, status int, fcmCode, msg, field
 	if fcmCode != "" {
 		details = append(details, map[string]any{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": fcmCode})
 	}
-	if field != "" {
-		details = append(details, map[string]any{"@type": "type.googleapis.com/google.rpc.BadRequest",
-			"fieldViolations": []map[string]string{{"field": field, "description": msg}}})
+	if len(vs) > 0 {
+		fv := make([]map[string]string, len(vs))
+		for i, v := range vs {
+			fv[i] = map[string]string{"description": v.Description}
+			if v.Field != "" {
+				fv[i]["field"] = v.Field
+			}
+		}
+		details = append(details, map[string]any{"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": fv})
 	}
 	e := map[string]any{"code": status, "message": msg, "status": grpcStatus(status)}
 	if len(details) > 0 {
@@ -382,8 +393,7 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 	if c := simcore.ConnFrom(r.Context()); c != nil {
 		defer c.Served()
 	}
-	fstatus, latency, retryAfter := s.faults.Decide(time.Now())
-	if latency > 0 {
+	if latency := s.faults.Latency(time.Now()); latency > 0 {
 		time.Sleep(latency)
 	}
 	project, ok := strings.CutPrefix(r.URL.Path, "/v1/projects/")
@@ -407,17 +417,18 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 		s.apiError(w, 403, "", "Permission 'cloudmessaging.messages.create' denied on resource '//cloudresourcemanager.googleapis.com/projects/"+project+"' (or it may not exist).", "", 0)
 		return
 	}
-	if fstatus == 429 {
-		s.apiError(w, 429, "QUOTA_EXCEEDED", "Quota exceeded for quota metric 'Send requests' and limit 'Send requests per minute' of service 'fcm.googleapis.com'.", "", retryAfter)
-		return
-	} else if fstatus == 503 {
-		s.apiError(w, 503, "UNAVAILABLE", "The service is currently unavailable.", "", retryAfter)
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		s.badJSON(w, []violation{{Description: "Invalid JSON payload received. Unexpected end of string."}})
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	var req sendRequest
-	if err != nil || json.Unmarshal(body, &req) != nil || req.Message == nil {
-		s.apiError(w, 400, "INVALID_ARGUMENT", "Invalid JSON payload received.", "message", 0)
+	if vs := s.schema.decode(body, &req); len(vs) > 0 {
+		s.badJSON(w, vs)
+		return
+	}
+	if req.Message == nil {
+		s.apiError(w, 400, "INVALID_ARGUMENT", "Request contains an invalid argument.", "message", 0)
 		return
 	}
 	m := req.Message
@@ -433,7 +444,10 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 	}
 	size := 0
 	for k, v := range m.Data {
-		if k == "from" || k == "notification" || k == "message_type" || strings.HasPrefix(k, "google.") || strings.HasPrefix(k, "gcm.") {
+		// Google's lists: "from", "message_type", "google.*" and "gcm.*"
+		// (the Message reference), "gcm" (INVALID_ARGUMENT in the error
+		// codes). "notification", in older documents only, is accepted.
+		if k == "from" || k == "gcm" || k == "message_type" || strings.HasPrefix(k, "google.") || strings.HasPrefix(k, "gcm.") {
 			s.apiError(w, 400, "INVALID_ARGUMENT", "Invalid data payload key: "+k, "message.data", 0)
 			return
 		}
@@ -464,6 +478,16 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 			s.apiError(w, rule.Status, rule.Code, rule.Message, rule.Field, 0)
 			return
 		}
+	}
+	// Only a request that would be accepted meets the injected fault, so a
+	// refused one neither hides its reason nor uses up Count (as apnssim).
+	switch status, retryAfter := s.faults.Decide(time.Now()); status {
+	case 429:
+		s.apiError(w, 429, "QUOTA_EXCEEDED", "Quota exceeded for quota metric 'Send requests' and limit 'Send requests per minute' of service 'fcm.googleapis.com'.", "", retryAfter)
+		return
+	case 503:
+		s.apiError(w, 503, "UNAVAILABLE", "The service is currently unavailable.", "", retryAfter)
+		return
 	}
 	if req.ValidateOnly {
 		writeName(w, "projects/"+project+"/messages/fake_message_id")

@@ -22,10 +22,14 @@ type AdminTarget interface {
 //	GET  {prefix}/counts       totals as JSON
 //	GET  {prefix}/duplicates   tokens accepted more than once, as JSON
 //	GET  {prefix}/fault        the fault in force
-//	POST {prefix}/fault?rate503=1&for=10s   replace the fault (see ParseFault; no parameters = healthy)
+//	POST {prefix}/fault?rate503=1&for=10s   replace the fault (see ParseFault; no parameters = healthy;
+//	                           an unknown parameter is refused with 400)
 //	POST {prefix}/goaway       graceful GOAWAY on every live connection
 //	POST {prefix}/drop         drop every live connection
-//	POST {prefix}/reset        forget counts
+//	POST {prefix}/reset        forget the request counts: requests, accepted, rejected,
+//	                           devices, duplicates, recorded requests (see Counter.Reset);
+//	                           connection and GOAWAY counts, the fault, token rules and
+//	                           auth state stay
 func AdminHandler(mux *http.ServeMux, prefix string, t AdminTarget) {
 	mux.HandleFunc("GET "+prefix+"/counts", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, t.Counts()) })
 	mux.HandleFunc("GET "+prefix+"/duplicates", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, t.Duplicates()) })

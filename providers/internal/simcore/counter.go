@@ -29,10 +29,12 @@ type Recorded struct {
 // exact delivery and zero duplicates.
 type Counter struct {
 	requests atomic.Int64
-	accepted atomic.Int64
 	record   bool
 
+	// mu guards the accept counts together, so a Snapshot's Accepted is
+	// always the sum of the per-token counts it reports.
 	mu       sync.Mutex
+	accepted int64
 	perToken map[string]int32
 	dups     int
 	rejected map[string]int64
@@ -47,12 +49,16 @@ func NewCounter(record bool) *Counter {
 	return c
 }
 
-// Reset forgets everything.
+// Reset forgets what the counter counted: requests, accepted sends, the
+// per-token counts (so devices and duplicates), rejections and recorded
+// requests. It knows nothing else: connection and GOAWAY counts, faults,
+// token rules and auth state are the server's and stay. A request that is
+// being answered while Reset runs may be counted on either side of it.
 func (c *Counter) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.requests.Store(0)
-	c.accepted.Store(0)
+	c.accepted = 0
 	c.perToken = make(map[string]int32)
 	c.dups = 0
 	c.rejected = make(map[string]int64)
@@ -64,15 +70,20 @@ func (c *Counter) Request() { c.requests.Add(1) }
 
 // Accept counts one delivery to token and returns how many it has had.
 func (c *Counter) Accept(token string, r *http.Request, body []byte) int {
-	c.accepted.Add(1)
+	var rec Recorded
+	if c.record {
+		// Cloned before taking the lock: the copy is the slow part.
+		rec = Recorded{Path: r.URL.Path, Header: r.Header.Clone(), Body: append([]byte(nil), body...)}
+	}
 	c.mu.Lock()
+	c.accepted++
 	n := c.perToken[token] + 1
 	c.perToken[token] = n
 	if n == 2 {
 		c.dups++
 	}
 	if c.record {
-		c.last[token] = Recorded{Path: r.URL.Path, Header: r.Header.Clone(), Body: append([]byte(nil), body...)}
+		c.last[token] = rec
 	}
 	c.mu.Unlock()
 	return int(n)
@@ -91,7 +102,7 @@ func (c *Counter) Snapshot() Counts {
 	defer c.mu.Unlock()
 	return Counts{
 		Requests:   c.requests.Load(),
-		Accepted:   c.accepted.Load(),
+		Accepted:   c.accepted,
 		Rejected:   maps.Clone(c.rejected),
 		Devices:    len(c.perToken),
 		Duplicates: c.dups,

@@ -23,7 +23,12 @@ type H2Config struct {
 	MaxConcurrentStreams uint32         // per connection; default 1000 (what APNs advertises)
 	MaxHeaderBytes       int            // the request header limit, advertised as SETTINGS_MAX_HEADER_LIST_SIZE; default net/http's 1 MiB
 	ClientCAs            *x509.CertPool // if set, client certificates are requested and verified against it
-	Logger               *slog.Logger
+	// GoAwayAfter, if set, is read after every request a connection served:
+	// once the connection served that many, it gets a graceful GOAWAY (0 =
+	// never). Simulators pass Faults.GoAwayAfter, so the value comes from
+	// the same fault the handler answers by.
+	GoAwayAfter func() int64
+	Logger      *slog.Logger
 }
 
 // H2Server is an HTTP/2-over-TLS server that serves each connection with its
@@ -41,8 +46,6 @@ type H2Server struct {
 	mu    sync.Mutex
 	conns map[*Conn]struct{}
 
-	goAwayAfter atomic.Int64 // GOAWAY each connection after it served this many requests; 0 = never
-
 	Accepted atomic.Int64 // connections accepted
 	GoAways  atomic.Int64 // GOAWAY frames sent
 	Drops    atomic.Int64 // connections dropped on purpose
@@ -55,6 +58,10 @@ type Conn struct {
 	hs       *http.Server
 	served   atomic.Int64
 	goingAwy atomic.Bool
+
+	localOnce sync.Once
+	local     any
+
 	// State is the TLS state after the handshake (client certificate, ALPN).
 	State tls.ConnectionState
 }
@@ -106,14 +113,6 @@ func (s *H2Server) Addr() string { return s.ln.Addr().String() }
 
 // URL is https://host:port.
 func (s *H2Server) URL() string { return "https://" + s.Addr() }
-
-// SetGoAwayAfter makes every connection receive a graceful GOAWAY once it has
-// served n requests (0 turns it off). The client must carry on over a new
-// connection; requests the GOAWAY refused were never processed.
-func (s *H2Server) SetGoAwayAfter(n int64) { s.goAwayAfter.Store(n) }
-
-// GoAwayAfter is the current SetGoAwayAfter value.
-func (s *H2Server) GoAwayAfter() int64 { return s.goAwayAfter.Load() }
 
 // GoAwayAll sends a graceful GOAWAY on every live connection now.
 func (s *H2Server) GoAwayAll() int {
@@ -178,12 +177,25 @@ func (c *Conn) GoAway() bool {
 }
 
 // Served counts a finished request on this connection and sends GOAWAY when
-// the server's GoAwayAfter is reached.
+// H2Config.GoAwayAfter is reached. The client must carry on over a new
+// connection; requests the GOAWAY refused were never processed.
 func (c *Conn) Served() {
 	n := c.served.Add(1)
-	if after := c.srv.goAwayAfter.Load(); after > 0 && n >= after {
+	if c.srv.cfg.GoAwayAfter == nil {
+		return
+	}
+	if after := c.srv.cfg.GoAwayAfter(); after > 0 && n >= after {
 		c.GoAway()
 	}
+}
+
+// Local is the simulator's own state for this connection, made by mk on
+// the first call (APNs keeps the provider token the connection uses). It
+// lives and dies with the connection, so nothing has to forget it. The
+// caller synchronises access to what it stores.
+func (c *Conn) Local(mk func() any) any {
+	c.localOnce.Do(func() { c.local = mk() })
+	return c.local
 }
 
 func (s *H2Server) snapshot() []*Conn {
