@@ -79,8 +79,9 @@ type Config struct {
 	// per send when sends are sparse (see providers.DialTLS).
 	LowLatency bool
 
-	// Clock is the time provider tokens are issued and aged by. Default
-	// time.Now.
+	// Clock is the time provider tokens are issued and aged by, and that
+	// message expirations and the certificate's expiry are checked
+	// against. Default time.Now.
 	Clock func() time.Time
 	// Halt, if set, is told about credential failures, and sends for a
 	// halted app fail at once without calling Apple.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,15 +29,16 @@ import (
 
 // Sender sends to APNs for one app. Safe for concurrent use.
 type Sender struct {
-	cfg     Config
-	logger  *slog.Logger
-	metrics *providers.SenderMetrics
-	token   *ProviderToken // nil with certificate auth
-	conns   *h2post.Pool
-	sem     chan struct{}
-	timeout *deadline.Shared
-	base    string // "/3/device/"
-	closed  atomic.Bool
+	cfg      Config
+	logger   *slog.Logger
+	metrics  *providers.SenderMetrics
+	token    *ProviderToken // nil with certificate auth
+	conns    *h2post.Pool
+	sem      chan struct{}
+	timeout  *deadline.Shared
+	base     string // "/3/device/"
+	certAuth bool
+	closed   atomic.Bool
 }
 
 var (
@@ -77,6 +79,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sender, e
 			return nil, err
 		}
 		tlsCfg.Certificates = []tls.Certificate{cert}
+		s.certAuth = true
 	}
 
 	m, err := providers.NewSenderMetrics(reg, "apns", cfg.App)
@@ -145,6 +148,22 @@ func loadCert(cfg Config) (tls.Certificate, error) {
 	}
 	if err != nil {
 		return c, fmt.Errorf("apns: config CertFile: read %s: %w", cfg.CertFile, err)
+	}
+	field := "CertFile"
+	if len(cfg.CertPEM) > 0 {
+		field = "CertPEM"
+	}
+	leaf := c.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return c, fmt.Errorf("apns: config %s: parse the certificate: %w", field, err)
+		}
+	}
+	// APNs would refuse it in the TLS handshake on every connection: say
+	// so now, not as a halt after the first send.
+	if now := cfg.Clock(); !now.Before(leaf.NotAfter) {
+		return c, fmt.Errorf("apns: config %s: certificate %q expired on %s",
+			field, leaf.Subject.CommonName, leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return c, nil
 }
@@ -225,6 +244,19 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 		}
 		resp, err := s.roundTrip(ctx, p, tok, b)
 		if err != nil {
+			if reason, outcome := s.connectionVerdict(err); outcome == providers.CredentialFailure {
+				if reason != apns2.ReasonExpiredProviderToken || b == nil || refreshed {
+					return providers.Result{Outcome: outcome, Reason: reason,
+						Err: fmt.Errorf("apns: connection refused the credential (%s): %w", reason, err)}
+				}
+				// As answered to a request: re-sign once, then the
+				// request is re-sent by the rules below.
+				refreshed = true
+				if _, rerr := s.token.RefreshAfterExpired(b); rerr != nil {
+					return providers.Result{Outcome: outcome, Reason: reason,
+						Err: fmt.Errorf("apns: connection refused the credential (%s): %w; not re-signed: %w", reason, err, rerr)}
+				}
+			}
 			if ctx.Err() != nil {
 				return providers.Result{Outcome: providers.Retryable, Reason: "Canceled",
 					Err: fmt.Errorf("apns: send: %w", ctx.Err())}
@@ -232,6 +264,12 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 			if errors.Is(err, h2post.ErrHeaderListTooLarge) {
 				// Every connection to this server refuses it alike.
 				return providers.Rejected(reject("HeaderListTooLarge", err.Error()), 0)
+			}
+			if errors.Is(err, h2post.ErrRedialBackoff) {
+				// No connection works and none will be dialled before the
+				// deadline: a re-send now would fail alike.
+				return providers.Result{Outcome: providers.Retryable, Reason: "TransportError",
+					Err: fmt.Errorf("apns: send after %d connection failures: %w", connFailures+notProcessed+1, err)}
 			}
 			// A request the server certainly did not process (above a
 			// GOAWAY's last stream, refused) is re-sent without counting
@@ -259,6 +297,29 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 		}
 		return resp
 	}
+}
+
+// connectionVerdict reads what APNs said about the connection behind a
+// failed request: the reason in a GOAWAY's debug data, classified like an
+// answer's, or with certificate auth a TLS alert refusing the certificate.
+// Only a credential failure is acted on: the connection, not the request,
+// was judged, so a per-request reason (BadDeviceToken, say) in a GOAWAY
+// says nothing about this request, and a retryable one changes nothing.
+func (s *Sender) connectionVerdict(err error) (string, providers.Outcome) {
+	if reason := goAwayReason(err); reason != "" {
+		if o, ok := classifyReason(reason); ok {
+			return reason, o
+		}
+		return reason, providers.Retryable
+	}
+	// With token auth no certificate of ours is involved: a server asking
+	// for one is not Apple's token endpoint.
+	if s.certAuth {
+		if reason := certAlertReason(err); reason != "" {
+			return reason, providers.CredentialFailure
+		}
+	}
+	return "", providers.Retryable
 }
 
 // maxNotProcessed bounds the re-sends of one request the server did not

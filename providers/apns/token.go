@@ -2,6 +2,7 @@ package apns
 
 import (
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -27,8 +28,20 @@ var ErrTokenTooYoung = errors.New("APNs says the provider token expired although
 
 // Bearer is one signed provider token.
 type Bearer struct {
-	Header   string // "bearer <jwt>", the authorization header value
-	IssuedAt time.Time
+	Header   string    // "bearer <jwt>", the authorization header value
+	IssuedAt time.Time // the iat claim: whole seconds, wall clock
+	// issued is the same instant as the clock read it, monotonic reading
+	// kept (time.Now's): the token is aged by it, so that a wall clock
+	// stepped back cannot keep it past Apple's hour.
+	issued time.Time
+}
+
+// issuedAt is the time to age b by.
+func (b *Bearer) issuedAt() time.Time {
+	if b.issued.IsZero() { // a Bearer made outside this package
+		return b.IssuedAt
+	}
+	return b.issued
 }
 
 // ProviderToken is the APNs JWT of one key, shared by all goroutines and
@@ -51,6 +64,15 @@ func NewProviderToken(key *ecdsa.PrivateKey, keyID, teamID string, refreshAfter 
 	if key == nil {
 		return nil, errors.New("apns: provider token: no key")
 	}
+	if key.Curve != elliptic.P256() {
+		// ES256 signatures are two 32-byte P-256 numbers; another curve's
+		// would not fit them, and Apple would refuse them anyway.
+		curve := "unknown"
+		if key.Curve != nil && key.Curve.Params() != nil {
+			curve = key.Curve.Params().Name
+		}
+		return nil, fmt.Errorf("apns: provider token: key is on curve %s; APNs .p8 keys are P-256 (ES256)", curve)
+	}
 	if refreshAfter < MinTokenRefresh || refreshAfter > 55*time.Minute {
 		return nil, fmt.Errorf("apns: provider token: refresh interval %s outside 20m–55m", refreshAfter)
 	}
@@ -64,12 +86,12 @@ func NewProviderToken(key *ecdsa.PrivateKey, keyID, teamID string, refreshAfter 
 // none or the current one is refreshAfter old.
 func (t *ProviderToken) Current() (*Bearer, error) {
 	now := t.clock()
-	if b := t.cur.Load(); b != nil && now.Sub(b.IssuedAt) < t.refreshAfter {
+	if b := t.cur.Load(); b != nil && now.Sub(b.issuedAt()) < t.refreshAfter {
 		return b, nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if b := t.cur.Load(); b != nil && now.Sub(b.IssuedAt) < t.refreshAfter {
+	if b := t.cur.Load(); b != nil && now.Sub(b.issuedAt()) < t.refreshAfter {
 		return b, nil
 	}
 	return t.signLocked(now)
@@ -85,7 +107,7 @@ func (t *ProviderToken) RefreshAfterExpired(rejected *Bearer) (*Bearer, error) {
 		return b, nil
 	}
 	now := t.clock()
-	if age := now.Sub(rejected.IssuedAt); age < MinTokenRefresh {
+	if age := now.Sub(rejected.issuedAt()); age < MinTokenRefresh {
 		return nil, fmt.Errorf("%w (issued %s ago)", ErrTokenTooYoung, age.Round(time.Second))
 	}
 	return t.signLocked(now)
@@ -99,8 +121,10 @@ func (t *ProviderToken) signLocked(now time.Time) (*Bearer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apns: sign provider token: %w", err)
 	}
-	// Apple reads iat in whole seconds; keep the same instant for ageing.
-	b := &Bearer{Header: "bearer " + jwt, IssuedAt: time.Unix(now.Unix(), 0)}
+	// Apple reads iat in whole seconds: age from that instant too. Add,
+	// unlike time.Unix or Truncate, keeps the monotonic reading.
+	iat := time.Unix(now.Unix(), 0)
+	b := &Bearer{Header: "bearer " + jwt, IssuedAt: iat, issued: now.Add(iat.Sub(now))}
 	t.cur.Store(b)
 	t.refreshes.Add(1)
 	if t.onRefresh != nil {

@@ -45,6 +45,27 @@ const (
 // streams; Pool.Post then picks another.
 var errUnusable = fmt.Errorf("h2post: connection takes no new streams: %w", ErrNotProcessed)
 
+// GoAwayError is a server's GOAWAY. The errors of the requests it failed,
+// and of the connection it closed, wrap it: a server may say in its debug
+// data why it closed the connection (APNs sends {"reason":"BadCertificate"}
+// and the like), which only the caller knows how to read.
+type GoAwayError struct {
+	LastStreamID uint32
+	Code         http2.ErrCode
+	DebugData    []byte
+}
+
+func (e *GoAwayError) Error() string {
+	if len(e.DebugData) == 0 {
+		return fmt.Sprintf("GOAWAY %v", e.Code)
+	}
+	d := e.DebugData
+	if len(d) > 256 {
+		d = d[:256]
+	}
+	return fmt.Sprintf("GOAWAY %v %q", e.Code, d)
+}
+
 // errFull is returned by Conn.start, when told not to wait, on a connection
 // whose streams are all taken; Pool.Post then picks again.
 var errFull = errors.New("h2post: connection has no free stream")
@@ -148,8 +169,10 @@ type Conn struct {
 	tableSize     uint32
 	tableChanged  bool
 	goAway        bool
+	goAwayErr     *GoAwayError // the server's GOAWAY, once received
 	closing       bool
 	sawSettings   bool
+	answered      bool // a stream was answered: the server serves this connection (redial backoff, Pool.dial)
 	err           error
 	ctrl          control
 	// closeAfterFlush: close once idle and flushed (GOAWAY, Pool.Close).
@@ -246,6 +269,28 @@ func (c *Conn) load() (active int, room, usable bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.active, c.active < c.maxStreams, c.usableLocked()
+}
+
+// wasAnswered reports whether any stream was answered on the connection.
+func (c *Conn) wasAnswered() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.answered
+}
+
+// goneErr is why the connection takes no new streams.
+func (c *Conn) goneErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.err != nil:
+		return c.err
+	case c.goAwayErr != nil:
+		return fmt.Errorf("h2post: connection closed by the server's %w", c.goAwayErr)
+	case c.closing:
+		return errors.New("h2post: connection closed by the client")
+	}
+	return errors.New("h2post: connection out of stream ids")
 }
 
 func (c *Conn) usableLocked() bool {
@@ -356,6 +401,9 @@ func (c *Conn) finishLocked(st *stream, err error) (closeNow bool) {
 	}
 	st.state = stDone
 	st.err = err
+	if err == nil && !c.answered {
+		c.answered = true
+	}
 	close(st.done)
 	return c.releaseLocked()
 }
@@ -441,6 +489,11 @@ func (c *Conn) fail(err error) {
 	if c.err != nil {
 		c.mu.Unlock()
 		return
+	}
+	if c.goAwayErr != nil {
+		// The GOAWAY may say why (a credential refused): keep it with
+		// the close it announced.
+		err = fmt.Errorf("%w, after the server's %w", err, c.goAwayErr)
 	}
 	c.err = err
 	for _, st := range c.streams {
@@ -962,21 +1015,28 @@ func (c *Conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 // onGoAway fails the streams above the last one the server will process,
 // as not processed, and takes no new streams; the others finish.
 func (c *Conn) onGoAway(f *http2.GoAwayFrame) {
+	// The framer reuses its buffer: the debug data must be copied.
+	ga := &GoAwayError{LastStreamID: f.LastStreamID, Code: f.ErrCode, DebugData: bytes.Clone(f.DebugData())}
 	c.mu.Lock()
 	c.goAway = true
+	if c.goAwayErr == nil || len(ga.DebugData) > 0 || len(c.goAwayErr.DebugData) == 0 {
+		// A graceful shutdown is two GOAWAYs; a reason in the first
+		// must not be lost to a bare second.
+		c.goAwayErr = ga
+	}
 	for id, st := range c.streams {
 		if id > f.LastStreamID {
 			delete(c.streams, id)
 			st.state = stDone
-			st.err = fmt.Errorf("h2post: stream %d above the last stream %d of the server's GOAWAY (%v): %w",
-				id, f.LastStreamID, f.ErrCode, ErrNotProcessed)
+			st.err = fmt.Errorf("h2post: stream %d above the last stream %d of the server's %w: %w",
+				id, f.LastStreamID, ga, ErrNotProcessed)
 			close(st.done)
 			c.active--
 		}
 	}
 	for _, st := range c.queue {
 		st.state = stDone
-		st.err = fmt.Errorf("h2post: connection going away (GOAWAY %v) before the request was sent: %w", f.ErrCode, ErrNotProcessed)
+		st.err = fmt.Errorf("h2post: connection going away (%w) before the request was sent: %w", ga, ErrNotProcessed)
 		close(st.done)
 		c.active--
 	}

@@ -4,6 +4,8 @@
 // goroutine that writes every queued request's frames into one buffer and
 // flushes once the queue is empty (or every 32 requests of a long round),
 // and one reader goroutine that hands each response to its waiting caller.
+// A connection slot whose connections fail before answering anything is
+// redialled after a growing delay, never in a loop.
 //
 // It replaces golang.org/x/net/http2.Transport on the hot path because that
 // transport spends a goroutine, channels and two flushes (two TLS records,
@@ -16,6 +18,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"sync"
@@ -38,6 +41,18 @@ var ErrHeaderListTooLarge = errors.New("header list over the server's limit")
 
 // ErrClosed is the error of a request on a closed Pool.
 var ErrClosed = errors.New("h2post: client closed")
+
+// ErrRedialBackoff marks the error of a request that found no usable
+// connection while the connections last dialled failed, and whose context
+// ends before the next dial may start. It was not sent (the error is
+// ErrNotProcessed too); sending it again at once fails the same way.
+var ErrRedialBackoff = errors.New("h2post: backing off before connecting again")
+
+// Redial backoff: see Pool.dial.
+const (
+	minRedialDelay = 100 * time.Millisecond
+	maxRedialDelay = 30 * time.Second
+)
 
 // Config configures a Pool.
 type Config struct {
@@ -94,6 +109,7 @@ type Pool struct {
 	tls       *tls.Config
 	slots     []slot
 	closed    atomic.Bool
+	done      chan struct{} // closed by Close: ends redial backoffs
 }
 
 type slot struct {
@@ -101,6 +117,42 @@ type slot struct {
 	conn    *Conn
 	dialing chan struct{} // closed when the dial in progress ends
 	dialErr error
+	// fails counts the dials since one of the slot's connections last
+	// answered a stream; while it is not zero no dial starts before
+	// retryAt. lastErr is why the last of those connections failed.
+	fails   int
+	retryAt time.Time
+	lastErr error
+}
+
+// redialWaitLocked is how long the slot must wait before it may dial.
+func (s *slot) redialWaitLocked() time.Duration {
+	if s.fails == 0 || s.dialing != nil || (s.conn != nil && s.conn.wasAnswered()) {
+		return 0
+	}
+	return time.Until(s.retryAt)
+}
+
+// retireLocked takes the slot's unusable connection c into its dial
+// backoff: answered streams prove the server served it, and none means it
+// failed like a refused dial.
+func (s *slot) retireLocked(c *Conn) {
+	if c.wasAnswered() {
+		s.fails = 0
+	} else {
+		s.lastErr = c.goneErr()
+	}
+}
+
+// redialDelay is the wait before the next dial after fails failed ones:
+// 100 ms doubling to 30 s, the upper half of each window random so that
+// many clients turned away at once do not come back at once.
+func redialDelay(fails int, jitter float64) time.Duration {
+	window := maxRedialDelay
+	if shift := fails - 1; shift < 16 && minRedialDelay<<shift < window {
+		window = minRedialDelay << max(shift, 0)
+	}
+	return window/2 + time.Duration(jitter*float64(window/2))
 }
 
 // New returns a Pool; it does not dial.
@@ -140,13 +192,15 @@ func New(cfg Config) (*Pool, error) {
 	}
 	tc.NextProtos = []string{"h2"}
 	return &Pool{cfg: cfg, addr: addr, authority: u.Host, scheme: u.Scheme, tls: tc,
-		slots: make([]slot, cfg.Connections)}, nil
+		slots: make([]slot, cfg.Connections), done: make(chan struct{})}, nil
 }
 
 // Close closes every connection once its streams are done; requests after
 // Close fail with ErrClosed.
 func (p *Pool) Close() error {
-	p.closed.Store(true)
+	if !p.closed.Swap(true) {
+		close(p.done)
+	}
 	for i := range p.slots {
 		s := &p.slots[i]
 		s.mu.Lock()
@@ -185,8 +239,11 @@ func (p *Pool) Post(ctx context.Context, path string, header []hpack.HeaderField
 		}
 		// A connection that went away between pick and start: the request
 		// was not sent; try another, a few times.
-		if !errors.Is(err, errUnusable) || tries == 3 {
+		if !errors.Is(err, errUnusable) {
 			return nil, err
+		}
+		if tries == 3 {
+			return nil, fmt.Errorf("%w: %w", err, c.goneErr())
 		}
 		tries++
 	}
@@ -234,7 +291,18 @@ func (p *Pool) pick(ctx context.Context) (c *Conn, wait bool, err error) {
 		if dialAt < 0 {
 			return least, true, nil // every slot holds a usable, full connection
 		}
-		c, err := p.dialSlot(ctx, &p.slots[dialAt])
+		s := &p.slots[dialAt]
+		if least != nil {
+			s.mu.Lock()
+			wait := s.redialWaitLocked()
+			s.mu.Unlock()
+			if wait > 0 {
+				// The dial has to wait out the slot's backoff; a stream
+				// of a connection that works is likely to free sooner.
+				return least, true, nil
+			}
+		}
+		c, err := p.dialSlot(ctx, s)
 		if err != nil || c != nil {
 			return c, false, err
 		}
@@ -243,46 +311,92 @@ func (p *Pool) pick(ctx context.Context) (c *Conn, wait bool, err error) {
 }
 
 // dialSlot returns slot s's connection, dialling one (or joining the dial
-// in progress) when it has none that is usable. A nil connection and nil
-// error mean the dialled connection cannot take the request after all.
+// in progress) when it has none that is usable, once the slot's redial
+// backoff allows. A dialled connection that is already unusable (a
+// draining server sends SETTINGS and GOAWAY at once) fails the request
+// like a failed dial: what the server said reaches the caller, and the
+// caller's re-send waits out the backoff. A nil connection and nil error
+// mean the slot's new connection is gone for another reason: look again.
 func (p *Pool) dialSlot(ctx context.Context, s *slot) (*Conn, error) {
-	s.mu.Lock()
-	if c := s.conn; c != nil && c.usable() {
+	for {
+		s.mu.Lock()
+		old := s.conn
+		if old != nil && old.usable() {
+			s.mu.Unlock()
+			return old, nil
+		}
+		s.conn = nil
+		if old != nil {
+			s.retireLocked(old)
+		}
+		done := s.dialing
+		var wait time.Duration
+		if done == nil {
+			if wait = s.redialWaitLocked(); wait <= 0 {
+				done = make(chan struct{})
+				s.dialing = done
+				go p.dial(s, done)
+			}
+		}
+		fails, lastErr := s.fails, s.lastErr
 		s.mu.Unlock()
-		return c, nil
+		if old != nil {
+			// Out of stream ids, going away or failed: it must still close
+			// once its last stream ends, and its waiters go elsewhere.
+			old.shutdown()
+		}
+		if done == nil {
+			if err := p.awaitRedial(ctx, wait, fails, lastErr); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		s.mu.Lock()
+		c, err := s.conn, s.dialErr
+		s.mu.Unlock()
+		if c != nil && c.usable() {
+			return c, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if p.closed.Load() {
+			return nil, ErrClosed
+		}
+		if c != nil {
+			return nil, fmt.Errorf("h2post: %s: new connection unusable at once, request not sent (%w): %w", p.addr, ErrNotProcessed, c.goneErr())
+		}
+		return nil, nil
 	}
-	old := s.conn
-	s.conn = nil
-	if s.dialing == nil {
-		done := make(chan struct{})
-		s.dialing = done
-		go p.dial(s, done)
+}
+
+// awaitRedial waits out a slot's redial backoff, or fails at once when ctx
+// would end first: waiting could only end in ctx's error, and the caller
+// is better told why no connection works.
+func (p *Pool) awaitRedial(ctx context.Context, wait time.Duration, fails int, last error) error {
+	if last == nil {
+		last = errors.New("no reason recorded")
 	}
-	done := s.dialing
-	s.mu.Unlock()
-	if old != nil {
-		// Out of stream ids, going away or failed: it must still close
-		// once its last stream ends, and its waiters go elsewhere.
-		old.shutdown()
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+		return fmt.Errorf("%w: %s: no dial for another %s after %d failed connections, request not sent (%w); the last: %w",
+			ErrRedialBackoff, p.addr, wait.Round(time.Millisecond), fails, ErrNotProcessed, last)
 	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	select {
-	case <-done:
+	case <-t.C:
+		return nil
+	case <-p.done:
+		return ErrClosed
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return fmt.Errorf("h2post: %s: waiting to connect again after %d failed connections (the last: %w): %w",
+			p.addr, fails, last, ctx.Err())
 	}
-	s.mu.Lock()
-	c, err := s.conn, s.dialErr
-	s.mu.Unlock()
-	if c != nil && c.usable() {
-		return c, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if p.closed.Load() {
-		return nil, ErrClosed
-	}
-	return nil, nil
 }
 
 // dial opens a connection for slot s in the background, so that a caller
@@ -294,6 +408,17 @@ func (p *Pool) dial(s *slot, done chan struct{}) {
 	s.mu.Lock()
 	s.dialing = nil
 	s.dialErr = err
+	// Every dial counts as failed until a stream of its connection is
+	// answered (dialSlot resets the count when it retires such a
+	// connection). A server that accepts connections only to close them,
+	// as a draining one does with SETTINGS and GOAWAY at once, is then
+	// redialled no faster than one that refuses them: Apple treats rapid
+	// connecting and disconnecting as a denial-of-service attack.
+	s.fails++
+	s.retryAt = time.Now().Add(redialDelay(s.fails, rand.Float64()))
+	if err != nil {
+		s.lastErr = err
+	}
 	if err == nil {
 		if p.closed.Load() {
 			c.shutdown()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -659,5 +660,100 @@ func TestHeaderListOverTheServersLimitIsNotSent(t *testing.T) {
 	}
 	if r := await(t, third); r.err != nil || r.resp.Status != 200 {
 		t.Fatalf("third request: %+v", r)
+	}
+}
+
+// A server that closes every connection as soon as it opens it, as a
+// draining one does (SETTINGS and GOAWAY at once), is redialled with a
+// growing delay, not in a loop bounded only by the request's deadline:
+// Apple treats rapid connecting and disconnecting as a denial-of-service
+// attack. The request's error says why the connections failed.
+func TestServerClosingEveryConnectionAtOnceIsNotRedialledInALoop(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	var accepted atomic.Int32
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go func() {
+				defer nc.Close()
+				preface := make([]byte, len(http2.ClientPreface))
+				if _, err := io.ReadFull(nc, preface); err != nil {
+					return
+				}
+				var b bytes.Buffer
+				fr := http2.NewFramer(&b, nil)
+				_ = fr.WriteSettings()
+				_ = fr.WriteGoAway(0, http2.ErrCodeNo, nil)
+				if _, err := nc.Write(b.Bytes()); err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, nc)
+			}()
+		}
+	}()
+	p := newPool(t, "http://"+ln.Addr().String(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = p.Post(ctx, "/x", nil, []byte("x"))
+	if err == nil || !strings.Contains(err.Error(), "GOAWAY") || !errors.Is(err, h2post.ErrNotProcessed) {
+		t.Fatalf("error %v, want one naming the GOAWAY, not processed", err)
+	}
+	if n := accepted.Load(); n > 5 {
+		t.Fatalf("%d connections in %s, want at most 5", n, time.Since(start).Round(time.Millisecond))
+	}
+	// The next request, with the backoff not yet over, does not dial at
+	// once either.
+	before := accepted.Load()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel2()
+	if _, err := p.Post(ctx2, "/y", nil, []byte("y")); !errors.Is(err, h2post.ErrRedialBackoff) {
+		t.Fatalf("second request: %v, want ErrRedialBackoff", err)
+	}
+	if n := accepted.Load(); n != before {
+		t.Fatalf("second request dialled %d more connections while backing off", n-before)
+	}
+}
+
+// A GOAWAY's debug data (APNs: {"reason":"BadCertificate"}) reaches the
+// caller, whether the request was above the GOAWAY's last stream or lost
+// with the connection the server closed after it.
+func TestGoAwayDebugDataReachesTheCaller(t *testing.T) {
+	const debug = `{"reason":"BadCertificate"}`
+	for _, tc := range []struct {
+		name         string
+		last         uint32
+		notProcessed bool
+	}{
+		{"above the last stream", 0, true},
+		{"lost with the connection", 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newRawServer(t)
+			p := newPool(t, srv.endpoint(), nil)
+			ch := postAsync(context.Background(), p, "/a", []byte("a"))
+			c := srv.accept()
+			c.readRequests(1)
+			if err := c.fr.WriteGoAway(tc.last, http2.ErrCodeNo, []byte(debug)); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.nc.Close()
+			r := await(t, ch)
+			var ga *h2post.GoAwayError
+			if !errors.As(r.err, &ga) || string(ga.DebugData) != debug || ga.LastStreamID != tc.last {
+				t.Fatalf("error %v, want one carrying the GOAWAY and its debug data", r.err)
+			}
+			if errors.Is(r.err, h2post.ErrNotProcessed) != tc.notProcessed {
+				t.Fatalf("error %v: not processed %v, want %v", r.err, !tc.notProcessed, tc.notProcessed)
+			}
+		})
 	}
 }
