@@ -28,7 +28,20 @@
 // counting against Config.ConnRetries; any other connection failure is
 // re-sent up to Config.ConnRetries times, so nothing is dropped (a request
 // lost with its connection may have been delivered: that rare re-send can
-// duplicate).
+// duplicate). A connection slot whose connections fail before answering
+// anything (refused, or told GOAWAY at once by a draining server) is
+// redialled after 100 ms doubling to 30 s, never in a loop: Apple treats
+// rapid connecting and disconnecting as a denial-of-service attack. A send
+// that would have to wait past its deadline for that is retryable at once
+// (TransportError).
+//
+// Credentials refused on the connection rather than in an answer are
+// credential failures too: a TLS alert refusing the client certificate
+// (bad, expired, revoked, unknown CA) and a GOAWAY whose debug data names a
+// credential reason such as BadCertificate. New refuses a certificate past
+// its NotAfter and a .p8 key that is not on P-256. The provider token ages
+// on the monotonic clock, so a wall clock stepped back does not keep an old
+// token in use.
 //
 // Prepare validates and encodes a message once for all devices of a batch:
 // payload ≤ 4096 bytes (5120 for voip), priority suited to the push type
