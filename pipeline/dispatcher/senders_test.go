@@ -28,7 +28,7 @@ func TestAppsOfOneProjectShareItsQuota(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	build := func(yaml string) (map[string]dispatcher.App, error) {
+	build := func(yaml string, change func(*config.Config)) (map[string]dispatcher.App, error) {
 		t.Helper()
 		path := t.TempDir() + "/pushlane.yaml"
 		if err := os.WriteFile(path, []byte(strings.ReplaceAll(yaml, "SA", sa)), 0o600); err != nil {
@@ -37,6 +37,9 @@ func TestAppsOfOneProjectShareItsQuota(t *testing.T) {
 		cfg, err := config.Load(path, nil)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if change != nil {
+			change(cfg)
 		}
 		log, reg := slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry()
 		halt, err := providers.NewHalt(log, reg)
@@ -53,7 +56,7 @@ func TestAppsOfOneProjectShareItsQuota(t *testing.T) {
   a: {fcm: {project_id: shared, service_account_file: SA}}
   b: {fcm: {project_id: shared, service_account_file: SA}}
   c: {fcm: {project_id: other, service_account_file: SA}}
-`)
+`, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,10 +68,12 @@ func TestAppsOfOneProjectShareItsQuota(t *testing.T) {
 		t.Error("app c of project other shares project shared's bucket")
 	}
 
+	// The configuration refuses this already; a Config built in code meets
+	// the same rule here.
 	_, err = build(`apps:
-  a: {fcm: {project_id: shared, service_account_file: SA, quota_per_minute: 1000}}
+  a: {fcm: {project_id: shared, service_account_file: SA}}
   b: {fcm: {project_id: shared, service_account_file: SA}}
-`)
+`, func(c *config.Config) { c.Apps["a"].FCM.QuotaPerMinute = 1000 })
 	want := "apps.b.fcm.quota_per_minute: 600000, but apps.a.fcm.quota_per_minute is 1000 for the same project shared"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("two quotas for one project: %v, want an error containing %q", err, want)
