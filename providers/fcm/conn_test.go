@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/oauth2"
 
 	"github.com/pushlane/pushlane/providers"
 	"github.com/pushlane/pushlane/providers/fcm"
@@ -155,5 +158,55 @@ func TestSilentTokenEndpointDoesNotOutlastTheSend(t *testing.T) {
 	}
 	if n := sim.Counts().Requests; n != 0 {
 		t.Errorf("%d requests reached FCM without an access token", n)
+	}
+}
+
+// blockingSource is a token source whose Token waits for release and
+// counts its calls.
+type blockingSource struct {
+	calls   atomic.Int32
+	release chan struct{}
+}
+
+func (b *blockingSource) Token() (*oauth2.Token, error) {
+	b.calls.Add(1)
+	<-b.release
+	return &oauth2.Token{AccessToken: "ya29.released", Expiry: time.Now().Add(time.Hour)}, nil
+}
+
+// While the token source hangs, every send waits for the one fetch under
+// way: sends that give up do not leave a fetch each behind them.
+func TestSendsWaitForOneTokenFetch(t *testing.T) {
+	sim, acct := startSim(t, nil)
+	src := &blockingSource{release: make(chan struct{})}
+	s := newSender(t, sim, acct, func(c *fcm.Config) { c.ServiceAccountJSON, c.TokenSource, c.ProjectID = nil, src, project })
+	m := note()
+	m.Token = "t-1"
+	before := runtime.NumGoroutine()
+	var wg sync.WaitGroup
+	for range 500 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+			defer cancel()
+			if r := s.Send(ctx, m, 1); r.Outcome != providers.Retryable || r.Reason != "Canceled" {
+				t.Errorf("send while the source hangs: %+v", r)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := src.calls.Load(); n != 1 {
+		t.Errorf("%d calls of the token source, want 1", n)
+	}
+	if grown := runtime.NumGoroutine() - before; grown > 10 {
+		t.Errorf("%d goroutines left behind by 500 sends that gave up", grown)
+	}
+	close(src.release)
+	// The fetch ends; the next send uses its token (the simulator does not
+	// know it, so FCM answers 401 and the sender asks the source again).
+	s.Send(context.Background(), m, 1)
+	if n := src.calls.Load(); n > 3 {
+		t.Errorf("%d calls of the token source after the release", n)
 	}
 }

@@ -213,12 +213,26 @@ type tokenCache struct {
 	src   oauth2.TokenSource
 	cur   *oauth2.Token             // the last token fetched from src
 	fresh func() oauth2.TokenSource // nil: the source cannot be forced to re-fetch
+	// fetching is the fetch under way, which every send that needs a
+	// token waits for: one per source, however many sends come while a
+	// token endpoint hangs.
+	fetching *tokenFetch
+}
+
+// tokenFetch is one call of a source's Token; done is closed once t and
+// err are set.
+type tokenFetch struct {
+	src  oauth2.TokenSource
+	done chan struct{}
+	t    *oauth2.Token
+	err  error
 }
 
 // token returns the access token. A valid one is handed out at once; a
 // fetch (about once an hour) runs on its own goroutine, because oauth2's
 // Token takes no context: ctx then bounds the send's wait, and the fetch,
-// bounded by tokenFetchTimeout, still serves the sends after it.
+// bounded by tokenFetchTimeout for the sender's own source, still serves
+// the sends after it.
 func (c *tokenCache) token(ctx context.Context) (string, error) {
 	c.mu.Lock()
 	if c.cur.Valid() {
@@ -226,31 +240,39 @@ func (c *tokenCache) token(ctx context.Context) (string, error) {
 		c.mu.Unlock()
 		return at, nil
 	}
-	src := c.src
-	c.mu.Unlock()
-	type fetched struct {
-		t   *oauth2.Token
-		err error
+	f := c.fetching
+	if f == nil || f.src != c.src {
+		f = &tokenFetch{src: c.src, done: make(chan struct{})}
+		c.fetching = f
+		go c.fetch(f)
 	}
-	ch := make(chan fetched, 1)
-	go func() {
-		t, err := src.Token()
-		ch <- fetched{t, err}
-	}()
+	c.mu.Unlock()
 	select {
-	case f := <-ch:
+	case <-f.done:
 		if f.err != nil {
 			return "", f.err
 		}
-		c.mu.Lock()
-		if c.src == src {
-			c.cur = f.t
-		}
-		c.mu.Unlock()
 		return f.t.AccessToken, nil
 	case <-ctx.Done():
 		return "", fmt.Errorf("waiting for the token endpoint: %w", ctx.Err())
 	}
+}
+
+func (c *tokenCache) fetch(f *tokenFetch) {
+	t, err := f.src.Token()
+	if err == nil && t == nil {
+		err = errors.New("token source returned no token")
+	}
+	c.mu.Lock()
+	f.t, f.err = t, err
+	if err == nil && c.src == f.src {
+		c.cur = t
+	}
+	if c.fetching == f {
+		c.fetching = nil
+	}
+	c.mu.Unlock()
+	close(f.done)
 }
 
 // invalidate makes the next token() ask the source again (a new source of
