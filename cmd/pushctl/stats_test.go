@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -96,8 +95,8 @@ func testStatusWatch(t *testing.T, newStack stackFactory) {
 			}
 		}
 	}
-	out := &lockedBuffer{}
-	c := &cli{stdin: strings.NewReader(""), stdout: out, stderr: &lockedBuffer{}, environ: s.env, now: func() time.Time { return testNow }}
+	out, errOut := &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
+	c := &cli{stdin: strings.NewReader(""), stdout: out, stderr: errOut, environ: s.env, now: func() time.Time { return testNow }}
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, c, []string{"-timeout", "6s", "status", "-watch", "-interval", "100ms", "-json", "sale"})
@@ -133,31 +132,13 @@ func testStatusWatch(t *testing.T, newStack stackFactory) {
 	waitFor("[0 3]")
 	produce(results) // the first three again: a replay
 	waitFor("[0 3 6]")
-	if code := <-done; code != exitOK || c.stderr.(*lockedBuffer).String() != "" {
-		t.Fatalf("status -watch: exit %d, stderr %q", code, c.stderr.(*lockedBuffer).String())
+	if code := <-done; code != exitOK || errOut.String() != "" {
+		t.Fatalf("status -watch: exit %d, stderr %q", code, errOut.String())
 	}
 	seen := counted()
 	if fmt.Sprint(seen) != "[0 3 6]" {
 		t.Errorf("results counted by the refreshes: %v, want [0 3 6]", seen)
 	}
-}
-
-// lockedBuffer is an output a test reads while the command still writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestResultsTallyReadsOnlyWhatIsNew(t *testing.T) {
