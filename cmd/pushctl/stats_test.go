@@ -81,7 +81,7 @@ func TestStatusWatch(t *testing.T) { onEachKafka(t, testStatusWatch) }
 
 // A watch started before the first result shows zeros, then each refresh
 // adds only what was written since, counted once however often it is
-// read; the watch ends at the timeout with exit 0.
+// read; the watch ends at an interrupt with exit 0.
 func testStatusWatch(t *testing.T, newStack stackFactory) {
 	s := newStack(t).withTopics(t)
 	ctx := context.Background()
@@ -97,9 +97,13 @@ func testStatusWatch(t *testing.T, newStack stackFactory) {
 	}
 	out, errOut := &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
 	c := &cli{stdin: strings.NewReader(""), stdout: out, stderr: errOut, environ: s.env, now: func() time.Time { return testNow }}
+	// The watch runs until the test has seen what it waits for, then ends
+	// as an interrupt ends it.
+	watchCtx, interrupt := context.WithCancel(ctx)
+	defer interrupt()
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, c, []string{"-timeout", "6s", "status", "-watch", "-interval", "100ms", "-json", "sale"})
+		done <- run(watchCtx, c, []string{"-timeout", "0", "status", "-watch", "-interval", "100ms", "-json", "sale"})
 	}()
 	// counted returns the Results of each summary printed so far, repeats
 	// collapsed.
@@ -132,6 +136,7 @@ func testStatusWatch(t *testing.T, newStack stackFactory) {
 	waitFor("[0 3]")
 	produce(results) // the first three again: a replay
 	waitFor("[0 3 6]")
+	interrupt()
 	if code := <-done; code != exitOK || errOut.String() != "" {
 		t.Fatalf("status -watch: exit %d, stderr %q", code, errOut.String())
 	}
