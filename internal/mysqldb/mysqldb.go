@@ -24,6 +24,14 @@ func Open(cfg config.MySQL, minConns int) (*sql.DB, error) {
 	}
 	dc.ParseTime = true
 	dc.Loc = time.UTC
+	// Every time column is DATETIME(3). Sent with nanoseconds, a time is
+	// rounded by MySQL 8 and truncated by MariaDB when stored, but compared
+	// whole: a registration stored as 10:00:01.000 on MySQL is later than
+	// an unregister at 10:00:00.9996 that it equalled. Cut to the
+	// millisecond here, every server stores and compares the same value.
+	if err := dc.Apply(mysql.TimeTruncate(time.Millisecond)); err != nil {
+		return nil, fmt.Errorf("mysql.dsn: %w", err)
+	}
 	// Statements with arguments are sent as one query rather than
 	// prepare, execute and close: a third of the round trips and no
 	// server-side statement per call (the dispatcher saves progress after

@@ -48,6 +48,28 @@ func TestOpenParsesTimesAsUTC(t *testing.T) {
 	}
 }
 
+// Times go out cut to the millisecond, what DATETIME(3) holds: the server
+// sees the same literal whether it would round (MySQL 8) or truncate
+// (MariaDB) a longer one.
+func TestOpenSendsTimesToTheMillisecond(t *testing.T) {
+	dsn, _ := testenv.MySQL(t)
+	db, err := Open(config.MySQL{DSN: dsn}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var sent string
+	at := time.Date(2026, 3, 29, 10, 0, 0, 999_600_000, time.UTC)
+	if err := db.QueryRowContext(ctx, "SELECT CAST(? AS CHAR)", at).Scan(&sent); err != nil {
+		t.Fatal(err)
+	}
+	if sent != "2026-03-29 10:00:00.999" {
+		t.Errorf("the server received %q, want 2026-03-29 10:00:00.999", sent)
+	}
+}
+
 // Statements with arguments go out as one query: the server prepares
 // nothing, and binary arguments and times arrive intact.
 func TestOpenSendsArgumentsInTheQuery(t *testing.T) {
