@@ -10,6 +10,7 @@ import (
 
 	"github.com/pushlane/pushlane/internal/config"
 	"github.com/pushlane/pushlane/internal/mysqldb"
+	"github.com/pushlane/pushlane/internal/utf8cut"
 )
 
 // MySQLStore is the Store on the tables of schemas/mysql/0003_dispatch.sql.
@@ -189,10 +190,7 @@ func (s *MySQLStore) Halts(ctx context.Context) ([]Halt, error) {
 
 // SetHalt implements Store.
 func (s *MySQLStore) SetHalt(ctx context.Context, h Halt) error {
-	reason := h.Reason
-	if len(reason) > 256 {
-		reason = reason[:256]
-	}
+	reason := utf8cut.Prefix(h.Reason, 256) // the column's VARCHAR(256)
 	_, err := s.db.ExecContext(ctx,
 		`INSERT IGNORE INTO dispatch_halts (app, provider, reason, since, probe_at) VALUES (?, ?, ?, ?, ?)`,
 		h.App, h.Provider, reason, h.Since.UTC(), h.ProbeAt.UTC())

@@ -8,8 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/pushlane/pushlane/internal/utf8cut"
 	"github.com/pushlane/pushlane/schemas"
 )
 
@@ -128,7 +128,7 @@ func Collect(results []*schemas.Result, regs []*schemas.DeviceRegistration) Chan
 	for _, r := range results {
 		switch r.Outcome {
 		case schemas.OutcomeTokenDead:
-			d := Death{App: r.App, Token: r.Token, At: r.At.UTC(), Reason: truncate(cmp.Or(r.Reason, reasonTokenDead), maxReasonLen)}
+			d := Death{App: r.App, Token: r.Token, At: r.At.UTC(), Reason: utf8cut.Prefix(cmp.Or(r.Reason, reasonTokenDead), maxReasonLen)}
 			if r.Reason == "Unregistered" && !r.ProviderTimestamp.IsZero() {
 				d.At = r.ProviderTimestamp.UTC()
 			}
@@ -143,7 +143,7 @@ func Collect(results []*schemas.Result, regs []*schemas.DeviceRegistration) Chan
 			c.Deaths = append(c.Deaths, d)
 		case schemas.OutcomeTokenSuspect:
 			c.Strikes = append(c.Strikes, Strike{App: r.App, Token: r.Token, ResultID: r.ID,
-				Reason: truncate(cmp.Or(r.Reason, schemas.OutcomeTokenSuspect), maxReasonLen), At: r.At.UTC()})
+				Reason: utf8cut.Prefix(cmp.Or(r.Reason, schemas.OutcomeTokenSuspect), maxReasonLen), At: r.At.UTC()})
 		}
 	}
 	for _, g := range regs {
@@ -154,19 +154,6 @@ func Collect(results []*schemas.Result, regs []*schemas.DeviceRegistration) Chan
 		}
 	}
 	return c
-}
-
-// truncate cuts s to at most n bytes, at a character boundary: half a
-// character is invalid UTF-8, which a strict MariaDB refuses (error 1366),
-// and the flush would then be retried forever.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // MySQLStore is the Store on database/sql. It uses only syntax that

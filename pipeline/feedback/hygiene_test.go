@@ -184,8 +184,4 @@ func TestCollectCutsReasonsAtACharacter(t *testing.T) {
 			t.Errorf("reason = %q (valid UTF-8: %v), want %q", got, utf8.ValidString(got), want)
 		}
 	}
-	// A cut that falls between characters keeps all 64 bytes.
-	if got := truncate(strings.Repeat("é", 40), 64); got != strings.Repeat("é", 32) {
-		t.Errorf("truncate of 40 é = %q, want 32 of them", got)
-	}
 }

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pushlane/pushlane/internal/utf8cut"
 	"github.com/pushlane/pushlane/schemas"
 )
 
@@ -36,11 +36,8 @@ func cutReason(reason string) string {
 	if len(reason) <= MaxDeadLetterReason {
 		return reason
 	}
-	n := MaxDeadLetterReason
-	for n > 0 && !utf8.RuneStart(reason[n]) {
-		n--
-	}
-	return fmt.Sprintf("%s… (%d more bytes of reason left out)", reason[:n], len(reason)-n)
+	kept := utf8cut.Prefix(reason, MaxDeadLetterReason)
+	return fmt.Sprintf("%s… (%d more bytes of reason left out)", kept, len(reason)-len(kept))
 }
 
 // DeadLetterRecord wraps a record a stage could not process into a
