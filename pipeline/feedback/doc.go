@@ -99,8 +99,9 @@
 // ReplacingMergeTree(version) ordered by (campaign_id, result_id) and
 // partitioned by the month of the result's own time, so a replayed row
 // lands in the same part key and merges keep one; until they do, queries
-// dedupe: Summary groups by result_id in a subquery, the analyst queries in
-// schemas/queries use uniqExact(result_id) or FINAL. Avoided for ClickHouse
+// dedupe: Summary and the analyst queries in schemas/queries keep one row
+// per result_id in a subquery, the latest copy (argMax by version), and
+// filter after that, never FINAL with a WHERE. Avoided for ClickHouse
 // 18.16: TTL, CODEC, DateTime64 (times are DateTime seconds; latency and
 // lateness keep milliseconds as Float64), Map, LowCardinality, skipping
 // indexes, window functions, WITH t AS (subquery), string-valued settings,

@@ -61,8 +61,9 @@ type CampaignSummary struct {
 // ErrNoResults is returned by Summary for a campaign without any result.
 var ErrNoResults = errors.New("feedback: no results for campaign")
 
-// summaryQuery dedupes by result_id in a subquery (any() of identical
-// replayed rows), then aggregates. It uses only functions ClickHouse 18.16
+// summaryQuery dedupes by result_id in a subquery, keeping the latest copy
+// (a replayed row is identical; a chunk re-sent after a crash writes a
+// second, possibly different, copy with a later version), then aggregates. It uses only functions ClickHouse 18.16
 // has: uniqExact, countIf, quantileExactIf; no FINAL needed, so it is
 // correct before and after background merges.
 const summaryQuery = `SELECT
@@ -86,8 +87,8 @@ const summaryQuery = `SELECT
 	toUnixTimestamp(min(at)),
 	toUnixTimestamp(max(at))
 FROM (
-	SELECT result_id, any(app) AS app, any(token) AS token, any(outcome) AS outcome,
-		any(latency_ms) AS latency_ms, any(lateness_ms) AS lateness_ms, any(at) AS at,
+	SELECT result_id, argMax(app, version) AS app, argMax(token, version) AS token, argMax(outcome, version) AS outcome,
+		argMax(latency_ms, version) AS latency_ms, argMax(lateness_ms, version) AS lateness_ms, argMax(at, version) AS at,
 		outcome NOT IN ('expired', 'cancelled', 'invalid_token') AS sent
 	FROM %s.results
 	WHERE campaign_id = ?

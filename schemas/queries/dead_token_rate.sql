@@ -1,6 +1,7 @@
 -- Dead-token rate by app, platform and day: token_dead results over sent
 -- attempts, with the suspect rate beside it. Distinct tokens, not results,
--- so a device that failed twice counts once.
+-- so a device that failed twice counts once. One row per result id, its
+-- latest copy (see README.md).
 SELECT
     app,
     platform,
@@ -10,6 +11,16 @@ SELECT
     uniqExactIf(token, outcome = 'token_suspect') AS tokens_suspect,
     if(tokens_sent = 0, 0, round(tokens_dead / tokens_sent, 4)) AS dead_rate,
     if(tokens_sent = 0, 0, round(tokens_suspect / tokens_sent, 4)) AS suspect_rate
-FROM ${database}.results FINAL
+FROM (
+    SELECT
+        result_id,
+        argMax(app, version) AS app,
+        argMax(platform, version) AS platform,
+        argMax(token, version) AS token,
+        argMax(at, version) AS at,
+        argMax(outcome, version) AS outcome
+    FROM ${database}.results
+    GROUP BY result_id
+)
 GROUP BY app, platform, day
 ORDER BY day, app, platform;

@@ -1,5 +1,5 @@
 -- Delivery rate by app, platform and day: delivered attempts over sent
--- attempts (one row per result id: FINAL).
+-- attempts. One row per result id, its latest copy (see README.md).
 SELECT
     app,
     platform,
@@ -7,6 +7,15 @@ SELECT
     countIf(outcome NOT IN ('expired', 'cancelled', 'invalid_token')) AS sent,
     countIf(outcome = 'delivered') AS delivered,
     if(sent = 0, 0, round(delivered / sent, 4)) AS delivery_rate
-FROM ${database}.results FINAL
+FROM (
+    SELECT
+        result_id,
+        argMax(app, version) AS app,
+        argMax(platform, version) AS platform,
+        argMax(at, version) AS at,
+        argMax(outcome, version) AS outcome
+    FROM ${database}.results
+    GROUP BY result_id
+)
 GROUP BY app, platform, day
 ORDER BY day, app, platform;

@@ -1,5 +1,6 @@
 -- Lateness against send-at (send start minus send-at, milliseconds) of the
--- sent attempts, per campaign: quantiles and a bucketed histogram.
+-- sent attempts, per campaign: quantiles and a bucketed histogram. One row
+-- per result id, its latest copy (see README.md).
 SELECT
     campaign_id,
     count() AS sent,
@@ -11,7 +12,15 @@ SELECT
     countIf(lateness_ms >= 1000 AND lateness_ms < 10000) AS under_10s,
     countIf(lateness_ms >= 10000 AND lateness_ms < 60000) AS under_1min,
     countIf(lateness_ms >= 60000) AS over_1min
-FROM ${database}.results FINAL
+FROM (
+    SELECT
+        result_id,
+        argMax(campaign_id, version) AS campaign_id,
+        argMax(outcome, version) AS outcome,
+        argMax(lateness_ms, version) AS lateness_ms
+    FROM ${database}.results
+    GROUP BY result_id
+)
 WHERE outcome NOT IN ('expired', 'cancelled', 'invalid_token')
 GROUP BY campaign_id
 ORDER BY campaign_id;

@@ -1,0 +1,145 @@
+package feedback
+
+import (
+	"context"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/pushlane/pushlane/internal/migrate"
+	"github.com/pushlane/pushlane/internal/testenv"
+	"github.com/pushlane/pushlane/schemas"
+)
+
+// TestAnalystQueries runs every query of schemas/queries, and Summary, on
+// the ClickHouse of deploy/local with the copies a real table holds before
+// its merges: a replayed row (identical) and a result whose chunk was
+// re-sent after a crash (retryable first, delivered in the later copy).
+// Each result counts once, as its latest copy says.
+func TestAnalystQueries(t *testing.T) {
+	t.Parallel()
+	_, database, conn := testenv.ClickHouse(t)
+	ctx := context.Background()
+	if _, err := migrate.ClickHouse(ctx, conn, database); err != nil {
+		t.Fatal(err)
+	}
+	sink, err := NewClickHouseSink(conn, database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	res := func(id, token, outcome string, status int, reason string, lateness float64, at time.Time) Row {
+		return RowFromResult(&schemas.Result{SchemaVersion: 1, ID: id, CampaignID: "c1", CampaignVersion: 1, BatchID: "c1:v1::0",
+			App: "shop", Provider: "apns", Token: token, Platform: "ios", Outcome: outcome, Status: status, Reason: reason,
+			Attempt: 1, SendAt: at.Add(-time.Second), At: at, LatencyMs: 10, LatenessMs: lateness})
+	}
+	version := at
+	write := func(rows ...Row) {
+		t.Helper()
+		version = version.Add(time.Second)
+		sink.now = func() time.Time { return version }
+		if err := sink.Write(ctx, rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(res("r1", "t1", schemas.OutcomeRetryable, 503, "ServiceUnavailable", 100, at),
+		res("r2", "t2", schemas.OutcomeDelivered, 200, "", 50, at),
+		res("r3", "t3", schemas.OutcomeTokenDead, 410, "Unregistered", 70, at),
+		res("r4", "t4", schemas.OutcomeExpired, 0, "expired", 0, at))
+	write(res("r2", "t2", schemas.OutcomeDelivered, 200, "", 50, at)) // replayed
+	write(res("r1", "t1", schemas.OutcomeDelivered, 200, "", 400, at.Add(30*time.Second)))
+
+	query := func(file string) driver.Rows {
+		t.Helper()
+		b, err := os.ReadFile("../../schemas/queries/" + file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := strings.TrimSuffix(strings.TrimSpace(strings.ReplaceAll(string(b), "${database}", database)), ";")
+		rows, err := conn.Query(ctx, q)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		t.Cleanup(func() { _ = rows.Close() })
+		return rows
+	}
+
+	rows := query("top_error_reasons.sql")
+	var got []string
+	for rows.Next() {
+		var provider, outcome, reason string
+		var status uint16
+		var results, tokens, campaigns uint64
+		if err := rows.Scan(&provider, &outcome, &status, &reason, &results, &tokens, &campaigns); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, strings.Join([]string{provider, outcome, itoa(uint64(status)), reason, itoa(results), itoa(tokens), itoa(campaigns)}, " "))
+	}
+	sort.Strings(got) // the two rows tie on count
+	if want := []string{"apns expired 0 expired 1 1 1", "apns token_dead 410 Unregistered 1 1 1"}; strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("top_error_reasons = %q, want %q (r1's retryable copy is superseded)", got, want)
+	}
+
+	rows = query("delivery_rate.sql")
+	got = nil
+	for rows.Next() {
+		var app, platform string
+		var day time.Time
+		var sent, delivered uint64
+		var rate float64
+		if err := rows.Scan(&app, &platform, &day, &sent, &delivered, &rate); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, strings.Join([]string{app, platform, day.Format("2006-01-02"), itoa(sent), itoa(delivered)}, " "))
+	}
+	if want := "shop ios " + at.Format("2006-01-02") + " 3 2"; strings.Join(got, "|") != want {
+		t.Errorf("delivery_rate = %q, want %q", got, want)
+	}
+
+	rows = query("dead_token_rate.sql")
+	got = nil
+	for rows.Next() {
+		var app, platform string
+		var day time.Time
+		var sent, dead, suspect uint64
+		var deadRate, suspectRate float64
+		if err := rows.Scan(&app, &platform, &day, &sent, &dead, &suspect, &deadRate, &suspectRate); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, strings.Join([]string{app, platform, itoa(sent), itoa(dead), itoa(suspect)}, " "))
+	}
+	if want := "shop ios 3 1 0"; strings.Join(got, "|") != want {
+		t.Errorf("dead_token_rate = %q, want %q", got, want)
+	}
+
+	rows = query("lateness_distribution.sql")
+	got = nil
+	for rows.Next() {
+		var campaign string
+		var sent, early, u100, u1s, u10s, u1m, over uint64
+		var quantiles []float64
+		var maxMs float64
+		if err := rows.Scan(&campaign, &sent, &quantiles, &maxMs, &early, &u100, &u1s, &u10s, &u1m, &over); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, strings.Join([]string{campaign, itoa(sent), itoa(uint64(maxMs)), itoa(u100), itoa(u1s)}, " "))
+	}
+	if want := "c1 3 400 2 1"; strings.Join(got, "|") != want {
+		t.Errorf("lateness_distribution = %q, want %q (r1 counted with its latest copy, 400 ms)", got, want)
+	}
+
+	s, err := Summary(ctx, conn, database, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Results != 4 || s.Delivered != 2 || s.TokenDead != 1 || s.Expired != 1 || s.Retried != 0 || s.Sent != 3 {
+		t.Errorf("summary = %+v, want 4 results: 2 delivered, 1 token_dead, 1 expired, none retried", s)
+	}
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
