@@ -38,12 +38,18 @@ func TestAnalystQueries(t *testing.T) {
 			App: "shop", Provider: "apns", Token: token, Platform: "ios", Outcome: outcome, Status: status, Reason: reason,
 			Attempt: 1, SendAt: at.Add(-time.Second), At: at, LatencyMs: 10, LatenessMs: lateness})
 	}
+	// The in-memory Accumulator (demo, pushctl status) gets the same
+	// writes and must summarise them as ClickHouse does.
+	acc := NewAccumulator()
 	version := at
 	write := func(rows ...Row) {
 		t.Helper()
 		version = version.Add(time.Second)
 		sink.now = func() time.Time { return version }
 		if err := sink.Write(ctx, rows); err != nil {
+			t.Fatal(err)
+		}
+		if err := acc.Write(ctx, rows); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -139,6 +145,9 @@ func TestAnalystQueries(t *testing.T) {
 	}
 	if s.Results != 4 || s.Delivered != 2 || s.TokenDead != 1 || s.Expired != 1 || s.Retried != 0 || s.Sent != 3 {
 		t.Errorf("summary = %+v, want 4 results: 2 delivered, 1 token_dead, 1 expired, none retried", s)
+	}
+	if mem, err := acc.Summary("c1"); err != nil || mem != s {
+		t.Errorf("Accumulator summary\n%+v, %v\nClickHouse's\n%+v", mem, err, s)
 	}
 }
 

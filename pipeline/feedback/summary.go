@@ -188,84 +188,46 @@ func WriteSummary(w io.Writer, s CampaignSummary) error {
 }
 
 // Accumulator is an in-memory Sink that keeps what a campaign summary
-// needs, counting each ResultID once. The embedded demo uses it instead of
-// ClickHouse; it holds every result id and sent latency in memory, so it
-// is for small runs.
+// needs: one entry per result id, the latest copy written, as ClickHouse's
+// summary keeps the copy with the highest version. The embedded demo uses
+// it instead of ClickHouse, and pushctl status over the results topic; it
+// holds every result id of a campaign in memory, so it is for one
+// campaign's worth at a time.
 type Accumulator struct {
 	mu        sync.Mutex
-	seen      map[string]struct{}
-	campaigns map[string]*campaignAcc
+	campaigns map[string]map[string]accRow // campaign id → result id → latest copy
 }
 
-type campaignAcc struct {
-	s        CampaignSummary
-	devices  map[[2]string]struct{}
-	latency  []float64
-	lateness []float64
+// accRow is what a summary reads of one result.
+type accRow struct {
+	app, token, outcome string
+	at                  time.Time
+	latency, lateness   float64
+	sent                bool
 }
 
 // NewAccumulator returns an empty accumulator.
 func NewAccumulator() *Accumulator {
-	return &Accumulator{seen: map[string]struct{}{}, campaigns: map[string]*campaignAcc{}}
+	return &Accumulator{campaigns: map[string]map[string]accRow{}}
 }
 
-// Write adds rows not seen before.
+// Write adds rows; a row whose result id was written before replaces it.
+// A replay writes the same copy again; a chunk re-sent after a crash
+// writes a newer one (retryable, then delivered), and the newer counts.
 func (a *Accumulator) Write(_ context.Context, rows []Row) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for i := range rows {
 		r := &rows[i]
-		if _, dup := a.seen[r.ResultID]; dup {
-			continue
-		}
-		a.seen[r.ResultID] = struct{}{}
 		c := a.campaigns[r.CampaignID]
 		if c == nil {
-			c = &campaignAcc{s: CampaignSummary{CampaignID: r.CampaignID, PlannedSource: "results"}, devices: map[[2]string]struct{}{}}
+			c = map[string]accRow{}
 			a.campaigns[r.CampaignID] = c
 		}
-		c.add(r)
+		c[r.ResultID] = accRow{app: r.App, token: r.Token, outcome: r.Outcome, at: r.At,
+			latency: r.LatencyMs, lateness: r.LatenessMs, sent: r.sent()}
 	}
 	return nil
-}
-
-func (c *campaignAcc) add(r *Row) {
-	s := &c.s
-	s.Results++
-	c.devices[[2]string{r.App, r.Token}] = struct{}{}
-	if s.First.IsZero() || r.At.Before(s.First) {
-		s.First = r.At
-	}
-	if r.At.After(s.Last) {
-		s.Last = r.At
-	}
-	if r.sent() {
-		s.Sent++
-		c.latency = append(c.latency, r.LatencyMs)
-		c.lateness = append(c.lateness, r.LatenessMs)
-	}
-	switch r.Outcome {
-	case schemas.OutcomeDelivered:
-		s.Delivered++
-	case schemas.OutcomeTokenDead:
-		s.TokenDead++
-	case schemas.OutcomeTokenSuspect:
-		s.Suspect++
-	case schemas.OutcomeRetryable:
-		s.Retried++
-	case schemas.OutcomeFailed:
-		s.Failed++
-	case schemas.OutcomeExpired:
-		s.Expired++
-	case schemas.OutcomeCancelled:
-		s.Cancelled++
-	case schemas.OutcomePayloadRejected:
-		s.PayloadRejected++
-	case schemas.OutcomeCredentialFailure:
-		s.CredentialFailure++
-	case schemas.OutcomeInvalidToken:
-		s.InvalidToken++
-	}
 }
 
 // Summary returns the summary of campaignID, or ErrNoResults.
@@ -273,14 +235,53 @@ func (a *Accumulator) Summary(campaignID string) (CampaignSummary, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	c := a.campaigns[campaignID]
-	if c == nil {
+	if len(c) == 0 {
 		return CampaignSummary{}, fmt.Errorf("%w %s", ErrNoResults, campaignID)
 	}
-	s := c.s
-	s.Devices = uint64(len(c.devices))
+	s := CampaignSummary{CampaignID: campaignID, PlannedSource: "results"}
+	devices := make(map[[2]string]struct{}, len(c))
+	var latency, lateness []float64
+	for _, r := range c {
+		s.Results++
+		devices[[2]string{r.app, r.token}] = struct{}{}
+		if s.First.IsZero() || r.at.Before(s.First) {
+			s.First = r.at
+		}
+		if r.at.After(s.Last) {
+			s.Last = r.at
+		}
+		if r.sent {
+			s.Sent++
+			latency = append(latency, r.latency)
+			lateness = append(lateness, r.lateness)
+		}
+		switch r.outcome {
+		case schemas.OutcomeDelivered:
+			s.Delivered++
+		case schemas.OutcomeTokenDead:
+			s.TokenDead++
+		case schemas.OutcomeTokenSuspect:
+			s.Suspect++
+		case schemas.OutcomeRetryable:
+			s.Retried++
+		case schemas.OutcomeFailed:
+			s.Failed++
+		case schemas.OutcomeExpired:
+			s.Expired++
+		case schemas.OutcomeCancelled:
+			s.Cancelled++
+		case schemas.OutcomePayloadRejected:
+			s.PayloadRejected++
+		case schemas.OutcomeCredentialFailure:
+			s.CredentialFailure++
+		case schemas.OutcomeInvalidToken:
+			s.InvalidToken++
+		}
+	}
+	s.Devices = uint64(len(devices))
 	s.Planned = s.Devices
-	s.LatencyP50Ms, s.LatencyP99Ms = quantileExact(c.latency, 0.5), quantileExact(c.latency, 0.99)
-	s.LatenessP50Ms, s.LatenessP99Ms = quantileExact(c.lateness, 0.5), quantileExact(c.lateness, 0.99)
+	s.LatencyP50Ms, s.LatencyP99Ms = quantileExact(latency, 0.5), quantileExact(latency, 0.99)
+	s.LatenessP50Ms, s.LatenessP99Ms = quantileExact(lateness, 0.5), quantileExact(lateness, 0.99)
 	s.First, s.Last = s.First.Truncate(time.Second), s.Last.Truncate(time.Second) // as stored in ClickHouse
 	return s, nil
 }
