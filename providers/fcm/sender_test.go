@@ -195,11 +195,17 @@ func TestRetryAfterAndFaultWindow(t *testing.T) {
 	if r.Outcome != providers.Retryable || r.Reason != "QUOTA_EXCEEDED" || r.RetryAfter != 12*time.Second {
 		t.Fatalf("result = %+v", r)
 	}
-	sim.SetFault(fcmsim.Fault{Rate503: 1, For: 100 * time.Millisecond})
+	// A window long enough for a send on a slow machine; the send after it
+	// waits until the simulator says the window is over, not a fixed time.
+	sim.SetFault(fcmsim.Fault{Rate503: 1, For: 2 * time.Second})
 	if r := s.Send(context.Background(), m, 2); r.Outcome != providers.Retryable || r.Reason != "UNAVAILABLE" {
 		t.Fatalf("during 503 window: %+v", r)
 	}
-	time.Sleep(150 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); sim.Fault() != (fcmsim.Fault{}); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the 2 s fault is still in force after 10 s: %+v", sim.Fault())
+		}
+	}
 	if r := s.Send(context.Background(), m, 3); r.Outcome != providers.Delivered {
 		t.Fatalf("after the window: %+v", r)
 	}

@@ -516,19 +516,59 @@ func TestPingTimeoutOnSilentServer(t *testing.T) {
 
 // A server that answers PINGs keeps the connection.
 func TestPingAnsweredKeepsConnection(t *testing.T) {
-	ep, accepted := serveXNet(t, &http2.Server{}, http.HandlerFunc(echo))
-	p := newPool(t, ep, func(c *h2post.Config) {
+	srv := newRawServer(t)
+	p := newPool(t, srv.endpoint(), func(c *h2post.Config) {
 		c.PingInterval = 5 * time.Millisecond
 		c.PingTimeout = 5 * time.Second
 	})
-	for i := range 5 {
-		if _, err := p.Post(context.Background(), "/p", nil, []byte("x")); err != nil {
-			t.Fatalf("post %d: %v", i, err)
-		}
-		time.Sleep(30 * time.Millisecond) // idle long enough to be pinged
+	ch := postAsync(context.Background(), p, "/p", []byte("x"))
+	c := srv.accept()
+	for id := range c.readRequests(1) {
+		c.respond(id, "200", nil)
 	}
-	if accepted.Load() != 1 {
-		t.Fatalf("%d connections, want 1", accepted.Load())
+	if r := await(t, ch); r.err != nil {
+		t.Fatal(r.err)
+	}
+	// Idle, the connection is pinged; each PING answered keeps it. (No
+	// PING within 5 s fails the read.)
+	_ = c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for range 3 {
+		f := c.next()
+		pf, ok := f.(*http2.PingFrame)
+		if !ok || pf.IsAck() {
+			t.Fatalf("idle connection: got %v, want a PING", f)
+		}
+		if err := c.fr.WritePing(true, pf.Data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The next request goes over the same connection.
+	ch = postAsync(context.Background(), p, "/p", []byte("y"))
+	for {
+		f := c.next()
+		if pf, ok := f.(*http2.PingFrame); ok && !pf.IsAck() {
+			_ = c.fr.WritePing(true, pf.Data)
+			continue
+		}
+		hf, ok := f.(*http2.MetaHeadersFrame)
+		if !ok {
+			t.Fatalf("after the pings: got %v, want the next request", f)
+		}
+		for !hf.StreamEnded() {
+			if df, ok := c.next().(*http2.DataFrame); ok && df.StreamEnded() {
+				break
+			}
+		}
+		c.respond(hf.StreamID, "200", nil)
+		break
+	}
+	if r := await(t, ch); r.err != nil {
+		t.Fatal(r.err)
+	}
+	select {
+	case <-srv.conns:
+		t.Fatal("a second connection was dialled")
+	default:
 	}
 }
 
