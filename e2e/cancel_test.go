@@ -81,6 +81,15 @@ func TestCancelMidCampaign(t *testing.T) {
 	if got[schemas.OutcomeCancelled] == 0 {
 		t.Errorf("clickhouse: no cancelled results")
 	}
+	// Every device ended delivered or cancelled, or as its token made it
+	// end: nothing failed, expired or waits for a retry.
+	for outcome, n := range got {
+		switch outcome {
+		case schemas.OutcomeDelivered, schemas.OutcomeCancelled, schemas.OutcomeTokenDead, schemas.OutcomeTokenSuspect, schemas.OutcomeInvalidToken:
+		default:
+			t.Errorf("clickhouse: %d results %s; a cancelled campaign's devices end delivered or cancelled", n, outcome)
+		}
+	}
 	if tl.DuplicateSends != 0 {
 		t.Errorf("%d duplicate sends", tl.DuplicateSends)
 	}

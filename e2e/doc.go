@@ -31,8 +31,10 @@
 //     dispatcher, a Kafka broker restart and 10 s of 503s: every live device
 //     delivered, duplicates within the dispatcher's bound, ClickHouse and
 //     MySQL as without faults.
-//   - TestCancelMidCampaign: no send starts later than 2 s after the cancel
-//     is acknowledged; every planned device ends delivered or cancelled.
+//   - TestCancelMidCampaign: no more sends accepted later than 2 s after the
+//     cancel is acknowledged than the chunks already in flight; every
+//     planned device ends delivered or cancelled (or dead, suspect or
+//     invalid, as its token makes it), nothing failed or expired.
 //   - TestBadInputIsDeadLetteredAndTheNextCampaignServed: garbage,
 //     schema-invalid JSON, an unknown app and huge campaigns are
 //     dead-lettered with their reason and bytes, and the valid campaign
