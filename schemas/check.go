@@ -29,6 +29,15 @@ func (c *Campaign) check() error {
 	} else if s.LocalTime != "" || s.LocalDate != "" {
 		problems = append(problems, "/schedule: local_time and local_date need mode local_time")
 	}
+	for _, f := range []struct {
+		name string
+		at   time.Time
+	}{{"send_at", s.SendAt}, {"expires_at", s.ExpiresAt}} {
+		if !f.at.IsZero() && !storable(f.at) {
+			problems = append(problems, fmt.Sprintf("/schedule/%s: %s is out of range: must be from %s to before %s in UTC",
+				f.name, f.at.Format(time.RFC3339Nano), time.Unix(minStoredUnix, 0).UTC().Format(time.RFC3339), time.Unix(endStoredUnix, 0).UTC().Format(time.RFC3339)))
+		}
+	}
 	if !s.ExpiresAt.IsZero() && s.Mode == DeliverAt && !s.SendAt.IsZero() && !s.ExpiresAt.After(s.SendAt) {
 		problems = append(problems, "/schedule/expires_at: must be after send_at")
 	}
@@ -49,6 +58,24 @@ func (c *Campaign) check() error {
 	return nil
 }
 
+// The instants a campaign may name. The planner records send and expiry
+// times in MySQL (go-sql-driver refuses years outside 0..9999, and the
+// bound is the year in UTC: 9999-12-31T23:30:00-01:00 is year 10000
+// there), and batches carry them to results, which ClickHouse stores as
+// DateTime (1970 to 2105). A campaign naming a time outside both would
+// fail the planner's bookkeeping on every retry and hold its partition;
+// refused here, it is dead-lettered like any invalid campaign.
+const (
+	minStoredUnix = 0          // 1970-01-01T00:00:00Z
+	endStoredUnix = 4291747200 // 2106-01-01T00:00:00Z, excluded
+)
+
+// storable reports whether t is in [1970-01-01, 2106-01-01) UTC.
+func storable(t time.Time) bool {
+	u := t.Unix()
+	return u >= minStoredUnix && u < endStoredUnix
+}
+
 // LocalDate parses a campaign's local_date: a date (YYYY-MM-DD) from 1970
 // on. Before 1970 most zones ran on local mean time, each with its own
 // offset; a local_time campaign would then have one wave (and one
@@ -60,6 +87,12 @@ func LocalDate(s string) (time.Time, error) {
 	}
 	if d.Year() < 1970 {
 		return time.Time{}, fmt.Errorf("/schedule/local_date: %q is before 1970", s)
+	}
+	// Its waves are due in UTC up to a day either side of it: a later
+	// year could be due past what the stores hold (see storable), and
+	// year 9999 in a zone west of UTC is year 10000 there.
+	if d.Year() > 2105 {
+		return time.Time{}, fmt.Errorf("/schedule/local_date: %q is after 2105", s)
 	}
 	return d, nil
 }

@@ -271,6 +271,11 @@ type DeadLetter struct {
 	At         time.Time         `json:"at"`
 }
 
+// MaxStoredTokenBytes is the length of devices.token, which holds ASCII
+// only (schemas/mysql/0001_devices.sql): a longer or non-ASCII token names
+// no stored device.
+const MaxStoredTokenBytes = 512
+
 // DeviceRegistration is how app backends report a (re-)registered token.
 // Feedback upserts it into devices and sets registered_at, which guards
 // against deactivating a token re-registered after an APNs 410.

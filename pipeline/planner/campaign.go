@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -98,6 +99,9 @@ type txn struct {
 	batches int
 	devices int
 	invalid map[string]int // by platform
+	// unstored: tokens of the list left out of the audience query, on
+	// the first chunk of a campaign planned from the start.
+	unstored int
 	// handled: devices read into this transaction, whatever became of
 	// them (batched, reported invalid, expired); started: when it began.
 	handled int
@@ -220,6 +224,7 @@ func (t *txn) commit(ctx context.Context, offset int64, meta string) (committed 
 	for platform, n := range t.invalid {
 		t.p.m.invalid.WithLabelValues(platform).Add(float64(n))
 	}
+	t.p.m.unstored.Add(float64(t.unstored))
 	return true, nil, nil
 }
 
@@ -336,20 +341,27 @@ const listPartSize = 500
 
 // audienceParts cuts the campaign's audience into the queries of its
 // parts. Lists are de-duplicated first: a user id in two parts would put
-// its devices in the audience twice.
-func audienceParts(c *schemas.Campaign) []AudienceQuery {
+// its devices in the audience twice. Tokens that cannot be stored (see
+// storedToken) are left out of the queries and returned as unstored; a
+// list left with none has no part at all, never the unfiltered segment.
+func audienceParts(c *schemas.Campaign) (parts []AudienceQuery, unstored []string) {
 	base := AudienceQuery{App: c.App, Platforms: c.Audience.Platforms, Locales: c.Audience.Locales}
 	var list []string
 	tokens := c.Audience.Type == schemas.AudienceTokens
 	switch {
 	case tokens:
-		list = dedupe(c.Audience.Tokens)
+		for _, tok := range dedupe(c.Audience.Tokens) {
+			if storedToken(tok) {
+				list = append(list, tok)
+			} else {
+				unstored = append(unstored, tok)
+			}
+		}
 	case len(c.Audience.UserIDs) > 0:
 		list = dedupe(c.Audience.UserIDs)
 	default:
-		return []AudienceQuery{base}
+		return []AudienceQuery{base}, nil
 	}
-	var parts []AudienceQuery
 	for i := 0; i < len(list); i += listPartSize {
 		q := base
 		cut := list[i:min(i+listPartSize, len(list))]
@@ -360,7 +372,25 @@ func audienceParts(c *schemas.Campaign) []AudienceQuery {
 		}
 		parts = append(parts, q)
 	}
-	return parts
+	return parts, unstored
+}
+
+// tokenSample is what a log line shows of unstored tokens: the first few,
+// each cut to a readable length.
+func tokenSample(tokens []string) []string {
+	const maxTokens, maxBytes = 3, 48
+	var out []string
+	for _, tok := range tokens[:min(len(tokens), maxTokens)] {
+		if len(tok) > maxBytes {
+			n := maxBytes
+			for n > 0 && !utf8.RuneStart(tok[n]) {
+				n--
+			}
+			tok = tok[:n] + "..."
+		}
+		out = append(out, tok)
+	}
+	return out
 }
 
 func dedupe(in []string) []string {
@@ -555,9 +585,18 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 		log.Info("planner: planning campaign", "mode", s.mode, "batch_size", e.batchSize, "throttle_per_second", s.rate)
 	}
 
+	parts, unstored := audienceParts(c)
 	t, err := p.begin(ctx, sess, r)
 	if err != nil {
 		return 0, err
+	}
+	if len(unstored) > 0 && ck == nil {
+		// No invalid_token result can say it (a result names the
+		// device's platform, and there is no device); the log and the
+		// metric do, once per plan: a resumed plan reported them before.
+		t.unstored = len(unstored)
+		log.Warn("planner: tokens of the audience cannot name a stored device (not ASCII, or over 512 bytes); left out",
+			"count", len(unstored), "sample", tokenSample(unstored))
 	}
 	ladder := delay.Ladder{Tiers: p.cfg.DelayTiers, Ready: p.cfg.Kafka.Topics.Ready.Name}
 	e.alloc = p.values.get
@@ -597,7 +636,7 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		p.readAudience(readCtx, audienceParts(c), after, free, pages)
+		p.readAudience(readCtx, parts, after, free, pages)
 	}()
 
 	// readWait and commitWait say where a slow plan spends its time:

@@ -15,7 +15,12 @@
 // ended, so a 10-million-device campaign holds a few pages in memory, never
 // the audience. Explicit lists (tokens, user ids) are read in parts of 500
 // entries, each part in id order; a Position (part, id) orders the whole
-// audience. A reader goroutine fills pages ahead of the planner loop
+// audience. A listed token no device can have (not ASCII, or longer than
+// devices.token's 512 bytes) is left out of the queries, since MariaDB and
+// MySQL 8 refuse to compare a non-ASCII value with the ascii_bin column;
+// it is logged and counted (pushlane_planner_unstored_tokens_total), not
+// reported as an invalid_token result, which names a device's platform.
+// A reader goroutine fills pages ahead of the planner loop
 // through a channel of three pages, so MySQL reads overlap with encoding
 // and producing; rows are copied into a reused per-page arena and each
 // device is encoded to JSON once, into its wave's open batch.

@@ -299,7 +299,8 @@ func TestLoopPlansRecordsAndDeadLetters(t *testing.T) {
 	future.Schedule.SendAt = time.Now().Add(90 * time.Minute)
 	tokens := segmentCampaign("c-tokens", 100)
 	tokens.App = "fcmapp"
-	tokens.Audience = schemas.Audience{Type: schemas.AudienceTokens, Tokens: []string{"fcm-a", "fcm-b", "fcm-a", "fcm-c", "unknown"}}
+	tokens.Audience = schemas.Audience{Type: schemas.AudienceTokens, Tokens: []string{"fcm-a", "fcm-b", "fcm-a", "fcm-c", "unknown",
+		"fcm-tökén", strings.Repeat("x", 513)}} // no device can have these two
 	unknown := segmentCampaign("c-unknown-app", 20)
 	unknown.App = "nope"
 
@@ -423,6 +424,9 @@ func TestLoopPlansRecordsAndDeadLetters(t *testing.T) {
 	}
 	if n := counterValue(t, r.p.m.batches); n != 17 {
 		t.Errorf("batches metric %v", n)
+	}
+	if n := counterValue(t, r.p.m.unstored); n != 2 {
+		t.Errorf("unstored tokens metric %v, want 2 (c-tokens)", n)
 	}
 }
 

@@ -13,6 +13,7 @@ type metrics struct {
 	devices   prometheus.Counter
 	batches   prometheus.Counter
 	invalid   *prometheus.CounterVec // by platform
+	unstored  prometheus.Counter
 	expired   prometheus.Counter
 	chunks    *prometheus.CounterVec // by result
 	retries   *prometheus.CounterVec // by cause
@@ -36,6 +37,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		batches: s.Counter("pushlane_planner_batches_total", "Batches in committed transactions."),
 		invalid: s.CounterVec("pushlane_planner_invalid_tokens_total", "Devices reported as invalid_token instead of batched, by platform.",
 			"platform"),
+		unstored: s.Counter("pushlane_planner_unstored_tokens_total",
+			"Tokens of token-list audiences that cannot name a stored device (not ASCII, or over 512 bytes), left out of the audience query and logged; no invalid_token result, which needs a platform."),
 		expired: s.Counter("pushlane_planner_expired_devices_total", "Devices not batched because their wave expired before it started."),
 		chunks: s.CounterVec("pushlane_planner_transactions_total", "Planner transactions, by result (committed, aborted).",
 			"result"),
