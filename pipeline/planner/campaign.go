@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/internal/utf8cut"
 	"github.com/pushlane/pushlane/pipeline/delay"
 	"github.com/pushlane/pushlane/pipeline/kafka"
 	"github.com/pushlane/pushlane/schemas"
@@ -284,7 +285,7 @@ func (p *Planner) deadLetter(ctx context.Context, sess *kgo.GroupTransactSession
 
 func (p *Planner) save(ctx context.Context, rec CampaignRecord) error {
 	if len(rec.Reason) > 1024 {
-		rec.Reason = rec.Reason[:1021] + "..."
+		rec.Reason = utf8cut.Prefix(rec.Reason, 1021) + "..."
 	}
 	// Not cut short by a stop: the status belongs to the chunk being
 	// committed, and a stop must not turn a finished campaign into an
