@@ -312,8 +312,23 @@ func TestForwarderGracefulRestartNoLossNoDuplicates(t *testing.T) {
 	if err := cl.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2500 * time.Millisecond) // some forwarded, some held
+	// Stop the first forwarder once it has forwarded some (the first are
+	// due after about a second, the last after almost six): the stop must
+	// find records forwarded and records held.
+	adm := kadm.NewClient(k.Client(t))
+	deadline := time.Now().Add(20 * time.Second)
+	for recordsOn(t, adm, l.Ready) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing forwarded to ready within 20 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	first.stop(t)
+	if forwarded := recordsOn(t, adm, l.Ready); forwarded <= 0 || forwarded >= n {
+		t.Fatalf("the first forwarder stopped after forwarding %d of %d batches, want some forwarded and some held", forwarded, n)
+	} else {
+		t.Logf("the first forwarder forwarded %d of %d before its stop", forwarded, n)
+	}
 	startForwarder(t, k, l, dlq, group, nil)
 	got := arrivals(t, k.ReadAll(t, l.Ready, n, 20*time.Second))
 	time.Sleep(time.Second) // room for a duplicate to show up
@@ -333,7 +348,7 @@ func TestForwarderGracefulRestartNoLossNoDuplicates(t *testing.T) {
 func TestForwarderHoldsBoundedRecords(t *testing.T) {
 	t.Parallel()
 	k := dispatchtest.StartKafka(t)
-	l, dlq := k.Ladder(t, 4, 1)
+	l, dlq := k.Ladder(t, 5, 1)
 	r := startForwarder(t, k, l, dlq, dispatchtest.UniqueName("delay"), func(c *delay.Config, _ *delay.Deps) {
 		c.FetchMaxPartitionBytes = 32 << 10
 		c.MaxPollRecords = 50
@@ -341,44 +356,67 @@ func TestForwarderHoldsBoundedRecords(t *testing.T) {
 	cl := k.Client(t, kgo.ProducerBatchMaxBytes(16<<10))
 	const n = 3000
 	value := []byte(`{"pad":"` + strings.Repeat("x", 2000) + `"}`)
-	// Tier 3 (8 s): for the first ~6 s nothing is within the 1 s prefetch
-	// window, so only the first fetch may be held.
-	sendAt := time.Now().Add(9 * time.Second)
+	// Due 24 s after the first write: written within 8 s of it, a batch
+	// goes to the top tier (16 s), later to tier 3 (8 s), and none comes
+	// due before first+16 s however slow the writes are. Until first+15 s
+	// nothing is within the 1 s prefetch window, so only the first fetch
+	// of each partition may be held.
+	first := time.Now()
+	sendAt := first.Add(24 * time.Second)
+	quiet := first.Add(14 * time.Second) // a second of margin
 	for i := range n {
 		writeBatch(t, cl, l, fmt.Sprintf("b%04d", i), "c1", sendAt, time.Time{}, value)
 	}
 	if err := cl.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	maxHeld := 0.0
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			v := dispatchtest.MetricValue(t, r.reg, "pushlane_delay_held_records")
-			mu.Lock()
-			maxHeld = max(maxHeld, v)
-			mu.Unlock()
+	t.Logf("wrote %d batches in %v", n, time.Since(first).Round(time.Millisecond))
+	held := func() float64 { return dispatchtest.MetricValue(t, r.reg, "pushlane_delay_held_records") }
+	// The group has joined and fetched once something is held.
+	maxHeld := held()
+	for maxHeld == 0 {
+		if time.Now().After(quiet) {
+			t.Fatalf("nothing held %v after the first write: the forwarder never fetched the waiting tier", time.Since(first).Round(time.Millisecond))
 		}
-	}()
-	time.Sleep(5 * time.Second) // all waiting on tier 3
-	close(stop)
-	<-sampled
-	t.Logf("held at most %v records", maxHeld)
-	if maxHeld == 0 || maxHeld > 100 {
+		time.Sleep(20 * time.Millisecond)
+		maxHeld = held()
+	}
+	start := time.Now()
+	end := start.Add(5 * time.Second)
+	if end.After(quiet) {
+		end = quiet
+	}
+	if end.Sub(start) < 2*time.Second {
+		t.Fatalf("first fetch held only %v after the first write, too late to watch it for 2 s before anything comes due", start.Sub(first).Round(time.Millisecond))
+	}
+	for time.Now().Before(end) {
+		time.Sleep(20 * time.Millisecond)
+		maxHeld = max(maxHeld, held())
+	}
+	t.Logf("held at most %v records for %v", maxHeld, end.Sub(start).Round(time.Millisecond))
+	if maxHeld > 100 {
 		t.Errorf("held up to %v records of %d waiting, want 1..100 (one 32 KiB fetch, a poll of 50)", maxHeld, n)
 	}
-	got := k.ReadAll(t, l.Ready, n, 30*time.Second)
+	got := k.ReadAll(t, l.Ready, n, 45*time.Second)
 	if len(got) != n {
 		t.Fatalf("%d arrived, want %d", len(got), n)
 	}
+}
+
+// recordsOn returns how many records topic holds (the sum of its
+// partitions' end offsets: no transactions, no compaction).
+func recordsOn(t *testing.T, adm *kadm.Client, topic string) int64 {
+	t.Helper()
+	ends, err := adm.ListEndOffsets(context.Background(), topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		t.Fatalf("end offsets of %s: %v", topic, err)
+	}
+	var sum int64
+	ends.Each(func(o kadm.ListedOffset) { sum += o.Offset })
+	return sum
 }
 
 // The forwarder is ready once its group is joined, not at start: with the

@@ -190,7 +190,18 @@ func (h *harness) write(b schemas.Batch) {
 // and decodes each with the schema.
 func (h *harness) readResults(n int, timeout time.Duration) []schemas.Result {
 	h.t.Helper()
+	rs, _ := h.readResultsLast(n, timeout)
+	return rs
+}
+
+// readResultsLast is readResults that also returns when the last of the
+// results was produced (the latest record timestamp, stamped by the
+// dispatcher's client), so bounds on when results came do not count the
+// time this harness takes to read them back.
+func (h *harness) readResultsLast(n int, timeout time.Duration) ([]schemas.Result, time.Time) {
+	h.t.Helper()
 	var out []schemas.Result
+	var last time.Time
 	for _, r := range h.k.ReadAll(h.t, h.results, n, timeout) {
 		res, err := schemas.DecodeResult(r.Value)
 		if err != nil {
@@ -199,26 +210,30 @@ func (h *harness) readResults(n int, timeout time.Duration) []schemas.Result {
 		if want := res.App + "/" + res.Token; string(r.Key) != want {
 			h.t.Errorf("result key %q, want %q", r.Key, want)
 		}
+		if r.Timestamp.After(last) {
+			last = r.Timestamp
+		}
 		out = append(out, *res)
 	}
-	return out
+	return out, last
 }
 
 // cancelAfterSends waits until s has made n sends, cancels campaign, and
 // reads the want results every device must end with; it returns when the
-// cancel was acknowledged, and the results.
-func (h *harness) cancelAfterSends(s *dispatchtest.Sender, n int, campaign string, want int) (time.Time, []schemas.Result) {
+// cancel was acknowledged, the results, and when the last of them was
+// produced.
+func (h *harness) cancelAfterSends(s *dispatchtest.Sender, n int, campaign string, want int) (acked time.Time, rs []schemas.Result, last time.Time) {
 	h.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for len(s.Sends()) < n && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	acked := h.publish(campaign, schemas.ControlCancel)
-	rs := h.readResults(want, 30*time.Second)
+	acked = h.publish(campaign, schemas.ControlCancel)
+	rs, last = h.readResultsLast(want, 30*time.Second)
 	if len(rs) != want {
 		h.t.Fatalf("%d results, want %d", len(rs), want)
 	}
-	return acked, rs
+	return acked, rs, last
 }
 
 func (h *harness) publish(campaign, action string) time.Time {

@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -83,8 +84,43 @@ func TestAppLimitLongQueueKeepsOrder(t *testing.T) {
 	if j := l.next(); j != nil || l.free != 1 || len(l.pending) != 0 {
 		t.Errorf("after draining: job %v, %d free, %d pending; want nil, 1, 0", j, l.free, len(l.pending))
 	}
-	if cap(l.pending) > 2*n {
-		t.Errorf("queue capacity %d after %d jobs", cap(l.pending), n)
+
+	// A queue that never empties (one job in for every one out, a few
+	// always waiting) must not grow with the jobs that passed through it:
+	// only compaction as it drains keeps its backing array bounded.
+	l = newAppLimit(1)
+	const backlog, rounds = 10, 100_000
+	name := func(i int) string { return "s" + strconv.Itoa(i) }
+	if got := l.submit(jobsOf(&wg, name(0))); len(got) != 1 || got[0].token != name(0) {
+		t.Fatalf("steady queue: started %v, want [%s]", tokensOf(got), name(0))
+	}
+	wantNext := 1
+	submitted := 1
+	for ; submitted <= backlog; submitted++ {
+		l.submit(jobsOf(&wg, name(submitted)))
+	}
+	maxCap := 0
+	for range rounds {
+		l.submit(jobsOf(&wg, name(submitted)))
+		submitted++
+		j := l.next()
+		if j == nil || j.token != name(wantNext) {
+			t.Fatalf("steady queue: got %v, want %s", j, name(wantNext))
+		}
+		wantNext++
+		maxCap = max(maxCap, cap(l.pending))
+	}
+	if maxCap > 4096 {
+		t.Errorf("steady queue of %d waiting: capacity grew to %d over %d jobs, want it bounded (compacted as it drains)", backlog+1, maxCap, rounds)
+	}
+	for wantNext < submitted {
+		if j := l.next(); j == nil || j.token != name(wantNext) {
+			t.Fatalf("steady queue drain: got %v, want %s", j, name(wantNext))
+		}
+		wantNext++
+	}
+	if j := l.next(); j != nil || l.free != 1 || len(l.pending) != 0 {
+		t.Errorf("after the steady queue: job %v, %d free, %d pending; want nil, 1, 0", j, l.free, len(l.pending))
 	}
 }
 

@@ -134,7 +134,7 @@ func benchFeedbackThroughput(t *testing.B) {
 	var firstN int64
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
-		c := committedTotal(t, brokers, group)
+		c := committedTotal(t, brokers, group, results, regs)
 		if c > 0 && firstAt.IsZero() {
 			firstAt, firstN = time.Now(), c
 		}

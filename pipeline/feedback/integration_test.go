@@ -90,12 +90,25 @@ func (e realEnv) start(t *testing.T, group string, strikes int, reg *prometheus.
 	return stop
 }
 
-func waitCommitted(t *testing.T, brokers []string, group string, want int64, timeout time.Duration) {
+// group returns a consumer group name for this env: base plus the unique
+// part of the env's topic names, so no earlier (killed) or concurrent run
+// on the same stack shares it.
+func (e realEnv) group(base string) string {
+	return base + "-" + strings.TrimPrefix(e.results, "results-")
+}
+
+// committed sums group's committed offsets on this env's input topics.
+func (e realEnv) committed(t *testing.T, group string) int64 {
+	t.Helper()
+	return committedTotal(t, e.brokers, group, e.results, e.regs)
+}
+
+func (e realEnv) waitCommitted(t *testing.T, group string, want int64, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var got int64
 	for {
-		if got = committedTotal(t, brokers, group); got == want {
+		if got = e.committed(t, group); got == want {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -229,8 +242,9 @@ func TestIntegrationCampaignAndReplay(t *testing.T) {
 	total := int64(len(values) + len(regValues))
 
 	reg := prometheus.NewRegistry()
-	stop := e.start(t, "feedback-first", 3, reg)
-	waitCommitted(t, e.brokers, "feedback-first", total, 2*time.Minute)
+	first := e.group("feedback-first")
+	stop := e.start(t, first, 3, reg)
+	e.waitCommitted(t, first, total, 2*time.Minute)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -301,8 +315,9 @@ func TestIntegrationCampaignAndReplay(t *testing.T) {
 
 	// Replay: a new group reads both topics from the start.
 	before := snapshot(t, e.db)
-	stop = e.start(t, "feedback-replay", 3, prometheus.NewRegistry())
-	waitCommitted(t, e.brokers, "feedback-replay", total, 2*time.Minute)
+	replay := e.group("feedback-replay")
+	stop = e.start(t, replay, 3, prometheus.NewRegistry())
+	e.waitCommitted(t, replay, total, 2*time.Minute)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -346,9 +361,10 @@ func TestIntegrationClickHouseDownAndUp(t *testing.T) {
 		return out
 	}
 	reg := prometheus.NewRegistry()
-	stop := e.start(t, "feedback-outage", 3, reg)
+	group := e.group("feedback-outage")
+	stop := e.start(t, group, 3, reg)
 	e.produce(t, e.results, batch(0, n/4))
-	waitCommitted(t, e.brokers, "feedback-outage", n/4, time.Minute)
+	e.waitCommitted(t, group, n/4, time.Minute)
 
 	testenv.StackCtl(t, "stop", "clickhouse")
 	stopped := true
@@ -367,13 +383,13 @@ func TestIntegrationClickHouseDownAndUp(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if got := committedTotal(t, e.brokers, "feedback-outage"); got != n/4 {
+	if got := e.committed(t, group); got != n/4 {
 		t.Errorf("committed %d records while ClickHouse was down, want %d", got, n/4)
 	}
 
 	testenv.StackCtl(t, "start", "clickhouse")
 	stopped = false
-	waitCommitted(t, e.brokers, "feedback-outage", n, 2*time.Minute)
+	e.waitCommitted(t, group, n, 2*time.Minute)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func TestStopCommitsWhatTheFlushStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, _ := sink.acc.Summary("c1")
-	got := committedTotal(t, e.brokers, "feedback-test")
+	got := committedTotal(t, e.brokers, "feedback-test", e.results, e.regs)
 	t.Logf("rows stored %d, offsets committed %d", s.Results, got)
 	if s.Results != 20 || got != 20 {
 		t.Errorf("%d of 20 results stored and %d offsets committed; want 20 and 20", s.Results, got)

@@ -62,24 +62,35 @@ func (k Kafka) Topic(t testing.TB, name string, partitions int32, compacted bool
 }
 
 // ReadAll consumes topic from the start until it has seen at least n records
-// or timeout passes, and returns what it saw.
+// or timeout passes, and returns what it saw. Its consumer is closed before
+// it returns. A fetch error fails the test (t.Fatalf), so, like t.Fatal, it
+// must be called from the test's goroutine.
 func (k Kafka) ReadAll(t testing.TB, topic string, n int, timeout time.Duration) []*kgo.Record {
 	t.Helper()
-	cl := k.Client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatalf("read %s: %v", topic, err)
+	}
+	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var out []*kgo.Record
 	for len(out) < n {
 		fs := cl.PollFetches(ctx)
+		out = append(out, fs.Records()...)
 		if ctx.Err() != nil {
 			break
 		}
-		fs.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) {
-				panic(fmt.Sprintf("read %s/%d: %v", t, p, err))
+		var errs []error
+		fs.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				errs = append(errs, fmt.Errorf("read %s/%d: %w", topic, p, err))
 			}
 		})
-		out = append(out, fs.Records()...)
+		if len(errs) > 0 {
+			t.Fatalf("%v", errors.Join(errs...))
+		}
 	}
 	return out
 }
