@@ -137,9 +137,17 @@ func TestKill9WhileWaiting(t *testing.T) {
 		bs = append(bs, b)
 		s.write(b)
 	}
-	time.Sleep(2 * time.Second) // held by the forwarder, waiting on the tiers
-	_ = p.kill(t, syscall.SIGKILL)
+	time.Sleep(time.Until(now.Add(2 * time.Second))) // held by the forwarder, waiting on the tiers
+	// The kill must find batches waiting: the forwarder holds tier records
+	// and not every device was sent yet.
+	held := p.metric(t, "pushlane_delay_held_records")
 	sentBefore, _ := s.accepted(bs[0])
+	sentAll, _ := s.waitAccepted(0, 0, bs...)
+	if held == 0 || sentAll >= 120 {
+		t.Fatalf("before the kill: forwarder holds %v records, %d of 120 devices sent; want batches waiting", held, sentAll)
+	}
+	_ = p.kill(t, syscall.SIGKILL)
+	t.Logf("killed with %v tier records held and %d of 120 devices sent", held, sentAll)
 	s.start()
 	rs := s.results(120, 60*time.Second)
 	if len(rs) != 120 {
@@ -341,18 +349,25 @@ func TestCredentialFailureParking(t *testing.T) {
 		}
 		bs = append(bs, b)
 	}
-	s.start()
+	p := s.start() // ready: groups joined, the control view caught up
 	for _, b := range bs {
 		s.write(b)
 	}
 	time.Sleep(4 * time.Second) // several probe intervals
+	// The halt path ran: the credentials were refused and the app halted.
+	refused := s.apns.Counts().Requests + s.fcm.Counts().Requests
+	halted := p.metric(t, `pushlane_provider_app_halted{app="`+appName+`"}`)
+	if refused == 0 || halted != 1 {
+		t.Fatalf("%d requests refused, app halted %v: the halt was never exercised", refused, halted)
+	}
 	if d, _ := s.waitAccepted(1, 0, bs...); d != 0 {
 		t.Fatalf("%d devices accepted with refused credentials", d)
 	}
 	if rs := s.results(1, 2*time.Second); len(rs) != 0 {
 		t.Fatalf("results while halted: %+v", rs[0])
 	}
-	refused := s.apns.Counts().Requests + s.fcm.Counts().Requests
+	parked := p.metric(t, `pushlane_dispatcher_batches_total{what="parked"}`)
+	refused = s.apns.Counts().Requests + s.fcm.Counts().Requests
 	for _, b := range bs {
 		for _, d := range b.Devices {
 			s.apns.SetTokenRule(d.Token, apnssim.Rule{})
@@ -370,7 +385,7 @@ func TestCredentialFailureParking(t *testing.T) {
 	if len(rs) != 90 {
 		t.Errorf("%d results, want 90", len(rs))
 	}
-	t.Logf("%d refused requests while halted (the first chunks and the probes)", refused)
+	t.Logf("%d refused requests while halted (the first chunks and the probes), %v batches parked", refused, parked)
 }
 
 // A replayed ready topic sends nothing: a dispatcher in a new group reads
@@ -388,9 +403,17 @@ func TestReplayedReadyTopicSendsNothing(t *testing.T) {
 	}
 	before := s.apns.Counts().Requests + s.fcm.Counts().Requests
 	replay := s.variant("replay", map[string]any{"kafka.group_prefix": s.cfg.Kafka.GroupPrefix + "-replay"})
-	s.startWith(replay, "-mode", "dispatch")
-	// The new group reads the ready topic from the start: 5 records.
-	if rs := s.results(101, 10*time.Second); len(rs) != 100 {
+	rp := s.startWith(replay, "-mode", "dispatch")
+	// The new group reads the ready topic from the start: 5 records, each
+	// skipped as finished. Until it has, "nothing sent" proves nothing.
+	if n := rp.waitMetric(t, `pushlane_dispatcher_batches_total{what="duplicate"}`, 30*time.Second,
+		func(v float64) bool { return v >= 5 }); n != 5 {
+		t.Fatalf("the replay skipped %v batches as finished, want 5", n)
+	}
+	if n := rp.metric(t, `pushlane_dispatcher_batches_total{what="sent"}`); n != 0 {
+		t.Errorf("the replay sent %v batches, want 0", n)
+	}
+	if rs := s.results(101, 3*time.Second); len(rs) != 100 {
 		t.Errorf("%d results after the replay, want the first 100 only", len(rs))
 	}
 	if after := s.apns.Counts().Requests + s.fcm.Counts().Requests; after != before {

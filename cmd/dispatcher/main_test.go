@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/internal/testenv"
 	pkafka "github.com/pushlane/pushlane/pipeline/kafka"
 )
 
@@ -86,13 +86,8 @@ func TestDelayModeBecomesReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	cfgPath := writeFile(t, "d.yaml", fmt.Sprintf("kafka: {brokers: [%q]}\nhttp: {addr: %q}\ndelay: {tiers: 4}\n", c.ListenAddrs()[0], addr))
+	// Port 0: the ops endpoint binds a free port itself and logs it.
+	cfgPath := writeFile(t, "d.yaml", fmt.Sprintf("kafka: {brokers: [%q]}\nhttp: {addr: \"127.0.0.1:0\"}\ndelay: {tiers: 4}\n", c.ListenAddrs()[0]))
 	cfg, err := config.Load(cfgPath, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -105,10 +100,25 @@ func TestDelayModeBecomesReady(t *testing.T) {
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	var out, errOut bytes.Buffer
+	var out bytes.Buffer
+	var errOut testenv.SyncBuffer // the logs, read while run writes them
 	go func() { done <- run(runCtx, []string{"-config", cfgPath, "-mode", "delay"}, &out, &errOut) }()
-	var last string
-	for ctx.Err() == nil {
+	var addr, last string
+	exited := false
+	for ctx.Err() == nil && !exited {
+		select {
+		case err := <-done: // run gave up before it was ready
+			done <- err
+			exited = true
+			continue
+		default:
+		}
+		if addr == "" {
+			if addr = opsAddr(errOut.String()); addr == "" {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+		}
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
@@ -123,6 +133,9 @@ func TestDelayModeBecomesReady(t *testing.T) {
 	stop()
 	if err := <-done; err != nil {
 		t.Errorf("run: %v", err)
+	}
+	if addr == "" {
+		t.Fatalf("no ops endpoint in the logs:\n%s", errOut.String())
 	}
 	if !strings.HasPrefix(last, "200") {
 		t.Fatalf("/readyz never 200 in -mode delay; last answer %q", last)

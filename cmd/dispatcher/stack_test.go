@@ -8,9 +8,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,11 +34,21 @@ import (
 	"github.com/pushlane/pushlane/schemas"
 )
 
-// binary is cmd/dispatcher built once for the package's tests.
+// binary is cmd/dispatcher built once for the package's tests, into dir
+// (removed by TestMain; empty when DISPATCHER_BIN names a binary).
 var binary struct {
 	once sync.Once
+	dir  string
 	path string
 	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binary.dir != "" {
+		_ = os.RemoveAll(binary.dir)
+	}
+	os.Exit(code)
 }
 
 func dispatcherBinary(t testing.TB) string {
@@ -50,8 +63,9 @@ func dispatcherBinary(t testing.TB) string {
 			binary.err = err
 			return
 		}
+		binary.dir = dir
 		binary.path = filepath.Join(dir, "dispatcher")
-		// go test runs in the package directory.
+		// go test runs in the package directory. GOFLAGS (-race) applies.
 		out, err := exec.Command("go", "build", "-o", binary.path, ".").CombinedOutput()
 		if err != nil {
 			binary.err = fmt.Errorf("go build: %v\n%s", err, out)
@@ -188,9 +202,11 @@ func (s *stack) build(tiers int, providers map[string]any, settings map[string]a
 				"replication_factor": 1,
 			},
 		},
-		"delay":      map[string]any{"tiers": tiers},
-		"mysql":      map[string]any{"dsn": dsn},
-		"http":       map[string]any{"addr": ""},
+		"delay": map[string]any{"tiers": tiers},
+		"mysql": map[string]any{"dsn": dsn},
+		// Each stage's ops endpoint on a port of its own; startWith reads
+		// it from the stage's log.
+		"http":       map[string]any{"addr": "127.0.0.1:0"},
 		"log":        map[string]any{"level": "debug"},
 		"dispatcher": map[string]any{"chunk_size": 100, "max_attempts": 3},
 		"apps":       map[string]any{appName: map[string]any{"concurrency": 50}},
@@ -293,38 +309,187 @@ func (s *stack) variant(name string, settings map[string]any) string {
 type proc struct {
 	cmd  *exec.Cmd
 	log  *testenv.SyncBuffer
-	done chan error
+	done chan struct{} // closed once the process exited; err is then set
+	err  error         // from Wait
+	ops  string        // host:port of its ops endpoint
 }
 
-// start runs the binary with the stack's config.
+// raceExit is the exit status of a binary built with -race that saw a
+// data race (the race detector's default; README: "a stage that reports a
+// race exits 66 and fails its test").
+const raceExit = 66
+
+// readyTimeout bounds a stage's start until /readyz answers 200 (builds
+// under -race on a shared two-core machine start slowly).
+const readyTimeout = 90 * time.Second
+
+// stopGrace bounds the drain after the cleanup's SIGTERM.
+const stopGrace = 30 * time.Second
+
+// start runs the binary with the stack's config and waits until it is ready.
 func (s *stack) start(extra ...string) *proc {
 	s.t.Helper()
 	return s.startWith(s.cfgPath, extra...)
 }
 
-// startWith runs the binary with the config file path.
+// startWith runs the binary with the config file path and waits until its
+// /readyz answers 200: its groups are joined with partitions assigned and
+// its control view has caught up.
 func (s *stack) startWith(path string, extra ...string) *proc {
 	s.t.Helper()
 	// A stable instance id: a restart after kill -9 takes the partitions
 	// back at once instead of after the session timeout.
 	args := append([]string{"-config", path, "-migrate", "-halt-probe", "1s", "-instance", "test-1"}, extra...)
 	cmd := exec.Command(dispatcherBinary(s.t), args...)
-	p := &proc{cmd: cmd, log: &testenv.SyncBuffer{}, done: make(chan error, 1)}
+	// The ops endpoint on a free port, whatever the shell exports.
+	cmd.Env = append(os.Environ(), "PUSHLANE_HTTP__ADDR=127.0.0.1:0")
+	p := &proc{cmd: cmd, log: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
-	go func() { p.done <- cmd.Wait() }()
-	s.t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-		if s.t.Failed() {
-			s.t.Logf("dispatcher log (tail):\n%s", tail(p.log.String(), 4000))
-		}
-	})
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	s.t.Cleanup(func() { p.stop(s.t) })
+	p.waitReady(s.t)
 	return p
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitReady reads the ops address from the log line "ops endpoint
+// listening" and polls /readyz until it answers 200.
+func (p *proc) waitReady(t testing.TB) {
+	t.Helper()
+	hc := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(readyTimeout)
+	last := "no ops endpoint in the log yet"
+	for time.Now().Before(deadline) {
+		if p.exited() {
+			t.Fatalf("dispatcher exited before it was ready: %v\n%s", p.err, tail(p.log.String(), 4000))
+		}
+		if p.ops == "" {
+			p.ops = opsAddr(p.log.String())
+		}
+		if p.ops != "" {
+			resp, err := hc.Get("http://" + p.ops + "/readyz")
+			if err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return
+				}
+				last = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(body)))
+			} else {
+				last = err.Error()
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("dispatcher not ready within %v (last: %s)\n%s", readyTimeout, last, tail(p.log.String(), 4000))
+}
+
+// opsAddr is where a JSON log says the ops endpoint listens, or "".
+func opsAddr(log string) string {
+	for line := range strings.Lines(log) {
+		var m struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal([]byte(line), &m) == nil && m.Msg == "ops endpoint listening" {
+			return m.Addr
+		}
+	}
+	return ""
+}
+
+// metric is the value of series (`name` or `name{label="v"}`, labels as
+// /metrics prints them) on the process's ops endpoint; 0 when absent (a
+// labelled counter appears on its first increment).
+func (p *proc) metric(t testing.TB, series string) float64 {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + p.ops + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metrics: %q: %v", line, err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+// waitMetric polls series until ok accepts its value or timeout passes,
+// and returns the last value.
+func (p *proc) waitMetric(t testing.TB, series string, timeout time.Duration, ok func(float64) bool) float64 {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		v := p.metric(t, series)
+		if ok(v) || time.Now().After(deadline) {
+			return v
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop is the cleanup of a stage: one still running gets SIGTERM and
+// stopGrace to drain, then SIGKILL (which fails the test). A stage that
+// exited with the race detector's status, or whose log reports a data
+// race (a stage killed with -9 never gets to exit 66), fails the test, so
+// races show under GOFLAGS=-race; so does a non-zero exit after the
+// cleanup's SIGTERM.
+func (p *proc) stop(t testing.TB) {
+	t.Helper()
+	if !p.exited() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+			if p.err != nil && p.exitCode() != raceExit {
+				t.Errorf("dispatcher exited with %v after the cleanup's SIGTERM", p.err)
+			}
+		case <-time.After(stopGrace):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			t.Errorf("dispatcher still running %v after SIGTERM; killed", stopGrace)
+		}
+	}
+	if p.exitCode() == raceExit {
+		t.Errorf("dispatcher exited with status %d: the race detector found a data race", raceExit)
+	} else if strings.Contains(p.log.String(), "WARNING: DATA RACE") {
+		t.Errorf("dispatcher log reports a data race")
+	}
+	if t.Failed() {
+		t.Logf("dispatcher log (tail):\n%s", tail(p.log.String(), 4000))
+	}
+}
+
+// exitCode is the process's exit status, -1 if it was killed by a signal
+// (or runs).
+func (p *proc) exitCode() int {
+	if p.cmd.ProcessState == nil {
+		return -1
+	}
+	return p.cmd.ProcessState.ExitCode()
 }
 
 func tail(s string, n int) string {
@@ -341,8 +506,8 @@ func (p *proc) kill(t testing.TB, sig syscall.Signal) error {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-p.done:
-		return err
+	case <-p.done:
+		return p.err
 	case <-time.After(60 * time.Second):
 		t.Fatalf("dispatcher did not exit within 60 s of %v", sig)
 		return nil
@@ -411,11 +576,17 @@ func (s *stack) publish(campaign, action string) time.Time {
 	return time.Now()
 }
 
-// results reads the results topic until n arrived or timeout.
+// results reads the results topic from the start until n arrived or
+// timeout; its consumer is closed before it returns.
 func (s *stack) results(n int, timeout time.Duration) []schemas.Result {
 	s.t.Helper()
-	cl := testenv.KafkaClient(s.t, kgo.ConsumeTopics(s.cfg.Kafka.Topics.Results.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(testenv.KafkaBrokers(s.t)...),
+		kgo.ConsumeTopics(s.cfg.Kafka.Topics.Results.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		s.t.Fatalf("kafka client: %v", err)
+	}
+	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var out []schemas.Result
