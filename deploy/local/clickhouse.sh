@@ -15,6 +15,9 @@ CLICKHOUSE_HTTP_PORT=8123
 
 clickhouse_install() {
 	apt_install clickhouse-server clickhouse-client
+	if [[ " ${APT_INSTALLED[*]} " == *" clickhouse-server "* ]]; then
+		boot_service_off clickhouse-server
+	fi
 }
 
 clickhouse_write_config() {

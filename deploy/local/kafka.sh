@@ -129,7 +129,7 @@ kafka_format_if_needed() {
 }
 
 kafka_launch() {
-	if pid_matches "$KAFKA_PID" kafka.Kafka; then
+	if pid_matches "$KAFKA_PID" "$KAFKA_PROPS"; then
 		step "kafka: already running (pid $(<"$KAFKA_PID"))"
 		return 0
 	fi
@@ -149,23 +149,23 @@ kafka_launch() {
 }
 
 kafka_wait() {
-	if ! pid_matches "$KAFKA_PID" kafka.Kafka; then
+	if ! pid_matches "$KAFKA_PID" "$KAFKA_PROPS"; then
 		die "kafka: not running (start it: $STACK_CTL start kafka)" "$KAFKA_LOGS/server.log" "$KAFKA_LOGS/stdout.log"
 	fi
 	[[ -x $KAFKA_READY_BIN ]] || kafka_install
 	step "kafka: waiting for 127.0.0.1:$KAFKA_PORT to answer metadata requests"
-	wait_for kafka 120 "$KAFKA_PID" kafka.Kafka "$KAFKA_LOGS/server.log" port_open "$KAFKA_PORT"
-	wait_for kafka 60 "$KAFKA_PID" kafka.Kafka "$KAFKA_LOGS/server.log" \
+	wait_for kafka 120 "$KAFKA_PID" "$KAFKA_PROPS" "$KAFKA_LOGS/server.log" port_open "$KAFKA_PORT"
+	wait_for kafka 60 "$KAFKA_PID" "$KAFKA_PROPS" "$KAFKA_LOGS/server.log" \
 		"$KAFKA_READY_BIN" -brokers "127.0.0.1:$KAFKA_PORT" -timeout 5s
 	step "kafka: ready ($("$KAFKA_READY_BIN" -brokers "127.0.0.1:$KAFKA_PORT" -timeout 5s 2>&1))"
 }
 
 kafka_stop() {
-	stop_pid kafka "$KAFKA_PID" kafka.Kafka
+	stop_pid kafka "$KAFKA_PID" "$KAFKA_PROPS"
 }
 
 kafka_status() {
-	if pid_matches "$KAFKA_PID" kafka.Kafka; then
+	if pid_matches "$KAFKA_PID" "$KAFKA_PROPS"; then
 		if port_open "$KAFKA_PORT"; then
 			echo "kafka: running, pid $(<"$KAFKA_PID"), 127.0.0.1:$KAFKA_PORT, data $KAFKA_DATA, log $KAFKA_LOGS/server.log"
 		else

@@ -75,6 +75,10 @@ stop_pid() {
 			pid_matches "$pidfile" "$pattern" || break
 			sleep 0.1
 		done
+		# Still there after SIGKILL (stuck in the kernel): say so, and keep
+		# the pid file, rather than report a stop the next start's port
+		# check would contradict.
+		pid_matches "$pidfile" "$pattern" && die "$name: pid $pid survived SIGKILL; its pid file $pidfile is kept"
 	fi
 	rm -f "$pidfile"
 	step "$name: stopped"
@@ -124,6 +128,8 @@ wait_for() {
 
 # apt_install PKG...: installs Debian packages that are missing, without
 # letting their maintainer scripts start services (we start them ourselves).
+# APT_INSTALLED lists what it installed this time.
+APT_INSTALLED=()
 apt_install() {
 	local missing=() p
 	for p in "$@"; do
@@ -141,26 +147,50 @@ apt_install() {
 		command -v sudo >/dev/null || die "need root (or sudo) to install ${missing[*]}"
 		sudo=(sudo)
 	fi
-	local policy=/usr/sbin/policy-rc.d added_policy=0
-	if [[ ! -e $policy ]]; then
-		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+	# The policy that keeps maintainer scripts from starting services is
+	# marked as ours, so one left behind by a run killed mid-install is
+	# recognised (and removed) by the next run instead of blocking every
+	# service start on the machine.
+	local policy=/usr/sbin/policy-rc.d added_policy=0 mark='# deploy/local apt_install'
+	if [[ ! -e $policy ]] || grep -qF -- "$mark" "$policy" 2>/dev/null; then
+		printf '#!/bin/sh\n%s\nexit 101\n' "$mark" | "${sudo[@]}" tee "$policy" >/dev/null
 		"${sudo[@]}" chmod 755 "$policy"
 		added_policy=1
 	fi
 	local log="$STATE_DIR/logs/apt.log"
 	mkdir -p "$STATE_DIR/logs"
+	# A mirror that fails once should not fail a fresh machine's CI.
+	local retries=(-o Acquire::Retries=5)
 	step "apt: updating package lists"
-	if ! "${sudo[@]}" apt-get update -q >>"$log" 2>&1; then
+	if ! "${sudo[@]}" apt-get update -q "${retries[@]}" >>"$log" 2>&1; then
 		((added_policy)) && "${sudo[@]}" rm -f "$policy"
 		die "apt-get update failed" "$log"
 	fi
+	# An install killed earlier leaves dpkg refusing to go on until this.
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive dpkg --configure -a >>"$log" 2>&1 || true
 	step "apt: installing ${missing[*]}"
-	if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${retries[@]}" \
 		--no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
 		"${missing[@]}" >>"$log" 2>&1; then
 		((added_policy)) && "${sudo[@]}" rm -f "$policy"
 		die "apt-get install ${missing[*]} failed" "$log"
 	fi
 	((added_policy)) && "${sudo[@]}" rm -f "$policy"
+	APT_INSTALLED=("${missing[@]}")
 	return 0
+}
+
+# boot_service_off NAME: keeps a package's own service from starting at
+# boot. The stack runs its own servers on the same ports; after a reboot
+# the distribution's would hold them and every later start would fail.
+boot_service_off() {
+	local name=$1 sudo=()
+	((EUID != 0)) && sudo=(sudo)
+	if command -v systemctl >/dev/null; then
+		"${sudo[@]}" systemctl disable "$name" >/dev/null 2>&1 || true
+	fi
+	if [[ -e /etc/init.d/$name ]] && command -v update-rc.d >/dev/null; then
+		"${sudo[@]}" update-rc.d "$name" disable >/dev/null 2>&1 || true
+	fi
+	step "$name: the package's own service will not start at boot (deploy/local runs its own)"
 }

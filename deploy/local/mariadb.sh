@@ -15,6 +15,9 @@ MARIADB_PASSWORD=pushlane
 
 mariadb_install() {
 	apt_install mariadb-server mariadb-client
+	if [[ " ${APT_INSTALLED[*]} " == *" mariadb-server "* ]]; then
+		boot_service_off mariadb
+	fi
 }
 
 mariadb_bin() {
@@ -71,7 +74,14 @@ mariadb_launch() {
 		die "mariadb: port $MARIADB_PORT on 127.0.0.1 is already in use by another process: $(port_owner "$MARIADB_PORT")"
 	fi
 	mariadb_write_config
-	if [[ ! -d $MARIADB_DATA/mysql ]]; then
+	# The marker is written only once the installer succeeded: a data
+	# directory it left half made (killed, disk full) is made again, not
+	# handed to a server that cannot open its privilege tables.
+	local initialised="$MARIADB_DATA/.deploy-local-initialised"
+	if [[ -d $MARIADB_DATA/mysql && ! -e $initialised && -e $MARIADB_DATA/mysql/global_priv.frm ]]; then
+		touch "$initialised" # made before the marker existed, and complete
+	fi
+	if [[ ! -e $initialised ]]; then
 		step "mariadb: initialising datadir $MARIADB_DATA"
 		local installer
 		installer=$(command -v mariadb-install-db || command -v mysql_install_db) ||
@@ -81,6 +91,7 @@ mariadb_launch() {
 		"$installer" --defaults-file="$MARIADB_CNF" --user=root --skip-test-db \
 			--auth-root-authentication-method=socket >"$MARIADB_LOGS/install-db.log" 2>&1 ||
 			die "mariadb: mariadb-install-db failed" "$MARIADB_LOGS/install-db.log" "$MARIADB_ERR"
+		touch "$initialised"
 	fi
 	step "mariadb: starting on 127.0.0.1:$MARIADB_PORT (datadir $MARIADB_DATA)"
 	launch "$MARIADB_PID" "$MARIADB_LOGS/stdout.log" "$bin" --defaults-file="$MARIADB_CNF"
