@@ -178,10 +178,20 @@ func StartOps(addr string, reg *prometheus.Registry, ready *Readiness, log *slog
 	return o, nil
 }
 
-// Close stops the ops server.
+// opsShutdownTimeout bounds the ops server's graceful close: a scraper that
+// stops reading must not hold a stage that has drained and committed.
+const opsShutdownTimeout = 5 * time.Second
+
+// Close stops the ops server: gracefully within ctx and opsShutdownTimeout,
+// then by closing what is still open.
 func (o *Ops) Close(ctx context.Context) error {
 	if o == nil {
 		return nil
 	}
-	return o.srv.Shutdown(ctx)
+	ctx, cancel := context.WithTimeout(ctx, opsShutdownTimeout)
+	defer cancel()
+	if err := o.srv.Shutdown(ctx); err != nil {
+		return errors.Join(err, o.srv.Close())
+	}
+	return nil
 }

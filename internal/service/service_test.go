@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -321,4 +322,36 @@ func TestReadinessNilSetIsANoOp(t *testing.T) {
 	var r *Readiness
 	r.Set("dispatcher", errors.New("starting"))
 	r.Set("dispatcher", nil)
+}
+
+// A scraper that asks for /metrics and stops reading leaves its handler
+// blocked in Write; Close still returns, after a bounded graceful wait.
+func TestOpsCloseDoesNotWaitForAStalledScraper(t *testing.T) {
+	reg := NewRegistry()
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pushlane_test_padding", Help: "Fills the page."}, []string{"k"})
+	reg.MustRegister(g)
+	pad := strings.Repeat("p", 200)
+	for i := range 100_000 { // about 25 MB of exposition, more than loopback buffers hold
+		g.WithLabelValues(fmt.Sprintf("%s%d", pad, i)).Set(1)
+	}
+	ops, err := StartOps("127.0.0.1:0", reg, NewReadiness(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", ops.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := fmt.Fprintf(c, "GET /metrics HTTP/1.1\r\nHost: ops\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the handler fills the buffers and blocks; nothing is read
+	done := make(chan error, 1)
+	go func() { done <- ops.Close(context.Background()) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close has waited 30 s for a scraper that does not read")
+	}
 }
