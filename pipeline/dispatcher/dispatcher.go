@@ -449,7 +449,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 	d.ready.Set(Stage, errors.New("stopping"))
 	d.log.Info("dispatcher stopping: finishing the chunks in flight")
-	d.stopWorkers(nil)
+	d.stopAllWorkers()
 	cctx, cancel := context.WithTimeout(d.bg, 10*time.Second)
 	if err := cl.CommitMarkedOffsets(cctx); err != nil {
 		d.log.Error("final commit failed; finished batches will be skipped when read again", "err", err)
@@ -490,13 +490,23 @@ func (d *Dispatcher) onLost(_ context.Context, _ *kgo.Client, lost map[string][]
 	d.stopWorkers(lost)
 }
 
-// stopWorkers stops the workers of parts (all when nil) after their
-// current chunk and waits for them.
+// stopWorkers stops the workers of parts after their current chunk and
+// waits for them. No parts stops none: franz-go's cooperative balancer
+// ends every group session with a revoke callback that may name nothing,
+// and a worker stopped then would drop its queued batches while its
+// partition, still ours, reads on past them.
 func (d *Dispatcher) stopWorkers(parts map[string][]int32) {
+	d.stopMatching(func(tp topicPartition) bool { return contains(parts[tp.topic], tp.partition) })
+}
+
+// stopAllWorkers stops every worker after its current chunk and waits.
+func (d *Dispatcher) stopAllWorkers() { d.stopMatching(func(topicPartition) bool { return true }) }
+
+func (d *Dispatcher) stopMatching(match func(topicPartition) bool) {
 	d.mu.Lock()
 	var stopping []*worker
 	for tp, w := range d.workers {
-		if parts != nil && !contains(parts[tp.topic], tp.partition) {
+		if !match(tp) {
 			continue
 		}
 		delete(d.workers, tp)
