@@ -146,6 +146,12 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 			return ok
 		}
 		idx := d.nextChunk(j)
+		if len(idx) == 0 && j.probe && d.pending(j) {
+			// Nothing here for the refused provider: no probe from this
+			// batch. It waits, parked, like the app's other batches.
+			d.probeUnanswered(j, true)
+			return d.park(j, ParkHalted)
+		}
 		if len(idx) == 0 {
 			break
 		}
@@ -257,12 +263,27 @@ func isExpired(b *schemas.Batch, now time.Time) bool {
 }
 
 // nextChunk returns the indexes of the next devices to send: up to
-// ChunkSize devices without a result yet (one when probing).
+// ChunkSize devices without a result yet. A probe sends one: the first
+// waiting device of the refused provider (none: nil), since only that
+// provider's answer says whether the credentials work again; an Android
+// device delivered through FCM lifted an APNs halt, and the app was halted
+// again at its next iOS send.
 func (d *Dispatcher) nextChunk(j *job) []int {
-	n := d.cfg.ChunkSize
 	if j.probe {
-		n = 1
+		d.haltMu.Lock()
+		h := d.halted[j.b.App]
+		d.haltMu.Unlock()
+		for i := range j.b.Devices {
+			if j.prog.Done.Has(i) {
+				continue
+			}
+			if p := j.msgs.forDevice(&j.b.Devices[i]); p != nil && p.provider == h.Provider {
+				return []int{i}
+			}
+		}
+		return nil
 	}
+	n := d.cfg.ChunkSize
 	var idx []int
 	for i := range j.b.Devices {
 		if !j.prog.Done.Has(i) {
@@ -273,6 +294,25 @@ func (d *Dispatcher) nextChunk(j *job) []int {
 		}
 	}
 	return idx
+}
+
+// pending reports whether some device of j has no result yet.
+func (d *Dispatcher) pending(j *job) bool {
+	for i := range j.b.Devices {
+		if !j.prog.Done.Has(i) {
+			return true
+		}
+	}
+	return false
+}
+
+// providerAnswered reports whether r came from the provider itself: an
+// HTTP answer, or its refusal of the credentials on the connection. A
+// result decided locally (a payload refused before sending, a token that
+// cannot be one, a transport error, the senders' own halt registry) says
+// nothing about the credentials, so it does not end a probe.
+func providerAnswered(r *providers.Result) bool {
+	return r.Status != 0 || r.Outcome == providers.CredentialFailure && !errors.Is(r.Err, providers.ErrHalted)
 }
 
 // sendJob is one device's send, run by the dispatcher's pool of senders.
@@ -449,15 +489,19 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (answere
 			j.prog.Done = j.prog.Done.Set(i)
 			continue
 		}
-		answered++
+		if providerAnswered(&s.res) {
+			answered++
+		}
 		d.m.sends.WithLabelValues(j.b.App, s.provider, string(s.res.Outcome)).Inc()
 		d.m.sendLatency.WithLabelValues(j.b.App, s.provider).Observe(s.res.Latency.Seconds())
 		outcome := string(s.res.Outcome)
 		switch s.res.Outcome {
 		case providers.CredentialFailure:
 			// Not a result: the device is sent again once the app's
-			// credentials work; its result is written then.
-			if halt == nil {
+			// credentials work; its result is written then. The
+			// provider's own refusal is the one to record, not the
+			// registry's refusals of the sends it made fail fast.
+			if halt == nil || errors.Is(halt.Err, providers.ErrHalted) && !errors.Is(s.res.Err, providers.ErrHalted) {
 				r := s.res
 				halt, haltProvider = &r, s.provider
 			}
@@ -475,7 +519,10 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (answere
 		results = append(results, sentResult(j.b, dev, s.provider, &s.res, outcome, s.start, now))
 		j.prog.Done = j.prog.Done.Set(i)
 	}
-	if halt != nil {
+	if halt != nil && !errors.Is(halt.Err, providers.ErrHalted) {
+		// The senders' registry refusing a send is this app's halt
+		// already recorded, not a new refusal by the provider: writing it
+		// again would re-halt an app a probe has just cleared.
 		d.haltApp(j.b.App, haltProvider, halt)
 	}
 	if !d.writeResults(j.saveCtx, results) {

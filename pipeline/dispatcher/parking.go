@@ -78,6 +78,12 @@ func (d *Dispatcher) endProbeLocked(j *job) bool {
 // already); otherwise the halt is lifted everywhere.
 func (d *Dispatcher) probeDone(j *job, refused bool) {
 	app := j.b.App
+	if !refused {
+		// The senders' registry first: a batch that starts once the halt
+		// is gone from this instance's view must find its sends let
+		// through, not refused by a registry still halted.
+		d.halt.Resume(app)
+	}
 	d.haltMu.Lock()
 	d.endProbeLocked(j)
 	if !refused {
@@ -91,7 +97,6 @@ func (d *Dispatcher) probeDone(j *job, refused bool) {
 	ctx, cancel := context.WithTimeout(d.bg, d.cfg.FinishTimeout)
 	defer cancel()
 	d.retry(ctx, "clear halt of "+app, func(ctx context.Context) error { return d.store.ClearHalt(ctx, app) })
-	d.halt.Resume(app)
 	d.log.Info("halt probe succeeded; app resumed", "app", app)
 }
 
