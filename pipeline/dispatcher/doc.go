@@ -93,12 +93,15 @@
 // the pushlane_provider_app_halted gauge). The failed devices get no
 // result; the batch is parked. How a halt clears: every
 // HaltProbeInterval (30 s by default) one dispatcher claims a probe, takes
-// one batch of the app and sends its first pending device. If the provider
-// accepts the credentials (any outcome but credential_failure) the halt is
-// lifted everywhere and the app's parked batches are released; otherwise
-// the app stays halted. A probe whose send does not happen (a stop, or its
-// campaign cancelled or paused meanwhile) gives its claim back, so the next
-// one need not wait. Fixing credentials is a config change and a
+// one batch of the app and sends its first pending device of the refused
+// provider (an iOS device for an APNs halt: FCM's answer says nothing of
+// the APNs key). If that provider answers and accepts the credentials (any
+// outcome but credential_failure) the halt is lifted everywhere and the
+// app's parked batches are released; otherwise the app stays halted. A
+// probe whose send does not happen or is decided without the provider (a
+// stop, its campaign cancelled or paused meanwhile, a batch with no device
+// of that provider, a payload refused locally) gives its claim back or
+// keeps the app halted, so the next one need not wait. Fixing credentials is a config change and a
 // restart; the next probe then succeeds. An operator can also delete the
 // app's dispatch_halts row.
 //
