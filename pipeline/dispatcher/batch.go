@@ -142,6 +142,14 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 	d.m.batchesBusy.Inc()
 	defer d.m.batchesBusy.Dec()
 	for {
+		if !d.pending(j) {
+			// Every device has its result (the last chunk ended, or a
+			// resumed batch had nothing left): finish it, whatever a
+			// pause, halt or stop since says. There is nothing to hold
+			// back, and parking it would hold its retry batch and its
+			// partition's commit.
+			break
+		}
 		if done, ok := d.checkBeforeChunk(stop, j); done {
 			return ok
 		}
