@@ -419,6 +419,10 @@ func waitDone(ctx context.Context, o demoOptions, db *sql.DB, ids []string, tr *
 	// ask it in the background so the display never waits for it.
 	var plannedNow, plannedPart atomic.Int64 // plannedNow: -1 until every campaign is planned
 	plannedNow.Store(-1)
+	// Ends with waitDone: the stages drain and the report runs on the
+	// store's one connection after it.
+	ctx, stopPolling := context.WithCancel(ctx)
+	defer stopPolling()
 	go func() {
 		for ctx.Err() == nil {
 			p, all := plannedSoFar(ctx, db, ids)

@@ -96,22 +96,33 @@ func buildStages(cfg *config.Config, d pipelineDeps) ([]stage, error) {
 
 // running is a set of started stages.
 type running struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	errs   []error
-	failed chan struct{} // closed when a stage stops on its own
-	once   sync.Once
+	cancel     context.CancelFunc // the stages'
+	cancelView context.CancelFunc // the control view's, after the stages
+	wg         sync.WaitGroup
+	viewWG     sync.WaitGroup
+	mu         sync.Mutex
+	errs       []error
+	failed     chan struct{} // closed when a stage stops on its own
+	once       sync.Once
 }
 
-// start runs every stage in its own goroutine until stop.
+// start runs every stage in its own goroutine until stop. The one named
+// "control", the campaign-control view, runs until the others have
+// returned, as service.RunWithView runs it in the stage binaries: a
+// dispatcher draining after a stop still waits for a fresh view, and a
+// cancel must stay visible to its last chunk.
 func start(ctx context.Context, stages []stage) *running {
-	ctx, cancel := context.WithCancel(ctx)
-	r := &running{cancel: cancel, failed: make(chan struct{})}
+	stageCtx, cancel := context.WithCancel(ctx)
+	viewCtx, cancelView := context.WithCancel(context.WithoutCancel(ctx))
+	r := &running{cancel: cancel, cancelView: cancelView, failed: make(chan struct{})}
 	for _, s := range stages {
-		r.wg.Add(1)
+		ctx, wg := stageCtx, &r.wg
+		if s.name == "control" {
+			ctx, wg = viewCtx, &r.viewWG
+		}
+		wg.Add(1)
 		go func() {
-			defer r.wg.Done()
+			defer wg.Done()
 			err := s.run(ctx)
 			if ctx.Err() == nil {
 				// A stage must run until cancelled; returning early is a
@@ -134,18 +145,24 @@ func start(ctx context.Context, stages []stage) *running {
 }
 
 // stop cancels the stages and waits up to grace for them to drain and
-// commit.
+// commit, then stops the control view.
 func (r *running) stop(grace time.Duration) error {
 	r.cancel()
-	done := make(chan struct{})
-	go func() { r.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(grace):
-		r.mu.Lock()
-		r.errs = append(r.errs, fmt.Errorf("stages still draining after %s", grace))
-		r.mu.Unlock()
+	end := time.Now().Add(grace)
+	wait := func(wg *sync.WaitGroup, what string) {
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(time.Until(end)):
+			r.mu.Lock()
+			r.errs = append(r.errs, fmt.Errorf("%s still draining after %s", what, grace))
+			r.mu.Unlock()
+		}
 	}
+	wait(&r.wg, "stages")
+	r.cancelView()
+	wait(&r.viewWG, "control view")
 	return r.err()
 }
 
