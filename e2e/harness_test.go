@@ -233,7 +233,7 @@ func (p *pipeline) Restart(pr *proc) *proc {
 // <prefix>-<name>, so group members can be told apart.
 func (p *pipeline) StartNamed(stage, name string) *proc {
 	p.t.Helper()
-	ops := freeAddr(p.t)
+	ops := "127.0.0.1:0" // the stage logs the port it got
 	args := []string{"-config", p.CfgPath}
 	if stage == "planner" || stage == "dispatcher" && !p.dynamic {
 		// The planner's transactional id needs a stable unique name.
@@ -252,7 +252,7 @@ func (p *pipeline) StartNamed(stage, name string) *proc {
 	}
 	pr := startProc(p.t, name, stage, filepath.Join(p.Bin, stage), args, env, ops, "/readyz", filepath.Join(p.Logs, logName))
 	p.procs = append(p.procs, pr)
-	p.t.Logf("e2e: started %s (pid %d, ops %s)", name, pr.cmd.Process.Pid, ops)
+	p.t.Logf("e2e: started %s (pid %d, ops %s)", name, pr.cmd.Process.Pid, pr.OpsAddr)
 	return pr
 }
 

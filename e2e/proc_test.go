@@ -3,9 +3,9 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -64,10 +64,43 @@ func startProc(t testing.TB, name, stage, bin string, args, env []string, opsAdd
 		lf.Close()
 		close(p.done)
 	}()
+	if strings.HasSuffix(opsAddr, ":0") {
+		// The stage picks its port and logs it: a port chosen here and
+		// handed over could be taken meanwhile.
+		addr, err := p.loggedOpsAddr(90 * time.Second)
+		if err != nil {
+			t.Fatalf("e2e: %s: %v\n%s", name, err, tail(logPath, 40))
+		}
+		p.OpsAddr = addr
+	}
 	if err := p.waitReady(readyPath, 90*time.Second); err != nil {
 		t.Fatalf("e2e: %s not ready: %v\n%s", name, err, tail(logPath, 40))
 	}
 	return p
+}
+
+// loggedOpsAddr waits for the stage's "ops endpoint listening" line (JSON
+// logs) and returns its address.
+func (p *proc) loggedOpsAddr(timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(p.LogPath)
+		for line := range strings.Lines(string(b)) {
+			var m struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal([]byte(line), &m) == nil && m.Msg == "ops endpoint listening" && m.Addr != "" {
+				return m.Addr, nil
+			}
+		}
+		select {
+		case <-p.done:
+			return "", fmt.Errorf("exited before its ops endpoint listened: %v", p.exitErr())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return "", fmt.Errorf("no ops endpoint logged within %s", timeout)
 }
 
 // waitReady polls path (/readyz) until it answers 200, the process exits, or timeout.
@@ -195,17 +228,6 @@ func (p *proc) unexpectedExit() error {
 		return errors.New("exited with status 0 on its own")
 	}
 	return p.err
-}
-
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // tail returns the last n lines of the file at path.
