@@ -2,6 +2,7 @@ package mysqldb
 
 import (
 	"context"
+	"database/sql"
 	"strings"
 	"testing"
 	"time"
@@ -48,18 +49,26 @@ func TestOpenParsesTimesAsUTC(t *testing.T) {
 	}
 }
 
-// Times go out cut to the millisecond, what DATETIME(3) holds: the server
-// sees the same literal whether it would round (MySQL 8) or truncate
-// (MariaDB) a longer one.
-func TestOpenSendsTimesToTheMillisecond(t *testing.T) {
+// openTestMySQL opens the test server with Open's defaults; both are
+// closed at cleanup.
+func openTestMySQL(t *testing.T) (*sql.DB, context.Context) {
+	t.Helper()
 	dsn, _ := testenv.MySQL(t)
 	db, err := Open(config.MySQL{DSN: dsn}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { _ = db.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
+	return db, ctx
+}
+
+// Times go out cut to the millisecond, what DATETIME(3) holds: the server
+// sees the same literal whether it would round (MySQL 8) or truncate
+// (MariaDB) a longer one.
+func TestOpenSendsTimesToTheMillisecond(t *testing.T) {
+	db, ctx := openTestMySQL(t)
 	var sent string
 	at := time.Date(2026, 3, 29, 10, 0, 0, 999_600_000, time.UTC)
 	if err := db.QueryRowContext(ctx, "SELECT CAST(? AS CHAR)", at).Scan(&sent); err != nil {
@@ -73,14 +82,7 @@ func TestOpenSendsTimesToTheMillisecond(t *testing.T) {
 // Statements with arguments go out as one query: the server prepares
 // nothing, and binary arguments and times arrive intact.
 func TestOpenSendsArgumentsInTheQuery(t *testing.T) {
-	dsn, _ := testenv.MySQL(t)
-	db, err := Open(config.MySQL{DSN: dsn}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	db, ctx := openTestMySQL(t)
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)

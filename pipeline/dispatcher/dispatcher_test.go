@@ -383,14 +383,7 @@ func TestDispatchCredentialFailureParksUntilProbeSucceeds(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 1, 2, nil)
 	apps, s := h.fakeApp("app1")
-	var broken atomic.Bool
-	broken.Store(true)
-	s.SetRule(func(string, int) providers.Result {
-		if broken.Load() {
-			return providers.Result{Outcome: providers.CredentialFailure, Status: 403, Reason: "InvalidProviderToken"}
-		}
-		return providers.Result{Outcome: providers.Delivered, Status: 200}
-	})
+	broken := refuseCredentials(s)
 	r := h.start(dispatchtest.UniqueName("disp"), apps, nil)
 	for _, id := range []string{"h1", "h2", "h3"} {
 		h.write(batch(id, "c1", "app1", 15, time.Now()))

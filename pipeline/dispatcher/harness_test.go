@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,6 +151,21 @@ func (h *harness) slowApp(name string, latency time.Duration, concurrency int) (
 	app.Concurrency = concurrency
 	apps[name] = app
 	return apps, s
+}
+
+// refuseCredentials makes s refuse every send's credentials (as APNs
+// refuses a provider token) until the returned switch is turned off; then
+// it delivers.
+func refuseCredentials(s *dispatchtest.Sender) *atomic.Bool {
+	var broken atomic.Bool
+	broken.Store(true)
+	s.SetRule(func(string, int) providers.Result {
+		if broken.Load() {
+			return providers.Result{Outcome: providers.CredentialFailure, Status: 403, Reason: "InvalidProviderToken"}
+		}
+		return providers.Result{Outcome: providers.Delivered, Status: 200}
+	})
+	return &broken
 }
 
 // batch builds a batch of n devices with tokens <id>-tNNNN.

@@ -2,13 +2,11 @@ package dispatcher_test
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pushlane/pushlane/pipeline/dispatcher"
 	"github.com/pushlane/pushlane/pipeline/dispatcher/dispatchtest"
-	"github.com/pushlane/pushlane/providers"
 	"github.com/pushlane/pushlane/schemas"
 )
 
@@ -21,14 +19,7 @@ func TestDispatchProbeSendsToTheRefusedProvider(t *testing.T) {
 	h := newHarness(t, 1, 2, nil)
 	ios, android := dispatchtest.NewSender("app1"), dispatchtest.NewSender("app1")
 	ios.Halt, android.Halt = h.halt, h.halt
-	var broken atomic.Bool
-	broken.Store(true)
-	ios.SetRule(func(string, int) providers.Result {
-		if broken.Load() {
-			return providers.Result{Outcome: providers.CredentialFailure, Status: 403, Reason: "InvalidProviderToken"}
-		}
-		return providers.Result{Outcome: providers.Delivered, Status: 200}
-	})
+	broken := refuseCredentials(ios)
 	apps := map[string]dispatcher.App{"app1": {APNS: ios, FCM: android, Concurrency: 10}}
 	h.start(dispatchtest.UniqueName("disp"), apps, nil)
 
