@@ -154,14 +154,12 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 			return ok
 		}
 		idx := d.nextChunk(j)
-		if len(idx) == 0 && j.probe && d.pending(j) {
-			// Nothing here for the refused provider: no probe from this
-			// batch. It waits, parked, like the app's other batches.
+		if len(idx) == 0 {
+			// Devices are pending, so only a probe gets here: nothing for
+			// the refused provider, no probe from this batch. It waits,
+			// parked, like the app's other batches.
 			d.probeUnanswered(j, true)
 			return d.park(j, ParkHalted)
-		}
-		if len(idx) == 0 {
-			break
 		}
 		started := time.Now()
 		answered, credFail, err := d.sendChunk(stop, j, idx)
@@ -182,7 +180,7 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 		if credFail {
 			return d.park(j, ParkHalted)
 		}
-		if stop.Err() != nil && len(d.nextChunk(j)) > 0 {
+		if stop.Err() != nil && d.pending(j) {
 			return false
 		}
 	}
@@ -305,14 +303,7 @@ func (d *Dispatcher) nextChunk(j *job) []int {
 }
 
 // pending reports whether some device of j has no result yet.
-func (d *Dispatcher) pending(j *job) bool {
-	for i := range j.b.Devices {
-		if !j.prog.Done.Has(i) {
-			return true
-		}
-	}
-	return false
-}
+func (d *Dispatcher) pending(j *job) bool { return j.prog.Done.Count() < len(j.b.Devices) }
 
 // providerAnswered reports whether r came from the provider itself: an
 // HTTP answer, or its refusal of the credentials on the connection. A
