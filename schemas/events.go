@@ -276,6 +276,20 @@ type DeadLetter struct {
 // no stored device.
 const MaxStoredTokenBytes = 512
 
+// StoredToken reports whether token can be a devices.token: ASCII of at
+// most MaxStoredTokenBytes.
+func StoredToken(token string) bool {
+	if len(token) > MaxStoredTokenBytes {
+		return false
+	}
+	for i := 0; i < len(token); i++ {
+		if token[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 // DeviceRegistration is how app backends report a (re-)registered token.
 // Feedback upserts it into devices and sets registered_at, which guards
 // against deactivating a token re-registered after an APNs 410.

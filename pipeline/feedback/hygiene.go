@@ -26,7 +26,6 @@ const (
 // outside them cannot name a stored device.
 const (
 	maxAppLen    = 64
-	maxTokenLen  = 512
 	maxReasonLen = 64
 	// rowsPerStatement bounds one statement's rows, well under MySQL's
 	// 65535 placeholders even at six per row.
@@ -80,7 +79,7 @@ type Store interface {
 // storable reports whether app and token can be a row of devices (ASCII,
 // within the column lengths); anything else is an unknown device.
 func storable(app, token string) bool {
-	return app != "" && token != "" && len(app) <= maxAppLen && len(token) <= maxTokenLen && isASCII(app) && isASCII(token)
+	return app != "" && token != "" && len(app) <= maxAppLen && isASCII(app) && schemas.StoredToken(token)
 }
 
 func isASCII(s string) bool {
@@ -102,8 +101,8 @@ func CheckRegistration(r *schemas.DeviceRegistration, now time.Time) error {
 	switch {
 	case len(r.App) > maxAppLen || !isASCII(r.App):
 		return fmt.Errorf("app: must be ASCII of at most %d bytes", maxAppLen)
-	case len(r.Token) > maxTokenLen || !isASCII(r.Token):
-		return fmt.Errorf("token: must be ASCII of at most %d bytes", maxTokenLen)
+	case !schemas.StoredToken(r.Token):
+		return fmt.Errorf("token: must be ASCII of at most %d bytes", schemas.MaxStoredTokenBytes)
 	// The year in UTC, as stored: 9999-12-31T23:30:00-01:00 is year 10000
 	// there, which the driver cannot write, and the flush would be retried
 	// forever.

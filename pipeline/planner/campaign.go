@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -343,7 +342,7 @@ const listPartSize = 500
 // audienceParts cuts the campaign's audience into the queries of its
 // parts. Lists are de-duplicated first: a user id in two parts would put
 // its devices in the audience twice. Tokens that cannot be stored (see
-// storedToken) are left out of the queries and returned as unstored; a
+// schemas.StoredToken) are left out of the queries and returned as unstored; a
 // list left with none has no part at all, never the unfiltered segment.
 func audienceParts(c *schemas.Campaign) (parts []AudienceQuery, unstored []string) {
 	base := AudienceQuery{App: c.App, Platforms: c.Audience.Platforms, Locales: c.Audience.Locales}
@@ -352,7 +351,11 @@ func audienceParts(c *schemas.Campaign) (parts []AudienceQuery, unstored []strin
 	switch {
 	case tokens:
 		for _, tok := range dedupe(c.Audience.Tokens) {
-			if storedToken(tok) {
+			// Any other names no device, and MySQL 8 and MariaDB refuse
+			// to compare a non-ASCII value with the ascii_bin column
+			// (error 1270, illegal mix of collations): a list holding one
+			// would fail its audience query on every retry.
+			if schemas.StoredToken(tok) {
 				list = append(list, tok)
 			} else {
 				unstored = append(unstored, tok)
@@ -383,11 +386,7 @@ func tokenSample(tokens []string) []string {
 	var out []string
 	for _, tok := range tokens[:min(len(tokens), maxTokens)] {
 		if len(tok) > maxBytes {
-			n := maxBytes
-			for n > 0 && !utf8.RuneStart(tok[n]) {
-				n--
-			}
-			tok = tok[:n] + "..."
+			tok = utf8cut.Prefix(tok, maxBytes) + "..."
 		}
 		out = append(out, tok)
 	}

@@ -14,23 +14,6 @@ const (
 	fcmMaxBytes = 4096
 )
 
-// storedToken reports whether token can be a devices.token: ASCII of at
-// most schemas.MaxStoredTokenBytes. Any other names no device, and MySQL 8
-// and MariaDB refuse to compare a non-ASCII value with the ascii_bin
-// column (error 1270, illegal mix of collations), so a token list holding
-// one would fail its audience query on every retry.
-func storedToken(token string) bool {
-	if len(token) > schemas.MaxStoredTokenBytes {
-		return false
-	}
-	for i := 0; i < len(token); i++ {
-		if token[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
 // tokenProblem returns why the dispatcher would reject token for a device
 // of platform, or "" if it is acceptable. viaAPNs says the device is sent
 // through APNs: iOS devices of an app that has an APNs setup; iOS devices
