@@ -29,16 +29,15 @@ import (
 
 // Sender sends to APNs for one app. Safe for concurrent use.
 type Sender struct {
-	cfg      Config
-	logger   *slog.Logger
-	metrics  *providers.SenderMetrics
-	token    *ProviderToken // nil with certificate auth
-	conns    *h2post.Pool
-	sem      chan struct{}
-	timeout  *deadline.Shared
-	base     string // "/3/device/"
-	certAuth bool
-	closed   atomic.Bool
+	cfg     Config
+	logger  *slog.Logger
+	metrics *providers.SenderMetrics
+	token   *ProviderToken // nil with certificate auth
+	conns   *h2post.Pool
+	sem     chan struct{}
+	timeout *deadline.Shared
+	base    string // "/3/device/"
+	closed  atomic.Bool
 }
 
 var (
@@ -79,7 +78,6 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sender, e
 			return nil, err
 		}
 		tlsCfg.Certificates = []tls.Certificate{cert}
-		s.certAuth = true
 	}
 
 	m, err := providers.NewSenderMetrics(reg, "apns", cfg.App)
@@ -244,16 +242,16 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 		}
 		resp, err := s.roundTrip(ctx, p, tok, b)
 		if err != nil {
-			if reason, outcome := s.connectionVerdict(err); outcome == providers.CredentialFailure {
+			if reason := s.refusedCredential(err); reason != "" {
 				if reason != apns2.ReasonExpiredProviderToken || b == nil || refreshed {
-					return providers.Result{Outcome: outcome, Reason: reason,
+					return providers.Result{Outcome: providers.CredentialFailure, Reason: reason,
 						Err: fmt.Errorf("apns: connection refused the credential (%s): %w", reason, err)}
 				}
 				// As answered to a request: re-sign once, then the
 				// request is re-sent by the rules below.
 				refreshed = true
 				if _, rerr := s.token.RefreshAfterExpired(b); rerr != nil {
-					return providers.Result{Outcome: outcome, Reason: reason,
+					return providers.Result{Outcome: providers.CredentialFailure, Reason: reason,
 						Err: fmt.Errorf("apns: connection refused the credential (%s): %w; not re-signed: %w", reason, err, rerr)}
 				}
 			}
@@ -299,27 +297,26 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 	}
 }
 
-// connectionVerdict reads what APNs said about the connection behind a
-// failed request: the reason in a GOAWAY's debug data, classified like an
-// answer's, or with certificate auth a TLS alert refusing the certificate.
-// Only a credential failure is acted on: the connection, not the request,
-// was judged, so a per-request reason (BadDeviceToken, say) in a GOAWAY
-// says nothing about this request, and a retryable one changes nothing.
-func (s *Sender) connectionVerdict(err error) (string, providers.Outcome) {
+// refusedCredential is the reason APNs gave for refusing the credential on
+// the connection behind a failed request, or "": a GOAWAY whose debug data
+// names a credential-failure reason (classified like an answer's), or with
+// certificate auth a TLS alert refusing the certificate. Nothing else
+// counts: the connection, not the request, was judged, so a per-request
+// reason (BadDeviceToken, say) in a GOAWAY says nothing about this
+// request, and a retryable one changes nothing.
+func (s *Sender) refusedCredential(err error) string {
 	if reason := goAwayReason(err); reason != "" {
-		if o, ok := classifyReason(reason); ok {
-			return reason, o
+		if o, ok := classifyReason(reason); ok && o == providers.CredentialFailure {
+			return reason
 		}
-		return reason, providers.Retryable
+		return ""
 	}
 	// With token auth no certificate of ours is involved: a server asking
 	// for one is not Apple's token endpoint.
-	if s.certAuth {
-		if reason := certAlertReason(err); reason != "" {
-			return reason, providers.CredentialFailure
-		}
+	if s.token == nil {
+		return certAlertReason(err)
 	}
-	return "", providers.Retryable
+	return ""
 }
 
 // maxNotProcessed bounds the re-sends of one request the server did not

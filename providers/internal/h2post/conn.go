@@ -168,8 +168,7 @@ type Conn struct {
 	maxHeaderList uint32 // 0: no limit
 	tableSize     uint32
 	tableChanged  bool
-	goAway        bool
-	goAwayErr     *GoAwayError // the server's GOAWAY, once received
+	goAwayErr     *GoAwayError // the server's GOAWAY, once received: no new streams
 	closing       bool
 	sawSettings   bool
 	answered      bool // a stream was answered: the server serves this connection (redial backoff, Pool.dial)
@@ -294,7 +293,7 @@ func (c *Conn) goneErr() error {
 }
 
 func (c *Conn) usableLocked() bool {
-	return c.err == nil && !c.goAway && !c.closing &&
+	return c.err == nil && c.goAwayErr == nil && !c.closing &&
 		int64(c.nextID)+2*int64(c.active+1) < maxStreamID
 }
 
@@ -411,7 +410,7 @@ func (c *Conn) finishLocked(st *stream, err error) (closeNow bool) {
 func (c *Conn) releaseLocked() (closeNow bool) {
 	c.active--
 	c.wakeOneLocked()
-	return (c.goAway || c.closing) && c.active == 0 && c.err == nil
+	return (c.goAwayErr != nil || c.closing) && c.active == 0 && c.err == nil
 }
 
 var errIdleGone = errors.New("h2post: connection closed after its last stream")
@@ -1018,7 +1017,6 @@ func (c *Conn) onGoAway(f *http2.GoAwayFrame) {
 	// The framer reuses its buffer: the debug data must be copied.
 	ga := &GoAwayError{LastStreamID: f.LastStreamID, Code: f.ErrCode, DebugData: bytes.Clone(f.DebugData())}
 	c.mu.Lock()
-	c.goAway = true
 	if c.goAwayErr == nil || len(ga.DebugData) > 0 || len(c.goAwayErr.DebugData) == 0 {
 		// A graceful shutdown is two GOAWAYs; a reason in the first
 		// must not be lost to a bare second.
