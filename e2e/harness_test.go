@@ -233,13 +233,12 @@ func (p *pipeline) Restart(pr *proc) *proc {
 // <prefix>-<name>, so group members can be told apart.
 func (p *pipeline) StartNamed(stage, name string) *proc {
 	p.t.Helper()
-	ops := "127.0.0.1:0" // the stage logs the port it got
 	args := []string{"-config", p.CfgPath}
 	if stage == "planner" || stage == "dispatcher" && !p.dynamic {
 		// The planner's transactional id needs a stable unique name.
 		args = append(args, "-instance", name)
 	}
-	env := stageEnv("PUSHLANE_HTTP__ADDR="+ops, "PUSHLANE_KAFKA__CLIENT_ID="+p.ClientID(name))
+	env := stageEnv("PUSHLANE_HTTP__ADDR=127.0.0.1:0", "PUSHLANE_KAFKA__CLIENT_ID="+p.ClientID(name))
 	n := 0
 	for _, q := range p.procs {
 		if q.Name == name {
@@ -250,7 +249,7 @@ func (p *pipeline) StartNamed(stage, name string) *proc {
 	if n > 0 {
 		logName = fmt.Sprintf("%s.run%d.log", name, n+1)
 	}
-	pr := startProc(p.t, name, stage, filepath.Join(p.Bin, stage), args, env, ops, "/readyz", filepath.Join(p.Logs, logName))
+	pr := startProc(p.t, name, stage, filepath.Join(p.Bin, stage), args, env, "/readyz", filepath.Join(p.Logs, logName))
 	p.procs = append(p.procs, pr)
 	p.t.Logf("e2e: started %s (pid %d, ops %s)", name, pr.cmd.Process.Pid, pr.OpsAddr)
 	return pr

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -37,8 +36,11 @@ type proc struct {
 }
 
 // startProc runs bin with args and extra environment, its stderr and stdout
-// in logPath, and waits until its /readyz answers 200 on opsAddr.
-func startProc(t testing.TB, name, stage, bin string, args, env []string, opsAddr, readyPath, logPath string) *proc {
+// in logPath, and waits until its /readyz answers 200 on its ops endpoint.
+// The stage is started on ops port 0 (PUSHLANE_HTTP__ADDR in env) and logs
+// the port it got: a port chosen here and handed over could be taken
+// meanwhile.
+func startProc(t testing.TB, name, stage, bin string, args, env []string, readyPath, logPath string) *proc {
 	t.Helper()
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -51,7 +53,7 @@ func startProc(t testing.TB, name, stage, bin string, args, env []string, opsAdd
 	// A test binary killed by go test's -timeout (or by hand) runs no
 	// cleanup: its stages must not live on, polling deleted topics.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p := &proc{Name: name, Stage: stage, OpsAddr: opsAddr, LogPath: logPath, cmd: cmd, log: lf, done: make(chan struct{})}
+	p := &proc{Name: name, Stage: stage, LogPath: logPath, cmd: cmd, log: lf, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		t.Fatalf("e2e: start %s: %v", name, err)
@@ -64,15 +66,11 @@ func startProc(t testing.TB, name, stage, bin string, args, env []string, opsAdd
 		lf.Close()
 		close(p.done)
 	}()
-	if strings.HasSuffix(opsAddr, ":0") {
-		// The stage picks its port and logs it: a port chosen here and
-		// handed over could be taken meanwhile.
-		addr, err := p.loggedOpsAddr(90 * time.Second)
-		if err != nil {
-			t.Fatalf("e2e: %s: %v\n%s", name, err, tail(logPath, 40))
-		}
-		p.OpsAddr = addr
+	addr, err := p.loggedOpsAddr(90 * time.Second)
+	if err != nil {
+		t.Fatalf("e2e: %s: %v\n%s", name, err, tail(logPath, 40))
 	}
+	p.OpsAddr = addr
 	if err := p.waitReady(readyPath, 90*time.Second); err != nil {
 		t.Fatalf("e2e: %s not ready: %v\n%s", name, err, tail(logPath, 40))
 	}
@@ -85,14 +83,8 @@ func (p *proc) loggedOpsAddr(timeout time.Duration) (string, error) {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		b, _ := os.ReadFile(p.LogPath)
-		for line := range strings.Lines(string(b)) {
-			var m struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal([]byte(line), &m) == nil && m.Msg == "ops endpoint listening" && m.Addr != "" {
-				return m.Addr, nil
-			}
+		if addr := testenv.OpsAddr(string(b)); addr != "" {
+			return addr, nil
 		}
 		select {
 		case <-p.done:

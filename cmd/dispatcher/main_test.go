@@ -114,7 +114,7 @@ func TestDelayModeBecomesReady(t *testing.T) {
 		default:
 		}
 		if addr == "" {
-			if addr = opsAddr(errOut.String()); addr == "" {
+			if addr = testenv.OpsAddr(errOut.String()); addr == "" {
 				time.Sleep(20 * time.Millisecond)
 				continue
 			}

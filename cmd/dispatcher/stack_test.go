@@ -378,7 +378,7 @@ func (p *proc) waitReady(t testing.TB) {
 			t.Fatalf("dispatcher exited before it was ready: %v\n%s", p.err, tail(p.log.String(), 4000))
 		}
 		if p.ops == "" {
-			p.ops = opsAddr(p.log.String())
+			p.ops = testenv.OpsAddr(p.log.String())
 		}
 		if p.ops != "" {
 			resp, err := hc.Get("http://" + p.ops + "/readyz")
@@ -396,20 +396,6 @@ func (p *proc) waitReady(t testing.TB) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("dispatcher not ready within %v (last: %s)\n%s", readyTimeout, last, tail(p.log.String(), 4000))
-}
-
-// opsAddr is where a JSON log says the ops endpoint listens, or "".
-func opsAddr(log string) string {
-	for line := range strings.Lines(log) {
-		var m struct {
-			Msg  string `json:"msg"`
-			Addr string `json:"addr"`
-		}
-		if json.Unmarshal([]byte(line), &m) == nil && m.Msg == "ops endpoint listening" {
-			return m.Addr
-		}
-	}
-	return ""
 }
 
 // metric is the value of series (`name` or `name{label="v"}`, labels as

@@ -1,10 +1,8 @@
 package service
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -18,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/internal/testenv"
 )
 
 func TestFlags(t *testing.T) {
@@ -88,15 +87,11 @@ func TestLoadAndPrintConfig(t *testing.T) {
 // opsAddr is where the process's logs say the ops endpoint listens.
 func opsAddr(t *testing.T, logs string) string {
 	t.Helper()
-	sc := bufio.NewScanner(strings.NewReader(logs))
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "ops endpoint listening" {
-			return m["addr"].(string)
-		}
+	addr := testenv.OpsAddr(logs)
+	if addr == "" {
+		t.Fatalf("no ops endpoint in the logs:\n%s", logs)
 	}
-	t.Fatalf("no ops endpoint in the logs:\n%s", logs)
-	return ""
+	return addr
 }
 
 func testConfig(addr string) *config.Config {
