@@ -59,7 +59,7 @@ func (c *cli) partitionRanges(ctx context.Context, cfg *config.Config, topic str
 // then offset order.
 func (c *cli) readTopic(ctx context.Context, cfg *config.Config, topic string, ranges map[int32]offsetRange) ([]*kgo.Record, error) {
 	var out []*kgo.Record
-	if _, err := c.scanTopic(ctx, cfg, topic, ranges, func(r *kgo.Record) bool { out = append(out, r); return true }); err != nil {
+	if err := c.scanTopic(ctx, cfg, topic, ranges, func(r *kgo.Record) bool { out = append(out, r); return true }); err != nil {
 		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -76,13 +76,12 @@ func (c *cli) readTopic(ctx context.Context, cfg *config.Config, topic string, r
 // fetched, in offset order within a partition, and keeps none: a results
 // topic of millions of records is read in the memory of one fetch. fn
 // returning false ends the scan early. Transaction markers are read and
-// dropped, so a partition ending in a marker still ends. It returns the
-// ranges it read.
-func (c *cli) scanTopic(ctx context.Context, cfg *config.Config, topic string, ranges map[int32]offsetRange, fn func(*kgo.Record) bool) (map[int32]offsetRange, error) {
+// dropped, so a partition ending in a marker still ends.
+func (c *cli) scanTopic(ctx context.Context, cfg *config.Config, topic string, ranges map[int32]offsetRange, fn func(*kgo.Record) bool) error {
 	if ranges == nil {
 		var err error
 		if ranges, err = c.partitionRanges(ctx, cfg, topic); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	want := map[int32]kgo.Offset{}
@@ -94,7 +93,7 @@ func (c *cli) scanTopic(ctx context.Context, cfg *config.Config, topic string, r
 		}
 	}
 	if len(want) == 0 {
-		return ranges, nil
+		return nil
 	}
 	cl, err := c.kafkaClient(cfg,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: want}),
@@ -102,20 +101,20 @@ func (c *cli) scanTopic(ctx context.Context, cfg *config.Config, topic string, r
 		kgo.KeepControlRecords(),
 	)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer cl.Close()
 	for len(remaining) > 0 {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("read %s: %w (still waiting for partitions %v)", topic, err, pending(remaining))
+			return fmt.Errorf("read %s: %w (still waiting for partitions %v)", topic, err, pending(remaining))
 		}
 		var ferr error
 		fs.EachError(func(t string, p int32, err error) {
 			ferr = errors.Join(ferr, fmt.Errorf("%s/%d: %w", t, p, err))
 		})
 		if ferr != nil {
-			return nil, fmt.Errorf("read %s: %w", topic, ferr)
+			return fmt.Errorf("read %s: %w", topic, ferr)
 		}
 		stop := false
 		fs.EachRecord(func(r *kgo.Record) {
@@ -136,7 +135,7 @@ func (c *cli) scanTopic(ctx context.Context, cfg *config.Config, topic string, r
 			break
 		}
 	}
-	return ranges, nil
+	return nil
 }
 
 func pending(m map[int32]int64) []int32 {

@@ -96,7 +96,7 @@ keeps the checkpoint of a campaign in progress).`,
 				r := replay{adm: adm, topic: *topic, group: *group,
 					hasRecords: func(ctx context.Context, p int32, lo, hi int64) (bool, error) {
 						found := false
-						_, err := c.scanTopic(ctx, cfg, *topic, map[int32]offsetRange{p: {start: lo, end: hi}}, func(*kgo.Record) bool {
+						err := c.scanTopic(ctx, cfg, *topic, map[int32]offsetRange{p: {start: lo, end: hi}}, func(*kgo.Record) bool {
 							found = true
 							return false
 						})

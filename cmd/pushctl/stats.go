@@ -199,15 +199,8 @@ func (t *resultsTally) read(ctx context.Context, c *cli, cfg *config.Config) (ma
 			ranges[p] = offsetRange{start: n, end: r.end}
 		}
 	}
-	rows := make([]feedback.Row, 0, 4096)
 	var werr error
-	add := func() {
-		if werr == nil {
-			werr = t.acc.Write(ctx, rows)
-		}
-		rows = rows[:0]
-	}
-	if _, err := c.scanTopic(ctx, cfg, topic, ranges, func(r *kgo.Record) bool {
+	if err := c.scanTopic(ctx, cfg, topic, ranges, func(r *kgo.Record) bool {
 		res, err := feedback.DecodeResult(r.Value)
 		if err != nil {
 			malformed++ // feedback dead-letters these; status only counts them
@@ -216,14 +209,12 @@ func (t *resultsTally) read(ctx context.Context, c *cli, cfg *config.Config) (ma
 		if res.CampaignID != t.campaign {
 			return true
 		}
-		if rows = append(rows, feedback.RowFromResult(res)); len(rows) == cap(rows) {
-			add()
-		}
-		return true
+		werr = t.acc.Write(ctx, []feedback.Row{feedback.RowFromResult(res)})
+		return werr == nil
 	}); err != nil {
 		return 0, err
 	}
-	if add(); werr != nil {
+	if werr != nil {
 		return 0, werr
 	}
 	// Only a read that reached every end moves the marks: one cut short is
