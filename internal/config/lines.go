@@ -34,7 +34,7 @@ func flatten(v reflect.Value, prefix string, out *[]string) {
 		v = v.Elem()
 	}
 	switch {
-	case v.Type() == reflect.TypeOf(time.Duration(0)):
+	case v.Type() == durationType:
 		*out = append(*out, fmt.Sprintf("%s = %s", prefix, time.Duration(v.Int())))
 	case v.Kind() == reflect.Struct:
 		for i := 0; i < v.NumField(); i++ {

@@ -3,10 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -256,17 +258,12 @@ func (c *Config) validate() []string {
 
 	// Apps in name order, so a clash between two apps is reported the same
 	// way every time.
-	appNames := make([]string, 0, len(c.Apps))
-	for name := range c.Apps {
-		appNames = append(appNames, name)
-	}
-	sort.Strings(appNames)
 	type projectQuota struct {
 		app   string
 		quota int
 	}
 	projects := map[string]projectQuota{}
-	for _, name := range appNames {
+	for _, name := range slices.Sorted(maps.Keys(c.Apps)) {
 		app := c.Apps[name]
 		key := "apps." + name
 		if app.APNS == nil && app.FCM == nil {
