@@ -198,9 +198,9 @@ func (s *MySQLStore) Apply(ctx context.Context, c Changes) (Applied, error) {
 		}
 		a.Registered += n
 	}
-	// strikeRule runs rule on each app's tokens among groups. With
+	// perAppTokens runs rule on each app's tokens among groups. With
 	// suspect_strikes 0 strikes never deactivate, and it is not called.
-	strikeRule := func(what string, groups []appTokens, rule func(app string, tokens []string, n int) (string, []any)) (int64, error) {
+	perAppTokens := func(what string, groups []appTokens, rule func(app string, tokens []string, n int) (string, []any)) (int64, error) {
 		var total int64
 		for _, g := range groups {
 			for chunk := range slices.Chunk(g.tokens, rowsPerStatement) {
@@ -216,7 +216,7 @@ func (s *MySQLStore) Apply(ctx context.Context, c Changes) (Applied, error) {
 	}
 	if s.suspectStrikes > 0 {
 		registered := groupTokensByApp(c.Registrations, func(g schemas.DeviceRegistration) (string, string) { return g.App, g.Token })
-		if _, err := strikeRule("re-count strikes after registrations", registered, SuspectReactivateSQL); err != nil {
+		if _, err := perAppTokens("re-count strikes after registrations", registered, SuspectReactivateSQL); err != nil {
 			return a, err
 		}
 	}
@@ -261,7 +261,7 @@ func (s *MySQLStore) Apply(ctx context.Context, c Changes) (Applied, error) {
 		a.NewStrikes += n // 1 per new row; 0 for a duplicate whose update changes nothing
 	}
 	if s.suspectStrikes > 0 {
-		n, err = strikeRule("deactivate suspect tokens", groupTokensByApp(strikes, Strike.appToken), SuspectDeactivateSQL)
+		n, err = perAppTokens("deactivate suspect tokens", groupTokensByApp(strikes, Strike.appToken), SuspectDeactivateSQL)
 		a.SuspectDeactivated += n
 		if err != nil {
 			return a, err
