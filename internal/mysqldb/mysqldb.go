@@ -1,5 +1,5 @@
 // Package mysqldb opens the device store the way every stage needs it:
-// times parsed as UTC, TLS from config, a bounded pool, and DSN errors that
+// times parsed and sessions run in UTC, TLS from config, a bounded pool, and DSN errors that
 // never echo the password.
 package mysqldb
 
@@ -24,6 +24,16 @@ func Open(cfg config.MySQL, minConns int) (*sql.DB, error) {
 	}
 	dc.ParseTime = true
 	dc.Loc = time.UTC
+	// The session works in UTC too, whatever the server's default or the
+	// DSN says: a DATETIME has no zone, so a device inserted through our
+	// connections without registered_at (its default is
+	// CURRENT_TIMESTAMP(3), in the session's zone) would otherwise be read
+	// back hours off, and a 410 compared with it could deactivate a token
+	// registered after Apple's timestamp.
+	if dc.Params == nil {
+		dc.Params = map[string]string{}
+	}
+	dc.Params["time_zone"] = "'+00:00'"
 	// Every time column is DATETIME(3). Sent with nanoseconds, a time is
 	// rounded by MySQL 8 and truncated by MariaDB when stored, but compared
 	// whole: a registration stored as 10:00:01.000 on MySQL is later than

@@ -49,6 +49,34 @@ func TestOpenParsesTimesAsUTC(t *testing.T) {
 	}
 }
 
+// A DSN that names another zone is overridden: every time the stages
+// write and compare is UTC, and so must be the column defaults.
+func TestOpenRunsTheSessionInUTC(t *testing.T) {
+	dsn, _ := testenv.MySQL(t)
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	db, err := Open(config.MySQL{DSN: dsn + sep + "time_zone=%27-05%3A00%27"}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var zone string
+	var now time.Time
+	if err := db.QueryRowContext(ctx, "SELECT @@session.time_zone, CURRENT_TIMESTAMP(3)").Scan(&zone, &now); err != nil {
+		t.Fatal(err)
+	}
+	if zone != "+00:00" {
+		t.Errorf("session time zone %q, want +00:00", zone)
+	}
+	if d := time.Since(now); d < -time.Minute || d > time.Minute {
+		t.Errorf("CURRENT_TIMESTAMP read as %v, %v from now: the session is not in UTC", now, d)
+	}
+}
+
 // openTestMySQL opens the test server with Open's defaults; both are
 // closed at cleanup.
 func openTestMySQL(t *testing.T) (*sql.DB, context.Context) {
