@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -33,28 +32,73 @@ type job struct {
 	// observeLateness: the batch's first send is still to be measured.
 	observeLateness bool
 	// saveCtx is for writing results and progress: it ends FinishTimeout
-	// after the stop does (see saveContext).
-	saveCtx context.Context
+	// after the stop and the sends in flight then (see saveContext).
+	saveCtx   context.Context
+	saveClock *saveClock
 }
 
-// saveContext returns the context results and progress are written with:
-// it ends FinishTimeout after stop ends, not before. Devices already sent
-// must get their results and progress, so an outage of Kafka or MySQL is
-// waited out for as long as it lasts while the dispatcher runs (giving up
-// would leave the batch unfinished and its partition stuck behind it);
-// once stopping, the wait is bounded so the stop completes.
-func (d *Dispatcher) saveContext(stop context.Context) (context.Context, context.CancelFunc) {
+// saveContext returns the context results and progress are written with,
+// and the clock that ends it. Devices already sent must get their results
+// and progress, so an outage of Kafka or MySQL is waited out for as long as
+// it lasts while the dispatcher runs (giving up would leave the batch
+// unfinished and its partition stuck behind it); once stopping, the wait is
+// bounded so the stop completes: FinishTimeout, counted from the stop or,
+// if the job's sends were in flight then, from when they ended. A send
+// takes up to its provider's request timeout, as long as FinishTimeout by
+// default; counted from the stop, the answered devices of a chunk whose
+// slowest send ended after it had no time left to be written, and the next
+// owner sent them again.
+func (d *Dispatcher) saveContext(stop context.Context) (context.Context, *saveClock, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(d.bg)
-	var timer atomic.Pointer[time.Timer]
-	unwatch := context.AfterFunc(stop, func() {
-		timer.Store(time.AfterFunc(d.cfg.FinishTimeout, cancel))
-	})
-	return ctx, func() {
+	c := &saveClock{wait: d.cfg.FinishTimeout, cancel: cancel}
+	unwatch := context.AfterFunc(stop, c.stopped)
+	return ctx, c, func() {
 		unwatch()
-		if t := timer.Load(); t != nil {
-			t.Stop()
+		c.mu.Lock()
+		if c.timer != nil {
+			c.timer.Stop()
 		}
+		c.mu.Unlock()
 		cancel()
+	}
+}
+
+// saveClock ends a job's saveCtx FinishTimeout after the stop, not while
+// the job's sends are in flight.
+type saveClock struct {
+	wait   time.Duration
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	stop    bool
+	sending bool
+	timer   *time.Timer
+}
+
+func (c *saveClock) stopped() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stop = true
+	c.armLocked()
+}
+
+// sendsStart and sendsEnd bracket a chunk's sends.
+func (c *saveClock) sendsStart() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sending = true
+}
+
+func (c *saveClock) sendsEnd() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sending = false
+	c.armLocked()
+}
+
+func (c *saveClock) armLocked() {
+	if c.stop && !c.sending && c.timer == nil {
+		c.timer = time.AfterFunc(c.wait, c.cancel)
 	}
 }
 
@@ -93,7 +137,7 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 		}
 	}()
 	var cancelSave context.CancelFunc
-	j.saveCtx, cancelSave = d.saveContext(stop)
+	j.saveCtx, j.saveClock, cancelSave = d.saveContext(stop)
 	defer cancelSave()
 	if !d.retry(stop, "read progress of "+b.ID, func(ctx context.Context) (err error) {
 		j.prog, err = d.store.Progress(ctx, b.ID)
@@ -441,6 +485,7 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (answere
 	for k := range jobs {
 		queued[k] = &jobs[k]
 	}
+	j.saveClock.sendsStart()
 	wg.Add(len(queued))
 	for _, sj := range j.lim.submit(queued) {
 		d.sends <- sj
@@ -455,6 +500,7 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (answere
 	})
 	wg.Wait()
 	unwatch()
+	j.saveClock.sendsEnd()
 	// The rest is bookkeeping; see yieldEvery.
 	runtime.Gosched()
 	if j.observeLateness {

@@ -108,7 +108,8 @@ type Config struct {
 	// restarts then move no partitions).
 	InstanceID string
 	// FinishTimeout bounds how long in-flight work may take to write its
-	// results and progress once the dispatcher is stopping. Default 30s.
+	// results and progress once the dispatcher is stopping, counted from
+	// the end of the sends in flight at the stop. Default 30s.
 	FinishTimeout time.Duration
 }
 

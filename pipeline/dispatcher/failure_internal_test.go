@@ -214,7 +214,7 @@ func TestResultsWaitForKafkaUntilFinishTimeoutAfterStop(t *testing.T) {
 
 	stop, stopNow := context.WithCancel(context.Background())
 	defer stopNow()
-	saveCtx, cancel := d.saveContext(stop)
+	saveCtx, _, cancel := d.saveContext(stop)
 	defer cancel()
 	res := make(chan bool, 1)
 	go func() {
@@ -540,5 +540,65 @@ func TestBatchCompletedDuringAStopIsFinished(t *testing.T) {
 	}
 	if retries != 1 {
 		t.Errorf("%d retry batches for F-t1, want 1", retries)
+	}
+}
+
+// A send in flight at the stop may end later than FinishTimeout after it
+// (a provider's request timeout is as long by default): the chunk's
+// results and progress are still written, with FinishTimeout counted from
+// the end of the sends. Before, the save context had ended by then, the
+// answered devices got no result and no progress, and the next owner sent
+// them again after a graceful stop.
+func TestSendOutlastingFinishTimeoutAfterStopIsSaved(t *testing.T) {
+	store := NewMemStore()
+	d, s, c := testDispatcher(t, store, &stubControl{})
+	started, release := make(chan struct{}), make(chan struct{})
+	var entered atomic.Int64
+	s.SetRule(func(token string, _ int) providers.Result {
+		if entered.Add(1) == 2 {
+			close(started)
+		}
+		if token == "S-t1" { // the slow one; S-t0 is answered at once
+			<-release
+		}
+		return providers.Result{Outcome: providers.Delivered, Status: 200}
+	})
+	stop, stopNow := context.WithCancel(context.Background())
+	defer stopNow()
+	done := make(chan bool, 1)
+	go func() { done <- d.handle(stop, readyRecord(t, "S", 2, 0), make(chan struct{}, 1)) }()
+	<-started
+	stopNow()
+	time.Sleep(3 * d.cfg.FinishTimeout)
+	close(release)
+	select {
+	case ok := <-done:
+		if !ok {
+			t.Fatal("handle gave the batch up: its sends ended after FinishTimeout, and their results were not written")
+		}
+	case <-time.After(d.cfg.FinishTimeout + 10*time.Second):
+		t.Fatal("handle still running 10 s after the sends ended")
+	}
+	if p, _ := store.Progress(context.Background(), "S"); !p.Finished || p.Done.Count() != 2 {
+		t.Errorf("progress %+v: want finished with 2 devices done", p)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("results"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tokens := map[string]int{}
+	for len(tokens) < 2 && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			var res schemas.Result
+			if err := json.Unmarshal(r.Value, &res); err == nil {
+				tokens[res.Token]++
+			}
+		})
+	}
+	if tokens["S-t0"] != 1 || tokens["S-t1"] != 1 {
+		t.Errorf("results by token %v, want S-t0 and S-t1 once each", tokens)
 	}
 }
