@@ -79,3 +79,64 @@ func TestViewIsNotCaughtUpWhileItCannotFetch(t *testing.T) {
 		t.Error("caught up without the cancel")
 	}
 }
+
+// A fetch that is slow but does not fail (a stalled connection, an
+// overloaded broker) holds a cancel acknowledged meanwhile: the view is not
+// fresh as of that acknowledgement until the cancel is applied. Before, a
+// partition standing still for about a second counted as caught up, and
+// WaitFresh returned with the cancel unread.
+func TestViewIsNotFreshWhileAFetchIsSlow(t *testing.T) {
+	const topic = "control"
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := control.Publish(ctx, cl, topic, schemas.CampaignControl{CampaignID: "c0", Action: schemas.ControlPause}); err != nil {
+		t.Fatal(err)
+	}
+	var slow atomic.Bool
+	var slowed atomic.Int64
+	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if slow.Load() {
+			slowed.Add(1)
+			c.SleepControl(func() { time.Sleep(3 * time.Second) })
+		}
+		return nil, nil, false
+	})
+	// The defaults: refresh 200 ms, fetch wait 500 ms, 5 quiet checks.
+	v, err := control.New(control.Config{Kafka: config.Kafka{Brokers: c.ListenAddrs(), ClientID: "view-test"}, Topic: topic}, control.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = v.Run(runCtx) }()
+	if err := v.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	slow.Store(true)
+	time.Sleep(700 * time.Millisecond) // the fetch in flight ends; the next is slow
+	if err := control.Publish(ctx, cl, topic, schemas.CampaignControl{CampaignID: "c1", Action: schemas.ControlCancel}); err != nil {
+		t.Fatal(err)
+	}
+	acked := time.Now()
+	if err := v.WaitFresh(ctx, acked); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(acked)
+	if slowed.Load() == 0 {
+		t.Fatal("no fetch was slowed: the test did not reach its condition")
+	}
+	if !v.Cancelled("c1") {
+		t.Errorf("fresh as of the cancel's acknowledgement after %v, with the cancel not applied", took)
+	}
+}

@@ -23,11 +23,15 @@
 // with no record to read; a partition whose consumed position and end
 // offset have both stood still for QuietChecks refreshes, longer than the
 // consumer's fetch wait, counts as caught up, but only once the view has
-// read something from it and while its fetches succeed: a view that cannot
-// fetch (an ACL that allows listing offsets but not reading), or whose
-// first fetch is slow, would otherwise call itself caught up without
-// having read a cancel. A partition whose start offset has reached its end
-// (every record deleted) has nothing to read.
+// read something from it, while its fetches succeed, and once every broker
+// the view fetches from has answered fetches sent after the end offset was
+// listed and the view has applied what they brought. Standing still alone
+// says nothing while a fetch is slow (a stalled connection, an overloaded
+// broker: the client waits FetchMaxWait plus 10 s before it gives up) or
+// while the view backs off after fetch errors: a cancel acknowledged then
+// would be behind the end offset, unread, and the view would call itself
+// caught up. A partition whose start offset has reached its end (every
+// record deleted) has nothing to read.
 package control
 
 import (
@@ -43,6 +47,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/pushlane/pushlane/internal/config"
 	"github.com/pushlane/pushlane/internal/promset"
@@ -96,7 +101,12 @@ type View struct {
 	// fetches fail, a partition's standing still says nothing about what
 	// is left to read, so it is not counted quiet.
 	fetchFailed map[int32]time.Time
-	freshAsOf   time.Time
+	// fetches counts the fetch responses each broker has answered; polled
+	// is its count as of the start of the last poll whose records have
+	// been applied.
+	fetches   *fetchCounts
+	polled    map[int32]uint64
+	freshAsOf time.Time
 	version     uint64 // bumped on every state change
 
 	metrics viewMetrics
@@ -126,7 +136,9 @@ func New(cfg Config, deps Deps) (*View, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	fetches := &fetchCounts{n: map[int32]uint64{}, at: map[int32]time.Time{}}
 	cl, err := kafka.NewClient(cfg.Kafka,
+		kgo.WithHooks(fetches),
 		kgo.ConsumeTopics(cfg.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(cfg.FetchMaxWait),
@@ -147,6 +159,7 @@ func New(cfg Config, deps Deps) (*View, error) {
 		changed: make(chan struct{}),
 		states:  map[string]State{},
 		applied: map[int32]int64{}, fetchFailed: map[int32]time.Time{},
+		fetches: fetches, polled: map[int32]uint64{},
 	}
 	if err := v.registerMetrics(deps.Metrics); err != nil {
 		cl.Close()
@@ -199,7 +212,13 @@ func (v *View) Run(ctx context.Context) error {
 	// floods the log.
 	failing := 0
 	for {
-		fs := v.cl.PollFetches(ctx)
+		// Counted before the poll: a response counted here was read
+		// before the poll began. Polls end at least every two fetch waits,
+		// so the count moves while nothing arrives.
+		counted := v.fetches.snapshot()
+		pctx, cancel := context.WithTimeout(ctx, 2*v.cfg.FetchMaxWait)
+		fs := v.cl.PollFetches(pctx)
+		cancel()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -208,7 +227,7 @@ func (v *View) Run(ctx context.Context) error {
 		}
 		errs := 0
 		fs.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				errs++
 				v.log.Warn("control topic fetch error", "topic", t, "partition", p, "err", err, "consecutive", failing+1)
 				v.mu.Lock()
@@ -226,6 +245,9 @@ func (v *View) Run(ctx context.Context) error {
 			}
 			v.apply(p.Partition, p.Records)
 		})
+		v.mu.Lock()
+		v.polled = counted
+		v.mu.Unlock()
 		if errs == 0 {
 			failing = 0
 		} else {
@@ -297,6 +319,10 @@ func (v *View) refreshLoop(ctx context.Context) {
 	lastEnd := map[int32]int64{}
 	lastApplied := map[int32]int64{}
 	quiet := map[int32]int{}
+	// awaited: per partition standing still, the fetch count each broker
+	// must reach, and the view have polled past, before it can count as
+	// quiet (see answeredSince).
+	awaited := map[int32]map[int32]uint64{}
 	tick := time.NewTicker(v.cfg.RefreshInterval)
 	defer tick.Stop()
 	for {
@@ -331,23 +357,30 @@ func (v *View) refreshLoop(ctx context.Context) {
 				start, _ := starts.Lookup(v.cfg.Topic, o.Partition)
 				if a >= o.Offset || start.Offset >= o.Offset {
 					quiet[o.Partition] = 0
+					delete(awaited, o.Partition)
 				} else if a == 0 || t0.Sub(v.fetchFailed[o.Partition]) < quietFor {
 					// Never read a record (not even a transaction
 					// marker) from a partition that has some, or its
 					// fetches fail: standing still is not being done.
 					quiet[o.Partition] = 0
+					delete(awaited, o.Partition)
 					caughtUp = false
 				} else if lastEnd[o.Partition] == o.Offset && lastApplied[o.Partition] == a {
 					// Nothing arrives and nothing is appended: the
 					// offsets below the end hold no record to read.
+					if awaited[o.Partition] == nil {
+						awaited[o.Partition] = v.fetches.awaitAfter(t0)
+					}
 					quiet[o.Partition]++
 					if quiet[o.Partition] < v.cfg.QuietChecks ||
-						time.Duration(quiet[o.Partition])*v.cfg.RefreshInterval <= 2*v.cfg.FetchMaxWait {
+						time.Duration(quiet[o.Partition])*v.cfg.RefreshInterval <= 2*v.cfg.FetchMaxWait ||
+						!v.answeredSinceLocked(awaited[o.Partition], t0) {
 						caughtUp = false
 					}
 				} else {
 					quiet[o.Partition] = 0
 					caughtUp = false
+					awaited[o.Partition] = v.fetches.awaitAfter(t0)
 				}
 				lastEnd[o.Partition], lastApplied[o.Partition] = o.Offset, a
 			})
@@ -363,6 +396,84 @@ func (v *View) refreshLoop(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// answeredSinceLocked reports whether every broker in want that still
+// answers fetches has answered as many as want says and the view has
+// polled past them. want (from awaitAfter) asks for three answers after the
+// listing: the first may answer a fetch sent before a record listed then
+// was written; the second's fetch was sent after the listing; the third is
+// only sent once the second's records were taken by a poll.
+func (v *View) answeredSinceLocked(want map[int32]uint64, now time.Time) bool {
+	if want == nil {
+		return false
+	}
+	for node, n := range want {
+		if v.polled[node] >= n {
+			continue
+		}
+		// A broker that no longer answers fetches leads none of the
+		// topic's partitions now (a stalled fetch ends in an error,
+		// FetchMaxWait plus 10 s after it was sent, which marks its
+		// partitions as failing): it holds nothing unread.
+		if now.Sub(v.fetches.lastAnswer(node)) > brokerIdleAfter {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// brokerIdleAfter: a broker that has answered no fetch for this long is
+// not waited for; longer than a stalled fetch takes to fail.
+const brokerIdleAfter = 15 * time.Second
+
+// fetchCounts is a kgo hook counting the fetch responses read from each
+// broker.
+type fetchCounts struct {
+	mu sync.Mutex
+	n  map[int32]uint64
+	at map[int32]time.Time
+}
+
+func (f *fetchCounts) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if key != int16(kmsg.Fetch) || err != nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n[meta.NodeID]++
+	f.at[meta.NodeID] = time.Now()
+}
+
+func (f *fetchCounts) snapshot() map[int32]uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := make(map[int32]uint64, len(f.n))
+	for node, n := range f.n {
+		m[node] = n
+	}
+	return m
+}
+
+// awaitAfter returns, for each broker that has answered a fetch within
+// brokerIdleAfter of now, its count plus three (see answeredSinceLocked).
+func (f *fetchCounts) awaitAfter(now time.Time) map[int32]uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := make(map[int32]uint64, len(f.n))
+	for node, n := range f.n {
+		if now.Sub(f.at[node]) <= brokerIdleAfter {
+			m[node] = n + 3
+		}
+	}
+	return m
+}
+
+func (f *fetchCounts) lastAnswer(node int32) time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.at[node]
 }
 
 // Cancelled reports whether campaign id is cancelled.
