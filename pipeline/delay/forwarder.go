@@ -436,16 +436,25 @@ func (f *Forwarder) forwardDue(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	// No readable send-at, or refused by its destination: the record can
+	// never be forwarded, and goes to the dead-letter topic. All of the
+	// round's at once and within a round of their own, as the forwards
+	// above: one at a time, each waiting out an unreachable dead-letter
+	// topic, they held every partition's due records for as many rounds.
+	dctx, cancelDead := context.WithTimeout(context.WithoutCancel(ctx), forwardRound)
+	defer cancelDead()
+	var dead sync.WaitGroup
 	for _, w := range work {
 		if w.out != nil || w.err != nil || w.already {
 			continue
 		}
-		// No readable send-at, or refused by its destination: the record
-		// can never be forwarded.
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		w.err = kafka.DeadLetter(dctx, f.cl, f.cfg.DeadLetterTopic, Stage, w.in, w.why)
-		cancel()
-		if w.err == nil {
+		dead.Go(func() {
+			w.err = kafka.DeadLetter(dctx, f.cl, f.cfg.DeadLetterTopic, Stage, w.in, w.why)
+		})
+	}
+	dead.Wait()
+	for _, w := range work {
+		if w.out == nil && w.err == nil && !w.already {
 			f.m.deadLettered.Inc()
 		}
 	}

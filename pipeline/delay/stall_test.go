@@ -180,3 +180,88 @@ func TestForwarderDoesNotForwardTwiceBehindAFailedHead(t *testing.T) {
 		t.Errorf("ready holds %v, want each batch once", count)
 	}
 }
+
+// Records that must be dead-lettered while the dead-letter topic cannot be
+// written hold the other partitions' due records for one round, not one
+// ten-second attempt each, one after another.
+func TestForwarderIsNotHeldByDeadLettersItCannotWrite(t *testing.T) {
+	tiers := []string{"t00", "t01", "t02"}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, append([]string{"ready", "dlq"}, tiers...)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	k := dispatchtest.Kafka{Brokers: c.ListenAddrs()}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.ProducerLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	md, err := kadm.NewClient(cl).Metadata(ctx, "dlq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlqID := md.Topics["dlq"].ID
+	var refused atomic.Int64
+	var failing atomic.Bool
+	failing.Store(true)
+	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kreq.(*kmsg.ProduceRequest)
+		toDLQ := false
+		for _, rt := range req.Topics {
+			toDLQ = toDLQ || rt.Topic == "dlq" || rt.TopicID == dlqID
+		}
+		if !failing.Load() || !toDLQ {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		return kfaketest.RefuseProduce(req, kerr.NotLeaderForPartition.Code), nil, true
+	})
+	part := kgo.StickyKeyPartitioner(nil).ForTopic("t00")
+	key := func(want int32) string {
+		for i := 0; ; i++ {
+			if k := fmt.Sprintf("b%d", i); int32(part.Partition(&kgo.Record{Key: []byte(k)}, 4)) == want {
+				return k
+			}
+		}
+	}
+
+	l := delay.Ladder{Tiers: tiers, Ready: "ready"}
+	startForwarder(t, k, l, "dlq", "delay-dead-stall", nil)
+	// Three tier records without a send-at, one on each of partitions 0-2
+	// of t00; the healthy batch is on partition 3.
+	for i := range int32(3) {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t00", Key: []byte(key(i)), Value: fmt.Appendf(nil, `{"n":%d}`, i)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	goodKey := key(3)
+	goodAt := time.Now().Add(3 * time.Second)
+	writeBatch(t, cl, l, goodKey, "c", goodAt, time.Time{}, nil)
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := k.ReadAll(t, "ready", 1, 40*time.Second)
+	if len(got) != 1 || string(got[0].Key) != goodKey {
+		t.Fatalf("ready holds %d records within 40 s, want the healthy batch %s", len(got), goodKey)
+	}
+	if refused.Load() == 0 {
+		t.Fatal("no dead letter was refused: the test did not reach its condition")
+	}
+	late := got[0].Timestamp.Sub(goodAt)
+	t.Logf("the healthy batch reached ready %v after its send-at", late)
+	// One round of dead letters (forwardRound, 5 s) from the start, less
+	// the 3 s to the send-at, and a hop; one dead letter after another
+	// took 7-8 s here.
+	if late > 6*time.Second {
+		t.Errorf("the healthy batch reached ready %v after its send-at, held by the dead letters", late)
+	}
+	// Once the dead-letter topic can be written, the three go there.
+	failing.Store(false)
+	if dl := k.ReadAll(t, "dlq", 3, 40*time.Second); len(dl) != 3 {
+		t.Fatalf("dlq holds %d records, want 3", len(dl))
+	}
+}
