@@ -13,6 +13,7 @@ import (
 // uses the parts it needs.
 type Config struct {
 	// Apps maps an app name (the campaign's "app") to its provider setup.
+	// A name's dots are part of it (com.example.shop), not key levels.
 	Apps       map[string]App `koanf:"apps"`
 	Kafka      Kafka          `koanf:"kafka"`
 	MySQL      MySQL          `koanf:"mysql"`
@@ -136,8 +137,8 @@ type Topics struct {
 	Results       Topic `koanf:"results"`
 	DeadLetter    Topic `koanf:"dead_letter"`
 	Registrations Topic `koanf:"registrations"`
-	// ReplicationFactor for created topics; -1 uses the broker default.
-	// Default -1.
+	// ReplicationFactor for created topics; -1 uses the broker default,
+	// anything else must be at least 1. Default -1.
 	ReplicationFactor int16 `koanf:"replication_factor"`
 }
 

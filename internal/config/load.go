@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net"
 	"os"
 	"reflect"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/go-viper/mapstructure/v2"
@@ -74,20 +76,45 @@ var appDefaults = map[string]any{
 	"fcm.quota_per_minute": 600000,
 }
 
+// sep joins the levels of a key inside the loader. It is not ".": an app
+// name may hold dots (com.example.shop, like a bundle id) and is one level.
+// Keys are shown to people with dots (dotted).
+const sep = "\x00"
+
+var configType = reflect.TypeOf(Config{})
+
+// dotted is key as the file, the documentation and the errors write it.
+func dotted(key string) string { return strings.ReplaceAll(key, sep, ".") }
+
 // Load reads path (may be empty: defaults and environment only), applies
 // environ (os.Environ() in production) on top, and validates. Every
 // problem found is reported, each naming its key.
 func Load(path string, environ []string) (*Config, error) {
-	k := koanf.New(".")
+	k := koanf.New(sep)
 	if err := k.Load(confmap.Provider(Defaults(), "."), nil); err != nil {
 		return nil, fmt.Errorf("config: defaults: %w", err)
 	}
 	if path != "" {
-		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+		f := koanf.New(sep)
+		if err := f.Load(file.Provider(path), yaml.Parser()); err != nil {
 			return nil, fmt.Errorf("config: read %s: %w", path, unwrapPathErr(err))
 		}
+		// A section whose keys are all commented out is YAML null, which
+		// would replace the section and its defaults: an "http:" left so
+		// turned the ops endpoint off without a word. It counts as absent.
+		// Apps are kept, so an app written with nothing is still reported.
+		for _, key := range f.Keys() {
+			levels := strings.Split(key, sep)
+			typ, ok, _ := resolve(configType, levels)
+			if ok && typ != nil && typ.Kind() == reflect.Struct && levels[0] != "apps" && f.Get(key) == nil {
+				f.Delete(key)
+			}
+		}
+		if err := k.Merge(f); err != nil {
+			return nil, fmt.Errorf("config: read %s: %w", path, err)
+		}
 	}
-	if err := k.Load(env.Provider(".", env.Opt{
+	if err := k.Load(env.Provider(sep, env.Opt{
 		Prefix:        EnvPrefix,
 		TransformFunc: envKey,
 		EnvironFunc:   func() []string { return environ },
@@ -96,14 +123,14 @@ func Load(path string, environ []string) (*Config, error) {
 	}
 	for _, app := range k.MapKeys("apps") {
 		for key, v := range appDefaults {
-			full := "apps." + app + "." + key
-			section := "apps." + app + "." + strings.SplitN(key, ".", 2)[0]
+			full := strings.Join([]string{"apps", app, strings.ReplaceAll(key, ".", sep)}, sep)
+			section := strings.Join([]string{"apps", app, strings.SplitN(key, ".", 2)[0]}, sep)
 			if strings.Contains(key, ".") && !k.Exists(section) {
 				continue
 			}
 			if !k.Exists(full) {
 				if err := k.Set(full, v); err != nil {
-					return nil, fmt.Errorf("config: %s: %w", full, err)
+					return nil, fmt.Errorf("config: %s: %w", dotted(full), err)
 				}
 			}
 		}
@@ -111,23 +138,40 @@ func Load(path string, environ []string) (*Config, error) {
 
 	var problems []string
 	sections := map[string]bool{}
+	defaults := Defaults()
 	for _, key := range k.Keys() {
-		path := strings.Split(key, ".")
-		switch typ, ok, scalar := resolve(reflect.TypeOf(Config{}), path); {
-		case ok && typ == durationType && !durationText(k.Get(key)):
-			// YAML's 168 decodes as 168ns: a topic created with it
-			// would delete its records at once.
-			problems = append(problems, key+`: a duration needs a unit, as in "20ms" or "168h" (a bare number would be read as nanoseconds)`)
+		path := strings.Split(key, sep)
+		name := dotted(key)
+		v := k.Get(key)
+		switch typ, ok, scalar := resolve(configType, path); {
 		case scalar > 0:
 			// A value written as a section (a YAML password starting
 			// with "{"): the rest of the path is the value's own text,
 			// maybe a secret, so only the key is named.
-			if name := strings.Join(path[:scalar], "."); !sections[name] {
-				sections[name] = true
-				problems = append(problems, name+": a value, not a section (quote a value that starts with { or [)")
+			if value := strings.Join(path[:scalar], "."); !sections[value] {
+				sections[value] = true
+				problems = append(problems, value+": a value, not a section (quote a value that starts with { or [)")
 			}
+		case !ok && dottedLevel(path):
+			// "kafka.brokers:" in the file (or PUSHLANE_KAFKA.BROKERS)
+			// names one level called "kafka.brokers", not two.
+			problems = append(problems, name+`: unknown key (only an app's name may hold a ".": write each level of a key as its own section)`)
 		case !ok:
-			problems = append(problems, fmt.Sprintf("%s: unknown key", key))
+			problems = append(problems, name+": unknown key")
+		case v == nil:
+			// "addr:" with nothing after it: meant as the default, or as
+			// empty (for http.addr, no ops endpoint)? Only the key's
+			// author knows, so it is refused where the two differ.
+			if d, has := defaultOf(defaults, path); has {
+				if text, ok := d.(string); ok {
+					d = strconv.Quote(text)
+				}
+				problems = append(problems, fmt.Sprintf("%s: no value: leave the key out to keep the default (%v), or give one", name, d))
+			}
+		default:
+			if msg := wrongType(typ, v); msg != "" {
+				problems = append(problems, name+": "+msg)
+			}
 		}
 	}
 	var cfg Config
@@ -142,6 +186,111 @@ func Load(path string, environ []string) (*Config, error) {
 		return nil, &Error{Problems: problems}
 	}
 	return &cfg, nil
+}
+
+// dottedLevel reports whether a level of path, other than an app's name,
+// holds a ".".
+func dottedLevel(path []string) bool {
+	for i, level := range path {
+		if strings.Contains(level, ".") && !(i == 1 && path[0] == "apps") {
+			return true
+		}
+	}
+	return false
+}
+
+// defaultOf is the default of the key at path, if it has one.
+func defaultOf(defaults map[string]any, path []string) (any, bool) {
+	if len(path) > 2 && path[0] == "apps" {
+		v, ok := appDefaults[strings.Join(path[2:], ".")]
+		return v, ok
+	}
+	v, ok := defaults[strings.Join(path, ".")]
+	return v, ok
+}
+
+// wrongType says what is wrong with v as the file's value of a key of type
+// t, or returns "". The decoder converts weakly, which the environment's
+// values need (they are all text, parsed as it decodes), but which would
+// change a file's values without a word: 0.5 cut to 0 (an unlimited
+// rate), true read as 1, 2 as true, 4294967297 wrapped to 1 in an int32,
+// 1e5 turned into the text "100000". Text is left to the decoder, so the
+// file and the environment accept the same.
+func wrongType(t reflect.Type, v any) string {
+	if _, text := v.(string); text || t == nil {
+		return "" // t is nil below a list, which the decoder reports
+	}
+	switch {
+	case t == durationType:
+		if !durationText(v) {
+			// YAML's 168 decodes as 168ns: a topic created with it
+			// would delete its records at once.
+			return `a duration needs a unit, as in "20ms" or "168h" (a bare number would be read as nanoseconds)`
+		}
+	case t.Kind() == reflect.Slice:
+		items, ok := v.([]any)
+		if !ok {
+			if _, ok := v.([]string); ok {
+				return ""
+			}
+			return "want a list of strings, not " + describe(v)
+		}
+		for _, item := range items {
+			if _, ok := item.(string); !ok {
+				return "want a list of strings, not one holding " + describe(item) + " (quote each item)"
+			}
+		}
+	case t.Kind() == reflect.String:
+		return "want a string, not " + describe(v) + " (quote it, so that it is kept as written)"
+	case t.Kind() == reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			return "want true or false, not " + describe(v)
+		}
+	case reflect.Zero(t).CanInt():
+		var n int64
+		switch v := v.(type) {
+		case int:
+			n = int64(v)
+		case int64:
+			n = v
+		case uint64:
+			if v > math.MaxInt64 {
+				return intRange(t)
+			}
+			n = int64(v)
+		default:
+			return "want an integer, not " + describe(v)
+		}
+		if reflect.Zero(t).OverflowInt(n) {
+			return intRange(t)
+		}
+	}
+	return ""
+}
+
+// intRange is the problem of an integer that t cannot hold.
+func intRange(t reflect.Type) string {
+	bits := t.Bits()
+	return fmt.Sprintf("out of range (%d to %d)", int64(-1)<<(bits-1), uint64(1)<<(bits-1)-1)
+}
+
+// describe names the kind of a YAML value, never the value itself.
+func describe(v any) string {
+	switch v.(type) {
+	case bool:
+		return "true or false"
+	case float32, float64:
+		return "a number with a fraction or an exponent"
+	case int, int64, uint64:
+		return "a number"
+	case time.Time:
+		return "a date"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a section"
+	}
+	return fmt.Sprintf("a %T", v)
 }
 
 // Error lists every configuration problem, each starting with its key.
@@ -159,11 +308,19 @@ func envKey(k, v string) (string, any) {
 	if strings.HasPrefix(k, EnvPrefix+"TEST_") {
 		return "", nil
 	}
-	key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, EnvPrefix), "__", "."))
-	if key == "kafka.brokers" || key == "clickhouse.addr" {
-		return key, strings.Split(v, ",")
+	path := strings.Split(strings.ToLower(strings.TrimPrefix(k, EnvPrefix)), "__")
+	if typ, ok, _ := resolve(configType, path); ok && typ != nil && typ.Kind() == reflect.Slice {
+		// "a:9092, b:9092" reads as two brokers, not " b" as a host; an
+		// empty item ("a:9092,") is no item, and an empty value no list.
+		var items []string
+		for item := range strings.SplitSeq(v, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				items = append(items, item)
+			}
+		}
+		return strings.Join(path, sep), items
 	}
-	return key, v
+	return strings.Join(path, sep), v
 }
 
 // known reports whether a dotted key path names a field of t. Map levels
@@ -350,18 +507,29 @@ func (c *Config) validate() []string {
 	if len(c.Kafka.Brokers) == 0 || c.Kafka.Brokers[0] == "" {
 		add("kafka.brokers", "required")
 	}
-	hostPorts := func(key string, addrs []string) {
-		for _, a := range addrs {
+	hostPorts := func(key, credentials string, addrs []string) {
+		// An address may carry a password (user:password@host); a comma
+		// in that password splits it into two items of the list, one
+		// without the "@". With an "@" in the list, no item is shown whole.
+		withUser := slices.ContainsFunc(addrs, func(a string) bool { return strings.Contains(a, "@") })
+		for i, a := range addrs {
 			if a == "" {
 				continue // an empty list is "required" above
 			}
-			if err := checkHostPort(a); err != nil {
-				add(key, "%q: %v", a, err)
+			err := checkHostPort(a)
+			switch {
+			case err == nil:
+			case strings.Contains(a, "@"):
+				add(key, "%q: want host:port, with no user or password (those go in %s)", redactAddr(a), credentials)
+			case withUser:
+				add(key, "item %d (not shown: the list holds a password): want host:port", i+1)
+			default:
+				add(key, "%q: %v", redactAddr(a), err)
 			}
 		}
 	}
-	hostPorts("kafka.brokers", c.Kafka.Brokers)
-	hostPorts("clickhouse.addr", c.ClickHouse.Addr)
+	hostPorts("kafka.brokers", "kafka.sasl", c.Kafka.Brokers)
+	hostPorts("clickhouse.addr", "clickhouse.username and clickhouse.password", c.ClickHouse.Addr)
 	if !clickhouseIdent.MatchString(c.ClickHouse.Database) {
 		// Spliced unquoted into the DDL and the analysts' queries.
 		add("clickhouse.database", "%q is not a plain ClickHouse name (a letter or '_', then letters, digits and '_')", c.ClickHouse.Database)
@@ -401,6 +569,9 @@ func (c *Config) validate() []string {
 		if t.Retention < 0 {
 			add("kafka.topics."+name+".retention", "must not be negative")
 		}
+	}
+	if rf := c.Kafka.Topics.ReplicationFactor; rf != -1 && rf < 1 {
+		add("kafka.topics.replication_factor", "must be -1 (the broker's default) or at least 1, not %d", rf)
 	}
 	if c.MySQL.DSN != "" {
 		if _, err := mysql.ParseDSN(c.MySQL.DSN); err != nil {
@@ -471,8 +642,14 @@ var appleID = regexp.MustCompile(`^[A-Za-z0-9]{10}$`)
 // checkHostPort accepts host:port (a name, an IPv4 address or a bracketed
 // IPv6 one), which is what the Kafka and ClickHouse clients dial.
 func checkHostPort(addr string) error {
+	if strings.Contains(addr, "@") {
+		return errors.New("want host:port, with no user or password")
+	}
 	if strings.Contains(addr, "://") {
 		return errors.New("want host:port, not a URL")
+	}
+	if strings.ContainsFunc(addr, unicode.IsSpace) {
+		return errors.New("want host:port, with no spaces")
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -555,12 +732,29 @@ func decodeProblems(err error) []string {
 	for _, e := range leaves {
 		var de *mapstructure.DecodeError
 		if errors.As(e, &de) {
-			out = append(out, de.Name()+": "+redactErr(de.Unwrap().Error()))
+			out = append(out, decoderKey(de.Name())+": "+redactErr(de.Unwrap().Error()))
 			continue
 		}
 		out = append(out, redactErr(e.Error()))
 	}
 	return out
+}
+
+// decoderKey turns the decoder's name of a field, which writes a map's key
+// in brackets (apps[shop].concurrency), into the key as the file and the
+// documentation write it (apps.shop.concurrency). A list's index stays in
+// brackets (kafka.brokers[1]): it names an item, not a key.
+func decoderKey(name string) string {
+	rest, ok := strings.CutPrefix(name, "apps[")
+	if !ok {
+		return name
+	}
+	// An app's name may hold "." and even "]"; no list or map lies below
+	// an app, so the name ends at the last "]".
+	if i := strings.LastIndex(rest, "]"); i >= 0 {
+		return "apps." + rest[:i] + rest[i+1:]
+	}
+	return name
 }
 
 // dsnErr shows the driver's fixed DSN syntax messages; any other message
@@ -570,6 +764,26 @@ func dsnErr(err error) string {
 		return err.Error()
 	}
 	return "(details hidden: may contain a password)"
+}
+
+// secretMask stands for a hidden secret.
+const secretMask = "******"
+
+// redactAddr hides what in a host:port-like address may be a password:
+// the user information before an "@" (SASL_SSL://user:password@host:9093)
+// and a URL's query (clickhouse://host:9000?password=...).
+func redactAddr(a string) string {
+	if i := strings.LastIndex(a, "@"); i >= 0 {
+		start := 0
+		if j := strings.Index(a, "://"); j >= 0 && j < i {
+			start = j + len("://")
+		}
+		a = a[:start] + secretMask + a[i:]
+	}
+	if i := strings.Index(a, "?"); i >= 0 {
+		a = a[:i+1] + secretMask
+	}
+	return a
 }
 
 // redactErr keeps decoder and DSN errors from echoing secrets back.
@@ -583,31 +797,30 @@ func redactErr(s string) string {
 // Redacted returns a copy safe to print or log: passwords and DSN
 // passwords are replaced.
 func (c Config) Redacted() Config {
-	const mask = "******"
 	out := c
 	out.Apps = make(map[string]App, len(c.Apps))
 	for n, a := range c.Apps {
 		if a.APNS != nil {
 			cp := *a.APNS
 			if cp.CertPassword != "" {
-				cp.CertPassword = mask
+				cp.CertPassword = secretMask
 			}
 			a.APNS = &cp
 		}
 		out.Apps[n] = a
 	}
 	if out.Kafka.SASL.Password != "" {
-		out.Kafka.SASL.Password = mask
+		out.Kafka.SASL.Password = secretMask
 	}
 	if out.ClickHouse.Password != "" {
-		out.ClickHouse.Password = mask
+		out.ClickHouse.Password = secretMask
 	}
 	if d, err := mysql.ParseDSN(c.MySQL.DSN); err == nil && d.Passwd != "" {
-		d.Passwd = mask
+		d.Passwd = secretMask
 		out.MySQL.DSN = d.FormatDSN()
 	} else if err != nil && c.MySQL.DSN != "" {
 		// Unparseable: where the password is cannot be told, so hide it all.
-		out.MySQL.DSN = mask
+		out.MySQL.DSN = secretMask
 	}
 	return out
 }

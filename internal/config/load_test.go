@@ -712,3 +712,253 @@ func TestClickHouseDatabaseIsAPlainName(t *testing.T) {
 		t.Errorf("pushlane_prod: %v", err)
 	}
 }
+
+// An address with user:password@ is refused like any URL, but its error
+// must not show the password: start-up errors end up in pod logs and CI
+// output. A password with a comma is split into two items of an
+// environment list, one without the "@", so that one is not shown either.
+func TestAddressErrorsHideCredentials(t *testing.T) {
+	const sasl = ": want host:port, with no user or password (those go in kafka.sasl)"
+	const ch = ": want host:port, with no user or password (those go in clickhouse.username and clickhouse.password)"
+	cases := []struct {
+		name    string
+		yaml    string
+		environ []string
+		want    []string
+	}{
+		{"broker URL", "", []string{"PUSHLANE_KAFKA__BROKERS=SASL_SSL://svc:s3cret@b1:9093"},
+			[]string{`kafka.brokers: "SASL_SSL://******@b1:9093"` + sasl}},
+		{"ClickHouse URL in the file", `clickhouse: {addr: ["clickhouse://default:s3cret@ch:9000/pushlane"]}`, nil,
+			[]string{`clickhouse.addr: "clickhouse://******@ch:9000/pushlane"` + ch}},
+		{"no scheme", "", []string{"PUSHLANE_KAFKA__BROKERS=svc:s3cret@b1:9093"},
+			[]string{`kafka.brokers: "******@b1:9093"` + sasl}},
+		{"a token alone", `kafka: {brokers: ["s3cret@b1:9093"]}`, nil,
+			[]string{`kafka.brokers: "******@b1:9093"` + sasl}},
+		{"a password split at a comma", "", []string{"PUSHLANE_KAFKA__BROKERS=b0:9092,svc:s3c,ret@b1:9093"},
+			[]string{`kafka.brokers: "******@b1:9093"` + sasl, "kafka.brokers: item 2 (not shown: the list holds a password): want host:port"}},
+		{"a password in the query", "", []string{"PUSHLANE_CLICKHOUSE__ADDR=clickhouse://ch:9000/pushlane?password=s3cret"},
+			[]string{`clickhouse.addr: "clickhouse://ch:9000/pushlane?******": want host:port, not a URL`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := loadYAML(t, t.TempDir(), c.yaml, c.environ...)
+			got := problems(t, err)
+			if !slices.Equal(got, c.want) {
+				t.Errorf("problems:\n got %q\nwant %q", got, c.want)
+			}
+			for _, s := range []string{"s3cret", "s3c", "ret@"} {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("error shows the password (%q): %v", s, err)
+				}
+			}
+		})
+	}
+}
+
+// The decoder converts weakly, for the environment's text; a file's
+// number or boolean of the wrong type would be changed without a word
+// (0.5 cut to 0, an unlimited rate). The file is held to its types, naming
+// the key, while text (all the environment has) is parsed as before.
+func TestFileValuesOfTheWrongTypeAreRefused(t *testing.T) {
+	dir := t.TempDir()
+	sa := writeFile(t, dir, "sa.json", "{}")
+	shop := "apps:\n  shop:\n    fcm: {project_id: p, service_account_file: " + sa + "}\n"
+	const fraction = "want an integer, not a number with a fraction or an exponent"
+	cases := []struct {
+		yaml    string
+		environ []string
+		want    string
+	}{
+		{shop + "    rate_per_second: 0.5\n", nil, "apps.shop.rate_per_second: " + fraction},
+		{"dispatcher: {max_attempts: 1.5}", nil, "dispatcher.max_attempts: " + fraction},
+		{"dispatcher: {max_attempts: true}", nil, "dispatcher.max_attempts: want an integer, not true or false"},
+		{"kafka: {tls: {insecure_skip_verify: 2}}", nil, "kafka.tls.insecure_skip_verify: want true or false, not a number"},
+		{"kafka: {topics: {ready: {partitions: 4294967297}}}", nil, "kafka.topics.ready.partitions: out of range (-2147483648 to 2147483647)"},
+		{"kafka: {topics: {replication_factor: 65539}}", nil, "kafka.topics.replication_factor: out of range (-32768 to 32767)"},
+		{"planner: {page_size: 18446744073709551615}", nil, "planner.page_size: out of range (-9223372036854775808 to 9223372036854775807)"},
+		{"kafka: {sasl: {mechanism: plain, username: u, password: 1e5}}", nil,
+			"kafka.sasl.password: want a string, not a number with a fraction or an exponent (quote it, so that it is kept as written)"},
+		{"apps: {shop: {apns: {key_id: true}}}", nil, "apps.shop.apns.key_id: want a string, not true or false (quote it, so that it is kept as written)"},
+		{"kafka: {brokers: [a:9092, 9093]}", nil, "kafka.brokers: want a list of strings, not one holding a number (quote each item)"},
+		// The same values from the environment, refused as before.
+		{shop, []string{"PUSHLANE_APPS__SHOP__RATE_PER_SECOND=0.5"}, "apps.shop.rate_per_second: cannot parse value as 'int': strconv.ParseInt: invalid syntax"},
+		{"", []string{"PUSHLANE_KAFKA__TOPICS__READY__PARTITIONS=4294967297"}, "kafka.topics.ready.partitions: cannot parse value as 'int32': strconv.ParseInt: value out of range"},
+		{"", []string{"PUSHLANE_KAFKA__TLS__INSECURE_SKIP_VERIFY=2"}, "kafka.tls.insecure_skip_verify: cannot parse value as 'bool': strconv.ParseBool: invalid syntax"},
+	}
+	for _, c := range cases {
+		t.Run(c.want, func(t *testing.T) {
+			_, err := loadYAML(t, dir, c.yaml, c.environ...)
+			if got := problems(t, err); !slices.Equal(got, []string{c.want}) {
+				t.Errorf("problems:\n got %q\nwant %q", got, []string{c.want})
+			}
+		})
+	}
+
+	// Text, from either source, is still parsed; durations keep their units.
+	cfg, err := loadYAML(t, dir, shop+`    rate_per_second: "50"
+kafka:
+  tls: {insecure_skip_verify: "true"}
+  topics: {ready: {partitions: "48", retention: 30d}}
+dispatcher: {results_linger: 5ms}
+`, "PUSHLANE_DISPATCHER__MAX_ATTEMPTS=5", "PUSHLANE_FEEDBACK__FLUSH_INTERVAL=2s", "PUSHLANE_KAFKA__SASL__PASSWORD=100000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Apps["shop"].RatePerSecond != 50 || !cfg.Kafka.TLS.InsecureSkipVerify || cfg.Kafka.Topics.Ready.Partitions != 48 ||
+		cfg.Kafka.Topics.Ready.Retention != 720*time.Hour || cfg.Dispatcher.ResultsLinger != 5*time.Millisecond ||
+		cfg.Dispatcher.MaxAttempts != 5 || cfg.Feedback.FlushInterval != 2*time.Second || cfg.Kafka.SASL.Password != "100000" {
+		t.Errorf("text values: %+v", cfg)
+	}
+}
+
+// Kafka takes a replication factor as an int16: -1 for the broker's
+// default, else at least 1.
+func TestReplicationFactor(t *testing.T) {
+	for _, rf := range []string{"-1", "1", "3", "32767"} {
+		cfg, err := Load("", []string{"PUSHLANE_KAFKA__TOPICS__REPLICATION_FACTOR=" + rf})
+		if err != nil {
+			t.Errorf("%s: %v", rf, err)
+		} else if got := strconv.Itoa(int(cfg.Kafka.Topics.ReplicationFactor)); got != rf {
+			t.Errorf("%s loaded as %s", rf, got)
+		}
+	}
+	for rf, want := range map[string]string{
+		"0":     "kafka.topics.replication_factor: must be -1 (the broker's default) or at least 1, not 0",
+		"-5":    "kafka.topics.replication_factor: must be -1 (the broker's default) or at least 1, not -5",
+		"40000": "kafka.topics.replication_factor: out of range (-32768 to 32767)",
+	} {
+		_, err := loadYAML(t, t.TempDir(), "kafka: {topics: {replication_factor: "+rf+"}}")
+		if got := problems(t, err); !slices.Equal(got, []string{want}) {
+			t.Errorf("%s: problems %q, want %q", rf, got, want)
+		}
+	}
+	_, err := Load("", []string{"PUSHLANE_KAFKA__TOPICS__REPLICATION_FACTOR=40000"})
+	if want := "kafka.topics.replication_factor: cannot parse value as 'int16': strconv.ParseInt: value out of range"; !slices.Equal(problems(t, err), []string{want}) {
+		t.Errorf("40000 from the environment: %q, want %q", problems(t, err), want)
+	}
+}
+
+// A campaign's app may be a bundle id (com.example.shop): its dots are
+// part of the name, not levels of the key.
+func TestAppNamesWithDots(t *testing.T) {
+	dir := t.TempDir()
+	sa := writeFile(t, dir, "sa.json", "{}")
+	app := func(concurrency string) string {
+		return `
+apps:
+  com.example.shop:
+    concurrency: ` + concurrency + `
+    rate_per_second: 50
+    fcm:
+      project_id: shop-prod
+      service_account_file: ` + sa + `
+      quota_per_minute: 1200
+`
+	}
+	cfg, err := loadYAML(t, dir, app("7"), "PUSHLANE_APPS__COM.EXAMPLE.SHOP__FCM__CONCURRENCY=9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Apps) != 1 {
+		t.Fatalf("apps: %+v", cfg.Apps)
+	}
+	shop := cfg.Apps["com.example.shop"]
+	if shop.Concurrency != 7 || shop.RatePerSecond != 50 || shop.FCM == nil || shop.FCM.QuotaPerMinute != 1200 || shop.FCM.Concurrency != 9 {
+		t.Errorf("apps.com.example.shop = %+v %+v", shop, shop.FCM)
+	}
+	if !slices.Contains(cfg.Lines(), "apps.com.example.shop.concurrency = 7") {
+		t.Errorf("Lines: %q", cfg.Lines())
+	}
+
+	for _, c := range []struct {
+		yaml    string
+		environ []string
+		want    string
+	}{
+		{app("0"), nil, "apps.com.example.shop.concurrency: must be at least 1"},
+		{app("1.5"), nil, "apps.com.example.shop.concurrency: want an integer, not a number with a fraction or an exponent"},
+		{app("7"), []string{"PUSHLANE_APPS__COM.EXAMPLE.SHOP__CONCURRENCY=abc"}, "apps.com.example.shop.concurrency: cannot parse value as 'int': strconv.ParseInt: invalid syntax"},
+		{app("7") + "    concurrencyy: 1\n", nil, "apps.com.example.shop.concurrencyy: unknown key"},
+		// Elsewhere a dot does not nest a key either, and says so.
+		{"kafka.brokers: [a:9092]\n", nil, `kafka.brokers: unknown key (only an app's name may hold a ".": write each level of a key as its own section)`},
+		{"", []string{"PUSHLANE_KAFKA.BROKERS=a:9092"}, `kafka.brokers: unknown key (only an app's name may hold a ".": write each level of a key as its own section)`},
+	} {
+		_, err := loadYAML(t, dir, c.yaml, c.environ...)
+		if got := problems(t, err); !slices.Equal(got, []string{c.want}) {
+			t.Errorf("problems:\n got %q\nwant %q", got, []string{c.want})
+		}
+	}
+}
+
+// A section whose keys are all commented out is YAML null. It used to
+// replace the section's defaults: "http:" so left turned the ops endpoint
+// off, and the liveness probe restarted the pod in a loop. It now counts
+// as absent; "" still turns the endpoint off, and a key with no value,
+// default or empty, is refused.
+func TestEmptySectionKeepsItsDefaults(t *testing.T) {
+	cfg, err := loadYAML(t, t.TempDir(), `
+http:
+  # addr: ":9090"
+log:
+kafka:
+  topics:
+    ready:
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.Addr != ":8080" || cfg.Log.Level != "info" || cfg.Kafka.Topics.Ready.Name != "pushlane.ready" {
+		t.Errorf("http.addr %q, log.level %q, kafka.topics.ready.name %q: want the defaults", cfg.HTTP.Addr, cfg.Log.Level, cfg.Kafka.Topics.Ready.Name)
+	}
+	cfg, err = loadYAML(t, t.TempDir(), "http:\n  addr: \"\"\n")
+	if err != nil || cfg.HTTP.Addr != "" {
+		t.Errorf(`addr: "" should turn the ops endpoint off: %v %+v`, err, cfg)
+	}
+	_, err = loadYAML(t, t.TempDir(), "http:\n  addr:\nfeedback:\n  suspect_strikes: ~\n")
+	want := []string{
+		`feedback.suspect_strikes: no value: leave the key out to keep the default (3), or give one`,
+		`http.addr: no value: leave the key out to keep the default (":8080"), or give one`,
+	}
+	if got := problems(t, err); !slices.Equal(got, want) {
+		t.Errorf("problems:\n got %q\nwant %q", got, want)
+	}
+}
+
+// The decoder writes an app's key as apps[shop].concurrency; the problem
+// names it as the file and the documentation do.
+func TestAppDecodeErrorsNameTheDottedKey(t *testing.T) {
+	for env, want := range map[string]string{
+		"PUSHLANE_APPS__SHOP__CONCURRENCY=abc":        "apps.shop.concurrency: cannot parse value as 'int': strconv.ParseInt: invalid syntax",
+		"PUSHLANE_APPS__SHOP__APNS__CONNECTIONS=many": "apps.shop.apns.connections: cannot parse value as 'int': strconv.ParseInt: invalid syntax",
+	} {
+		_, err := Load("", []string{env})
+		if got := problems(t, err); !slices.Equal(got, []string{want}) {
+			t.Errorf("%s: problems %q, want %q", env, got, want)
+		}
+	}
+}
+
+// "a:9092, b:9092" is two brokers, not a seed host " b"; every list key
+// read from the environment trims its items and drops empty ones.
+func TestEnvironmentListsAreTrimmed(t *testing.T) {
+	cfg, err := Load("", []string{"PUSHLANE_KAFKA__BROKERS=a:9092, b:9092", "PUSHLANE_CLICKHOUSE__ADDR= ch1:9000 ,\tch2:9000,"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Kafka.Brokers, []string{"a:9092", "b:9092"}) || !slices.Equal(cfg.ClickHouse.Addr, []string{"ch1:9000", "ch2:9000"}) {
+		t.Errorf("kafka.brokers %q, clickhouse.addr %q", cfg.Kafka.Brokers, cfg.ClickHouse.Addr)
+	}
+	// Empty is no address at all, so what needs one says so.
+	cfg, err = Load("", []string{"PUSHLANE_CLICKHOUSE__ADDR="})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Require("clickhouse.addr"); err == nil {
+		t.Errorf("an empty PUSHLANE_CLICKHOUSE__ADDR satisfies Require: %q", cfg.ClickHouse.Addr)
+	}
+	// A space inside a file's item is no host.
+	_, err = loadYAML(t, t.TempDir(), `kafka: {brokers: ["a:9092", " b:9092"]}`)
+	if want := []string{`kafka.brokers: " b:9092": want host:port, with no spaces`}; !slices.Equal(problems(t, err), want) {
+		t.Errorf("problems:\n got %q\nwant %q", problems(t, err), want)
+	}
+}
