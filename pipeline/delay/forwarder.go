@@ -612,7 +612,10 @@ func (f *Forwarder) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[s
 	}
 }
 
+// onLost: not ready until the group is joined again (see the dispatcher's
+// onLost).
 func (f *Forwarder) onLost(_ context.Context, cl *kgo.Client, lost map[string][]int32) {
+	f.ready.Set(Stage, errors.New("group session lost; rejoining"))
 	f.drop(cl, lost)
 }
 

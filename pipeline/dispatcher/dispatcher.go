@@ -487,9 +487,18 @@ func (d *Dispatcher) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[
 	}
 }
 
+// onLost: the session is gone (fenced, or the broker unreachable past the
+// session timeout); until the group is joined again (franz-go calls
+// OnPartitionsAssigned after every join, with partitions or not) the
+// instance sends nothing, and says so.
 func (d *Dispatcher) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	d.ready.Set(Stage, errLostSession)
 	d.stopWorkers(lost)
 }
+
+// errLostSession is a stage's readiness between a lost group session and
+// the next join.
+var errLostSession = errors.New("group session lost; rejoining")
 
 // stopWorkers stops the workers of parts after their current chunk and
 // waits for them. No parts stops none: franz-go's cooperative balancer

@@ -602,3 +602,20 @@ func TestSendOutlastingFinishTimeoutAfterStopIsSaved(t *testing.T) {
 		t.Errorf("results by token %v, want S-t0 and S-t1 once each", tokens)
 	}
 }
+
+// A lost group session makes the instance not ready until it joins again:
+// it sends nothing meanwhile. Before, /readyz stayed green.
+func TestNotReadyAfterTheSessionIsLost(t *testing.T) {
+	ready := service.NewReadiness()
+	s := dispatchtest.NewSender("app1")
+	d, err := New(Config{Kafka: config.Kafka{Brokers: []string{"127.0.0.1:1"}}, Group: "g", Ladder: delay.Ladder{Ready: "ready"}, ResultsTopic: "results", DeadLetterTopic: "dlq"},
+		Deps{Apps: map[string]App{"app1": {APNS: s, FCM: s}}, Control: &stubControl{}, Store: NewMemStore(), Metrics: prometheus.NewRegistry(), Ready: ready})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready.Set(Stage, nil) // joined
+	d.onLost(context.Background(), nil, map[string][]int32{"ready": {0}})
+	if err := ready.Err(); err == nil || err.Error() != "dispatcher: group session lost; rejoining" {
+		t.Errorf("after a lost session: readiness %v, want dispatcher: group session lost; rejoining", err)
+	}
+}

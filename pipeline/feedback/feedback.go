@@ -480,7 +480,11 @@ func (f *Feedback) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[str
 
 // onLost drops the buffer: the partitions are someone else's now, and
 // committing for them would fail. The new owner reads the records again.
+//
+// Not ready until the group is joined again (OnPartitionsAssigned follows
+// every join, with partitions or not).
 func (f *Feedback) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	f.deps.Ready.Set(Stage, errors.New("group session lost; rejoining"))
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if n := len(f.buf.records); n > 0 {
