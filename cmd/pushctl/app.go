@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -269,12 +270,15 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 // loadConfig loads the configuration of the global flags. A bad
 // configuration is a usage error: the invocation has to change.
 func (c *cli) loadConfig() (*config.Config, error) {
-	cfg, err := config.Load(c.configPath, c.environ)
+	environ := c.environ
+	if c.brokers != "" {
+		// As the variable, last: the flag's list is trimmed and checked
+		// (host:port, no credentials, masked if there are) like the file's.
+		environ = append(slices.Clone(environ), config.EnvPrefix+"KAFKA__BROKERS="+c.brokers)
+	}
+	cfg, err := config.Load(c.configPath, environ)
 	if err != nil {
 		return nil, &exitError{code: exitUsage, err: err}
-	}
-	if c.brokers != "" {
-		cfg.Kafka.Brokers = strings.Split(c.brokers, ",")
 	}
 	return cfg, nil
 }

@@ -333,9 +333,15 @@ func TestValidateCommand(t *testing.T) {
 func TestConfigCommand(t *testing.T) {
 	env := []string{"PUSHLANE_MYSQL__DSN=pushlane:s3cret@tcp(db:3306)/pushlane", "PUSHLANE_KAFKA__SASL__MECHANISM=plain",
 		"PUSHLANE_KAFKA__SASL__USERNAME=u", "PUSHLANE_KAFKA__SASL__PASSWORD=s3cret", "PUSHLANE_CLICKHOUSE__PASSWORD=s3cret"}
-	r := pushctl(t, "", env, "-brokers", "a:1,b:2", "config")
+	r := pushctl(t, "", env, "-brokers", "a:1, b:2", "config")
 	if r.code != exitOK || strings.Contains(r.stdout, "s3cret") {
 		t.Fatalf("%+v", r)
+	}
+	// -brokers is checked as kafka.brokers is: a password in it is
+	// refused, masked.
+	bad := pushctl(t, "", nil, "-brokers", "SASL_SSL://svc:s3cret@b1:9093", "config")
+	if bad.code != exitUsage || strings.Contains(bad.stderr, "s3cret") || !strings.Contains(bad.stderr, "kafka.brokers: \"SASL_SSL://******@b1:9093\"") {
+		t.Errorf("-brokers with a password: %+v", bad)
 	}
 	for _, want := range []string{
 		"kafka.brokers = [a:1, b:2]\n",
