@@ -60,8 +60,14 @@ func (c *cli) campaignSummary(ctx context.Context, campaign, rowsFile string) (f
 		}
 		defer f.Close()
 		acc := feedback.NewAccumulator()
-		if err := feedback.ReadRows(f, acc); err != nil {
+		st, err := feedback.ReadRowsFrom(f, acc)
+		if err != nil {
 			return feedback.CampaignSummary{}, fmt.Errorf("rows file %s: %w", rowsFile, err)
+		}
+		if st.Torn > 0 {
+			// A writer killed mid-row, or one still writing: the rows of
+			// that flush are written again (or are being written).
+			fmt.Fprintf(c.stderr, "pushctl stats: rows file %s: %d torn rows skipped (lines %v)\n", rowsFile, st.Torn, st.TornLines)
 		}
 		return acc.Summary(campaign)
 	}

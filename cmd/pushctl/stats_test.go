@@ -24,9 +24,21 @@ import (
 func statsResults() []schemas.Result {
 	at := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	mk := func(id, campaign, token, outcome string, attempt int) schemas.Result {
-		return schemas.Result{SchemaVersion: 1, ID: id, CampaignID: campaign, CampaignVersion: 1, BatchID: campaign + ":b0",
+		r := schemas.Result{SchemaVersion: 1, ID: id, CampaignID: campaign, CampaignVersion: 1, BatchID: campaign + ":b0",
 			App: "shop", Provider: "apns", Token: token, Platform: "ios", Outcome: outcome, Attempt: attempt,
 			SendAt: at, At: at.Add(time.Second), LatencyMs: 10, LatenessMs: 5}
+		// APNs' answer; an expired device was never sent.
+		switch outcome {
+		case schemas.OutcomeDelivered:
+			r.Status = 200
+		case schemas.OutcomeRetryable:
+			r.Status = 503
+		case schemas.OutcomeTokenDead:
+			r.Status = 410
+		default:
+			r.Provider, r.LatencyMs, r.LatenessMs = "", 0, 0
+		}
+		return r
 	}
 	return []schemas.Result{
 		mk("r1", "sale", "t1", schemas.OutcomeDelivered, 1),
@@ -202,11 +214,18 @@ func TestStatsFromRowsFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The writer was killed in the middle of a row.
+	if _, err := f.WriteString(`{"result_id":"r9","at":"2026-11-26T12:`); err != nil {
+		t.Fatal(err)
+	}
 	f.Close()
 
 	r := pushctl(t, "", nil, "stats", "-rows-file", path, "-json", "sale")
 	if r.code != exitOK {
 		t.Fatalf("stats: %+v", r)
+	}
+	if want := "1 torn rows skipped (lines [8])"; !strings.Contains(r.stderr, want) {
+		t.Errorf("stats stderr %q does not say %q", r.stderr, want)
 	}
 	var got feedback.CampaignSummary
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {

@@ -27,11 +27,11 @@ const resultColumns = `result_id, at, app, campaign_id, campaign_version, batch_
 // (campaign_id, result_id) and partitioned by the month of the result's
 // time, which is part of the result: a replayed row lands in the same
 // partition with the same key, so merges keep one, and the queries count
-// distinct result ids until they do.
+// distinct result ids until they do. The version is derived from the row
+// (Row.version), never from when or by whom it was inserted.
 type ClickHouseSink struct {
 	conn     driver.Conn
 	database string
-	now      func() time.Time
 }
 
 // NewClickHouseSink writes into database through conn.
@@ -39,7 +39,7 @@ func NewClickHouseSink(conn driver.Conn, database string) (*ClickHouseSink, erro
 	if err := checkIdent(database); err != nil {
 		return nil, err
 	}
-	return &ClickHouseSink{conn: conn, database: database, now: time.Now}, nil
+	return &ClickHouseSink{conn: conn, database: database}, nil
 }
 
 // Write inserts rows as one batch. A failed Write inserted nothing or
@@ -54,14 +54,11 @@ func (s *ClickHouseSink) Write(ctx context.Context, rows []Row) error {
 		return fmt.Errorf("feedback: clickhouse prepare insert: %w", err)
 	}
 	defer b.Close()
-	// The version only decides which of identical replayed rows a merge
-	// keeps; the insert time makes "the latest write wins" explicit.
-	version := uint64(s.now().UnixMilli())
 	for i := range rows {
 		r := &rows[i]
 		if err := b.Append(r.ResultID, r.At, r.App, r.CampaignID, r.CampaignVersion, r.BatchID, r.DeviceID, r.UserID, r.Token,
 			r.Platform, r.Provider, r.Outcome, r.Status, r.Reason, r.Attempt, clampTime(r.SendAt), r.LatencyMs, r.LatenessMs,
-			r.Locale, r.Timezone, r.Wave, clampTime(r.ProviderTimestamp), version); err != nil {
+			r.Locale, r.Timezone, r.Wave, clampTime(r.ProviderTimestamp), r.version()); err != nil {
 			return fmt.Errorf("feedback: clickhouse append result %s: %w", r.ResultID, err)
 		}
 	}

@@ -118,6 +118,10 @@ func (e realEnv) waitCommitted(t *testing.T, group string, want int64, timeout t
 	}
 }
 
+// providerStatus is the HTTP status of the fixture's provider answers.
+var providerStatus = map[string]int{schemas.OutcomeDelivered: 200, schemas.OutcomeTokenDead: 410,
+	schemas.OutcomeTokenSuspect: 400, schemas.OutcomeRetryable: 429, schemas.OutcomeFailed: 503}
+
 // campaign is the fixture of the end-to-end test: 1000 seeded devices of
 // app "app" registered at t0 and the results and registrations of one
 // campaign against them (see the expectations in the test).
@@ -144,6 +148,9 @@ func campaign(t *testing.T, db *sql.DB) (results []*schemas.Result, regs []*sche
 		if outcome != schemas.OutcomeExpired && outcome != schemas.OutcomeCancelled && outcome != schemas.OutcomeInvalidToken {
 			r.LatencyMs = float64(i%100) + float64(attempt)
 			r.LatenessMs = float64(i%37) * 10
+			r.Status = providerStatus[outcome] // the provider answered: sent
+		} else {
+			r.Provider = ""
 		}
 		return r
 	}
@@ -182,7 +189,9 @@ func campaign(t *testing.T, db *sql.DB) (results []*schemas.Result, regs []*sche
 		}
 	}
 	for i := range 5 { // dead tokens of devices that do not exist
-		results = append(results, result(fmt.Sprintf("ghost%d", i), "app", fmt.Sprintf("ghost%d", i), schemas.OutcomeTokenDead, "UNREGISTERED", at))
+		r := result(fmt.Sprintf("ghost%d", i), "app", fmt.Sprintf("ghost%d", i), schemas.OutcomeTokenDead, "UNREGISTERED", at)
+		r.Provider, r.Status = "fcm", 404
+		results = append(results, r)
 	}
 	regs = append(regs, &schemas.DeviceRegistration{SchemaVersion: 1, App: "app", Token: "fresh", Platform: "android", UserID: "u1", RegisteredAt: at})
 	return results, regs

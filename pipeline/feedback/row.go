@@ -1,6 +1,7 @@
 package feedback
 
 import (
+	"math"
 	"time"
 
 	"github.com/pushlane/pushlane/schemas"
@@ -63,12 +64,58 @@ func RowFromResult(r *schemas.Result) Row {
 	}
 }
 
-// sent reports whether the row is an attempt that reached a provider, as
-// opposed to a result the pipeline decided without sending.
+// sent reports whether the row is an attempt that reached a provider: one
+// the provider answered with an HTTP status (providers.Result.Status is 0
+// when a send never reached it). A device whose platform has no provider
+// (failed, no provider), a payload refused by local validation or a
+// transport error has no status, and latency or lateness of those would
+// only pull the quantiles of real sends towards 0.
 func (r Row) sent() bool {
-	switch r.Outcome {
-	case schemas.OutcomeExpired, schemas.OutcomeCancelled, schemas.OutcomeInvalidToken:
-		return false
+	return r.Provider != "" && r.Status != 0
+}
+
+// version orders the copies of one result id so that every reader keeps
+// the same one whatever order they were written in: the ClickHouse version
+// column (ReplacingMergeTree merges and the queries' argMax) and the
+// Accumulator. A chunk re-sent after a crash writes a second copy with the
+// outcome of the later send, whose time is later: the result's own time in
+// milliseconds decides, so an old feedback member inserting the earlier
+// copy after the later one (an outage, then a rebalance) cannot win. Within
+// one millisecond a hash of the copy's content breaks the tie in the last
+// three decimal digits; a replayed copy is identical and gets the same
+// version. Results are dead-lettered outside 1970..2105, so at fits: at
+// most 4.3e15.
+func (r *Row) version() uint64 {
+	h := fnv64(14695981039346656037) // FNV-1a offset basis
+	h.str(r.Outcome)
+	h.str(r.Provider)
+	h.num(uint64(r.Status))
+	h.str(r.Reason)
+	h.num(math.Float64bits(r.LatencyMs))
+	h.num(math.Float64bits(r.LatenessMs))
+	for _, t := range [...]time.Time{r.At, r.ProviderTimestamp} {
+		h.num(uint64(t.Unix()))
+		h.num(uint64(t.Nanosecond()))
 	}
-	return true
+	return uint64(max(r.At.UnixMilli(), 0))*1000 + uint64(h)%1000
+}
+
+// fnv64 is FNV-1a, inline so that versioning a flush allocates nothing.
+type fnv64 uint64
+
+func (f *fnv64) byte(c byte) { *f = (*f ^ fnv64(c)) * 1099511628211 }
+
+func (f *fnv64) num(v uint64) {
+	for range 8 {
+		f.byte(byte(v))
+		v >>= 8
+	}
+}
+
+// str hashes the length too, so ("ab", "c") and ("a", "bc") differ.
+func (f *fnv64) str(s string) {
+	f.num(uint64(len(s)))
+	for i := 0; i < len(s); i++ {
+		f.byte(s[i])
+	}
 }

@@ -35,8 +35,11 @@ type CampaignSummary struct {
 	Devices uint64
 	// Results is the number of distinct results (one per device per attempt).
 	Results uint64
-	// Sent is the number of attempts that reached a provider: every result
-	// except expired, cancelled and invalid_token.
+	// Sent is the number of attempts that reached a provider: results with
+	// a provider and the provider's HTTP status. Not sent: expired,
+	// cancelled and invalid_token results, devices whose platform the app
+	// has no provider for, payloads refused by local validation, transport
+	// errors.
 	Sent uint64
 	// Per-outcome counts of results.
 	Delivered         uint64
@@ -63,9 +66,11 @@ var ErrNoResults = errors.New("feedback: no results for campaign")
 
 // summaryQuery dedupes by result_id in a subquery, keeping the latest copy
 // (a replayed row is identical; a chunk re-sent after a crash writes a
-// second, possibly different, copy with a later version), then aggregates. It uses only functions ClickHouse 18.16
-// has: uniqExact, countIf, quantileExactIf; no FINAL needed, so it is
-// correct before and after background merges.
+// second, possibly different, copy, and the later send has the higher
+// version: Row.version), then aggregates. It uses only functions
+// ClickHouse 18.16 has: uniqExact, countIf, quantileExactIf; no FINAL
+// needed, so it is correct before and after background merges. sent is
+// Row.sent.
 const summaryQuery = `SELECT
 	uniqExact(app, token),
 	count(),
@@ -89,7 +94,8 @@ const summaryQuery = `SELECT
 FROM (
 	SELECT result_id, argMax(app, version) AS app, argMax(token, version) AS token, argMax(outcome, version) AS outcome,
 		argMax(latency_ms, version) AS latency_ms, argMax(lateness_ms, version) AS lateness_ms, argMax(at, version) AS at,
-		outcome NOT IN ('expired', 'cancelled', 'invalid_token') AS sent
+		argMax(provider, version) AS provider, argMax(status, version) AS status,
+		provider != '' AND status != 0 AS sent
 	FROM %s.results
 	WHERE campaign_id = ?
 	GROUP BY result_id
@@ -188,11 +194,11 @@ func WriteSummary(w io.Writer, s CampaignSummary) error {
 }
 
 // Accumulator is an in-memory Sink that keeps what a campaign summary
-// needs: one entry per result id, the latest copy written, as ClickHouse's
-// summary keeps the copy with the highest version. The embedded demo uses
-// it instead of ClickHouse, and pushctl status over the results topic; it
-// holds every result id of a campaign in memory, so it is for one
-// campaign's worth at a time.
+// needs: one entry per result id, the copy with the highest version
+// (Row.version), as ClickHouse's summary does, whatever order the copies
+// were written in. The embedded demo uses it instead of ClickHouse, and
+// pushctl status over the results topic; it holds every result id of a
+// campaign in memory, so it is for one campaign's worth at a time.
 type Accumulator struct {
 	mu        sync.Mutex
 	campaigns map[string]map[string]accRow // campaign id → result id → latest copy
@@ -204,6 +210,7 @@ type accRow struct {
 	at                  time.Time
 	latency, lateness   float64
 	sent                bool
+	version             uint64
 }
 
 // NewAccumulator returns an empty accumulator.
@@ -211,9 +218,13 @@ func NewAccumulator() *Accumulator {
 	return &Accumulator{campaigns: map[string]map[string]accRow{}}
 }
 
-// Write adds rows; a row whose result id was written before replaces it.
-// A replay writes the same copy again; a chunk re-sent after a crash
-// writes a newer one (retryable, then delivered), and the newer counts.
+// Write adds rows; a row whose result id was written before replaces it
+// unless the copy already held has a higher version. A replay writes the
+// same copy again; a chunk re-sent after a crash writes a copy of the later
+// send (retryable, then delivered), and that one counts even when it was
+// written first, as a rows file or a lagging feedback member can write
+// them. On equal versions the later write wins, as a merge keeps the last
+// inserted row.
 func (a *Accumulator) Write(_ context.Context, rows []Row) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -224,8 +235,12 @@ func (a *Accumulator) Write(_ context.Context, rows []Row) error {
 			c = map[string]accRow{}
 			a.campaigns[r.CampaignID] = c
 		}
+		v := r.version()
+		if held, ok := c[r.ResultID]; ok && held.version > v {
+			continue
+		}
 		c[r.ResultID] = accRow{app: r.App, token: r.Token, outcome: r.Outcome, at: r.At,
-			latency: r.LatencyMs, lateness: r.LatenessMs, sent: r.sent()}
+			latency: r.LatencyMs, lateness: r.LatenessMs, sent: r.sent(), version: v}
 	}
 	return nil
 }

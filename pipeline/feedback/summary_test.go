@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,9 +17,15 @@ import (
 // campaignRows is a small campaign: 6 devices, one retried then delivered,
 // with known latencies, and one row of another campaign.
 func campaignRows() []Row {
+	status := map[string]int{schemas.OutcomeDelivered: 200, schemas.OutcomeRetryable: 503, schemas.OutcomeTokenDead: 410,
+		schemas.OutcomeTokenSuspect: 400}
 	mk := func(id, token, outcome string, latency, lateness float64, at time.Time) Row {
-		return RowFromResult(&schemas.Result{ID: id, CampaignID: "c1", CampaignVersion: 1, BatchID: "b", App: "a", Token: token,
-			Platform: "ios", Outcome: outcome, Attempt: 1, At: at, LatencyMs: latency, LatenessMs: lateness})
+		r := &schemas.Result{ID: id, CampaignID: "c1", CampaignVersion: 1, BatchID: "b", App: "a", Token: token,
+			Platform: "ios", Outcome: outcome, Attempt: 1, At: at, LatencyMs: latency, LatenessMs: lateness}
+		if r.Status = status[outcome]; r.Status != 0 {
+			r.Provider = "apns"
+		}
+		return RowFromResult(r)
 	}
 	return []Row{
 		mk("r1", "t1", schemas.OutcomeDelivered, 10, 100, t0),
@@ -155,5 +162,119 @@ func TestQuantileExactMatchesClickHouse(t *testing.T) {
 		if got := quantileExact(tc.v, tc.level); got != tc.want {
 			t.Errorf("quantileExact(%v, %v) = %v, want %v", tc.v, tc.level, got, tc.want)
 		}
+	}
+}
+
+// Sent is what reached a provider: a device whose platform has no provider
+// (the dispatcher's failed result without a provider), a payload refused
+// before sending and a transport error are neither sent nor in the
+// latency and lateness quantiles.
+func TestAccumulatorSentIsWhatReachedAProvider(t *testing.T) {
+	rows := campaignRows()
+	mk := func(id, provider, outcome string, latency float64) Row {
+		return RowFromResult(&schemas.Result{ID: id, CampaignID: "c1", CampaignVersion: 1, BatchID: "b", App: "a", Token: "t" + id,
+			Platform: "ios", Provider: provider, Outcome: outcome, Attempt: 1, At: t0, LatencyMs: latency})
+	}
+	rows = append(rows,
+		mk("n1", "", schemas.OutcomeFailed, 0),
+		mk("n2", "", schemas.OutcomeFailed, 0),
+		mk("n3", "apns", schemas.OutcomePayloadRejected, 0),
+		mk("n4", "apns", schemas.OutcomeRetryable, 0))
+	acc := NewAccumulator()
+	if err := acc.Write(context.Background(), rows); err != nil {
+		t.Fatal(err)
+	}
+	got, err := acc.Summary("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := wantC1
+	want.Planned, want.Devices, want.Results = 10, 10, 11
+	want.Failed, want.PayloadRejected, want.Retried = 2, 1, 2
+	if got != want {
+		t.Errorf("summary =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+// The copy of a result's later send wins whatever order its copies were
+// written in, in one Write or in several, and a rows file read back keeps
+// the same one.
+func TestAccumulatorKeepsTheLaterSendWhateverTheWriteOrder(t *testing.T) {
+	mk := func(outcome string, status int, at time.Time) Row {
+		return RowFromResult(&schemas.Result{ID: "r1", CampaignID: "c1", CampaignVersion: 1, BatchID: "b", App: "a", Token: "t1",
+			Platform: "ios", Provider: "apns", Outcome: outcome, Status: status, Attempt: 1, At: at, LatencyMs: 5})
+	}
+	first := mk(schemas.OutcomeRetryable, 503, t0.Add(123*time.Millisecond))
+	later := mk(schemas.OutcomeDelivered, 200, t0.Add(124*time.Millisecond))
+	// Two sends in the same millisecond: not ordered by time, but every
+	// reader must keep the same copy.
+	sameA := mk(schemas.OutcomeRetryable, 503, t0.Add(124*time.Millisecond))
+	sameB := mk(schemas.OutcomeDelivered, 200, t0.Add(124*time.Millisecond+300*time.Microsecond))
+	if first.version() >= later.version() {
+		t.Errorf("version of the earlier send %d >= the later's %d", first.version(), later.version())
+	}
+	if a, b := sameA.version(), sameB.version(); a == b {
+		t.Errorf("copies of one millisecond with different content share version %d", a)
+	}
+	if again := mk(schemas.OutcomeDelivered, 200, t0.Add(124*time.Millisecond)); again.version() != later.version() {
+		t.Errorf("a replayed copy has version %d, the original %d", again.version(), later.version())
+	}
+	outcome := func(writes ...[]Row) string {
+		t.Helper()
+		acc := NewAccumulator()
+		for _, w := range writes {
+			if err := acc.Write(context.Background(), w); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s, err := acc.Summary("c1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case s.Results != 1:
+			return fmt.Sprintf("%d results", s.Results)
+		case s.Delivered == 1:
+			return schemas.OutcomeDelivered
+		case s.Retried == 1:
+			return schemas.OutcomeRetryable
+		}
+		return fmt.Sprintf("%+v", s)
+	}
+	for name, writes := range map[string][][]Row{
+		"in order":           {{first}, {later}},
+		"later send first":   {{later}, {first}},
+		"one write":          {{first, later}},
+		"one write reversed": {{later, first}},
+		"replayed":           {{later}, {first}, {later}, {first}},
+	} {
+		if got := outcome(writes...); got != schemas.OutcomeDelivered {
+			t.Errorf("%s: kept %s, want the later send's delivered", name, got)
+		}
+	}
+	if ab, ba := outcome([]Row{sameA, sameB}), outcome([]Row{sameB}, []Row{sameA}); ab != ba {
+		t.Errorf("copies of one millisecond: written A, B kept %s; B, A kept %s", ab, ba)
+	}
+
+	path := filepath.Join(t.TempDir(), "rows.jsonl")
+	fs, err := NewFileSink(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []Row{later, first} {
+		if err := fs.Write(context.Background(), []Row{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fs.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(path)
+	acc := NewAccumulator()
+	if err := ReadRows(bytes.NewReader(raw), acc); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := acc.Summary("c1"); err != nil || s.Delivered != 1 || s.Results != 1 {
+		t.Errorf("rows file summary = %+v, %v; want the later send's delivered", s, err)
 	}
 }

@@ -9,6 +9,13 @@
 -- under the same key and merges keep one. Until a merge runs, duplicates are
 -- visible: every query counts distinct result ids (GROUP BY result_id or
 -- uniqExact(result_id)) or reads FROM results FINAL.
+--
+-- version is derived from the result, not from the insert (feedback's
+-- Row.version): at in milliseconds * 1000 + a content hash mod 1000, so
+-- the copy of the later send of a result id wins whatever order the copies
+-- were inserted in. Tables written before that hold insert-time
+-- milliseconds there, smaller than any derived version; no migration is
+-- needed (current releases refuse to UPDATE a version column anyway).
 CREATE TABLE IF NOT EXISTS ${database}.results (
   result_id          String,
   at                 DateTime('UTC'),

@@ -1,12 +1,12 @@
 -- Dead-token rate by app, platform and day: token_dead results over sent
--- attempts, with the suspect rate beside it. Distinct tokens, not results,
--- so a device that failed twice counts once. One row per result id, its
--- latest copy (see README.md).
+-- attempts, those that reached a provider, with the suspect rate beside
+-- it. Distinct tokens, not results, so a device that failed twice counts
+-- once. One row per result id, its latest copy (see README.md for both).
 SELECT
     app,
     platform,
     toDate(at) AS day,
-    uniqExactIf(token, outcome NOT IN ('expired', 'cancelled', 'invalid_token')) AS tokens_sent,
+    uniqExactIf(token, provider != '' AND status != 0) AS tokens_sent,
     uniqExactIf(token, outcome = 'token_dead') AS tokens_dead,
     uniqExactIf(token, outcome = 'token_suspect') AS tokens_suspect,
     if(tokens_sent = 0, 0, round(tokens_dead / tokens_sent, 4)) AS dead_rate,
@@ -18,7 +18,9 @@ FROM (
         argMax(platform, version) AS platform,
         argMax(token, version) AS token,
         argMax(at, version) AS at,
-        argMax(outcome, version) AS outcome
+        argMax(outcome, version) AS outcome,
+        argMax(provider, version) AS provider,
+        argMax(status, version) AS status
     FROM ${database}.results
     GROUP BY result_id
 )

@@ -1,6 +1,7 @@
 -- Lateness against send-at (send start minus send-at, milliseconds) of the
--- sent attempts, per campaign: quantiles and a bucketed histogram. One row
--- per result id, its latest copy (see README.md).
+-- sent attempts, those that reached a provider, per campaign: quantiles and
+-- a bucketed histogram. One row per result id, its latest copy (see
+-- README.md for both).
 SELECT
     campaign_id,
     count() AS sent,
@@ -16,11 +17,12 @@ FROM (
     SELECT
         result_id,
         argMax(campaign_id, version) AS campaign_id,
-        argMax(outcome, version) AS outcome,
-        argMax(lateness_ms, version) AS lateness_ms
+        argMax(lateness_ms, version) AS lateness_ms,
+        argMax(provider, version) AS provider,
+        argMax(status, version) AS status
     FROM ${database}.results
     GROUP BY result_id
 )
-WHERE outcome NOT IN ('expired', 'cancelled', 'invalid_token')
+WHERE provider != '' AND status != 0
 GROUP BY campaign_id
 ORDER BY campaign_id;
