@@ -82,6 +82,14 @@ type Forwarder struct {
 	cl    *kgo.Client
 	ready *service.Readiness
 
+	// round is held by a round of forwards, and taken by a revoke before
+	// it drops and commits. BlockRebalanceOnPoll holds a rebalance back
+	// only after a poll that returned records; a round after an empty
+	// poll (the usual case when records fall due one after another) ran
+	// beside a revoke, which committed without the round's forwards, and
+	// the next owner forwarded them again.
+	round sync.Mutex
+
 	mu     sync.Mutex // guards held, paused and failing against the rebalance callbacks
 	held   map[topicPartition][]*kgo.Record
 	paused map[topicPartition]bool
@@ -374,6 +382,8 @@ const forwardRound = 5 * time.Second
 // marks what was acknowledged for commit in offset order, and pauses or
 // resumes partitions.
 func (f *Forwarder) forwardDue(ctx context.Context) {
+	f.round.Lock()
+	defer f.round.Unlock()
 	now := time.Now()
 	var work []*forward
 	f.mu.Lock()
@@ -606,6 +616,10 @@ func (f *Forwarder) pauseOrResumeLocked(now time.Time) {
 // fetches it again from the committed offset), un-pauses them so a later
 // re-assignment fetches, and commits what was forwarded.
 func (f *Forwarder) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	// The round in flight marks what it forwarded first (at most two
+	// forwardRounds), so the commit below includes it.
+	f.round.Lock()
+	defer f.round.Unlock()
 	f.drop(cl, revoked)
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
 		f.log.Warn("commit on revoke failed; forwarded records may be forwarded again", "err", err)
