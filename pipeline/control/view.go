@@ -107,7 +107,7 @@ type View struct {
 	fetches   *fetchCounts
 	polled    map[int32]uint64
 	freshAsOf time.Time
-	version     uint64 // bumped on every state change
+	version   uint64 // bumped on every state change
 
 	metrics viewMetrics
 }
