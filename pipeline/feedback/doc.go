@@ -20,45 +20,51 @@
 //
 // # Token hygiene (MySQL)
 //
-//   - token_dead results deactivate the device (reason = the provider's:
-//     Unregistered, ExpiredToken, UNREGISTERED, INVALID_ARGUMENT — the
-//     provider classifies only the token-invalid INVALID_ARGUMENT as
-//     token_dead). The evidence time is APNs' 410
-//     timestamp for Unregistered, the result's time otherwise. The device
-//     is deactivated only if active and registered_at < evidence time, so a
-//     token the app re-registered after it stays active. deactivated_at
-//     records the evidence time; newer evidence against a device already
-//     inactive moves it (and the reason) forward, so a registration must
-//     beat the latest evidence to reactivate it.
+// Feedback records each device's evidence and derives the device's state
+// from all of it, so the events of a device applied in any order, in any
+// flushes, or replayed end in the same state:
+//
+//   - token_dead results are deaths (reason = the provider's: Unregistered,
+//     ExpiredToken, UNREGISTERED, INVALID_ARGUMENT — the provider
+//     classifies only the token-invalid INVALID_ARGUMENT as token_dead). The
+//     evidence time is APNs' 410 timestamp for Unregistered, the result's
+//     time otherwise. device_deaths keeps the latest death per device (a
+//     tie goes to the greater reason), and the latest unregister.
 //   - token_suspect results (BadDeviceToken, DeviceTokenNotForTopic,
 //     SENDER_ID_MISMATCH) are quarantined as strikes in device_strikes,
-//     keyed (app, token, result_id), so a replayed result is one strike. A
-//     device is deactivated (reason suspect_strikes, at its latest strike)
-//     when it has feedback.suspect_strikes (default 3) strikes newer than
-//     its registered_at; a re-registration therefore starts the count
-//     again, and one older than the last strike reactivates a device the
-//     strikes deactivated if fewer than N strikes are newer than it. 0
-//     records strikes and never deactivates (report only: query
-//     device_strikes).
+//     keyed (app, token, result_id), so a replayed result is one strike.
 //   - Registrations upsert the device: registered_at = max(stored, event);
 //     the profile (platform, user, locale, timezone) follows the newest
-//     registration; an inactive device is reactivated only by a registration
-//     newer than both its stored registered_at and its deactivated_at, so a
-//     replayed old registration never revives a dead token, while
-//     registrations and deaths applied in either order end in the same
-//     state. unregister: true deactivates (reason unregistered_by_app) when
-//     registered_at <= the event's time. A registration whose registered_at
-//     is outside 1970..9999 in UTC, or more than a day ahead of the
-//     instance's clock (such a device could never be deactivated), is
-//     dead-lettered.
-//   - Each kind is one statement per flush (chunks of 1000 rows): a
-//     conditional UPDATE joined to a UNION ALL table of (app, token,
-//     time, reason) parameters, an INSERT … ON DUPLICATE KEY UPDATE, never
-//     read-then-write. A concurrent re-registration is either seen by the
-//     UPDATE's registered_at guard or reactivates the row after it.
-//   - A death, strike or unregister that names no device is counted in
-//     pushlane_feedback_unknown_devices_total; results themselves are never
-//     checked against MySQL.
+//     registration. unregister: true is an unregister at the event's
+//     registered_at. A registration whose registered_at is outside
+//     1970..9999 in UTC, or more than a day ahead of the instance's clock
+//     (such a device could never be deactivated), is dead-lettered.
+//   - A device is inactive when, against its registered_at, its latest
+//     death is newer, its latest unregister is at the same time or newer,
+//     or feedback.suspect_strikes (default 3) of its strikes are newer;
+//     active otherwise. So a token the app re-registered after the evidence
+//     stays or becomes active, a re-registration starts the strike count
+//     again, and a replayed old registration never revives a dead token.
+//     deactivated_at and deactivation_reason are those of the latest
+//     evidence that applies (reason suspect_strikes at the latest strike;
+//     unregistered_by_app), NULL when active. Ties at one millisecond: the
+//     registration beats a death or a strike at its own time and loses to
+//     an unregister at its own time. suspect_strikes 0 records strikes and
+//     never deactivates (report only: query device_strikes); a device is
+//     judged on the setting in force the next time an event names it.
+//   - Evidence naming a device that devices does not hold is kept, so a
+//     registration arriving after evidence newer than it ends inactive, as
+//     it would have the other way round. It is counted in
+//     pushlane_feedback_unknown_devices_total; results themselves are
+//     never checked against MySQL.
+//   - Each kind is one statement per flush (chunks of 1000 rows), never
+//     read-then-write: an INSERT … ON DUPLICATE KEY UPDATE keeping the
+//     maximum (registrations, evidence, strikes) and, for deaths,
+//     unregisters and strikes, a conditional UPDATE that deactivates and
+//     counts for the metrics; then the reconcile, two UPDATEs per app that
+//     derive the state of every device the flush named (ReconcileSQL).
+//     Every writer reconciles after its writes, so of two instances writing
+//     about one device at once, the later reconcile sees both.
 //   - invalid_token results (the planner's) only become analytics rows.
 //
 // The SQL works on MariaDB, MySQL 8 and go-mysql-server (the demo's store);
@@ -71,25 +77,54 @@
 //	INSERT INTO devices (app, token, platform, user_id, locale, timezone, registered_at, active)
 //	VALUES (?, ?, ?, ?, ?, ?, ?, 1)
 //	ON DUPLICATE KEY UPDATE
-//	  active = IF(VALUES(registered_at) > registered_at AND (deactivated_at IS NULL OR VALUES(registered_at) > deactivated_at), 1, active),
-//	  deactivation_reason = IF(VALUES(registered_at) > registered_at AND (deactivated_at IS NULL OR VALUES(registered_at) > deactivated_at), NULL, deactivation_reason),
-//	  deactivated_at = IF(VALUES(registered_at) > registered_at AND (deactivated_at IS NULL OR VALUES(registered_at) > deactivated_at), NULL, deactivated_at),
 //	  platform = IF(VALUES(registered_at) >= registered_at, VALUES(platform), platform),
 //	  user_id = IF(VALUES(registered_at) >= registered_at, COALESCE(VALUES(user_id), user_id), user_id),
 //	  locale = IF(VALUES(registered_at) >= registered_at, COALESCE(VALUES(locale), locale), locale),
 //	  timezone = IF(VALUES(registered_at) >= registered_at, COALESCE(VALUES(timezone), timezone), timezone),
 //	  registered_at = GREATEST(registered_at, VALUES(registered_at));
 //
-// followed, when feedback.suspect_strikes is not 0, by the strike re-count
-// of SuspectReactivateSQL; and, to unregister, by DeactivateSQL and then
-// LaterEvidenceSQL with inclusive set:
+// or, to unregister, record it:
 //
-//	UPDATE devices SET active = 0, deactivated_at = ?, deactivation_reason = 'unregistered_by_app'
-//	WHERE app = ? AND token = ? AND active = 1 AND registered_at <= ?;
-//	UPDATE devices SET deactivated_at = ?, deactivation_reason = 'unregistered_by_app'
-//	WHERE app = ? AND token = ? AND active = 0 AND deactivated_at < ? AND registered_at <= ?;
+//	INSERT INTO device_deaths (app, token, unregistered_at) VALUES (?, ?, ?)
+//	ON DUPLICATE KEY UPDATE
+//	  unregistered_at = IF(unregistered_at IS NULL OR VALUES(unregistered_at) > unregistered_at, VALUES(unregistered_at), unregistered_at);
 //
-// (RegisterSQL and DeactivateSQL build exactly these, batched.)
+// and in both cases then reconcile the device (app, token), here for
+// suspect_strikes 3 (for 0, deactivated_at is the outer GREATEST(…) alone,
+// without the strike count). A device deactivated by something other than
+// feedback's evidence (a reason of the backend's own) is left as it is
+// until a registration newer than its deactivation:
+//
+//	UPDATE devices d LEFT JOIN device_deaths e ON e.app = d.app AND e.token = d.token
+//	SET d.deactivated_at = COALESCE(
+//	  GREATEST((SELECT IF(COUNT(*) >= 3, MAX(s.at), NULL) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at),
+//	    COALESCE(
+//	      GREATEST(COALESCE(IF(e.died_at > d.registered_at, e.died_at, NULL), IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL)),
+//	        COALESCE(IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL), IF(e.died_at > d.registered_at, e.died_at, NULL))),
+//	      (SELECT IF(COUNT(*) >= 3, MAX(s.at), NULL) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at))),
+//	  GREATEST(COALESCE(IF(e.died_at > d.registered_at, e.died_at, NULL), IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL)),
+//	    COALESCE(IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL), IF(e.died_at > d.registered_at, e.died_at, NULL))))
+//	WHERE d.app = ? AND d.token IN (?)
+//	  AND (d.active = 1 OR d.deactivated_at IS NULL OR d.registered_at > d.deactivated_at
+//	    OR d.deactivation_reason IN ('unregistered_by_app', 'suspect_strikes')
+//	    OR (e.death_reason IS NOT NULL AND d.deactivation_reason = e.death_reason));
+//	UPDATE devices d LEFT JOIN device_deaths e ON e.app = d.app AND e.token = d.token
+//	SET d.active = IF(d.deactivated_at IS NULL, 1, 0),
+//	  d.deactivation_reason = CASE WHEN d.deactivated_at IS NULL THEN NULL
+//	    WHEN IF(e.died_at > d.registered_at, e.died_at, NULL) = d.deactivated_at THEN e.death_reason
+//	    WHEN IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL) = d.deactivated_at THEN 'unregistered_by_app'
+//	    ELSE 'suspect_strikes' END
+//	WHERE d.app = ? AND d.token IN (?) AND d.deactivated_at <=> COALESCE(
+//	  GREATEST((SELECT IF(COUNT(*) >= 3, MAX(s.at), NULL) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at),
+//	    COALESCE(
+//	      GREATEST(COALESCE(IF(e.died_at > d.registered_at, e.died_at, NULL), IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL)),
+//	        COALESCE(IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL), IF(e.died_at > d.registered_at, e.died_at, NULL))),
+//	      (SELECT IF(COUNT(*) >= 3, MAX(s.at), NULL) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at))),
+//	  GREATEST(COALESCE(IF(e.died_at > d.registered_at, e.died_at, NULL), IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL)),
+//	    COALESCE(IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL), IF(e.died_at > d.registered_at, e.died_at, NULL))));
+//
+// (RegisterSQL, EvidenceSQL and ReconcileSQL build exactly these, batched;
+// TestDocSQLIsWhatTheStoreRuns holds them to it.)
 //
 // # Analytics (ClickHouse)
 //
@@ -100,24 +135,42 @@
 // partitioned by the month of the result's own time, so a replayed row
 // lands in the same part key and merges keep one; until they do, queries
 // dedupe: Summary and the analyst queries in schemas/queries keep one row
-// per result_id in a subquery, the latest copy (argMax by version), and
-// filter after that, never FINAL with a WHERE. Avoided for ClickHouse
+// per result_id in a subquery, the copy of the latest send (argMax by
+// version; the version is derived from the result, its time in
+// milliseconds × 1000 plus a content hash below 1000, never from the
+// insert, so insert order, batching and which feedback instance inserted
+// a copy do not matter), and filter after that, never FINAL with a WHERE. Avoided for ClickHouse
 // 18.16: TTL, CODEC, DateTime64 (times are DateTime seconds; latency and
 // lateness keep milliseconds as Float64), Map, LowCardinality, skipping
 // indexes, window functions, WITH t AS (subquery), string-valued settings,
 // async inserts and INSERT through Exec (it hangs).
 //
+// "Sent" counts the attempts that reached a provider: rows with a provider
+// and the provider's HTTP status (provider is not empty and status is not 0).
+// Expired, cancelled and invalid_token results, devices whose platform the
+// app has no provider for, payloads refused by local validation and
+// transport errors are not sent, nor in the latency and lateness quantiles.
+//
 // The Sink interface lets the embedded demo run without ClickHouse:
-// FileSink writes JSON lines, Accumulator keeps an in-memory summary, and
-// both count each result id once. Summary (ClickHouse) and
+// FileSink writes JSON lines, each flush whole in one write, undoing a
+// failed write so that the retry writes the flush once; on open it cuts a
+// torn last row left by a killed process, and ReadRows skips torn rows
+// (ReadRowsFrom counts them). Accumulator keeps an in-memory summary,
+// keeping each result id's highest-version copy as ClickHouse does; both
+// count each result id once. Summary (ClickHouse) and
 // Accumulator.Summary compute the same CampaignSummary; WriteSummary prints
 // it for `pushctl stats`.
 //
 // # Bad input
 //
 // A result or registration that fails its JSON Schema, or that the stores
-// cannot hold (times outside 1970..2105, a token longer than 512 bytes or
-// not ASCII), is dead-lettered with the reason before its offset is
-// committed. Valid results are decoded on a fast path that accepts only
+// cannot hold, is dead-lettered with the reason before its offset is
+// committed: a result with a time outside 1970..2105 (ClickHouse's
+// DateTime); a registration whose app or token is not ASCII or longer than
+// the devices columns (64 and 512 bytes), or whose registered_at is out of
+// range. A result's token is not checked against the devices columns: the
+// result is still a sound analytics row, and a death or strike whose token
+// no device can have (not ASCII, longer than 512 bytes) only counts as an
+// unknown device. Valid results are decoded on a fast path that accepts only
 // what the schema accepts, falling back to schemas.DecodeResult.
 package feedback

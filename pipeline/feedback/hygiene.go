@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -171,12 +172,13 @@ func NewMySQLStore(db *sql.DB, suspectStrikes int) *MySQLStore {
 	return &MySQLStore{db: db, suspectStrikes: suspectStrikes}
 }
 
-// Apply runs the flush's statements in this order: registrations (and the
-// strike count of the devices they name), unregisters, deaths, strikes,
-// strike deactivations, then the unknown device count. Each statement is
-// idempotent on its own, so a failure part-way is repaired by applying the
-// same Changes again; no transaction is needed and none is held across
-// statements.
+// Apply runs the flush's statements in this order: registrations,
+// unregisters and deaths (each deactivating, then recording its evidence),
+// strikes, strike deactivations, the reconcile of every device the flush
+// names, then the unknown device count. Each statement is idempotent on its
+// own and the reconcile derives the state from everything recorded, so a
+// failure part-way is repaired by applying the same Changes again; no
+// transaction is needed and none is held across statements.
 func (s *MySQLStore) Apply(ctx context.Context, c Changes) (Applied, error) {
 	var a Applied
 	exec := func(what string, q string, args []any) (int64, error) {
@@ -198,50 +200,31 @@ func (s *MySQLStore) Apply(ctx context.Context, c Changes) (Applied, error) {
 		}
 		a.Registered += n
 	}
-	// perAppTokens runs rule on each app's tokens among groups. With
-	// suspect_strikes 0 strikes never deactivate, and it is not called.
-	perAppTokens := func(what string, groups []appTokens, rule func(app string, tokens []string, n int) (string, []any)) (int64, error) {
-		var total int64
-		for _, g := range groups {
-			for chunk := range slices.Chunk(g.tokens, rowsPerStatement) {
-				q, args := rule(g.app, chunk, s.suspectStrikes)
-				n, err := exec(what, q, args)
-				if err != nil {
-					return total, err
-				}
-				total += n
-			}
-		}
-		return total, nil
-	}
-	if s.suspectStrikes > 0 {
-		registered := groupTokensByApp(c.Registrations, func(g schemas.DeviceRegistration) (string, string) { return g.App, g.Token })
-		if _, err := perAppTokens("re-count strikes after registrations", registered, SuspectReactivateSQL); err != nil {
-			return a, err
-		}
-	}
-	deactivate := func(what string, ds []Death, inclusive bool) (int64, error) {
+	// DeactivateSQL and SuspectDeactivateSQL only count the devices each
+	// kind deactivates (the metrics); ReconcileSQL, last, sets the state.
+	// An unregister beats a registration at its own time: inclusive.
+	deactivate := func(what string, ds []Death, unregister bool) (int64, error) {
 		var total int64
 		for chunk := range slices.Chunk(ds, rowsPerStatement) {
-			q, args := DeactivateSQL(chunk, inclusive)
+			q, args := DeactivateSQL(chunk, unregister)
 			n, err := exec(what, q, args)
 			if err != nil {
 				return total, err
 			}
 			total += n
-			q, args = LaterEvidenceSQL(chunk, inclusive)
-			if _, err := exec(what+" (later evidence)", q, args); err != nil {
+			q, args = EvidenceSQL(chunk, unregister)
+			if _, err := exec(what+" (record evidence)", q, args); err != nil {
 				return total, err
 			}
 		}
 		return total, nil
 	}
-	n, err := deactivate("unregister devices", storableDeaths(c.Unregisters), true)
+	n, err := deactivate("unregister devices", latestPerDevice(c.Unregisters), true)
 	a.Unregistered += n
 	if err != nil {
 		return a, err
 	}
-	n, err = deactivate("deactivate dead tokens", storableDeaths(c.Deaths), false)
+	n, err = deactivate("deactivate dead tokens", latestPerDevice(c.Deaths), false)
 	a.DeadDeactivated += n
 	if err != nil {
 		return a, err
@@ -260,11 +243,36 @@ func (s *MySQLStore) Apply(ctx context.Context, c Changes) (Applied, error) {
 		}
 		a.NewStrikes += n // 1 per new row; 0 for a duplicate whose update changes nothing
 	}
+	// perAppTokens runs rule on each app's tokens among groups.
+	perAppTokens := func(what string, groups []appTokens, rule func(app string, tokens []string, n int) (string, []any)) (int64, error) {
+		var total int64
+		for _, g := range groups {
+			for chunk := range slices.Chunk(g.tokens, rowsPerStatement) {
+				q, args := rule(g.app, chunk, s.suspectStrikes)
+				n, err := exec(what, q, args)
+				if err != nil {
+					return total, err
+				}
+				total += n
+			}
+		}
+		return total, nil
+	}
 	if s.suspectStrikes > 0 {
 		n, err = perAppTokens("deactivate suspect tokens", groupTokensByApp(strikes, Strike.appToken), SuspectDeactivateSQL)
 		a.SuspectDeactivated += n
 		if err != nil {
 			return a, err
+		}
+	}
+	for _, g := range groupTokensByApp(c.named(), func(k [2]string) (string, string) { return k[0], k[1] }) {
+		for chunk := range slices.Chunk(g.tokens, rowsPerStatement) {
+			qs, args := ReconcileSQL(g.app, chunk, s.suspectStrikes)
+			for _, q := range qs {
+				if _, err := exec("reconcile device state", q, args); err != nil {
+					return a, err
+				}
+			}
 		}
 	}
 	unknown, err := s.countUnknown(ctx, c)
@@ -318,12 +326,47 @@ func (s *MySQLStore) countUnknown(ctx context.Context, c Changes) (int64, error)
 	return unknown, nil
 }
 
-func storableDeaths(ds []Death) []Death {
+// latestPerDevice keeps, of ds's storable deaths, one per device: the latest
+// (ties to the greater reason, as Collect and EvidenceSQL break them).
+// DeactivateSQL joins one row per device: a multi-table UPDATE changes a
+// row once, with whichever joined row the server meets first, so with
+// several the deactivation time would depend on row order.
+func latestPerDevice(ds []Death) []Death {
 	out := make([]Death, 0, len(ds))
+	idx := map[[2]string]int{}
 	for _, d := range ds {
-		if storable(d.App, d.Token) {
-			out = append(out, d)
+		if !storable(d.App, d.Token) {
+			continue
 		}
+		d.At = d.At.UTC()
+		k := [2]string{d.App, d.Token}
+		i, ok := idx[k]
+		if !ok {
+			idx[k] = len(out)
+			out = append(out, d)
+			continue
+		}
+		if p := out[i]; d.At.After(p.At) || (d.At.Equal(p.At) && d.Reason > p.Reason) {
+			out[i] = d
+		}
+	}
+	return out
+}
+
+// named lists the (app, token) of every device c names, for the reconcile;
+// groupTokensByApp drops repeats and the unstorable.
+func (c Changes) named() [][2]string {
+	out := make([][2]string, 0, len(c.Registrations)+len(c.Unregisters)+len(c.Deaths)+len(c.Strikes))
+	for _, g := range c.Registrations {
+		out = append(out, [2]string{g.App, g.Token})
+	}
+	for _, ds := range [][]Death{c.Unregisters, c.Deaths} {
+		for _, d := range ds {
+			out = append(out, [2]string{d.App, d.Token})
+		}
+	}
+	for _, st := range c.Strikes {
+		out = append(out, [2]string{st.App, st.Token})
 	}
 	return out
 }
@@ -380,35 +423,18 @@ func derivedRows(b *strings.Builder, cols []string, n int) {
 }
 
 // DeactivateSQL builds the one conditional UPDATE that deactivates the
-// devices of ds. A device is deactivated only if it is active and was
-// registered before its evidence time (strictly before for a death; at or
-// before for the app's own unregister), so a token the app re-registered
-// after the evidence stays active, and a replay changes nothing (the row
-// is no longer active). deactivated_at records the evidence time, which is
-// what a later registration must beat to reactivate the device.
+// active devices of ds (one row per device) whose registration the
+// evidence beats: registered before it (strictly before for a death; at or
+// before for the app's own unregister; the tie rule of ReconcileSQL). Its
+// count of rows is the metric of devices each kind deactivated. It never
+// deactivates a device the reconcile would leave active (the evidence it
+// acts on is recorded too); which evidence is the latest, and so
+// deactivated_at and the reason, the reconcile settles.
 func DeactivateSQL(ds []Death, inclusive bool) (string, []any) {
-	return deathUpdate(ds, inclusive, "d.active = 0, d.deactivated_at = x.ts, d.deactivation_reason = x.reason", "d.active = 1")
-}
-
-// LaterEvidenceSQL records, on devices ds already deactivated, evidence
-// newer than the one they were deactivated on (time and reason), under the
-// same registered_at guard as DeactivateSQL. A registration must beat the
-// latest evidence to reactivate a device, whatever order the registration
-// and the evidence arrive in: an unregister at 1h, Apple's 410 at 3h and a
-// registration at 2h end inactive either way. Devices are not counted
-// again: they were inactive already.
-func LaterEvidenceSQL(ds []Death, inclusive bool) (string, []any) {
-	return deathUpdate(ds, inclusive, "d.deactivated_at = x.ts, d.deactivation_reason = x.reason", "d.active = 0 AND d.deactivated_at < x.ts")
-}
-
-// deathUpdate is the UPDATE of DeactivateSQL and LaterEvidenceSQL: devices
-// joined to ds's (app, token, time, reason) rows, set where cond holds and
-// the device was registered before the evidence (at or before: inclusive).
-func deathUpdate(ds []Death, inclusive bool, set, cond string) (string, []any) {
 	var b strings.Builder
 	b.WriteString("UPDATE devices d JOIN (")
 	derivedRows(&b, []string{"app", "token", "ts", "reason"}, len(ds))
-	b.WriteString(") x ON d.app = x.app AND d.token = x.token SET " + set + " WHERE " + cond + " AND d.registered_at ")
+	b.WriteString(") x ON d.app = x.app AND d.token = x.token SET d.active = 0, d.deactivated_at = x.ts, d.deactivation_reason = x.reason WHERE d.active = 1 AND d.registered_at ")
 	if inclusive {
 		b.WriteString("<=")
 	} else {
@@ -422,23 +448,127 @@ func deathUpdate(ds []Death, inclusive bool, set, cond string) (string, []any) {
 	return b.String(), args
 }
 
-// SuspectReactivateSQL reactivates the devices of app among tokens that
-// strikes deactivated but that no longer have n strikes newer than their
-// registration, after a registration older than the last strike moved
-// registered_at. In the other order (the registration first) those strikes
-// would not have deactivated the device; the rule depends on the
-// registration time, not on arrival order.
-func SuspectReactivateSQL(app string, tokens []string, n int) (string, []any) {
-	return strikeRule("d.active = 1, d.deactivated_at = NULL, d.deactivation_reason = NULL",
-		"d.active = 0 AND d.deactivation_reason = '"+ReasonSuspectStrikes+"'", "<", app, tokens, n)
+// EvidenceSQL records ds in device_deaths: the latest provider death (time,
+// reason; ties to the greater reason) or, for unregisters, the latest
+// unregister, whether or not the device exists or is active. The state is
+// derived from this record (ReconcileSQL), so evidence that lost to a later
+// one, or arrived while the device was inactive for another reason, still
+// counts when a registration moves registered_at past the later one. Keeping
+// the maximum per column makes it order-free and replay-safe; several rows
+// for one device in one statement are applied one after the other.
+func EvidenceSQL(ds []Death, unregister bool) (string, []any) {
+	var b strings.Builder
+	var args []any
+	if unregister {
+		b.WriteString("INSERT INTO device_deaths (app, token, unregistered_at) VALUES ")
+		args = make([]any, 0, 3*len(ds))
+		for i, d := range ds {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?, ?)")
+			args = append(args, d.App, d.Token, d.At.UTC())
+		}
+		b.WriteString(" ON DUPLICATE KEY UPDATE unregistered_at = IF(unregistered_at IS NULL OR VALUES(unregistered_at) > unregistered_at, VALUES(unregistered_at), unregistered_at)")
+		return b.String(), args
+	}
+	b.WriteString("INSERT INTO device_deaths (app, token, died_at, death_reason) VALUES ")
+	args = make([]any, 0, 4*len(ds))
+	for i, d := range ds {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?)")
+		args = append(args, d.App, d.Token, d.At.UTC(), d.Reason)
+	}
+	// death_reason reads died_at before died_at is assigned, on servers
+	// that assign left to right and on those that assign simultaneously.
+	b.WriteString(" ON DUPLICATE KEY UPDATE" +
+		" death_reason = IF(died_at IS NULL OR VALUES(died_at) > died_at OR (VALUES(died_at) = died_at AND VALUES(death_reason) > death_reason), VALUES(death_reason), death_reason)," +
+		" died_at = IF(died_at IS NULL OR VALUES(died_at) > died_at, VALUES(died_at), died_at)")
+	return b.String(), args
+}
+
+// ReconcileSQL derives active, deactivated_at and deactivation_reason of
+// app's devices among tokens from their evidence alone, so that the events
+// of a device applied in any order, split across flushes or replayed end in
+// the same state. A device is inactive when any of these is newer than its
+// registered_at (the latest registration):
+//
+//   - its latest provider death (device_deaths.died_at), strictly newer;
+//   - its latest unregister (device_deaths.unregistered_at), at or newer;
+//   - n of its strikes, strictly newer (n > 0; 0 never deactivates); the
+//     evidence time is then its latest strike.
+//
+// Ties at one millisecond: a registration beats a provider's death and a
+// strike at its own time (the token was valid when the app registered it,
+// as DeactivateSQL's registered_at < guard always held), and loses to the
+// app's own unregister at its time (the app said so last). deactivated_at
+// and the reason are those of the latest evidence that applies (at one
+// time: death, then unregister, then strikes), NULL when active.
+//
+// Deriving the state rather than updating it step by step is what makes it
+// order-free: each input is a maximum or a set, which any order builds
+// alike. The strike rule follows the current feedback.suspect_strikes: a
+// device struck out under another setting is re-judged the next time an
+// event names it.
+//
+// It is two statements, run in order with the same args: the first sets
+// deactivated_at to the latest evidence that applies, the second active and
+// the reason from it. One statement would repeat the strike count in every
+// assignment, since a multi-table UPDATE may not read a column it assigns
+// (MySQL does not promise an order). Each writer of evidence runs both
+// after its write, so the last pair to run sees every write; a failure
+// between them is repaired by applying the same Changes again.
+func ReconcileSQL(app string, tokens []string, n int) ([2]string, []any) {
+	const (
+		from  = "UPDATE devices d LEFT JOIN device_deaths e ON e.app = d.app AND e.token = d.token SET "
+		death = "IF(e.died_at > d.registered_at, e.died_at, NULL)"
+		unreg = "IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL)"
+		// The later of the two, NULL if both are: GREATEST is NULL as soon
+		// as one argument is.
+		deathOrUnreg = "GREATEST(COALESCE(" + death + ", " + unreg + "), COALESCE(" + unreg + ", " + death + "))"
+	)
+	latest := deathOrUnreg
+	if n > 0 {
+		// Any strike newer than registered_at makes the latest strike newer.
+		strikes := "(SELECT IF(COUNT(*) >= " + strconv.Itoa(n) + ", MAX(s.at), NULL) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at)"
+		latest = "COALESCE(GREATEST(" + strikes + ", COALESCE(" + deathOrUnreg + ", " + strikes + ")), " + deathOrUnreg + ")"
+	}
+	var where strings.Builder
+	where.WriteString(" WHERE d.app = ? AND d.token IN (")
+	where.WriteString(strings.TrimSuffix(strings.Repeat("?, ", len(tokens)), ", "))
+	where.WriteString(")")
+	args := make([]any, 0, len(tokens)+1)
+	args = append(args, app)
+	for _, t := range tokens {
+		args = append(args, t)
+	}
+	// Only a state feedback's evidence explains is derived: a device
+	// deactivated by something else (an operator, the app backend marking
+	// a logout) stays as it is until a registration newer than its
+	// deactivation; a strike or a registration older than that would
+	// otherwise find no evidence against it and revive it.
+	ours := " AND (d.active = 1 OR d.deactivated_at IS NULL OR d.registered_at > d.deactivated_at" +
+		" OR d.deactivation_reason IN ('" + ReasonUnregisteredByApp + "', '" + ReasonSuspectStrikes + "')" +
+		" OR (e.death_reason IS NOT NULL AND d.deactivation_reason = e.death_reason))"
+	return [2]string{
+		from + "d.deactivated_at = " + latest + where.String() + ours,
+		// The rows the first statement derived are those whose
+		// deactivated_at now is the evidence's.
+		from + "d.active = IF(d.deactivated_at IS NULL, 1, 0)," +
+			" d.deactivation_reason = CASE WHEN d.deactivated_at IS NULL THEN NULL" +
+			" WHEN " + death + " = d.deactivated_at THEN e.death_reason" +
+			" WHEN " + unreg + " = d.deactivated_at THEN '" + ReasonUnregisteredByApp + "'" +
+			" ELSE '" + ReasonSuspectStrikes + "' END" + where.String() + " AND d.deactivated_at <=> " + latest,
+	}, args
 }
 
 // newerStrikes counts a device's strikes newer than its registration.
 const newerStrikes = "(SELECT COUNT(*) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at)"
 
-// strikeRule is the UPDATE of SuspectDeactivateSQL and
-// SuspectReactivateSQL: set on app's devices among tokens where cond holds
-// and newerStrikes compares (cmp) to n.
+// strikeRule is the UPDATE of SuspectDeactivateSQL: set on app's devices
+// among tokens where cond holds and newerStrikes compares (cmp) to n.
 func strikeRule(set, cond, cmp, app string, tokens []string, n int) (string, []any) {
 	var b strings.Builder
 	b.WriteString("UPDATE devices d SET " + set + " WHERE d.app = ? AND d.token IN (")
@@ -473,7 +603,8 @@ func StrikesSQL(ss []Strike) (string, []any) {
 
 // SuspectDeactivateSQL deactivates the active devices of app among tokens
 // that have at least n strikes newer than their registration: a token the
-// app re-registered starts again from zero without deleting any strike.
+// app re-registered starts again from zero without deleting any strike. As
+// DeactivateSQL, it counts; ReconcileSQL agrees with the state it writes.
 func SuspectDeactivateSQL(app string, tokens []string, n int) (string, []any) {
 	return strikeRule("d.active = 0, d.deactivation_reason = '"+ReasonSuspectStrikes+"', "+
 		"d.deactivated_at = (SELECT MAX(s.at) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token)",
@@ -481,11 +612,12 @@ func SuspectDeactivateSQL(app string, tokens []string, n int) (string, []any) {
 }
 
 // RegisterSQL upserts registrations in one statement. For an existing
-// device: registered_at becomes the later of the stored and the event's;
-// the device is reactivated only by a registration newer than both its
-// stored registration and its deactivation evidence, so replaying an old
-// registration never revives a token found dead after it. Profile fields
-// (platform, user, locale, timezone) follow the newest registration.
+// device: registered_at becomes the later of the stored and the event's,
+// and profile fields (platform, user, locale, timezone) follow the newest
+// registration. It leaves active and the deactivation alone: ReconcileSQL,
+// which must follow it, judges the new registered_at against all the
+// device's evidence (a new row is inserted active, and evidence recorded
+// before it existed may deactivate it).
 //
 // Every assignment reads only columns assigned after it or itself, so the
 // result is the same whether the server assigns left to right (MySQL,
@@ -501,12 +633,8 @@ func RegisterSQL(regs []schemas.DeviceRegistration) (string, []any) {
 		b.WriteString("(?, ?, ?, ?, ?, ?, ?, 1)")
 		args = append(args, g.App, g.Token, g.Platform, nullable(g.UserID), nullable(g.Locale), nullable(g.Timezone), g.RegisteredAt.UTC())
 	}
-	const newer = "VALUES(registered_at) > registered_at AND (deactivated_at IS NULL OR VALUES(registered_at) > deactivated_at)"
 	const latest = "VALUES(registered_at) >= registered_at"
 	b.WriteString(" ON DUPLICATE KEY UPDATE" +
-		" active = IF(" + newer + ", 1, active)," +
-		" deactivation_reason = IF(" + newer + ", NULL, deactivation_reason)," +
-		" deactivated_at = IF(" + newer + ", NULL, deactivated_at)," +
 		" platform = IF(" + latest + ", VALUES(platform), platform)," +
 		" user_id = IF(" + latest + ", COALESCE(VALUES(user_id), user_id), user_id)," +
 		" locale = IF(" + latest + ", COALESCE(VALUES(locale), locale), locale)," +

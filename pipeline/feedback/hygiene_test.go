@@ -1,6 +1,7 @@
 package feedback
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -182,6 +183,92 @@ func TestCollectCutsReasonsAtACharacter(t *testing.T) {
 	for _, got := range []string{c.Strikes[0].Reason, c.Deaths[0].Reason} {
 		if got != want || !utf8.ValidString(got) {
 			t.Errorf("reason = %q (valid UTF-8: %v), want %q", got, utf8.ValidString(got), want)
+		}
+	}
+}
+
+// DeactivateSQL joins one row per device: with several, a multi-table
+// UPDATE uses whichever the server meets first.
+func TestLatestPerDeviceKeepsTheLatestOfEachDevice(t *testing.T) {
+	ds := []Death{
+		{App: "a", Token: "t", At: t0.Add(time.Hour), Reason: ReasonUnregisteredByApp},
+		{App: "a", Token: "t", At: t0.Add(3 * time.Hour), Reason: "B"},
+		{App: "b", Token: "t", At: t0, Reason: "x"},
+		{App: "a", Token: "t", At: t0.Add(3 * time.Hour), Reason: "C"}, // a tie goes to the greater reason
+		{App: "a", Token: "t", At: t0.Add(2 * time.Hour), Reason: "D"},
+		{App: "a", Token: strings.Repeat("x", 513), At: t0, Reason: "x"}, // not storable
+	}
+	got := latestPerDevice(ds)
+	want := []Death{{App: "a", Token: "t", At: t0.Add(3 * time.Hour), Reason: "C"}, {App: "b", Token: "t", At: t0, Reason: "x"}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("latestPerDevice = %+v, want %+v", got, want)
+	}
+}
+
+// Servers assign a multi-table UPDATE's columns in no promised order, so
+// no assignment may read a column its statement assigns.
+func TestReconcileSQLReadsNoColumnItAssigns(t *testing.T) {
+	for _, n := range []int{0, 3} {
+		qs, args := ReconcileSQL("a", []string{"t1", "t2"}, n)
+		if len(args) != 3 || args[0] != "a" || args[2] != "t2" {
+			t.Errorf("args = %v", args)
+		}
+		for i, assigned := range [][]string{{"d.deactivated_at"}, {"d.active", "d.deactivation_reason"}} {
+			set := qs[i][strings.Index(qs[i], " SET ")+len(" SET "):]
+			set = set[:strings.Index(set, " WHERE ")]
+			for _, col := range assigned {
+				if strings.Count(set, col) != 1 || !strings.HasPrefix(set[strings.Index(set, col)+len(col):], " = ") {
+					t.Errorf("n=%d statement %d reads %s, which it assigns:\n%s", n, i+1, col, qs[i])
+				}
+			}
+		}
+		if strings.Contains(qs[0], "device_strikes") != (n > 0) {
+			t.Errorf("n=%d: the strike count must be in the first statement exactly when n > 0:\n%s", n, qs[0])
+		}
+	}
+}
+
+// The package doc gives app backends the statements to run themselves; they
+// must be the ones the store runs.
+func TestDocSQLIsWhatTheStoreRuns(t *testing.T) {
+	raw, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []string
+	var cur []string
+	for _, line := range append(strings.Split(string(raw), "\n"), "") {
+		if code, ok := strings.CutPrefix(line, "//\t"); ok {
+			cur = append(cur, code)
+			continue
+		}
+		if cur != nil {
+			blocks = append(blocks, strings.Join(cur, " "))
+			cur = nil
+		}
+	}
+	norm := func(s string) string {
+		s = strings.Join(strings.Fields(s), " ")
+		return strings.NewReplacer("( ", "(", " )", ")").Replace(s)
+	}
+	var got []string
+	for _, b := range blocks {
+		for _, stmt := range strings.Split(b, ";") {
+			if stmt = norm(stmt); stmt != "" {
+				got = append(got, stmt)
+			}
+		}
+	}
+	reg, _ := RegisterSQL([]schemas.DeviceRegistration{{}})
+	unreg, _ := EvidenceSQL([]Death{{}}, true)
+	rec, _ := ReconcileSQL("a", []string{"t"}, 3)
+	want := []string{reg, unreg, rec[0], rec[1]}
+	if len(got) != len(want) {
+		t.Fatalf("doc.go has %d statements, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("doc statement %d =\n%s\nthe store runs\n%s", i+1, got[i], want[i])
 		}
 	}
 }

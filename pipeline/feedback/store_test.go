@@ -4,10 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io/fs"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pushlane/pushlane/internal/migrate"
 	"github.com/pushlane/pushlane/schemas"
 )
 
@@ -98,8 +100,42 @@ func dead(id, token, reason string, at, providerTS time.Time) *schemas.Result {
 	return r
 }
 
+// permutations returns every order of 0..n-1.
+func permutations(n int) [][]int {
+	if n == 0 {
+		return [][]int{{}}
+	}
+	var out [][]int
+	for _, p := range permutations(n - 1) {
+		for i := 0; i <= len(p); i++ {
+			q := append(append(append([]int{}, p[:i]...), n-1), p[i:]...)
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
 func storeCases() []storeCase {
 	return []storeCase{
+		{"a device deactivated outside feedback stays so until a newer registration", func(t *testing.T, db *sql.DB) {
+			s := NewMySQLStore(db, 3)
+			seedDevice(t, db, "app", "x", t0)
+			off := t0.Add(2 * time.Hour)
+			if _, err := db.Exec("UPDATE devices SET active = 0, deactivated_at = ?, deactivation_reason = 'logout' WHERE app = 'app' AND token = 'x'", off); err != nil {
+				t.Fatal(err)
+			}
+			// A strike (one of three) and a registration older than the
+			// deactivation: no evidence explains it, none undoes it.
+			apply(t, s, Collect([]*schemas.Result{result("x1", "app", "x", schemas.OutcomeTokenSuspect, "BadDeviceToken", t0.Add(3*time.Hour))},
+				[]*schemas.DeviceRegistration{{SchemaVersion: 1, App: "app", Token: "x", Platform: "ios", RegisteredAt: t0.Add(time.Hour)}}))
+			if d := device(t, db, "app", "x"); d.Active || d.Reason != "logout" || !d.DeactivatedAt.Equal(off) {
+				t.Fatalf("device = %s, want inactive by logout at %s", d, off)
+			}
+			apply(t, s, Collect(nil, []*schemas.DeviceRegistration{{SchemaVersion: 1, App: "app", Token: "x", Platform: "ios", RegisteredAt: t0.Add(4 * time.Hour)}}))
+			if d := device(t, db, "app", "x"); !d.Active || d.Reason != "" {
+				t.Errorf("after a registration newer than the deactivation: device = %s, want active", d)
+			}
+		}},
 		{"410 timestamp guard both ways", func(t *testing.T, db *sql.DB) {
 			s := NewMySQLStore(db, 3)
 			seedDevice(t, db, "app", "old", t0)                  // registered before Apple's timestamp
@@ -270,6 +306,202 @@ func storeCases() []storeCase {
 				if a.Active != c.active || b.Active != c.active || !a.DeactivatedAt.Equal(b.DeactivatedAt) || a.Reason != b.Reason {
 					t.Errorf("%s: registration first %s\nregistration last %s\nwant both active=%v, the same evidence", c.name, a, b, c.active)
 				}
+			}
+		}},
+		{"every order of a device's events ends in the same state", func(t *testing.T, db *sql.DB) {
+			s := NewMySQLStore(db, 3)
+			h := func(n float64) time.Time { return t0.Add(time.Duration(n * float64(time.Hour))) }
+			reg := func(token string, at time.Time) Changes {
+				return Collect(nil, []*schemas.DeviceRegistration{{App: "app", Token: token, Platform: "ios", RegisteredAt: at}})
+			}
+			unreg := func(token string, at ...time.Time) Changes {
+				var gs []*schemas.DeviceRegistration
+				for _, a := range at {
+					gs = append(gs, &schemas.DeviceRegistration{App: "app", Token: token, Platform: "ios", RegisteredAt: a, Unregister: true})
+				}
+				return Collect(nil, gs)
+			}
+			strikes := func(token string, at ...time.Time) Changes {
+				var rs []*schemas.Result
+				for i, a := range at {
+					rs = append(rs, result(fmt.Sprintf("%s-s%d", token, i), "app", token, schemas.OutcomeTokenSuspect, "BadDeviceToken", a))
+				}
+				return Collect(rs, nil)
+			}
+			apple410 := func(token string, appleTS time.Time) Changes {
+				return Collect([]*schemas.Result{dead("d-"+token, token, "Unregistered", appleTS.Add(2*time.Hour), appleTS)}, nil)
+			}
+			for _, c := range []struct {
+				name     string
+				seeded   bool // the device exists (registered t0) before any event
+				evidence func(token string) []Changes
+				reg      time.Time
+				// The state every order must end in.
+				active bool
+				reason string
+				at     time.Time
+			}{
+				// A death newer than the registration kills whatever the
+				// strikes say: strikes at 3h and 5h are two, not three, newer
+				// than the 2h registration, but Apple's 4h 410 is newer too.
+				{"410 under a strike deactivation", true, func(tok string) []Changes {
+					return []Changes{strikes(tok, h(1), h(3), h(5)), apple410(tok, h(4))}
+				}, h(2), false, "Unregistered", h(4)},
+				// Strikes newer than the registration deactivate a device an
+				// older unregister had deactivated first.
+				{"strikes under an unregister", true, func(tok string) []Changes {
+					return []Changes{unreg(tok, h(1)), strikes(tok, h(3), h(4), h(5))}
+				}, h(2), false, ReasonSuspectStrikes, h(5)},
+				// Several unregisters of one device in one flush: the latest
+				// is the one a registration must beat.
+				{"three unregisters in one flush", true, func(tok string) []Changes {
+					return []Changes{unreg(tok, h(1), h(2), h(3))}
+				}, h(2.5), false, ReasonUnregisteredByApp, h(3)},
+				// Ties at the same millisecond: a registration beats a
+				// provider's death (the token was valid when registered) ...
+				{"410 at the registration's millisecond", true, func(tok string) []Changes {
+					return []Changes{apple410(tok, h(1))}
+				}, h(1), true, "", time.Time{}},
+				// ... and a strike ...
+				{"strikes from the registration's millisecond", true, func(tok string) []Changes {
+					return []Changes{strikes(tok, h(1), h(2), h(3))}
+				}, h(1), true, "", time.Time{}},
+				// ... but the app's own unregister beats its registration.
+				{"unregister at the registration's millisecond", true, func(tok string) []Changes {
+					return []Changes{unreg(tok, h(1))}
+				}, h(1), false, ReasonUnregisteredByApp, h(1)},
+				// Evidence about a device its registration has not created
+				// yet is kept, as strikes are.
+				{"death before the device exists", false, func(tok string) []Changes {
+					return []Changes{Collect([]*schemas.Result{dead("d-"+tok, tok, "UNREGISTERED", h(3), time.Time{})}, nil)}
+				}, h(2), false, "UNREGISTERED", h(3)},
+			} {
+				first, last := c.name+"/reg-first", c.name+"/reg-last"
+				if c.seeded {
+					seedDevice(t, db, "app", first, t0)
+					seedDevice(t, db, "app", last, t0)
+				}
+				apply(t, s, reg(first, c.reg))
+				for _, ch := range c.evidence(first) {
+					apply(t, s, ch)
+				}
+				for _, ch := range c.evidence(last) {
+					apply(t, s, ch)
+				}
+				apply(t, s, reg(last, c.reg))
+				for _, tok := range []string{first, last} {
+					if d := device(t, db, "app", tok); d.Active != c.active || d.Reason != c.reason || !d.DeactivatedAt.Equal(c.at.UTC()) {
+						t.Errorf("%s: %s, want active=%v reason=%q deactivated=%s", tok, d, c.active, c.reason, c.at.Format(time.RFC3339))
+					}
+				}
+			}
+		}},
+		{"orders of five events end in the same state", func(t *testing.T, db *sql.DB) {
+			s := NewMySQLStore(db, 3)
+			h := func(n float64) time.Time { return t0.Add(time.Duration(n * float64(time.Hour))) }
+			for _, c := range []struct {
+				name                 string
+				reg, unreg, apple410 time.Time
+				strikes              [3]time.Time // the first two in one flush
+				active               bool
+				reason               string
+				at                   time.Time
+			}{
+				// Only the 410 is newer than the registration (two strikes are).
+				{"death", h(2), h(1), h(4), [3]time.Time{h(1.5), h(3), h(5)}, false, "Unregistered", h(4)},
+				// Three strikes are; the unregister and the 410 are older.
+				{"strikes", h(2), h(1), h(1.5), [3]time.Time{h(3), h(4), h(5)}, false, ReasonSuspectStrikes, h(5)},
+				// Nothing is: the 410 ties the registration, which wins.
+				{"alive", h(4), h(1), h(4), [3]time.Time{h(3), h(4), h(5)}, true, "", time.Time{}},
+			} {
+				events := func(tok string) []Changes {
+					st := func(i int) *schemas.Result {
+						return result(fmt.Sprintf("%s-s%d", tok, i), "app", tok, schemas.OutcomeTokenSuspect, "BadDeviceToken", c.strikes[i])
+					}
+					return []Changes{
+						Collect(nil, []*schemas.DeviceRegistration{{App: "app", Token: tok, Platform: "ios", RegisteredAt: c.reg}}),
+						Collect(nil, []*schemas.DeviceRegistration{{App: "app", Token: tok, Platform: "ios", RegisteredAt: c.unreg, Unregister: true}}),
+						Collect([]*schemas.Result{st(0), st(1)}, nil),
+						Collect([]*schemas.Result{st(2)}, nil),
+						Collect([]*schemas.Result{dead("d-"+tok, tok, "Unregistered", c.apple410.Add(time.Hour), c.apple410)}, nil),
+					}
+				}
+				// Every 7th of the 120 orders (all of them take a minute on
+				// go-mysql-server): each event still comes at every position.
+				for i, order := range permutations(5) {
+					if i%7 != 0 {
+						continue
+					}
+					tok := fmt.Sprintf("%s-%03d", c.name, i)
+					seedDevice(t, db, "app", tok, t0)
+					ev := events(tok)
+					for _, e := range order {
+						apply(t, s, ev[e])
+					}
+					if d := device(t, db, "app", tok); d.Active != c.active || d.Reason != c.reason || !d.DeactivatedAt.Equal(c.at) || !d.RegisteredAt.Equal(c.reg) {
+						t.Errorf("%s in order %v: %s, want active=%v reason=%q deactivated=%s", c.name, order, d, c.active, c.reason, c.at.Format(time.RFC3339))
+					}
+				}
+			}
+		}},
+		{"several unregisters of a device in one flush keep the latest", func(t *testing.T, db *sql.DB) {
+			s := NewMySQLStore(db, 3)
+			seedDevice(t, db, "app", "u", t0)
+			var gs []*schemas.DeviceRegistration
+			for _, n := range []int{1, 2, 3} {
+				gs = append(gs, &schemas.DeviceRegistration{App: "app", Token: "u", Platform: "ios", RegisteredAt: t0.Add(time.Duration(n) * time.Hour), Unregister: true})
+			}
+			if a := apply(t, s, Collect(nil, gs)); a.Unregistered != 1 {
+				t.Errorf("applied %+v, want 1 unregistered", a)
+			}
+			if d := device(t, db, "app", "u"); d.Active || d.Reason != ReasonUnregisteredByApp || !d.DeactivatedAt.Equal(t0.Add(3*time.Hour)) {
+				t.Errorf("device = %s, want inactive, unregistered_by_app at %s", d, t0.Add(3*time.Hour))
+			}
+		}},
+		{"devices deactivated before migration 0006 stay deactivated", func(t *testing.T, db *sql.DB) {
+			s := NewMySQLStore(db, 3)
+			at := t0.Add(time.Hour)
+			for _, d := range []struct{ token, reason string }{{"gone", "Unregistered"}, {"left", ReasonUnregisteredByApp}} {
+				seedDevice(t, db, "app", d.token, t0)
+				if _, err := db.Exec(`UPDATE devices SET active = 0, deactivated_at = ?, deactivation_reason = ? WHERE app = 'app' AND token = ?`, at, d.reason, d.token); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// What 0006 finds on an upgrade: the rows, no evidence. Its
+			// statements run again as they would after a crash before the
+			// version was recorded.
+			raw, err := fs.ReadFile(schemas.MySQLMigrations(), "0006_device_deaths.sql")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				for _, stmt := range migrate.Split(string(raw)) {
+					if _, err := db.Exec(stmt); err != nil {
+						t.Fatalf("0006: %v\n%s", err, stmt)
+					}
+				}
+			}
+			// A replayed registration older than the deactivation names
+			// both devices, so the reconcile judges them.
+			for _, tok := range []string{"gone", "left"} {
+				apply(t, s, Collect(nil, []*schemas.DeviceRegistration{{App: "app", Token: tok, Platform: "ios", RegisteredAt: t0.Add(time.Minute)}}))
+			}
+			if d := device(t, db, "app", "gone"); d.Active || d.Reason != "Unregistered" || !d.DeactivatedAt.Equal(at) {
+				t.Errorf("dead device = %s, want inactive, Unregistered at %s", d, at)
+			}
+			if d := device(t, db, "app", "left"); d.Active || d.Reason != ReasonUnregisteredByApp || !d.DeactivatedAt.Equal(at) {
+				t.Errorf("unregistered device = %s, want inactive, unregistered_by_app at %s", d, at)
+			}
+		}},
+		{"a death or strike of a token no device can have is only unknown", func(t *testing.T, db *sql.DB) {
+			s := NewMySQLStore(db, 1)
+			long, unicode := strings.Repeat("x", schemas.MaxStoredTokenBytes+1), "tøken"
+			a := apply(t, s, Collect([]*schemas.Result{
+				dead("l", long, "UNREGISTERED", t0, time.Time{}),
+				result("u", "app", unicode, schemas.OutcomeTokenSuspect, "BadDeviceToken", t0),
+			}, []*schemas.DeviceRegistration{{App: "app", Token: unicode, Platform: "ios", RegisteredAt: t0, Unregister: true}}))
+			if a != (Applied{Unknown: 2}) {
+				t.Errorf("applied %+v, want 2 unknown and nothing else", a)
 			}
 		}},
 		{"replaying everything changes nothing", func(t *testing.T, db *sql.DB) {
