@@ -120,8 +120,11 @@ type Options struct {
 	TTLSeconds int `json:"ttl_seconds,omitempty"`
 	// BatchSize is the number of devices per batch event; default 1000.
 	BatchSize int `json:"batch_size,omitempty"`
-	// ThrottlePerSecond caps the campaign's sends per second by spacing
-	// batch send-ats; 0 means unthrottled.
+	// ThrottlePerSecond spaces the campaign's batch send-ats so that its
+	// devices fall due at this many per second on average (a whole batch
+	// is due at once: any T seconds hold fewer than R·T + batch_size);
+	// waves of local time that start at different instants are spaced
+	// apart, not against each other. 0 means unthrottled.
 	ThrottlePerSecond int `json:"throttle_per_second,omitempty"`
 }
 

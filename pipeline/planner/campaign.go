@@ -24,16 +24,13 @@ import (
 // stage names the planner in dead letters.
 const stage = "planner"
 
-// handle finishes one campaign record: dead-letters it, records it as
-// cancelled or expired, or plans it (resuming from its checkpoint).
+// handle finishes one campaign record: dead-letters it, skips it as a
+// replay of a finished version, records it as cancelled or expired, or
+// plans it (resuming from its checkpoint).
 func (p *Planner) handle(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record) (result, error) {
 	c, err := schemas.DecodeCampaign(r.Value)
 	if err != nil {
 		return p.deadLetter(ctx, sess, r, nil, err.Error())
-	}
-	app, ok := p.cfg.Apps[c.App]
-	if !ok {
-		return p.deadLetter(ctx, sess, r, c, fmt.Sprintf("unknown app %q: not in the planner's apps", c.App))
 	}
 	var ck *checkpoint
 	if cp := p.committedAt(r.Partition); cp.offset == r.Offset && cp.meta != "" {
@@ -44,6 +41,28 @@ func (p *Planner) handle(ctx context.Context, sess *kgo.GroupTransactSession, r 
 			p.log.Warn("planner: committed metadata is not this campaign's checkpoint; planning from the start",
 				"campaign", c.ID, "partition", r.Partition, "offset", r.Offset)
 		}
+	}
+	if ck != nil && ck.Final {
+		// Every batch is committed; the row and the offset past the
+		// record are what a crash, a MySQL error or an abort left undone.
+		sched, err := newSchedule(c, ck.start())
+		if err != nil {
+			return p.deadLetter(ctx, sess, r, c, err.Error())
+		}
+		return p.finish(ctx, sess, r, c, sched, StatusPlanned, "", ck.totals(), "chunks", ck.Chunks)
+	}
+	if ck == nil {
+		// A campaign with a checkpoint is mid-plan and resumes; one
+		// without is new, or a replay, which must not plan again: the
+		// dispatcher forgets finished batch ids after ProgressRetention,
+		// and a grown audience makes batch seqs it never saw.
+		if res, skipped, err := p.skipReplay(ctx, sess, r, c); skipped || err != nil {
+			return res, err
+		}
+	}
+	app, ok := p.cfg.Apps[c.App]
+	if !ok {
+		return p.deadLetter(ctx, sess, r, c, fmt.Sprintf("unknown app %q: not in the planner's apps", c.App))
 	}
 	start := p.now().UTC().Truncate(time.Millisecond)
 	if ck != nil {
@@ -64,6 +83,57 @@ func (p *Planner) handle(ctx context.Context, sess *kgo.GroupTransactSession, r 
 		return p.finish(ctx, sess, r, c, sched, StatusExpired, expiredReason(c, sched), done)
 	}
 	return p.plan(ctx, sess, r, c, app, sched, ck)
+}
+
+// skipReplay commits past r, writing nothing, when MySQL records c's
+// version as finished or a newer version of it: a row is written only
+// once every batch it counts is committed (see plan and finish), so a
+// version with one has nothing left to send. A failed version is handled again: its
+// replay is dead-lettered again or, fixed meanwhile (an app added),
+// planned. skipped is false when r is to be handled as usual.
+func (p *Planner) skipReplay(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record, c *schemas.Campaign) (res result, skipped bool, err error) {
+	log := p.log.With("campaign", c.ID, "version", c.Version, "app", c.App, "partition", r.Partition, "offset", r.Offset)
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	row, found, err := p.store.LatestCampaign(qctx, c.ID, c.Version)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return resultStopped, true, nil // nothing begun: the next owner polls r again
+		}
+		log.Error("planner: reading the campaign's row failed; retrying", "err", err)
+		p.m.retries.WithLabelValues("mysql").Inc()
+		// Only an abort rewinds the session to the committed offsets, so
+		// that r is polled again.
+		t, err := p.begin(ctx, sess, r)
+		if err != nil {
+			return 0, true, err
+		}
+		return resultRetry, true, t.abort(ctx)
+	}
+	reason := replayFinished
+	switch {
+	case !found:
+		return 0, false, nil
+	case row.Version > c.Version:
+		reason = replaySuperseded
+	case row.Status == StatusFailed:
+		return 0, false, nil
+	}
+	t, err := p.begin(ctx, sess, r)
+	if err != nil {
+		return 0, true, err
+	}
+	ok, perr, err := t.commit(ctx, r.Offset+1, "")
+	if err != nil {
+		return 0, true, err
+	}
+	if !ok {
+		return p.aborted(log, perr), true, nil
+	}
+	p.m.replays.WithLabelValues(reason).Inc()
+	log.Warn("planner: replayed campaign record skipped; its row says it needs no plan", "reason", reason,
+		"row_version", row.Version, "row_status", row.Status)
+	return resultDone, true, nil
 }
 
 func expiredReason(c *schemas.Campaign, s schedule) string {
@@ -309,16 +379,19 @@ func (p *Planner) record(c *schemas.Campaign, s schedule, status, reason string,
 	}
 }
 
-// finish records a campaign that is not (or no longer) planned and commits
-// past it.
-func (p *Planner) finish(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record, c *schemas.Campaign, s schedule, status, reason string, done totals) (result, error) {
+// finish records a campaign that is planned (its last batches committed
+// with a final checkpoint), or not (or no longer) planned, and commits past
+// it. Its transaction holds no batch: the row is written after every batch
+// it counts is committed, and before the offset leaves the record, which
+// a failure here polls again. logAttrs add to the log line.
+func (p *Planner) finish(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record, c *schemas.Campaign, s schedule, status, reason string, done totals, logAttrs ...any) (result, error) {
 	log := p.log.With("campaign", c.ID, "version", c.Version, "app", c.App, "partition", r.Partition, "offset", r.Offset)
 	t, err := p.begin(ctx, sess, r)
 	if err != nil {
 		return 0, err
 	}
 	if err := p.save(ctx, p.record(c, s, status, reason, done)); err != nil {
-		log.Error("planner: recording campaign status", "status", status, "err", err)
+		log.Error("planner: recording campaign status failed; retrying", "status", status, "err", err)
 		p.m.retries.WithLabelValues("mysql").Inc()
 		return resultRetry, t.abort(ctx)
 	}
@@ -330,8 +403,16 @@ func (p *Planner) finish(ctx context.Context, sess *kgo.GroupTransactSession, r 
 		return p.aborted(log, perr), nil
 	}
 	p.m.campaigns.WithLabelValues(status).Inc()
-	log.Warn("planner: campaign not planned", "status", status, "reason", reason,
-		"devices", done.Devices, "batches", done.Batches)
+	if status != StatusPlanned {
+		log.Warn("planner: campaign not planned", append([]any{"status", status, "reason", reason,
+			"devices", done.Devices, "batches", done.Batches}, logAttrs...)...)
+		return resultDone, nil
+	}
+	p.m.expired.Add(float64(done.Expired))
+	took := p.now().Sub(s.start)
+	p.m.duration.Observe(took.Seconds())
+	log.Info("planner: campaign planned", append([]any{"devices", done.Devices, "batches", done.Batches,
+		"invalid_tokens", done.Invalid, "expired_devices", done.Expired, "took", took}, logAttrs...)...)
 	return resultDone, nil
 }
 
@@ -643,12 +724,13 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 	// waiting for MySQL pages, or for Kafka to take the batches.
 	var readWait, commitWait time.Duration
 
-	// checkpoint commits the open chunk with the engine's state and opens
-	// the next one.
-	checkpoint := func() (result, bool, error) {
+	// checkpoint commits the open chunk with the engine's state; final
+	// says it holds the last batches.
+	checkpoint := func(final bool) (result, bool, error) {
 		defer func(t0 time.Time) { commitWait += time.Since(t0) }(time.Now())
 		chunks++
 		cp := newCheckpoint(c.ID, c.Version, r.Offset, s.start, chunks, e)
+		cp.Final = final
 		meta, encErr := cp.encode()
 		if encErr != nil {
 			// Cannot happen with local dates from 1970 on (a few dozen
@@ -668,7 +750,7 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 			return p.aborted(log, perr), false, nil
 		}
 		if p.testHook != nil {
-			if err := p.testHook(hookEvent{campaign: c.ID, chunks: chunks}); err != nil {
+			if err := p.testHook(hookEvent{campaign: c.ID, chunks: chunks, final: final}); err != nil {
 				return 0, false, err
 			}
 		}
@@ -690,7 +772,7 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 		}
 		if stopping {
 			// Stop at a page boundary: commit what the open chunk holds.
-			res, ok, err := checkpoint()
+			res, ok, err := checkpoint(false)
 			if err != nil || !ok {
 				return res, err
 			}
@@ -717,7 +799,7 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 				log.Info("planner: campaign cancelled while planning")
 				return resultAgain, t.abort(ctx)
 			}
-			res, ok, err := checkpoint()
+			res, ok, err := checkpoint(false)
 			if err != nil || !ok {
 				return res, err
 			}
@@ -735,28 +817,17 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 	if err := e.flush(); err != nil {
 		return 0, err
 	}
-	if err := p.save(ctx, p.record(c, s, StatusPlanned, "", e.totals)); err != nil {
-		log.Error("planner: recording the planned campaign failed; retrying from the last checkpoint", "err", err)
-		p.m.retries.WithLabelValues("mysql").Inc()
-		return resultRetry, t.abort(ctx)
+	// The row that says the version needs no plan (see skipReplay) comes
+	// only after its last batches are committed: written in this chunk, a
+	// crash or an abort between the write and the commit would have a
+	// replay skip batches that were never sent. The final checkpoint
+	// keeps the record polled until finish has written the row.
+	res, ok, err := checkpoint(true)
+	if err != nil || !ok {
+		return res, err
 	}
-	lastCommit := time.Now()
-	ok, perr, err := t.commit(ctx, r.Offset+1, "")
-	if err != nil {
-		return 0, err
-	}
-	if !ok {
-		return p.aborted(log, perr), nil
-	}
-	commitWait += time.Since(lastCommit)
-	p.m.campaigns.WithLabelValues(outcomePlanned).Inc()
-	p.m.expired.Add(float64(e.totals.Expired))
-	took := p.now().Sub(s.start)
-	p.m.duration.Observe(took.Seconds())
-	log.Info("planner: campaign planned", "devices", e.totals.Devices, "batches", e.totals.Batches,
-		"invalid_tokens", e.totals.Invalid, "expired_devices", e.totals.Expired, "waves", len(e.waves),
-		"chunks", chunks+1, "took", took, "waited_for_mysql", readWait, "waited_for_kafka_commits", commitWait)
-	return resultDone, nil
+	return p.finish(ctx, sess, r, c, s, StatusPlanned, "", e.totals, "waves", len(e.waves), "chunks", chunks,
+		"waited_for_mysql", readWait, "waited_for_kafka_commits", commitWait)
 }
 
 func (t *txn) flush() {

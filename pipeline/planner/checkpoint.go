@@ -21,6 +21,9 @@ type checkpoint struct {
 	// Waves are [offset, seq, sent, done part, done id].
 	Waves  [][5]int64 `json:"w"`
 	Totals [6]int64   `json:"n"` // devices, batches, invalid, expired, first, last send-at
+	// Final marks the checkpoint of the chunk holding the last batches:
+	// only the MySQL row and the offset past the record are left to do.
+	Final bool `json:"f,omitempty"`
 }
 
 // checkpointPrefix marks metadata written by this code, so metadata from

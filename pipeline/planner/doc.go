@@ -48,11 +48,16 @@
 //
 // A wave is due at its nominal time, or at the planning start if that has
 // passed (a send-at in the past is due now; so is a local-time wave whose
-// 09:00 came earlier today). The throttle R spaces each wave's batches:
-// the batch after n devices of the wave is due at start + n/R seconds,
-// which is start + i·B/R for full batches. Waves at different instants are
-// throttled separately; they overlap only when a wave takes longer than
-// the gap to the next. Expiry: expires_at, or else ttl_seconds after each
+// 09:00 came earlier today). The throttle R is the campaign's, so it spaces
+// the batches of all the waves due at one instant together: every wave
+// whose local time had passed is due at the planning start, and six of
+// them throttled each on its own would send 6·R a second. The batch cut
+// after n devices of the waves sharing start is due at start + n/R
+// seconds, which is start + i·B/R for full batches: R sends a second on
+// average, and since a whole batch is due at once, fewer than R·T + B in
+// any T seconds (one batch a second, more than R, when B > R). Instants
+// are throttled separately; their batches overlap only when one instant's
+// run past the next. Expiry: expires_at, or else ttl_seconds after each
 // batch's send-at, is carried into every batch. A campaign whose
 // expires_at is not after the planning start (or, with only a TTL, whose
 // TTL ran out before it) is recorded as expired and not planned; in a
@@ -69,8 +74,12 @@
 //
 //   - an intermediate chunk commits the campaign record's own offset, with
 //     the campaign's checkpoint as the offset's metadata;
-//   - the last chunk commits the offset after the record, with empty
-//     metadata, after recording the campaign in MySQL.
+//   - the last chunk does the same with a final checkpoint (every batch
+//     emitted, the totals);
+//   - then the campaign is recorded in MySQL, and a transaction of no
+//     batch commits the offset after the record, with empty metadata. A
+//     record polled again with a final checkpoint is only recorded and
+//     committed past.
 //
 // So the checkpoint and the batches it accounts for become visible
 // atomically, to read_committed consumers and to the group: a planner
@@ -85,12 +94,13 @@
 // local_date must be 1970 or later so waves stay a few dozen.
 //
 // A checkpoint holds the planning start (so resumed send-ats are the same
-// instants), per wave the next seq, the devices emitted (for throttle
-// spacing) and the position of the wave's last emitted device, and the
-// position to read again from: just before the first device still in an
-// open batch. Devices read again that a wave had already emitted are
-// skipped; invalid tokens and expired devices up to the checkpoint's
-// scanned position were already reported and are not reported twice.
+// instants), per wave the next seq, the devices emitted (summed per start
+// instant for throttle spacing) and the position of the wave's last
+// emitted device, and the position to read again from: just before the
+// first device still in an open batch. Devices read again that a wave had
+// already emitted are skipped; invalid tokens and expired devices up to
+// the checkpoint's scanned position were already reported and are not
+// reported twice.
 // Positions are exact because the audience order is the primary key; a
 // device whose timezone changes between a crash and the resume may be
 // sent in both waves or in neither, like any row changed during a keyset
@@ -100,15 +110,38 @@
 // records polled with it are not finished, and a commit hook
 // (kgo.PreTxnCommitFnContext) keeps them out of the commit.
 //
+// # Replays
+//
+// A campaign record polled without its checkpoint is new, or a replay:
+// the same record published again, or the topic re-read (pushctl replay,
+// an offset reset). Planned again from the start, a replay's batches
+// would be due now; the dispatcher drops batch ids it finished, but keeps
+// them only ProgressRetention (35 days by default), and an audience grown
+// since makes batch seqs it never saw, so devices registered after the
+// plan would get a weeks-old campaign. So before planning from the start the
+// planner reads the campaign's rows in MySQL (LatestCampaign): when its
+// version is recorded as planned, cancelled or expired, or a newer
+// version has a row, the record is committed past with nothing produced
+// and nothing written, logged and counted
+// (pushlane_planner_replays_skipped_total). The row is written only
+// once every batch it counts is committed (for a plan, after the last
+// chunk, above): a crash or an abort before leaves no row, and the
+// record resumes from its checkpoint or plans again. A version recorded
+// as failed is handled again. Each version is its own plan: a newer one
+// plans its whole audience under new batch ids, and the older version's
+// batches stay as they were.
+//
 // # Failures
 //
 // A record that does not decode, fails its schema, names an unknown app or
 // has an unplannable schedule is dead-lettered (with the reason and the
 // original bytes) in the transaction that commits past it; a decodable one
-// is also recorded in MySQL as failed. A MySQL error (the audience read or
-// the bookkeeping) aborts the open chunk; the campaign is polled again
-// after a backoff (RetryMin doubling up to RetryMax) and resumes from its
-// last checkpoint, for as long as MySQL stays down. A rebalance aborts the
+// is also recorded in MySQL as failed. A MySQL error (the audience read,
+// the read of the campaign's row or the bookkeeping) aborts the open
+// chunk (or an empty transaction, whose abort rewinds the session to the
+// committed offsets); the campaign is polled again after a backoff
+// (RetryMin doubling up to RetryMax) and resumes from its last
+// checkpoint, for as long as MySQL stays down. A rebalance aborts the
 // open chunk the same way, re-polled at once; so does a group coordinator
 // that turns the chunk's offset commit away, and a run of such aborts with
 // no chunk committed in between is re-polled after the same backoff. A Kafka session that fails is replaced.

@@ -28,6 +28,11 @@ type engine struct {
 	single *wave             // mode "at"
 	waves  map[waveKey]*wave // mode "local_time"
 	zones  map[string]*wave  // device timezone → wave, a cache
+	// lanes by start instant (unix ns): the throttle is the campaign's,
+	// so waves due at the same instant (every wave whose local time had
+	// passed is due at the planning start) share one spacing instead of
+	// each sending R per second from that instant.
+	lanes map[int64]*lane
 
 	// pos is the last device fed; scanned is the last device a committed
 	// chunk had seen, so invalid tokens and expired devices up to it were
@@ -57,6 +62,14 @@ type totals struct {
 	LastSendAt  int64
 }
 
+// lane is the throttle schedule of the waves that start at one instant.
+type lane struct {
+	// sent counts the devices in the emitted batches of all the lane's
+	// waves; the next batch is due sent/R after the start. It is not
+	// checkpointed: it is the sum of its waves' sent.
+	sent int64
+}
+
 // wave is one group of devices due together, with its open batch.
 type wave struct {
 	key     waveKey
@@ -64,9 +77,10 @@ type wave struct {
 	idPart  string // in batch ids: "all" for mode "at"
 	start   time.Time
 	expired bool
+	lane    *lane
 
 	seq  int      // next batch's sequence number
-	sent int64    // devices in the wave's emitted batches, for throttle spacing
+	sent int64    // devices in the wave's emitted batches: its share of the lane's
 	done Position // last device of the wave's last emitted batch
 
 	buf   []byte // the open batch's devices, encoded, comma-separated
@@ -103,6 +117,7 @@ func newEngine(c *schemas.Campaign, sched schedule, maxBytes int, viaAPNs bool) 
 		viaAPNs:   viaAPNs,
 		waves:     map[waveKey]*wave{},
 		zones:     map[string]*wave{},
+		lanes:     map[int64]*lane{},
 		alloc:     func(n int) []byte { return make([]byte, 0, n) },
 	}
 	content, err := json.Marshal(c.Content)
@@ -139,6 +154,12 @@ func (e *engine) wave(k waveKey) *wave {
 		return w
 	}
 	w := &wave{key: k, name: e.sched.waveName(k), start: e.sched.waveStart(k), expired: e.sched.waveExpired(k)}
+	l, ok := e.lanes[w.start.UnixNano()]
+	if !ok {
+		l = &lane{}
+		e.lanes[w.start.UnixNano()] = l
+	}
+	w.lane = l
 	w.idPart = w.name
 	if w.idPart == "" {
 		w.idPart = "all"
@@ -244,7 +265,7 @@ func batchID(campaign string, version int, wave string, seq int) string {
 }
 
 func (e *engine) emitWave(w *wave) error {
-	sendAt := e.sched.batchSendAt(w.start, w.sent)
+	sendAt := e.sched.batchSendAt(w.start, w.lane.sent)
 	expiresAt := e.sched.batchExpiresAt(sendAt)
 	out := &outBatch{
 		ID:        batchID(e.c.ID, e.c.Version, w.idPart, w.seq),
@@ -286,6 +307,7 @@ func (e *engine) emitWave(w *wave) error {
 	e.totals.Devices += int64(w.n)
 	w.seq++
 	w.sent += int64(w.n)
+	w.lane.sent += int64(w.n)
 	w.done = w.last
 	w.buf = w.buf[:0]
 	w.n = 0
@@ -336,5 +358,8 @@ func (e *engine) restore(after, scanned Position, waves []waveState, t totals) {
 	for _, s := range waves {
 		w := e.wave(waveKey{offset: s.Offset})
 		w.seq, w.sent, w.done = s.Seq, s.Sent, s.Done
+		// Batches are cut in audience order, which a resumed attempt
+		// reads again, so the lane goes on from the same count.
+		w.lane.sent += s.Sent
 	}
 }

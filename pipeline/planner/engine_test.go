@@ -197,6 +197,85 @@ func TestEngineThrottle(t *testing.T) {
 	}
 }
 
+// maxDueInASecond is the most devices due in a one-second window that
+// starts at a send-at, the worst window.
+func maxDueInASecond(batches []*schemas.Batch) (most int, at time.Time) {
+	for _, b := range batches {
+		n := 0
+		for _, o := range batches {
+			if !o.SendAt.Before(b.SendAt) && o.SendAt.Before(b.SendAt.Add(time.Second)) {
+				n += len(o.Devices)
+			}
+		}
+		if n > most {
+			most, at = n, b.SendAt
+		}
+	}
+	return most, at
+}
+
+// The throttle caps the campaign, not each wave: planned at 12:00Z, a
+// 09:00 local-time campaign has six waves (UTC, Berlin, Moscow, Dubai,
+// Kolkata, Tokyo) whose 09:00 has passed, all due at the planning start.
+// Each throttled on its own, they made 60 devices due in the first second
+// at 10 a second.
+func TestEngineThrottleSharedByPastWaves(t *testing.T) {
+	for _, tc := range []struct {
+		batch, rate int
+		perSecond   int // R rounded up to whole batches
+	}{
+		{10, 10, 10},
+		{4, 10, 12},
+		{25, 10, 25}, // a batch is due at once: one a second, over R
+	} {
+		t.Run(fmt.Sprintf("B=%d R=%d", tc.batch, tc.rate), func(t *testing.T) {
+			c := testCampaign()
+			c.Schedule = schemas.Schedule{Mode: schemas.DeliverLocalTime, LocalDate: "2026-03-29", LocalTime: "09:00"}
+			c.Options.BatchSize = tc.batch
+			c.Options.ThrottlePerSecond = tc.rate
+			c.Options.TTLSeconds = 0
+			start := utc("2026-03-29T12:00:00Z")
+			e := mustEngine(t, c, start, 900<<10)
+			r := newRun()
+			r.attach(t, e)
+			zones := []string{"UTC", "Europe/Berlin", "Europe/Moscow", "Asia/Dubai", "Asia/Kolkata", "Asia/Tokyo"}
+			var rows []row
+			for i := int64(1); i <= 600; i++ {
+				rows = append(rows, row{id: i, token: iosToken(i), platform: "ios", zone: zones[i%int64(len(zones))]})
+			}
+			feedAll(t, e, pageOf(0, rows), Position{})
+			if err := e.flush(); err != nil {
+				t.Fatal(err)
+			}
+			waves := map[string]bool{}
+			devices := 0
+			var last time.Time
+			for _, b := range r.batches {
+				waves[b.Wave] = true
+				devices += len(b.Devices)
+				if b.SendAt.Before(start) {
+					t.Errorf("batch %s due %s, before the planning start", b.ID, b.SendAt)
+				}
+				if b.SendAt.After(last) {
+					last = b.SendAt
+				}
+			}
+			if len(waves) != 6 || devices != 600 {
+				t.Fatalf("%d waves, %d devices; want 6 and 600", len(waves), devices)
+			}
+			if most, at := maxDueInASecond(r.batches); most > tc.perSecond {
+				t.Errorf("%d devices due in the second from %s at %d a second (batches of %d); want at most %d",
+					most, at.Format(time.RFC3339Nano), tc.rate, tc.batch, tc.perSecond)
+			}
+			// No slower than R either: the last batch is due once the
+			// devices before it had their time.
+			if want := start.Add(time.Duration(600-len(r.batches[len(r.batches)-1].Devices)) * time.Second / time.Duration(tc.rate)); !last.Equal(want) {
+				t.Errorf("last batch due %s, want %s", last, want)
+			}
+		})
+	}
+}
+
 func localRows() []row {
 	zones := []string{"Asia/Kolkata", "America/St_Johns", "Europe/Berlin", "Europe/Paris", "", "Mars/Olympus", "UTC", "Asia/Kathmandu"}
 	var rows []row
@@ -324,6 +403,14 @@ func TestEngineByteLimit(t *testing.T) {
 	}
 }
 
+// lateLocalTime is a resume fixture mode: local time, planned after 09:00
+// had passed in Kolkata, Kathmandu and Berlin/Paris, whose waves then
+// share the planning start and one throttle lane.
+const lateLocalTime = "local_time, planned late"
+
+// resumeModes are the modes the resume tests cut.
+var resumeModes = []string{schemas.DeliverAt, schemas.DeliverLocalTime, lateLocalTime}
+
 // resumeFixture is the plan the resume tests cut: 150 devices in batches of
 // 7 at 10 a second, two invalid tokens, in mode; full holds its batches
 // when planned without a stop, and wantTotals its totals.
@@ -332,10 +419,13 @@ func resumeFixture(t *testing.T, mode string) (c *schemas.Campaign, start time.T
 	c = testCampaign()
 	c.Options.BatchSize = 7
 	c.Options.ThrottlePerSecond = 10
-	if mode == schemas.DeliverLocalTime {
-		c.Schedule = schemas.Schedule{Mode: mode, LocalDate: "2026-03-29", LocalTime: "09:00", ExpiresAt: utc("2026-03-29T10:00:00Z")}
-	}
 	start = utc("2026-03-28T00:00:00Z")
+	if mode == schemas.DeliverLocalTime || mode == lateLocalTime {
+		c.Schedule = schemas.Schedule{Mode: schemas.DeliverLocalTime, LocalDate: "2026-03-29", LocalTime: "09:00", ExpiresAt: utc("2026-03-29T10:00:00Z")}
+	}
+	if mode == lateLocalTime {
+		start = utc("2026-03-29T08:00:00Z")
+	}
 	rows = localRows()[:150]
 	rows[40].token = "" // a second invalid token
 	page = pageOf(0, rows)
@@ -353,7 +443,7 @@ func resumeFixture(t *testing.T, mode string) (c *schemas.Campaign, start time.T
 // position: the union is exactly the uninterrupted plan, every batch once,
 // byte for byte, and every invalid token reported once.
 func TestEngineResume(t *testing.T) {
-	for _, mode := range []string{schemas.DeliverAt, schemas.DeliverLocalTime} {
+	for _, mode := range resumeModes {
 		c, start, rows, page, full, wantTotals := resumeFixture(t, mode)
 
 		for cut := 0; cut <= len(rows); cut++ {
@@ -478,7 +568,7 @@ func TestReadSegmentInOrder(t *testing.T) {
 // not skipped. Before, the second checkpoint began at the first one's
 // Scanned, and a third attempt never sent those devices.
 func TestEngineResumeStoppedAgain(t *testing.T) {
-	for _, mode := range []string{schemas.DeliverAt, schemas.DeliverLocalTime} {
+	for _, mode := range resumeModes {
 		c, start, rows, page, full, wantTotals := resumeFixture(t, mode)
 
 		// checkpointed runs the engine of one attempt: restored from ck

@@ -31,6 +31,11 @@ type memStore struct {
 	reads     atomic.Int64
 	failFrom  int64 // reads numbered from 1; reads in [failFrom, failFrom+failCount) fail
 	failCount int64
+	// failLatest: how many LatestCampaign calls fail from now.
+	failLatest int
+	// failWritten: how many SaveCampaign calls from now write the row
+	// and still fail, as a timeout after the server committed does.
+	failWritten int
 }
 
 type memDevice struct {
@@ -88,7 +93,28 @@ func (s *memStore) SaveCampaign(_ context.Context, r CampaignRecord) error {
 	defer s.mu.Unlock()
 	s.saves++
 	s.campaigns[fmt.Sprintf("%s/v%d", r.ID, r.Version)] = r
+	if s.failWritten > 0 {
+		s.failWritten--
+		return errors.New("read tcp 127.0.0.1:3306: i/o timeout")
+	}
 	return nil
+}
+
+func (s *memStore) LatestCampaign(_ context.Context, id string, version int) (StoredCampaign, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failLatest > 0 {
+		s.failLatest--
+		return StoredCampaign{}, false, errors.New("dial tcp 127.0.0.1:3306: connect: connection refused")
+	}
+	var latest StoredCampaign
+	found := false
+	for _, r := range s.campaigns {
+		if r.ID == id && r.Version >= version && (!found || r.Version > latest.Version) {
+			latest, found = StoredCampaign{Version: r.Version, Status: r.Status}, true
+		}
+	}
+	return latest, found, nil
 }
 
 func (s *memStore) campaign(id string, version int) (CampaignRecord, bool) {

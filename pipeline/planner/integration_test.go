@@ -641,3 +641,88 @@ func TestIntegrationReadyWhenJoinedAndBacksOffOnFetchErrors(t *testing.T) {
 		t.Errorf("%d fetch errors logged in 3 s after the first: the planner does not back off", n)
 	}
 }
+
+// A replayed campaign record on the real Kafka and MariaDB: once its
+// version is planned, the replay commits past it and nothing else, though
+// the audience grew; a plan whose process died right after its last
+// batches were committed is finished by the restart, and the replay queued
+// behind it is skipped.
+func TestIntegrationReplay(t *testing.T) {
+	e := newRealEnv(t)
+	var rows []row
+	for i := int64(1); i <= 595; i++ {
+		rows = append(rows, row{id: i, token: iosToken(i), platform: "ios"})
+	}
+	insertDevices(t, e.db, "app", rows[:95])
+	e.cfg.BatchesPerTransaction = 3
+	c := segmentCampaign("replayed", 10)
+	c.Schedule.SendAt = time.Now().Add(-time.Hour) // due now; no TTL, no expires_at
+	e.publishCampaign(c)
+	r := e.start(nil)
+	e.waitDone(1)
+	rowOf := func(id string) string {
+		t.Helper()
+		var status string
+		var devices, batches int64
+		var first, last, started, finished time.Time
+		if err := e.db.QueryRow(`SELECT status, planned_devices, planned_batches, first_send_at, last_send_at, started_at, finished_at
+			FROM campaigns WHERE id = ? AND version = 1`, id).Scan(&status, &devices, &batches, &first, &last, &started, &finished); err != nil {
+			t.Fatalf("campaign %s: %v", id, err)
+		}
+		return fmt.Sprintf("%s %d devices %d batches send %s..%s started %s finished %s", status, devices, batches,
+			first.Format(time.RFC3339Nano), last.Format(time.RFC3339Nano), started.Format(time.RFC3339Nano), finished.Format(time.RFC3339Nano))
+	}
+	before := rowOf("replayed")
+	if !strings.HasPrefix(before, "planned 95 devices 10 batches") {
+		t.Fatalf("first plan recorded %s", before)
+	}
+	insertDevices(t, e.db, "app", rows[95:])
+	e.publishCampaign(c)
+	e.waitDone(2)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if got := readyRecords(e.output(), "replayed"); len(got) != 10 {
+		t.Errorf("after the replay: %d batch ids, want the 10 of the plan", len(got))
+	} else {
+		for id, n := range got {
+			if n != 1 {
+				t.Errorf("batch %s committed %d times", id, n)
+			}
+		}
+	}
+	if after := rowOf("replayed"); after != before {
+		t.Errorf("the replay rewrote the row: %s, was %s", after, before)
+	}
+
+	d := segmentCampaign("died", 10)
+	d.Schedule.SendAt = time.Now().Add(-time.Hour)
+	e.publishCampaign(d)
+	e.publishCampaign(d)
+	killed := e.start(func(ev hookEvent) error {
+		if ev.campaign == "died" && ev.final {
+			return errCrash
+		}
+		return nil
+	})
+	killed.waitCrash(t)
+	restarted := e.start(nil)
+	e.waitDone(4)
+	if err := restarted.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	o := e.output()
+	if len(o.dupBatches) > 0 {
+		t.Fatalf("committed duplicates: %v", o.dupBatches)
+	}
+	if n := len(o.batchesOf("died")); n != 60 {
+		t.Errorf("%d batches, want 60", n)
+	}
+	equalIDs(t, "died", o.devicesOf("died"), wantIDs(1, 595))
+	if got := rowOf("died"); !strings.HasPrefix(got, "planned 595 devices 60 batches") {
+		t.Errorf("recorded %s", got)
+	}
+	if n := counterValue(t, restarted.p.m.replays.WithLabelValues(replayFinished)); n != 1 {
+		t.Errorf("skipped replays %v, want 1", n)
+	}
+}

@@ -15,6 +15,7 @@ type metrics struct {
 	invalid   *prometheus.CounterVec // by platform
 	unstored  prometheus.Counter
 	expired   prometheus.Counter
+	replays   *prometheus.CounterVec // by reason
 	chunks    *prometheus.CounterVec // by result
 	retries   *prometheus.CounterVec // by cause
 	duration  prometheus.Histogram
@@ -26,6 +27,13 @@ const (
 	outcomeCancelled    = StatusCancelled
 	outcomeExpired      = StatusExpired
 	outcomeDeadLettered = "dead_lettered"
+)
+
+// Why a replayed campaign record is skipped, the label of
+// pushlane_planner_replays_skipped_total.
+const (
+	replayFinished   = "finished"   // its version was planned, cancelled or expired
+	replaySuperseded = "superseded" // a newer version of the campaign has a row
 )
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -40,6 +48,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		unstored: s.Counter("pushlane_planner_unstored_tokens_total",
 			"Tokens of token-list audiences that cannot name a stored device (not ASCII, or over 512 bytes), left out of the audience query and logged; no invalid_token result, which needs a platform."),
 		expired: s.Counter("pushlane_planner_expired_devices_total", "Devices not batched because their wave expired before it started."),
+		replays: s.CounterVec("pushlane_planner_replays_skipped_total", "Campaign records skipped unplanned because MySQL records their version as finished (planned, cancelled, expired) or a newer version of the campaign, by reason (finished, superseded).",
+			"reason"),
 		chunks: s.CounterVec("pushlane_planner_transactions_total", "Planner transactions, by result (committed, aborted).",
 			"result"),
 		retries: s.CounterVec("pushlane_planner_retries_total", "Campaign attempts abandoned and retried from the last checkpoint, by cause (mysql, kafka, rebalance).",

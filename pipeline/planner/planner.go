@@ -198,8 +198,9 @@ type commitPoint struct {
 
 type hookEvent struct {
 	campaign string
-	chunks   int // chunks committed in this attempt
-	batches  int // batches produced in the open chunk; 0 right after a commit
+	chunks   int  // chunks committed in this attempt
+	batches  int  // batches produced in the open chunk; 0 right after a commit
+	final    bool // the chunk with the last batches was just committed
 	flush    func()
 
 	sessionStarted bool // a Kafka session was just created

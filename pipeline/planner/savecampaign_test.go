@@ -91,3 +91,43 @@ func onEachMySQL(t *testing.T, fn func(t *testing.T, db *sql.DB)) {
 		fn(t, db)
 	})
 }
+
+// LatestCampaign is how the planner tells a replayed campaign record from
+// a new one: the newest row at or above the record's version, through the
+// primary key, on every server the planner runs against.
+func testLatestCampaign(t *testing.T, db *sql.DB) {
+	ctx := context.Background()
+	s := NewMySQLStore(db)
+	t.Cleanup(func() { _ = s.Close() })
+	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	for _, r := range []CampaignRecord{
+		{ID: "a", Version: 1, App: "shop", Status: StatusPlanned, Devices: 9, Batches: 1, StartedAt: at, FinishedAt: at},
+		{ID: "a", Version: 3, App: "shop", Status: StatusCancelled, StartedAt: at, FinishedAt: at},
+		{ID: "ab", Version: 7, App: "shop", Status: StatusFailed, StartedAt: at, FinishedAt: at},
+	} {
+		if err := s.SaveCampaign(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		id      string
+		version int
+		want    StoredCampaign
+		found   bool
+	}{
+		{"a", 1, StoredCampaign{3, StatusCancelled}, true}, // superseded by v3
+		{"a", 2, StoredCampaign{3, StatusCancelled}, true},
+		{"a", 3, StoredCampaign{3, StatusCancelled}, true},
+		{"a", 4, StoredCampaign{}, false},
+		{"ab", 1, StoredCampaign{7, StatusFailed}, true},
+		{"b", 1, StoredCampaign{}, false},
+		{"A", 1, StoredCampaign{}, false}, // ids are ascii_bin: case matters
+	} {
+		got, found, err := s.LatestCampaign(ctx, tc.id, tc.version)
+		if err != nil || found != tc.found || got != tc.want {
+			t.Errorf("LatestCampaign(%q, %d) = %+v, %v, %v; want %+v, %v", tc.id, tc.version, got, found, err, tc.want, tc.found)
+		}
+	}
+}
+
+func TestLatestCampaign(t *testing.T) { onEachMySQL(t, testLatestCampaign) }

@@ -168,9 +168,10 @@ func (s schedule) nominal(k waveKey) time.Time {
 	return s.wall.Add(-time.Duration(k.offset) * time.Second)
 }
 
-// waveStart is when the wave's first batch is due: its nominal time, or
-// the planning start if that has passed ("a send time already past is due
-// now").
+// waveStart is the instant the wave's throttle lane starts: its nominal
+// time, or the planning start if that has passed ("a send time already
+// past is due now"). Waves with the same start share the lane, so a wave's
+// first batch may be due later, behind the others' batches.
 func (s schedule) waveStart(k waveKey) time.Time {
 	n := s.nominal(k)
 	if n.Before(s.start) {
@@ -219,10 +220,13 @@ func (s schedule) campaignExpired() bool {
 	return false
 }
 
-// batchSendAt spaces a wave's batches for the throttle: a batch whose
-// wave has already emitted `before` devices is due before/R seconds after
-// the wave starts, so batch i of full batches is due at start + i·B/R and
-// the wave never exceeds R sends per second.
+// batchSendAt spaces the batches of the waves starting at start (a lane)
+// for the throttle: a batch cut after `before` devices of the lane is due
+// before/R seconds after start, so full batches are B/R apart. That holds
+// the lane to R sends per second on average, not within every second: a
+// whole batch is due at once, so any T seconds hold fewer than R·T + B
+// devices (⌈R/B⌉ full batches a second; one batch, more than R, when
+// B > R).
 func (s schedule) batchSendAt(start time.Time, before int64) time.Time {
 	if s.rate <= 0 || before == 0 {
 		return start

@@ -64,6 +64,16 @@ type Store interface {
 	ReadDevices(ctx context.Context, q AudienceQuery, part int, afterID int64, limit int, page *Page) (next int64, done bool, err error)
 	// SaveCampaign upserts rec; writing the same record twice is harmless.
 	SaveCampaign(ctx context.Context, rec CampaignRecord) error
+	// LatestCampaign reads the row of campaign id with the highest
+	// version at or above version; found is false when there is none.
+	LatestCampaign(ctx context.Context, id string, version int) (row StoredCampaign, found bool, err error)
+}
+
+// StoredCampaign is what the planner needs of a campaigns row to tell a
+// replayed campaign record from a new one.
+type StoredCampaign struct {
+	Version int
+	Status  string
 }
 
 // MySQLStore reads devices (migration 0001) and writes campaigns (0002).
@@ -308,14 +318,15 @@ func (s *MySQLStore) scanRows(ctx context.Context, query string, args []any, par
 	return n, last, nil
 }
 
-// saveCampaignSQL upserts a campaign's row. A record that planned nothing
-// (a replay of the event after the campaign expired or was cancelled: no
-// batch, no invalid token, no expired device) never replaces a row that
-// planned something; the row keeps what the plan did. Every assignment
-// keeps the row or takes the record as a whole: when it takes the record,
-// the guard, read again on the updated columns, is false for every later
-// column too, so the outcome is the same whether the server assigns left
-// to right (MySQL, MariaDB) or all at once.
+// saveCampaignSQL upserts a campaign's row. A replayed record of a
+// finished version is skipped before it is planned (see LatestCampaign),
+// so it writes nothing; as a second line, a record that planned nothing
+// (no batch, no invalid token, no expired device) never replaces a row
+// that planned something, and the row keeps what the plan did. Every
+// assignment keeps the row or takes the record as a whole: when it takes
+// the record, the guard, read again on the updated columns, is false for
+// every later column too, so the outcome is the same whether the server
+// assigns left to right (MySQL, MariaDB) or all at once.
 const saveCampaignSQL = `INSERT INTO campaigns
 		(id, version, app, status, reason, planned_devices, planned_batches, invalid_tokens, expired_devices,
 		 first_send_at, last_send_at, expires_at, started_at, finished_at)
@@ -357,6 +368,23 @@ func (s *MySQLStore) SaveCampaign(ctx context.Context, r CampaignRecord) error {
 		return fmt.Errorf("save campaign %s v%d: %w", r.ID, r.Version, err)
 	}
 	return nil
+}
+
+// latestCampaignSQL finds the newest row at or above a version through
+// the primary key (id, version).
+const latestCampaignSQL = `SELECT version, status FROM campaigns WHERE id = ? AND version >= ? ORDER BY version DESC LIMIT 1`
+
+// LatestCampaign implements Store.
+func (s *MySQLStore) LatestCampaign(ctx context.Context, id string, version int) (StoredCampaign, bool, error) {
+	var row StoredCampaign
+	err := s.db.QueryRowContext(ctx, latestCampaignSQL, id, version).Scan(&row.Version, &row.Status)
+	if errors.Is(err, sql.ErrNoRows) {
+		return row, false, nil
+	}
+	if err != nil {
+		return row, false, fmt.Errorf("read campaign %s from v%d: %w", id, version, err)
+	}
+	return row, true, nil
 }
 
 // OpenMySQL opens the device store of cfg: parseTime and UTC added, TLS

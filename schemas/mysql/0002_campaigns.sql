@@ -2,10 +2,11 @@
 -- when planning ends: planned (batches emitted), cancelled (a control
 -- event stopped it; counts are what was emitted before), expired (past
 -- expires-at or TTL before planning began; nothing emitted) or failed
--- (dead-lettered, e.g. unknown app; reason says why). The upsert is
--- idempotent: a replayed or resumed campaign writes the same row again,
--- and a replay that plans nothing (the campaign has since expired or been
--- cancelled) leaves the row of the plan that ran.
+-- (dead-lettered, e.g. unknown app; reason says why). A planned row is
+-- written only once every batch it counts is committed, and the planner
+-- reads it before planning a campaign record: a replay of a version that
+-- has a row (or of an older version than one that has) plans nothing,
+-- and a failed version is handled again. The upsert is idempotent.
 -- `pushctl stats` reads planned_devices and planned_batches from here.
 CREATE TABLE IF NOT EXISTS campaigns (
   id               VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
