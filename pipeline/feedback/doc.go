@@ -91,9 +91,10 @@
 //
 // and in both cases then reconcile the device (app, token), here for
 // suspect_strikes 3 (for 0, deactivated_at is the outer GREATEST(…) alone,
-// without the strike count). A device deactivated by something other than
-// feedback's evidence (a reason of the backend's own) is left as it is
-// until a registration newer than its deactivation:
+// without the strike count). An inactive device whose deactivation no
+// recorded evidence reaches (set by the backend's own UPDATE, or by an
+// operator) is left as it is until a registration newer than its
+// deactivation; one set inactive without a deactivated_at, for good:
 //
 //	UPDATE devices d LEFT JOIN device_deaths e ON e.app = d.app AND e.token = d.token
 //	SET d.deactivated_at = COALESCE(
@@ -105,16 +106,17 @@
 //	  GREATEST(COALESCE(IF(e.died_at > d.registered_at, e.died_at, NULL), IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL)),
 //	    COALESCE(IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL), IF(e.died_at > d.registered_at, e.died_at, NULL))))
 //	WHERE d.app = ? AND d.token IN (?)
-//	  AND (d.active = 1 OR d.deactivated_at IS NULL OR d.registered_at > d.deactivated_at
-//	    OR d.deactivation_reason IN ('unregistered_by_app', 'suspect_strikes')
-//	    OR (e.death_reason IS NOT NULL AND d.deactivation_reason = e.death_reason));
+//	  AND (d.active = 1 OR d.registered_at > d.deactivated_at
+//	    OR e.died_at >= d.deactivated_at OR e.unregistered_at >= d.deactivated_at
+//	    OR (d.deactivation_reason = 'suspect_strikes'
+//	      AND EXISTS (SELECT 1 FROM device_strikes s WHERE s.app = d.app AND s.token = d.token)));
 //	UPDATE devices d LEFT JOIN device_deaths e ON e.app = d.app AND e.token = d.token
 //	SET d.active = IF(d.deactivated_at IS NULL, 1, 0),
 //	  d.deactivation_reason = CASE WHEN d.deactivated_at IS NULL THEN NULL
 //	    WHEN IF(e.died_at > d.registered_at, e.died_at, NULL) = d.deactivated_at THEN e.death_reason
 //	    WHEN IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL) = d.deactivated_at THEN 'unregistered_by_app'
 //	    ELSE 'suspect_strikes' END
-//	WHERE d.app = ? AND d.token IN (?) AND d.deactivated_at <=> COALESCE(
+//	WHERE d.app = ? AND d.token IN (?) AND (d.active = 1 OR d.deactivation_reason IS NOT NULL) AND d.deactivated_at <=> COALESCE(
 //	  GREATEST((SELECT IF(COUNT(*) >= 3, MAX(s.at), NULL) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at),
 //	    COALESCE(
 //	      GREATEST(COALESCE(IF(e.died_at > d.registered_at, e.died_at, NULL), IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL)),

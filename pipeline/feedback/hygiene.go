@@ -544,14 +544,22 @@ func ReconcileSQL(app string, tokens []string, n int) ([2]string, []any) {
 	for _, t := range tokens {
 		args = append(args, t)
 	}
-	// Only a state feedback's evidence explains is derived: a device
-	// deactivated by something else (an operator, the app backend marking
-	// a logout) stays as it is until a registration newer than its
+	// Only a state feedback's evidence explains is derived: an inactive
+	// device whose deactivation no recorded evidence reaches (an
+	// operator's, the app backend's own UPDATE, an older feedback's that
+	// kept none) stays as it is until a registration newer than its
 	// deactivation; a strike or a registration older than that would
-	// otherwise find no evidence against it and revive it.
-	ours := " AND (d.active = 1 OR d.deactivated_at IS NULL OR d.registered_at > d.deactivated_at" +
-		" OR d.deactivation_reason IN ('" + ReasonUnregisteredByApp + "', '" + ReasonSuspectStrikes + "')" +
-		" OR (e.death_reason IS NOT NULL AND d.deactivation_reason = e.death_reason))"
+	// otherwise find no evidence against it and revive it. Deaths and
+	// unregisters are kept as maxima, so one that deactivated the device
+	// stays at or after its deactivated_at whatever came later (the reason
+	// is not compared: a later death of another reason replaces it). A
+	// strike deactivation is recognised by its reason and its strikes, as
+	// a registration may have made the strikes that decided it too old to
+	// count, which is exactly when it must be re-judged.
+	ours := " AND (d.active = 1 OR d.registered_at > d.deactivated_at" +
+		" OR e.died_at >= d.deactivated_at OR e.unregistered_at >= d.deactivated_at" +
+		" OR (d.deactivation_reason = '" + ReasonSuspectStrikes + "'" +
+		" AND EXISTS (SELECT 1 FROM device_strikes s WHERE s.app = d.app AND s.token = d.token)))"
 	return [2]string{
 		from + "d.deactivated_at = " + latest + where.String() + ours,
 		// The rows the first statement derived are those whose
@@ -560,7 +568,10 @@ func ReconcileSQL(app string, tokens []string, n int) ([2]string, []any) {
 			" d.deactivation_reason = CASE WHEN d.deactivated_at IS NULL THEN NULL" +
 			" WHEN " + death + " = d.deactivated_at THEN e.death_reason" +
 			" WHEN " + unreg + " = d.deactivated_at THEN '" + ReasonUnregisteredByApp + "'" +
-			" ELSE '" + ReasonSuspectStrikes + "' END" + where.String() + " AND d.deactivated_at <=> " + latest,
+			" ELSE '" + ReasonSuspectStrikes + "' END" + where.String() +
+			// A device set inactive from outside with neither time nor
+			// reason has the deactivated_at (NULL) of no evidence too.
+			" AND (d.active = 1 OR d.deactivation_reason IS NOT NULL) AND d.deactivated_at <=> " + latest,
 	}, args
 }
 

@@ -136,6 +136,50 @@ func storeCases() []storeCase {
 				t.Errorf("after a registration newer than the deactivation: device = %s, want active", d)
 			}
 		}},
+		{"a deactivation that left no evidence is not undone by older events", func(t *testing.T, db *sql.DB) {
+			s := NewMySQLStore(db, 3)
+			// A backend unregistering with its own UPDATE (as the doc
+			// said before device_deaths), and one that only cleared
+			// active: neither left evidence.
+			seedDevice(t, db, "app", "u", t0)
+			seedDevice(t, db, "app", "z", t0)
+			off := t0.Add(time.Hour)
+			if _, err := db.Exec("UPDATE devices SET active = 0, deactivated_at = ?, deactivation_reason = 'unregistered_by_app' WHERE app = 'app' AND token = 'u'", off); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec("UPDATE devices SET active = 0 WHERE app = 'app' AND token = 'z'"); err != nil {
+				t.Fatal(err)
+			}
+			apply(t, s, Collect([]*schemas.Result{
+				result("z1", "app", "z", schemas.OutcomeTokenSuspect, "BadDeviceToken", t0.Add(2*time.Hour)),
+				dead("u1", "u", "Unregistered", t0.Add(2*time.Hour), t0.Add(-time.Hour)), // Apple's timestamp before the registration
+			}, []*schemas.DeviceRegistration{{SchemaVersion: 1, App: "app", Token: "u", Platform: "ios", RegisteredAt: t0}})) // a replayed registration
+			if d := device(t, db, "app", "u"); d.Active || d.Reason != ReasonUnregisteredByApp || !d.DeactivatedAt.Equal(off) {
+				t.Errorf("unregistered by the backend: device = %s, want inactive, unregistered_by_app at %s", d, off)
+			}
+			if d := device(t, db, "app", "z"); d.Active {
+				t.Errorf("set inactive by the backend: device = %s, want inactive", d)
+			}
+		}},
+		{"two deaths of different reasons end alike in either order", func(t *testing.T, db *sql.DB) {
+			var states []deviceState
+			for i, order := range [][2]int{{0, 1}, {1, 0}} {
+				s := NewMySQLStore(db, 3)
+				tok := fmt.Sprint("dd", i)
+				seedDevice(t, db, "app", tok, t0)
+				deaths := []*schemas.Result{
+					dead(tok+"a", tok, "ExpiredToken", t0.Add(time.Hour), time.Time{}),
+					dead(tok+"b", tok, "Unregistered", t0.Add(3*time.Hour), t0.Add(2*time.Hour)),
+				}
+				for _, k := range order {
+					apply(t, s, Collect([]*schemas.Result{deaths[k]}, nil))
+				}
+				states = append(states, device(t, db, "app", tok))
+			}
+			if states[0].String() != states[1].String() || states[0].Active || states[0].Reason != "Unregistered" {
+				t.Errorf("in order: %s; reversed: %s; want both inactive, Unregistered at +2h", states[0], states[1])
+			}
+		}},
 		{"410 timestamp guard both ways", func(t *testing.T, db *sql.DB) {
 			s := NewMySQLStore(db, 3)
 			seedDevice(t, db, "app", "old", t0)                  // registered before Apple's timestamp
