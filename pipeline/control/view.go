@@ -23,14 +23,16 @@
 // with no record to read; a partition whose consumed position and end
 // offset have both stood still for QuietChecks refreshes, longer than the
 // consumer's fetch wait, counts as caught up, but only once the view has
-// read something from it, while its fetches succeed, and once every broker
-// the view fetches from has answered fetches sent after the end offset was
+// read something from it, while its fetches succeed, and once the
+// partition's leader has answered fetches sent after the end offset was
 // listed and the view has applied what they brought. Standing still alone
-// says nothing while a fetch is slow (a stalled connection, an overloaded
-// broker: the client waits FetchMaxWait plus 10 s before it gives up) or
-// while the view backs off after fetch errors: a cancel acknowledged then
-// would be behind the end offset, unread, and the view would call itself
-// caught up. A partition whose start offset has reached its end (every
+// says nothing while a fetch is slow or stalled (an overloaded broker, a
+// connection that black-holes: the client retries a failed fetch without
+// a word) or while the view backs off after fetch errors: a cancel
+// acknowledged then would be behind the end offset, unread, and the view
+// would call itself caught up. So a view that cannot read its leader stays
+// stale for as long as that lasts, and the stages wait rather than send a
+// cancelled campaign. A partition whose start offset has reached its end (every
 // record deleted) has nothing to read.
 package control
 
@@ -136,7 +138,7 @@ func New(cfg Config, deps Deps) (*View, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	fetches := &fetchCounts{n: map[int32]uint64{}, at: map[int32]time.Time{}}
+	fetches := &fetchCounts{n: map[int32]uint64{}}
 	cl, err := kafka.NewClient(cfg.Kafka,
 		kgo.WithHooks(fetches),
 		kgo.ConsumeTopics(cfg.Topic),
@@ -319,10 +321,13 @@ func (v *View) refreshLoop(ctx context.Context) {
 	lastEnd := map[int32]int64{}
 	lastApplied := map[int32]int64{}
 	quiet := map[int32]int{}
-	// awaited: per partition standing still, the fetch count each broker
-	// must reach, and the view have polled past, before it can count as
-	// quiet (see answeredSince).
-	awaited := map[int32]map[int32]uint64{}
+	// awaited: per partition standing still, its leader and the fetch
+	// count the leader must reach, and the view have polled past, before
+	// it can count as quiet (see answeredSinceLocked).
+	awaited := map[int32]awaitedFetch{}
+	// Leaders are looked up only while a partition stands still below its
+	// end, which a caught-up view never does.
+	needLeaders := false
 	tick := time.NewTicker(v.cfg.RefreshInterval)
 	defer tick.Stop()
 	for {
@@ -342,6 +347,11 @@ func (v *View) refreshLoop(ctx context.Context) {
 				err = starts.Error()
 			}
 		}
+		var leaders map[int32]int32
+		if err == nil && needLeaders {
+			leaders = v.leaders(lctx)
+		}
+		needLeaders = false
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -368,19 +378,20 @@ func (v *View) refreshLoop(ctx context.Context) {
 				} else if lastEnd[o.Partition] == o.Offset && lastApplied[o.Partition] == a {
 					// Nothing arrives and nothing is appended: the
 					// offsets below the end hold no record to read.
-					if awaited[o.Partition] == nil {
-						awaited[o.Partition] = v.fetches.awaitAfter(t0)
+					needLeaders = true
+					if l, ok := leaders[o.Partition]; ok && (!awaited[o.Partition].set || awaited[o.Partition].leader != l) {
+						awaited[o.Partition] = awaitedFetch{set: true, leader: l, count: v.fetches.count(l) + 3}
 					}
 					quiet[o.Partition]++
 					if quiet[o.Partition] < v.cfg.QuietChecks ||
 						time.Duration(quiet[o.Partition])*v.cfg.RefreshInterval <= 2*v.cfg.FetchMaxWait ||
-						!v.answeredSinceLocked(awaited[o.Partition], t0) {
+						!v.answeredSinceLocked(awaited[o.Partition]) {
 						caughtUp = false
 					}
 				} else {
 					quiet[o.Partition] = 0
 					caughtUp = false
-					awaited[o.Partition] = v.fetches.awaitAfter(t0)
+					delete(awaited, o.Partition)
 				}
 				lastEnd[o.Partition], lastApplied[o.Partition] = o.Offset, a
 			})
@@ -398,42 +409,49 @@ func (v *View) refreshLoop(ctx context.Context) {
 	}
 }
 
-// answeredSinceLocked reports whether every broker in want that still
-// answers fetches has answered as many as want says and the view has
-// polled past them. want (from awaitAfter) asks for three answers after the
-// listing: the first may answer a fetch sent before a record listed then
-// was written; the second's fetch was sent after the listing; the third is
-// only sent once the second's records were taken by a poll.
-func (v *View) answeredSinceLocked(want map[int32]uint64, now time.Time) bool {
-	if want == nil {
-		return false
-	}
-	for node, n := range want {
-		if v.polled[node] >= n {
-			continue
-		}
-		// A broker that no longer answers fetches leads none of the
-		// topic's partitions now (a stalled fetch ends in an error,
-		// FetchMaxWait plus 10 s after it was sent, which marks its
-		// partitions as failing): it holds nothing unread.
-		if now.Sub(v.fetches.lastAnswer(node)) > brokerIdleAfter {
-			continue
-		}
-		return false
-	}
-	return true
+// awaitedFetch: a partition standing still below its end waits for its
+// leader to answer count fetches.
+type awaitedFetch struct {
+	set    bool
+	leader int32
+	count  uint64
 }
 
-// brokerIdleAfter: a broker that has answered no fetch for this long is
-// not waited for; longer than a stalled fetch takes to fail.
-const brokerIdleAfter = 15 * time.Second
+// answeredSinceLocked reports whether the leader in want has answered as
+// many fetches as want says and the view has polled past them. want asks
+// for three answers after the listing: the first may answer a fetch sent
+// before a record listed then was written; the second's fetch was sent
+// after the listing; the third is only sent once the second's records were
+// taken by a poll. A leader that stops answering (a stalled connection)
+// keeps the partition from counting as quiet; a new leader is awaited
+// afresh.
+func (v *View) answeredSinceLocked(want awaitedFetch) bool {
+	return want.set && want.leader >= 0 && v.polled[want.leader] >= want.count
+}
+
+// leaders returns the control topic's partition leaders, or nil if the
+// metadata cannot be read now (the next refresh tries again).
+func (v *View) leaders(ctx context.Context) map[int32]int32 {
+	md, err := v.adm.Metadata(ctx, v.cfg.Topic)
+	if err != nil {
+		return nil
+	}
+	t, ok := md.Topics[v.cfg.Topic]
+	if !ok || t.Err != nil {
+		return nil
+	}
+	m := make(map[int32]int32, len(t.Partitions))
+	for p, d := range t.Partitions {
+		m[p] = d.Leader
+	}
+	return m
+}
 
 // fetchCounts is a kgo hook counting the fetch responses read from each
 // broker.
 type fetchCounts struct {
 	mu sync.Mutex
 	n  map[int32]uint64
-	at map[int32]time.Time
 }
 
 func (f *fetchCounts) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
@@ -443,7 +461,6 @@ func (f *fetchCounts) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _,
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.n[meta.NodeID]++
-	f.at[meta.NodeID] = time.Now()
 }
 
 func (f *fetchCounts) snapshot() map[int32]uint64 {
@@ -456,24 +473,10 @@ func (f *fetchCounts) snapshot() map[int32]uint64 {
 	return m
 }
 
-// awaitAfter returns, for each broker that has answered a fetch within
-// brokerIdleAfter of now, its count plus three (see answeredSinceLocked).
-func (f *fetchCounts) awaitAfter(now time.Time) map[int32]uint64 {
+func (f *fetchCounts) count(node int32) uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	m := make(map[int32]uint64, len(f.n))
-	for node, n := range f.n {
-		if now.Sub(f.at[node]) <= brokerIdleAfter {
-			m[node] = n + 3
-		}
-	}
-	return m
-}
-
-func (f *fetchCounts) lastAnswer(node int32) time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.at[node]
+	return f.n[node]
 }
 
 // Cancelled reports whether campaign id is cancelled.
