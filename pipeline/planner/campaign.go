@@ -173,7 +173,8 @@ type txn struct {
 	// the first chunk of a campaign planned from the start.
 	unstored int
 	// handled: devices read into this transaction, whatever became of
-	// them (batched, reported invalid, expired); started: when it began.
+	// them (batched, reported invalid, expired); started: when it began,
+	// or when its first page came if it waited for it untouched.
 	handled int
 	started time.Time
 }
@@ -194,6 +195,11 @@ func (t *txn) full(batchSize int) bool {
 	}
 	return false
 }
+
+// holdsRecords reports whether the transaction has produced records
+// (batches, invalid-token results): from the first one the broker counts
+// its timeout, and read_committed readers of those partitions wait for it.
+func (t *txn) holdsRecords() bool { return t.batches > 0 || len(t.invalid) > 0 }
 
 func (p *Planner) begin(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record) (*txn, error) {
 	if err := sess.Begin(); err != nil {
@@ -757,18 +763,65 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 		return 0, true, nil
 	}
 
+	// nextChunk commits the open chunk with a checkpoint and begins the
+	// next one; more is false when plan is to return res and err.
+	nextChunk := func() (res result, more bool, err error) {
+		if p.controls != nil && p.controls.Cancelled(c.ID) {
+			log.Info("planner: campaign cancelled while planning")
+			return resultAgain, false, t.abort(ctx)
+		}
+		if res, ok, err := checkpoint(false); err != nil || !ok {
+			return res, false, err
+		}
+		if t, err = p.begin(ctx, sess, r); err != nil {
+			return 0, false, err
+		}
+		return 0, true, nil
+	}
+
 	for {
 		var msg pageMsg
-		waitStart := time.Now()
-		stopping := false
-		select {
-		case msg = <-pages:
-			readWait += time.Since(waitStart)
-			// A read the stop cancelled fails too: that is the stop, not a
-			// MySQL failure (select picks either when both are ready).
-			stopping = msg.err != nil && ctx.Err() != nil
-		case <-ctx.Done():
-			stopping = true
+		stopping, paged := false, false
+		for !stopping && !paged {
+			// A page read may take up to its query timeout, longer than
+			// the broker's transaction timeout: a chunk holding records
+			// would pin the last stable offset of every partition it
+			// wrote to (other campaigns' due batches wait behind it) and
+			// then be aborted by the broker. So the quarter-timeout
+			// bound of full also holds while waiting: the chunk is
+			// committed, and the page, read after the engine's position,
+			// goes into the next one, as after a checkpoint mid-page.
+			var timer *time.Timer
+			var due <-chan time.Time
+			if t.holdsRecords() {
+				timer = time.NewTimer(time.Until(t.started.Add(p.cfg.TransactionTimeout / 4)))
+				due = timer.C
+			}
+			waitStart := time.Now()
+			select {
+			case msg = <-pages:
+				readWait += time.Since(waitStart)
+				// A read the stop cancelled fails too: that is the stop, not a
+				// MySQL failure (select picks either when both are ready).
+				stopping = msg.err != nil && ctx.Err() != nil
+				paged = true
+			case <-ctx.Done():
+				stopping = true
+			case <-due:
+				readWait += time.Since(waitStart)
+				log.Debug("planner: committing the chunk while waiting for the next page", "chunks", chunks+1)
+				if res, more, err := nextChunk(); !more {
+					return res, err
+				}
+			}
+			if timer != nil {
+				timer.Stop()
+			}
+		}
+		if paged && t.handled == 0 && !t.holdsRecords() {
+			// The broker's transaction starts with its first record: a
+			// chunk begun before a long wait is not that old yet.
+			t.started = time.Now()
 		}
 		if stopping {
 			// Stop at a page boundary: commit what the open chunk holds.
@@ -795,16 +848,8 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 			if !t.full(e.batchSize) {
 				continue
 			}
-			if p.controls != nil && p.controls.Cancelled(c.ID) {
-				log.Info("planner: campaign cancelled while planning")
-				return resultAgain, t.abort(ctx)
-			}
-			res, ok, err := checkpoint(false)
-			if err != nil || !ok {
+			if res, more, err := nextChunk(); !more {
 				return res, err
-			}
-			if t, err = p.begin(ctx, sess, r); err != nil {
-				return 0, err
 			}
 		}
 		free <- msg.page

@@ -69,8 +69,17 @@
 // The planner uses a franz-go GroupTransactSession. A big campaign cannot
 // sit in one transaction (the broker's 40 s timeout; a million devices are
 // 150 MB), so it is planned in chunks of batches_per_transaction batches,
-// one transaction each. Each chunk's transaction commits, together with its
-// batches, the campaign partition's group offset:
+// one transaction each. A chunk also ends after as many devices' worth of
+// work that made no batch (invalid tokens, expired devices), and once its
+// transaction is a quarter of the transaction timeout old (10 s by
+// default); one holding records ends so also while the planner waits for a
+// MySQL page: a page read may take up to its one-minute query timeout, and
+// a transaction open over it would hold back the last stable offset of
+// every partition it wrote to (read_committed readers, other campaigns'
+// due batches among them, wait behind it) until the broker aborted it. The
+// page then goes into the next chunk, as after a checkpoint taken
+// mid-page. Each chunk's transaction commits, together with its batches,
+// the campaign partition's group offset:
 //
 //   - an intermediate chunk commits the campaign record's own offset, with
 //     the campaign's checkpoint as the offset's metadata;

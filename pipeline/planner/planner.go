@@ -41,7 +41,8 @@ type Config struct {
 	// BatchesPerTransaction is the chunk size: batches per transaction,
 	// each chunk committing a checkpoint. Default 200. A chunk also ends
 	// after as many devices' worth of work without batches (invalid
-	// tokens, expired devices) or a quarter of TransactionTimeout.
+	// tokens, expired devices) or a quarter of TransactionTimeout, also
+	// when that passes while waiting for a MySQL page.
 	BatchesPerTransaction int
 	// MaxBatchBytes caps a batch record's value; a batch that would grow
 	// past it closes early. Default 900 KiB, under the broker's default

@@ -81,12 +81,22 @@ type MySQLStore struct {
 	db *sql.DB
 
 	mu    sync.Mutex
-	stmts map[string]*sql.Stmt
+	stmts map[string]*cachedStmt
+}
+
+// cachedStmt is a prepared statement of the cache and its users: readers
+// of one campaign (the segment reader's id goroutine and its workers) run
+// statements at once, and closing one under its user fails its query with
+// "sql: statement is closed", a MySQL retry for a healthy campaign.
+type cachedStmt struct {
+	st      *sql.Stmt
+	users   int
+	evicted bool // out of the cache: its last user closes it
 }
 
 // NewMySQLStore wraps db.
 func NewMySQLStore(db *sql.DB) *MySQLStore {
-	return &MySQLStore{db: db, stmts: map[string]*sql.Stmt{}}
+	return &MySQLStore{db: db, stmts: map[string]*cachedStmt{}}
 }
 
 // maxStmts bounds the statement cache: query shapes vary with the number
@@ -95,34 +105,58 @@ const maxStmts = 64
 
 // stmt returns a prepared statement for query, prepared once: a keyset
 // page is then a single round trip, whatever the DSN's interpolateParams.
-func (s *MySQLStore) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+// The caller runs it (a *sql.Stmt is safe for concurrent use) and calls
+// release once its rows are closed; until then the cache does not close it.
+func (s *MySQLStore) stmt(ctx context.Context, query string) (st *sql.Stmt, release func(), err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if st, ok := s.stmts[query]; ok {
-		return st, nil
-	}
-	st, err := s.db.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	if len(s.stmts) >= maxStmts {
-		for q, old := range s.stmts {
-			_ = old.Close()
-			delete(s.stmts, q)
+	c, ok := s.stmts[query]
+	if !ok {
+		prepared, err := s.db.PrepareContext(ctx, query)
+		if err != nil {
+			return nil, nil, err
 		}
+		if len(s.stmts) >= maxStmts {
+			for q, old := range s.stmts {
+				_ = s.evict(q, old)
+			}
+		}
+		c = &cachedStmt{st: prepared}
+		s.stmts[query] = c
 	}
-	s.stmts[query] = st
-	return st, nil
+	c.users++
+	return c.st, func() { s.release(c) }, nil
 }
 
-// Close releases the prepared statements (not the database).
+// evict takes c out of the cache; s.mu is held. A statement still in use
+// is closed by its last release, and one not in use now.
+func (s *MySQLStore) evict(query string, c *cachedStmt) error {
+	delete(s.stmts, query)
+	c.evicted = true
+	if c.users > 0 {
+		return nil
+	}
+	return c.st.Close()
+}
+
+func (s *MySQLStore) release(c *cachedStmt) {
+	s.mu.Lock()
+	c.users--
+	last := c.evicted && c.users == 0
+	s.mu.Unlock()
+	if last {
+		_ = c.st.Close()
+	}
+}
+
+// Close releases the prepared statements (not the database); those still
+// in use are closed when their users release them.
 func (s *MySQLStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
-	for q, st := range s.stmts {
-		errs = append(errs, st.Close())
-		delete(s.stmts, q)
+	for q, c := range s.stmts {
+		errs = append(errs, s.evict(q, c))
 	}
 	return errors.Join(errs...)
 }
@@ -261,10 +295,11 @@ func readSegmentPage(ctx context.Context, s segmentStore, q AudienceQuery, part 
 // next (at most limit) ids of the app's active devices after afterID, and
 // how many there are.
 func (s *MySQLStore) SegmentIDs(ctx context.Context, q AudienceQuery, afterID int64, limit int) (first, last int64, n int, err error) {
-	st, err := s.stmt(ctx, idsSQL)
+	st, release, err := s.stmt(ctx, idsSQL)
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("prepare audience ids query: %w", err)
 	}
+	defer release()
 	rows, err := st.QueryContext(ctx, q.App, afterID, limit)
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("read device ids after %d: %w", afterID, err)
@@ -295,10 +330,11 @@ func (s *MySQLStore) SegmentRows(ctx context.Context, q AudienceQuery, part int,
 
 // scanRows runs a device query into page.
 func (s *MySQLStore) scanRows(ctx context.Context, query string, args []any, part int, page *Page) (n int, last int64, err error) {
-	st, err := s.stmt(ctx, query)
+	st, release, err := s.stmt(ctx, query)
 	if err != nil {
 		return 0, 0, fmt.Errorf("prepare audience query: %w", err)
 	}
+	defer release()
 	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return 0, 0, fmt.Errorf("read devices: %w", err)
