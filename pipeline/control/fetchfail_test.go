@@ -24,21 +24,9 @@ import (
 // a second counted as caught up, and the cancelled campaign was sent.
 func TestViewIsNotCaughtUpWhileItCannotFetch(t *testing.T) {
 	const topic = "control"
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := control.Publish(ctx, cl, topic, schemas.CampaignControl{CampaignID: "c1", Action: schemas.ControlCancel}); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := controlCluster(t, ctx, topic, schemas.CampaignControl{CampaignID: "c1", Action: schemas.ControlCancel})
 	var failing atomic.Bool
 	failing.Store(true)
 	c.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
@@ -89,21 +77,9 @@ func TestViewIsNotCaughtUpWhileItCannotFetch(t *testing.T) {
 func TestViewIsNotFreshWhileAFetchIsSlow(t *testing.T) {
 	t.Parallel()
 	const topic = "control"
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := control.Publish(ctx, cl, topic, schemas.CampaignControl{CampaignID: "c0", Action: schemas.ControlPause}); err != nil {
-		t.Fatal(err)
-	}
+	c, cl := controlCluster(t, ctx, topic, schemas.CampaignControl{CampaignID: "c0", Action: schemas.ControlPause})
 	var slow atomic.Bool
 	var slowed atomic.Int64
 	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
@@ -149,4 +125,24 @@ func TestViewIsNotFreshWhileAFetchIsSlow(t *testing.T) {
 	if !v.Cancelled("c1") {
 		t.Errorf("fresh as of the cancel's acknowledgement after %v, with the cancel not applied", time.Since(acked))
 	}
+}
+
+// controlCluster starts a one-broker kfake cluster with topic, and a client
+// of it that has published first there; both close at cleanup.
+func controlCluster(t *testing.T, ctx context.Context, topic string, first schemas.CampaignControl) (*kfake.Cluster, *kgo.Client) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	if err := control.Publish(ctx, cl, topic, first); err != nil {
+		t.Fatal(err)
+	}
+	return c, cl
 }

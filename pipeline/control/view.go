@@ -42,6 +42,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -466,11 +467,7 @@ func (f *fetchCounts) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _,
 func (f *fetchCounts) snapshot() map[int32]uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	m := make(map[int32]uint64, len(f.n))
-	for node, n := range f.n {
-		m[node] = n
-	}
-	return m
+	return maps.Clone(f.n)
 }
 
 func (f *fetchCounts) count(node int32) uint64 {

@@ -24,17 +24,7 @@ import (
 // on another partition, bound for a healthy one, was forwarded 30 s late.
 func TestForwarderIsNotHeldByAnotherPartitionsDestination(t *testing.T) {
 	tiers := []string{"t00", "t01", "t02"}
-	c, err := kfake.NewCluster(kfake.NumBrokers(2), kfake.SeedTopics(2, append([]string{"ready", "dlq"}, tiers...)...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	k := dispatchtest.Kafka{Brokers: c.ListenAddrs()}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.ProducerLinger(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	c, k, cl := stallCluster(t, 2, 2, tiers)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// Ready partition 0 on node 0, partition 1 on node 1.
@@ -186,17 +176,7 @@ func TestForwarderDoesNotForwardTwiceBehindAFailedHead(t *testing.T) {
 // ten-second attempt each, one after another.
 func TestForwarderIsNotHeldByDeadLettersItCannotWrite(t *testing.T) {
 	tiers := []string{"t00", "t01", "t02"}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, append([]string{"ready", "dlq"}, tiers...)...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	k := dispatchtest.Kafka{Brokers: c.ListenAddrs()}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.ProducerLinger(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	c, k, cl := stallCluster(t, 1, 4, tiers)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	md, err := kadm.NewClient(cl).Metadata(ctx, "dlq")
@@ -264,4 +244,22 @@ func TestForwarderIsNotHeldByDeadLettersItCannotWrite(t *testing.T) {
 	if dl := k.ReadAll(t, "dlq", 3, 40*time.Second); len(dl) != 3 {
 		t.Fatalf("dlq holds %d records, want 3", len(dl))
 	}
+}
+
+// stallCluster starts a kfake cluster of brokers with ready, dlq and tiers,
+// each of partitions, and a producing client; both close at cleanup.
+func stallCluster(t *testing.T, brokers, partitions int, tiers []string) (*kfake.Cluster, dispatchtest.Kafka, *kgo.Client) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(brokers), kfake.SeedTopics(int32(partitions), append([]string{"ready", "dlq"}, tiers...)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	k := dispatchtest.Kafka{Brokers: c.ListenAddrs()}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.ProducerLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return c, k, cl
 }

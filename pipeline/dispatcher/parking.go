@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"maps"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -229,11 +230,7 @@ func (d *Dispatcher) syncHalts(ctx context.Context) map[string]Halt {
 		}
 		d.haltMu.Lock()
 		defer d.haltMu.Unlock()
-		out := make(map[string]Halt, len(d.halted))
-		for k, v := range d.halted {
-			out[k] = v
-		}
-		return out
+		return maps.Clone(d.halted)
 	}
 	stored := make(map[string]Halt, len(list))
 	for _, h := range list {

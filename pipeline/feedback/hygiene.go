@@ -457,35 +457,30 @@ func DeactivateSQL(ds []Death, inclusive bool) (string, []any) {
 // the maximum per column makes it order-free and replay-safe; several rows
 // for one device in one statement are applied one after the other.
 func EvidenceSQL(ds []Death, unregister bool) (string, []any) {
-	var b strings.Builder
-	var args []any
+	cols, width := "app, token, died_at, death_reason", 4
+	// death_reason reads died_at before died_at is assigned, on servers
+	// that assign left to right and on those that assign simultaneously.
+	update := " death_reason = IF(died_at IS NULL OR VALUES(died_at) > died_at OR (VALUES(died_at) = died_at AND VALUES(death_reason) > death_reason), VALUES(death_reason), death_reason)," +
+		" died_at = IF(died_at IS NULL OR VALUES(died_at) > died_at, VALUES(died_at), died_at)"
 	if unregister {
-		b.WriteString("INSERT INTO device_deaths (app, token, unregistered_at) VALUES ")
-		args = make([]any, 0, 3*len(ds))
-		for i, d := range ds {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString("(?, ?, ?)")
-			args = append(args, d.App, d.Token, d.At.UTC())
-		}
-		b.WriteString(" ON DUPLICATE KEY UPDATE unregistered_at = IF(unregistered_at IS NULL OR VALUES(unregistered_at) > unregistered_at, VALUES(unregistered_at), unregistered_at)")
-		return b.String(), args
+		cols, width = "app, token, unregistered_at", 3
+		update = " unregistered_at = IF(unregistered_at IS NULL OR VALUES(unregistered_at) > unregistered_at, VALUES(unregistered_at), unregistered_at)"
 	}
-	b.WriteString("INSERT INTO device_deaths (app, token, died_at, death_reason) VALUES ")
-	args = make([]any, 0, 4*len(ds))
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", width), ", ") + ")"
+	var b strings.Builder
+	b.WriteString("INSERT INTO device_deaths (" + cols + ") VALUES ")
+	args := make([]any, 0, width*len(ds))
 	for i, d := range ds {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("(?, ?, ?, ?)")
-		args = append(args, d.App, d.Token, d.At.UTC(), d.Reason)
+		b.WriteString(row)
+		args = append(args, d.App, d.Token, d.At.UTC())
+		if !unregister {
+			args = append(args, d.Reason)
+		}
 	}
-	// death_reason reads died_at before died_at is assigned, on servers
-	// that assign left to right and on those that assign simultaneously.
-	b.WriteString(" ON DUPLICATE KEY UPDATE" +
-		" death_reason = IF(died_at IS NULL OR VALUES(died_at) > died_at OR (VALUES(died_at) = died_at AND VALUES(death_reason) > death_reason), VALUES(death_reason), death_reason)," +
-		" died_at = IF(died_at IS NULL OR VALUES(died_at) > died_at, VALUES(died_at), died_at)")
+	b.WriteString(" ON DUPLICATE KEY UPDATE" + update)
 	return b.String(), args
 }
 
