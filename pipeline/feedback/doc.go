@@ -89,15 +89,12 @@
 //	ON DUPLICATE KEY UPDATE
 //	  unregistered_at = IF(unregistered_at IS NULL OR VALUES(unregistered_at) > unregistered_at, VALUES(unregistered_at), unregistered_at);
 //
-// and in both cases then reconcile the device (app, token), here for
-// suspect_strikes 3 (for 0, deactivated_at is the outer GREATEST(…) alone,
-// without the strike count). An inactive device whose deactivation no
-// recorded evidence reaches (set by the backend's own UPDATE, or by an
-// operator) is left as it is until a registration newer than its
-// deactivation; one set inactive without a deactivated_at, for good:
+// and in both cases then reconcile the device (app, token) with the two
+// statements below, where L stands for the latest evidence that applies to
+// it, here for suspect_strikes 3 (for 0, L is the outer GREATEST(…) alone,
+// without the strike count):
 //
-//	UPDATE devices d LEFT JOIN device_deaths e ON e.app = d.app AND e.token = d.token
-//	SET d.deactivated_at = COALESCE(
+//	COALESCE(
 //	  GREATEST((SELECT IF(COUNT(*) >= 3, MAX(s.at), NULL) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at),
 //	    COALESCE(
 //	      GREATEST(COALESCE(IF(e.died_at > d.registered_at, e.died_at, NULL), IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL)),
@@ -105,28 +102,29 @@
 //	      (SELECT IF(COUNT(*) >= 3, MAX(s.at), NULL) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at))),
 //	  GREATEST(COALESCE(IF(e.died_at > d.registered_at, e.died_at, NULL), IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL)),
 //	    COALESCE(IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL), IF(e.died_at > d.registered_at, e.died_at, NULL))))
+//
+// An inactive device whose deactivation no recorded evidence reaches (set
+// by the backend's own UPDATE, or by an operator) is left as it is until a
+// registration newer than its deactivation; one set inactive without a
+// deactivated_at, for good:
+//
+//	UPDATE devices d LEFT JOIN device_deaths e ON e.app = d.app AND e.token = d.token
+//	SET d.deactivated_at = L, d.active = IF(L IS NULL, 1, 0)
 //	WHERE d.app = ? AND d.token IN (?)
 //	  AND (d.active = 1 OR d.registered_at > d.deactivated_at
 //	    OR e.died_at >= d.deactivated_at OR e.unregistered_at >= d.deactivated_at
 //	    OR (d.deactivation_reason = 'suspect_strikes'
 //	      AND EXISTS (SELECT 1 FROM device_strikes s WHERE s.app = d.app AND s.token = d.token)));
 //	UPDATE devices d LEFT JOIN device_deaths e ON e.app = d.app AND e.token = d.token
-//	SET d.active = IF(d.deactivated_at IS NULL, 1, 0),
-//	  d.deactivation_reason = CASE WHEN d.deactivated_at IS NULL THEN NULL
+//	SET d.deactivation_reason = CASE WHEN d.deactivated_at IS NULL THEN NULL
 //	    WHEN IF(e.died_at > d.registered_at, e.died_at, NULL) = d.deactivated_at THEN e.death_reason
 //	    WHEN IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL) = d.deactivated_at THEN 'unregistered_by_app'
 //	    ELSE 'suspect_strikes' END
-//	WHERE d.app = ? AND d.token IN (?) AND (d.active = 1 OR d.deactivation_reason IS NOT NULL) AND d.deactivated_at <=> COALESCE(
-//	  GREATEST((SELECT IF(COUNT(*) >= 3, MAX(s.at), NULL) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at),
-//	    COALESCE(
-//	      GREATEST(COALESCE(IF(e.died_at > d.registered_at, e.died_at, NULL), IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL)),
-//	        COALESCE(IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL), IF(e.died_at > d.registered_at, e.died_at, NULL))),
-//	      (SELECT IF(COUNT(*) >= 3, MAX(s.at), NULL) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at))),
-//	  GREATEST(COALESCE(IF(e.died_at > d.registered_at, e.died_at, NULL), IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL)),
-//	    COALESCE(IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL), IF(e.died_at > d.registered_at, e.died_at, NULL))));
+//	WHERE d.app = ? AND d.token IN (?)
+//	  AND ((d.active = 1 AND d.deactivation_reason IS NOT NULL) OR d.deactivated_at = L);
 //
-// (RegisterSQL, EvidenceSQL and ReconcileSQL build exactly these, batched;
-// TestDocSQLIsWhatTheStoreRuns holds them to it.)
+// (RegisterSQL, EvidenceSQL and ReconcileSQL build exactly these, batched,
+// with L written out; TestDocSQLIsWhatTheStoreRuns holds them to it.)
 //
 // # Analytics (ClickHouse)
 //

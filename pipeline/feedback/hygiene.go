@@ -509,27 +509,15 @@ func EvidenceSQL(ds []Death, unregister bool) (string, []any) {
 // event names it.
 //
 // It is two statements, run in order with the same args: the first sets
-// deactivated_at to the latest evidence that applies, the second active and
-// the reason from it. One statement would repeat the strike count in every
-// assignment, since a multi-table UPDATE may not read a column it assigns
-// (MySQL does not promise an order). Each writer of evidence runs both
+// deactivated_at to the latest evidence that applies and active from it,
+// the second the reason. One statement would repeat the strike count in
+// every branch of the reason, since a multi-table UPDATE may not read a
+// column it assigns (MySQL does not promise an order). Each writer of evidence runs both
 // after its write, so the last pair to run sees every write; a failure
 // between them is repaired by applying the same Changes again.
 func ReconcileSQL(app string, tokens []string, n int) ([2]string, []any) {
-	const (
-		from  = "UPDATE devices d LEFT JOIN device_deaths e ON e.app = d.app AND e.token = d.token SET "
-		death = "IF(e.died_at > d.registered_at, e.died_at, NULL)"
-		unreg = "IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL)"
-		// The later of the two, NULL if both are: GREATEST is NULL as soon
-		// as one argument is.
-		deathOrUnreg = "GREATEST(COALESCE(" + death + ", " + unreg + "), COALESCE(" + unreg + ", " + death + "))"
-	)
-	latest := deathOrUnreg
-	if n > 0 {
-		// Any strike newer than registered_at makes the latest strike newer.
-		strikes := "(SELECT IF(COUNT(*) >= " + strconv.Itoa(n) + ", MAX(s.at), NULL) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at)"
-		latest = "COALESCE(GREATEST(" + strikes + ", COALESCE(" + deathOrUnreg + ", " + strikes + ")), " + deathOrUnreg + ")"
-	}
+	const from = "UPDATE devices d LEFT JOIN device_deaths e ON e.app = d.app AND e.token = d.token SET "
+	latest := latestEvidence(n)
 	var where strings.Builder
 	where.WriteString(" WHERE d.app = ? AND d.token IN (")
 	where.WriteString(strings.TrimSuffix(strings.Repeat("?, ", len(tokens)), ", "))
@@ -556,18 +544,41 @@ func ReconcileSQL(app string, tokens []string, n int) ([2]string, []any) {
 		" OR (d.deactivation_reason = '" + ReasonSuspectStrikes + "'" +
 		" AND EXISTS (SELECT 1 FROM device_strikes s WHERE s.app = d.app AND s.token = d.token)))"
 	return [2]string{
-		from + "d.deactivated_at = " + latest + where.String() + ours,
-		// The rows the first statement derived are those whose
-		// deactivated_at now is the evidence's.
-		from + "d.active = IF(d.deactivated_at IS NULL, 1, 0)," +
-			" d.deactivation_reason = CASE WHEN d.deactivated_at IS NULL THEN NULL" +
+		// active with deactivated_at, in the statement that decides which
+		// rows are derived: a later statement could not tell a time this
+		// one cleared from one that was NULL before (set from outside).
+		from + "d.deactivated_at = " + latest + ", d.active = IF(" + latest + " IS NULL, 1, 0)" + where.String() + ours,
+		// The reason, of the rows the first statement derived: active
+		// ones that still carry one, and inactive ones whose time is the
+		// evidence's.
+		from + "d.deactivation_reason = CASE WHEN d.deactivated_at IS NULL THEN NULL" +
 			" WHEN " + death + " = d.deactivated_at THEN e.death_reason" +
 			" WHEN " + unreg + " = d.deactivated_at THEN '" + ReasonUnregisteredByApp + "'" +
 			" ELSE '" + ReasonSuspectStrikes + "' END" + where.String() +
-			// A device set inactive from outside with neither time nor
-			// reason has the deactivated_at (NULL) of no evidence too.
-			" AND (d.active = 1 OR d.deactivation_reason IS NOT NULL) AND d.deactivated_at <=> " + latest,
+			" AND ((d.active = 1 AND d.deactivation_reason IS NOT NULL) OR d.deactivated_at = " + latest + ")",
 	}, args
+}
+
+// The death and the unregister of a device that apply (newer than its
+// registration, the unregister at its time too), or NULL.
+const (
+	death = "IF(e.died_at > d.registered_at, e.died_at, NULL)"
+	unreg = "IF(e.unregistered_at >= d.registered_at, e.unregistered_at, NULL)"
+)
+
+// latestEvidence is ReconcileSQL's expression of the latest evidence that
+// applies to a device (joined as d, its device_deaths row as e), NULL if
+// none does.
+func latestEvidence(n int) string {
+	// The later of the death and the unregister, NULL if both are:
+	// GREATEST is NULL as soon as one argument is.
+	deathOrUnreg := "GREATEST(COALESCE(" + death + ", " + unreg + "), COALESCE(" + unreg + ", " + death + "))"
+	if n <= 0 {
+		return deathOrUnreg
+	}
+	// Any strike newer than registered_at makes the latest strike newer.
+	strikes := "(SELECT IF(COUNT(*) >= " + strconv.Itoa(n) + ", MAX(s.at), NULL) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at)"
+	return "COALESCE(GREATEST(" + strikes + ", COALESCE(" + deathOrUnreg + ", " + strikes + ")), " + deathOrUnreg + ")"
 }
 
 // newerStrikes counts a device's strikes newer than its registration.

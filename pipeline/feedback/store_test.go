@@ -161,6 +161,25 @@ func storeCases() []storeCase {
 				t.Errorf("set inactive by the backend: device = %s, want inactive", d)
 			}
 		}},
+		{"outside deactivations with a reason but no time, or a time but no reason", func(t *testing.T, db *sql.DB) {
+			s := NewMySQLStore(db, 3)
+			seedDevice(t, db, "app", "l", t0)
+			seedDevice(t, db, "app", "q", t0)
+			if _, err := db.Exec("UPDATE devices SET active = 0, deactivation_reason = 'logout' WHERE app = 'app' AND token = 'l'"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec("UPDATE devices SET active = 0, deactivated_at = ? WHERE app = 'app' AND token = 'q'", t0.Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			apply(t, s, Collect([]*schemas.Result{result("l1", "app", "l", schemas.OutcomeTokenSuspect, "BadDeviceToken", t0.Add(2*time.Hour))},
+				[]*schemas.DeviceRegistration{{SchemaVersion: 1, App: "app", Token: "q", Platform: "ios", RegisteredAt: t0.Add(2 * time.Hour)}}))
+			if d := device(t, db, "app", "l"); d.Active || d.Reason != "logout" {
+				t.Errorf("inactive for logout, then one strike: device = %s, want inactive, logout", d)
+			}
+			if d := device(t, db, "app", "q"); !d.Active || d.Reason != "" || !d.DeactivatedAt.IsZero() {
+				t.Errorf("inactive at +1h, then registered at +2h: device = %s, want active", d)
+			}
+		}},
 		{"two deaths of different reasons end alike in either order", func(t *testing.T, db *sql.DB) {
 			var states []deviceState
 			for i, order := range [][2]int{{0, 1}, {1, 0}} {
