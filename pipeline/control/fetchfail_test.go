@@ -146,3 +146,80 @@ func controlCluster(t *testing.T, ctx context.Context, topic string, first schem
 	}
 	return c, cl
 }
+
+// A partition moved to another broker while the view's connection to its
+// old leader hangs: the new leader answering fetches of its other
+// partition says nothing of this one, which the view's client still asks
+// the old leader for. The view is not fresh as of a cancel written after
+// the move until it has read it.
+func TestViewIsNotFreshWhileItsClientFetchesAMovedPartitionFromAHungLeader(t *testing.T) {
+	t.Parallel()
+	const topic = "control"
+	c, err := kfake.NewCluster(kfake.NumBrokers(2), kfake.SeedTopics(2, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for p := range int32(2) {
+		if err := c.MoveTopicPartition(topic, p, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	publish := func(p int32, c schemas.CampaignControl) {
+		t.Helper()
+		r, err := control.Record(topic, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Partition = p
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(0, schemas.CampaignControl{CampaignID: "a", Action: schemas.ControlPause})
+	publish(1, schemas.CampaignControl{CampaignID: "b", Action: schemas.ControlPause})
+
+	var hang atomic.Bool
+	var hung atomic.Int64
+	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if hang.Load() && c.CurrentNode() == 0 {
+			hung.Add(1)
+			c.SleepControl(func() { time.Sleep(30 * time.Second) })
+		}
+		return nil, nil, false
+	})
+	v, err := control.New(control.Config{Kafka: config.Kafka{Brokers: c.ListenAddrs(), ClientID: "view-test"}, Topic: topic}, control.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = v.Run(runCtx) }()
+	if err := v.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hang.Store(true)
+	time.Sleep(700 * time.Millisecond) // the fetch in flight to node 0 ends; the next hangs
+	if err := c.MoveTopicPartition(topic, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	publish(0, schemas.CampaignControl{CampaignID: "c1", Action: schemas.ControlCancel})
+	acked := time.Now()
+	if err := v.WaitFresh(ctx, acked); err != nil {
+		t.Fatal(err)
+	}
+	if hung.Load() == 0 {
+		t.Fatal("no fetch to the old leader hung: the test did not reach its condition")
+	}
+	if !v.Cancelled("c1") {
+		t.Errorf("fresh as of the cancel's acknowledgement after %v, with the cancel not applied", time.Since(acked))
+	}
+}

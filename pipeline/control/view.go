@@ -107,8 +107,11 @@ type View struct {
 	// fetches counts the fetch responses each broker has answered; polled
 	// is its count as of the start of the last poll whose records have
 	// been applied.
-	fetches   *fetchCounts
-	polled    map[int32]uint64
+	fetches *fetchCounts
+	polled  map[int32]uint64
+	// idleAfter: a broker that answered no fetch for this long is not
+	// waited for (see answeredSinceLocked).
+	idleAfter time.Duration
 	freshAsOf time.Time
 	version   uint64 // bumped on every state change
 
@@ -139,7 +142,7 @@ func New(cfg Config, deps Deps) (*View, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	fetches := &fetchCounts{n: map[int32]uint64{}}
+	fetches := &fetchCounts{n: map[int32]uint64{}, at: map[int32]time.Time{}}
 	cl, err := kafka.NewClient(cfg.Kafka,
 		kgo.WithHooks(fetches),
 		kgo.ConsumeTopics(cfg.Topic),
@@ -163,6 +166,9 @@ func New(cfg Config, deps Deps) (*View, error) {
 		states:  map[string]State{},
 		applied: map[int32]int64{}, fetchFailed: map[int32]time.Time{},
 		fetches: fetches, polled: map[int32]uint64{},
+		// Twice what the client gives a fetch (its wait plus kgo's
+		// default 10 s request overhead) before it retries elsewhere.
+		idleAfter: 2 * (cfg.FetchMaxWait + 10*time.Second),
 	}
 	if err := v.registerMetrics(deps.Metrics); err != nil {
 		cl.Close()
@@ -381,12 +387,12 @@ func (v *View) refreshLoop(ctx context.Context) {
 					// offsets below the end hold no record to read.
 					needLeaders = true
 					if l, ok := leaders[o.Partition]; ok && (!awaited[o.Partition].set || awaited[o.Partition].leader != l) {
-						awaited[o.Partition] = awaitedFetch{set: true, leader: l, count: v.fetches.count(l) + 3}
+						awaited[o.Partition] = v.fetches.await(l)
 					}
 					quiet[o.Partition]++
 					if quiet[o.Partition] < v.cfg.QuietChecks ||
 						time.Duration(quiet[o.Partition])*v.cfg.RefreshInterval <= 2*v.cfg.FetchMaxWait ||
-						!v.answeredSinceLocked(awaited[o.Partition]) {
+						!v.answeredSinceLocked(awaited[o.Partition], t0) {
 						caughtUp = false
 					}
 				} else {
@@ -411,23 +417,49 @@ func (v *View) refreshLoop(ctx context.Context) {
 }
 
 // awaitedFetch: a partition standing still below its end waits for its
-// leader to answer count fetches.
+// leader, and every other broker answering fetches, to answer the counts
+// given.
 type awaitedFetch struct {
 	set    bool
 	leader int32
-	count  uint64
+	counts map[int32]uint64
 }
 
-// answeredSinceLocked reports whether the leader in want has answered as
-// many fetches as want says and the view has polled past them. want asks
-// for three answers after the listing: the first may answer a fetch sent
+// answeredSinceLocked reports whether the brokers of want have answered as
+// many fetches as want says and the view has polled past them. Each count
+// is three answers after the listing: the first may answer a fetch sent
 // before a record listed then was written; the second's fetch was sent
 // after the listing; the third is only sent once the second's records were
-// taken by a poll. A leader that stops answering (a stalled connection)
-// keeps the partition from counting as quiet; a new leader is awaited
-// afresh.
-func (v *View) answeredSinceLocked(want awaitedFetch) bool {
-	return want.set && want.leader >= 0 && v.polled[want.leader] >= want.count
+// taken by a poll.
+//
+// The leader, from fresh metadata, must answer: one that stops (a stalled
+// connection, which the client retries without a word) keeps the partition
+// from counting as quiet for as long as that lasts. The client fetches
+// from the leader its own metadata names, which may still be the old one
+// after a move: so the other brokers answering fetches are waited for too,
+// and one that has answered nothing for idleAfter (it leads nothing the
+// view reads any more, or its connection hangs: the client gives a fetch
+// up after its wait plus 10 s and refreshes its metadata) is let go, and
+// the rest are waited for afresh from then.
+func (v *View) answeredSinceLocked(want awaitedFetch, now time.Time) bool {
+	if !want.set || want.leader < 0 {
+		return false
+	}
+	done := true
+	for node, n := range want.counts {
+		if v.polled[node] >= n {
+			continue
+		}
+		if node != want.leader && now.Sub(v.fetches.lastAnswer(node)) > v.idleAfter {
+			delete(want.counts, node)
+			for other := range want.counts {
+				want.counts[other] = v.fetches.count(other) + 3
+			}
+			return false
+		}
+		done = false
+	}
+	return done
 }
 
 // leaders returns the control topic's partition leaders, or nil if the
@@ -449,10 +481,11 @@ func (v *View) leaders(ctx context.Context) map[int32]int32 {
 }
 
 // fetchCounts is a kgo hook counting the fetch responses read from each
-// broker.
+// broker, and when it last read one.
 type fetchCounts struct {
 	mu sync.Mutex
 	n  map[int32]uint64
+	at map[int32]time.Time
 }
 
 func (f *fetchCounts) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
@@ -462,6 +495,26 @@ func (f *fetchCounts) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _,
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.n[meta.NodeID]++
+	f.at[meta.NodeID] = time.Now()
+}
+
+// await is what a partition led by leader waits for from now on (see
+// answeredSinceLocked): three more answers from the leader and from each
+// broker that has answered a fetch.
+func (f *fetchCounts) await(leader int32) awaitedFetch {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w := awaitedFetch{set: true, leader: leader, counts: map[int32]uint64{leader: f.n[leader] + 3}}
+	for node, n := range f.n {
+		w.counts[node] = n + 3
+	}
+	return w
+}
+
+func (f *fetchCounts) lastAnswer(node int32) time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.at[node]
 }
 
 func (f *fetchCounts) snapshot() map[int32]uint64 {
