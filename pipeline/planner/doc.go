@@ -140,6 +140,14 @@
 // plans its whole audience under new batch ids, and the older version's
 // batches stay as they were.
 //
+// Upgrading from a planner that wrote the planned row inside the last
+// chunk's transaction (before this order): a campaign whose last chunk
+// that planner wrote the row for and then saw aborted (a rebalance during
+// the rolling upgrade) has a row and no batches, and the new planner skips
+// it. Roll the planner while it plans nothing (its group has no lag on the
+// campaigns topic), or check `pushctl stats` of the campaigns planned
+// during the roll against their audience.
+//
 // # Failures
 //
 // A record that does not decode, fails its schema, names an unknown app or
