@@ -22,18 +22,20 @@
 // Compaction and transaction markers can leave offsets below the end offset
 // with no record to read; a partition whose consumed position and end
 // offset have both stood still for QuietChecks refreshes, longer than the
-// consumer's fetch wait, counts as caught up, but only once the view has
-// read something from it, while its fetches succeed, and once the
-// partition's leader has answered fetches sent after the end offset was
-// listed and the view has applied what they brought. Standing still alone
-// says nothing while a fetch is slow or stalled (an overloaded broker, a
-// connection that black-holes: the client retries a failed fetch without
-// a word) or while the view backs off after fetch errors: a cancel
-// acknowledged then would be behind the end offset, unread, and the view
-// would call itself caught up. So a view that cannot read its leader stays
-// stale for as long as that lasts, and the stages wait rather than send a
-// cancelled campaign. A partition whose start offset has reached its end (every
-// record deleted) has nothing to read.
+// consumer's fetch wait, counts as caught up, but only while its fetches
+// succeed, once the partition's leader has answered fetches sent after the
+// end offset was listed and the view has applied what they brought, and
+// while no fetch to any broker is overdue. Standing still alone says
+// nothing while a fetch is slow or hung (an overloaded broker, a
+// connection that black-holes: the client gives a fetch up after its wait
+// plus 10 s, retrying without a word, and a partition moved meanwhile is
+// still asked of its old leader until then) or while the view backs off
+// after fetch errors: a cancel acknowledged then would be behind the end
+// offset, unread, and the view would call itself caught up. So a view that
+// cannot read its leader stays stale for as long as that lasts, and the
+// stages wait rather than send a cancelled campaign. A partition whose
+// start offset has reached its end (every record deleted) has nothing to
+// read.
 package control
 
 import (
@@ -43,6 +45,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -107,11 +110,8 @@ type View struct {
 	// fetches counts the fetch responses each broker has answered; polled
 	// is its count as of the start of the last poll whose records have
 	// been applied.
-	fetches *fetchCounts
-	polled  map[int32]uint64
-	// idleAfter: a broker that answered no fetch for this long is not
-	// waited for (see answeredSinceLocked).
-	idleAfter time.Duration
+	fetches   *fetchCounts
+	polled    map[int32]uint64
 	freshAsOf time.Time
 	version   uint64 // bumped on every state change
 
@@ -142,7 +142,7 @@ func New(cfg Config, deps Deps) (*View, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	fetches := &fetchCounts{n: map[int32]uint64{}, at: map[int32]time.Time{}}
+	fetches := &fetchCounts{n: map[int32]uint64{}, sent: map[int32]time.Time{}}
 	cl, err := kafka.NewClient(cfg.Kafka,
 		kgo.WithHooks(fetches),
 		kgo.ConsumeTopics(cfg.Topic),
@@ -166,9 +166,6 @@ func New(cfg Config, deps Deps) (*View, error) {
 		states:  map[string]State{},
 		applied: map[int32]int64{}, fetchFailed: map[int32]time.Time{},
 		fetches: fetches, polled: map[int32]uint64{},
-		// Twice what the client gives a fetch (its wait plus kgo's
-		// default 10 s request overhead) before it retries elsewhere.
-		idleAfter: 2 * (cfg.FetchMaxWait + 10*time.Second),
 	}
 	if err := v.registerMetrics(deps.Metrics); err != nil {
 		cl.Close()
@@ -331,7 +328,7 @@ func (v *View) refreshLoop(ctx context.Context) {
 	// awaited: per partition standing still, its leader and the fetch
 	// count the leader must reach, and the view have polled past, before
 	// it can count as quiet (see answeredSinceLocked).
-	awaited := map[int32]awaitedFetch{}
+	awaited := map[int32]*awaitedFetch{}
 	// Leaders are looked up only while a partition stands still below its
 	// end, which a caught-up view never does.
 	needLeaders := false
@@ -375,10 +372,12 @@ func (v *View) refreshLoop(ctx context.Context) {
 				if a >= o.Offset || start.Offset >= o.Offset {
 					quiet[o.Partition] = 0
 					delete(awaited, o.Partition)
-				} else if a == 0 || t0.Sub(v.fetchFailed[o.Partition]) < quietFor {
-					// Never read a record (not even a transaction
-					// marker) from a partition that has some, or its
-					// fetches fail: standing still is not being done.
+				} else if t0.Sub(v.fetchFailed[o.Partition]) < quietFor {
+					// Its fetches fail: standing still is not being
+					// done. (A partition the view has read nothing from
+					// may hold no record at all, every one compacted or
+					// deleted while its start offset stayed: the
+					// leader's answers below say whether it was read.)
 					quiet[o.Partition] = 0
 					delete(awaited, o.Partition)
 					caughtUp = false
@@ -386,13 +385,14 @@ func (v *View) refreshLoop(ctx context.Context) {
 					// Nothing arrives and nothing is appended: the
 					// offsets below the end hold no record to read.
 					needLeaders = true
-					if l, ok := leaders[o.Partition]; ok && (!awaited[o.Partition].set || awaited[o.Partition].leader != l) {
-						awaited[o.Partition] = v.fetches.await(l)
+					if l, ok := leaders[o.Partition]; ok && (awaited[o.Partition] == nil || awaited[o.Partition].leader != l) {
+						w := v.fetches.await(l)
+						awaited[o.Partition] = &w
 					}
 					quiet[o.Partition]++
 					if quiet[o.Partition] < v.cfg.QuietChecks ||
 						time.Duration(quiet[o.Partition])*v.cfg.RefreshInterval <= 2*v.cfg.FetchMaxWait ||
-						!v.answeredSinceLocked(awaited[o.Partition], t0) {
+						awaited[o.Partition] == nil || !v.answeredSinceLocked(awaited[o.Partition], t0) {
 						caughtUp = false
 					}
 				} else {
@@ -417,104 +417,122 @@ func (v *View) refreshLoop(ctx context.Context) {
 }
 
 // awaitedFetch: a partition standing still below its end waits for its
-// leader, and every other broker answering fetches, to answer the counts
-// given.
+// leader to answer count fetches.
 type awaitedFetch struct {
 	set    bool
 	leader int32
-	counts map[int32]uint64
+	count  uint64
 }
 
-// answeredSinceLocked reports whether the brokers of want have answered as
-// many fetches as want says and the view has polled past them. Each count
-// is three answers after the listing: the first may answer a fetch sent
-// before a record listed then was written; the second's fetch was sent
-// after the listing; the third is only sent once the second's records were
-// taken by a poll.
+// answeredSinceLocked reports whether want's leader has answered as many
+// fetches as want says, the view has polled past them, and no fetch is
+// overdue. The count is three answers after the listing: the first may
+// answer a fetch sent before a record listed then was written; the
+// second's fetch was sent after the listing; the third is only sent once
+// the second's records were taken by a poll.
 //
-// The leader, from fresh metadata, must answer: one that stops (a stalled
-// connection, which the client retries without a word) keeps the partition
-// from counting as quiet for as long as that lasts. The client fetches
-// from the leader its own metadata names, which may still be the old one
-// after a move: so the other brokers answering fetches are waited for too,
-// and one that has answered nothing for idleAfter (it leads nothing the
-// view reads any more, or its connection hangs: the client gives a fetch
-// up after its wait plus 10 s and refreshes its metadata) is let go, and
-// the rest are waited for afresh from then.
-func (v *View) answeredSinceLocked(want awaitedFetch, now time.Time) bool {
+// The leader is the one the client's metadata names, which the consumer
+// fetches from too. A fetch that is overdue (sent more than its wait plus
+// two seconds ago and unanswered: a hung connection, which the client
+// gives up only after its wait plus 10 s, without a word to the view) may
+// be the one that holds the partition's records, at a leader the metadata
+// no longer names: while one is, the partition does not count as quiet,
+// and the leader's answers are counted again from when none is.
+func (v *View) answeredSinceLocked(want *awaitedFetch, now time.Time) bool {
 	if !want.set || want.leader < 0 {
 		return false
 	}
-	done := true
-	for node, n := range want.counts {
-		if v.polled[node] >= n {
-			continue
-		}
-		if node != want.leader && now.Sub(v.fetches.lastAnswer(node)) > v.idleAfter {
-			delete(want.counts, node)
-			for other := range want.counts {
-				want.counts[other] = v.fetches.count(other) + 3
-			}
-			return false
-		}
-		done = false
+	if v.fetches.overdue(now, v.cfg.FetchMaxWait+2*time.Second) {
+		want.count = v.fetches.count(want.leader) + 3
+		return false
 	}
-	return done
+	return v.polled[want.leader] >= want.count
 }
 
-// leaders returns the control topic's partition leaders, or nil if the
-// metadata cannot be read now (the next refresh tries again).
+// leaders returns the control topic's partition leaders as the cluster
+// says now, or nil if it cannot be asked (the next refresh tries again).
+// Asked directly: the client's cached metadata may name a leader that
+// moved up to its MetadataMinAge ago, whose count then stands still.
 func (v *View) leaders(ctx context.Context) map[int32]int32 {
-	md, err := v.adm.Metadata(ctx, v.cfg.Topic)
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(v.cfg.Topic)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, v.cl)
 	if err != nil {
 		return nil
 	}
-	t, ok := md.Topics[v.cfg.Topic]
-	if !ok || t.Err != nil {
-		return nil
+	for _, t := range resp.Topics {
+		if t.Topic == nil || *t.Topic != v.cfg.Topic || t.ErrorCode != 0 {
+			continue
+		}
+		m := make(map[int32]int32, len(t.Partitions))
+		for _, p := range t.Partitions {
+			if p.ErrorCode == 0 {
+				m[p.Partition] = p.Leader
+			} else {
+				m[p.Partition] = -1
+			}
+		}
+		return m
 	}
-	m := make(map[int32]int32, len(t.Partitions))
-	for p, d := range t.Partitions {
-		m[p] = d.Leader
-	}
-	return m
+	return nil
 }
 
 // fetchCounts is a kgo hook counting the fetch responses read from each
-// broker, and when it last read one.
+// broker, and keeping when each broker's fetch in flight was sent (the
+// client has one at a time per broker).
 type fetchCounts struct {
-	mu sync.Mutex
-	n  map[int32]uint64
-	at map[int32]time.Time
+	mu   sync.Mutex
+	n    map[int32]uint64
+	sent map[int32]time.Time
 }
 
-func (f *fetchCounts) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+func (f *fetchCounts) OnBrokerWrite(meta kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
 	if key != int16(kmsg.Fetch) || err != nil {
 		return
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.n[meta.NodeID]++
-	f.at[meta.NodeID] = time.Now()
+	if _, ok := f.sent[meta.NodeID]; !ok {
+		f.sent[meta.NodeID] = time.Now()
+	}
+}
+
+func (f *fetchCounts) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if key != int16(kmsg.Fetch) {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.sent, meta.NodeID)
+	if err == nil {
+		f.n[meta.NodeID]++
+	}
+}
+
+func (f *fetchCounts) OnBrokerDisconnect(meta kgo.BrokerMetadata, _ net.Conn) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.sent, meta.NodeID)
 }
 
 // await is what a partition led by leader waits for from now on (see
-// answeredSinceLocked): three more answers from the leader and from each
-// broker that has answered a fetch.
+// answeredSinceLocked).
 func (f *fetchCounts) await(leader int32) awaitedFetch {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	w := awaitedFetch{set: true, leader: leader, counts: map[int32]uint64{leader: f.n[leader] + 3}}
-	for node, n := range f.n {
-		w.counts[node] = n + 3
-	}
-	return w
+	return awaitedFetch{set: true, leader: leader, count: f.count(leader) + 3}
 }
 
-func (f *fetchCounts) lastAnswer(node int32) time.Time {
+// overdue reports whether a fetch sent more than after ago is unanswered.
+func (f *fetchCounts) overdue(now time.Time, after time.Duration) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.at[node]
+	for _, at := range f.sent {
+		if now.Sub(at) > after {
+			return true
+		}
+	}
+	return false
 }
 
 func (f *fetchCounts) snapshot() map[int32]uint64 {
