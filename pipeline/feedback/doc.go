@@ -113,8 +113,7 @@
 //	WHERE d.app = ? AND d.token IN (?)
 //	  AND (d.active = 1 OR d.registered_at > d.deactivated_at
 //	    OR e.died_at >= d.deactivated_at OR e.unregistered_at >= d.deactivated_at
-//	    OR (d.deactivation_reason = 'suspect_strikes'
-//	      AND EXISTS (SELECT 1 FROM device_strikes s WHERE s.app = d.app AND s.token = d.token)));
+//	    OR EXISTS (SELECT 1 FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at = d.deactivated_at));
 //	UPDATE devices d LEFT JOIN device_deaths e ON e.app = d.app AND e.token = d.token
 //	SET d.deactivation_reason = CASE WHEN d.deactivated_at IS NULL THEN NULL
 //	    WHEN IF(e.died_at > d.registered_at, e.died_at, NULL) = d.deactivated_at THEN e.death_reason

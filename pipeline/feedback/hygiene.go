@@ -536,13 +536,15 @@ func ReconcileSQL(app string, tokens []string, n int) ([2]string, []any) {
 	// unregisters are kept as maxima, so one that deactivated the device
 	// stays at or after its deactivated_at whatever came later (the reason
 	// is not compared: a later death of another reason replaces it). A
-	// strike deactivation is recognised by its reason and its strikes, as
-	// a registration may have made the strikes that decided it too old to
-	// count, which is exactly when it must be re-judged.
+	// strike deactivation is at the time of a strike, which is never
+	// deleted: recognised by that, not by its reason, which the second
+	// statement writes (a reconcile interrupted between the two, or
+	// another instance's in between, left a strike time under a death's
+	// reason), and whether or not a registration has since made the
+	// strikes too old to count, which is exactly when it must be re-judged.
 	ours := " AND (d.active = 1 OR d.registered_at > d.deactivated_at" +
 		" OR e.died_at >= d.deactivated_at OR e.unregistered_at >= d.deactivated_at" +
-		" OR (d.deactivation_reason = '" + ReasonSuspectStrikes + "'" +
-		" AND EXISTS (SELECT 1 FROM device_strikes s WHERE s.app = d.app AND s.token = d.token)))"
+		" OR EXISTS (SELECT 1 FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at = d.deactivated_at))"
 	return [2]string{
 		// active with deactivated_at, in the statement that decides which
 		// rows are derived: a later statement could not tell a time this

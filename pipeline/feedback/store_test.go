@@ -180,6 +180,34 @@ func storeCases() []storeCase {
 				t.Errorf("inactive at +1h, then registered at +2h: device = %s, want active", d)
 			}
 		}},
+		{"a reconcile cut between its statements is finished when the flush is applied again", func(t *testing.T, db *sql.DB) {
+			s := NewMySQLStore(db, 3)
+			seedDevice(t, db, "app", "k", t0)
+			apply(t, s, Collect([]*schemas.Result{dead("k0", "k", "ExpiredToken", t0.Add(time.Hour), time.Time{})}, nil))
+			var strikes []*schemas.Result
+			for i, h := range []time.Duration{2 * time.Hour, 3 * time.Hour, 4 * time.Hour} {
+				strikes = append(strikes, result(fmt.Sprint("k", i+1), "app", "k", schemas.OutcomeTokenSuspect, "BadDeviceToken", t0.Add(h)))
+			}
+			// The flush's strikes and the reconcile's first statement run;
+			// the process dies before the second. Its replay holds a
+			// registration read after the restart.
+			c := Collect(strikes, nil)
+			q, args := StrikesSQL(c.Strikes)
+			first, rargs := ReconcileSQL("app", []string{"k"}, 3)
+			for _, st := range []struct {
+				q    string
+				args []any
+			}{{q, args}, {first[0], rargs}} {
+				if _, err := db.Exec(st.q, st.args...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			apply(t, s, Collect(strikes, []*schemas.DeviceRegistration{{SchemaVersion: 1, App: "app", Token: "k", Platform: "ios", RegisteredAt: t0.Add(3*time.Hour + 30*time.Minute)}}))
+			// One strike after the registration, the death before it.
+			if d := device(t, db, "app", "k"); !d.Active || d.Reason != "" || !d.DeactivatedAt.IsZero() {
+				t.Errorf("device = %s, want active", d)
+			}
+		}},
 		{"two deaths of different reasons end alike in either order", func(t *testing.T, db *sql.DB) {
 			var states []deviceState
 			for i, order := range [][2]int{{0, 1}, {1, 0}} {
