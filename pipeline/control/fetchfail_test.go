@@ -155,34 +155,9 @@ func controlCluster(t *testing.T, ctx context.Context, topic string, first schem
 func TestViewIsNotFreshWhileItsClientFetchesAMovedPartitionFromAHungLeader(t *testing.T) {
 	t.Parallel()
 	const topic = "control"
-	c, err := kfake.NewCluster(kfake.NumBrokers(2), kfake.SeedTopics(2, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	for p := range int32(2) {
-		if err := c.MoveTopicPartition(topic, p, p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	publish := func(p int32, c schemas.CampaignControl) {
-		t.Helper()
-		r, err := control.Record(topic, c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Partition = p
-		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c, publish := twoLeaders(t, ctx, topic)
 	publish(0, schemas.CampaignControl{CampaignID: "a", Action: schemas.ControlPause})
 	publish(1, schemas.CampaignControl{CampaignID: "b", Action: schemas.ControlPause})
 
@@ -233,33 +208,11 @@ func TestViewIsNotFreshWhileItsClientFetchesAMovedPartitionFromAHungLeader(t *te
 func TestViewStaysFreshAcrossALeaderMoveOfAGapPartition(t *testing.T) {
 	t.Parallel()
 	const topic = "control"
-	c, err := kfake.NewCluster(kfake.NumBrokers(2), kfake.SeedTopics(2, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	for p := range int32(2) {
-		if err := c.MoveTopicPartition(topic, p, p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	for p := range int32(2) {
-		r, err := control.Record(topic, schemas.CampaignControl{CampaignID: "a", Action: schemas.ControlPause})
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Partition = p
-		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c, publish := twoLeaders(t, ctx, topic)
+	publish(0, schemas.CampaignControl{CampaignID: "a", Action: schemas.ControlPause})
+	publish(1, schemas.CampaignControl{CampaignID: "a", Action: schemas.ControlPause})
 	// Partition 0 lists its end at 2 with one record (offset 0) to read.
 	listEnds(c, map[int32]int64{0: 2, 1: 1})
 	v, err := control.New(control.Config{Kafka: config.Kafka{Brokers: c.ListenAddrs(), ClientID: "view-test"}, Topic: topic}, control.Deps{})
@@ -338,4 +291,88 @@ func listEnds(c *kfake.Cluster, ends map[int32]int64) {
 		}
 		return resp, nil, true
 	})
+}
+
+// An old leader whose fetches fail at once (a killed process: reset, then
+// refused) while its partition moves: the client backs off and asks it
+// again until its own metadata is refreshed, and nothing reaches the view.
+// The view is not fresh as of a cancel written after the move until it has
+// read it. (Waiting only out fetches left unanswered passed it 3.9 s after
+// the cancel, unread.)
+func TestViewIsNotFreshWhileItsClientFetchesAMovedPartitionFromAFailingLeader(t *testing.T) {
+	t.Parallel()
+	const topic = "control"
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c, publish := twoLeaders(t, ctx, topic)
+	publish(0, schemas.CampaignControl{CampaignID: "a", Action: schemas.ControlPause})
+	publish(1, schemas.CampaignControl{CampaignID: "b", Action: schemas.ControlPause})
+	var down atomic.Bool
+	var failed atomic.Int64
+	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if down.Load() && c.CurrentNode() == 0 {
+			failed.Add(1)
+			return nil, errors.New("node 0 is down"), true // the connection is closed
+		}
+		return nil, nil, false
+	})
+	v, err := control.New(control.Config{Kafka: config.Kafka{Brokers: c.ListenAddrs(), ClientID: "view-test"}, Topic: topic}, control.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = v.Run(ctx) }()
+	if err := v.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(6 * time.Second) // past the client's metadata min age
+	down.Store(true)
+	for failed.Load() == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // the metadata update the first failure triggers, which still names node 0
+	if err := c.MoveTopicPartition(topic, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	publish(0, schemas.CampaignControl{CampaignID: "c1", Action: schemas.ControlCancel})
+	acked := time.Now()
+	if err := v.WaitFresh(ctx, acked); err != nil {
+		t.Fatal(err)
+	}
+	if !v.Cancelled("c1") {
+		t.Errorf("fresh as of the cancel's acknowledgement after %v, with the cancel not applied", time.Since(acked))
+	}
+}
+
+// twoLeaders starts a two-broker kfake cluster with topic of two
+// partitions, partition p led by node p, and returns a publish to a given
+// partition; all of it closes at cleanup.
+func twoLeaders(t *testing.T, ctx context.Context, topic string) (*kfake.Cluster, func(int32, schemas.CampaignControl)) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(2), kfake.SeedTopics(2, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	for p := range int32(2) {
+		if err := c.MoveTopicPartition(topic, p, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return c, func(p int32, cc schemas.CampaignControl) {
+		t.Helper()
+		r, err := control.Record(topic, cc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Partition = p
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

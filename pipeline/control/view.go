@@ -25,7 +25,8 @@
 // consumer's fetch wait, counts as caught up, but only while its fetches
 // succeed, once the partition's leader has answered fetches sent after the
 // end offset was listed and the view has applied what they brought, and
-// while no fetch to any broker is overdue. Standing still alone says
+// while no fetch to any broker is overdue or failed in the last
+// 2 × (FetchMaxWait + 10 s). Standing still alone says
 // nothing while a fetch is slow or hung (an overloaded broker, a
 // connection that black-holes: the client gives a fetch up after its wait
 // plus 10 s, retrying without a word, and a partition moved meanwhile is
@@ -110,10 +111,13 @@ type View struct {
 	// fetches counts the fetch responses each broker has answered; polled
 	// is its count as of the start of the last poll whose records have
 	// been applied.
-	fetches   *fetchCounts
-	polled    map[int32]uint64
-	freshAsOf time.Time
-	version   uint64 // bumped on every state change
+	fetches *fetchCounts
+	polled  map[int32]uint64
+	// failedHold: how long after a failed fetch standing still says
+	// nothing (see answeredSinceLocked).
+	failedHold time.Duration
+	freshAsOf  time.Time
+	version    uint64 // bumped on every state change
 
 	metrics viewMetrics
 }
@@ -142,7 +146,7 @@ func New(cfg Config, deps Deps) (*View, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	fetches := &fetchCounts{n: map[int32]uint64{}, sent: map[int32]time.Time{}}
+	fetches := &fetchCounts{n: map[int32]uint64{}, sent: map[int32]time.Time{}, failed: map[int32]time.Time{}}
 	cl, err := kafka.NewClient(cfg.Kafka,
 		kgo.WithHooks(fetches),
 		kgo.ConsumeTopics(cfg.Topic),
@@ -166,6 +170,9 @@ func New(cfg Config, deps Deps) (*View, error) {
 		states:  map[string]State{},
 		applied: map[int32]int64{}, fetchFailed: map[int32]time.Time{},
 		fetches: fetches, polled: map[int32]uint64{},
+		// The client's metadata may be MetadataMinAge (5 s) old and its
+		// refresh may first dial the failed broker (10 s): with margin.
+		failedHold: 2 * (cfg.FetchMaxWait + 10*time.Second),
 	}
 	if err := v.registerMetrics(deps.Metrics); err != nil {
 		cl.Close()
@@ -353,7 +360,10 @@ func (v *View) refreshLoop(ctx context.Context) {
 		}
 		var leaders map[int32]int32
 		if err == nil && needLeaders {
-			leaders = v.leaders(lctx)
+			var brokers map[int32]bool
+			if leaders, brokers = v.leaders(lctx); brokers != nil {
+				v.fetches.keepOnly(brokers)
+			}
 		}
 		needLeaders = false
 		cancel()
@@ -431,18 +441,20 @@ type awaitedFetch struct {
 // second's fetch was sent after the listing; the third is only sent once
 // the second's records were taken by a poll.
 //
-// The leader is the one the client's metadata names, which the consumer
-// fetches from too. A fetch that is overdue (sent more than its wait plus
-// two seconds ago and unanswered: a hung connection, which the client
-// gives up only after its wait plus 10 s, without a word to the view) may
-// be the one that holds the partition's records, at a leader the metadata
-// no longer names: while one is, the partition does not count as quiet,
-// and the leader's answers are counted again from when none is.
+// The leader is the one the cluster names now. The client may still ask
+// the old one for the partition, until its own metadata moves it: while a
+// fetch is overdue (sent more than its wait plus two seconds ago and
+// unanswered: a hung connection, which the client gives up only after its
+// wait plus 10 s, without a word to the view), or within failedHold of a
+// fetch that failed (a reset, a refused connection: the client backs off
+// and asks the same broker again until its metadata, at most
+// MetadataMinAge old, is refreshed), the partition does not count as
+// quiet, and the leader's answers are counted again from when it may.
 func (v *View) answeredSinceLocked(want *awaitedFetch, now time.Time) bool {
 	if !want.set || want.leader < 0 {
 		return false
 	}
-	if v.fetches.overdue(now, v.cfg.FetchMaxWait+2*time.Second) {
+	if v.fetches.blocked(now, v.cfg.FetchMaxWait+2*time.Second, v.failedHold) {
 		want.count = v.fetches.count(want.leader) + 3
 		return false
 	}
@@ -450,17 +462,21 @@ func (v *View) answeredSinceLocked(want *awaitedFetch, now time.Time) bool {
 }
 
 // leaders returns the control topic's partition leaders as the cluster
-// says now, or nil if it cannot be asked (the next refresh tries again).
-// Asked directly: the client's cached metadata may name a leader that
-// moved up to its MetadataMinAge ago, whose count then stands still.
-func (v *View) leaders(ctx context.Context) map[int32]int32 {
+// says now, and the cluster's brokers, or nil if it cannot be asked (the
+// next refresh tries again). Asked directly each time it is needed rather
+// than read from the client's cache.
+func (v *View) leaders(ctx context.Context) (map[int32]int32, map[int32]bool) {
 	req := kmsg.NewPtrMetadataRequest()
 	rt := kmsg.NewMetadataRequestTopic()
 	rt.Topic = kmsg.StringPtr(v.cfg.Topic)
 	req.Topics = append(req.Topics, rt)
 	resp, err := req.RequestWith(ctx, v.cl)
 	if err != nil {
-		return nil
+		return nil, nil
+	}
+	brokers := make(map[int32]bool, len(resp.Brokers))
+	for _, b := range resp.Brokers {
+		brokers[b.NodeID] = true
 	}
 	for _, t := range resp.Topics {
 		if t.Topic == nil || *t.Topic != v.cfg.Topic || t.ErrorCode != 0 {
@@ -474,18 +490,19 @@ func (v *View) leaders(ctx context.Context) map[int32]int32 {
 				m[p.Partition] = -1
 			}
 		}
-		return m
+		return m, brokers
 	}
-	return nil
+	return nil, brokers
 }
 
 // fetchCounts is a kgo hook counting the fetch responses read from each
 // broker, and keeping when each broker's fetch in flight was sent (the
-// client has one at a time per broker).
+// client has one at a time per broker) and when its last fetch failed.
 type fetchCounts struct {
-	mu   sync.Mutex
-	n    map[int32]uint64
-	sent map[int32]time.Time
+	mu     sync.Mutex
+	n      map[int32]uint64
+	sent   map[int32]time.Time
+	failed map[int32]time.Time
 }
 
 func (f *fetchCounts) OnBrokerWrite(meta kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
@@ -506,15 +523,40 @@ func (f *fetchCounts) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _,
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.sent, meta.NodeID)
-	if err == nil {
-		f.n[meta.NodeID]++
+	if err != nil {
+		f.failed[meta.NodeID] = time.Now()
+		return
 	}
+	delete(f.failed, meta.NodeID)
+	f.n[meta.NodeID]++
 }
 
 func (f *fetchCounts) OnBrokerDisconnect(meta kgo.BrokerMetadata, _ net.Conn) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if _, inFlight := f.sent[meta.NodeID]; inFlight {
+		f.failed[meta.NodeID] = time.Now()
+	}
 	delete(f.sent, meta.NodeID)
+}
+
+// keepOnly forgets the brokers not in brokers (the cluster's, from a
+// metadata answer): one that left holds no partition, and a hook that ran
+// in an order the client does not promise around its going cannot leave
+// it blocking for good.
+func (f *fetchCounts) keepOnly(brokers map[int32]bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for node := range f.sent {
+		if !brokers[node] {
+			delete(f.sent, node)
+		}
+	}
+	for node := range f.failed {
+		if !brokers[node] {
+			delete(f.failed, node)
+		}
+	}
 }
 
 // await is what a partition led by leader waits for from now on (see
@@ -523,12 +565,18 @@ func (f *fetchCounts) await(leader int32) awaitedFetch {
 	return awaitedFetch{set: true, leader: leader, count: f.count(leader) + 3}
 }
 
-// overdue reports whether a fetch sent more than after ago is unanswered.
-func (f *fetchCounts) overdue(now time.Time, after time.Duration) bool {
+// blocked reports whether a fetch sent more than overdue ago is
+// unanswered, or one failed less than hold ago.
+func (f *fetchCounts) blocked(now time.Time, overdue, hold time.Duration) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, at := range f.sent {
-		if now.Sub(at) > after {
+		if now.Sub(at) > overdue {
+			return true
+		}
+	}
+	for _, at := range f.failed {
+		if now.Sub(at) < hold {
 			return true
 		}
 	}
