@@ -46,7 +46,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"strings"
 	"sync"
 	"time"
@@ -362,7 +361,7 @@ func (v *View) refreshLoop(ctx context.Context) {
 		if err == nil && needLeaders {
 			var brokers map[int32]bool
 			if leaders, brokers = v.leaders(lctx); brokers != nil {
-				v.fetches.keepOnly(brokers)
+				v.fetches.forgetSentTo(brokers)
 			}
 		}
 		needLeaders = false
@@ -523,38 +522,33 @@ func (f *fetchCounts) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _,
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.sent, meta.NodeID)
-	if err != nil {
+	switch {
+	case errors.Is(err, context.Canceled):
+		// The consumer ended its fetch session (a leader moved, a
+		// partition was added): not the broker failing.
+	case err != nil:
+		// A reset, a closed connection, a read timeout: the fetch
+		// connection's own error, whichever of the broker's connections
+		// goes (a disconnect hook would not say which).
 		f.failed[meta.NodeID] = time.Now()
-		return
+	default:
+		delete(f.failed, meta.NodeID)
+		f.n[meta.NodeID]++
 	}
-	delete(f.failed, meta.NodeID)
-	f.n[meta.NodeID]++
 }
 
-func (f *fetchCounts) OnBrokerDisconnect(meta kgo.BrokerMetadata, _ net.Conn) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if _, inFlight := f.sent[meta.NodeID]; inFlight {
-		f.failed[meta.NodeID] = time.Now()
-	}
-	delete(f.sent, meta.NodeID)
-}
-
-// keepOnly forgets the brokers not in brokers (the cluster's, from a
-// metadata answer): one that left holds no partition, and a hook that ran
-// in an order the client does not promise around its going cannot leave
-// it blocking for good.
-func (f *fetchCounts) keepOnly(brokers map[int32]bool) {
+// forgetSentTo forgets the fetches in flight to brokers not in brokers
+// (the cluster's, from a metadata answer): the client stops a broker that
+// left, and its write hook may run after the stop, with no read to
+// follow. A failure is kept: it ages out after failedHold, and a broker
+// killed leaves the metadata as its partitions move, which is when the
+// client may still ask it for one.
+func (f *fetchCounts) forgetSentTo(brokers map[int32]bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for node := range f.sent {
 		if !brokers[node] {
 			delete(f.sent, node)
-		}
-	}
-	for node := range f.failed {
-		if !brokers[node] {
-			delete(f.failed, node)
 		}
 	}
 }
