@@ -518,15 +518,7 @@ func EvidenceSQL(ds []Death, unregister bool) (string, []any) {
 func ReconcileSQL(app string, tokens []string, n int) ([2]string, []any) {
 	const from = "UPDATE devices d LEFT JOIN device_deaths e ON e.app = d.app AND e.token = d.token SET "
 	latest := latestEvidence(n)
-	var where strings.Builder
-	where.WriteString(" WHERE d.app = ? AND d.token IN (")
-	where.WriteString(strings.TrimSuffix(strings.Repeat("?, ", len(tokens)), ", "))
-	where.WriteString(")")
-	args := make([]any, 0, len(tokens)+1)
-	args = append(args, app)
-	for _, t := range tokens {
-		args = append(args, t)
-	}
+	where, args := devicesIn(app, tokens)
 	// Only a state feedback's evidence explains is derived: an inactive
 	// device whose deactivation no recorded evidence reaches (an
 	// operator's, the app backend's own UPDATE, an older feedback's that
@@ -544,19 +536,19 @@ func ReconcileSQL(app string, tokens []string, n int) ([2]string, []any) {
 	// strikes too old to count, which is exactly when it must be re-judged.
 	ours := " AND (d.active = 1 OR d.registered_at > d.deactivated_at" +
 		" OR e.died_at >= d.deactivated_at OR e.unregistered_at >= d.deactivated_at" +
-		" OR EXISTS (SELECT 1 FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at = d.deactivated_at))"
+		" OR EXISTS (SELECT 1 " + strikesOfDevice + " AND s.at = d.deactivated_at))"
 	return [2]string{
 		// active with deactivated_at, in the statement that decides which
 		// rows are derived: a later statement could not tell a time this
 		// one cleared from one that was NULL before (set from outside).
-		from + "d.deactivated_at = " + latest + ", d.active = IF(" + latest + " IS NULL, 1, 0)" + where.String() + ours,
+		from + "d.deactivated_at = " + latest + ", d.active = IF(" + latest + " IS NULL, 1, 0)" + where + ours,
 		// The reason, of the rows the first statement derived: active
 		// ones that still carry one, and inactive ones whose time is the
 		// evidence's.
 		from + "d.deactivation_reason = CASE WHEN d.deactivated_at IS NULL THEN NULL" +
 			" WHEN " + death + " = d.deactivated_at THEN e.death_reason" +
 			" WHEN " + unreg + " = d.deactivated_at THEN '" + ReasonUnregisteredByApp + "'" +
-			" ELSE '" + ReasonSuspectStrikes + "' END" + where.String() +
+			" ELSE '" + ReasonSuspectStrikes + "' END" + where +
 			" AND ((d.active = 1 AND d.deactivation_reason IS NOT NULL) OR d.deactivated_at = " + latest + ")",
 	}, args
 }
@@ -579,27 +571,22 @@ func latestEvidence(n int) string {
 		return deathOrUnreg
 	}
 	// Any strike newer than registered_at makes the latest strike newer.
-	strikes := "(SELECT IF(COUNT(*) >= " + strconv.Itoa(n) + ", MAX(s.at), NULL) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at)"
+	strikes := "(SELECT IF(COUNT(*) >= " + strconv.Itoa(n) + ", MAX(s.at), NULL) " + strikesOfDevice + " AND s.at > d.registered_at)"
 	return "COALESCE(GREATEST(" + strikes + ", COALESCE(" + deathOrUnreg + ", " + strikes + ")), " + deathOrUnreg + ")"
 }
 
-// newerStrikes counts a device's strikes newer than its registration.
-const newerStrikes = "(SELECT COUNT(*) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token AND s.at > d.registered_at)"
+// strikesOfDevice selects the strikes of the device joined as d.
+const strikesOfDevice = "FROM device_strikes s WHERE s.app = d.app AND s.token = d.token"
 
-// strikeRule is the UPDATE of SuspectDeactivateSQL: set on app's devices
-// among tokens where cond holds and newerStrikes compares (cmp) to n.
-func strikeRule(set, cond, cmp, app string, tokens []string, n int) (string, []any) {
-	var b strings.Builder
-	b.WriteString("UPDATE devices d SET " + set + " WHERE d.app = ? AND d.token IN (")
-	b.WriteString(strings.TrimSuffix(strings.Repeat("?, ", len(tokens)), ", "))
-	b.WriteString(") AND " + cond + " AND " + newerStrikes + " " + cmp + " ?")
-	args := make([]any, 0, len(tokens)+2)
+// devicesIn is the WHERE clause of app's devices among tokens, and its
+// arguments.
+func devicesIn(app string, tokens []string) (string, []any) {
+	args := make([]any, 0, len(tokens)+1)
 	args = append(args, app)
 	for _, t := range tokens {
 		args = append(args, t)
 	}
-	args = append(args, n)
-	return b.String(), args
+	return " WHERE d.app = ? AND d.token IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(tokens)), ", ") + ")", args
 }
 
 // StrikesSQL records suspect strikes keyed (app, token, result_id): a
@@ -625,9 +612,10 @@ func StrikesSQL(ss []Strike) (string, []any) {
 // app re-registered starts again from zero without deleting any strike. As
 // DeactivateSQL, it counts; ReconcileSQL agrees with the state it writes.
 func SuspectDeactivateSQL(app string, tokens []string, n int) (string, []any) {
-	return strikeRule("d.active = 0, d.deactivation_reason = '"+ReasonSuspectStrikes+"', "+
-		"d.deactivated_at = (SELECT MAX(s.at) FROM device_strikes s WHERE s.app = d.app AND s.token = d.token)",
-		"d.active = 1", ">=", app, tokens, n)
+	where, args := devicesIn(app, tokens)
+	return "UPDATE devices d SET d.active = 0, d.deactivation_reason = '" + ReasonSuspectStrikes + "'," +
+		" d.deactivated_at = (SELECT MAX(s.at) " + strikesOfDevice + ")" + where +
+		" AND d.active = 1 AND (SELECT COUNT(*) " + strikesOfDevice + " AND s.at > d.registered_at) >= ?", append(args, n)
 }
 
 // RegisterSQL upserts registrations in one statement. For an existing
