@@ -395,13 +395,12 @@ func (v *View) refreshLoop(ctx context.Context) {
 					// offsets below the end hold no record to read.
 					needLeaders = true
 					if l, ok := leaders[o.Partition]; ok && (awaited[o.Partition] == nil || awaited[o.Partition].leader != l) {
-						w := v.fetches.await(l)
-						awaited[o.Partition] = &w
+						awaited[o.Partition] = v.fetches.await(l)
 					}
 					quiet[o.Partition]++
 					if quiet[o.Partition] < v.cfg.QuietChecks ||
 						time.Duration(quiet[o.Partition])*v.cfg.RefreshInterval <= 2*v.cfg.FetchMaxWait ||
-						awaited[o.Partition] == nil || !v.answeredSinceLocked(awaited[o.Partition], t0) {
+						!v.answeredSinceLocked(awaited[o.Partition], t0) {
 						caughtUp = false
 					}
 				} else {
@@ -428,7 +427,6 @@ func (v *View) refreshLoop(ctx context.Context) {
 // awaitedFetch: a partition standing still below its end waits for its
 // leader to answer count fetches.
 type awaitedFetch struct {
-	set    bool
 	leader int32
 	count  uint64
 }
@@ -450,7 +448,7 @@ type awaitedFetch struct {
 // MetadataMinAge old, is refreshed), the partition does not count as
 // quiet, and the leader's answers are counted again from when it may.
 func (v *View) answeredSinceLocked(want *awaitedFetch, now time.Time) bool {
-	if !want.set || want.leader < 0 {
+	if want == nil || want.leader < 0 {
 		return false
 	}
 	if v.fetches.blocked(now, v.cfg.FetchMaxWait+2*time.Second, v.failedHold) {
@@ -555,8 +553,8 @@ func (f *fetchCounts) forgetSentTo(brokers map[int32]bool) {
 
 // await is what a partition led by leader waits for from now on (see
 // answeredSinceLocked).
-func (f *fetchCounts) await(leader int32) awaitedFetch {
-	return awaitedFetch{set: true, leader: leader, count: f.count(leader) + 3}
+func (f *fetchCounts) await(leader int32) *awaitedFetch {
+	return &awaitedFetch{leader: leader, count: f.count(leader) + 3}
 }
 
 // blocked reports whether a fetch sent more than overdue ago is

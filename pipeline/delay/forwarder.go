@@ -459,15 +459,12 @@ func (f *Forwarder) forwardDue(ctx context.Context) {
 			continue
 		}
 		dead.Go(func() {
-			w.err = kafka.DeadLetter(dctx, f.cl, f.cfg.DeadLetterTopic, Stage, w.in, w.why)
+			if w.err = kafka.DeadLetter(dctx, f.cl, f.cfg.DeadLetterTopic, Stage, w.in, w.why); w.err == nil {
+				f.m.deadLettered.Inc()
+			}
 		})
 	}
 	dead.Wait()
-	for _, w := range work {
-		if w.out == nil && w.err == nil && !w.already {
-			f.m.deadLettered.Inc()
-		}
-	}
 
 	acked := time.Now()
 	f.mu.Lock()
