@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -22,6 +23,29 @@ import (
 // scrape annotations point at the ops endpoint, and every stage can drain.
 
 // yamlDocs reads every document of a (multi-document) YAML file.
+
+// stopBounds is how long each stage may take, at the configuration the
+// manifests ship (all defaults), from SIGTERM to exit; its pod's
+// terminationGracePeriodSeconds must be at least this. The stage packages
+// import this one, so the figures are written out here with where they come
+// from; a change to any of those timeouts must change its line.
+var stopBounds = map[string]int{
+	// An APNs/FCM send in flight, up to its request timeout (30 s) plus the
+	// shared deadline's sixteenth (providers/internal/deadline); then that
+	// chunk's results and progress, FinishTimeout (30 s) counted from the
+	// end of those sends (pipeline/dispatcher/batch.go saveClock); the
+	// final commit (10 s, dispatcher.go); the ops server (5 s,
+	// internal/service opsShutdownTimeout).
+	"dispatcher": 32 + 30 + 10 + 5,
+	// Ending the transaction of the chunk in flight, TransactionTimeout
+	// (40 s) + 30 s (pipeline/planner/campaign.go endCtx); the ops server
+	// (5 s).
+	"planner": 40 + 30 + 5,
+	// The last flush and commit, DrainTimeout (30 s,
+	// pipeline/feedback/feedback.go); the ops server (5 s).
+	"feedback": 30 + 5,
+}
+
 func yamlDocs(t *testing.T, file string) []map[string]any {
 	t.Helper()
 	raw, err := os.ReadFile(file)
@@ -296,8 +320,10 @@ func TestK8sManifestsMatchTheConfig(t *testing.T) {
 				t.Errorf("scrape annotations %v", ann)
 			}
 			grace, _ := at(w.pod, "spec", "terminationGracePeriodSeconds").(int)
-			if grace < 60 {
-				t.Errorf("terminationGracePeriodSeconds %d: too short to drain in-flight work (want >= 60)", grace)
+			if floor, ok := stopBounds[w.name]; !ok {
+				t.Errorf("no stop bound known for stage %q: add it to stopBounds", w.name)
+			} else if grace < floor {
+				t.Errorf("terminationGracePeriodSeconds %d: shorter than the stage's stop bound, %d s; SIGKILL would cut the drain short", grace, floor)
 			}
 			if at(c, "resources", "requests", "cpu") == nil || at(c, "resources", "requests", "memory") == nil || at(c, "resources", "limits", "memory") == nil {
 				t.Errorf("resources %v: want cpu and memory requests and a memory limit", at(c, "resources"))
@@ -354,6 +380,13 @@ func TestComposeMatchesTheConfig(t *testing.T) {
 			}
 			if str(at(cmd, 0)) != "/usr/local/bin/"+binary || str(at(cmd, 1)) != "-config" || str(at(cmd, 2)) != "/etc/pushlane/pushlane.yaml" {
 				t.Errorf("runs %v", cmd)
+			}
+			if floor, ok := stopBounds[name]; ok {
+				// Compose's default is 10 s before SIGKILL.
+				grace, err := time.ParseDuration(str(svc["stop_grace_period"]))
+				if err != nil || grace < time.Duration(floor)*time.Second {
+					t.Errorf("stop_grace_period %q: shorter than the stage's stop bound, %d s, or not set (%v)", str(svc["stop_grace_period"]), floor, err)
+				}
 			}
 			mounts := map[string]string{}
 			vols, _ := svc["volumes"].([]any)
