@@ -33,8 +33,11 @@ func controlCommand(action, summary string) *command {
 		args:    "<campaign id> [-reason TEXT]",
 		summary: summary,
 		details: fmt.Sprintf(`
-Writes a %q control event, keyed by the campaign id, to the compacted control topic
-that every planner and dispatcher reads. The latest event per campaign is its state.
+Writes a %q control event to the compacted control topic that every planner and
+dispatcher reads. A pause or resume is keyed by the campaign id, and the latest of
+them is the campaign's state; a cancel is keyed "<campaign id>/cancel", so that
+compaction never replaces it with a later pause or resume: once cancelled, a
+campaign stays cancelled. Write one by hand (kcat) with those keys.
 
 Before writing, pushctl reads the campaign's current state from that topic: a
 cancelled campaign stays cancelled (pause and resume are refused, exit 1), and an
