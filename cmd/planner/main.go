@@ -60,13 +60,19 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	audit, err := control.NewAuditor(control.AuditorConfig{Kafka: cfg.Kafka, Topic: cfg.Kafka.Topics.Control.Name,
+		Group: cfg.Kafka.GroupPrefix + "-control-audit", DeadLetterTopic: cfg.Kafka.Topics.DeadLetter.Name},
+		control.Deps{Logger: log, Metrics: proc.Metrics})
+	if err != nil {
+		return err
+	}
 	p, err := planner.New(pcfg, planner.Deps{Store: store, Controls: view, Logger: log, Metrics: proc.Metrics, Ready: proc.Ready})
 	if err != nil {
 		return err
 	}
 	proc.ReadyOnceCaughtUp(ctx, view.WaitCaughtUp)
 	log.Info("planner starting", "instance", *instance, "campaigns", cfg.Kafka.Topics.Campaigns.Name)
-	err = proc.RunWithView(ctx, view.Run, p.Run)
+	err = proc.RunWithView(ctx, view.Run, p.Run, audit.Run)
 	log.Info("planner stopped")
 	return err
 }

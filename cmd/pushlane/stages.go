@@ -38,7 +38,7 @@ type pipelineDeps struct {
 }
 
 // buildStages constructs, with the same New(cfg, deps) calls the stage
-// commands make, the control view, the planner, the delay forwarder, the
+// commands make, the control view, the planner and its control auditor, the delay forwarder, the
 // dispatcher and feedback. Each gets its own metrics registry: they are
 // separate processes in production and may register the same names.
 func buildStages(cfg *config.Config, d pipelineDeps) ([]stage, error) {
@@ -47,6 +47,12 @@ func buildStages(cfg *config.Config, d pipelineDeps) ([]stage, error) {
 		control.Deps{Logger: log.With("component", "control"), Metrics: prometheus.NewRegistry()})
 	if err != nil {
 		return nil, fmt.Errorf("control view: %w", err)
+	}
+	audit, err := control.NewAuditor(control.AuditorConfig{Kafka: cfg.Kafka, Topic: cfg.Kafka.Topics.Control.Name,
+		Group: cfg.Kafka.GroupPrefix + "-control-audit", DeadLetterTopic: cfg.Kafka.Topics.DeadLetter.Name},
+		control.Deps{Logger: log.With("component", "control-audit"), Metrics: prometheus.NewRegistry()})
+	if err != nil {
+		return nil, fmt.Errorf("control audit: %w", err)
 	}
 	pl, err := planner.New(planner.ConfigFrom(cfg, "demo"), planner.Deps{
 		Store:    planner.NewMySQLStore(d.DB),
@@ -88,6 +94,7 @@ func buildStages(cfg *config.Config, d pipelineDeps) ([]stage, error) {
 	return []stage{
 		{"control", view.Run},
 		{"planner", pl.Run},
+		{"control-audit", audit.Run},
 		{"delay", fw.Run},
 		{"dispatcher", disp},
 		{"feedback", fb.Run},

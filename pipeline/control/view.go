@@ -11,6 +11,10 @@
 // is how an operator retires old entries; retiring a cancelled campaign
 // takes a tombstone for each key, or compaction would bring back the other.
 //
+// A record that is not a control event is skipped by every View and
+// dead-lettered once by an Auditor, which the planners run as one consumer
+// group.
+//
 // Freshness. A stage that must honour a cancel within a bound asks
 // WaitFresh(ctx, t): it returns once every control record acknowledged
 // before t has been applied. The view knows this by listing the topic's end
@@ -294,7 +298,8 @@ func (v *View) apply(partition int32, recs []*kgo.Record) {
 		c, err := schemas.DecodeCampaignControl(r.Value)
 		if err != nil {
 			// Every instance reads this topic; dead-lettering from each
-			// would multiply the letter, so the view logs and counts it.
+			// would multiply the letter, so the view logs and counts it,
+			// and the planners' Auditor dead-letters it once.
 			v.log.Error("invalid campaign-control record skipped", "partition", partition, "offset", r.Offset, "err", err)
 			v.metrics.records.WithLabelValues("invalid").Inc()
 			continue

@@ -1,0 +1,177 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/internal/promset"
+	"github.com/pushlane/pushlane/pipeline/kafka"
+	"github.com/pushlane/pushlane/schemas"
+)
+
+// AuditStage names the auditor in its dead letters.
+const AuditStage = "control"
+
+// AuditorConfig configures an Auditor.
+type AuditorConfig struct {
+	// Kafka is the connection; only brokers, TLS and SASL are used.
+	Kafka config.Kafka
+	// Topic is the compacted control topic.
+	Topic string
+	// Group is the auditor's consumer group: one per deployment, shared by
+	// every planner, so each record is audited by one of them.
+	Group string
+	// DeadLetterTopic receives the invalid records.
+	DeadLetterTopic string
+	// RetryBackoff is the wait between attempts to write dead letters the
+	// broker did not take. Default 1s.
+	RetryBackoff time.Duration
+}
+
+// Auditor dead-letters the control topic's invalid records, with the
+// reason. Every planner and dispatcher reads the whole topic through its own
+// View, which can only skip such a record: dead-lettering from each would
+// write one letter per instance. The auditor reads the topic as one
+// consumer group instead, so each invalid record is dead-lettered once; again
+// only when the group's offsets are reset (a replay) or a member stops
+// between a letter and its commit.
+type Auditor struct {
+	cfg  AuditorConfig
+	log  *slog.Logger
+	cl   *kgo.Client
+	sent prometheus.Counter
+}
+
+// NewAuditor builds an Auditor; it connects lazily, in Run.
+func NewAuditor(cfg AuditorConfig, deps Deps) (*Auditor, error) {
+	switch {
+	case cfg.Topic == "":
+		return nil, errors.New("control audit: topic is required")
+	case cfg.Group == "":
+		return nil, errors.New("control audit: group is required")
+	case cfg.DeadLetterTopic == "":
+		return nil, errors.New("control audit: dead-letter topic is required")
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = time.Second
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cl, err := kafka.NewClient(cfg.Kafka,
+		kgo.ConsumeTopics(cfg.Topic),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(),
+		// A partition is revoked only between polls, after the letters of
+		// what was polled are written and committed.
+		kgo.BlockRebalanceOnPoll(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("control audit: %w", err)
+	}
+	a := &Auditor{cfg: cfg, log: log.With("component", "control-audit"), cl: cl}
+	var s promset.Set
+	a.sent = s.Counter("pushlane_control_dead_letters_total",
+		"Invalid campaign-control records dead-lettered by the auditor (one planner per record).")
+	if err := s.Register(deps.Metrics); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("control audit: register metrics: %w", err)
+	}
+	return a, nil
+}
+
+// Run audits until ctx ends, then leaves the group. What it polled and
+// could not dead-letter by then stays uncommitted, for the next member.
+func (a *Auditor) Run(ctx context.Context) error {
+	defer a.cl.Close()
+	for {
+		fs := a.cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			a.cl.AllowRebalance()
+			return nil
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			a.log.Warn("fetch failed", "topic", t, "partition", p, "err", err)
+		})
+		var letters []*kgo.Record
+		var encodeErr error
+		fs.EachRecord(func(r *kgo.Record) {
+			reason := Invalid(r)
+			if reason == "" {
+				return
+			}
+			dl, err := kafka.DeadLetterRecord(a.cfg.DeadLetterTopic, AuditStage, r, reason, time.Now())
+			if err != nil {
+				encodeErr = errors.Join(encodeErr, err)
+				return
+			}
+			a.log.Error("invalid campaign-control record dead-lettered", "partition", r.Partition, "offset", r.Offset, "reason", reason)
+			letters = append(letters, dl)
+		})
+		if encodeErr != nil {
+			// Not a broker's refusal: the same records would fail again.
+			a.cl.AllowRebalance()
+			return fmt.Errorf("control audit: %w", encodeErr)
+		}
+		if !a.write(ctx, letters) {
+			a.cl.AllowRebalance()
+			return nil
+		}
+		if err := a.cl.CommitUncommittedOffsets(ctx); err != nil && ctx.Err() == nil {
+			// The letters are written; a member that reads these records
+			// again writes them again, which a replay does too.
+			a.log.Warn("commit failed", "err", err)
+		}
+		a.cl.AllowRebalance()
+	}
+}
+
+// write produces the letters until the broker took every one, or ctx ends
+// (false: they stay uncommitted).
+func (a *Auditor) write(ctx context.Context, letters []*kgo.Record) bool {
+	for len(letters) > 0 {
+		res := a.cl.ProduceSync(ctx, letters...)
+		var failed []*kgo.Record
+		for _, r := range res {
+			if r.Err != nil {
+				failed = append(failed, r.Record)
+			} else {
+				a.sent.Inc()
+			}
+		}
+		if len(failed) == 0 {
+			return true
+		}
+		a.log.Warn("dead letters not written; retrying", "records", len(failed), "err", res.FirstErr())
+		letters = failed
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(a.cfg.RetryBackoff):
+		}
+	}
+	return true
+}
+
+// Invalid is why r is not a campaign-control event ("" if it is). A
+// tombstone (no value) is valid: it forgets a campaign's state. The View
+// skips exactly these records.
+func Invalid(r *kgo.Record) string {
+	if r.Value == nil {
+		return ""
+	}
+	if _, err := schemas.DecodeCampaignControl(r.Value); err != nil {
+		return err.Error()
+	}
+	return ""
+}

@@ -1,0 +1,141 @@
+package control_test
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/pipeline/control"
+	"github.com/pushlane/pushlane/pipeline/dispatcher/dispatchtest"
+	"github.com/pushlane/pushlane/schemas"
+)
+
+// startAuditor runs an auditor of group until the returned stop is called.
+func startAuditor(t *testing.T, k dispatchtest.Kafka, topic, group, dlq string, reg prometheus.Registerer) (stop func()) {
+	t.Helper()
+	a, err := control.NewAuditor(control.AuditorConfig{Kafka: config.Kafka{Brokers: k.Brokers, ClientID: "audit-test"},
+		Topic: topic, Group: group, DeadLetterTopic: dlq}, control.Deps{Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("auditor.Run: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// Invalid control records reach the dead-letter topic once, with the
+// reason, however many planners audit the topic, and not again after a
+// restart; valid events and tombstones do not.
+func TestAuditorDeadLettersInvalidControlRecordsOnce(t *testing.T) {
+	k := dispatchtest.StartKafka(t)
+	topic := k.Topic(t, "control", 3, true)
+	dlq := k.Topic(t, "dead-letter", 1, false)
+	group := dispatchtest.UniqueName("audit")
+	cl := k.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	publish(t, cl, topic, "c-1", schemas.ControlCancel)
+	publish(t, cl, topic, "c-2", schemas.ControlPause)
+	bad := []*kgo.Record{
+		{Topic: topic, Key: []byte("c-bad-action"), Value: []byte(`{"schema_version":1,"campaign_id":"c-bad-action","action":"explode","at":"2026-11-28T03:00:00Z"}`)},
+		{Topic: topic, Key: []byte("c-no-at"), Value: []byte(`{"schema_version":1,"campaign_id":"c-no-at","action":"cancel"}`)},
+		{Topic: topic, Key: []byte("c-not-json"), Value: []byte(`cancel c-not-json`)},
+	}
+	if err := cl.ProduceSync(ctx, bad...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	// A tombstone is valid: it forgets a campaign.
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("c-2")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Two planners, one group.
+	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
+	stopA := startAuditor(t, k, topic, group, dlq, regs[0])
+	stopB := startAuditor(t, k, topic, group, dlq, regs[1])
+	letters := k.ReadAll(t, dlq, len(bad), 30*time.Second)
+	// Anything more (a second letter for one record) would come within
+	// the auditors' next polls.
+	time.Sleep(2 * time.Second)
+	stopA()
+	stopB()
+
+	var keys []string
+	// One more than expected, so a duplicate would be read: this waits out
+	// its timeout.
+	for _, r := range k.ReadAll(t, dlq, len(bad)+1, 5*time.Second) {
+		var dl schemas.DeadLetter
+		if err := json.Unmarshal(r.Value, &dl); err != nil {
+			t.Fatalf("dead letter %s: %v", r.Value, err)
+		}
+		if dl.Stage != control.AuditStage || dl.Topic != topic || dl.Reason == "" {
+			t.Errorf("dead letter %+v: want stage %q, topic %q and a reason", dl, control.AuditStage, topic)
+		}
+		if string(dl.Key) != string(r.Key) {
+			t.Errorf("dead letter keyed %q, carries key %q", r.Key, dl.Key)
+		}
+		for _, b := range bad {
+			if string(b.Key) == string(dl.Key) && string(b.Value) != string(dl.Value) {
+				t.Errorf("dead letter of %s carries %q, want the original %q", dl.Key, dl.Value, b.Value)
+			}
+		}
+		switch string(dl.Key) {
+		case "c-bad-action":
+			if !strings.Contains(dl.Reason, "action") {
+				t.Errorf("reason for c-bad-action: %q, want it to name the action", dl.Reason)
+			}
+		case "c-no-at":
+			if !strings.Contains(dl.Reason, "at") {
+				t.Errorf("reason for c-no-at: %q, want it to name the missing at", dl.Reason)
+			}
+		}
+		keys = append(keys, string(dl.Key))
+	}
+	sort.Strings(keys)
+	if got, want := strings.Join(keys, ","), "c-bad-action,c-no-at,c-not-json"; got != want {
+		t.Errorf("dead-lettered %s, want %s once each (%d letters read first)", got, want, len(letters))
+	}
+	var counted float64
+	for _, reg := range regs {
+		counted += dispatchtest.MetricValue(t, reg, "pushlane_control_dead_letters_total")
+	}
+	if counted != float64(len(bad)) {
+		t.Errorf("pushlane_control_dead_letters_total over both auditors = %v, want %d", counted, len(bad))
+	}
+
+	// A restarted planner resumes from the group's commits: no new letter,
+	// until a new invalid record.
+	startAuditor(t, k, topic, group, dlq, prometheus.NewRegistry())
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("c-late"), Value: []byte(`{}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	after := k.ReadAll(t, dlq, len(bad)+2, 8*time.Second)
+	if len(after) != len(bad)+1 || string(after[len(after)-1].Key) != "c-late" {
+		var got []string
+		for _, r := range after {
+			got = append(got, string(r.Key))
+		}
+		t.Errorf("after the restart the dead-letter topic holds %v, want the first three and c-late", got)
+	}
+}
