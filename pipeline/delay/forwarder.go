@@ -332,25 +332,38 @@ func Eligible(r *kgo.Record, k int) time.Time {
 	return r.Timestamp.Add(TierDelay(k))
 }
 
+// MaxSkewHold bounds how long DueAt holds a record past Eligible: the
+// clock skew between the forwarder and the broker it tolerates without
+// re-writing records in a loop, and the longest a record that does not fit
+// its tier can hold up the records behind it.
+const MaxSkewHold = 30 * time.Second
+
 // DueAt is when the forwarder takes a record of tier k (top: the last
 // tier): Eligible, or later if by this process's clock its send-at is still
-// TierDelay(k) or more away, until it is not. With correct clocks that
-// never happens: a record enters tier k with less than 2^(k+1) s to go, so
-// at Eligible less than 2^k s remain and Route picks a lower tier. But the
-// timestamps are the broker's and Route reads the forwarder's clock; a
-// forwarder Δ ahead of the broker found tier-k records due as soon as they
-// were fetched, with Route still picking tier k, and re-wrote each one at
-// the speed of a produce and a fetch until its remaining time fell below
-// 2^k (Δ = 5 s: hundreds of rewrites per batch). Waiting instead keeps the
-// documented bound of one rewrite per tier. The top tier loops on itself by
-// design.
+// TierDelay(k) or more away, until it is not, but never more than
+// MaxSkewHold later. With correct clocks the wait never happens: a record
+// enters tier k with less than 2^(k+1) s to go, so at Eligible less than
+// 2^k s remain and Route picks a lower tier. But the timestamps are the
+// broker's and Route reads the forwarder's clock; a forwarder Δ ahead of
+// the broker found tier-k records due as soon as they were fetched, with
+// Route still picking tier k, and re-wrote each one at the speed of a
+// produce and a fetch until its remaining time fell below 2^k (Δ = 5 s:
+// hundreds of rewrites per batch). Waiting instead keeps the documented
+// bound of one rewrite per tier; for a record this forwarder wrote, the
+// wait is less than Δ. A record that would wait longer does not fit its
+// tier at all (written by a process whose clock is well ahead, by hand, or
+// to a ladder that has grown since: a former top tier's batches are days
+// away): waiting for it held every record behind it in its partition,
+// since due order is offset order only up to these waits. It is taken at
+// Eligible instead, and Route writes it, by this clock, to the tier it fits.
+// The top tier loops on itself by design.
 func DueAt(r *kgo.Record, k int, top bool) time.Time {
 	due := Eligible(r, k)
 	if top {
 		return due
 	}
 	if sendAt, ok := kafka.TimeHeader(r, kafka.HeaderSendAt); ok {
-		if lower := sendAt.Add(-TierDelay(k)); lower.After(due) {
+		if lower := sendAt.Add(-TierDelay(k)); lower.After(due) && lower.Sub(due) <= MaxSkewHold {
 			due = lower
 		}
 	}

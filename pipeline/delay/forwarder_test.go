@@ -454,3 +454,45 @@ func TestForwarderReadyOnceTheGroupIsJoined(t *testing.T) {
 		}
 	}
 }
+
+// A record that does not fit its tier (written by a process whose clock is
+// far ahead, by hand, or to a ladder that has grown since) does not hold
+// the records behind it in its partition: it is re-written at once to the
+// tier it fits, and they go on time. The forwarder held such a record on
+// its tier until its send-at was near, and everything behind it with it.
+func TestForwarderIsNotHeldByARecordThatDoesNotFitItsTier(t *testing.T) {
+	t.Parallel()
+	k := dispatchtest.StartKafka(t)
+	l, dlq := k.Ladder(t, 4, 1) // 1, 2, 4, 8 s; one partition
+	cl := k.Client(t)
+	now := time.Now()
+	misfitAt := now.Add(40 * time.Second) // Route would pick the top tier
+	dueAt := now.Add(1500 * time.Millisecond)
+	for _, r := range []*kgo.Record{
+		delay.BatchRecord(l.Tiers[0], "misfit", "c1", misfitAt, time.Time{}, []byte(`{}`)),
+		delay.BatchRecord(l.Tiers[0], "due", "c1", dueAt, time.Time{}, []byte(`{}`)),
+	} {
+		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startForwarder(t, k, l, dlq, dispatchtest.UniqueName("delay"), nil)
+
+	got := arrivals(t, k.ReadAll(t, l.Ready, 1, 15*time.Second))
+	if len(got["due"]) != 1 {
+		t.Fatalf("ready holds %v, want the due batch once", got)
+	}
+	if late := got["due"][0].at.Sub(dueAt); late > time.Second {
+		t.Errorf("the batch behind the misfit reached ready %v after its send-at", late)
+	}
+	if _, early := got["misfit"]; early {
+		t.Errorf("the misfit reached ready %v before its send-at", misfitAt.Sub(got["misfit"][0].at))
+	}
+	top := k.ReadAll(t, l.Tiers[3], 1, 10*time.Second)
+	if len(top) != 1 || string(top[0].Key) != "misfit" {
+		t.Fatalf("top tier holds %d records, want the misfit re-written there", len(top))
+	}
+	if h, _ := kafka.Header(top[0], kafka.HeaderHop); h != "1" {
+		t.Errorf("misfit re-written with hop %q, want 1", h)
+	}
+}
