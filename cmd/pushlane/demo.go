@@ -411,7 +411,9 @@ func plannedSoFar(ctx context.Context, db *sql.DB, ids []string) (total int64, a
 // and feedback has applied every result, or the timeout, or a stage fails.
 func waitDone(ctx context.Context, o demoOptions, db *sql.DB, ids []string, tr *tracker, fbAcc *feedback.Accumulator,
 	run *running, disp *display) error {
-	deadline := time.NewTimer(o.Timeout)
+	// The timeout counts from the delayed part's send-at: its devices
+	// cannot have results before it.
+	deadline := time.NewTimer(o.Delayed + o.Timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -457,9 +459,9 @@ func waitDone(ctx context.Context, o demoOptions, db *sql.DB, ids []string, tr *
 			return fmt.Errorf("a stage failed: %v", run.err())
 		case <-deadline.C:
 			if planned < 0 {
-				return fmt.Errorf("timed out after %s: the planner did not finish planning %s", o.Timeout, strings.Join(ids, ", "))
+				return fmt.Errorf("timed out %s after the last part was due: the planner did not finish planning %s", o.Timeout, strings.Join(ids, ", "))
 			}
-			return fmt.Errorf("timed out after %s: %d of %d planned devices have a final result", o.Timeout, c.Final, planned)
+			return fmt.Errorf("timed out %s after the last part was due: %d of %d planned devices have a final result", o.Timeout, c.Final, planned)
 		case <-tick.C:
 		case <-tr.changed:
 		}

@@ -103,7 +103,7 @@ func newFlags(out io.Writer, o *demoOptions) *flag.FlagSet {
 	fs.IntVar(&o.Devices, "devices", 5000, "demo devices to seed (the embedded store slows down sharply beyond that: 10,000 take about 20 s)")
 	fs.DurationVar(&o.Delayed, "delayed", 4*time.Second, "send the ja devices' part this much later, through the delay ladder; 0 sends one campaign now")
 	fs.IntVar(&o.BatchSize, "batch-size", 200, "devices per batch")
-	fs.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up waiting for the campaigns after this long")
+	fs.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up waiting for the campaigns this long after the last part is due (-delayed)")
 	fs.BoolVar(&o.Real, "real", false, "run against the real services of -config instead of the embedded ones")
 	fs.StringVar(&o.ConfigPath, "config", "", "with -real: the Pushlane config `file` (Kafka, MySQL, optional ClickHouse); PUSHLANE_* overrides apply")
 	fs.StringVar(&o.ClickHouse, "clickhouse", "", "write analytics to ClickHouse at `addr` (native protocol) instead of a file")

@@ -105,3 +105,16 @@ func TestServiceAccountNamesTheProject(t *testing.T) {
 		t.Errorf("account without project_id: %q, %v", p, err)
 	}
 }
+
+// -h prints the usage and exits 0, as the other commands do; a failure to
+// start exits 1.
+func TestHelpExitsZero(t *testing.T) {
+	err := run(context.Background(), []string{"-h"}, io.Discard)
+	if code := exitCode(err); code != 0 {
+		t.Errorf("-h: run returned %v, exit %d, want 0", err, code)
+	}
+	err = run(context.Background(), []string{"-dir", t.TempDir(), "-apns-addr", "256.0.0.1:1"}, io.Discard)
+	if code := exitCode(err); err == nil || code != 1 {
+		t.Errorf("an address nothing can listen on: run returned %v, exit %d, want an error and 1", err, code)
+	}
+}
