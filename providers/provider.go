@@ -70,9 +70,20 @@ type Message struct {
 	Category          string
 	MutableContent    bool
 	ContentAvailable  bool
-	InterruptionLevel string    // passive, active, time-sensitive or critical
-	Expiration        time.Time // zero = derive from TTL, or none
-	TTL               time.Duration
+	InterruptionLevel string // passive, active, time-sensitive or critical
+
+	// Expiration is when the message stops being worth delivering (zero:
+	// never): no provider is asked to keep it longer, and a send that
+	// starts at or after it sends nothing (payload_rejected, as Prepare
+	// refuses it then). The dispatcher sets it to the batch's expiry.
+	Expiration time.Time
+	// TTL is how long the provider may keep the message after the send
+	// (zero: as long as Expiration allows); with both, the earlier end
+	// applies. APNs: apns-expiration = min(Expiration, Prepare's time +
+	// TTL), absolute, so a later send of a prepared message only shortens
+	// it. FCM: ttl = min(TTL, Expiration − the send's time) in whole
+	// seconds, at most four weeks.
+	TTL time.Duration
 
 	AndroidChannel string
 

@@ -42,7 +42,13 @@ func expiry(b *schemas.Batch) time.Time {
 }
 
 // message builds the provider-neutral message of b for one platform and
-// text; every device sharing them shares it.
+// text; every device sharing them shares it. Expiration is the batch's
+// expiry, even one beyond what a provider keeps (FCM: four weeks, and
+// campaigns may expire 30 days out), and TTL the campaign's ttl_seconds,
+// the provider-side lifetime after the send: the senders apply the earlier
+// of the two, measured when each request goes (see providers.Message), so
+// a message prepared once and sent chunk after chunk does not outlive the
+// batch.
 func message(b *schemas.Batch, platform, title, body string) *providers.Message {
 	o := b.Options
 	m := &providers.Message{

@@ -80,8 +80,8 @@ type Config struct {
 	LowLatency bool
 
 	// Clock is the time provider tokens are issued and aged by, and that
-	// message expirations and the certificate's expiry are checked
-	// against. Default time.Now.
+	// message expirations (at Prepare and at each send), TTLs and the
+	// certificate's expiry are measured against. Default time.Now.
 	Clock func() time.Time
 	// Halt, if set, is told about credential failures, and sends for a
 	// halted app fail at once without calling Apple.

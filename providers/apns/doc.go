@@ -48,4 +48,13 @@
 // (background must be 5), topic suffix matching the push type, collapse id ≤
 // 64 bytes, known interruption level, expiration not past. A refused message
 // is payload_rejected without calling Apple.
+//
+// apns-expiration is the earlier of the message's Expiration and Prepare's
+// time plus its TTL: TTL is the lifetime after the send, whether or not
+// there is an expiration too. Being absolute, it is sent unchanged by every
+// send of a prepared message, so one sent later than Prepare lives no
+// longer than either, only less of its TTL. A send that starts at or after
+// the Expiration (the dispatcher bars those, but one can start just before)
+// sends nothing: it is payload_rejected (BadExpirationDate), as Prepare
+// refuses it.
 package apns

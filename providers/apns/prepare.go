@@ -28,10 +28,17 @@ type Prepared struct {
 	Payload  []byte // the JSON body, exactly as sent
 	Topic    string
 	PushType string
-	Priority int       // 10, 5 or 1
-	Expires  time.Time // zero: no apns-expiration
-	base     []hpack.HeaderField
-	auth     atomic.Pointer[authHeader]
+	Priority int // 10, 5 or 1
+	// Expires is the apns-expiration sent (zero: none): the earlier of the
+	// message's Expiration and Prepare's time plus its TTL. Being absolute,
+	// it never reaches past either however late a send goes; a send later
+	// than Prepare only shortens what is left of the TTL.
+	Expires time.Time
+	// expiration is the message's Expiration (zero: none): no send starts
+	// at or after it.
+	expiration time.Time
+	base       []hpack.HeaderField
+	auth       atomic.Pointer[authHeader]
 }
 
 type authHeader struct {
@@ -158,12 +165,16 @@ func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
 		return nil, reject("BadPayload", `custom data may not use the key "aps", Apple's own dictionary`)
 	}
 	now := s.cfg.Clock()
-	expires := m.Expiration
-	if expires.IsZero() && m.TTL > 0 {
-		expires = now.Add(m.TTL)
+	if err := checkExpiration(m.Expiration, now); err != nil {
+		return nil, err
 	}
-	if !expires.IsZero() && !expires.After(now) {
-		return nil, reject(apns2.ReasonBadExpirationDate, "expiration "+expires.UTC().Format(time.RFC3339)+" has passed")
+	// TTL is the lifetime after the send, so it applies with an
+	// expiration too: Apple keeps the message until the earlier of them.
+	expires := m.Expiration
+	if m.TTL > 0 {
+		if byTTL := now.Add(m.TTL); expires.IsZero() || byTTL.Before(expires) {
+			expires = byTTL
+		}
 	}
 
 	payload := encodePayload(m)
@@ -187,7 +198,18 @@ func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
 	if m.CollapseID != "" {
 		h = append(h, hpack.HeaderField{Name: "apns-collapse-id", Value: m.CollapseID})
 	}
-	return &Prepared{s: s, Payload: payload, Topic: topic, PushType: pushType, Priority: prio, Expires: expires, base: h}, nil
+	return &Prepared{s: s, Payload: payload, Topic: topic, PushType: pushType, Priority: prio, Expires: expires,
+		expiration: m.Expiration, base: h}, nil
+}
+
+// checkExpiration refuses a message whose expiration (zero: none) is at or
+// before now: it would be sent with no lifetime left. Prepare checks it, and
+// each send again, since a batch's sends can go on past its expiry.
+func checkExpiration(expiration, now time.Time) error {
+	if !expiration.IsZero() && !expiration.After(now) {
+		return reject(apns2.ReasonBadExpirationDate, "expiration "+expiration.UTC().Format(time.RFC3339)+" has passed")
+	}
+	return nil
 }
 
 func stripTopicSuffix(topic string) string {

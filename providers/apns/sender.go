@@ -240,6 +240,13 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 				return providers.Result{Outcome: providers.CredentialFailure, Reason: "ProviderTokenSigning", Err: err}
 			}
 		}
+		// Checked at each request, re-sends included: a send that waited
+		// (for a slot, a connection) past the expiration sends nothing.
+		if !p.expiration.IsZero() {
+			if err := checkExpiration(p.expiration, s.cfg.Clock()); err != nil {
+				return providers.Rejected(err, 0)
+			}
+		}
 		resp, err := s.roundTrip(ctx, p, tok, b)
 		if err != nil {
 			if reason := s.refusedCredential(err); reason != "" {

@@ -70,7 +70,9 @@ type Config struct {
 	// per send when sends are sparse (see providers.DialTLS).
 	LowLatency bool
 
-	// Clock drives the quota bucket; default time.Now.
+	// Clock drives the quota bucket, and is the time a message's lifetime
+	// is measured from (at Prepare, and again at each send of a message
+	// with an expiration); default time.Now.
 	Clock func() time.Time
 	// Sleep waits for the bucket; default a timer. Tests that move Clock
 	// pass a Sleep that advances it.

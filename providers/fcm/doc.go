@@ -30,6 +30,21 @@
 // project under its messages-per-minute quota (Google's default 600,000),
 // and bounds its requests in flight (Config.Concurrency).
 //
+// Lifetime: a message with a TTL or an Expiration is sent with android.ttl
+// (webpush's TTL header) of its TTL or what is left until its Expiration,
+// whichever is shorter, in whole seconds and at most four weeks (MaxTTL).
+// FCM keeps no message longer, so an expiration further out (campaigns may
+// run 30 days) is sent as four weeks rather than refused; an explicit TTL
+// over it is refused. A prepared message with an expiration writes the
+// lifetime left at each send into its body, spliced in like the token, so
+// a batch sent in chunks over minutes does not outlive its expiry; under a
+// second left is sent as 0 s ("now or never"), never left out (FCM's
+// default is four weeks), and a send that starts at or after the
+// expiration sends nothing: it is payload_rejected (INVALID_ARGUMENT), as
+// Prepare refuses it. The APNs override's apns-expiration is absolute,
+// Prepare's time plus that lifetime: a later send keeps it, which shortens
+// the message's life, never lengthens it.
+//
 // Outcomes: see Classify. A 401 without an FCM error code means the access
 // token was refused: it is fetched anew once and the send retried.
 package fcm

@@ -22,10 +22,25 @@ const (
 // Safe for concurrent use.
 type Prepared struct {
 	s *Sender
-	// Message is the SDK message it was encoded from (no token).
+	// Message is the SDK message it was encoded from (no token). With an
+	// Expiration, its android.ttl or webpush TTL is the lifetime left at
+	// Prepare; each send writes the lifetime left at that send instead.
 	Message *messaging.Message
 	head    []byte // the SDK's body up to the token's opening quote
 	tail    []byte // the rest after its closing quote
+
+	// expires is the message's Expiration (zero: none): no send starts at
+	// or after it.
+	expires time.Time
+	ttl     time.Duration // the message's own TTL, 0 = none
+	// ttlIn and ttlAt are where each send writes the lifetime left, in
+	// whole seconds: at offset ttlAt of head or tail. ttlIn is inNeither
+	// when the body holds no lifetime that shrinks as time passes (no
+	// expiration; an APNs override, whose apns-expiration is absolute).
+	// Writing it per send, instead of encoding it once at Prepare, keeps a
+	// batch sent in chunks over minutes from outliving its expiry.
+	ttlIn ttlPart
+	ttlAt int
 }
 
 var _ providers.Prepared = (*Prepared)(nil)
@@ -36,17 +51,82 @@ func (p *Prepared) Send(ctx context.Context, token string, attempt int) provider
 }
 
 // Body is the request body for token: byte for byte what
-// firebase-admin-go's Client.Send encodes for Message with that token.
+// firebase-admin-go's Client.Send encodes for Message with that token, but
+// for a message with an expiration the lifetime left now (the sender's
+// Clock) in place of Message's, 0 once the expiration has passed (a send
+// then sends nothing).
 func (p *Prepared) Body(token string) []byte {
-	return p.appendBody(make([]byte, 0, p.bodyLen(token)), token)
+	var now time.Time
+	if !p.expires.IsZero() {
+		now = p.s.cfg.Clock()
+	}
+	b, _ := p.bodyAt(token, now)
+	return b
 }
 
-func (p *Prepared) bodyLen(token string) int { return len(p.head) + len(token) + 2 + len(p.tail) }
+// bodyAt is the request body for token sent at now; err refuses a message
+// whose expiration has passed by now (its body then carries a lifetime of
+// 0).
+func (p *Prepared) bodyAt(token string, now time.Time) ([]byte, error) {
+	if p.expires.IsZero() {
+		return p.appendBody(make([]byte, 0, p.bodyLen(token)), token, 0), nil
+	}
+	ttl, err := lifetime(p.ttl, p.expires, now)
+	return p.appendBody(make([]byte, 0, p.bodyLen(token)), token, int64(ttl/time.Second)), err
+}
 
-func (p *Prepared) appendBody(b []byte, token string) []byte {
-	b = append(b, p.head...)
-	b = appendString(b, token)
-	return append(b, p.tail...)
+// maxTTLDigits: MaxTTL is 2419200 s.
+const maxTTLDigits = 7
+
+func (p *Prepared) bodyLen(token string) int {
+	n := len(p.head) + len(token) + 2 + len(p.tail)
+	if p.ttlIn != inNeither {
+		n += maxTTLDigits
+	}
+	return n
+}
+
+// appendBody appends the body for token; secs is the lifetime written at
+// ttlAt, if the body has one.
+func (p *Prepared) appendBody(b []byte, token string, secs int64) []byte {
+	switch p.ttlIn {
+	case inNeither:
+		b = append(b, p.head...)
+		b = appendString(b, token)
+		return append(b, p.tail...)
+	case inTail:
+		b = append(b, p.head...)
+		b = appendString(b, token)
+		b = append(b, p.tail[:p.ttlAt]...)
+		b = strconv.AppendInt(b, secs, 10)
+		return append(b, p.tail[p.ttlAt:]...)
+	default:
+		b = append(b, p.head[:p.ttlAt]...)
+		b = strconv.AppendInt(b, secs, 10)
+		b = append(b, p.head[p.ttlAt:]...)
+		b = appendString(b, token)
+		return append(b, p.tail...)
+	}
+}
+
+// lifetime is how long FCM may keep a message with TTL ttl (0: none) and
+// expiration expires (zero: none) sent at now: ttl, or what is left until
+// expires if that is shorter, cut to whole seconds so it never reaches past
+// expires; at most MaxTTL, since FCM keeps nothing longer (an expiration
+// further out is honoured anyway, not refused). Less than a second left is
+// 0, "now or never"; an expiration at or before now is refused, a lifetime
+// below zero.
+func lifetime(ttl time.Duration, expires, now time.Time) (time.Duration, error) {
+	if expires.IsZero() {
+		return ttl, nil
+	}
+	if !expires.After(now) {
+		return 0, reject("expiration " + expires.UTC().Format(time.RFC3339) + " has passed")
+	}
+	if d := expires.Sub(now); ttl == 0 || d < ttl {
+		ttl = d.Truncate(time.Second)
+	}
+	return min(ttl, MaxTTL), nil
 }
 
 func reject(detail string) error {
@@ -86,22 +166,19 @@ func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
 	if size > MaxPayload {
 		return nil, reject("data and notification are " + strconv.Itoa(size) + " bytes, limit 4096")
 	}
+	// An explicit TTL over FCM's limit is refused (campaigns cannot ask for
+	// one); only a lifetime derived from an expiration is cut to it.
+	if m.TTL < 0 || m.TTL > MaxTTL {
+		return nil, reject("ttl " + m.TTL.String() + " outside 0–2419200 s")
+	}
 	now := s.cfg.Clock()
-	// hasTTL: a lifetime is sent, even one of 0 s. An expiry less than a
-	// second away truncates to 0, and an absent TTL is FCM's default of
-	// four weeks: the message would outlive its expiry by that much.
-	ttl, hasTTL := m.TTL, m.TTL > 0 || !m.Expiration.IsZero()
-	if !m.Expiration.IsZero() {
-		if !m.Expiration.After(now) {
-			return nil, reject("expiration " + m.Expiration.UTC().Format(time.RFC3339) + " has passed")
-		}
-		if d := m.Expiration.Sub(now); ttl == 0 || d < ttl {
-			ttl = d.Truncate(time.Second)
-		}
+	ttl, err := lifetime(m.TTL, m.Expiration, now)
+	if err != nil {
+		return nil, err
 	}
-	if ttl < 0 || ttl > MaxTTL {
-		return nil, reject("ttl " + ttl.String() + " outside 0–2419200 s")
-	}
+	// hasTTL: a lifetime is sent, even one of 0 s; an absent one is FCM's
+	// default of four weeks, which would outlive the expiration.
+	hasTTL := m.TTL > 0 || !m.Expiration.IsZero()
 	var androidPrio, apnsPrio, urgency string
 	switch m.Priority {
 	case providers.PriorityHigh:
@@ -122,11 +199,16 @@ func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
 	if m.Title != "" || m.Body != "" {
 		msg.Notification = &messaging.Notification{Title: m.Title, Body: m.Body}
 	}
+	// field: where the lifetime left goes at each send, for a message with
+	// an expiration. The APNs override's apns-expiration is absolute: set
+	// at Prepare it is at most the expiration, however late the send.
+	field := noTTL
 	switch m.Platform {
 	case providers.PlatformIOS:
 		msg.APNS = apnsOverride(m, apnsPrio, ttl, hasTTL, now)
 	case providers.PlatformWeb:
 		msg.Webpush = webpushOverride(m, urgency, ttl, hasTTL)
+		field = webpushTTL
 	default:
 		a := &messaging.AndroidConfig{CollapseKey: m.CollapseID, Priority: androidPrio}
 		if hasTTL {
@@ -136,12 +218,17 @@ func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
 			a.Notification = &messaging.AndroidNotification{ChannelID: m.AndroidChannel, Sound: m.Sound}
 		}
 		msg.Android = a
+		field = androidTTL
 	}
-	head, tail, err := s.sdk.template(msg)
+	if m.Expiration.IsZero() {
+		field = noTTL
+	}
+	t, err := s.sdk.templateTTL(msg, field)
 	if err != nil {
 		return nil, reject("firebase-admin-go: " + err.Error())
 	}
-	return &Prepared{s: s, Message: msg, head: head, tail: tail}, nil
+	return &Prepared{s: s, Message: msg, head: t.head, tail: t.tail, expires: m.Expiration, ttl: m.TTL,
+		ttlIn: t.ttlIn, ttlAt: t.ttlAt}, nil
 }
 
 func apnsOverride(m *providers.Message, prio string, ttl time.Duration, hasTTL bool, now time.Time) *messaging.APNSConfig {

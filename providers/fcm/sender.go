@@ -354,7 +354,7 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 	}
 	ctx, cancel := s.deadlines.Context(ctx, time.Now())
 	defer cancel()
-	body := p.Body(tok)
+	var body []byte
 	reauthed := false
 	connFailures, notProcessed := 0, 0
 	for {
@@ -364,6 +364,16 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 				return providers.Result{Outcome: providers.Retryable, Reason: "Canceled", Err: fmt.Errorf("fcm: access token: %w", err)}
 			}
 			return tokenFetchResult(err)
+		}
+		// The body is made after the waits for the quota and the access
+		// token, and again for each re-send of a message with an
+		// expiration: the lifetime it carries is what is left at this
+		// request, and none goes once the expiration has passed (the
+		// dispatcher bars sends after it, but one can start just before).
+		if body == nil || !p.expires.IsZero() {
+			if body, err = p.bodyAt(tok, s.cfg.Clock()); err != nil {
+				return providers.Rejected(err, 0)
+			}
 		}
 		r, err := s.roundTrip(ctx, body, at)
 		if err != nil {

@@ -75,7 +75,11 @@ func TestAPNsAndWebpushOverrides(t *testing.T) {
 // left out: without one FCM keeps the message for four weeks.
 func TestExpiryUnderASecondIsSentAsZero(t *testing.T) {
 	sim, acct := startSim(t, nil)
-	s := newSender(t, sim, acct, nil)
+	// A fixed clock: the lifetime is measured again when the request goes,
+	// after the access-token fetch, which a loaded machine can stretch past
+	// the 500 ms.
+	clk := newFakeClock()
+	s := newSender(t, sim, acct, func(c *fcm.Config) { c.Clock, c.Sleep = clk.Now, clk.Sleep })
 	for _, c := range []struct {
 		platform, token, field, want string
 	}{
@@ -83,7 +87,7 @@ func TestExpiryUnderASecondIsSentAsZero(t *testing.T) {
 		{providers.PlatformIOS, "ios-0", "apns", `{"headers":{"apns-expiration":"0"},"payload":{"aps":{}}}`},
 		{providers.PlatformWeb, "web-0", "webpush", `{"headers":{"TTL":"0"}}`},
 	} {
-		m := &providers.Message{Platform: c.platform, Token: c.token, Data: map[string]string{"k": "v"}, Expiration: time.Now().Add(500 * time.Millisecond)}
+		m := &providers.Message{Platform: c.platform, Token: c.token, Data: map[string]string{"k": "v"}, Expiration: clk.Now().Add(500 * time.Millisecond)}
 		if r := s.Send(context.Background(), m, 1); r.Outcome != providers.Delivered {
 			t.Fatalf("%s: %+v", c.token, r)
 		}
