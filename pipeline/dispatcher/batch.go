@@ -199,32 +199,36 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 		}
 		idx := d.nextChunk(j)
 		if len(idx) == 0 {
-			// Devices are pending, so only a probe gets here: nothing for
-			// the refused provider, no probe from this batch. It waits,
-			// parked, like the app's other batches.
+			// Devices are pending, so only a probe gets here: the halt
+			// was lifted or changed since its claim, and this batch has
+			// nothing for the refused provider. It waits, parked (a
+			// lifted halt releases it at the next park pass).
 			d.probeUnanswered(j, true)
 			return d.park(j, ParkHalted)
 		}
 		started := time.Now()
-		answered, credFail, err := d.sendChunk(stop, j, idx)
+		c, err := d.sendChunk(stop, j, idx)
 		if err != nil {
 			return false
 		}
 		d.m.chunk.Observe(time.Since(started).Seconds())
 		if j.probe {
-			if answered == 0 {
+			if c.answered == 0 {
 				// A device left without a result was not tried (a stop,
 				// or barred since the check); one with a result had no
 				// provider for its platform.
 				d.probeUnanswered(j, !j.prog.Done.Has(idx[0]))
 			} else {
-				d.probeDone(j, credFail)
+				d.probeDone(j, c.refused)
 			}
 		}
-		if credFail {
+		if c.refused {
 			return d.park(j, ParkHalted)
 		}
 		if stop.Err() != nil && d.pending(j) {
+			return false
+		}
+		if c.blocked && !d.waitUnblocked(stop) {
 			return false
 		}
 	}
@@ -288,7 +292,7 @@ func (d *Dispatcher) checkBeforeChunk(stop context.Context, j *job) (done, ok bo
 		return true, d.closeOut(j, schemas.OutcomeExpired, "expired at "+expiry(j.b).UTC().Format(time.RFC3339Nano))
 	case d.control.Paused(j.b.CampaignID):
 		return true, d.park(j, ParkPaused)
-	case !j.probe && d.appHalted(j.b.App):
+	case !j.probe && d.heldByHalt(j):
 		if until, ok := d.claimProbe(stop, j.b.App); ok {
 			j.probe, j.probeUntil = true, until
 			return false, false
@@ -296,6 +300,49 @@ func (d *Dispatcher) checkBeforeChunk(stop context.Context, j *job) (done, ok bo
 		return true, d.park(j, ParkHalted)
 	}
 	return false, false
+}
+
+// heldByHalt reports whether j's app is halted and j has a device without
+// a result that goes to the refused provider. Such a batch is held whole:
+// parked, or the probe (see the package documentation for why a batch of
+// both providers is not split). A halt says nothing of the app's other
+// provider, so a batch whose pending devices all go to it is sent as if
+// the app were not halted: an Android-only campaign of an app whose APNs
+// key was refused is sent through FCM, and no probe is claimed for it (it
+// has no device the probe could try).
+func (d *Dispatcher) heldByHalt(j *job) bool {
+	provider, halted := d.haltedProvider(j.b.App)
+	if !halted {
+		return false
+	}
+	for i := range j.b.Devices {
+		if j.prog.Done.Has(i) {
+			continue
+		}
+		if p, _ := j.app.senderFor(j.b.Devices[i].Platform); p == provider {
+			return true
+		}
+	}
+	return false
+}
+
+// waitUnblocked waits one ParkInterval after a chunk whose every send the
+// senders' registry refused: the app was halted by another batch's
+// refusal that this instance's view does not hold yet (it does once that
+// chunk's sends end, or at the next park pass), or a refused probe closed
+// the registry meanwhile. The next chunk's check then holds the batch, or
+// sends it with the registry opened (admit); without the wait the batch
+// would go round, saving the same progress, as fast as the registry
+// refuses. It reports false if stop came first.
+func (d *Dispatcher) waitUnblocked(stop context.Context) bool {
+	t := time.NewTimer(d.cfg.ParkInterval)
+	defer t.Stop()
+	select {
+	case <-stop.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // barred reports whether a device of b that has waited for its app's slot
@@ -317,17 +364,17 @@ func isExpired(b *schemas.Batch, now time.Time) bool {
 // waiting device of the refused provider (none: nil), since only that
 // provider's answer says whether the credentials work again; an Android
 // device delivered through FCM lifted an APNs halt, and the app was halted
-// again at its next iOS send.
+// again at its next iOS send. Any other batch of a halted app that gets
+// here has no pending device of the refused provider (heldByHalt), unless
+// the halt came after its check: sendChunk withholds those (admit).
 func (d *Dispatcher) nextChunk(j *job) []int {
 	if j.probe {
-		d.haltMu.Lock()
-		h := d.halted[j.b.App]
-		d.haltMu.Unlock()
+		provider, _ := d.haltedProvider(j.b.App)
 		for i := range j.b.Devices {
 			if j.prog.Done.Has(i) {
 				continue
 			}
-			if p := j.msgs.forDevice(&j.b.Devices[i]); p != nil && p.provider == h.Provider {
+			if p := j.msgs.forDevice(&j.b.Devices[i]); p != nil && p.provider == provider {
 				return []int{i}
 			}
 		}
@@ -463,12 +510,24 @@ type sent struct {
 	start    time.Time // the send's start: its lateness is measured here
 }
 
+// chunkSent is what sendChunk reports of a chunk.
+type chunkSent struct {
+	// answered counts the sends the provider answered (providerAnswered).
+	answered int
+	// refused: a provider refused the app's credentials (haltApp ran).
+	refused bool
+	// blocked: the senders' registry refused every send the chunk tried
+	// (the app is halted; see waitUnblocked), so none got a result.
+	blocked bool
+}
+
 // sendChunk sends devices idx with the app's concurrency, writes their
 // results, and saves progress. A stop lets the sends in flight finish but
-// starts no more. It reports how many sends the provider answered and
-// whether one was a credential failure; an error means stop interrupted
-// before anything could be saved.
-func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (answered int, credFail bool, err error) {
+// starts no more. A device refused by the senders' registry rather than by
+// its provider (the app was halted meanwhile, by another batch's refusal
+// or a refused probe) gets no result and stays pending, like one not
+// sent. An error means stop interrupted before anything could be saved.
+func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (c chunkSent, err error) {
 	out := make([]sent, len(idx))
 	jobs := make([]sendJob, 0, len(idx))
 	var wg sync.WaitGroup
@@ -485,6 +544,7 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (answere
 	for k := range jobs {
 		queued[k] = &jobs[k]
 	}
+	queued = d.admit(j, queued)
 	j.saveClock.sendsStart()
 	wg.Add(len(queued))
 	for _, sj := range j.lim.submit(queued) {
@@ -520,6 +580,7 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (answere
 	results := make([]schemas.Result, 0, len(idx))
 	var halt *providers.Result
 	haltProvider := ""
+	blocked := 0
 	for k, i := range idx {
 		yieldAfter(k)
 		s := out[k]
@@ -535,7 +596,7 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (answere
 			continue
 		}
 		if providerAnswered(&s.res) {
-			answered++
+			c.answered++
 		}
 		d.m.sends.WithLabelValues(j.b.App, s.provider, string(s.res.Outcome)).Inc()
 		d.m.sendLatency.WithLabelValues(j.b.App, s.provider).Observe(s.res.Latency.Seconds())
@@ -549,6 +610,11 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (answere
 			if halt == nil || errors.Is(halt.Err, providers.ErrHalted) && !errors.Is(s.res.Err, providers.ErrHalted) {
 				r := s.res
 				halt, haltProvider = &r, s.provider
+			}
+			if errors.Is(s.res.Err, providers.ErrHalted) {
+				blocked++
+			} else {
+				c.refused = true
 			}
 			continue
 		case providers.Retryable:
@@ -570,13 +636,14 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (answere
 		// again would re-halt an app a probe has just cleared.
 		d.haltApp(j.b.App, haltProvider, halt)
 	}
+	c.blocked = blocked > 0 && len(results) == 0
 	if !d.writeResults(j.saveCtx, results) {
-		return answered, halt != nil, errors.New("results not written")
+		return c, errors.New("results not written")
 	}
 	if !d.saveProgress(j) {
-		return answered, halt != nil, errors.New("progress not saved")
+		return c, errors.New("progress not saved")
 	}
-	return answered, halt != nil, nil
+	return c, nil
 }
 
 // closeOut gives every device still without a result the outcome (expired,
@@ -627,6 +694,18 @@ func (d *Dispatcher) finish(j *job) bool {
 // due after the backoff (never before what a provider's Retry-After asked),
 // routed through the delay ladder. Its id is deterministic, so writing it
 // twice (a crash before Finish) sends it once.
+//
+// A retry that would be due at or after the batch's expiry can never be
+// sent: it is made due at the expiry instead, so it reaches the ready
+// topic then and its devices get their expired results (attempt+1, in the
+// retry batch, as any expired batch's) at the expiry. Due at the backoff's
+// time, it sat in the ladder past the expiry: the forwarder looks at
+// expires-at only when a record comes due in its tier, so expiry in 20 s
+// with a Retry-After of 300 s (the 256 s tier) gave the expired results
+// some 4 minutes late. The send-at itself changes, not only the topic:
+// the forwarder routes and holds a record by its send-at header. The
+// expiry is an absolute ExpiresAt here, so the earlier send-at does not
+// move a TTL.
 func (d *Dispatcher) retryRecord(j *job) (*kgo.Record, error) {
 	b := *j.b
 	b.ID = RetryBatchID(j.b.ID, j.b.Attempt+1)
@@ -634,6 +713,9 @@ func (d *Dispatcher) retryRecord(j *job) (*kgo.Record, error) {
 	b.ExpiresAt = expiry(j.b)
 	now := time.Now()
 	b.SendAt = now.Add(d.cfg.Backoff.Delay(j.b.Attempt, j.prog.RetryAfter, jitter(b.ID))).UTC()
+	if !b.ExpiresAt.IsZero() && !b.SendAt.Before(b.ExpiresAt) {
+		b.SendAt = b.ExpiresAt.UTC()
+	}
 	b.Devices = nil
 	for i := range j.b.Devices {
 		if j.prog.Retry.Has(i) {

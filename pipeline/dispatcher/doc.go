@@ -23,8 +23,10 @@
 //  4. Before every chunk: the control view must have applied every control
 //     record acknowledged MaxStaleness (1 s) ago (else wait); a cancelled
 //     campaign or an expired batch gives each device without a result a
-//     cancelled / expired result and sends nothing; a paused campaign or a
-//     halted app parks the batch.
+//     cancelled / expired result and sends nothing (also when its send-at
+//     is still ahead); a paused campaign parks the batch, and so does a
+//     halted app if the batch has a device without a result for the
+//     refused provider (see Parking).
 //  5. Send the next ChunkSize devices without a result, bounded by the
 //     app's concurrency and rate: the chunk's devices queue behind those of
 //     the app's other chunks, and a sender that finishes a send takes the
@@ -42,8 +44,13 @@
 //  6. Devices whose outcome was retryable form one retry batch,
 //     <batch id>#a<attempt+1>, due after providers' backoff (never before
 //     the provider's Retry-After), written to the delay ladder: nothing
-//     sleeps while holding a partition. On the last attempt
-//     (MaxAttempts) they get the outcome failed instead.
+//     sleeps while holding a partition. A retry that would be due at or
+//     after the batch's expiry can never be sent: it is due at the expiry
+//     instead, reaches the ready topic then, and its devices get their
+//     expired results (attempt+1) at the expiry, not when the backoff's
+//     tier would have let it out (the ladder looks at expires-at only when
+//     a record comes due). On the last attempt (MaxAttempts) they get the
+//     outcome failed instead.
 //  7. Record the batch finished, then mark the ready record for commit
 //     (committed every second, on revoke and at shutdown).
 //
@@ -91,19 +98,56 @@
 // certificate or service account) halts the app in every instance
 // (dispatch_halts table, providers.Halt registry, the alert log line and
 // the pushlane_provider_app_halted gauge). The failed devices get no
-// result; the batch is parked. How a halt clears: every
-// HaltProbeInterval (30 s by default) one dispatcher claims a probe, takes
-// one batch of the app and sends its first pending device of the refused
-// provider (an iOS device for an APNs halt: FCM's answer says nothing of
-// the APNs key). If that provider answers and accepts the credentials (any
-// outcome but credential_failure) the halt is lifted everywhere and the
-// app's parked batches are released; otherwise the app stays halted. A
-// probe whose send does not happen or is decided without the provider (a
-// stop, its campaign cancelled or paused meanwhile, a batch with no device
-// of that provider, a payload refused locally) gives its claim back or
-// keeps the app halted, so the next one need not wait. Fixing credentials is a config change and a
+// result; the batch is parked. The halt names the refused provider and
+// holds back only what needs it: a batch with a device without a result
+// for that provider is parked (or probes, below); a batch whose pending
+// devices all go to the other provider is sent as usual. An app whose
+// APNs key is refused still sends its Android-only campaigns through FCM,
+// whose credentials nothing refused; holding them too parked them until
+// an iOS batch came along to probe with, and without one (the iOS
+// batches cancelled or expired) for ever, or until their expiry.
+//
+// A batch with devices of both providers is held whole, not split into
+// the other provider's devices sent and the rest parked. Its retryable
+// devices form one retry batch, written once when the batch finishes,
+// under an id fixed by the batch's; a split batch would hold its FCM
+// retries until the APNs halt ends anyway (writing them earlier would
+// make a second retry batch under the same id, which the finished-id
+// check drops). Held whole, a batch is either flowing or parked, and a
+// batch parked for the halt has a device the probe can try (unless the
+// other provider refused too, below). The cost: a mixed batch's FCM
+// devices wait for the APNs fix (or the batch's expiry).
+//
+// The senders' registry is per app: both providers' senders refuse every
+// send of a halted app without calling the provider (so the rest of a
+// chunk fails fast after a refusal). The dispatcher holds the refused
+// provider's devices back itself, and opens the registry in this instance
+// for the sends of the other provider; a send the registry refused anyway
+// (the app halted meanwhile) leaves its device without a result, to be
+// sent by a later chunk, and the batch is not parked for it. The registry
+// closes again at the next refusal (a refused probe), and a halt this
+// instance learns from the store closes it. So pushlane_provider_app_halted
+// reads 0 while an instance sends the other provider's devices of a halted
+// app; dispatch_halts (and the parked batches gauge) is the halt's record.
+// If the other provider refuses too, its batches are parked as well, each
+// after one refused chunk (the halt row keeps the first provider).
+//
+// How a halt clears: every HaltProbeInterval (30 s by default) one
+// dispatcher claims a probe, takes one held batch of the app and sends
+// its first pending device of the refused provider (an iOS device for an
+// APNs halt: FCM's answer says nothing of the APNs key); a batch with no
+// such device claims none. If that provider answers and accepts the
+// credentials (any outcome but credential_failure) the halt is lifted
+// everywhere and the app's parked batches are released; otherwise the
+// app stays halted. A probe whose send does not happen or is decided
+// without the provider (a stop, its campaign cancelled or paused
+// meanwhile, the halt lifted or changed since its claim, a payload
+// refused locally) gives its claim back or keeps the app halted, so the
+// next one need not wait. Fixing credentials is a config change and a
 // restart; the next probe then succeeds. An operator can also delete the
-// app's dispatch_halts row.
+// app's dispatch_halts row. A halt with no held batch left stays
+// recorded, holding nothing, until a batch with a device of its provider
+// comes and probes.
 //
 // # Memory
 //

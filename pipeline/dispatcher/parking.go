@@ -10,14 +10,56 @@ import (
 	"github.com/pushlane/pushlane/providers"
 )
 
-// appHalted reports whether app's batches must be parked: its credentials
-// were refused (here or on another instance) and no probe has succeeded
-// since.
+// appHalted reports whether app is halted: a provider refused its
+// credentials (here or on another instance) and no probe has succeeded
+// since. Which of its batches wait is heldByHalt's question.
 func (d *Dispatcher) appHalted(app string) bool {
+	_, ok := d.haltedProvider(app)
+	return ok
+}
+
+// haltedProvider returns the provider whose credentials app's halt is
+// about, and whether app is halted.
+func (d *Dispatcher) haltedProvider(app string) (string, bool) {
 	d.haltMu.Lock()
 	defer d.haltMu.Unlock()
-	_, ok := d.halted[app]
-	return ok
+	h, ok := d.halted[app]
+	return h.Provider, ok
+}
+
+// admit readies a chunk's sends for the halt of j's app, if any, and
+// returns the sends to make. A halt holds back only the refused provider's
+// devices: a send to it is withheld (its device keeps no result, and the
+// batch is held at its next check); the chunk was cut before this
+// instance saw the halt. The senders' registry is per app and refuses
+// every send of a halted app, through either provider, so it is opened for
+// the rest, which the halt does not hold back; the dispatcher keeps the
+// refused provider's devices back itself (heldByHalt, and here). The
+// registry stays open until a refusal closes it again (the provider's own,
+// a refused probe's) or the halt is lifted; syncHalts closes it only for a
+// halt new to this instance. A probe's send was let through by its claim.
+func (d *Dispatcher) admit(j *job, jobs []*sendJob) []*sendJob {
+	if j.probe {
+		return jobs
+	}
+	d.haltMu.Lock()
+	defer d.haltMu.Unlock()
+	h, halted := d.halted[j.b.App]
+	if !halted {
+		return jobs
+	}
+	kept := jobs[:0]
+	for _, sj := range jobs {
+		if sj.p.provider != h.Provider {
+			kept = append(kept, sj)
+		}
+	}
+	if _, closed := d.halt.Halted(j.b.App); closed && len(kept) > 0 {
+		d.halt.Resume(j.b.App)
+		d.log.Info("sending a halted app's devices of a provider whose credentials were not refused; the halt stays",
+			"app", j.b.App, "halted_provider", h.Provider, "batch", j.b.ID)
+	}
+	return kept
 }
 
 // haltApp records a credential failure: the senders' registry (so the
@@ -244,8 +286,14 @@ func (d *Dispatcher) syncHalts(ctx context.Context) map[string]Halt {
 		}
 	}
 	for app, h := range stored {
+		_, known := d.halted[app]
 		d.halted[app] = h
-		if _, probing := d.probing[app]; !probing {
+		// A halt new here (another instance's, or read at start) closes
+		// the senders' registry. One already known leaves it as this
+		// instance set it: closed by the refusal, or opened for a probe
+		// or for the sends of the provider the halt does not hold back
+		// (admit); closing it under those would refuse them.
+		if _, probing := d.probing[app]; !known && !probing {
 			if _, ok := d.halt.Halted(app); !ok {
 				d.halt.Halt(app, h.Provider, h.Reason, nil)
 			}
