@@ -23,6 +23,9 @@
 //     the token. Senders validate before sending, so most of these never reach
 //     the provider (Result.Status is then 0); so does a request whose headers
 //     are over the server's SETTINGS_MAX_HEADER_LIST_SIZE (HeaderListTooLarge).
+//     One refusal is not about the content: a send that reached its request
+//     after the message's expiration sends nothing, refused with ErrExpired
+//     in Result.Err, which the dispatcher records as expired.
 //   - credential_failure: the app's key, certificate or service account was
 //     refused. Retrying would burn the campaign: park the app with Halt.
 //

@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -136,11 +137,22 @@ type RejectError struct {
 	Provider string // "apns" or "fcm"
 	Reason   string // the provider's own reason name where one exists (PayloadTooLarge, BadPriority, INVALID_ARGUMENT)
 	Detail   string
+	// Err, if set, classifies the refusal: ErrExpired.
+	Err error
 }
 
 func (e *RejectError) Error() string {
 	return fmt.Sprintf("%s: payload rejected before sending: %s: %s", e.Provider, e.Reason, e.Detail)
 }
+
+func (e *RejectError) Unwrap() error { return e.Err }
+
+// ErrExpired is the refusal of a message whose expiration had passed when
+// it was to be sent: nothing is wrong with its content, it is too late. A
+// send can start just before the expiry and reach the request just after
+// it (it waited for a connection, the app's quota, an access token); the
+// caller records such a device as expired, not payload_rejected.
+var ErrExpired = errors.New("expiration has passed")
 
 // Rejected is the Result of a message that Prepare refused.
 func Rejected(err error, attempt int) Result {

@@ -617,6 +617,13 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (c chunk
 				c.refused = true
 			}
 			continue
+		case providers.PayloadRejected:
+			// Checked before the send, the batch had not expired; the
+			// provider found it had by the request (the send waited for a
+			// connection, the quota or a token). Its content is fine.
+			if errors.Is(s.res.Err, providers.ErrExpired) {
+				outcome = schemas.OutcomeExpired
+			}
 		case providers.Retryable:
 			if j.b.Attempt >= d.cfg.MaxAttempts {
 				outcome = schemas.OutcomeFailed

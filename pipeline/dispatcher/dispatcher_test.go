@@ -3,6 +3,7 @@ package dispatcher_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -315,6 +316,38 @@ func TestDispatchExpiryStopsQueuedSends(t *testing.T) {
 	}
 	if expired < 50 {
 		t.Errorf("only %d of 100 devices expired; at 10 a second at most 30 can be sent in the batch's 3 s", expired)
+	}
+}
+
+// A send the provider refuses because the batch's expiry passed while it
+// waited (for a connection, the quota, a token) is an expired device, not a
+// payload the provider rejected; any other refusal stays payload_rejected.
+func TestDispatchSendRefusedForItsExpiryIsExpired(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, 1, nil)
+	apps, s := h.fakeApp("app1")
+	s.SetRule(func(tok string, _ int) providers.Result {
+		switch {
+		case strings.HasSuffix(tok, "t0000"):
+			err := &providers.RejectError{Provider: "apns", Reason: "BadExpirationDate", Detail: "expiration has passed", Err: providers.ErrExpired}
+			return providers.Rejected(err, 1)
+		case strings.HasSuffix(tok, "t0001"):
+			return providers.Rejected(&providers.RejectError{Provider: "apns", Reason: "PayloadTooLarge", Detail: "5000 bytes"}, 1)
+		}
+		return providers.Result{Outcome: providers.Delivered, Status: 200}
+	})
+	h.start(dispatchtest.UniqueName("disp"), apps, nil)
+	h.write(batch("x", "c1", "app1", 3, time.Now()))
+	rs := h.readResults(3, 20*time.Second)
+	got := map[string]string{}
+	for tok, r := range dispatchtest.ByToken(rs) {
+		for _, x := range r {
+			got[tok] += x.Outcome
+		}
+	}
+	want := map[string]string{"x-t0000": schemas.OutcomeExpired, "x-t0001": schemas.OutcomePayloadRejected, "x-t0002": schemas.OutcomeDelivered}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("outcomes %v, want %v", got, want)
 	}
 }
 

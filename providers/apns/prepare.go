@@ -207,7 +207,8 @@ func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
 // each send again, since a batch's sends can go on past its expiry.
 func checkExpiration(expiration, now time.Time) error {
 	if !expiration.IsZero() && !expiration.After(now) {
-		return reject(apns2.ReasonBadExpirationDate, "expiration "+expiration.UTC().Format(time.RFC3339)+" has passed")
+		return &providers.RejectError{Provider: "apns", Reason: apns2.ReasonBadExpirationDate,
+			Detail: "expiration " + expiration.UTC().Format(time.RFC3339) + " has passed", Err: providers.ErrExpired}
 	}
 	return nil
 }

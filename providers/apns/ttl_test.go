@@ -2,6 +2,7 @@ package apns_test
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -65,7 +66,7 @@ func TestPreparedSendAfterTheExpirationSendsNothing(t *testing.T) {
 		clk.Advance(at.Sub(clk.Now()))
 		r := p.Send(context.Background(), tok("1a7e", 2), 3)
 		if r.Outcome != providers.PayloadRejected || r.Reason != "BadExpirationDate" || r.Status != 0 || r.Attempt != 3 ||
-			r.Err == nil || !strings.Contains(r.Err.Error(), "has passed") {
+			r.Err == nil || !strings.Contains(r.Err.Error(), "has passed") || !errors.Is(r.Err, providers.ErrExpired) {
 			t.Errorf("sent %v after the expiration: %+v", at.Sub(m.Expiration), r)
 		}
 	}

@@ -121,7 +121,8 @@ func lifetime(ttl time.Duration, expires, now time.Time) (time.Duration, error) 
 		return ttl, nil
 	}
 	if !expires.After(now) {
-		return 0, reject("expiration " + expires.UTC().Format(time.RFC3339) + " has passed")
+		return 0, &providers.RejectError{Provider: "fcm", Reason: "INVALID_ARGUMENT",
+			Detail: "expiration " + expires.UTC().Format(time.RFC3339) + " has passed", Err: providers.ErrExpired}
 	}
 	if d := expires.Sub(now); ttl == 0 || d < ttl {
 		ttl = d.Truncate(time.Second)

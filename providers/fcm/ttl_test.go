@@ -3,6 +3,7 @@ package fcm_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -182,7 +183,7 @@ func TestPreparedSendAfterTheExpirationSendsNothing(t *testing.T) {
 			clk.Set(m.Expiration.Add(late))
 			r := p.Send(context.Background(), "expired-"+platform, 1)
 			if r.Outcome != providers.PayloadRejected || r.Reason != "INVALID_ARGUMENT" || r.Status != 0 || r.Attempt != 1 ||
-				r.Err == nil || !strings.Contains(r.Err.Error(), "has passed") {
+				r.Err == nil || !strings.Contains(r.Err.Error(), "has passed") || !errors.Is(r.Err, providers.ErrExpired) {
 				t.Errorf("%s, %v after the expiration: %+v", platform, late, r)
 			}
 		}
