@@ -107,4 +107,10 @@
 // cmd/dispatcher runs the forwarder beside the dispatcher by default
 // (-mode all), so a single binary is a complete deployment; -mode delay
 // runs only the forwarder, -mode dispatch only the dispatcher.
+//
+// The number of tiers can change while batches wait. A forwarder also reads
+// the tier topics above its ladder's top that exist on the cluster, each as
+// the tier its name says, so lowering delay.tiers strands nothing; raising
+// it leaves the former top tier's far batches misfits, which DueAt takes at
+// once and Route re-writes to the tier they fit.
 package delay

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -255,6 +257,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		}
 		cl.CloseAllowingRebalance()
 	}()
+	f.adoptFormerTiers(ctx, cl)
 	f.log.Info("delay forwarder started", "group", f.cfg.Group, "tiers", len(f.cfg.Ladder.Tiers), "ready", f.cfg.Ladder.Ready)
 
 	for {
@@ -292,6 +295,51 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		f.forwardDue(ctx)
 		cl.AllowRebalance()
 	}
+}
+
+// maxTiers bounds the tier numbers adoptFormerTiers looks for: 2^63 ns is
+// the longest time.Duration.
+const maxTiers = 34
+
+// adoptFormerTiers also consumes the tier topics above the ladder's top
+// that exist on the cluster: a ladder with fewer tiers than before
+// (delay.tiers lowered) would otherwise never read the batches waiting
+// there, which retention then deleted unsent. Each is read as the tier its
+// name says (due at its append time plus 2^k s, never early) and forwarded
+// into the ladder as it is now. The topics are found by name: <prefix>.tNN
+// beside the ladder's own <prefix>.t00.
+func (f *Forwarder) adoptFormerTiers(ctx context.Context, cl *kgo.Client) {
+	prefix, ok := strings.CutSuffix(f.cfg.Ladder.Tiers[0], ".t00")
+	if !ok {
+		return
+	}
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	topics, err := kadm.NewClient(cl).ListTopics(lctx)
+	if err != nil {
+		f.log.Error("listing topics for tiers above the ladder failed; batches left on them by a longer ladder wait until the next start", "err", err)
+		return
+	}
+	var extra []string
+	for name := range topics {
+		n, ok := strings.CutPrefix(name, prefix+".t")
+		if !ok || len(n) < 2 {
+			continue
+		}
+		k, err := strconv.Atoi(n)
+		if err != nil || k < len(f.cfg.Ladder.Tiers) || k >= maxTiers || fmt.Sprintf("%02d", k) != n {
+			continue
+		}
+		f.tierOf[name] = k
+		extra = append(extra, name)
+	}
+	if len(extra) == 0 {
+		return
+	}
+	slices.Sort(extra)
+	cl.AddConsumeTopics(extra...)
+	f.log.Warn("reading tier topics above the ladder's top, left by a ladder with more tiers: their batches are forwarded into this one as they come due",
+		"topics", extra, "tiers", len(f.cfg.Ladder.Tiers))
 }
 
 // nextWake is when the poll must return to forward the next due record or

@@ -496,3 +496,52 @@ func TestForwarderIsNotHeldByARecordThatDoesNotFitItsTier(t *testing.T) {
 		t.Errorf("misfit re-written with hop %q, want 1", h)
 	}
 }
+
+// A ladder with fewer tiers than before (delay.tiers lowered) still
+// forwards the batches waiting on the tier topics above its top, each no
+// earlier than that tier's delay says, into the ladder as it is now. They
+// were never read again, and retention deleted them unsent.
+func TestForwarderReadsTierTopicsAboveItsTop(t *testing.T) {
+	t.Parallel()
+	k := dispatchtest.StartKafka(t)
+	cl := k.Client(t)
+	adm := kadm.NewClient(cl)
+	prefix := dispatchtest.UniqueName("ladder")
+	logAppend := map[string]*string{"message.timestamp.type": kadm.StringPtr("LogAppendTime")}
+	var names []string
+	for i := range 4 { // t00..t03 exist; the ladder is configured with two
+		names = append(names, fmt.Sprintf("%s.t%02d", prefix, i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := adm.CreateTopics(ctx, 1, 1, logAppend, names...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = adm.DeleteTopics(context.Background(), names...) })
+	l := delay.Ladder{Tiers: names[:2], Ready: testenv.Topic(t, "ready", 1, nil)}
+	dlq := testenv.Topic(t, "dead-letter", 1, nil)
+
+	now := time.Now()
+	at := map[string]time.Time{"on-t02": now.Add(4500 * time.Millisecond), "on-t03": now.Add(9 * time.Second)}
+	for id, tier := range map[string]string{"on-t02": names[2], "on-t03": names[3]} {
+		if err := cl.ProduceSync(ctx, delay.BatchRecord(tier, id, "c1", at[id], time.Time{}, []byte(`{}`))).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startForwarder(t, k, l, dlq, dispatchtest.UniqueName("delay"), nil)
+
+	got := arrivals(t, k.ReadAll(t, l.Ready, 2, 20*time.Second))
+	for id, sendAt := range at {
+		if len(got[id]) != 1 {
+			t.Errorf("%s reached ready %d times, want once", id, len(got[id]))
+			continue
+		}
+		a := got[id][0]
+		if early := sendAt.Sub(a.at); early > delay.ReadyWithin {
+			t.Errorf("%s reached ready %v before its send-at", id, early)
+		}
+		if late := a.at.Sub(sendAt); late > time.Second {
+			t.Errorf("%s reached ready %v after its send-at", id, late)
+		}
+	}
+}
