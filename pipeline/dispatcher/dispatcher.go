@@ -550,14 +550,25 @@ func contains(ps []int32, p int32) bool {
 // started (PartitionConcurrency of them sending) at a time, in offset order, marked for commit only as a
 // contiguous prefix (so a committed offset never skips an unfinished
 // batch). Two records with the same key (the same batch id) are never in
-// flight together, so a copy of a batch waits for the first to finish and
-// is then skipped.
+// flight together. A copy of a batch in flight (the forwarder re-forwards
+// after a crash or a lost session, a parked batch may be released twice)
+// is set aside: it keeps its place in the window, so nothing at or after
+// its offset is committed before it is done, but takes no send slot, and
+// the records behind it start as usual. Once its twin finishes it starts
+// like any record, and the finished-id check skips it. Waiting in the
+// queue instead, it held every batch behind it, other apps' due ones too,
+// until its twin finished: a whole throttled batch (500 devices at 10/s,
+// 50 s).
 type worker struct {
 	d  *Dispatcher
 	tp topicPartition
 
 	// fetch pauses and resumes the partition (the dispatcher's client).
 	fetch partitionPauser
+	// handle handles one record (Dispatcher.handle) and mark marks records
+	// for commit (the client's MarkCommitRecords); tests replace them.
+	handle func(stop context.Context, rec *kgo.Record, slots chan struct{}) bool
+	mark   func(...*kgo.Record)
 
 	mu     sync.Mutex
 	queue  []*kgo.Record // not started yet
@@ -572,7 +583,8 @@ type worker struct {
 
 func newWorker(d *Dispatcher, tp topicPartition) *worker {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &worker{d: d, tp: tp, fetch: d.cl, wake: make(chan struct{}, 1), stopCtx: ctx, cancel: cancel, done: make(chan struct{}),
+	return &worker{d: d, tp: tp, fetch: d.cl, handle: d.handle, mark: d.cl.MarkCommitRecords,
+		wake: make(chan struct{}, 1), stopCtx: ctx, cancel: cancel, done: make(chan struct{}),
 		sending: make(chan struct{}, d.cfg.PartitionConcurrency)}
 }
 
@@ -617,14 +629,30 @@ func (w *worker) setPausedLocked(p bool) {
 func (w *worker) stop() { w.cancel() }
 
 // take removes the next record to start, unless a record with its key is
-// in flight (keys counts those), and resumes fetching once the queue is
-// down to half of QueueRecords.
+// in flight (keys counts those: see takeCopy), and resumes fetching once
+// the queue is down to half of QueueRecords.
 func (w *worker) take(keys map[string]int) *kgo.Record {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.queue) == 0 || keys[string(w.queue[0].Key)] > 0 {
 		return nil
 	}
+	return w.popLocked()
+}
+
+// takeCopy removes the next record if a record with its key is in flight
+// (the one take leaves): a copy of a batch being handled, which run sets
+// aside rather than letting it hold up the records behind it.
+func (w *worker) takeCopy(keys map[string]int) *kgo.Record {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.queue) == 0 || keys[string(w.queue[0].Key)] == 0 {
+		return nil
+	}
+	return w.popLocked()
+}
+
+func (w *worker) popLocked() *kgo.Record {
 	r := w.queue[0]
 	w.queue[0] = nil
 	w.queue = w.queue[1:]
@@ -642,46 +670,74 @@ type slot struct {
 
 func (w *worker) run() {
 	defer close(w.done)
+	// window: the records taken and not yet marked, in offset order;
+	// started or set aside, each holds its place in the commit order.
 	var window []*slot
 	finished := make(chan *slot, w.d.cfg.PartitionWindow)
-	keys := map[string]int{}
+	keys := map[string]int{}      // records started and not finished, by key (at most 1 each)
+	aside := map[string][]*slot{} // copies set aside while their key is in flight, in offset order
 	running := 0
 	windowBytes := 0
 	stopping := false
 	stopCh := w.stopCtx.Done()
+	start := func(s *slot) {
+		keys[string(s.rec.Key)]++
+		running++
+		go func() {
+			s.ok = w.handle(w.stopCtx, s.rec, w.sending)
+			finished <- s
+		}()
+	}
 	for {
 		for !stopping && len(window) < w.d.cfg.PartitionWindow && (len(window) == 0 || windowBytes < w.d.cfg.PartitionWindowBytes) {
-			rec := w.take(keys)
+			rec, copied := w.take(keys), false
 			if rec == nil {
-				break
+				if rec = w.takeCopy(keys); rec == nil {
+					break
+				}
+				copied = true
 			}
 			s := &slot{rec: rec}
 			window = append(window, s)
 			windowBytes += len(rec.Value)
-			keys[string(rec.Key)]++
-			running++
-			go func() {
-				s.ok = w.d.handle(w.stopCtx, s.rec, w.sending)
-				finished <- s
-			}()
+			if copied {
+				aside[string(rec.Key)] = append(aside[string(rec.Key)], s)
+				continue
+			}
+			start(s)
 		}
 		if stopping && running == 0 {
+			// Copies still set aside are neither started nor marked:
+			// the next owner reads them again (and skips them).
 			return
 		}
 		select {
 		case s := <-finished:
 			running--
 			s.finished = true
-			if keys[string(s.rec.Key)]--; keys[string(s.rec.Key)] == 0 {
-				delete(keys, string(s.rec.Key))
+			key := string(s.rec.Key)
+			if keys[key]--; keys[key] == 0 {
+				delete(keys, key)
 			}
 			if !s.ok {
 				// Stop interrupted it: its progress is saved; it and
 				// everything after it are read again by the next owner.
 				stopping = true
 			}
+			if copies := aside[key]; len(copies) > 0 && !stopping {
+				// Its twin is done: the first copy set aside starts
+				// (one at a time, so copies never run together either).
+				c := copies[0]
+				copies[0] = nil
+				if copies = copies[1:]; len(copies) == 0 {
+					delete(aside, key)
+				} else {
+					aside[key] = copies
+				}
+				start(c)
+			}
 			for len(window) > 0 && window[0].finished && window[0].ok {
-				w.d.cl.MarkCommitRecords(window[0].rec)
+				w.mark(window[0].rec)
 				windowBytes -= len(window[0].rec.Value)
 				window[0] = nil
 				window = window[1:]
