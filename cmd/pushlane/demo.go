@@ -43,6 +43,12 @@ type demoOptions struct {
 	// beforePublish, if set, is called once everything runs and before
 	// the campaigns are published (tests use it to break a simulator).
 	beforePublish func(*embedded.Simulators)
+	// afterPublish, if set, is called once the campaigns are published
+	// (tests use it to interrupt a run).
+	afterPublish func()
+	// groupWait bounds the wait of a -real run for an earlier run's
+	// members to leave the consumer groups; 0: defaultGroupWait.
+	groupWait time.Duration
 }
 
 // demoOutcome is what a demo run found.
@@ -124,6 +130,20 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) (*demoOutcome, e
 		return nil, err
 	}
 	log.Info("topics ready", "created", created)
+	if o.Real {
+		// The topics and groups outlive a run: start past whatever an
+		// earlier one left (see skipLeftovers).
+		wait := o.groupWait
+		if wait <= 0 {
+			wait = defaultGroupWait
+		}
+		sk, err := skipLeftovers(ctx, kopts, kadm.NewClient(cl), demoGroups(cfg), wait, out)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("leftovers skipped", "records", sk.total, "estimate", sk.about, "which", sk.byWhat)
+		fmt.Fprintln(out, sk)
+	}
 
 	seedStart := time.Now()
 	pop, err := embedded.Seed(ctx, in.db, embedded.SeedSpec{App: embedded.DemoApp, Devices: o.Devices})
@@ -200,6 +220,9 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) (*demoOutcome, e
 			return nil, err
 		}
 		fmt.Fprintf(out, "  %-32s %s\n", p.Campaign.ID, p.Label)
+	}
+	if o.afterPublish != nil {
+		o.afterPublish()
 	}
 
 	disp := &display{w: out, terminal: isTerminal(o.Progress), width: terminalWidth(os.Stdout), start: time.Now()}

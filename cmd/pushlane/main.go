@@ -13,12 +13,14 @@
 //
 // runs the same stages against real services (deploy/local's Kafka, MariaDB
 // and ClickHouse, or a user's cluster); the simulators still run in this
-// process.
+// process. Its consumer groups start at the end of their topics, past what
+// an earlier run left (leftovers.go).
 //
 // Exit status: 0 when every live device was delivered exactly once and every
 // dead token deactivated; 1 when the demo ran but something differed (each
 // difference is printed); 2 when it could not run (bad flags or config,
-// unreachable services).
+// unreachable services, another -real demo still running on the same
+// consumer groups).
 package main
 
 import (

@@ -48,13 +48,12 @@ func buildStages(cfg *config.Config, d pipelineDeps) ([]stage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control view: %w", err)
 	}
-	audit, err := control.NewAuditor(control.AuditorConfig{Kafka: cfg.Kafka, Topic: cfg.Kafka.Topics.Control.Name,
-		Group: cfg.Kafka.GroupPrefix + "-control-audit", DeadLetterTopic: cfg.Kafka.Topics.DeadLetter.Name},
+	audit, err := control.NewAuditor(auditorConfig(cfg),
 		control.Deps{Logger: log.With("component", "control-audit"), Metrics: prometheus.NewRegistry()})
 	if err != nil {
 		return nil, fmt.Errorf("control audit: %w", err)
 	}
-	pl, err := planner.New(planner.ConfigFrom(cfg, "demo"), planner.Deps{
+	pl, err := planner.New(plannerConfig(cfg), planner.Deps{
 		Store:    planner.NewMySQLStore(d.DB),
 		Controls: view,
 		Logger:   log.With("component", "planner"),
@@ -63,9 +62,7 @@ func buildStages(cfg *config.Config, d pipelineDeps) ([]stage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("planner: %w", err)
 	}
-	fcfg := delay.ConfigFrom(cfg)
-	fcfg.FetchMaxWait = 100 * time.Millisecond // a demo of seconds: move promptly once due
-	fw, err := delay.New(fcfg, delay.Deps{Control: view, Logger: log.With("component", "delay"), Metrics: prometheus.NewRegistry()})
+	fw, err := delay.New(delayConfig(cfg), delay.Deps{Control: view, Logger: log.With("component", "delay"), Metrics: prometheus.NewRegistry()})
 	if err != nil {
 		return nil, fmt.Errorf("delay forwarder: %w", err)
 	}
@@ -99,6 +96,25 @@ func buildStages(cfg *config.Config, d pipelineDeps) ([]stage, error) {
 		{"dispatcher", disp},
 		{"feedback", fb.Run},
 	}, nil
+}
+
+// The configurations of the stages that join consumer groups, shared by
+// buildStages and demoGroups (which moves those groups past an earlier
+// run's leftovers).
+
+func plannerConfig(cfg *config.Config) planner.Config {
+	return planner.ConfigFrom(cfg, demoPlannerInstance)
+}
+
+func delayConfig(cfg *config.Config) delay.Config {
+	c := delay.ConfigFrom(cfg)
+	c.FetchMaxWait = 100 * time.Millisecond // a demo of seconds: move promptly once due
+	return c
+}
+
+func auditorConfig(cfg *config.Config) control.AuditorConfig {
+	return control.AuditorConfig{Kafka: cfg.Kafka, Topic: cfg.Kafka.Topics.Control.Name,
+		Group: cfg.Kafka.GroupPrefix + "-control-audit", DeadLetterTopic: cfg.Kafka.Topics.DeadLetter.Name}
 }
 
 // running is a set of started stages.
