@@ -35,7 +35,10 @@ func lockChild(mode, path string) int {
 			return 2
 		}
 		fmt.Println("locked")
-		time.Sleep(2 * time.Second)
+		// Long enough that the probe started 0.5 s into the parent's wait
+		// finds the queue even when starting a process takes seconds on a
+		// loaded machine.
+		time.Sleep(5 * time.Second)
 		return 0
 	case "probe-shared", "probe-exclusive":
 		how := syscall.LOCK_SH
@@ -112,7 +115,7 @@ func TestExclusiveWaitsForOtherProcessesAndReturnsToShared(t *testing.T) {
 			t.Fatalf("a newcomer could take the intent lock shared while an exclusive request queued: %s", got)
 		}
 		if d := time.Since(start); d < time.Second {
-			t.Fatalf("exclusive lock granted after %s while the holder (2 s) still had it shared", d)
+			t.Fatalf("exclusive lock granted after %s while the holder (5 s) still had it shared", d)
 		}
 		if got := probe(t, "probe-shared", path); got != "busy" {
 			t.Fatalf("another process could lock shared during the exclusive section: %s", got)

@@ -36,7 +36,9 @@ func TestDispatchRetryDueAfterExpiryExpiresOnTime(t *testing.T) {
 	if len(rs) != 4 {
 		t.Fatalf("%d results within 20 s, want 4 (the retried device's expired one included)", len(rs))
 	}
-	if late := last.Sub(b.ExpiresAt); late > 2500*time.Millisecond {
+	// Through real Kafka (a ladder tier, the forwarder, ready, the
+	// dispatcher) on a loaded CI machine; the defect was minutes late.
+	if late := last.Sub(b.ExpiresAt); late > 10*time.Second {
 		t.Errorf("the expired result came %v after the expiry", late)
 	} else {
 		t.Logf("the expired result came %v after the expiry", late)
