@@ -1,7 +1,7 @@
 // Package providers holds what the APNs and FCM senders share: the
 // provider-neutral Message, the Result of one send with its single Outcome,
-// the retry policy (Backoff) and the per-app Halt registry that parks an app
-// whose credentials the provider refused.
+// the retry policy (Backoff) and the Halt registry that parks an app's sends
+// through a provider that refused its credentials (per app and provider).
 //
 // Every send ends in exactly one Outcome:
 //

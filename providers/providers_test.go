@@ -74,7 +74,7 @@ func TestHaltRegistry(t *testing.T) {
 			if h.Halt("a", "apns", "BadCertificate", errors.New("403 BadCertificate")) {
 				first.Store(i, true)
 			}
-			_, _ = h.Halted("a")
+			_, _ = h.Halted("a", "apns")
 		}()
 	}
 	wg.Wait()
@@ -87,10 +87,10 @@ func TestHaltRegistry(t *testing.T) {
 	if l := h.List(); len(l) != 2 || l[0].App != "a" || l[1].Reason != "THIRD_PARTY_AUTH_ERROR" {
 		t.Fatalf("list = %+v", l)
 	}
-	if !h.Resume("a") || h.Resume("a") {
+	if !h.Resume("a", "apns") || h.Resume("a", "apns") {
 		t.Fatal("resume")
 	}
-	if _, halted := h.Halted("a"); halted {
+	if _, halted := h.Halted("a", "apns"); halted {
 		t.Fatal("still halted")
 	}
 	// A second registry on the same registerer reuses the gauge.

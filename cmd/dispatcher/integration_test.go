@@ -356,7 +356,7 @@ func TestCredentialFailureParking(t *testing.T) {
 	time.Sleep(4 * time.Second) // several probe intervals
 	// The halt path ran: the credentials were refused and the app halted.
 	refused := s.apns.Counts().Requests + s.fcm.Counts().Requests
-	halted := p.metric(t, `pushlane_provider_app_halted{app="`+appName+`"}`)
+	halted := p.metric(t, `pushlane_provider_app_halted{app="`+appName+`",provider="apns"}`)
 	if refused == 0 || halted != 1 {
 		t.Fatalf("%d requests refused, app halted %v: the halt was never exercised", refused, halted)
 	}

@@ -293,28 +293,48 @@ func (d *Dispatcher) checkBeforeChunk(stop context.Context, j *job) (done, ok bo
 	case d.control.Paused(j.b.CampaignID):
 		return true, d.park(j, ParkPaused)
 	case !j.probe && d.heldByHalt(j):
-		if until, ok := d.claimProbe(stop, j.b.App); ok {
-			j.probe, j.probeUntil = true, until
-			return false, false
+		// Only a batch with a device the probe can try claims it: one
+		// held by a halt kept in the senders' registry alone (see held)
+		// would claim, find none and give the claim back.
+		if provider, ok := d.haltedProvider(j.b.App); ok && d.pendingFor(j, provider) {
+			if until, ok := d.claimProbe(stop, j.b.App); ok {
+				j.probe, j.probeUntil = true, until
+				return false, false
+			}
 		}
 		return true, d.park(j, ParkHalted)
 	}
 	return false, false
 }
 
-// heldByHalt reports whether j's app is halted and j has a device without
-// a result that goes to the refused provider. Such a batch is held whole:
-// parked, or the probe (see the package documentation for why a batch of
-// both providers is not split). A halt says nothing of the app's other
-// provider, so a batch whose pending devices all go to it is sent as if
-// the app were not halted: an Android-only campaign of an app whose APNs
-// key was refused is sent through FCM, and no probe is claimed for it (it
-// has no device the probe could try).
+// heldByHalt reports whether j has a device without a result that goes
+// to a provider a halt of its app holds back (held). Such a batch is held
+// whole: parked, or the probe (see the package documentation for why a
+// batch of both providers is not split). A halt says nothing of the app's
+// other provider, so a batch whose pending devices all go to it is sent as
+// if the app were not halted: an Android-only campaign of an app whose
+// APNs key was refused is sent through FCM, whose sender the registry,
+// per provider, lets through; and no probe is claimed for it (it has no
+// device the probe could try).
 func (d *Dispatcher) heldByHalt(j *job) bool {
-	provider, halted := d.haltedProvider(j.b.App)
-	if !halted {
+	held := d.held(j.b.App)
+	if !held.any() {
 		return false
 	}
+	for i := range j.b.Devices {
+		if j.prog.Done.Has(i) {
+			continue
+		}
+		if p, _ := j.app.senderFor(j.b.Devices[i].Platform); held.has(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// pendingFor reports whether j has a device without a result that goes to
+// provider.
+func (d *Dispatcher) pendingFor(j *job, provider string) bool {
 	for i := range j.b.Devices {
 		if j.prog.Done.Has(i) {
 			continue
@@ -327,12 +347,13 @@ func (d *Dispatcher) heldByHalt(j *job) bool {
 }
 
 // waitUnblocked waits one ParkInterval after a chunk whose every send the
-// senders' registry refused: the app was halted by another batch's
-// refusal that this instance's view does not hold yet (it does once that
-// chunk's sends end, or at the next park pass), or a refused probe closed
-// the registry meanwhile. The next chunk's check then holds the batch, or
-// sends it with the registry opened (admit); without the wait the batch
-// would go round, saving the same progress, as fast as the registry
+// senders' registry refused. The checks before the chunk and admit hold
+// back every provider the registry holds halted, so this takes a halt
+// that came between them and the sends (another batch's refusal, in
+// flight meanwhile), which the next chunk's check then sees and holds the
+// batch for; or a sender that halts under another name than the provider
+// it is configured as, which no check here sees: without the wait the
+// batch would go round, saving the same progress, as fast as the registry
 // refuses. It reports false if stop came first.
 func (d *Dispatcher) waitUnblocked(stop context.Context) bool {
 	t := time.NewTimer(d.cfg.ParkInterval)
@@ -365,8 +386,8 @@ func isExpired(b *schemas.Batch, now time.Time) bool {
 // provider's answer says whether the credentials work again; an Android
 // device delivered through FCM lifted an APNs halt, and the app was halted
 // again at its next iOS send. Any other batch of a halted app that gets
-// here has no pending device of the refused provider (heldByHalt), unless
-// the halt came after its check: sendChunk withholds those (admit).
+// here has no pending device of a held provider (heldByHalt), unless the
+// halt came after its check: sendChunk withholds those (admit).
 func (d *Dispatcher) nextChunk(j *job) []int {
 	if j.probe {
 		provider, _ := d.haltedProvider(j.b.App)
@@ -415,8 +436,11 @@ type sendJob struct {
 	// stop: a job that comes up after it is not started (its device
 	// stays without a result, for the next owner).
 	stop context.Context
-	wg   *sync.WaitGroup // the chunk's
-	b    *schemas.Batch  // checked once more when the job comes up
+	// probe: the send is a halt probe's, let through the halt of its
+	// provider (providers.WithProbe).
+	probe bool
+	wg    *sync.WaitGroup // the chunk's
+	b     *schemas.Batch  // checked once more when the job comes up
 }
 
 // sendLoop runs sends until jobs is closed, and after each send the next
@@ -447,9 +471,13 @@ func (d *Dispatcher) runSend(j *sendJob) {
 	if j.lim.rate != nil && !d.waitRate(j) {
 		return
 	}
+	ctx := d.bg
+	if j.probe {
+		ctx = providers.WithProbe(ctx)
+	}
 	d.m.inflight.Inc()
 	start := time.Now()
-	r := j.p.send(d.bg, j.token, j.attempt)
+	r := j.p.send(ctx, j.token, j.attempt)
 	*j.out = sent{provider: j.p.provider, res: r, ok: true, start: start}
 	d.m.inflight.Dec()
 }
@@ -517,16 +545,17 @@ type chunkSent struct {
 	// refused: a provider refused the app's credentials (haltApp ran).
 	refused bool
 	// blocked: the senders' registry refused every send the chunk tried
-	// (the app is halted; see waitUnblocked), so none got a result.
+	// (their provider is halted for the app; see waitUnblocked), so none
+	// got a result.
 	blocked bool
 }
 
 // sendChunk sends devices idx with the app's concurrency, writes their
 // results, and saves progress. A stop lets the sends in flight finish but
 // starts no more. A device refused by the senders' registry rather than by
-// its provider (the app was halted meanwhile, by another batch's refusal
-// or a refused probe) gets no result and stays pending, like one not
-// sent. An error means stop interrupted before anything could be saved.
+// its provider (its provider was halted for the app meanwhile, by another
+// batch's refusal) gets no result and stays pending, like one not sent.
+// An error means stop interrupted before anything could be saved.
 func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (c chunkSent, err error) {
 	out := make([]sent, len(idx))
 	jobs := make([]sendJob, 0, len(idx))
@@ -538,7 +567,7 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (c chunk
 			out[k] = sent{ok: true, res: providers.Result{Err: fmt.Errorf("app %s has no provider for platform %s", j.b.App, dev.Platform)}}
 			continue
 		}
-		jobs = append(jobs, sendJob{p: p, token: dev.Token, attempt: j.b.Attempt, out: &out[k], lim: j.lim, stop: stop, wg: &wg, b: j.b})
+		jobs = append(jobs, sendJob{p: p, token: dev.Token, attempt: j.b.Attempt, out: &out[k], lim: j.lim, stop: stop, probe: j.probe, wg: &wg, b: j.b})
 	}
 	queued := make([]*sendJob, len(jobs))
 	for k := range jobs {

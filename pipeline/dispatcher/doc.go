@@ -10,7 +10,12 @@
 // a batch waiting for its send-at takes no send slot, so a due batch is
 // never held up behind one that is not (up to PartitionWindow, 64, started
 // per partition). Two copies of one batch id (same key, same partition)
-// never run together. A partition is paused while its worker has a
+// never run together: a copy reaching the head while its twin is in flight
+// (a re-forward after a crash or a lost session, a batch released twice)
+// is set aside, keeping its place in the commit order but taking no send
+// slot, and the records behind it start; once its twin finishes it is
+// handled like any record (and skipped as finished), so a duplicate never
+// holds up the batches behind it. A partition is paused while its worker has a
 // backlog, so polling never blocks. For each record:
 //
 //  1. Decode (schemas.DecodeBatch). A malformed batch, or one of an app this
@@ -95,13 +100,14 @@
 // devices still without a result.
 //
 // A credential failure (providers.CredentialFailure: a refused key,
-// certificate or service account) halts the app in every instance
-// (dispatch_halts table, providers.Halt registry, the alert log line and
-// the pushlane_provider_app_halted gauge). The failed devices get no
-// result; the batch is parked. The halt names the refused provider and
-// holds back only what needs it: a batch with a device without a result
-// for that provider is parked (or probes, below); a batch whose pending
-// devices all go to the other provider is sent as usual. An app whose
+// certificate or service account) halts the app for the refused provider
+// in every instance (dispatch_halts table, providers.Halt registry, the
+// alert log line and the pushlane_provider_app_halted{app,provider} gauge,
+// 1 for the whole halt). The failed devices get no result; the batch is
+// parked. The halt holds back only what needs its provider: a batch with
+// a device without a result for that provider is parked (or probes,
+// below); a batch whose pending devices all go to the other provider is
+// sent as usual. An app whose
 // APNs key is refused still sends its Android-only campaigns through FCM,
 // whose credentials nothing refused; holding them too parked them until
 // an iOS batch came along to probe with, and without one (the iOS
@@ -118,19 +124,28 @@
 // other provider refused too, below). The cost: a mixed batch's FCM
 // devices wait for the APNs fix (or the batch's expiry).
 //
-// The senders' registry is per app: both providers' senders refuse every
-// send of a halted app without calling the provider (so the rest of a
-// chunk fails fast after a refusal). The dispatcher holds the refused
-// provider's devices back itself, and opens the registry in this instance
-// for the sends of the other provider; a send the registry refused anyway
-// (the app halted meanwhile) leaves its device without a result, to be
-// sent by a later chunk, and the batch is not parked for it. The registry
-// closes again at the next refusal (a refused probe), and a halt this
-// instance learns from the store closes it. So pushlane_provider_app_halted
-// reads 0 while an instance sends the other provider's devices of a halted
-// app; dispatch_halts (and the parked batches gauge) is the halt's record.
-// If the other provider refuses too, its batches are parked as well, each
-// after one refused chunk (the halt row keeps the first provider).
+// The senders' registry is per app and provider, as credentials are:
+// while an app is halted for APNs its APNs sender refuses every send
+// without calling Apple (so the rest of a chunk fails fast after a
+// refusal), and its FCM sender, asking only about FCM, sends as usual.
+// The dispatcher holds the refused provider's devices back itself too,
+// before each chunk and in a chunk cut before it saw the halt; a send the
+// registry refused anyway (the halt came between) leaves its device
+// without a result, to be sent by a later chunk, and the batch is not
+// parked for it. The registry stays halted for the whole halt, probes
+// included: a probe's one send passes it by its context
+// (providers.WithProbe), so the gauge and the log ("app resumed") tell of
+// a lift only once a probe succeeded or an operator lifted the halt.
+//
+// If the other provider refuses too, the store keeps the first provider
+// (one row per app); the second is halted in the registry of each
+// instance that saw it refuse, which then holds that provider's batches
+// back as well, parked without a send (an instance parks them after one
+// refused send of its own). They claim no probe, having no device of the
+// stored provider. When the stored halt is lifted, every instance lifts
+// both of the app's providers: nothing would probe or lift the second
+// otherwise. Its next refusal halts the app anew, recorded in the store
+// this time.
 //
 // How a halt clears: every HaltProbeInterval (30 s by default) one
 // dispatcher claims a probe, takes one held batch of the app and sends

@@ -293,7 +293,7 @@ func TestProbeStoppedBeforeItsSendKeepsTheHalt(t *testing.T) {
 	if halts, _ := store.Halts(context.Background()); len(halts) != 1 {
 		t.Errorf("%d halts in the store after an unanswered probe, want the app's 1", len(halts))
 	}
-	if _, halted := d.halt.Halted("app1"); !halted {
+	if _, halted := d.halt.Halted("app1", ProviderAPNs); !halted {
 		t.Error("the senders' registry lets app1 through after an unanswered probe")
 	}
 	if !d.appHalted("app1") {
@@ -306,10 +306,11 @@ func TestProbeStoppedBeforeItsSendKeepsTheHalt(t *testing.T) {
 
 // A probe that ends unanswered touches only its own claim: one that lapsed
 // while its device waited, with another batch probing since, leaves the
-// other's claim in the store and in this instance's view, and the
-// senders' registry open for it. A probe whose device was tried and had no
-// provider keeps its claim, so a batch of such devices does not claim and
-// give back once for each.
+// other's claim in the store and in this instance's view. A probe whose
+// device was tried and had no provider keeps its claim, so a batch of such
+// devices does not claim and give back once for each. The senders'
+// registry holds the halt all along: a probe's send passes it by its
+// context, not by opening it.
 func TestUnansweredProbeEndsOnlyItsOwnClaim(t *testing.T) {
 	store := NewMemStore()
 	d, _, _ := testDispatcher(t, store, &stubControl{})
@@ -330,8 +331,8 @@ func TestUnansweredProbeEndsOnlyItsOwnClaim(t *testing.T) {
 	if got := d.probing["app1"]; !got.Equal(until) {
 		t.Errorf("this instance's probe of app1 lasts until %v after X ended, want Y's %v", got, until)
 	}
-	if _, halted := d.halt.Halted("app1"); halted {
-		t.Error("X's end halted the senders' registry under Y's probe")
+	if _, halted := d.halt.Halted("app1", ProviderAPNs); !halted {
+		t.Error("the senders' registry lets app1 through during Y's probe")
 	}
 	if ok, _ := store.ClaimProbe(ctx, "app1", time.Now(), time.Now().Add(time.Minute)); ok {
 		t.Error("X gave Y's claim back")
@@ -342,7 +343,7 @@ func TestUnansweredProbeEndsOnlyItsOwnClaim(t *testing.T) {
 	if _, probing := d.probing["app1"]; probing {
 		t.Error("Y's probe is still on in this instance's view")
 	}
-	if _, halted := d.halt.Halted("app1"); !halted {
+	if _, halted := d.halt.Halted("app1", ProviderAPNs); !halted {
 		t.Error("the senders' registry lets app1 through after Y's probe ended")
 	}
 	if ok, _ := store.ClaimProbe(ctx, "app1", time.Now(), time.Now().Add(time.Minute)); ok {
@@ -370,7 +371,7 @@ func TestProbeParkedBeforeItsSendGivesTheClaimBack(t *testing.T) {
 	if _, probing := d.probing["app1"]; probing {
 		t.Error("this instance still probes app1")
 	}
-	if _, halted := d.halt.Halted("app1"); !halted {
+	if _, halted := d.halt.Halted("app1", ProviderAPNs); !halted {
 		t.Error("the senders' registry lets app1 through after the probe ended unsent")
 	}
 	if ok, _ := store.ClaimProbe(context.Background(), "app1", time.Now(), time.Now().Add(time.Minute)); !ok {

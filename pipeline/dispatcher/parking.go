@@ -27,39 +27,85 @@ func (d *Dispatcher) haltedProvider(app string) (string, bool) {
 	return h.Provider, ok
 }
 
-// admit readies a chunk's sends for the halt of j's app, if any, and
-// returns the sends to make. A halt holds back only the refused provider's
-// devices: a send to it is withheld (its device keeps no result, and the
-// batch is held at its next check); the chunk was cut before this
-// instance saw the halt. The senders' registry is per app and refuses
-// every send of a halted app, through either provider, so it is opened for
-// the rest, which the halt does not hold back; the dispatcher keeps the
-// refused provider's devices back itself (heldByHalt, and here). The
-// registry stays open until a refusal closes it again (the provider's own,
-// a refused probe's) or the halt is lifted; syncHalts closes it only for a
-// halt new to this instance. A probe's send was let through by its claim.
+// heldSet says which of an app's providers its sends must not go to.
+type heldSet struct{ apns, fcm bool }
+
+func (h heldSet) has(provider string) bool {
+	switch provider {
+	case ProviderAPNs:
+		return h.apns
+	case ProviderFCM:
+		return h.fcm
+	}
+	return false
+}
+
+func (h heldSet) any() bool { return h.apns || h.fcm }
+
+// held returns the providers of app that a halt holds back: the one of
+// its halt in this instance's view (the store's, one provider per app),
+// and any the senders' registry holds halted for it. The registry is asked
+// too because it can know more, and earlier: a sender halts its provider
+// at the provider's refusal, before the chunk ends and records it here;
+// and a refusal by the app's other provider while the app is halted is
+// kept only there (the store keeps the first provider). A provider halted
+// there refuses every send but a probe's, so sending to it would only
+// loop: it is held like the store's.
+func (d *Dispatcher) held(app string) heldSet {
+	d.haltMu.Lock()
+	h, halted := d.halted[app]
+	d.haltMu.Unlock()
+	_, apns := d.halt.Halted(app, ProviderAPNs)
+	_, fcm := d.halt.Halted(app, ProviderFCM)
+	return heldSet{
+		apns: apns || halted && h.Provider == ProviderAPNs,
+		fcm:  fcm || halted && h.Provider == ProviderFCM,
+	}
+}
+
+// admit returns the sends of a chunk of j to make: those of a provider
+// the app's halt holds back are withheld (their devices keep no result,
+// and the batch is held at its next check). Only a chunk cut before this
+// instance saw the halt has any. The halted provider's sender would refuse
+// them too, but as credential failures that the send metrics count and
+// the chunk's bookkeeping must tell from the provider's own refusals;
+// withheld, they are simply not sent. The other provider's sends go as
+// usual: its credentials were not refused, and the senders' registry,
+// per provider, lets them through while the halt stands. A probe's one
+// send is its halted provider's, let through the halt by its context
+// (runSend).
 func (d *Dispatcher) admit(j *job, jobs []*sendJob) []*sendJob {
 	if j.probe {
 		return jobs
 	}
-	d.haltMu.Lock()
-	defer d.haltMu.Unlock()
-	h, halted := d.halted[j.b.App]
-	if !halted {
+	held := d.held(j.b.App)
+	if !held.any() {
 		return jobs
 	}
 	kept := jobs[:0]
 	for _, sj := range jobs {
-		if sj.p.provider != h.Provider {
+		if !held.has(sj.p.provider) {
 			kept = append(kept, sj)
 		}
 	}
-	if _, closed := d.halt.Halted(j.b.App); closed && len(kept) > 0 {
-		d.halt.Resume(j.b.App)
-		d.log.Info("sending a halted app's devices of a provider whose credentials were not refused; the halt stays",
-			"app", j.b.App, "halted_provider", h.Provider, "batch", j.b.ID)
-	}
 	return kept
+}
+
+// resumeApp lifts every provider of app in the senders' registry, once
+// the app's halt is lifted (its probe succeeded, here or elsewhere, or an
+// operator deleted its dispatch_halts row). The store keeps one provider
+// per app, so a refusal by the app's other provider while it was halted
+// is kept only in this registry, with nothing to probe it (a probe tries
+// the stored provider) and nothing to lift it: kept past the stored halt,
+// it would park that provider's batches until a restart. Lifted, the
+// provider's next send asks it again, and a refusal then halts the app
+// anew, recorded in the store this time.
+func (d *Dispatcher) resumeApp(app string) {
+	for _, h := range d.halt.List() {
+		if h.App == app {
+			d.halt.Resume(app, h.Provider)
+		}
+	}
 }
 
 // haltApp records a credential failure: the senders' registry (so the
@@ -85,7 +131,10 @@ func (d *Dispatcher) haltApp(app, provider string, r *providers.Result) {
 
 // claimProbe tries to make the calling batch the probe of halted app: at
 // most one dispatcher probes per HaltProbeInterval (the store arbitrates).
-// The probe sends one device; the senders' registry lets it through.
+// The probe sends one device, its send marked as the probe's
+// (providers.WithProbe): the halted provider's sender lets that one send
+// through, and the halt stands meanwhile, in the registry and its gauge,
+// for every other send.
 func (d *Dispatcher) claimProbe(ctx context.Context, app string) (until time.Time, ok bool) {
 	now := time.Now()
 	until = now.Add(d.cfg.HaltProbeInterval)
@@ -100,7 +149,6 @@ func (d *Dispatcher) claimProbe(ctx context.Context, app string) (until time.Tim
 	d.haltMu.Lock()
 	d.probing[app] = until
 	d.haltMu.Unlock()
-	d.halt.Resume(app)
 	d.log.Info("probing a halted app with one send", "app", app)
 	return until, true
 }
@@ -125,7 +173,7 @@ func (d *Dispatcher) probeDone(j *job, refused bool) {
 		// The senders' registry first: a batch that starts once the halt
 		// is gone from this instance's view must find its sends let
 		// through, not refused by a registry still halted.
-		d.halt.Resume(app)
+		d.resumeApp(app)
 	}
 	d.haltMu.Lock()
 	d.endProbeLocked(j)
@@ -154,13 +202,8 @@ func (d *Dispatcher) probeDone(j *job, refused bool) {
 func (d *Dispatcher) probeUnanswered(j *job, giveBack bool) {
 	app := j.b.App
 	d.haltMu.Lock()
-	ours := d.endProbeLocked(j)
-	h, halted := d.halted[app]
+	d.endProbeLocked(j)
 	d.haltMu.Unlock()
-	if ours && halted {
-		// claimProbe let the app's sends through the senders' registry.
-		d.halt.Halt(app, h.Provider, h.Reason, nil)
-	}
 	if giveBack {
 		// ClaimProbe moves ProbeAt back to now only while it is still
 		// this claim's: no claim after it can end before until plus
@@ -285,25 +328,27 @@ func (d *Dispatcher) syncHalts(ctx context.Context) map[string]Halt {
 			delete(d.probing, app)
 		}
 	}
+	// A halt seen here moments ago may not have been readable yet.
+	settled := start.Add(-2 * d.cfg.ParkInterval)
 	for app, h := range stored {
-		_, known := d.halted[app]
-		d.halted[app] = h
-		// A halt new here (another instance's, or read at start) closes
-		// the senders' registry. One already known leaves it as this
-		// instance set it: closed by the refusal, or opened for a probe
-		// or for the sends of the provider the halt does not hold back
-		// (admit); closing it under those would refuse them.
-		if _, probing := d.probing[app]; !known && !probing {
-			if _, ok := d.halt.Halted(app); !ok {
-				d.halt.Halt(app, h.Provider, h.Reason, nil)
-			}
+		if old, known := d.halted[app]; known && old.Provider != h.Provider && old.Since.Before(settled) {
+			// The halt known here was lifted since, and the app halted
+			// again for its other provider: the first provider's halt is
+			// over (its probe succeeded, or an operator lifted it).
+			d.halt.Resume(app, old.Provider)
 		}
+		d.halted[app] = h
+		// Every send through the halted provider but a probe's is
+		// refused for as long as the halt stands: a halt new here
+		// (another instance's, or read at start) halts the registry, one
+		// already there is left as it is (Halt does nothing, and does not
+		// alert again).
+		d.halt.Halt(app, h.Provider, h.Reason, nil)
 	}
 	for app, h := range d.halted {
-		// A halt seen here moments ago may not have been readable yet.
-		if _, ok := stored[app]; !ok && h.Since.Before(start.Add(-2*d.cfg.ParkInterval)) {
+		if _, ok := stored[app]; !ok && h.Since.Before(settled) {
 			delete(d.halted, app)
-			d.halt.Resume(app)
+			d.resumeApp(app)
 		}
 	}
 	return stored

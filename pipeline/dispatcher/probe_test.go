@@ -29,7 +29,7 @@ func TestDispatchProbeSendsToTheRefusedProvider(t *testing.T) {
 	}
 	h.write(first)
 	deadline := time.Now().Add(20 * time.Second)
-	for _, halted := h.halt.Halted("app1"); !halted; _, halted = h.halt.Halted("app1") {
+	for _, halted := h.halt.Halted("app1", dispatcher.ProviderAPNs); !halted; _, halted = h.halt.Halted("app1", dispatcher.ProviderAPNs) {
 		if time.Now().After(deadline) {
 			t.Fatal("app1 not halted after its APNs credentials were refused")
 		}

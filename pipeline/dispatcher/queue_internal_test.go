@@ -81,8 +81,9 @@ func TestWorkerPausesLongQueueAndResumesAtHalf(t *testing.T) {
 	}
 }
 
-// A record whose batch is in flight waits: take returns nothing rather
-// than the records behind it, so the partition stays in offset order.
+// take alone returns nothing while the head's batch is in flight, rather
+// than the records behind it; the worker then sets that copy aside with
+// takeCopy (duplicate_internal_test.go), so the queue does not stop.
 func TestWorkerTakeWaitsForSameBatchInFlight(t *testing.T) {
 	w, _ := testWorker(4)
 	w.push(records(0, 1))

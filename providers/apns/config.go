@@ -83,8 +83,9 @@ type Config struct {
 	// message expirations (at Prepare and at each send), TTLs and the
 	// certificate's expiry are measured against. Default time.Now.
 	Clock func() time.Time
-	// Halt, if set, is told about credential failures, and sends for a
-	// halted app fail at once without calling Apple.
+	// Halt, if set, is told about credential failures, and sends while
+	// the app is halted for APNs fail at once without calling Apple (a
+	// probe's excepted, see providers.WithProbe).
 	Halt *providers.Halt
 }
 

@@ -87,7 +87,7 @@ func TestCertificateRefusedInTheTLSHandshakeIsACredentialFailure(t *testing.T) {
 				!strings.Contains(r.Err.Error(), "remote error: tls:") {
 				t.Fatalf("result %+v (%v), want a credential failure naming the TLS alert", r, r.Err)
 			}
-			if info, halted := halt.Halted("cert"); !halted || info.Reason != r.Reason {
+			if info, halted := halt.Halted("cert", "apns"); !halted || info.Reason != r.Reason {
 				t.Fatalf("halt registry: %+v %v", info, halted)
 			}
 		})
@@ -215,7 +215,7 @@ func TestGoAwayReasonIsClassified(t *testing.T) {
 			if r.Outcome != tc.outcome || tc.reason != "" && (r.Reason != tc.reason || !strings.Contains(r.Err.Error(), "GOAWAY")) {
 				t.Fatalf("result %+v (%v), want %s %s", r, r.Err, tc.outcome, tc.reason)
 			}
-			if _, halted := halt.Halted("cert"); halted != (tc.outcome == providers.CredentialFailure) {
+			if _, halted := halt.Halted("cert", "apns"); halted != (tc.outcome == providers.CredentialFailure) {
 				t.Fatalf("halted %v", halted)
 			}
 		})

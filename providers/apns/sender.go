@@ -208,7 +208,10 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 		return providers.Result{Outcome: providers.Retryable, Reason: "SenderClosed", Err: ErrClosed}
 	}
 	if s.cfg.Halt != nil {
-		if info, halted := s.cfg.Halt.Halted(s.cfg.App); halted {
+		// Only this provider's halt refuses: the app's other provider
+		// has its own credentials. A probe's send goes through, to learn
+		// whether the credentials work again.
+		if info, halted := s.cfg.Halt.Halted(s.cfg.App, "apns"); halted && !providers.IsProbe(ctx) {
 			return providers.Result{Outcome: providers.CredentialFailure, Reason: info.Reason,
 				Err: fmt.Errorf("apns: %s: %w (%s)", s.cfg.App, providers.ErrHalted, info.Reason)}
 		}

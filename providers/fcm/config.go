@@ -77,8 +77,9 @@ type Config struct {
 	// Sleep waits for the bucket; default a timer. Tests that move Clock
 	// pass a Sleep that advances it.
 	Sleep func(ctx context.Context, d time.Duration) error
-	// Halt, if set, is told about credential failures, and sends for a
-	// halted app fail at once.
+	// Halt, if set, is told about credential failures, and sends while
+	// the app is halted for FCM fail at once (a probe's excepted, see
+	// providers.WithProbe).
 	Halt *providers.Halt
 }
 

@@ -297,7 +297,7 @@ func TestServiceAccountRefusedHaltsTheApp(t *testing.T) {
 	if r.Outcome != providers.CredentialFailure || r.Reason != "oauth:invalid_grant" || !strings.Contains(r.Err.Error(), "Invalid JWT Signature") {
 		t.Fatalf("result = %+v", r)
 	}
-	if _, halted := halt.Halted("shop"); !halted {
+	if _, halted := halt.Halted("shop", "fcm"); !halted {
 		t.Fatal("app not halted")
 	}
 	for range 10 {

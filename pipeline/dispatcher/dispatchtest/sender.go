@@ -11,10 +11,18 @@ import (
 // Sender is an in-memory providers.Sender that counts accepted sends per
 // token and answers by rule: the unit-test twin of the simulators.
 type Sender struct {
-	App     string
-	Latency time.Duration
-	// Halt, if set, is told about credential failures and refuses sends of
-	// a halted app, as the real senders do.
+	App string
+	// Provider is the provider this fake stands in for ("apns", "fcm"):
+	// the one it halts at a credential failure and whose halt refuses its
+	// sends, as a real sender halts and asks for its own. "" stands in for
+	// both, as an app configured with both routes them (an iOS device's
+	// send is APNs's, any other FCM's), so a fake that is an app's APNs
+	// and FCM sender at once (APNS: s, FCM: s) acts as two senders would.
+	Provider string
+	Latency  time.Duration
+	// Halt, if set, is told about credential failures and refuses the
+	// sends of the app while their provider is halted for it (a probe's
+	// send excepted: providers.IsProbe), as the real senders do.
 	Halt *providers.Halt
 
 	mu       sync.Mutex
@@ -49,8 +57,9 @@ func (s *Sender) SetRule(rule func(token string, attempt int) providers.Result) 
 // Send implements providers.Sender.
 func (s *Sender) Send(ctx context.Context, m *providers.Message, attempt int) providers.Result {
 	start := time.Now()
+	provider := s.providerOf(m)
 	if s.Halt != nil {
-		if _, halted := s.Halt.Halted(s.App); halted {
+		if _, halted := s.Halt.Halted(s.App, provider); halted && !providers.IsProbe(ctx) {
 			return providers.Result{Outcome: providers.CredentialFailure, Attempt: attempt, Err: providers.ErrHalted}
 		}
 	}
@@ -86,9 +95,21 @@ func (s *Sender) Send(ctx context.Context, m *providers.Message, attempt int) pr
 	}
 	s.mu.Unlock()
 	if r.Outcome == providers.CredentialFailure && s.Halt != nil {
-		s.Halt.Halt(s.App, "fake", r.Reason, r.Err)
+		s.Halt.Halt(s.App, provider, r.Reason, r.Err)
 	}
 	return r
+}
+
+// providerOf returns the provider m's send stands for (see Provider).
+func (s *Sender) providerOf(m *providers.Message) string {
+	switch {
+	case s.Provider != "":
+		return s.Provider
+	case m.Platform == providers.PlatformIOS:
+		return "apns"
+	default:
+		return "fcm"
+	}
 }
 
 // Close implements providers.Sender.
