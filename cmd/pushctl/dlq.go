@@ -55,7 +55,7 @@ its own position in the dead-letter topic, <partition>:<offset>, as "dlq list" s
 			"pushctl dlq redrive 0:42",
 		},
 		flags: func(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
-			stage := fs.String("stage", "", "list: only dead letters of this `stage` (planner, control, delay, dispatcher, feedback)")
+			stage := fs.String("stage", "", "list: only dead letters of this `stage` (planner, delay, dispatcher, feedback)")
 			limit := fs.Int("n", 0, "list: only the newest `N` dead letters")
 			asJSON := fs.Bool("json", false, "list: one JSON object per line")
 			raw := fs.Bool("raw", false, "show: write only the original bytes")

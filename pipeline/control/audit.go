@@ -16,8 +16,9 @@ import (
 	"github.com/pushlane/pushlane/schemas"
 )
 
-// AuditStage names the auditor in its dead letters.
-const AuditStage = "control"
+// AuditStage names the auditor in its dead letters: the planner, whose
+// processes run it (the dead-letter schema's stages are the processes).
+const AuditStage = "planner"
 
 // AuditorConfig configures an Auditor.
 type AuditorConfig struct {

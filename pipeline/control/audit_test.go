@@ -2,7 +2,6 @@ package control_test
 
 import (
 	"context"
-	"encoding/json"
 	"sort"
 	"strings"
 	"testing"
@@ -85,8 +84,9 @@ func TestAuditorDeadLettersInvalidControlRecordsOnce(t *testing.T) {
 	// One more than expected, so a duplicate would be read: this waits out
 	// its timeout.
 	for _, r := range k.ReadAll(t, dlq, len(bad)+1, 5*time.Second) {
-		var dl schemas.DeadLetter
-		if err := json.Unmarshal(r.Value, &dl); err != nil {
+		// Valid by the dead-letter schema, as pushctl dlq reads it.
+		dl, err := schemas.DecodeDeadLetter(r.Value)
+		if err != nil {
 			t.Fatalf("dead letter %s: %v", r.Value, err)
 		}
 		if dl.Stage != control.AuditStage || dl.Topic != topic || dl.Reason == "" {
