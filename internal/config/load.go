@@ -535,7 +535,7 @@ func (c *Config) validate() []string {
 		add("clickhouse.database", "%q is not a plain ClickHouse name (a letter or '_', then letters, digits and '_')", c.ClickHouse.Database)
 	}
 	if c.Kafka.GroupPrefix == "" {
-		add("kafka.group_prefix", "required (the consumer groups are <prefix>-planner, -delay, -dispatcher, -feedback)")
+		add("kafka.group_prefix", "required (the consumer groups are <prefix>-planner, -control-audit, -delay, -dispatcher, -feedback)")
 	}
 	tlsFiles("kafka.tls", c.Kafka.TLS)
 	switch c.Kafka.SASL.Mechanism {

@@ -300,7 +300,7 @@ func TestAddressesAndNamesAreCheckedAtStartUp(t *testing.T) {
 		"kafka.brokers: \"127.0.0.1\": want host:port",
 		`kafka.brokers: "kafka-0.kafka:70000": port "70000" is not a number from 1 to 65535`,
 		`kafka.brokers: "kafka://127.0.0.1:9092": want host:port, not a URL`,
-		"kafka.group_prefix: required (the consumer groups are <prefix>-planner, -delay, -dispatcher, -feedback)",
+		"kafka.group_prefix: required (the consumer groups are <prefix>-planner, -control-audit, -delay, -dispatcher, -feedback)",
 		`kafka.topics.delay.name: "` + strings.Repeat("d", 246) + `" is not a Kafka topic name (letters, digits, '.', '_' and '-', at most 249 characters)`,
 		`kafka.topics.ready.name: "bad ready/topic" is not a Kafka topic name (letters, digits, '.', '_' and '-', at most 249 characters)`,
 		"mysql.max_open_conns: must be at least 1",

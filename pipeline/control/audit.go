@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,7 +51,9 @@ type Auditor struct {
 	sent prometheus.Counter
 }
 
-// NewAuditor builds an Auditor; it connects lazily, in Run.
+// NewAuditor builds an Auditor. Its client starts joining the group at
+// once; Run leaves it and closes the client, so a caller that fails before
+// running it ends the process (or the demo) and the member with it.
 func NewAuditor(cfg AuditorConfig, deps Deps) (*Auditor, error) {
 	switch {
 	case cfg.Topic == "":
@@ -138,21 +141,50 @@ func (a *Auditor) Run(ctx context.Context) error {
 }
 
 // write produces the letters until the broker took every one, or ctx ends
-// (false: they stay uncommitted).
+// (false: they stay uncommitted). A letter the broker refuses outright (too
+// large: DeadLetterRecord cuts the value and the reason, not the key or the
+// headers, which a control record may carry up to the broker's limit) is
+// written once more without them; retried as it was, it would hold the
+// auditor, and the group's rebalances, for good.
 func (a *Auditor) write(ctx context.Context, letters []*kgo.Record) bool {
+	// A refusal fails the whole batch a record went in, so after one each
+	// letter is produced on its own: only a letter refused alone is the
+	// one too large.
+	alone := false
 	for len(letters) > 0 {
-		res := a.cl.ProduceSync(ctx, letters...)
+		var res kgo.ProduceResults
+		if alone {
+			for _, l := range letters {
+				res = append(res, a.cl.ProduceSync(ctx, l)...)
+			}
+		} else {
+			res = a.cl.ProduceSync(ctx, letters...)
+		}
 		var failed []*kgo.Record
 		for _, r := range res {
-			if r.Err != nil {
-				failed = append(failed, r.Record)
-			} else {
+			switch {
+			case r.Err == nil:
 				a.sent.Inc()
+			case kafka.Refused(r.Err) && !alone:
+				failed = append(failed, r.Record)
+			case kafka.Refused(r.Err) && !slimmed(r.Record):
+				failed = append(failed, slim(r.Record, r.Err))
+			case kafka.Refused(r.Err):
+				a.log.Error("dead letter refused even without the original's key and headers; the record stays on the control topic only",
+					"key_bytes", len(r.Record.Key), "err", r.Err)
+			default:
+				failed = append(failed, r.Record)
 			}
 		}
 		if len(failed) == 0 {
 			return true
 		}
+		if kafka.Refused(res.FirstErr()) && !alone {
+			alone = true
+			letters = failed
+			continue
+		}
+		alone = true
 		a.log.Warn("dead letters not written; retrying", "records", len(failed), "err", res.FirstErr())
 		letters = failed
 		select {
@@ -162,6 +194,42 @@ func (a *Auditor) write(ctx context.Context, letters []*kgo.Record) bool {
 		}
 	}
 	return true
+}
+
+// slim is letter without the original's key and headers, its body saying
+// why: what is left is the reason, the original's position and (cut) its
+// value.
+func slim(letter *kgo.Record, refused error) *kgo.Record {
+	out := &kgo.Record{Topic: letter.Topic, Headers: letter.Headers[:0:0]}
+	var dl schemas.DeadLetter
+	if err := json.Unmarshal(letter.Value, &dl); err != nil {
+		out.Value = letter.Value
+		return out
+	}
+	dl.Key, dl.Headers = nil, nil
+	dl.Reason = fmt.Sprintf("%s (the original's key and headers are left out: the broker refused the dead letter with them: %v)", dl.Reason, refused)
+	if len(dl.Value) > kafka.KeptDeadLetterValue {
+		if dl.ValueBytes == 0 {
+			dl.ValueBytes = len(dl.Value)
+		}
+		dl.Value = dl.Value[:kafka.KeptDeadLetterValue]
+	}
+	if v, err := json.Marshal(dl); err == nil {
+		out.Value = v
+	}
+	for _, h := range letter.Headers {
+		if h.Key == kafka.HeaderSchema {
+			out.Headers = append(out.Headers, h)
+		}
+	}
+	return out
+}
+
+// slimmed says whether letter was made by slim: it has no reason header
+// (the reason stays in its body).
+func slimmed(letter *kgo.Record) bool {
+	_, ok := kafka.Header(letter, kafka.HeaderReason)
+	return !ok
 }
 
 // Invalid is why r is not a campaign-control event ("" if it is). A

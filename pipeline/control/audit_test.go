@@ -2,15 +2,18 @@ package control_test
 
 import (
 	"context"
+	"crypto/rand"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/internal/testenv"
 	"github.com/pushlane/pushlane/pipeline/control"
 	"github.com/pushlane/pushlane/pipeline/dispatcher/dispatchtest"
 	"github.com/pushlane/pushlane/schemas"
@@ -137,5 +140,62 @@ func TestAuditorDeadLettersInvalidControlRecordsOnce(t *testing.T) {
 			got = append(got, string(r.Key))
 		}
 		t.Errorf("after the restart the dead-letter topic holds %v, want the first three and c-late", got)
+	}
+}
+
+// A dead letter the broker refuses (the original's key and headers are kept
+// whole, and a control record may carry them up to the broker's limit) is
+// written again without them, with the reason saying so, and the auditor
+// goes on: retried as it was, it held the auditor and its group for good.
+func TestAuditorWritesARefusedDeadLetterWithoutTheKey(t *testing.T) {
+	k := dispatchtest.StartKafka(t)
+	topic := k.Topic(t, "control", 1, true)
+	// Room for a letter's body, not for a 4 KB key on top of it.
+	dlq := testenv.Topic(t, "dead-letter", 1, map[string]*string{"max.message.bytes": kadm.StringPtr("3000")})
+	cl := k.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// Random, so the producer's compression does not shrink it under the
+	// limit.
+	bigKey := make([]byte, 4000)
+	if _, err := rand.Read(bigKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx,
+		&kgo.Record{Topic: topic, Key: bigKey, Value: []byte(`not json`)},
+		&kgo.Record{Topic: topic, Key: []byte("c-small"), Value: []byte(`{}`)},
+	).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	startAuditor(t, k, topic, dispatchtest.UniqueName("audit"), dlq, reg)
+	letters := k.ReadAll(t, dlq, 2, 30*time.Second)
+	if len(letters) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(letters))
+	}
+	// By the source offset: the refused letter is written again after the
+	// one beside it.
+	bySource := map[int64]*kgo.Record{}
+	decoded := map[int64]*schemas.DeadLetter{}
+	for _, l := range letters {
+		dl, err := schemas.DecodeDeadLetter(l.Value)
+		if err != nil {
+			t.Fatalf("dead letter %s: %v", l.Value, err)
+		}
+		bySource[dl.Offset], decoded[dl.Offset] = l, dl
+	}
+	big, small := decoded[0], decoded[1]
+	if big == nil || small == nil {
+		t.Fatalf("dead letters of source offsets %v, want 0 and 1", decoded)
+	}
+	if len(bySource[0].Key) != 0 || len(big.Key) != 0 || !strings.Contains(big.Reason, "key and headers are left out") {
+		t.Errorf("refused letter written as key %d bytes, body key %d bytes, reason %q; want no key and the reason saying so",
+			len(bySource[0].Key), len(big.Key), big.Reason)
+	}
+	if string(bySource[1].Key) != "c-small" || string(small.Key) != "c-small" || strings.Contains(small.Reason, "left out") {
+		t.Errorf("the letter beside it: key %q, body %+v; want it whole, keyed c-small", bySource[1].Key, small)
+	}
+	if got := dispatchtest.WaitMetric(t, reg, 10*time.Second, 2, "pushlane_control_dead_letters_total"); got != 2 {
+		t.Errorf("pushlane_control_dead_letters_total = %v, want 2", got)
 	}
 }
