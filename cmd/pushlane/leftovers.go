@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/pipeline/delay"
 	"github.com/pushlane/pushlane/pipeline/dispatcher"
 	"github.com/pushlane/pushlane/pipeline/feedback"
 )
@@ -91,6 +93,30 @@ func (s skipped) String() string {
 		about, s.total, strings.Join(s.byWhat, ", "))
 }
 
+// withFormerTiers adds to the delay group's topics the tier topics above
+// its ladder's top that exist (a run with more tiers left them), which the
+// forwarder reads too (delay.FormerTiers).
+func withFormerTiers(ctx context.Context, adm *kadm.Client, groups []demoGroup) ([]demoGroup, error) {
+	out := slices.Clone(groups)
+	for i, g := range out {
+		if g.Stage != "delay" {
+			continue
+		}
+		all, err := adm.ListTopics(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("kafka: list topics: %w", err)
+		}
+		former := delay.FormerTiers(delay.Ladder{Tiers: g.Topics}, all.Names())
+		extra := make([]string, 0, len(former))
+		for name := range former {
+			extra = append(extra, name)
+		}
+		sort.Strings(extra)
+		out[i].Topics = append(slices.Clone(g.Topics), extra...)
+	}
+	return out, nil
+}
+
 // errDemoRunning says another run still uses the demo's groups.
 var errDemoRunning = errors.New("another demo is running")
 
@@ -102,6 +128,10 @@ var errDemoRunning = errors.New("another demo is running")
 // without transaction markers).
 func skipLeftovers(ctx context.Context, kopts []kgo.Opt, adm *kadm.Client, groups []demoGroup, wait time.Duration, out io.Writer) (skipped, error) {
 	if err := waitGroupsEmpty(ctx, adm, groups, wait, out); err != nil {
+		return skipped{}, err
+	}
+	groups, err := withFormerTiers(ctx, adm, groups)
+	if err != nil {
 		return skipped{}, err
 	}
 	var topics []string

@@ -58,9 +58,12 @@
 //     send-at (each hop's delay is at most the remaining time); the
 //     dispatcher's guard waits out that last second.
 //   - No head-of-line blocking: within a tier partition due order is
-//     offset order (up to a clock skew's wait, at most MaxSkewHold, see
-//     Rewrites), so the head being not yet due means nothing behind it is
-//     due either. A batch due now is written straight to ready.
+//     offset order (up to a clock skew's wait, see Rewrites: at most
+//     MaxSkewHold, 30 s, behind a record the planner or a retry wrote, and
+//     MaxForwardedHold, an hour, behind a forwarded one, which only a
+//     ladder grown since it was written makes that long), so the head being
+//     not yet due means nothing behind it is due either. A batch due now is
+//     written straight to ready.
 //   - Lateness: a hop adds one produce and one fetch (FetchMaxWait bounds a
 //     fetch of a just-resumed partition; Prefetch resumes it early), well
 //     under a second in total under normal load. After an outage: the
@@ -73,14 +76,16 @@
 //     the broker's and Route reads the forwarder's clock, so a forwarder
 //     ahead of the broker would find a record due while Route still picked
 //     its tier: it waits instead (DueAt) until send-at is less than the
-//     tier's delay away, which keeps the bound while the skew is under
-//     MaxSkewHold (30 s); a forwarder further ahead re-writes low-tier
-//     records in a loop, so clocks must be kept in sync (NTP). A record
-//     that would wait longer than that does not fit its tier (a writer's
-//     clock far ahead, a hand-written record, a ladder grown since: a
-//     former top tier's batches are days away) and is re-written by Route
-//     at once to the tier it fits, rather than holding its partition. A
-//     crash or an
+//     tier's delay away, which keeps the bound. For a record a forwarder
+//     wrote (hop 1 or more) that wait is less than the forwarder's skew,
+//     and it is allowed up to MaxForwardedHold (an hour); a forwarder
+//     further ahead would re-write low-tier records in a loop, so clocks
+//     must be kept in sync (NTP). A record that would wait longer, or one
+//     the planner or a retry wrote (hop 0) that would wait more than
+//     MaxSkewHold (30 s), does not fit its tier (a writer's clock far
+//     ahead, a hand-written record, a ladder grown since: a former top
+//     tier's batches are days away) and is re-written by Route at once to
+//     the tier it fits, rather than holding its partition. A crash or an
 //     ungraceful rebalance can re-forward what was forwarded but not yet
 //     committed (at most a second's worth, per partition): the dispatcher
 //     skips finished batch ids, so a re-forward is never sent twice.

@@ -309,10 +309,6 @@ const maxTiers = 34
 // into the ladder as it is now. The topics are found by name: <prefix>.tNN
 // beside the ladder's own <prefix>.t00.
 func (f *Forwarder) adoptFormerTiers(ctx context.Context, cl *kgo.Client) {
-	prefix, ok := strings.CutSuffix(f.cfg.Ladder.Tiers[0], ".t00")
-	if !ok {
-		return
-	}
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	topics, err := kadm.NewClient(cl).ListTopics(lctx)
@@ -320,26 +316,45 @@ func (f *Forwarder) adoptFormerTiers(ctx context.Context, cl *kgo.Client) {
 		f.log.Error("listing topics for tiers above the ladder failed; batches left on them by a longer ladder wait until the next start", "err", err)
 		return
 	}
-	var extra []string
-	for name := range topics {
-		n, ok := strings.CutPrefix(name, prefix+".t")
-		if !ok || len(n) < 2 {
-			continue
-		}
-		k, err := strconv.Atoi(n)
-		if err != nil || k < len(f.cfg.Ladder.Tiers) || k >= maxTiers || fmt.Sprintf("%02d", k) != n {
-			continue
-		}
+	former := FormerTiers(f.cfg.Ladder, topics.Names())
+	if len(former) == 0 {
+		return
+	}
+	extra := make([]string, 0, len(former))
+	for name, k := range former {
 		f.tierOf[name] = k
 		extra = append(extra, name)
-	}
-	if len(extra) == 0 {
-		return
 	}
 	slices.Sort(extra)
 	cl.AddConsumeTopics(extra...)
 	f.log.Warn("reading tier topics above the ladder's top, left by a ladder with more tiers: their batches are forwarded into this one as they come due",
 		"topics", extra, "tiers", len(f.cfg.Ladder.Tiers))
+}
+
+// FormerTiers returns, of the topic names existing, the tier topics above
+// l's top (<prefix>.tNN beside l's <prefix>.t00, NN from len(l.Tiers) up),
+// with their tier numbers: the topics a forwarder of l also reads.
+func FormerTiers(l Ladder, existing []string) map[string]int {
+	if len(l.Tiers) == 0 {
+		return nil
+	}
+	prefix, ok := strings.CutSuffix(l.Tiers[0], ".t00")
+	if !ok {
+		return nil
+	}
+	out := map[string]int{}
+	for _, name := range existing {
+		n, ok := strings.CutPrefix(name, prefix+".t")
+		if !ok || len(n) < 2 {
+			continue
+		}
+		k, err := strconv.Atoi(n)
+		if err != nil || k < len(l.Tiers) || k >= maxTiers || fmt.Sprintf("%02d", k) != n {
+			continue
+		}
+		out[name] = k
+	}
+	return out
 }
 
 // nextWake is when the poll must return to forward the next due record or
@@ -380,40 +395,54 @@ func Eligible(r *kgo.Record, k int) time.Time {
 	return r.Timestamp.Add(TierDelay(k))
 }
 
-// MaxSkewHold bounds how long DueAt holds a record past Eligible: the
-// clock skew between the forwarder and the broker it tolerates without
-// re-writing records in a loop, and the longest a record that does not fit
-// its tier can hold up the records behind it.
-const MaxSkewHold = 30 * time.Second
+// MaxSkewHold and MaxForwardedHold bound how long DueAt holds a record
+// past Eligible: the clock skew between a forwarder and the broker that is
+// tolerated without re-writing records in a loop, and the longest a record
+// that does not fit its tier holds up the records behind it. A record a
+// forwarder wrote (hop 1 or more) may wait up to an hour, one the planner or
+// a dispatcher's retry wrote (hop 0) up to 30 s.
+const (
+	MaxSkewHold      = 30 * time.Second
+	MaxForwardedHold = time.Hour
+)
 
 // DueAt is when the forwarder takes a record of tier k (top: the last
 // tier): Eligible, or later if by this process's clock its send-at is still
-// TierDelay(k) or more away, until it is not, but never more than
-// MaxSkewHold later. With correct clocks the wait never happens: a record
-// enters tier k with less than 2^(k+1) s to go, so at Eligible less than
-// 2^k s remain and Route picks a lower tier. But the timestamps are the
-// broker's and Route reads the forwarder's clock; a forwarder Δ ahead of
-// the broker found tier-k records due as soon as they were fetched, with
-// Route still picking tier k, and re-wrote each one at the speed of a
-// produce and a fetch until its remaining time fell below 2^k (Δ = 5 s:
-// hundreds of rewrites per batch). Waiting instead keeps the documented
-// bound of one rewrite per tier; for a record this forwarder wrote, the
-// wait is less than Δ. A record that would wait longer does not fit its
-// tier at all (written by a process whose clock is well ahead, by hand, or
-// to a ladder that has grown since: a former top tier's batches are days
-// away): waiting for it held every record behind it in its partition,
-// since due order is offset order only up to these waits. It is taken at
-// Eligible instead, and Route writes it, by this clock, to the tier it fits.
-// The top tier loops on itself by design.
+// TierDelay(k) or more away, until it is not, within MaxSkewHold (hop 0)
+// or MaxForwardedHold (forwarded). With correct clocks the wait never
+// happens: a record enters tier k with less than 2^(k+1) s to go, so at
+// Eligible less than 2^k s remain and Route picks a lower tier. But the
+// timestamps are the broker's and Route reads the forwarder's clock; a
+// forwarder Δ ahead of the broker found tier-k records due as soon as they
+// were fetched, with Route still picking tier k, and re-wrote each one at
+// the speed of a produce and a fetch until its remaining time fell below
+// 2^k (Δ = 5 s: hundreds of rewrites per batch). Waiting instead keeps the
+// documented bound of one rewrite per tier; for a record a forwarder wrote,
+// the wait is less than its Δ, so forwarders up to an hour ahead never
+// loop. A record that would wait longer does not fit its tier at all
+// (written by a process whose clock is well ahead, by hand, or to a ladder
+// that has grown since: a former top tier's batches are days away):
+// waiting for it held every record behind it in its partition, since due
+// order is offset order only up to these waits. It is taken at Eligible
+// instead, and Route writes it, by this clock, to the tier it fits. The
+// planner and a dispatcher's retries write with hop 0 and their own clocks,
+// so for them a misfit is anything past MaxSkewHold. The top tier loops on
+// itself by design.
 func DueAt(r *kgo.Record, k int, top bool) time.Time {
 	due := Eligible(r, k)
 	if top {
 		return due
 	}
-	if sendAt, ok := kafka.TimeHeader(r, kafka.HeaderSendAt); ok {
-		if lower := sendAt.Add(-TierDelay(k)); lower.After(due) && lower.Sub(due) <= MaxSkewHold {
-			due = lower
-		}
+	sendAt, ok := kafka.TimeHeader(r, kafka.HeaderSendAt)
+	if !ok {
+		return due
+	}
+	limit := MaxSkewHold
+	if hop, _ := kafka.Header(r, kafka.HeaderHop); hop != "" && hop != "0" {
+		limit = MaxForwardedHold
+	}
+	if lower := sendAt.Add(-TierDelay(k)); lower.After(due) && lower.Sub(due) <= limit {
+		due = lower
 	}
 	return due
 }

@@ -567,5 +567,11 @@ func TestForwarderReadsTierTopicsAboveItsTop(t *testing.T) {
 		if late := a.at.Sub(sendAt); late > 3*time.Second {
 			t.Errorf("%s reached ready %v after its send-at", id, late)
 		}
+		// Read as the tier its name says, each comes due with under a
+		// second to go and goes straight to ready; read as tier 0 it
+		// would wait there and take a hop through t00 too.
+		if a.hops != 1 {
+			t.Errorf("%s reached ready in %d hops, want 1", id, a.hops)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package delay_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
 
@@ -103,7 +104,9 @@ func skewedHops(l delay.Ladder, remaining, skew time.Duration, due func(r *kgo.R
 	for dst != l.Ready && n < limit {
 		k := 0
 		fmt.Sscanf(dst, "t%02d", &k)
-		r := &kgo.Record{Timestamp: real, Headers: []kgo.RecordHeader{{Key: kafka.HeaderSendAt, Value: []byte(kafka.UnixMillis(sendAt))}}}
+		// Written by a forwarder: hop 1 or more.
+		r := &kgo.Record{Timestamp: real, Headers: []kgo.RecordHeader{
+			{Key: kafka.HeaderSendAt, Value: []byte(kafka.UnixMillis(sendAt))}, {Key: kafka.HeaderHop, Value: []byte(strconv.Itoa(n + 1))}}}
 		local := due(r, k, k == len(l.Tiers)-1)
 		if at := local.Add(-skew); at.After(real) {
 			real = at
@@ -121,7 +124,7 @@ func skewedHops(l delay.Ladder, remaining, skew time.Duration, due func(r *kgo.R
 // and re-wrote them at the speed of a produce and a fetch.
 func TestHopBoundWithTheForwarderClockAhead(t *testing.T) {
 	l := ladder(22)
-	for _, skew := range []time.Duration{0, 1500 * time.Millisecond, 5 * time.Second, delay.MaxSkewHold} {
+	for _, skew := range []time.Duration{0, 1500 * time.Millisecond, 5 * time.Second, 90 * time.Second, 50 * time.Minute} {
 		for _, remaining := range []time.Duration{3 * time.Second, 10 * time.Second, 100 * time.Second, 7 * time.Hour, 9 * 24 * time.Hour} {
 			if n := skewedHops(l, remaining, skew, delay.DueAt, 10_000); n > len(l.Tiers) {
 				t.Errorf("skew %v, remaining %v: %d hops, bound %d", skew, remaining, n, len(l.Tiers))
@@ -132,5 +135,57 @@ func TestHopBoundWithTheForwarderClockAhead(t *testing.T) {
 	eligible := func(r *kgo.Record, k int, _ bool) time.Time { return delay.Eligible(r, k) }
 	if n := skewedHops(l, 10*time.Second, 5*time.Second, eligible, 10_000); n < 100 {
 		t.Errorf("Eligible alone with a 5 s skew took %d hops; the simulation no longer shows the loop it guards against", n)
+	}
+}
+
+// How long DueAt holds a record past Eligible depends on who wrote it: a
+// forwarder's record (hop 1 or more) up to MaxForwardedHold, so a
+// forwarder's clock skew never makes it loop; the planner's or a retry's
+// (hop 0) up to MaxSkewHold. Past that the record does not fit its tier and
+// is taken at Eligible.
+func TestDueAtHoldDependsOnTheWriter(t *testing.T) {
+	appended := time.Unix(1_800_000_000, 0)
+	const k = 3 // 8 s
+	eligible := appended.Add(delay.TierDelay(k))
+	for _, c := range []struct {
+		hop  string
+		hold time.Duration
+		want time.Time
+	}{
+		{"0", 10 * time.Second, eligible.Add(10 * time.Second)},
+		{"0", 40 * time.Second, eligible},
+		{"", 40 * time.Second, eligible},
+		{"1", 40 * time.Second, eligible.Add(40 * time.Second)},
+		{"4", 50 * time.Minute, eligible.Add(50 * time.Minute)},
+		{"4", 2 * time.Hour, eligible},
+	} {
+		sendAt := eligible.Add(c.hold + delay.TierDelay(k))
+		r := &kgo.Record{Timestamp: appended, Headers: []kgo.RecordHeader{{Key: kafka.HeaderSendAt, Value: []byte(kafka.UnixMillis(sendAt))}}}
+		if c.hop != "" {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: kafka.HeaderHop, Value: []byte(c.hop)})
+		}
+		if got := delay.DueAt(r, k, false); !got.Equal(c.want) {
+			t.Errorf("hop %q, send-at %v past Eligible+2^k: due %v after Eligible, want %v", c.hop, c.hold, got.Sub(eligible), c.want.Sub(eligible))
+		}
+		if got := delay.DueAt(r, k, true); !got.Equal(eligible) {
+			t.Errorf("top tier, hop %q: due %v after Eligible, want Eligible", c.hop, got.Sub(eligible))
+		}
+	}
+}
+
+// The tier topics a forwarder reads beyond its ladder: <prefix>.tNN from its
+// tier count up, with NN as the tier; nothing else.
+func TestFormerTiers(t *testing.T) {
+	l := delay.Ladder{Tiers: []string{"p.delay.t00", "p.delay.t01"}, Ready: "p.ready"}
+	got := delay.FormerTiers(l, []string{
+		"p.delay.t00", "p.delay.t01", "p.delay.t02", "p.delay.t21", "p.delay.t33", "p.delay.t34",
+		"p.delay.t2", "p.delay.t002", "p.delay.tx1", "q.delay.t05", "p.delay.t05.old", "p.ready",
+	})
+	want := map[string]int{"p.delay.t02": 2, "p.delay.t21": 21, "p.delay.t33": 33}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("FormerTiers = %v, want %v", got, want)
+	}
+	if got := delay.FormerTiers(delay.Ladder{Tiers: []string{"delay.t00-abc"}}, []string{"delay.t00-abc.t01"}); len(got) != 0 {
+		t.Errorf("a ladder not named <prefix>.tNN adopted %v", got)
 	}
 }
