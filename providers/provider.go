@@ -80,9 +80,8 @@ type Message struct {
 	Expiration time.Time
 	// TTL is how long the provider may keep the message after the send
 	// (zero: as long as Expiration allows); with both, the earlier end
-	// applies. APNs: apns-expiration = min(Expiration, Prepare's time +
-	// TTL), absolute, so a later send of a prepared message only shortens
-	// it. FCM: ttl = min(TTL, Expiration − the send's time) in whole
+	// applies. APNs: apns-expiration = min(Expiration, the send's time +
+	// TTL). FCM: ttl = min(TTL, Expiration − the send's time) in whole
 	// seconds, at most four weeks.
 	TTL time.Duration
 

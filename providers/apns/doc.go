@@ -49,11 +49,12 @@
 // 64 bytes, known interruption level, expiration not past. A refused message
 // is payload_rejected without calling Apple.
 //
-// apns-expiration is the earlier of the message's Expiration and Prepare's
-// time plus its TTL: TTL is the lifetime after the send, whether or not
-// there is an expiration too. Being absolute, it is sent unchanged by every
-// send of a prepared message, so one sent later than Prepare lives no
-// longer than either, only less of its TTL. A send that starts at or after
+// apns-expiration is the earlier of the message's Expiration and the
+// request's time plus its TTL: TTL is the lifetime after the send, whether
+// or not there is an expiration too. Each request of a prepared message
+// computes it (the header slice is rebuilt once a second at most), so a
+// chunk sent minutes after Prepare still gets its whole TTL, never past the
+// Expiration. A send that starts at or after
 // the Expiration (the dispatcher bars those, but one can start just before)
 // sends nothing: it is payload_rejected (BadExpirationDate), as Prepare
 // refuses it.

@@ -29,21 +29,25 @@ type Prepared struct {
 	Topic    string
 	PushType string
 	Priority int // 10, 5 or 1
-	// Expires is the apns-expiration sent (zero: none): the earlier of the
-	// message's Expiration and Prepare's time plus its TTL. Being absolute,
-	// it never reaches past either however late a send goes; a send later
-	// than Prepare only shortens what is left of the TTL.
+	// Expires is the apns-expiration as of Prepare (zero: none): the
+	// earlier of the message's Expiration and Prepare's time plus its TTL.
+	// Each request carries its own: the earlier of the Expiration and the
+	// request's time plus the TTL, so a chunk sent minutes after Prepare
+	// still gets the TTL after its send (Apple keeps a notification whose
+	// expiration has passed only for a device online at once).
 	Expires time.Time
 	// expiration is the message's Expiration (zero: none): no send starts
 	// at or after it.
 	expiration time.Time
+	ttl        time.Duration // the message's TTL, 0 = none
 	base       []hpack.HeaderField
 	auth       atomic.Pointer[authHeader]
 }
 
 type authHeader struct {
-	bearer *Bearer
-	header []hpack.HeaderField
+	bearer  *Bearer
+	expires int64 // the apns-expiration in header, Unix seconds (0: none)
+	header  []hpack.HeaderField
 }
 
 var _ providers.Prepared = (*Prepared)(nil)
@@ -54,20 +58,39 @@ func (p *Prepared) Send(ctx context.Context, token string, attempt int) provider
 }
 
 // header returns the request header fields for bearer b (nil for
-// certificate auth). Requests only read them, so one slice serves every
-// request until the token changes.
-func (p *Prepared) header(b *Bearer) []hpack.HeaderField {
-	if b == nil {
-		return p.base
-	}
-	if a := p.auth.Load(); a != nil && a.bearer == b {
+// certificate auth) sent at now. Requests only read them, so one slice
+// serves every request until the token changes or, with a TTL, the
+// apns-expiration's second does.
+func (p *Prepared) header(b *Bearer, now time.Time) []hpack.HeaderField {
+	exp := p.expiresAt(now)
+	if a := p.auth.Load(); a != nil && a.bearer == b && a.expires == exp {
 		return a.header
 	}
-	h := make([]hpack.HeaderField, 0, len(p.base)+1)
-	h = append(h, hpack.HeaderField{Name: "authorization", Value: b.Header})
+	h := make([]hpack.HeaderField, 0, len(p.base)+2)
+	if b != nil {
+		h = append(h, hpack.HeaderField{Name: "authorization", Value: b.Header})
+	}
 	h = append(h, p.base...)
-	p.auth.Store(&authHeader{bearer: b, header: h})
+	if exp != 0 {
+		h = append(h, hpack.HeaderField{Name: "apns-expiration", Value: strconv.FormatInt(exp, 10)})
+	}
+	p.auth.Store(&authHeader{bearer: b, expires: exp, header: h})
 	return h
+}
+
+// expiresAt is the apns-expiration of a request at now, Unix seconds (0:
+// none): the earlier of the message's Expiration and now plus its TTL.
+func (p *Prepared) expiresAt(now time.Time) int64 {
+	exp := p.expiration
+	if p.ttl > 0 {
+		if byTTL := now.Add(p.ttl); exp.IsZero() || byTTL.Before(exp) {
+			exp = byTTL
+		}
+	}
+	if exp.IsZero() {
+		return 0
+	}
+	return exp.Unix()
 }
 
 // pushTypeSuffix is the topic suffix Apple requires for each push type.
@@ -192,14 +215,11 @@ func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
 		{Name: "apns-push-type", Value: pushType},
 		{Name: "apns-priority", Value: strconv.Itoa(prio)},
 	}
-	if !expires.IsZero() {
-		h = append(h, hpack.HeaderField{Name: "apns-expiration", Value: strconv.FormatInt(expires.Unix(), 10)})
-	}
 	if m.CollapseID != "" {
 		h = append(h, hpack.HeaderField{Name: "apns-collapse-id", Value: m.CollapseID})
 	}
 	return &Prepared{s: s, Payload: payload, Topic: topic, PushType: pushType, Priority: prio, Expires: expires,
-		expiration: m.Expiration, base: h}, nil
+		expiration: m.Expiration, ttl: m.TTL, base: h}, nil
 }
 
 // checkExpiration refuses a message whose expiration (zero: none) is at or

@@ -341,7 +341,7 @@ type errorBody struct {
 
 // roundTrip sends once. A non-nil error means no HTTP answer came back.
 func (s *Sender) roundTrip(ctx context.Context, p *Prepared, tok string, b *Bearer) (providers.Result, error) {
-	resp, err := s.conns.Post(ctx, s.base+tok, p.header(b), p.Payload)
+	resp, err := s.conns.Post(ctx, s.base+tok, p.header(b, s.cfg.Clock()), p.Payload)
 	if err != nil {
 		return providers.Result{}, err
 	}

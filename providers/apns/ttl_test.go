@@ -57,8 +57,20 @@ func TestPreparedSendAfterTheExpirationSendsNothing(t *testing.T) {
 		t.Fatalf("sent 100 s later: %+v", r)
 	}
 	rec, _ := e.sim.Last(tok("1a7e", 1))
-	if got, want := rec.Header.Get("Apns-Expiration"), strconv.FormatInt(t0.Add(10*time.Minute).Unix(), 10); got != want {
-		t.Errorf("sent 100 s later: apns-expiration %s, want %s (Prepare's time plus TTL)", got, want)
+	// The TTL counts from the request, not from Prepare: a chunk sent 100 s
+	// later got 100 s less of it (and one sent past Prepare + TTL an
+	// expiration already passed).
+	if got, want := rec.Header.Get("Apns-Expiration"), strconv.FormatInt(t0.Add(100*time.Second+10*time.Minute).Unix(), 10); got != want {
+		t.Errorf("sent 100 s later: apns-expiration %s, want %s (the send's time plus TTL)", got, want)
+	}
+	// Near the expiration, the expiration is the earlier.
+	clk.Advance(55 * time.Minute)
+	if r := p.Send(context.Background(), tok("1a7e", 3), 1); r.Outcome != providers.Delivered {
+		t.Fatalf("sent 5 min before the expiration: %+v", r)
+	}
+	rec, _ = e.sim.Last(tok("1a7e", 3))
+	if got, want := rec.Header.Get("Apns-Expiration"), strconv.FormatInt(m.Expiration.Unix(), 10); got != want {
+		t.Errorf("sent 5 min before the expiration: apns-expiration %s, want the expiration %s", got, want)
 	}
 
 	n := e.sim.Counts().Requests
