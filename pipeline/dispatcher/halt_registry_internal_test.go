@@ -332,3 +332,28 @@ func TestRefusalOfTheOtherProviderIsLiftedWithTheHalt(t *testing.T) {
 		t.Errorf("FCM delivered %d devices, %d twice; want 8, 0", devices, dup)
 	}
 }
+
+// A park pass that read the halt's row just before a probe here lifted it
+// re-halted the senders' registry after the probe had resumed it; with the
+// row gone and the halt forgotten here, nothing lifted it again and the
+// app's sends through that provider were refused for good. The next pass
+// lifts such a leftover; a refusal whose row is still being written stays.
+func TestSyncLiftsARegistryHaltNothingStands(t *testing.T) {
+	store := NewMemStore()
+	d, _, _, _, reg := registryDispatcher(t, store)
+	d.cfg.ParkInterval = 10 * time.Millisecond
+	ctx := context.Background()
+	d.halt.Halt("app1", ProviderAPNs, "BadCertificate", nil)
+	time.Sleep(50 * time.Millisecond) // older than two park intervals
+	d.halt.Halt("app2", ProviderFCM, "THIRD_PARTY_AUTH_ERROR", nil)
+	d.syncHalts(ctx)
+	if _, halted := d.halt.Halted("app1", ProviderAPNs); halted {
+		t.Error("a registry halt with no row and unknown here survived the pass")
+	}
+	if v := dispatchtest.MetricValue(t, reg, "pushlane_provider_app_halted", "app", "app1", "provider", ProviderAPNs); v != 0 {
+		t.Errorf("pushlane_provider_app_halted{app1,apns} = %v, want 0", v)
+	}
+	if _, halted := d.halt.Halted("app2", ProviderFCM); !halted {
+		t.Error("a fresh registry halt (its row still being written) was lifted")
+	}
+}

@@ -351,6 +351,18 @@ func (d *Dispatcher) syncHalts(ctx context.Context) map[string]Halt {
 			d.resumeApp(app)
 		}
 	}
+	// A registry halt of an app neither stored nor known here is left over:
+	// this pass read the row just before a probe here lifted it, and
+	// re-halted the registry after the probe had resumed it (nothing
+	// would lift it ever after). A fresh one is a refusal whose row is
+	// still being written.
+	for _, hi := range d.halt.List() {
+		_, isStored := stored[hi.App]
+		_, known := d.halted[hi.App]
+		if !isStored && !known && hi.Since.Before(settled) {
+			d.halt.Resume(hi.App, hi.Provider)
+		}
+	}
 	return stored
 }
 
