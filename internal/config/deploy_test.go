@@ -37,10 +37,12 @@ var stopBounds = map[string]int{
 	// final commit (10 s, dispatcher.go); the ops server (5 s,
 	// internal/service opsShutdownTimeout).
 	"dispatcher": 32 + 30 + 10 + 5,
-	// Ending the transaction of the chunk in flight, TransactionTimeout
-	// (40 s) + 30 s (pipeline/planner/campaign.go endCtx); the ops server
-	// (5 s).
-	"planner": 40 + 30 + 5,
+	// The campaign's status row (up to 10 s, campaign.go finish), then
+	// ending the transaction of the chunk in flight: its records' delivery,
+	// up to TransactionTimeout (40 s, the client's delivery timeout), then
+	// End, TransactionTimeout + 30 s (pipeline/planner/campaign.go endCtx);
+	// the ops server (5 s).
+	"planner": 10 + 40 + 40 + 30 + 5,
 	// The last flush and commit, DrainTimeout (30 s,
 	// pipeline/feedback/feedback.go); the ops server (5 s).
 	"feedback": 30 + 5,
