@@ -3,20 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/pushlane/pushlane/internal/config"
 	"github.com/pushlane/pushlane/internal/embedded"
 	"github.com/pushlane/pushlane/internal/testenv"
 	"github.com/pushlane/pushlane/pipeline/feedback"
-	pkafka "github.com/pushlane/pushlane/pipeline/kafka"
 )
 
 // TestRealDemoOnTheLocalStack runs the demo with -real against
@@ -24,53 +17,8 @@ import (
 // group prefix and databases, twice: the second run proves the seed resets
 // the demo app so a repeated demo gives the same result.
 func TestRealDemoOnTheLocalStack(t *testing.T) {
-	brokers := testenv.KafkaBrokers(t)
-	dsn, _ := testenv.MySQL(t)
 	chAddr, chDB, chConn := testenv.ClickHouse(t)
-	adm := testenv.KafkaAdmin(t)
-
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	prefix := "pushlane-demo-test-" + hex.EncodeToString(rnd[:])
-	topic := func(name string, partitions int) map[string]any {
-		return map[string]any{"name": prefix + "." + name, "partitions": partitions}
-	}
-	doc := map[string]any{
-		"kafka": map[string]any{
-			"brokers": brokers, "client_id": prefix, "group_prefix": prefix,
-			"topics": map[string]any{
-				"campaigns": topic("campaigns", 1), "control": topic("campaign-control", 1), "delay": topic("delay", 1),
-				"ready": topic("ready", 2), "results": topic("results", 2), "dead_letter": topic("dead-letter", 1),
-				"registrations": topic("device-registrations", 1),
-			},
-		},
-		"mysql":      map[string]any{"dsn": dsn},
-		"clickhouse": map[string]any{"addr": []string{chAddr}, "database": chDB},
-		"http":       map[string]any{"addr": ""},
-		"delay":      map[string]any{"tiers": 6},
-		"feedback":   map[string]any{"flush_interval": "200ms"},
-	}
-	raw, err := json.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "real.yaml")
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		var names []string
-		for _, s := range pkafka.Layout(cfg) {
-			names = append(names, s.Name)
-		}
-		_, _ = adm.DeleteTopics(ctx, names...)
-	})
+	path, _ := realDemoConfig(t, map[string]any{"clickhouse": map[string]any{"addr": []string{chAddr}, "database": chDB}})
 
 	for run := 1; run <= 2; run++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

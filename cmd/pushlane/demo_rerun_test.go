@@ -26,10 +26,10 @@ import (
 )
 
 // realDemoConfig writes a -real config for deploy/local's Kafka and MariaDB
-// (analytics to a file) with its own random topic names and group prefix,
-// the fixed names a user's config has; the topics and groups are deleted at
-// cleanup.
-func realDemoConfig(t *testing.T) (string, *config.Config) {
+// (analytics to a file unless extra names ClickHouse) with its own random
+// topic names and group prefix, the fixed names a user's config has; extra
+// adds top-level sections. The topics and groups are deleted at cleanup.
+func realDemoConfig(t *testing.T, extra map[string]any) (string, *config.Config) {
 	t.Helper()
 	brokers := testenv.KafkaBrokers(t)
 	dsn, _ := testenv.MySQL(t)
@@ -53,6 +53,9 @@ func realDemoConfig(t *testing.T) (string, *config.Config) {
 		"http":     map[string]any{"addr": ""},
 		"delay":    map[string]any{"tiers": 6},
 		"feedback": map[string]any{"flush_interval": "200ms"},
+	}
+	for k, v := range extra {
+		doc[k] = v
 	}
 	raw, err := json.Marshal(doc)
 	if err != nil {
@@ -91,7 +94,7 @@ func realDemoConfig(t *testing.T) (string, *config.Config) {
 // check with exit status 0. Without the skip, it sends the first run's
 // batches to the same seeded tokens again and fails.
 func TestRealDemoRepeatsAfterAnInterruptedRun(t *testing.T) {
-	path, cfg := realDemoConfig(t)
+	path, cfg := realDemoConfig(t, nil)
 	adm := testenv.KafkaAdmin(t)
 
 	// Run 1, interrupted 100 ms after publishing. Whatever the planner and
@@ -196,7 +199,7 @@ func TestRealDemoRepeatsAfterAnInterruptedRun(t *testing.T) {
 // not touch the groups' offsets: it waits, then gives up with
 // errDemoRunning (exit status 2).
 func TestRealDemoRefusesToRunBesideAnother(t *testing.T) {
-	path, cfg := realDemoConfig(t)
+	path, cfg := realDemoConfig(t, nil)
 	adm := testenv.KafkaAdmin(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
