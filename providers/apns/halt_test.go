@@ -17,15 +17,19 @@ import (
 	"github.com/pushlane/pushlane/providers/apnssim"
 )
 
-func TestCredentialFailureHaltsTheApp(t *testing.T) {
+// refusedKeySender is an APNs sender of app "shop" whose key the
+// simulator does not know, with a halt registry logging to logs and its
+// gauge on reg, and an alert prepared with it.
+func refusedKeySender(t *testing.T) (*apnssim.Server, *providers.Halt, *prometheus.Registry, *bytes.Buffer, providers.Prepared) {
+	t.Helper()
 	sim, _ := startSim(t, nil)
 	other, err := apnssim.NewTestKey() // a key Apple does not know
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
+	logs := &bytes.Buffer{}
 	reg := prometheus.NewRegistry()
-	halt, err := providers.NewHalt(slog.New(slog.NewJSONHandler(&logs, nil)), reg)
+	halt, err := providers.NewHalt(slog.New(slog.NewJSONHandler(logs, nil)), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,11 +40,16 @@ func TestCredentialFailureHaltsTheApp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
 	p, err := s.Prepare(alert())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sim, halt, reg, logs, p
+}
+
+func TestCredentialFailureHaltsTheApp(t *testing.T) {
+	sim, halt, reg, logs, p := refusedKeySender(t)
 	r := p.Send(context.Background(), tok("a", 1), 1)
 	if r.Outcome != providers.CredentialFailure || r.Reason != "InvalidProviderToken" || r.Status != 403 {
 		t.Fatalf("first send: %+v", r)
@@ -83,29 +92,7 @@ func TestCredentialFailureHaltsTheApp(t *testing.T) {
 // dispatcher opened the registry for the probe: for as long as it lasted
 // every send of the app went through, and the gauge read 0.)
 func TestProbeSendPassesTheHaltAndLeavesIt(t *testing.T) {
-	sim, _ := startSim(t, nil)
-	other, err := apnssim.NewTestKey() // a key Apple does not know
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
-	reg := prometheus.NewRegistry()
-	halt, err := providers.NewHalt(slog.New(slog.NewJSONHandler(&logs, nil)), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := apns.New(apns.Config{
-		App: "shop", Environment: apns.Development, Topic: topic, KeyPEM: other.PEM, KeyID: other.KeyID,
-		TeamID: other.TeamID, Endpoint: sim.URL(), RootCAs: sim.CertPool(), Halt: halt,
-	}, nil, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	p, err := s.Prepare(alert())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim, halt, reg, logs, p := refusedKeySender(t)
 	if r := p.Send(context.Background(), tok("a", 1), 1); r.Outcome != providers.CredentialFailure || r.Status != 403 {
 		t.Fatalf("first send: %+v", r)
 	}
