@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -47,14 +48,18 @@ func TestHeadOfLine(t *testing.T) {
 	later := s.batch("later", "c1", 10, now.Add(time.Hour))
 	s.write(later)
 	s.write(later, s.ladder.Ready)
-	nowB := s.batch("now", "c1", 10, time.Now())
+	// Records are partitioned by batch id: the due batch's id is one that
+	// lands behind "later" on the same ready partition (by franz-go's
+	// default partitioner, Kafka's murmur2), or the test would show
+	// nothing about a partition held by its head.
+	nowB := s.batch(idOnPartitionOf(t, "later", s.cfg.Kafka.Topics.Ready.Partitions, "now-"), "c1", 10, time.Now())
 	s.write(nowB)
 	rs := withoutWarmUp(s.results(14, 30*time.Second))
 	if len(rs) != 10 {
 		t.Fatalf("%d results, want 10", len(rs))
 	}
 	for _, r := range rs {
-		if r.BatchID != "now" || r.Outcome != schemas.OutcomeDelivered {
+		if r.BatchID != nowB.ID || r.Outcome != schemas.OutcomeDelivered {
 			t.Errorf("result %+v", r)
 		}
 		if r.LatenessMs < 0 || r.LatenessMs > 1000 {
@@ -68,6 +73,22 @@ func TestHeadOfLine(t *testing.T) {
 	if d, _ := s.accepted(later); d != 0 {
 		t.Errorf("simulators accepted %d devices of the batch due in an hour", d)
 	}
+}
+
+// idOnPartitionOf returns prefix+N, the first that the default
+// partitioner puts on the same partition as key among partitions.
+func idOnPartitionOf(t *testing.T, key string, partitions int32, prefix string) string {
+	t.Helper()
+	part := kgo.StickyKeyPartitioner(nil).ForTopic("ready")
+	want := part.Partition(&kgo.Record{Key: []byte(key)}, int(partitions))
+	for i := range 1000 {
+		id := prefix + strconv.Itoa(i)
+		if part.Partition(&kgo.Record{Key: []byte(id)}, int(partitions)) == want {
+			return id
+		}
+	}
+	t.Fatalf("no id %sN on the partition of %q", prefix, key)
+	return ""
 }
 
 // Many batches with random send-ats (past, sub-second, up to the ladder's
@@ -99,6 +120,10 @@ func TestNeverEarlyRandomSendAts(t *testing.T) {
 		}
 		if r.LatenessMs < 0 {
 			t.Errorf("%s of %s sent %.1f ms early", r.Token, r.BatchID, -r.LatenessMs)
+		}
+		// And by the simulator's own clock: when it accepted the request.
+		if at := s.acceptedAt(r); at.IsZero() || at.Before(r.SendAt) {
+			t.Errorf("%s of %s accepted at %v, %v before its send-at %v", r.Token, r.BatchID, at, r.SendAt.Sub(at), r.SendAt)
 		}
 		// Batches already due when written are measured from the write.
 		l := r.LatenessMs
@@ -201,14 +226,18 @@ func midBatch(t *testing.T, sig syscall.Signal) int {
 	time.Sleep(time.Second)
 	_, extra = s.accepted(b)
 	// The killed process may or may not have written the results of its
-	// last chunk: at least one result per device, with one id each.
-	rs := s.results(1000, 30*time.Second)
+	// last chunk: at least one result per device, with one id each; after
+	// a graceful stop, exactly one.
+	rs := s.resultsDistinct(1000, 30*time.Second)
 	ids := map[string]bool{}
 	for _, r := range rs {
 		ids[r.ID] = true
 	}
 	if len(ids) != 1000 {
 		t.Errorf("%d distinct result ids, want 1000", len(ids))
+	}
+	if sig == syscall.SIGTERM && len(rs) != len(ids) {
+		t.Errorf("%d result records for %d devices after a graceful stop, want one each", len(rs), len(ids))
 	}
 	t.Logf("stopped with %v after %d devices; %d sent twice", sig, before, extra)
 	return extra

@@ -130,6 +130,7 @@ func (s *stack) startSims() map[string]any {
 	s.apns, err = apnssim.New(apnssim.Config{
 		Keys: map[string]*ecdsa.PublicKey{key.KeyID: key.Public()}, TeamID: key.TeamID,
 		Topics: []string{bundleID}, Environment: "development",
+		Record: true, // accept times, for the never-early checks
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +148,7 @@ func (s *stack) startSims() map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.fcm, err = fcmsim.New(fcmsim.Config{Accounts: map[string]fcmsim.Account{acct.ClientEmail: acct.Account()}})
+	s.fcm, err = fcmsim.New(fcmsim.Config{Accounts: map[string]fcmsim.Account{acct.ClientEmail: acct.Account()}, Record: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -590,6 +591,55 @@ func (s *stack) results(n int, timeout time.Duration) []schemas.Result {
 		}
 	}
 	return out
+}
+
+// resultsDistinct reads the results topic from the start until n distinct
+// result ids arrived (or timeout), then one more second for any record
+// behind them, and returns every record read: duplicates of one id (a
+// killed process's last chunk) are kept, not counted towards n.
+func (s *stack) resultsDistinct(n int, timeout time.Duration) []schemas.Result {
+	s.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.cfg.Kafka.Brokers...), kgo.ConsumeTopics(s.cfg.Kafka.Topics.Results.Name),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out []schemas.Result
+	ids := map[string]bool{}
+	var tail context.CancelFunc
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		for _, r := range fs.Records() {
+			res, err := schemas.DecodeResult(r.Value)
+			if err != nil {
+				s.t.Fatalf("result does not match its schema: %v", err)
+			}
+			out = append(out, *res)
+			ids[res.ID] = true
+		}
+		if len(ids) >= n && tail == nil {
+			ctx, tail = context.WithTimeout(ctx, time.Second)
+			defer tail()
+		}
+	}
+	return out
+}
+
+// acceptedAt is when the simulator of r's platform accepted r's token last
+// (zero if it did not).
+func (s *stack) acceptedAt(r schemas.Result) time.Time {
+	last := s.apns.Last
+	if r.Platform != schemas.PlatformIOS {
+		last = s.fcm.Last
+	}
+	rec, _ := last(r.Token)
+	return rec.At
 }
 
 // warmUp sends a small batch and waits for its results: the dispatcher

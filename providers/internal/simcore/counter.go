@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Counts is a snapshot of what a simulator saw.
@@ -23,6 +24,7 @@ type Recorded struct {
 	Path   string
 	Header http.Header
 	Body   []byte
+	At     time.Time // when the simulator accepted it: never-early checks compare it with send-at
 }
 
 // Counter counts requests and every accepted device, so tests can assert
@@ -73,7 +75,7 @@ func (c *Counter) Accept(token string, r *http.Request, body []byte) int {
 	var rec Recorded
 	if c.record {
 		// Cloned before taking the lock: the copy is the slow part.
-		rec = Recorded{Path: r.URL.Path, Header: r.Header.Clone(), Body: append([]byte(nil), body...)}
+		rec = Recorded{Path: r.URL.Path, Header: r.Header.Clone(), Body: append([]byte(nil), body...), At: time.Now()}
 	}
 	c.mu.Lock()
 	c.accepted++
