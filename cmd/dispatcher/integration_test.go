@@ -363,18 +363,44 @@ func TestRetryAfterHonoured(t *testing.T) {
 
 // Refused credentials park the app's batches: nothing accepted, nothing
 // dropped, no results, until the credentials work again; then a probe
-// lifts the halt and every device is sent once.
+// lifts the halt and every device is sent once. For each provider: APNs
+// refuses the provider token (403 InvalidProviderToken), FCM the access
+// token (401 UNAUTHENTICATED), each through its own classification.
 func TestCredentialFailureParking(t *testing.T) {
 	t.Parallel()
+	for _, c := range []struct {
+		provider, platform string
+		refuse, accept     func(s *stack, token string)
+	}{
+		{"apns", schemas.PlatformIOS,
+			func(s *stack, tok string) {
+				s.apns.SetTokenRule(tok, apnssim.Rule{Status: 403, Reason: "InvalidProviderToken"})
+			},
+			func(s *stack, tok string) { s.apns.SetTokenRule(tok, apnssim.Rule{}) }},
+		{"fcm", schemas.PlatformAndroid,
+			func(s *stack, tok string) {
+				s.fcm.SetTokenRule(tok, fcmsim.Rule{Status: 401, Code: "UNAUTHENTICATED", Message: "Request had invalid authentication credentials."})
+			},
+			func(s *stack, tok string) { s.fcm.SetTokenRule(tok, fcmsim.Rule{}) }},
+	} {
+		t.Run(c.provider, func(t *testing.T) {
+			t.Parallel()
+			credentialFailureParking(t, c.provider, c.platform, c.refuse, c.accept)
+		})
+	}
+}
+
+// credentialFailureParking runs TestCredentialFailureParking for one
+// provider: the simulator refuses (refuse) and later accepts (accept) each
+// token of the platform's devices (a rule without a status accepts).
+func credentialFailureParking(t *testing.T, provider, platform string, refuse, accept func(s *stack, token string)) {
 	s := newStack(t, 2, nil)
 	var bs []schemas.Batch
 	for i := range 3 {
 		b := s.batch(fmt.Sprintf("cred%d", i), "c1", 30, time.Now())
-		// iOS only: the APNs simulator can refuse a token and later
-		// accept it (a rule without a status accepts).
 		for j := range b.Devices {
-			b.Devices[j].Platform = schemas.PlatformIOS
-			s.apns.SetTokenRule(b.Devices[j].Token, apnssim.Rule{Status: 403, Reason: "InvalidProviderToken"})
+			b.Devices[j].Platform = platform
+			refuse(s, b.Devices[j].Token)
 		}
 		bs = append(bs, b)
 	}
@@ -385,9 +411,9 @@ func TestCredentialFailureParking(t *testing.T) {
 	time.Sleep(4 * time.Second) // several probe intervals
 	// The halt path ran: the credentials were refused and the app halted.
 	refused := s.apns.Counts().Requests + s.fcm.Counts().Requests
-	halted := p.metric(t, `pushlane_provider_app_halted{app="`+appName+`",provider="apns"}`)
+	halted := p.metric(t, `pushlane_provider_app_halted{app="`+appName+`",provider="`+provider+`"}`)
 	if refused == 0 || halted != 1 {
-		t.Fatalf("%d requests refused, app halted %v: the halt was never exercised", refused, halted)
+		t.Fatalf("%d requests refused, app halted for %s %v: the halt was never exercised", refused, provider, halted)
 	}
 	if d, _ := s.waitAccepted(1, 0, bs...); d != 0 {
 		t.Fatalf("%d devices accepted with refused credentials", d)
@@ -399,11 +425,11 @@ func TestCredentialFailureParking(t *testing.T) {
 	refused = s.apns.Counts().Requests + s.fcm.Counts().Requests
 	for _, b := range bs {
 		for _, d := range b.Devices {
-			s.apns.SetTokenRule(d.Token, apnssim.Rule{})
+			accept(s, d.Token)
 		}
 	}
 	if d, extra := s.waitAccepted(90, 30*time.Second, bs...); d != 90 || extra != 0 {
-		t.Fatalf("after the fix the simulators accepted %d devices (+%d), want 90", d, extra)
+		t.Fatalf("after the fix the simulators accepted %d devices (+%d), want 90\n%s", d, extra, p.log.String())
 	}
 	rs := s.results(90, 30*time.Second)
 	for tok, r := range dispatchtest.ByToken(rs) {
@@ -414,7 +440,7 @@ func TestCredentialFailureParking(t *testing.T) {
 	if len(rs) != 90 {
 		t.Errorf("%d results, want 90", len(rs))
 	}
-	t.Logf("%d refused requests while halted (the first chunks and the probes), %v batches parked", refused, parked)
+	t.Logf("%s: %d refused requests while halted (the first chunks and the probes), %v batches parked", provider, refused, parked)
 }
 
 // A replayed ready topic sends nothing: a dispatcher in a new group reads

@@ -329,3 +329,22 @@ func TestFaultCountIsSpentOnlyOnAcceptableSends(t *testing.T) {
 		t.Fatalf("after the fault's count: %d", status)
 	}
 }
+
+// A token rule breaks one token and a rule without a Status mends it, as in
+// apnssim (a test refuses credentials, then fixes them). It answered with
+// HTTP status 0, which panicked the handler: the send got no answer.
+func TestTokenRuleWithoutStatusAcceptsAgain(t *testing.T) {
+	f := start(t)
+	send := func() (int, apiError) {
+		status, e, _ := f.post(t, `{"message":{"token":"live-7","data":{"k":"v"}}}`)
+		return status, e
+	}
+	f.sim.SetTokenRule("live-7", fcmsim.Rule{Status: 401, Code: "UNAUTHENTICATED", Message: "Request had invalid authentication credentials."})
+	if status, e := send(); status != 401 || e.Error.Status != "UNAUTHENTICATED" {
+		t.Fatalf("with the rule: %d %+v, want 401 UNAUTHENTICATED", status, e)
+	}
+	f.sim.SetTokenRule("live-7", fcmsim.Rule{})
+	if status, e := send(); status != 200 {
+		t.Fatalf("rule cleared: %d %+v, want 200", status, e)
+	}
+}
