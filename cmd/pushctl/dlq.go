@@ -45,8 +45,10 @@ its own position in the dead-letter topic, <partition>:<offset>, as "dlq list" s
             event kind of the source topic, then produces them to the source topic
             with the original key and headers (plus pushlane-redriven-from). A batch
             gets its key and scheduling headers (send-at, expires-at, ids) from the
-            event itself, so a fixed send_at is what the delay ladder routes by; its
-            hop count is kept. An event that is still invalid is not sent (exit 3).`,
+            event itself, so a fixed send_at is what the delay ladder routes by, and
+            one from a delay tier goes to the tier (or the ready topic) the planner
+            would write it to now; its hop count is kept. An event that is still
+            invalid is not sent (exit 3).`,
 		examples: []string{
 			"pushctl dlq list",
 			"pushctl dlq list -stage planner -n 20",
@@ -368,6 +370,15 @@ func (c *cli) dlqRedrive(ctx context.Context, p int32, o int64, fixedFile, kind 
 	}
 	if b, ok := event.(*schemas.Batch); ok {
 		scheduleFromBatch(rec, b)
+		// Back on a delay tier it goes where the planner would write it
+		// now: its source tier no longer fits a send_at that time or a
+		// fix has moved, and a record that does not fit its tier is
+		// re-written at once (if written by the planner) or, forwarded
+		// before (its hop kept), held there up to an hour with every
+		// record behind it.
+		if ladder := delay.LadderFrom(cfg); slices.Contains(ladder.Tiers, rec.Topic) {
+			rec.Topic = ladder.Route(b.SendAt, time.Now())
+		}
 	}
 	kafka.SetHeader(rec, headerRedrivenFrom, fmt.Sprintf("%s/%d@%d", cfg.Kafka.Topics.DeadLetter.Name, p, o))
 	cl, err := c.kafkaClient(cfg)
@@ -377,7 +388,7 @@ func (c *cli) dlqRedrive(ctx context.Context, p int32, o int64, fixedFile, kind 
 	defer cl.Close()
 	res, err := cl.ProduceSync(ctx, rec).First()
 	if err != nil {
-		return fmt.Errorf("re-drive %d:%d to %s: %w", p, o, dl.Topic, err)
+		return fmt.Errorf("re-drive %d:%d to %s: %w", p, o, rec.Topic, err)
 	}
 	fmt.Fprintf(c.stdout, "re-drove %d:%d (%s) to %s/%d@%d\n", p, o, what, res.Topic, res.Partition, res.Offset)
 	return nil

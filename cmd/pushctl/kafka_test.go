@@ -19,6 +19,7 @@ import (
 
 	"github.com/pushlane/pushlane/internal/config"
 	"github.com/pushlane/pushlane/pipeline/control"
+	"github.com/pushlane/pushlane/pipeline/delay"
 	"github.com/pushlane/pushlane/pipeline/kafka"
 	"github.com/pushlane/pushlane/schemas"
 )
@@ -449,7 +450,10 @@ func testDLQRedriveBatch(t *testing.T, newStack stackFactory) {
 	}
 	pos := fmt.Sprintf("%d:%d", dl.Partition, dl.Offset)
 
-	if r := s.run(t, "", "dlq", "redrive", pos); r.code != exitOK || !strings.HasPrefix(r.stdout, "re-drove "+pos+" (the original bytes) to "+tier+"/") {
+	// Its send_at is past: from a tier it goes where the planner would
+	// write it now, the ready topic.
+	ready := s.topics().Ready.Name
+	if r := s.run(t, "", "dlq", "redrive", pos); r.code != exitOK || !strings.HasPrefix(r.stdout, "re-drove "+pos+" (the original bytes) to "+ready+"/") {
 		t.Fatalf("redrive: %+v", r)
 	}
 	fixed := filepath.Join(t.TempDir(), "fixed.json")
@@ -460,9 +464,24 @@ func testDLQRedriveBatch(t *testing.T, newStack stackFactory) {
 		t.Fatalf("redrive -f: %+v", r)
 	}
 
-	recs := s.records(t, tier)
+	// A fix to a send_at 30 minutes ahead goes to the tier that fits it,
+	// not back to its source tier, where it would hold the records behind
+	// it (its hop kept, it counts as forwarded).
+	ahead := time.Now().Add(30 * time.Minute).UTC().Truncate(time.Second)
+	if err := os.WriteFile(fixed, batch(ahead.Format(time.RFC3339), ""), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wantTier := delay.LadderFrom(s.cfg).Route(ahead, time.Now())
+	if r := s.run(t, "", "dlq", "redrive", pos, "-f", fixed); r.code != exitOK || !strings.Contains(r.stdout, " to "+wantTier+"/") || wantTier == tier {
+		t.Fatalf("redrive -f (30 min ahead): %+v, want it on %s (not the source %s)", r, wantTier, tier)
+	}
+	if recs := s.records(t, tier); len(recs) != 0 {
+		t.Errorf("%d records re-driven back to the source tier %s, want none", len(recs), tier)
+	}
+
+	recs := s.records(t, ready)
 	if len(recs) != 2 {
-		t.Fatalf("%d records in %s after two re-drives, want 2", len(recs), tier)
+		t.Fatalf("%d records in %s after two re-drives, want 2", len(recs), ready)
 	}
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Offset < recs[j].Offset })
 	from := s.topics().DeadLetter.Name + "/" + strings.Replace(pos, ":", "@", 1)

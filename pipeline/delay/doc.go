@@ -60,8 +60,10 @@
 //   - No head-of-line blocking: within a tier partition due order is
 //     offset order (up to a clock skew's wait, see Rewrites: at most
 //     MaxSkewHold, 30 s, behind a record the planner or a retry wrote, and
-//     MaxForwardedHold, an hour, behind a forwarded one, which only a
-//     ladder grown since it was written makes that long), so the head being
+//     behind a forwarded one the skew of the forwarder or dispatcher that
+//     wrote it, up to MaxForwardedHold, an hour: clocks in sync keep it to
+//     milliseconds; pushctl dlq redrive writes a tier record where the
+//     planner would), so the head being
 //     not yet due means nothing behind it is due either. A batch due now is
 //     written straight to ready.
 //   - Lateness: a hop adds one produce and one fetch (FetchMaxWait bounds a
