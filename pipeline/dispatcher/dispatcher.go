@@ -211,7 +211,10 @@ type Dispatcher struct {
 	sends    chan *sendJob
 	poolSize int
 
-	haltMu  sync.Mutex
+	haltMu sync.Mutex
+	// syncMu orders a park pass's reading and applying of the stored halts
+	// against a probe's lifting of one (probeDone).
+	syncMu  sync.Mutex
 	halted  map[string]Halt      // the store's halts as last read, plus ones seen since
 	probing map[string]time.Time // apps this instance probes, until
 }

@@ -333,27 +333,60 @@ func TestRefusalOfTheOtherProviderIsLiftedWithTheHalt(t *testing.T) {
 	}
 }
 
+// blockingHalts is a store whose Halts, once armed, says it is reading and
+// waits for release before it answers (with what the store held when asked).
+type blockingHalts struct {
+	Store
+	armed            atomic.Bool
+	reading, release chan struct{}
+}
+
+func (b *blockingHalts) Halts(ctx context.Context) ([]Halt, error) {
+	hs, err := b.Store.Halts(ctx)
+	if b.armed.CompareAndSwap(true, false) {
+		close(b.reading)
+		<-b.release
+	}
+	return hs, err
+}
+
 // A park pass that read the halt's row just before a probe here lifted it
-// re-halted the senders' registry after the probe had resumed it; with the
-// row gone and the halt forgotten here, nothing lifted it again and the
-// app's sends through that provider were refused for good. The next pass
-// lifts such a leftover; a refusal whose row is still being written stays.
-func TestSyncLiftsARegistryHaltNothingStands(t *testing.T) {
-	store := NewMemStore()
+// applied the row after the lift: the registry halted again, with the row
+// gone and the halt forgotten here, so nothing lifted it ever after and the
+// app's sends through that provider were refused for good. The lift now
+// waits for the pass in flight.
+func TestProbeLiftIsNotUndoneByAParkPassInFlight(t *testing.T) {
+	store := &blockingHalts{Store: NewMemStore(), reading: make(chan struct{}), release: make(chan struct{})}
 	d, _, _, _, reg := registryDispatcher(t, store)
-	d.cfg.ParkInterval = 10 * time.Millisecond
 	ctx := context.Background()
-	d.halt.Halt("app1", ProviderAPNs, "BadCertificate", nil)
-	time.Sleep(50 * time.Millisecond) // older than two park intervals
-	d.halt.Halt("app2", ProviderFCM, "THIRD_PARTY_AUTH_ERROR", nil)
-	d.syncHalts(ctx)
-	if _, halted := d.halt.Halted("app1", ProviderAPNs); halted {
-		t.Error("a registry halt with no row and unknown here survived the pass")
+	haltWithProbeDue(t, d, store)
+	until, ok := d.claimProbe(ctx, "app1")
+	if !ok {
+		t.Fatal("no probe claim")
+	}
+	j := &job{b: &schemas.Batch{App: "app1"}, probe: true, probeUntil: until}
+
+	store.armed.Store(true)
+	passDone := make(chan struct{})
+	go func() { d.syncHalts(ctx); close(passDone) }()
+	<-store.reading // the pass has read the row
+	probeDone := make(chan struct{})
+	go func() { d.probeDone(j, false); close(probeDone) }()
+	time.Sleep(100 * time.Millisecond) // the probe's lift, unless it waits for the pass
+	close(store.release)
+	<-passDone
+	<-probeDone
+
+	if l := d.halt.List(); len(l) != 0 {
+		t.Errorf("registry after the probe succeeded: %+v, want empty", l)
 	}
 	if v := dispatchtest.MetricValue(t, reg, "pushlane_provider_app_halted", "app", "app1", "provider", ProviderAPNs); v != 0 {
 		t.Errorf("pushlane_provider_app_halted{app1,apns} = %v, want 0", v)
 	}
-	if _, halted := d.halt.Halted("app2", ProviderFCM); !halted {
-		t.Error("a fresh registry halt (its row still being written) was lifted")
+	if d.appHalted("app1") {
+		t.Error("this dispatcher still sees app1 halted")
+	}
+	if hs, _ := store.Store.Halts(ctx); len(hs) != 0 {
+		t.Errorf("stored halts after the probe: %+v", hs)
 	}
 }

@@ -170,6 +170,12 @@ func (d *Dispatcher) endProbeLocked(j *job) bool {
 func (d *Dispatcher) probeDone(j *job, refused bool) {
 	app := j.b.App
 	if !refused {
+		// A park pass reading the row meanwhile would apply it after the
+		// lift below and re-halt the registry for good (the row gone,
+		// nothing here to lift it again): the lift waits for the pass,
+		// and a pass after it reads no row.
+		d.syncMu.Lock()
+		defer d.syncMu.Unlock()
 		// The senders' registry first: a batch that starts once the halt
 		// is gone from this instance's view must find its sends let
 		// through, not refused by a registry still halted.
@@ -307,6 +313,8 @@ func (d *Dispatcher) parkPass(ctx context.Context, lastProbeRelease map[string]t
 // syncHalts reads the store's halts into this instance's view and the
 // senders' registry, and returns them by app.
 func (d *Dispatcher) syncHalts(ctx context.Context) map[string]Halt {
+	d.syncMu.Lock() // see probeDone
+	defer d.syncMu.Unlock()
 	start := time.Now()
 	list, err := d.store.Halts(ctx)
 	if err != nil {
@@ -349,18 +357,6 @@ func (d *Dispatcher) syncHalts(ctx context.Context) map[string]Halt {
 		if _, ok := stored[app]; !ok && h.Since.Before(settled) {
 			delete(d.halted, app)
 			d.resumeApp(app)
-		}
-	}
-	// A registry halt of an app neither stored nor known here is left over:
-	// this pass read the row just before a probe here lifted it, and
-	// re-halted the registry after the probe had resumed it (nothing
-	// would lift it ever after). A fresh one is a refusal whose row is
-	// still being written.
-	for _, hi := range d.halt.List() {
-		_, isStored := stored[hi.App]
-		_, known := d.halted[hi.App]
-		if !isStored && !known && hi.Since.Before(settled) {
-			d.halt.Resume(hi.App, hi.Provider)
 		}
 	}
 	return stored
