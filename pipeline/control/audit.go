@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,10 +47,11 @@ type AuditorConfig struct {
 // only when the group's offsets are reset (a replay) or a member stops
 // between a letter and its commit.
 type Auditor struct {
-	cfg  AuditorConfig
-	log  *slog.Logger
-	cl   *kgo.Client
-	sent prometheus.Counter
+	cfg     AuditorConfig
+	log     *slog.Logger
+	cl      *kgo.Client
+	sent    prometheus.Counter
+	dropped prometheus.Counter
 }
 
 // NewAuditor builds an Auditor. Its client starts joining the group at
@@ -85,6 +88,8 @@ func NewAuditor(cfg AuditorConfig, deps Deps) (*Auditor, error) {
 	}
 	a := &Auditor{cfg: cfg, log: log.With("component", "control-audit"), cl: cl}
 	var s promset.Set
+	a.dropped = s.Counter("pushlane_control_dead_letters_dropped_total",
+		"Invalid campaign-control records whose dead letter the broker refused even at its smallest (logged with their position).")
 	a.sent = s.Counter("pushlane_control_dead_letters_total",
 		"Invalid campaign-control records dead-lettered by the auditor (one planner per record).")
 	if err := s.Register(deps.Metrics); err != nil {
@@ -167,11 +172,16 @@ func (a *Auditor) write(ctx context.Context, letters []*kgo.Record) bool {
 				a.sent.Inc()
 			case kafka.Refused(r.Err) && !alone:
 				failed = append(failed, r.Record)
-			case kafka.Refused(r.Err) && !slimmed(r.Record):
-				failed = append(failed, slim(r.Record, r.Err))
 			case kafka.Refused(r.Err):
-				a.log.Error("dead letter refused even without the original's key and headers; the record stays on the control topic only",
-					"key_bytes", len(r.Record.Key), "err", r.Err)
+				if smaller := slim(r.Record, r.Err); smaller != nil {
+					failed = append(failed, smaller)
+					break
+				}
+				var dl schemas.DeadLetter
+				_ = json.Unmarshal(r.Record.Value, &dl)
+				a.dropped.Inc()
+				a.log.Error("dead letter refused even without the original's key and headers; the invalid record stays on the control topic only",
+					"topic", dl.Topic, "partition", dl.Partition, "offset", dl.Offset, "letter_bytes", len(r.Record.Value), "err", r.Err)
 			default:
 				failed = append(failed, r.Record)
 			}
@@ -196,40 +206,62 @@ func (a *Auditor) write(ctx context.Context, letters []*kgo.Record) bool {
 	return true
 }
 
-// slim is letter without the original's key and headers, its body saying
-// why: what is left is the reason, the original's position and (cut) its
-// value.
+// headerSlim marks a letter slim made: "1" without the original's
+// headers, "2" without its key too.
+const headerSlim = "pushlane-dead-letter-slim"
+
+// slim makes a letter the broker refused smaller, its body saying why:
+// first without the original's headers, and only if that is refused too,
+// without its key (which names the campaign, and without which a re-drive
+// to the compacted control topic is refused). It returns nil when there is
+// nothing left to leave out.
 func slim(letter *kgo.Record, refused error) *kgo.Record {
-	out := &kgo.Record{Topic: letter.Topic, Headers: letter.Headers[:0:0]}
+	level := slimLevel(letter) + 1
+	if level > 2 {
+		return nil
+	}
 	var dl schemas.DeadLetter
 	if err := json.Unmarshal(letter.Value, &dl); err != nil {
-		out.Value = letter.Value
-		return out
+		return nil
 	}
-	dl.Key, dl.Headers = nil, nil
-	dl.Reason = fmt.Sprintf("%s (the original's key and headers are left out: the broker refused the dead letter with them: %v)", dl.Reason, refused)
+	out := &kgo.Record{Topic: letter.Topic, Key: letter.Key}
+	left := "headers"
+	dl.Headers = nil
+	if level == 2 {
+		left = "key and headers"
+		out.Key, dl.Key = nil, nil
+	}
+	if level == 1 {
+		dl.Reason = fmt.Sprintf("%s (the original's %s are left out: the broker refused the dead letter with them: %v)", dl.Reason, left, refused)
+	} else {
+		dl.Reason = strings.Replace(dl.Reason, "the original's headers are left out", "the original's key and headers are left out", 1)
+	}
 	if len(dl.Value) > kafka.KeptDeadLetterValue {
 		if dl.ValueBytes == 0 {
 			dl.ValueBytes = len(dl.Value)
 		}
 		dl.Value = dl.Value[:kafka.KeptDeadLetterValue]
 	}
-	if v, err := json.Marshal(dl); err == nil {
-		out.Value = v
+	v, err := json.Marshal(dl)
+	if err != nil {
+		return nil
 	}
+	out.Value = v
 	for _, h := range letter.Headers {
 		if h.Key == kafka.HeaderSchema {
 			out.Headers = append(out.Headers, h)
 		}
 	}
+	out.Headers = append(out.Headers, kgo.RecordHeader{Key: headerSlim, Value: []byte(strconv.Itoa(level))})
 	return out
 }
 
-// slimmed says whether letter was made by slim: it has no reason header
-// (the reason stays in its body).
-func slimmed(letter *kgo.Record) bool {
-	_, ok := kafka.Header(letter, kafka.HeaderReason)
-	return !ok
+// slimLevel is what slim left out of letter: 0 nothing, 1 the original's
+// headers, 2 its key too.
+func slimLevel(letter *kgo.Record) int {
+	v, _ := kafka.Header(letter, headerSlim)
+	n, _ := strconv.Atoi(v)
+	return n
 }
 
 // Invalid is why r is not a campaign-control event ("" if it is). A

@@ -164,14 +164,15 @@ func TestAuditorWritesARefusedDeadLetterWithoutTheKey(t *testing.T) {
 	if err := cl.ProduceSync(ctx,
 		&kgo.Record{Topic: topic, Key: bigKey, Value: []byte(`not json`)},
 		&kgo.Record{Topic: topic, Key: []byte("c-small"), Value: []byte(`{}`)},
+		&kgo.Record{Topic: topic, Key: []byte("c-headers"), Value: []byte(`{"x":1}`), Headers: []kgo.RecordHeader{{Key: "blob", Value: bigKey}}},
 	).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
 	startAuditor(t, k, topic, dispatchtest.UniqueName("audit"), dlq, reg)
-	letters := k.ReadAll(t, dlq, 2, 30*time.Second)
-	if len(letters) != 2 {
-		t.Fatalf("%d dead letters, want 2", len(letters))
+	letters := k.ReadAll(t, dlq, 3, 30*time.Second)
+	if len(letters) != 3 {
+		t.Fatalf("%d dead letters, want 3", len(letters))
 	}
 	// By the source offset: the refused letter is written again after the
 	// one beside it.
@@ -195,7 +196,13 @@ func TestAuditorWritesARefusedDeadLetterWithoutTheKey(t *testing.T) {
 	if string(bySource[1].Key) != "c-small" || string(small.Key) != "c-small" || strings.Contains(small.Reason, "left out") {
 		t.Errorf("the letter beside it: key %q, body %+v; want it whole, keyed c-small", bySource[1].Key, small)
 	}
-	if got := dispatchtest.WaitMetric(t, reg, 10*time.Second, 2, "pushlane_control_dead_letters_total"); got != 2 {
-		t.Errorf("pushlane_control_dead_letters_total = %v, want 2", got)
+	// Too large only for its headers: they go, the key (the campaign, and
+	// what a re-drive to the compacted topic needs) stays.
+	if hdr := decoded[2]; hdr == nil || string(bySource[2].Key) != "c-headers" || string(hdr.Key) != "c-headers" ||
+		len(hdr.Headers) != 0 || !strings.Contains(hdr.Reason, "the original's headers are left out") {
+		t.Errorf("letter of the record with large headers: key %q, body %+v; want keyed c-headers, no headers, the reason saying so", bySource[2].Key, hdr)
+	}
+	if got := dispatchtest.WaitMetric(t, reg, 10*time.Second, 3, "pushlane_control_dead_letters_total"); got != 3 {
+		t.Errorf("pushlane_control_dead_letters_total = %v, want 3", got)
 	}
 }
