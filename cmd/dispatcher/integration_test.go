@@ -320,6 +320,57 @@ func TestExpiredWhileDown(t *testing.T) {
 	}
 }
 
+// A batch that expires while it is being sent (its app held to 20 sends a
+// second) stops at its expiry: every device is either accepted by the
+// simulator before the expiry or gets an expired result, none both, none
+// neither, and nothing is accepted after the expiry.
+func TestExpiresWhileSending(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, 2, map[string]any{"apps.app1.rate_per_second": 20, "dispatcher.chunk_size": 10})
+	s.start()
+	s.warmUp()
+	b := s.batch("exp-mid", "c1", 100, time.Now())
+	b.ExpiresAt = time.Now().Add(2 * time.Second).UTC()
+	s.write(b)
+	rs := s.resultsDistinct(100, 30*time.Second)
+	byToken := dispatchtest.ByToken(withoutWarmUp(rs))
+	if len(byToken) != 100 {
+		t.Fatalf("results for %d devices, want 100", len(byToken))
+	}
+	delivered, expired := 0, 0
+	for _, d := range b.Devices {
+		r := byToken[d.Token]
+		if len(r) != 1 {
+			t.Errorf("%s: %d results, want 1", d.Token, len(r))
+			continue
+		}
+		accepted := !s.acceptedAt(r[0]).IsZero()
+		switch r[0].Outcome {
+		case schemas.OutcomeDelivered:
+			delivered++
+			if at := s.acceptedAt(r[0]); !at.Before(b.ExpiresAt) {
+				t.Errorf("%s accepted at %v, %v after the expiry", d.Token, at, at.Sub(b.ExpiresAt))
+			}
+		case schemas.OutcomeExpired:
+			expired++
+			if accepted {
+				t.Errorf("%s expired, yet the simulator accepted it", d.Token)
+			}
+		default:
+			t.Errorf("%s: %s", d.Token, r[0].Outcome)
+		}
+	}
+	if dev, extra := s.accepted(b); dev != delivered || extra != 0 {
+		t.Errorf("simulators accepted %d devices (+%d), results say %d delivered", dev, extra, delivered)
+	}
+	// At 20 a second, about 40 go out in the 2 s: both kinds must occur
+	// for the test to show anything.
+	if delivered == 0 || expired == 0 {
+		t.Fatalf("%d delivered, %d expired: the expiry did not fall mid-batch", delivered, expired)
+	}
+	t.Logf("%d delivered before the expiry, %d expired", delivered, expired)
+}
+
 // 429s with Retry-After: the refused devices come back in a retry batch no
 // sooner than Retry-After, and each is delivered once.
 func TestRetryAfterHonoured(t *testing.T) {
