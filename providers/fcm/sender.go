@@ -442,7 +442,10 @@ func tokenFetchResult(err error) providers.Result {
 			return providers.Result{Outcome: providers.CredentialFailure, Status: status, Reason: "oauth:" + code,
 				Err: fmt.Errorf("fcm: service account refused by the token endpoint: %w", err)}
 		}
-		return providers.Result{Outcome: providers.Retryable, Status: status, Reason: "oauth:" + code,
+		// Status stays 0: the send never reached FCM. The token
+		// endpoint's 5xx is no answer about the app's credentials (a
+		// halt probe counting it as one lifted the halt).
+		return providers.Result{Outcome: providers.Retryable, Reason: "oauth:" + code,
 			Err: fmt.Errorf("fcm: fetch access token: %w", err)}
 	}
 	return providers.Result{Outcome: providers.Retryable, Reason: "TokenFetch", Err: fmt.Errorf("fcm: fetch access token: %w", err)}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -354,5 +356,30 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("error %v, want %q", err, c.want)
 		}
+	}
+}
+
+// A token endpoint that fails (5xx) says nothing of the service account:
+// the send is retryable and, never having reached FCM, has no status, so a
+// halt probe does not take it for an answer (it lifted the halt).
+func TestTokenEndpointFailureIsNoAnswer(t *testing.T) {
+	sim, _ := startSim(t, nil)
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, `{"error":"backend_error"}`, http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(down.Close)
+	acct, err := fcmsim.NewTestServiceAccount(project, down.URL+"/token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSender(t, sim, acct, nil)
+	m := note()
+	m.Token = "t"
+	r := s.Send(providers.WithProbe(context.Background()), m, 1)
+	if r.Outcome != providers.Retryable || r.Status != 0 || !strings.HasPrefix(r.Reason, "oauth:") {
+		t.Fatalf("result = %+v, want retryable with no status and an oauth: reason", r)
+	}
+	if n := sim.Counts().Requests; n != 0 {
+		t.Errorf("FCM saw %d requests, want none", n)
 	}
 }
