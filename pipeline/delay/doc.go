@@ -62,8 +62,9 @@
 //     MaxSkewHold, 30 s, behind a record the planner or a retry wrote, and
 //     behind a forwarded one the skew of the forwarder or dispatcher that
 //     wrote it, up to MaxForwardedHold, an hour: clocks in sync keep it to
-//     milliseconds; pushctl dlq redrive writes a tier record where the
-//     planner would), so the head being
+//     milliseconds, but a ladder grown since holds its former top tier's
+//     looped records up to the hour too; pushctl dlq redrive writes a tier
+//     record where the planner would), so the head being
 //     not yet due means nothing behind it is due either. A batch due now is
 //     written straight to ready.
 //   - Lateness: a hop adds one produce and one fetch (FetchMaxWait bounds a

@@ -316,7 +316,12 @@ func (d *Dispatcher) syncHalts(ctx context.Context) map[string]Halt {
 	d.syncMu.Lock() // see probeDone
 	defer d.syncMu.Unlock()
 	start := time.Now()
-	list, err := d.store.Halts(ctx)
+	// Bounded: a probe that succeeded waits for this pass (syncMu), and a
+	// stop or a rebalance waits for that probe's worker; a read hung on a
+	// black-holed connection held them until the TCP timeout.
+	rctx, cancel := context.WithTimeout(ctx, d.cfg.FinishTimeout)
+	list, err := d.store.Halts(rctx)
+	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.Warn("halts not read", "err", err)

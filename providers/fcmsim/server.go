@@ -198,15 +198,12 @@ func (s *Server) Last(token string) (Recorded, bool) { return s.counter.Last(tok
 func (s *Server) Reset() { s.counter.Reset() }
 
 // SetTokenRule makes token answer with r from now on; a Rule without a
-// Status accepts token again (as apnssim's), which a test uses to fix what
-// a rule broke. It answered with HTTP status 0, which panicked the handler.
+// Status accepts token (as apnssim's, whatever prefix rule it matches),
+// which a test uses to fix what a rule broke. It answered with HTTP status
+// 0, which panicked the handler.
 func (s *Server) SetTokenRule(token string, r Rule) {
 	s.rulesMu.Lock()
-	if r.Status == 0 {
-		delete(s.tokenRules, token)
-	} else {
-		s.tokenRules[token] = r
-	}
+	s.tokenRules[token] = r
 	s.rulesMu.Unlock()
 }
 
