@@ -567,6 +567,31 @@ func (s *stack) publish(campaign, action string) time.Time {
 // timeout; its consumer is closed before it returns.
 func (s *stack) results(n int, timeout time.Duration) []schemas.Result {
 	s.t.Helper()
+	return s.readResults(timeout, 0, func(out []schemas.Result) bool { return len(out) >= n })
+}
+
+// resultsDistinct reads the results topic from the start until n distinct
+// result ids arrived (or timeout), then one more second for any record
+// behind them, and returns every record read: duplicates of one id (a
+// killed process's last chunk) are kept, not counted towards n.
+func (s *stack) resultsDistinct(n int, timeout time.Duration) []schemas.Result {
+	s.t.Helper()
+	ids := map[string]bool{}
+	seen := 0
+	return s.readResults(timeout, time.Second, func(out []schemas.Result) bool {
+		for _, r := range out[seen:] {
+			ids[r.ID] = true
+		}
+		seen = len(out)
+		return len(ids) >= n
+	})
+}
+
+// readResults reads the results topic from the start until enough says so
+// (then tail longer, if not 0) or timeout; its consumer is closed before it
+// returns.
+func (s *stack) readResults(timeout, tail time.Duration, enough func([]schemas.Result) bool) []schemas.Result {
+	s.t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(testenv.KafkaBrokers(s.t)...),
 		kgo.ConsumeTopics(s.cfg.Kafka.Topics.Results.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(200*time.Millisecond))
@@ -577,40 +602,17 @@ func (s *stack) results(n int, timeout time.Duration) []schemas.Result {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var out []schemas.Result
-	for len(out) < n {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			break
-		}
-		for _, r := range fs.Records() {
-			res, err := schemas.DecodeResult(r.Value)
-			if err != nil {
-				s.t.Fatalf("result does not match its schema: %v", err)
-			}
-			out = append(out, *res)
-		}
-	}
-	return out
-}
-
-// resultsDistinct reads the results topic from the start until n distinct
-// result ids arrived (or timeout), then one more second for any record
-// behind them, and returns every record read: duplicates of one id (a
-// killed process's last chunk) are kept, not counted towards n.
-func (s *stack) resultsDistinct(n int, timeout time.Duration) []schemas.Result {
-	s.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.cfg.Kafka.Brokers...), kgo.ConsumeTopics(s.cfg.Kafka.Topics.Results.Name),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var out []schemas.Result
-	ids := map[string]bool{}
-	var tail context.CancelFunc
+	tailing := false
 	for {
+		if !tailing && enough(out) {
+			if tail == 0 {
+				break
+			}
+			var stop context.CancelFunc
+			ctx, stop = context.WithTimeout(ctx, tail)
+			defer stop()
+			tailing = true
+		}
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
 			break
@@ -621,11 +623,6 @@ func (s *stack) resultsDistinct(n int, timeout time.Duration) []schemas.Result {
 				s.t.Fatalf("result does not match its schema: %v", err)
 			}
 			out = append(out, *res)
-			ids[res.ID] = true
-		}
-		if len(ids) >= n && tail == nil {
-			ctx, tail = context.WithTimeout(ctx, time.Second)
-			defer tail()
 		}
 	}
 	return out
