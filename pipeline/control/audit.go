@@ -115,7 +115,7 @@ func (a *Auditor) Run(ctx context.Context) error {
 		var letters []*kgo.Record
 		var encodeErr error
 		fs.EachRecord(func(r *kgo.Record) {
-			reason := Invalid(r)
+			reason := invalid(r)
 			if reason == "" {
 				return
 			}
@@ -264,10 +264,10 @@ func slimLevel(letter *kgo.Record) int {
 	return n
 }
 
-// Invalid is why r is not a campaign-control event ("" if it is). A
+// invalid is why r is not a campaign-control event ("" if it is). A
 // tombstone (no value) is valid: it forgets a campaign's state. The View
 // skips exactly these records.
-func Invalid(r *kgo.Record) string {
+func invalid(r *kgo.Record) string {
 	if r.Value == nil {
 		return ""
 	}

@@ -107,6 +107,14 @@ func testDispatcher(t *testing.T, store Store, ctrl ControlView) (*Dispatcher, *
 
 // haltWithProbeDue halts app1 for a bad certificate, in store, in d's view
 // and in the senders' registry, with its probe due.
+// appHalted reports whether this dispatcher sees app halted: a provider
+// refused its credentials (here or on another instance) and no probe has
+// succeeded since.
+func (d *Dispatcher) appHalted(app string) bool {
+	_, ok := d.haltedProvider(app)
+	return ok
+}
+
 func haltWithProbeDue(t *testing.T, d *Dispatcher, store Store) {
 	t.Helper()
 	past := time.Now().Add(-time.Minute)

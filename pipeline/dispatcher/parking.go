@@ -10,14 +10,6 @@ import (
 	"github.com/pushlane/pushlane/providers"
 )
 
-// appHalted reports whether app is halted: a provider refused its
-// credentials (here or on another instance) and no probe has succeeded
-// since. Which of its batches wait is heldByHalt's question.
-func (d *Dispatcher) appHalted(app string) bool {
-	_, ok := d.haltedProvider(app)
-	return ok
-}
-
 // haltedProvider returns the provider whose credentials app's halt is
 // about, and whether app is halted.
 func (d *Dispatcher) haltedProvider(app string) (string, bool) {
