@@ -176,7 +176,22 @@ func TestForwarderDoesNotForwardTwiceBehindAFailedHead(t *testing.T) {
 // ten-second attempt each, one after another.
 func TestForwarderIsNotHeldByDeadLettersItCannotWrite(t *testing.T) {
 	tiers := []string{"t00", "t01", "t02"}
-	c, k, cl := stallCluster(t, 1, 4, tiers)
+	c, k, cl := stallCluster(t, 2, 4, tiers)
+	// A real broker refuses a produce per partition; the hook below can
+	// only refuse a whole request. With the dead-letter topic led alone by
+	// node 1, no request it refuses carries a healthy forward, which would
+	// otherwise fail with the dead letters on a shared broker by chance.
+	for _, topic := range append([]string{"ready", "dlq"}, tiers...) {
+		node := int32(0)
+		if topic == "dlq" {
+			node = 1
+		}
+		for p := range int32(4) {
+			if err := c.MoveTopicPartition(topic, p, node); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	md, err := kadm.NewClient(cl).Metadata(ctx, "dlq")
@@ -190,12 +205,17 @@ func TestForwarderIsNotHeldByDeadLettersItCannotWrite(t *testing.T) {
 	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		req := kreq.(*kmsg.ProduceRequest)
-		toDLQ := false
+		toDLQ, other := false, false
 		for _, rt := range req.Topics {
-			toDLQ = toDLQ || rt.Topic == "dlq" || rt.TopicID == dlqID
+			isDLQ := rt.Topic == "dlq" || rt.TopicID == dlqID
+			toDLQ = toDLQ || isDLQ
+			other = other || !isDLQ
 		}
 		if !failing.Load() || !toDLQ {
 			return nil, nil, false
+		}
+		if other {
+			t.Errorf("node %d got a produce for the dead-letter topic and another: the layout did not hold", c.CurrentNode())
 		}
 		refused.Add(1)
 		return kfaketest.RefuseProduce(req, kerr.NotLeaderForPartition.Code), nil, true
