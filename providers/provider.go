@@ -92,6 +92,26 @@ type Message struct {
 	Topic string
 }
 
+// Visible reports whether m shows the user something: a title, body, sound
+// or badge. Apple treats a push with none of them as a background push.
+func (m *Message) Visible() bool {
+	return m.Title != "" || m.Body != "" || m.Sound != "" || m.Badge != nil
+}
+
+// APNsPushType is the apns-push-type Apple gets for m: PushType, or when it
+// is empty, background for a content-available push that shows nothing and
+// alert otherwise. Both senders derive it here, as Apple judges the
+// priority by it whichever way the push reaches it.
+func (m *Message) APNsPushType() string {
+	switch {
+	case m.PushType != "":
+		return m.PushType
+	case m.ContentAvailable && !m.Visible():
+		return "background"
+	}
+	return "alert"
+}
+
 // Result is how one send ended.
 type Result struct {
 	Outcome    Outcome

@@ -132,14 +132,8 @@ func (s *Sender) Prepare(m *providers.Message) (providers.Prepared, error) {
 func (s *Sender) PrepareAPNs(m *providers.Message) (*Prepared, error) { return s.prepare(m) }
 
 func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
-	visible := m.Title != "" || m.Body != "" || m.Sound != "" || m.Badge != nil
-	pushType := m.PushType
-	if pushType == "" {
-		pushType = string(apns2.PushTypeAlert)
-		if m.ContentAvailable && !visible {
-			pushType = string(apns2.PushTypeBackground)
-		}
-	}
+	visible := m.Visible()
+	pushType := m.APNsPushType()
 	suffix, ok := pushTypeSuffix(pushType)
 	if !ok {
 		return nil, reject(apns2.ReasonInvalidPushType, "unknown push type "+strconv.Quote(pushType))

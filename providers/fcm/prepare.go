@@ -206,7 +206,11 @@ func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
 	field := noTTL
 	switch m.Platform {
 	case providers.PlatformIOS:
-		msg.APNS = apnsOverride(m, apnsPrio, ttl, hasTTL, now)
+		pushType, err := apnsPushType(m, &apnsPrio)
+		if err != nil {
+			return nil, err
+		}
+		msg.APNS = apnsOverride(m, pushType, apnsPrio, ttl, hasTTL, now)
 	case providers.PlatformWeb:
 		msg.Webpush = webpushOverride(m, urgency, ttl, hasTTL)
 		field = webpushTTL
@@ -232,7 +236,41 @@ func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
 		ttlIn: t.ttlIn, ttlAt: t.ttlAt}, nil
 }
 
-func apnsOverride(m *providers.Message, prio string, ttl time.Duration, hasTTL bool, now time.Time) *messaging.APNSConfig {
+// apnsPushType checks m against Apple's rules for the push type and the
+// priority, which FCM passes on to Apple, and returns the apns-push-type
+// header to send ("": FCM's own choice). A push that shows nothing gets
+// priority 5 unless m asks for one: FCM's default, 10, is refused for data
+// messages to Apple devices (INVALID_ARGUMENT, on every iOS device of the
+// campaign), and Apple requires 5 for background pushes.
+func apnsPushType(m *providers.Message, prio *string) (string, error) {
+	pushType := m.APNsPushType()
+	visible := m.Visible()
+	if pushType == "background" {
+		if visible {
+			return "", reject("a background push carries no title, body, sound or badge; send it as alert")
+		}
+		if *prio != "" && *prio != "5" {
+			return "", reject("background pushes must use priority normal (apns-priority 5), got " + strconv.Quote(m.Priority))
+		}
+	}
+	if !visible {
+		switch *prio {
+		case "":
+			*prio = "5"
+		case "10":
+			return "", reject("priority high needs a title, body, sound or badge: FCM refuses data messages to Apple devices at apns-priority 10; use normal")
+		}
+	}
+	// An explicit type goes as asked, and a derived background one is
+	// spelled out; a derived alert is left to FCM, which chooses by the
+	// payload as this would.
+	if m.PushType == "" && pushType != "background" {
+		pushType = ""
+	}
+	return pushType, nil
+}
+
+func apnsOverride(m *providers.Message, pushType, prio string, ttl time.Duration, hasTTL bool, now time.Time) *messaging.APNSConfig {
 	h := map[string]string{}
 	if prio != "" {
 		h["apns-priority"] = prio
@@ -246,8 +284,8 @@ func apnsOverride(m *providers.Message, prio string, ttl time.Duration, hasTTL b
 	if m.CollapseID != "" {
 		h["apns-collapse-id"] = m.CollapseID
 	}
-	if m.PushType != "" {
-		h["apns-push-type"] = m.PushType
+	if pushType != "" {
+		h["apns-push-type"] = pushType
 	}
 	aps := &messaging.Aps{Badge: m.Badge, Sound: m.Sound, ThreadID: m.ThreadID, Category: m.Category,
 		MutableContent: m.MutableContent, ContentAvailable: m.ContentAvailable}

@@ -73,6 +73,67 @@ func TestAPNsAndWebpushOverrides(t *testing.T) {
 	check("web-1", `webpush={"headers":{"TTL":"60","Urgency":"low"},"notification":{"body":"b","title":"t"}}`)
 }
 
+// What Apple requires of the priority and the push type holds when a push
+// reaches it through FCM: a push that shows nothing goes at apns-priority
+// 5 (FCM refuses data messages to Apple devices at its default of 10, on
+// every iOS device of a campaign), a background one is spelled out, and
+// what Apple or FCM would refuse is refused before anything is sent.
+func TestAPNsPriorityOfPushesThatShowNothing(t *testing.T) {
+	sim, acct := startSim(t, nil)
+	s := newSender(t, sim, acct, nil)
+	data := map[string]string{"k": "v"}
+	for _, c := range []struct {
+		name string
+		m    providers.Message
+		want string // the apns override's headers, or "refused: <detail fragment>"
+	}{
+		{"data only", providers.Message{Data: data}, `{"apns-priority":"5"}`},
+		{"content-available", providers.Message{Data: data, ContentAvailable: true}, `{"apns-priority":"5","apns-push-type":"background"}`},
+		{"background asked", providers.Message{Data: data, ContentAvailable: true, PushType: "background", Priority: providers.PriorityNormal}, `{"apns-priority":"5","apns-push-type":"background"}`},
+		{"alert with a title", providers.Message{Title: "t"}, `{}`},
+		{"alert, high", providers.Message{Body: "b", Priority: providers.PriorityHigh}, `{"apns-priority":"10"}`},
+		{"data only, low", providers.Message{Data: data, Priority: providers.PriorityLow}, `{"apns-priority":"1"}`},
+		{"data only, high", providers.Message{Data: data, Priority: providers.PriorityHigh}, "refused: FCM refuses data messages to Apple devices at apns-priority 10"},
+		{"background, high", providers.Message{Data: data, ContentAvailable: true, Priority: providers.PriorityHigh}, "refused: background pushes must use priority normal"},
+		{"background, low", providers.Message{Data: data, PushType: "background", Priority: providers.PriorityLow}, "refused: background pushes must use priority normal"},
+		{"background with a sound", providers.Message{Sound: "s", PushType: "background"}, "refused: a background push carries no title"},
+	} {
+		m := c.m
+		m.Platform, m.Token = providers.PlatformIOS, "ios-"+strings.ReplaceAll(c.name, " ", "-")
+		r := s.Send(context.Background(), &m, 1)
+		if detail, refused := strings.CutPrefix(c.want, "refused: "); refused {
+			if r.Outcome != providers.PayloadRejected || r.Err == nil || !strings.Contains(r.Err.Error(), detail) {
+				t.Errorf("%s: %+v, want payload_rejected saying %q", c.name, r, detail)
+			}
+			if _, sent := sim.Last(m.Token); sent {
+				t.Errorf("%s: sent to the simulator, want refused before sending", c.name)
+			}
+			continue
+		}
+		if r.Outcome != providers.Delivered {
+			t.Fatalf("%s: %+v", c.name, r)
+		}
+		rec, _ := sim.Last(m.Token)
+		var got struct {
+			Message struct {
+				APNS struct {
+					Headers map[string]string `json:"headers"`
+				} `json:"apns"`
+			} `json:"message"`
+		}
+		if err := json.Unmarshal(rec.Body, &got); err != nil {
+			t.Fatal(err)
+		}
+		h := got.Message.APNS.Headers
+		if h == nil {
+			h = map[string]string{}
+		}
+		if b, _ := json.Marshal(h); string(b) != c.want {
+			t.Errorf("%s: apns headers %s, want %s", c.name, b, c.want)
+		}
+	}
+}
+
 // An expiry less than a second away is sent as a lifetime of 0, never
 // left out: without one FCM keeps the message for four weeks.
 func TestExpiryUnderASecondIsSentAsZero(t *testing.T) {
@@ -86,7 +147,7 @@ func TestExpiryUnderASecondIsSentAsZero(t *testing.T) {
 		platform, token, field, want string
 	}{
 		{providers.PlatformAndroid, "and-0", "android", `{"ttl":"0s"}`},
-		{providers.PlatformIOS, "ios-0", "apns", `{"headers":{"apns-expiration":"0"},"payload":{"aps":{}}}`},
+		{providers.PlatformIOS, "ios-0", "apns", `{"headers":{"apns-expiration":"0","apns-priority":"5"},"payload":{"aps":{}}}`},
 		{providers.PlatformWeb, "web-0", "webpush", `{"headers":{"TTL":"0"}}`},
 	} {
 		m := &providers.Message{Platform: c.platform, Token: c.token, Data: map[string]string{"k": "v"}, Expiration: clk.Now().Add(500 * time.Millisecond)}

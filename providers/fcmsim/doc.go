@@ -30,7 +30,9 @@
 // Then: exactly one of token, topic, condition;
 // no reserved data keys (from, gcm, message_type, google.*, gcm.*);
 // android.ttl a duration of 0–2,419,200 s; android.priority normal or high;
-// data plus notification title and body at most 4096 bytes.
+// data plus notification title and body at most 4096 bytes; an apns config
+// at apns-priority 10 only with a notification or an aps alert, sound or
+// badge (Google refuses data messages to Apple devices at 10).
 //
 // # Outcomes by token
 //

@@ -476,6 +476,13 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// Google: "When sending data messages to Apple devices, the priority
+	// must be set to 5 ... Messages sent with high priority are rejected
+	// by the FCM backend with the error INVALID_ARGUMENT."
+	if a := m.APNS; a != nil && a.Headers["apns-priority"] == "10" && m.Notification == nil && !apsVisible(a.Payload) {
+		s.apiError(w, 400, "INVALID_ARGUMENT", "Invalid value at 'message.apns.headers' (apns-priority 10): data messages to Apple devices must use apns-priority 5.", "message.apns.headers", 0)
+		return
+	}
 	if m.Token != "" {
 		if rule, ok := s.ruleFor(m.Token); ok && rule.Status != 0 {
 			s.apiError(w, rule.Status, rule.Code, rule.Message, rule.Field, 0)
@@ -502,6 +509,18 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 	}
 	s.counter.Accept(target, r, body)
 	writeName(w, "projects/"+project+"/messages/0:"+strconv.FormatUint(s.idSeq.Add(1), 10)+"%"+hex.EncodeToString([]byte(project))[:min(8, 2*len(project))])
+}
+
+// apsVisible reports whether an APNs payload shows the user something: an
+// alert, a sound or a badge in its aps dictionary.
+func apsVisible(payload map[string]any) bool {
+	aps, _ := payload["aps"].(map[string]any)
+	for _, k := range []string{"alert", "sound", "badge"} {
+		if _, ok := aps[k]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 func writeName(w http.ResponseWriter, name string) {

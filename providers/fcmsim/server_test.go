@@ -348,3 +348,30 @@ func TestTokenRuleWithoutStatusAcceptsAgain(t *testing.T) {
 		t.Fatalf("rule cleared: %d %+v, want 200", status, e)
 	}
 }
+
+// A data message to an Apple device at apns-priority 10 is refused, as
+// Google documents; with a notification, an aps alert, sound or badge, or
+// at 5, it goes.
+func TestDataMessageToAppleAtPriority10IsRefused(t *testing.T) {
+	f := start(t)
+	for _, c := range []struct {
+		body   string
+		status int
+	}{
+		{`{"message":{"token":"t1","data":{"k":"v"},"apns":{"headers":{"apns-priority":"10"},"payload":{"aps":{"content-available":1}}}}}`, 400},
+		{`{"message":{"token":"t2","data":{"k":"v"},"apns":{"headers":{"apns-priority":"10"}}}}`, 400},
+		{`{"message":{"token":"t3","data":{"k":"v"},"apns":{"headers":{"apns-priority":"5"},"payload":{"aps":{"content-available":1}}}}}`, 200},
+		{`{"message":{"token":"t4","notification":{"title":"t"},"apns":{"headers":{"apns-priority":"10"}}}}`, 200},
+		{`{"message":{"token":"t5","apns":{"headers":{"apns-priority":"10"},"payload":{"aps":{"sound":"s"}}}}}`, 200},
+		{`{"message":{"token":"t6","data":{"k":"v"},"android":{"priority":"high"}}}`, 200},
+	} {
+		status, e, _ := f.post(t, c.body)
+		if status != c.status {
+			t.Errorf("%s: %d %+v, want %d", c.body, status, e, c.status)
+			continue
+		}
+		if status == 400 && (e.Error.Status != "INVALID_ARGUMENT" || !strings.Contains(e.Error.Message, "apns-priority 5")) {
+			t.Errorf("%s: %+v, want INVALID_ARGUMENT asking for apns-priority 5", c.body, e)
+		}
+	}
+}
