@@ -7,8 +7,13 @@
 -- result_id) and partitioned by the month of the result's own time, so a
 -- replayed row (same result id, same time) falls in the same partition
 -- under the same key and merges keep one. Until a merge runs, duplicates are
--- visible: every query counts distinct result ids (GROUP BY result_id or
--- uniqExact(result_id)) or reads FROM results FINAL.
+-- visible, and two copies of one result id can differ (a chunk re-sent
+-- after a crash: retryable, then delivered). Every query first keeps one
+-- row per result id, the one with the greatest version (GROUP BY
+-- result_id with argMax(column, version)), then filters and counts, as
+-- schemas/queries does: uniqExact(result_id) per outcome counts such a
+-- result under both outcomes, and FROM results FINAL with a WHERE on
+-- 18.16 filters before it collapses, counting stale copies.
 --
 -- version is derived from the result, not from the insert (feedback's
 -- Row.version): at in milliseconds * 1000 + a content hash mod 1000, so
