@@ -168,8 +168,10 @@ const MaxCollapseIDBytes = 64
 // the campaign's options, so both events apply it.
 func (o Options) check() []string {
 	var problems []string
-	if o.PushType == "background" && o.Priority == PriorityHigh {
-		problems = append(problems, `/options/priority: push_type "background" must not use priority "high" (APNs requires 5)`)
+	// APNs refuses a background push of any priority but 5, "normal"
+	// (empty means the same to the senders): "low" is 1, not 5.
+	if o.PushType == "background" && o.Priority != "" && o.Priority != PriorityNormal {
+		problems = append(problems, fmt.Sprintf(`/options/priority: push_type "background" must not use priority %q (APNs requires 5)`, o.Priority))
 	}
 	if n := len(o.CollapseID); n > MaxCollapseIDBytes {
 		problems = append(problems, fmt.Sprintf("/options/collapse_id: %d bytes, APNs allows at most %d", n, MaxCollapseIDBytes))

@@ -5,6 +5,17 @@
 // functions, which validate the raw bytes against the embedded JSON Schema
 // before unmarshalling, so a schema-invalid event is rejected with a message
 // that names the failing field, and can be dead-lettered with that reason.
+//
+// Integers: as in JSON Schema, an integer is a number with no fractional
+// part however it is written, so 2, 2.0 and 0.2e1 are all the integer 2 and
+// decode alike. Every integer field's schema has a minimum and a maximum:
+// the range of its Go field (int and int64: 64 bits; a dead letter's
+// partition: int32) or a tighter limit its description gives, so an event
+// that passes the published schema never fails to fit the Go type. Bounds
+// and integrality are judged exactly, as decimals: a validator that reads
+// numbers as float64 (JavaScript's) can take 9223372036854775808 for the
+// int64 maximum, or 2.0000000000000001 for an integer, where Pushlane does
+// not. The rules are also written out for producers in json/README.md.
 package schemas
 
 import (
@@ -144,8 +155,10 @@ const (
 	ControlResume = "resume"
 )
 
-// CampaignControl changes a running campaign. It lives on a compacted topic
-// keyed by campaign id, so the latest state per campaign survives. Cancel
+// CampaignControl changes a running campaign. It lives on a compacted
+// topic: a pause or resume is keyed by the campaign id, so the latest of
+// them survives compaction, and a cancel by "<id>/cancel"
+// (pipeline/control.Key), so no later pause or resume replaces it. Cancel
 // is final: readers ignore a pause or resume that follows a cancel.
 type CampaignControl struct {
 	SchemaVersion int       `json:"schema_version"`

@@ -13,7 +13,8 @@ import (
 // uses the parts it needs.
 type Config struct {
 	// Apps maps an app name (the campaign's "app") to its provider setup.
-	// A name's dots are part of it (com.example.shop), not key levels.
+	// A name's dots are part of it (com.example.shop), not key levels. A
+	// name must be one a campaign can write (schemas.CheckAppName).
 	Apps       map[string]App `koanf:"apps"`
 	Kafka      Kafka          `koanf:"kafka"`
 	MySQL      MySQL          `koanf:"mysql"`

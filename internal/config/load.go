@@ -23,6 +23,8 @@ import (
 	"github.com/knadh/koanf/providers/env/v2"
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
+
+	"github.com/pushlane/pushlane/schemas"
 )
 
 // EnvPrefix starts every environment override.
@@ -423,6 +425,11 @@ func (c *Config) validate() []string {
 	for _, name := range slices.Sorted(maps.Keys(c.Apps)) {
 		app := c.Apps[name]
 		key := "apps." + name
+		// Campaigns name their app by the schema's rule: an app named
+		// otherwise would load, and every campaign for it be dead-lettered.
+		if err := schemas.CheckAppName(name); err != nil {
+			add(key, "%v", err)
+		}
 		if app.APNS == nil && app.FCM == nil {
 			add(key, "needs an apns or fcm section")
 		}

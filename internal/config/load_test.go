@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -960,5 +961,48 @@ func TestEnvironmentListsAreTrimmed(t *testing.T) {
 	_, err = loadYAML(t, t.TempDir(), `kafka: {brokers: ["a:9092", " b:9092"]}`)
 	if want := []string{`kafka.brokers: " b:9092": want host:port, with no spaces`}; !slices.Equal(problems(t, err), want) {
 		t.Errorf("problems:\n got %q\nwant %q", problems(t, err), want)
+	}
+}
+
+// An app's name is what campaigns write in "app", so it follows the
+// campaign schema's rule (schemas.CheckAppName); an app named otherwise
+// used to load, and every campaign for it was dead-lettered by the planner.
+func TestAppNamesFollowTheCampaignRule(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "sa.json", "{}")
+	long := strings.Repeat("a", 65)
+	app := `{fcm: {project_id: p, service_account_file: $DIR/sa.json}}`
+	_, err := loadYAML(t, dir, `
+apps:
+  "my shop": `+app+`
+  "shop ": `+app+`
+  _shop: `+app+`
+  `+long+`: `+app+`
+  com.example.shop: `+app+`
+  Shop-2_x: `+app+`
+  `+long[:64]+`: `+app+`
+`)
+	const rule = "not an app name (1 to 64 ASCII letters, digits, _, . and -, starting with a letter or digit): "
+	want := []string{
+		"apps._shop: " + rule + "'_shop' does not match pattern '^[A-Za-z0-9][A-Za-z0-9_.-]*$'",
+		"apps." + long + ": " + rule + "maxLength: got 65, want 64",
+		"apps.my shop: " + rule + "'my shop' does not match pattern '^[A-Za-z0-9][A-Za-z0-9_.-]*$'",
+		"apps.shop : " + rule + "'shop ' does not match pattern '^[A-Za-z0-9][A-Za-z0-9_.-]*$'",
+	}
+	if got := problems(t, err); !slices.Equal(got, want) {
+		t.Fatalf("problems:\n got %q\nwant %q", got, want)
+	}
+
+	cfg, err := loadYAML(t, dir, `
+apps:
+  com.example.shop: `+app+`
+  Shop-2_x: `+app+`
+  `+long[:64]+`: `+app+`
+`)
+	if err != nil {
+		t.Fatalf("names within the rule: %v", err)
+	}
+	if len(cfg.Apps) != 3 {
+		t.Errorf("apps: %v", slices.Sorted(maps.Keys(cfg.Apps)))
 	}
 }
