@@ -54,7 +54,7 @@ type Config struct {
 	// ResultsLinger is how long the results producer fills a partition's
 	// batch before sending it. Default 20ms; negative sends at once.
 	//
-	// Results are keyed by token, so they spread over every partition of
+	// Results are keyed by app/token, so they spread over every partition of
 	// the results topic, and the broker's cost is mostly per batch: on the
 	// pinned benchmark the broker spent 7.3-8.2 µs per result at 2ms,
 	// 4.9-6.7 µs at 10ms and 3.0-4.1 µs at 25ms, on the dispatcher's core
