@@ -76,7 +76,20 @@ func (p *Planner) handle(ctx context.Context, sess *kgo.GroupTransactSession, r 
 	if ck != nil {
 		done = ck.totals()
 	}
-	if p.cancelled(ctx, c.ID) {
+	cancelled := p.cancelled(ctx, c.ID)
+	if ctx.Err() != nil {
+		// The stop came during a wait before the plan (the control view's
+		// catch-up, the replay check). Nothing is begun, so nothing is
+		// committed: the next owner decides with a caught-up view, and
+		// plans a campaign without a checkpoint from its own start.
+		// Planned on, the reader saw the stop and committed a checkpoint
+		// of nothing whose start a resume hours later still kept: expired
+		// campaigns were planned, throttled send-ats all past.
+		log := p.log.With("campaign", c.ID, "version", c.Version, "partition", r.Partition, "offset", r.Offset)
+		log.Info("planner: stopping before the campaign's plan began; nothing committed")
+		return resultStopped, nil
+	}
+	if cancelled {
 		return p.finish(ctx, sess, r, c, sched, StatusCancelled, "cancelled by a control event", done)
 	}
 	if ck == nil && sched.campaignExpired() {
@@ -671,6 +684,7 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 	} else {
 		log.Info("planner: planning campaign", "mode", s.mode, "batch_size", e.batchSize, "throttle_per_second", s.rate)
 	}
+	resumedChunks := chunks
 
 	parts, unstored := audienceParts(c)
 	t, err := p.begin(ctx, sess, r)
@@ -817,6 +831,15 @@ func (p *Planner) plan(ctx context.Context, sess *kgo.GroupTransactSession, r *k
 			if timer != nil {
 				timer.Stop()
 			}
+		}
+		if ctx.Err() != nil && chunks == resumedChunks && t.handled == 0 && !t.holdsRecords() {
+			// A stop before the attempt's first device (a page that came
+			// with it is dropped) leaves the committed offset as it was:
+			// a checkpoint now holds nothing an earlier one does not,
+			// and a campaign that has none would get one carrying this
+			// attempt's start, which its resume would keep, however late.
+			log.Info("planner: stopping before the campaign's first page; nothing committed")
+			return resultStopped, t.abort(ctx)
 		}
 		if paged && t.handled == 0 && !t.holdsRecords() {
 			// The broker's transaction starts with its first record: a

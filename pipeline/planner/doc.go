@@ -62,7 +62,15 @@
 // expires_at is not after the planning start (or, with only a TTL, whose
 // TTL ran out before it) is recorded as expired and not planned; in a
 // local-time campaign, a wave that would start at or after expires_at is
-// skipped and its devices are counted as expired.
+// skipped and its devices are counted as expired. So is a batch whose
+// throttled send-at would be at or after expires_at, with every later one
+// of its start instant (their send-ats only grow, so the batches then
+// open in the instant's other waves go too): emitted, it was routed by its
+// send-at and found expired only when due, hours later maybe, its devices
+// counted as planned. Expired devices are counted (the campaign row's
+// expired_devices, pushlane_planner_expired_devices_total), with no
+// result. Whether an instant has run out follows from its devices sent,
+// which the checkpoint holds, so a resumed plan skips the same batches.
 //
 // # Transactions and checkpoints
 //
@@ -101,6 +109,13 @@
 // offset. Kafka's offset.metadata.max.bytes (4096 by default) bounds it;
 // a checkpoint is a few hundred bytes plus about 40 per wave, and
 // local_date must be 1970 or later so waves stay a few dozen.
+//
+// A stop commits the open chunk with a checkpoint, at a page boundary; a
+// stop that comes before the attempt has read a device (while the control
+// view catches up, the replay check runs or the first page is read)
+// commits nothing, and the next owner handles the record as it finds it:
+// a campaign with no checkpoint starts afresh, with its own planning
+// start, and is recorded as expired if it expired meanwhile.
 //
 // A checkpoint holds the planning start (so resumed send-ats are the same
 // instants), per wave the next seq, the devices emitted (summed per start

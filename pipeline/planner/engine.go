@@ -55,7 +55,10 @@ type totals struct {
 	Devices int64 // devices in emitted batches
 	Batches int64
 	Invalid int64 // devices not batched: token malformed for its platform
-	Expired int64 // devices not batched: their wave expired before it started
+	// Expired: devices not batched because they would be sent at or
+	// after expires_at: their wave starts then, or their batch's throttled
+	// send-at would be then (see laneLapsed). Counts only: no result.
+	Expired int64
 	// FirstSendAt and LastSendAt bound the emitted batches' send-ats, in
 	// unix milliseconds; 0 = none yet.
 	FirstSendAt int64
@@ -66,7 +69,9 @@ type totals struct {
 type lane struct {
 	// sent counts the devices in the emitted batches of all the lane's
 	// waves; the next batch is due sent/R after the start. It is not
-	// checkpointed: it is the sum of its waves' sent.
+	// checkpointed: it is the sum of its waves' sent. So is whether the
+	// lane has lapsed (schedule.laneLapsed): a resumed attempt skips
+	// exactly the batches the interrupted one would have.
 	sent int64
 }
 
@@ -196,7 +201,9 @@ func (e *engine) add(d *Device) error {
 		return e.invalid(d, reason)
 	}
 	w := e.waveOf(d.Timezone)
-	if w.expired {
+	if w.expired || e.sched.laneLapsed(w.start, w.lane.sent) {
+		// Counted once: a device a committed chunk had seen was counted
+		// then, or was in a batch (emitted, or dropped by lapse).
 		if fresh {
 			e.totals.Expired++
 		}
@@ -212,6 +219,16 @@ func (e *engine) add(d *Device) error {
 		// early. Deterministic, since it depends only on the devices.
 		if err := e.emitWave(w); err != nil {
 			return err
+		}
+		if e.sched.laneLapsed(w.start, w.lane.sent) {
+			// This device would open the batch due at or after
+			// expires_at. A resumed attempt sees the same: cuts happen
+			// only past the checkpoint's scanned position, so the
+			// device is fresh both times.
+			if fresh {
+				e.totals.Expired++
+			}
+			return nil
 		}
 	}
 	if w.n == 0 {
@@ -311,7 +328,27 @@ func (e *engine) emitWave(w *wave) error {
 	w.done = w.last
 	w.buf = w.buf[:0]
 	w.n = 0
+	if e.sched.laneLapsed(w.start, w.lane.sent) {
+		e.lapse(w.lane)
+	}
 	return e.emit(out)
+}
+
+// lapse drops the open batches of lane l, whose next batch would be due at
+// or after expires_at: emitted, each would be routed onto the delay ladder
+// by its send-at and found expired only when due, hours later maybe, its
+// devices counted as planned. Their devices are counted as expired, as
+// the lane's later devices are when read. None of them is in any total
+// yet (an open batch's devices are not, even those a resumed attempt
+// reads again), and none is counted again: a resumed attempt reading them
+// again finds the lane lapsed and them not fresh.
+func (e *engine) lapse(l *lane) {
+	for _, w := range e.waves {
+		if w.lane == l && w.n > 0 {
+			e.totals.Expired += int64(w.n)
+			w.buf, w.n = w.buf[:0], 0
+		}
+	}
 }
 
 // waveState is a wave's checkpointed progress.

@@ -408,8 +408,17 @@ func TestEngineByteLimit(t *testing.T) {
 // share the planning start and one throttle lane.
 const lateLocalTime = "local_time, planned late"
 
+// atLapsing and lateLocalLapsing are resume fixture modes whose
+// throttled send-ats reach expires_at partway: mode "at", and
+// lateLocalTime with the shared lane lapsing while its other waves hold
+// open batches.
+const (
+	atLapsing        = "at, throttled past expires_at"
+	lateLocalLapsing = "local_time, planned late, throttled past expires_at"
+)
+
 // resumeModes are the modes the resume tests cut.
-var resumeModes = []string{schemas.DeliverAt, schemas.DeliverLocalTime, lateLocalTime}
+var resumeModes = []string{schemas.DeliverAt, schemas.DeliverLocalTime, lateLocalTime, atLapsing, lateLocalLapsing}
 
 // resumeFixture is the plan the resume tests cut: 150 devices in batches of
 // 7 at 10 a second, two invalid tokens, in mode; full holds its batches
@@ -420,8 +429,18 @@ func resumeFixture(t *testing.T, mode string) (c *schemas.Campaign, start time.T
 	c.Options.BatchSize = 7
 	c.Options.ThrottlePerSecond = 10
 	start = utc("2026-03-28T00:00:00Z")
-	if mode == schemas.DeliverLocalTime || mode == lateLocalTime {
+	switch mode {
+	case schemas.DeliverLocalTime, lateLocalTime:
 		c.Schedule = schemas.Schedule{Mode: schemas.DeliverLocalTime, LocalDate: "2026-03-29", LocalTime: "09:00", ExpiresAt: utc("2026-03-29T10:00:00Z")}
+	case atLapsing:
+		// 8 batches of 7 due before it, from start to start+4.9 s.
+		c.Schedule.ExpiresAt = start.Add(5 * time.Second)
+	case lateLocalLapsing:
+		// Two lanes lapse: the planning start's (Kolkata, Kathmandu,
+		// Berlin and Paris) 6 s before expires_at, the 09:00Z wave's (UTC)
+		// 4 s before, so each lapses while the other holds open batches.
+		c.Schedule = schemas.Schedule{Mode: schemas.DeliverLocalTime, LocalDate: "2026-03-29", LocalTime: "09:00", ExpiresAt: utc("2026-03-29T09:00:04Z")}
+		start = utc("2026-03-29T08:59:58Z")
 	}
 	if mode == lateLocalTime {
 		start = utc("2026-03-29T08:00:00Z")
@@ -638,6 +657,93 @@ func TestEngineResumeStoppedAgain(t *testing.T) {
 					t.Fatalf("%s cut %d+%d: totals %+v, want %+v", mode, cut, again, a3.e.totals, wantTotals)
 				}
 			}
+		}
+	}
+}
+
+// A batch whose throttled send-at is at or after expires_at is not
+// emitted: routed onto the delay ladder by its send-at, it was found
+// expired only when due, its devices counted as planned. Its devices are
+// counted as expired, as an expired wave's are. The campaign, a
+// hundredth of it: send now, expires_at in 10 minutes, a batch every 10 s.
+func TestEngineThrottlePastExpiry(t *testing.T) {
+	c := testCampaign()
+	c.Options.BatchSize = 10
+	c.Options.ThrottlePerSecond = 1
+	start := utc("2026-03-29T10:00:00Z")
+	c.Schedule.ExpiresAt = start.Add(10 * time.Minute)
+	e := mustEngine(t, c, start, 900<<10)
+	r := newRun()
+	r.attach(t, e)
+	var rows []row
+	for i := int64(1); i <= 10_000; i++ {
+		rows = append(rows, row{id: i, token: iosToken(i), platform: "ios"})
+	}
+	feedAll(t, e, pageOf(0, rows), Position{})
+	if err := e.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.batches) != 60 {
+		t.Fatalf("%d batches, want 60 (due from +0 to +590 s)", len(r.batches))
+	}
+	for i, b := range r.batches {
+		if b.ID != fmt.Sprintf("camp-1:v2:all:%d", i) || !b.SendAt.Equal(start.Add(time.Duration(i)*10*time.Second)) ||
+			len(b.Devices) != 10 || b.Devices[0].DeviceID != int64(10*i+1) {
+			t.Fatalf("batch %d: %s due %s with %d devices from %d", i, b.ID, b.SendAt, len(b.Devices), b.Devices[0].DeviceID)
+		}
+	}
+	want := totals{Devices: 600, Batches: 60, Expired: 9400, FirstSendAt: start.UnixMilli(), LastSendAt: start.Add(590 * time.Second).UnixMilli()}
+	if e.totals != want {
+		t.Errorf("totals %+v, want %+v", e.totals, want)
+	}
+}
+
+// With expires_at, a plan is the plan without it, less the batches due at
+// or after expires_at (and the waves starting then), whose devices are
+// counted as expired; in a lane the waves share, the other waves' open
+// batches are dropped with the one that reached expires_at.
+func TestEngineLapsedLanes(t *testing.T) {
+	for _, tc := range []struct {
+		mode                               string
+		devices, batches, invalid, expired int64
+	}{
+		{atLapsing, 56, 8, 2, 92},
+		{lateLocalLapsing, 105, 15, 2, 43},
+	} {
+		c, start, _, page, full, got := resumeFixture(t, tc.mode)
+		expiresAt := c.Schedule.ExpiresAt
+		open := *c
+		open.Schedule.ExpiresAt = time.Time{}
+		open.Options.TTLSeconds = 0 // a TTL alone expires the late waves
+		unexpired := newRun()
+		e := mustEngine(t, &open, start, 900<<10)
+		unexpired.attach(t, e)
+		feedAll(t, e, page, Position{})
+		if err := e.flush(); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]*schemas.Batch{}
+		for _, b := range unexpired.batches {
+			w := e.waves[e.waveOf([]byte(b.Devices[0].Timezone)).key]
+			if b.SendAt.Before(expiresAt) && w.start.Before(expiresAt) {
+				want[b.ID] = b
+			}
+		}
+		if len(full.batches) != len(want) {
+			t.Errorf("%s: %d batches, want %d", tc.mode, len(full.batches), len(want))
+		}
+		for _, b := range full.batches {
+			w := want[b.ID]
+			if w == nil {
+				t.Errorf("%s: batch %s due %s emitted; expires_at is %s", tc.mode, b.ID, b.SendAt, expiresAt)
+				continue
+			}
+			if !b.SendAt.Equal(w.SendAt) || !reflect.DeepEqual(b.Devices, w.Devices) {
+				t.Errorf("%s: batch %s due %s with %v, want due %s with %v", tc.mode, b.ID, b.SendAt, b.Devices, w.SendAt, w.Devices)
+			}
+		}
+		if got.Devices != tc.devices || got.Batches != tc.batches || got.Invalid != tc.invalid || got.Expired != tc.expired {
+			t.Errorf("%s: totals %+v, want %d devices in %d batches, %d invalid, %d expired", tc.mode, got, tc.devices, tc.batches, tc.invalid, tc.expired)
 		}
 	}
 }

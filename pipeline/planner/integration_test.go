@@ -418,6 +418,46 @@ func TestIntegrationThrottle(t *testing.T) {
 	}
 }
 
+// TestIntegrationThrottlePastExpiry: a throttled campaign's batches due at
+// or after expires_at are not written to the delay ladder; their devices
+// are in the campaign row's expired_devices, not its planned_devices.
+func TestIntegrationThrottlePastExpiry(t *testing.T) {
+	e := newRealEnv(t)
+	var rows []row
+	for i := int64(1); i <= 2000; i++ {
+		rows = append(rows, row{id: i, token: iosToken(i), platform: "ios"})
+	}
+	insertDevices(t, e.db, "app", rows)
+	c := segmentCampaign("throttled", 20)
+	c.Options.ThrottlePerSecond = 25 // a batch of 20 every 0.8 s
+	c.Schedule.SendAt = time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	c.Schedule.ExpiresAt = c.Schedule.SendAt.Add(20 * time.Second) // 25 batches due before it
+	e.publishCampaign(c)
+	r := e.start(nil)
+	e.waitDone(1)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	o := e.output()
+	got := o.batchesOf("throttled")
+	if len(got) != 25 {
+		t.Fatalf("%d batches, want 25", len(got))
+	}
+	for i, b := range got {
+		if want := c.Schedule.SendAt.Add(time.Duration(i) * 800 * time.Millisecond); !b.SendAt.Equal(want) || !b.SendAt.Before(c.Schedule.ExpiresAt) {
+			t.Errorf("batch %d due %s, want %s", i, b.SendAt, want)
+		}
+	}
+	equalIDs(t, "throttled", o.devicesOf("throttled"), wantIDs(1, 500))
+	if len(o.results) != 0 {
+		t.Errorf("%d results, want none", len(o.results))
+	}
+	status, _, devices, batches, invalid, expired := e.campaignRow(t, "throttled")
+	if status != StatusPlanned || devices != 500 || batches != 25 || invalid != 0 || expired != 1500 {
+		t.Errorf("recorded %s, %d devices in %d batches, %d invalid, %d expired; want planned, 500 in 25, 0, 1500", status, devices, batches, invalid, expired)
+	}
+}
+
 // TestIntegrationKillAndRestart kills a planner mid-chunk (batches produced
 // and flushed, transaction open) and starts another: the same instance
 // restarted, which fences the open transaction at once, or another

@@ -38,6 +38,7 @@ type harness struct {
 	adm      *kadm.Client
 	reg      *prometheus.Registry
 	sleep    func(context.Context, time.Duration) bool // the planner's pauses, when set
+	now      func() time.Time                          // the planner's clock, when set
 }
 
 func testConfig(brokers []string, prefix string) Config {
@@ -129,7 +130,7 @@ type running struct {
 func (h *harness) start(hook func(hookEvent) error) *running {
 	h.t.Helper()
 	h.reg = prometheus.NewRegistry()
-	p, err := New(h.cfg, Deps{Store: h.store, Controls: h.controls, Logger: testLogger(h.t), Metrics: h.reg})
+	p, err := New(h.cfg, Deps{Store: h.store, Controls: h.controls, Logger: testLogger(h.t), Metrics: h.reg, Now: h.now})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -814,5 +815,58 @@ func TestLoopStopStartsNoNewCampaign(t *testing.T) {
 	offsets, ck, found := h.committed(t)
 	if offsets != 1 || found {
 		t.Errorf("committed offsets %d with checkpoint %v (%+v); want 1 and none: the second campaign was started after the stop", offsets, found, ck)
+	}
+}
+
+// A throttled campaign commits only the batches due before its
+// expires_at; the devices of the later ones are recorded and counted as
+// expired, with no result, as an expired wave's are. Before, all 30
+// batches went onto the delay ladder, to be found expired only when due,
+// and the row said 300 planned devices and none expired.
+func TestLoopThrottlePastExpiry(t *testing.T) {
+	h := newKfakeHarness(t)
+	store := h.store.(*memStore)
+	seed(store, "app", 1, 300)
+	t0 := time.Now().UTC().Truncate(time.Millisecond)
+	h.now = func() time.Time { return t0 }
+	c := segmentCampaign("c", 10)
+	c.Options.ThrottlePerSecond = 1 // a batch every 10 s
+	c.Schedule.ExpiresAt = t0.Add(time.Minute)
+	h.publishCampaign(c)
+	r := h.start(nil)
+	h.waitDone(1)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	o := h.output()
+	got := o.batchesOf("c")
+	if len(got) != 6 || len(o.dupBatches) > 0 {
+		t.Fatalf("%d batches (duplicates %v), want 6, due from +0 to +50 s", len(got), o.dupBatches)
+	}
+	for i, b := range got {
+		if want := t0.Add(time.Duration(i) * 10 * time.Second); b.ID != fmt.Sprintf("c:v1:all:%d", i) || !b.SendAt.Equal(want) || !b.ExpiresAt.Equal(c.Schedule.ExpiresAt) {
+			t.Errorf("batch %d: %s due %s, expiring %s; want due %s", i, b.ID, b.SendAt, b.ExpiresAt, want)
+		}
+	}
+	equalIDs(t, "c", o.devicesOf("c"), wantIDs(1, 60))
+	if len(o.results) != 0 {
+		t.Errorf("%d results, want none: expired devices are counted, not reported", len(o.results))
+	}
+	rec, ok := store.campaign("c", 1)
+	if !ok || rec.Status != StatusPlanned || rec.Devices != 60 || rec.Batches != 6 || rec.ExpiredDevices != 240 ||
+		!rec.LastSendAt.Equal(t0.Add(50*time.Second)) {
+		t.Errorf("recorded %+v; want planned, 60 devices in 6 batches, 240 expired, the last due at +50 s", rec)
+	}
+	for name, m := range map[string]struct {
+		c    prometheus.Metric
+		want float64
+	}{
+		"expired devices": {r.p.m.expired, 240},
+		"devices":         {r.p.m.devices, 60},
+		"batches":         {r.p.m.batches, 6},
+	} {
+		if got := counterValue(t, m.c); got != m.want {
+			t.Errorf("%s counted %v, want %v", name, got, m.want)
+		}
 	}
 }

@@ -47,7 +47,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"platform"),
 		unstored: s.Counter("pushlane_planner_unstored_tokens_total",
 			"Tokens of token-list audiences that cannot name a stored device (not ASCII, or over 512 bytes), left out of the audience query and logged; no invalid_token result, which needs a platform."),
-		expired: s.Counter("pushlane_planner_expired_devices_total", "Devices not batched because their wave expired before it started."),
+		expired: s.Counter("pushlane_planner_expired_devices_total", "Devices not batched because they would be sent at or after the campaign's expires_at: their wave starts then, or their throttled batch would be due then."),
 		replays: s.CounterVec("pushlane_planner_replays_skipped_total", "Campaign records skipped unplanned because MySQL records their version as finished (planned, cancelled, expired) or a newer version of the campaign, by reason (finished, superseded).",
 			"reason"),
 		chunks: s.CounterVec("pushlane_planner_transactions_total", "Planner transactions, by result (committed, aborted).",

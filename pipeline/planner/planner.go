@@ -513,7 +513,7 @@ const (
 	resultDone    result = iota // committed: the record is finished
 	resultRetry                 // aborted on a failure: back off, re-poll, resume from the checkpoint
 	resultAgain                 // aborted, not for a failure of ours (rebalance, cancellation): re-poll now, back off if it repeats
-	resultStopped               // ctx ended; the current chunk was committed
+	resultStopped               // ctx ended; the open chunk was committed, or nothing had been begun
 )
 
 // valuePool recycles batch values. sync.Pool drops idle buffers at GC, so

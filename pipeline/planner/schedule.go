@@ -234,6 +234,15 @@ func (s schedule) batchSendAt(start time.Time, before int64) time.Time {
 	return start.Add(time.Duration(before * int64(time.Second) / int64(s.rate)))
 }
 
+// laneLapsed says whether the next batch of the lane starting at start,
+// after `sent` devices of it, would be due at or after expires_at: that
+// batch, and every later one of the lane (send-ats only grow), would
+// expire before it is sent, so none is cut. A lane's own start at or
+// after expires_at is waveExpired's case, with sent 0.
+func (s schedule) laneLapsed(start time.Time, sent int64) bool {
+	return !s.expiresAt.IsZero() && !s.expiresAt.After(s.batchSendAt(start, sent))
+}
+
 // batchExpiresAt is the campaign's expires_at, or the TTL after the
 // batch's send-at, or zero (never).
 func (s schedule) batchExpiresAt(sendAt time.Time) time.Time {

@@ -294,3 +294,108 @@ func TestAbortsBetweenCommitsDoNotBackOff(t *testing.T) {
 	}
 	equalIDs(t, "c", o.devicesOf("c"), wantIDs(1, 300))
 }
+
+// stallStore is memStore whose first call of the stalled operation
+// ("latest": LatestCampaign, "read": ReadDevices) closes waiting and then
+// waits for its context to end, as a query in flight at SIGTERM does.
+type stallStore struct {
+	*memStore
+	stall   string
+	waiting chan struct{}
+	once    sync.Once
+}
+
+func (s *stallStore) held(ctx context.Context, op string) bool {
+	if op != s.stall {
+		return false
+	}
+	held := false
+	s.once.Do(func() {
+		close(s.waiting)
+		held = true
+		<-ctx.Done()
+	})
+	return held
+}
+
+func (s *stallStore) LatestCampaign(ctx context.Context, id string, version int) (StoredCampaign, bool, error) {
+	if s.held(ctx, "latest") {
+		// The query was answered as the stop came: no row.
+		return StoredCampaign{}, false, nil
+	}
+	return s.memStore.LatestCampaign(ctx, id, version)
+}
+
+func (s *stallStore) ReadDevices(ctx context.Context, q AudienceQuery, part int, afterID int64, limit int, page *Page) (int64, bool, error) {
+	if s.held(ctx, "read") {
+		return afterID, false, ctx.Err()
+	}
+	return s.memStore.ReadDevices(ctx, q, part, afterID, limit, page)
+}
+
+// stallControls is a control view that has not caught up: WaitFresh
+// returns only when its context ends, as the real view's does until its
+// next refresh (200 ms, up to 5 s).
+type stallControls struct{ waiting chan struct{} }
+
+func (s stallControls) Cancelled(string) bool { return false }
+
+func (s stallControls) WaitFresh(ctx context.Context, _ time.Time) error {
+	close(s.waiting)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A stop that comes while a new campaign waits before its plan (for the
+// control view, the replay check or its first page) commits nothing, and
+// the restart plans the campaign from its own start. Before, the plan went
+// on and committed a checkpoint of nothing whose start the restart, an
+// hour later, kept: a campaign that had expired meanwhile was planned,
+// its batches all expired, instead of being recorded as expired.
+func TestStopBeforeTheFirstPageCommitsNothing(t *testing.T) {
+	for _, stall := range []string{"control view", "latest", "read"} {
+		t.Run(stall, func(t *testing.T) {
+			cfg, _ := kfakeCluster(t)
+			waiting := make(chan struct{})
+			store := &stallStore{memStore: newMemStore(), stall: stall, waiting: waiting}
+			seed(store.memStore, "app", 1, 30)
+			h := newHarness(t, cfg, store)
+			if stall == "control view" {
+				h.controls = stallControls{waiting: waiting}
+			}
+			t0 := time.Now().UTC().Truncate(time.Millisecond)
+			h.now = func() time.Time { return t0 }
+			c := segmentCampaign("c", 10)
+			c.Schedule.ExpiresAt = t0.Add(10 * time.Minute)
+			h.publishCampaign(c)
+
+			r := h.start(nil)
+			<-waiting
+			if err := r.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			if offsets, ck, found := h.committed(t); offsets != 0 || found {
+				t.Fatalf("stopped before the plan: committed offsets %d, checkpoint %v %+v; want nothing", offsets, found, ck)
+			}
+			if _, saved := store.campaign("c", 1); saved {
+				t.Fatal("stopped before the plan: the campaign has a row")
+			}
+
+			// An hour later the campaign has expired.
+			h.controls = nil
+			h.now = func() time.Time { return t0.Add(time.Hour) }
+			r = h.start(nil)
+			h.waitDone(1)
+			if err := r.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			rec, ok := store.campaign("c", 1)
+			if !ok || rec.Status != StatusExpired || rec.Devices != 0 || rec.Batches != 0 || !rec.StartedAt.Equal(t0.Add(time.Hour)) {
+				t.Errorf("restarted an hour later: recorded %+v, want expired with no batch, started %s", rec, t0.Add(time.Hour))
+			}
+			if n := len(h.output().batchesOf("c")); n != 0 {
+				t.Errorf("%d batches committed, want none", n)
+			}
+		})
+	}
+}
