@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -146,56 +144,37 @@ func (a *Auditor) Run(ctx context.Context) error {
 }
 
 // write produces the letters until the broker took every one, or ctx ends
-// (false: they stay uncommitted). A letter the broker refuses outright (too
-// large: DeadLetterRecord cuts the value and the reason, not the key or the
-// headers, which a control record may carry up to the broker's limit) is
-// written once more without them; retried as it was, it would hold the
-// auditor, and the group's rebalances, for good.
+// (false: they stay uncommitted). A letter the broker refuses outright
+// (a dead-letter topic whose limit is under the letter's) is written
+// slimmed, or dropped and counted when even its smallest is refused
+// (kafka.WriteDeadLetters): retried as it was, it would hold the auditor,
+// and the group's rebalances, for good. A retry after another failure
+// writes only the letters not written yet.
 func (a *Auditor) write(ctx context.Context, letters []*kgo.Record) bool {
-	// A refusal fails the whole batch a record went in, so after one each
-	// letter is produced on its own: only a letter refused alone is the
-	// one too large.
-	alone := false
 	for len(letters) > 0 {
-		var res kgo.ProduceResults
-		if alone {
-			for _, l := range letters {
-				res = append(res, a.cl.ProduceSync(ctx, l)...)
-			}
-		} else {
-			res = a.cl.ProduceSync(ctx, letters...)
-		}
 		var failed []*kgo.Record
-		for _, r := range res {
+		var first error
+		for _, w := range kafka.WriteDeadLetters(ctx, a.cl, letters) {
 			switch {
-			case r.Err == nil:
+			case w.Err == nil:
 				a.sent.Inc()
-			case kafka.Refused(r.Err) && !alone:
-				failed = append(failed, r.Record)
-			case kafka.Refused(r.Err):
-				if smaller := slim(r.Record, r.Err); smaller != nil {
-					failed = append(failed, smaller)
-					break
-				}
+			case w.Dropped:
 				var dl schemas.DeadLetter
-				_ = json.Unmarshal(r.Record.Value, &dl)
+				_ = json.Unmarshal(w.Letter.Value, &dl)
 				a.dropped.Inc()
-				a.log.Error("dead letter refused even without the original's key and headers; the invalid record stays on the control topic only",
-					"topic", dl.Topic, "partition", dl.Partition, "offset", dl.Offset, "letter_bytes", len(r.Record.Value), "err", r.Err)
+				a.log.Error("dead letter refused even at its smallest; the invalid record stays on the control topic only",
+					"topic", dl.Topic, "partition", dl.Partition, "offset", dl.Offset, "letter_bytes", len(w.Letter.Value), "err", w.Err)
 			default:
-				failed = append(failed, r.Record)
+				failed = append(failed, w.Letter)
+				if first == nil {
+					first = w.Err
+				}
 			}
 		}
 		if len(failed) == 0 {
 			return true
 		}
-		if kafka.Refused(res.FirstErr()) && !alone {
-			alone = true
-			letters = failed
-			continue
-		}
-		alone = true
-		a.log.Warn("dead letters not written; retrying", "records", len(failed), "err", res.FirstErr())
+		a.log.Warn("dead letters not written; retrying", "records", len(failed), "err", first)
 		letters = failed
 		select {
 		case <-ctx.Done():
@@ -204,64 +183,6 @@ func (a *Auditor) write(ctx context.Context, letters []*kgo.Record) bool {
 		}
 	}
 	return true
-}
-
-// headerSlim marks a letter slim made: "1" without the original's
-// headers, "2" without its key too.
-const headerSlim = "pushlane-dead-letter-slim"
-
-// slim makes a letter the broker refused smaller, its body saying why:
-// first without the original's headers, and only if that is refused too,
-// without its key (which names the campaign, and without which a re-drive
-// to the compacted control topic is refused). It returns nil when there is
-// nothing left to leave out.
-func slim(letter *kgo.Record, refused error) *kgo.Record {
-	level := slimLevel(letter) + 1
-	if level > 2 {
-		return nil
-	}
-	var dl schemas.DeadLetter
-	if err := json.Unmarshal(letter.Value, &dl); err != nil {
-		return nil
-	}
-	out := &kgo.Record{Topic: letter.Topic, Key: letter.Key}
-	left := "headers"
-	dl.Headers = nil
-	if level == 2 {
-		left = "key and headers"
-		out.Key, dl.Key = nil, nil
-	}
-	if level == 1 {
-		dl.Reason = fmt.Sprintf("%s (the original's %s are left out: the broker refused the dead letter with them: %v)", dl.Reason, left, refused)
-	} else {
-		dl.Reason = strings.Replace(dl.Reason, "the original's headers are left out", "the original's key and headers are left out", 1)
-	}
-	if len(dl.Value) > kafka.KeptDeadLetterValue {
-		if dl.ValueBytes == 0 {
-			dl.ValueBytes = len(dl.Value)
-		}
-		dl.Value = dl.Value[:kafka.KeptDeadLetterValue]
-	}
-	v, err := json.Marshal(dl)
-	if err != nil {
-		return nil
-	}
-	out.Value = v
-	for _, h := range letter.Headers {
-		if h.Key == kafka.HeaderSchema {
-			out.Headers = append(out.Headers, h)
-		}
-	}
-	out.Headers = append(out.Headers, kgo.RecordHeader{Key: headerSlim, Value: []byte(strconv.Itoa(level))})
-	return out
-}
-
-// slimLevel is what slim left out of letter: 0 nothing, 1 the original's
-// headers, 2 its key too.
-func slimLevel(letter *kgo.Record) int {
-	v, _ := kafka.Header(letter, headerSlim)
-	n, _ := strconv.Atoi(v)
-	return n
 }
 
 // invalid is why r is not a campaign-control event ("" if it is). A

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/internal/config"
@@ -204,5 +205,95 @@ func TestAuditorWritesARefusedDeadLetterWithoutTheKey(t *testing.T) {
 	}
 	if got := dispatchtest.WaitMetric(t, reg, 10*time.Second, 3, "pushlane_control_dead_letters_total"); got != 3 {
 		t.Errorf("pushlane_control_dead_letters_total = %v, want 3", got)
+	}
+}
+
+// As above, on kfake so that it runs without the stack, and with a letter
+// that no step makes small enough: it is dropped and counted, and the
+// auditor commits past it instead of retrying it for ever.
+func TestAuditorSlimsOrDropsRefusedDeadLettersOnKfake(t *testing.T) {
+	const topic, dlq, group = "control", "dead-letter", "audit"
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	k := dispatchtest.Kafka{Brokers: c.ListenAddrs()}
+	cl := k.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, map[string]*string{"max.message.bytes": kadm.StringPtr("3000")}, dlq); err != nil {
+		t.Fatal(err)
+	}
+	bigKey := make([]byte, 4000)
+	bigValue := make([]byte, 5000)
+	for _, b := range [][]byte{bigKey, bigValue} {
+		if _, err := rand.Read(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cl.ProduceSync(ctx,
+		&kgo.Record{Topic: topic, Key: bigKey, Value: []byte(`not json`)},
+		&kgo.Record{Topic: topic, Key: []byte("c-small"), Value: []byte(`{}`)},
+		&kgo.Record{Topic: topic, Key: []byte("c-headers"), Value: []byte(`{"x":1}`), Headers: []kgo.RecordHeader{{Key: "blob", Value: bigKey}}},
+		&kgo.Record{Topic: topic, Key: []byte("c-drop"), Value: bigValue},
+	).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	stop := startAuditor(t, k, topic, group, dlq, reg)
+	if got := dispatchtest.WaitMetric(t, reg, 10*time.Second, 1, "pushlane_control_dead_letters_dropped_total"); got != 1 {
+		t.Fatalf("pushlane_control_dead_letters_dropped_total = %v, want 1", got)
+	}
+	if got := dispatchtest.WaitMetric(t, reg, 10*time.Second, 3, "pushlane_control_dead_letters_total"); got != 3 {
+		t.Errorf("pushlane_control_dead_letters_total = %v, want 3", got)
+	}
+	// Committed past all four, the dropped one too.
+	deadline := time.Now().Add(10 * time.Second)
+	var committed int64
+	for time.Now().Before(deadline) {
+		offs, err := kadm.NewClient(cl).FetchOffsets(ctx, group)
+		if err == nil {
+			if o, ok := offs.Lookup(topic, 0); ok && o.Err == nil {
+				committed = o.At
+			}
+		}
+		if committed == 4 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	if committed != 4 {
+		t.Errorf("committed offset %d, want 4", committed)
+	}
+
+	// One more than expected, so a duplicate would be read.
+	letters := k.ReadAll(t, dlq, 4, 2*time.Second)
+	bySource := map[int64]*kgo.Record{}
+	decoded := map[int64]*schemas.DeadLetter{}
+	for _, l := range letters {
+		dl, err := schemas.DecodeDeadLetter(l.Value)
+		if err != nil {
+			t.Fatalf("dead letter %s: %v", l.Value, err)
+		}
+		if decoded[dl.Offset] != nil {
+			t.Errorf("two dead letters of source offset %d", dl.Offset)
+		}
+		bySource[dl.Offset], decoded[dl.Offset] = l, dl
+	}
+	if len(letters) != 3 || decoded[0] == nil || decoded[1] == nil || decoded[2] == nil {
+		t.Fatalf("%d dead letters, of source offsets %v; want 0, 1 and 2", len(letters), decoded)
+	}
+	if big := decoded[0]; len(bySource[0].Key) != 0 || len(big.Key) != 0 || !strings.Contains(big.Reason, "the original's key and headers are left out: the broker refused the dead letter with them: MESSAGE_TOO_LARGE") {
+		t.Errorf("refused letter written as key %d bytes, body key %d bytes, reason %q; want no key and the reason saying so",
+			len(bySource[0].Key), len(big.Key), big.Reason)
+	}
+	if small := decoded[1]; string(bySource[1].Key) != "c-small" || string(small.Key) != "c-small" || strings.Contains(small.Reason, "left out") {
+		t.Errorf("the letter beside it: key %q, body %+v; want it whole, keyed c-small", bySource[1].Key, small)
+	}
+	if hdr := decoded[2]; string(bySource[2].Key) != "c-headers" || string(hdr.Key) != "c-headers" ||
+		len(hdr.Headers) != 0 || !strings.Contains(hdr.Reason, " (the original's headers are left out: the broker refused the dead letter with them: MESSAGE_TOO_LARGE") {
+		t.Errorf("letter of the record with large headers: key %q, body %+v; want keyed c-headers, no headers, the reason saying so", bySource[2].Key, hdr)
 	}
 }

@@ -16,7 +16,13 @@
 // allowed to rebalance only with an empty buffer, so a revoked partition
 // never has uncommitted work here. On cancel, Run flushes and commits what
 // it holds. Every step is replay-safe, so at-least-once delivery (a crash
-// after a write and before the commit) changes nothing downstream.
+// after a write and before the commit) changes nothing downstream. The
+// dead-letter step's retry writes only the letters not written yet, and a
+// letter the broker refuses outright (too large for the dead-letter
+// topic) is not retried: it is written slimmed, and as a last resort
+// dropped, counted in pushlane_feedback_dead_letters_dropped_total and
+// logged as an error with its topic, partition and offset (the event
+// stays on its topic), so it cannot hold the group's partitions.
 //
 // # Token hygiene (MySQL)
 //
@@ -35,8 +41,12 @@
 //     keyed (app, token, result_id), so a replayed result is one strike.
 //   - Registrations upsert the device: registered_at = max(stored, event);
 //     the profile (platform, user, locale, timezone) follows the newest
-//     registration. unregister: true is an unregister at the event's
-//     registered_at. A registration whose registered_at is outside
+//     registration, as it gives it: a user_id, locale or timezone it
+//     leaves out or sends empty is cleared (an install registering again
+//     after a logout, without a user, no longer carries the old one); an
+//     older registration changes none of it. unregister: true is an
+//     unregister at the event's registered_at; it leaves the profile as
+//     it is. A registration whose registered_at is outside
 //     1970..9999 in UTC, or more than a day ahead of the instance's clock
 //     (such a device could never be deactivated), is dead-lettered.
 //   - A device is inactive when, against its registered_at, its latest
@@ -72,15 +82,16 @@
 // cases on both. An app backend that cannot produce to Kafka can run the
 // registration upsert itself, with registered_at in UTC (the column's
 // default, CURRENT_TIMESTAMP(3), is in the session's time zone, so a row
-// inserted without it is off by the server's offset):
+// inserted without it is off by the server's offset) and NULL for a
+// user_id, locale or timezone the registration does not give:
 //
 //	INSERT INTO devices (app, token, platform, user_id, locale, timezone, registered_at, active)
 //	VALUES (?, ?, ?, ?, ?, ?, ?, 1)
 //	ON DUPLICATE KEY UPDATE
 //	  platform = IF(VALUES(registered_at) >= registered_at, VALUES(platform), platform),
-//	  user_id = IF(VALUES(registered_at) >= registered_at, COALESCE(VALUES(user_id), user_id), user_id),
-//	  locale = IF(VALUES(registered_at) >= registered_at, COALESCE(VALUES(locale), locale), locale),
-//	  timezone = IF(VALUES(registered_at) >= registered_at, COALESCE(VALUES(timezone), timezone), timezone),
+//	  user_id = IF(VALUES(registered_at) >= registered_at, VALUES(user_id), user_id),
+//	  locale = IF(VALUES(registered_at) >= registered_at, VALUES(locale), locale),
+//	  timezone = IF(VALUES(registered_at) >= registered_at, VALUES(timezone), timezone),
 //	  registered_at = GREATEST(registered_at, VALUES(registered_at));
 //
 // or, to unregister, record it:
@@ -167,9 +178,13 @@
 // committed: a result with a time outside 1970..2105 (ClickHouse's
 // DateTime); a registration whose app or token is not ASCII or longer than
 // the devices columns (64 and 512 bytes), or whose registered_at is out of
-// range. A result's token is not checked against the devices columns: the
-// result is still a sound analytics row, and a death or strike whose token
-// no device can have (not ASCII, longer than 512 bytes) only counts as an
-// unknown device. Valid results are decoded on a fast path that accepts only
-// what the schema accepts, falling back to schemas.DecodeResult.
+// range. A dead letter is at most pipeline/kafka.MaxDeadLetterBytes: a
+// value too big keeps only its head, and the original's key and headers
+// are left out as needed, the letter's reason and its
+// pushlane-dead-letter-slim header saying so. A result's token is not
+// checked against the devices columns: the result is still a sound
+// analytics row, and a death or strike whose token no device can have (not
+// ASCII, longer than 512 bytes) only counts as an unknown device. Valid
+// results are decoded on a fast path that accepts only what the schema
+// accepts, falling back to schemas.DecodeResult.
 package feedback

@@ -140,6 +140,11 @@ type badRecord struct {
 	rec    *kgo.Record
 	kind   string
 	reason string
+	// letter is rec's dead letter once made, as last produced (slimmed
+	// if the broker refused it whole); done once it is written or
+	// dropped, so a retry of the step writes only the others.
+	letter *kgo.Record
+	done   bool
 }
 
 func (b *buffer) reset() { *b = buffer{} }
@@ -439,26 +444,60 @@ func (f *Feedback) applyMySQL(ctx context.Context) error {
 	return nil
 }
 
-// deadLetter produces the buffer's malformed records to the dead-letter
-// topic synchronously.
+// deadLetter produces the dead letters of the buffer's malformed records
+// that are not written yet. One the broker refuses outright is written
+// slimmed or, refused even at its smallest, dropped (counted and logged):
+// retried, it would hold the group's partitions for good. One that failed
+// otherwise fails the step, whose retry writes only those: the others are
+// written, and writing them again would duplicate them.
 func (f *Feedback) deadLetter(ctx context.Context) error {
-	if len(f.buf.bad) == 0 {
+	var pending []*badRecord
+	var letters []*kgo.Record
+	for i := range f.buf.bad {
+		bad := &f.buf.bad[i]
+		if bad.done {
+			continue
+		}
+		if bad.letter == nil {
+			dl, err := pkafka.DeadLetterRecord(f.cfg.DeadLetterTopic, Stage, bad.rec, bad.reason, time.Now())
+			if err != nil {
+				return fmt.Errorf("feedback: dead letter for %s/%d@%d: %w", bad.rec.Topic, bad.rec.Partition, bad.rec.Offset, err)
+			}
+			bad.letter = dl
+		}
+		pending = append(pending, bad)
+		letters = append(letters, bad.letter)
+	}
+	if len(pending) == 0 {
 		return nil
 	}
-	recs := make([]*kgo.Record, 0, len(f.buf.bad))
-	for _, bad := range f.buf.bad {
-		dl, err := pkafka.DeadLetterRecord(f.cfg.DeadLetterTopic, Stage, bad.rec, bad.reason, time.Now())
-		if err != nil {
-			return err
+	var failed int
+	var first error
+	for i, w := range pkafka.WriteDeadLetters(ctx, f.cl, letters) {
+		bad := pending[i]
+		bad.letter = w.Letter
+		switch {
+		case w.Err == nil:
+			bad.done = true
+			f.m.deadLetters.WithLabelValues(bad.kind).Inc()
+			slim, _ := pkafka.Header(w.Letter, pkafka.HeaderDeadLetterSlim)
+			f.log.Warn("dead-lettered malformed event", "topic", bad.rec.Topic, "partition", bad.rec.Partition, "offset", bad.rec.Offset,
+				"reason", bad.reason, "slim", slim)
+		case w.Dropped:
+			bad.done = true
+			f.m.deadLettersDropped.WithLabelValues(bad.kind).Inc()
+			f.log.Error("dead letter refused even at its smallest and dropped; the malformed event stays on its topic only",
+				"topic", bad.rec.Topic, "partition", bad.rec.Partition, "offset", bad.rec.Offset, "letter_bytes", len(w.Letter.Value),
+				"reason", bad.reason, "err", w.Err)
+		default:
+			failed++
+			if first == nil {
+				first = w.Err
+			}
 		}
-		recs = append(recs, dl)
 	}
-	if err := f.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		return fmt.Errorf("feedback: produce %d dead letters: %w", len(recs), err)
-	}
-	for _, bad := range f.buf.bad {
-		f.m.deadLetters.WithLabelValues(bad.kind).Inc()
-		f.log.Warn("dead-lettered malformed event", "topic", bad.rec.Topic, "partition", bad.rec.Partition, "offset", bad.rec.Offset, "reason", bad.reason)
+	if failed > 0 {
+		return fmt.Errorf("feedback: produce %d of %d dead letters: %w", failed, len(pending), first)
 	}
 	return nil
 }

@@ -122,9 +122,15 @@ func (e fakeEnv) start(t *testing.T, store Store, sink Sink, reg prometheus.Regi
 // startReady is start with a readiness to report to.
 func (e fakeEnv) startReady(t *testing.T, store Store, sink Sink, reg prometheus.Registerer, ready *service.Readiness) (stop func() error) {
 	t.Helper()
+	return e.startDeps(t, Deps{Store: store, Sink: sink, Metrics: reg, Ready: ready})
+}
+
+// startDeps is start with deps (their KafkaOpts set here).
+func (e fakeEnv) startDeps(t *testing.T, deps Deps) (stop func() error) {
+	t.Helper()
+	deps.KafkaOpts = []kgo.Opt{kgo.SeedBrokers(e.brokers...)}
 	f, err := New(Config{ResultsTopic: e.results, RegistrationsTopic: e.regs, DeadLetterTopic: e.deadLetter, Group: "feedback-test",
-		FlushRows: 100, FlushInterval: 100 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
-		Deps{KafkaOpts: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, Store: store, Sink: sink, Metrics: reg, Ready: ready})
+		FlushRows: 100, FlushInterval: 100 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -192,7 +192,7 @@ func (s *MySQLStore) Apply(ctx context.Context, c Changes) (Applied, error) {
 		}
 		return n, nil
 	}
-	for chunk := range slices.Chunk(c.Registrations, rowsPerStatement) {
+	for chunk := range slices.Chunk(newestPerDevice(c.Registrations), rowsPerStatement) {
 		q, args := RegisterSQL(chunk)
 		n, err := exec("register devices", q, args)
 		if err != nil {
@@ -324,6 +324,29 @@ func (s *MySQLStore) countUnknown(ctx context.Context, c Changes) (int64, error)
 		unknown += n
 	}
 	return unknown, nil
+}
+
+// newestPerDevice keeps, of regs, one per device: the one that applying
+// them in order would leave, the newest (a tie to the later). RegisterSQL
+// gets each device once: go-mysql-server (the demo's store), given two
+// rows of one device in one statement, inserted the second as a device of
+// its own and kept the older profile.
+func newestPerDevice(regs []schemas.DeviceRegistration) []schemas.DeviceRegistration {
+	out := make([]schemas.DeviceRegistration, 0, len(regs))
+	idx := map[[2]string]int{}
+	for _, g := range regs {
+		k := [2]string{g.App, g.Token}
+		i, ok := idx[k]
+		if !ok {
+			idx[k] = len(out)
+			out = append(out, g)
+			continue
+		}
+		if !g.RegisteredAt.Before(out[i].RegisteredAt) {
+			out[i] = g
+		}
+	}
+	return out
 }
 
 // latestPerDevice keeps, of ds's storable deaths, one per device: the latest
@@ -621,7 +644,10 @@ func SuspectDeactivateSQL(app string, tokens []string, n int) (string, []any) {
 // RegisterSQL upserts registrations in one statement. For an existing
 // device: registered_at becomes the later of the stored and the event's,
 // and profile fields (platform, user, locale, timezone) follow the newest
-// registration. It leaves active and the deactivation alone: ReconcileSQL,
+// registration, as it gives them: one it leaves out or empty is cleared.
+// Kept instead, the user of an install that logged out and registered
+// again anonymously stayed on the device, and that user's campaigns went
+// to it. It leaves active and the deactivation alone: ReconcileSQL,
 // which must follow it, judges the new registered_at against all the
 // device's evidence (a new row is inserted active, and evidence recorded
 // before it existed may deactivate it).
@@ -643,9 +669,9 @@ func RegisterSQL(regs []schemas.DeviceRegistration) (string, []any) {
 	const latest = "VALUES(registered_at) >= registered_at"
 	b.WriteString(" ON DUPLICATE KEY UPDATE" +
 		" platform = IF(" + latest + ", VALUES(platform), platform)," +
-		" user_id = IF(" + latest + ", COALESCE(VALUES(user_id), user_id), user_id)," +
-		" locale = IF(" + latest + ", COALESCE(VALUES(locale), locale), locale)," +
-		" timezone = IF(" + latest + ", COALESCE(VALUES(timezone), timezone), timezone)," +
+		" user_id = IF(" + latest + ", VALUES(user_id), user_id)," +
+		" locale = IF(" + latest + ", VALUES(locale), locale)," +
+		" timezone = IF(" + latest + ", VALUES(timezone), timezone)," +
 		" registered_at = GREATEST(registered_at, VALUES(registered_at))")
 	return b.String(), args
 }

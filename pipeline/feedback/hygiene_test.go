@@ -1,6 +1,7 @@
 package feedback
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -124,6 +125,70 @@ func TestRegisterSQLArgs(t *testing.T) {
 	}
 	if got := args[6].(time.Time).Location(); got != time.UTC {
 		t.Errorf("registered_at location = %v, want UTC", got)
+	}
+}
+
+// The newest registration's profile is taken as it is given: a field it
+// leaves out is NULL and replaces the stored one, which COALESCE kept, so a
+// device registered again without a user kept the previous user. Only the
+// registered_at guard keeps an older registration from writing.
+func TestRegisterSQLTakesTheNewestProfileAsGiven(t *testing.T) {
+	q, args := RegisterSQL([]schemas.DeviceRegistration{{App: "a", Token: "t", Platform: "ios", RegisteredAt: t0}})
+	if args[3] != nil || args[4] != nil || args[5] != nil {
+		t.Errorf("user_id, locale, timezone of a registration without them: %#v, want NULLs", args[3:6])
+	}
+	_, update, ok := strings.Cut(q, " ON DUPLICATE KEY UPDATE ")
+	if !ok {
+		t.Fatalf("no ON DUPLICATE KEY UPDATE in %s", q)
+	}
+	// The assignments, split at the commas outside parentheses.
+	set := map[string]string{}
+	depth, start := 0, 0
+	for i := 0; i <= len(update); i++ {
+		if i < len(update) {
+			switch update[i] {
+			case '(':
+				depth++
+			case ')':
+				depth--
+			}
+			if update[i] != ',' || depth > 0 {
+				continue
+			}
+		}
+		col, expr, ok := strings.Cut(strings.TrimSpace(update[start:i]), " = ")
+		if !ok {
+			t.Fatalf("assignment %q", update[start:i])
+		}
+		set[col] = expr
+		start = i + 1
+	}
+	for _, col := range []string{"platform", "user_id", "locale", "timezone"} {
+		if want := "IF(VALUES(registered_at) >= registered_at, VALUES(" + col + "), " + col + ")"; set[col] != want {
+			t.Errorf("%s = %s, want %s", col, set[col], want)
+		}
+	}
+	if len(set) != 5 || set["registered_at"] != "GREATEST(registered_at, VALUES(registered_at))" {
+		t.Errorf("assignments %v", set)
+	}
+}
+
+// The store upserts each device once, with the registration that applying
+// them in order would leave.
+func TestNewestPerDevice(t *testing.T) {
+	reg := func(app, token string, at time.Time, user string) schemas.DeviceRegistration {
+		return schemas.DeviceRegistration{App: app, Token: token, Platform: "ios", UserID: user, RegisteredAt: at}
+	}
+	got := newestPerDevice([]schemas.DeviceRegistration{
+		reg("a", "t1", t0.Add(time.Hour), "new"), reg("a", "t2", t0, "only"), reg("a", "t1", t0, "old"),
+		reg("b", "t1", t0, "other app"), reg("a", "t3", t0, "first"), reg("a", "t3", t0.In(time.FixedZone("x", 3600)), "second, same time"),
+	})
+	var users []string
+	for _, g := range got {
+		users = append(users, g.App+"/"+g.Token+"="+g.UserID)
+	}
+	if want := "[a/t1=new a/t2=only b/t1=other app a/t3=second, same time]"; fmt.Sprint(users) != want {
+		t.Errorf("newestPerDevice = %v, want %s", users, want)
 	}
 }
 

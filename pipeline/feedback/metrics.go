@@ -20,6 +20,8 @@ type metrics struct {
 	flushRecords  prometheus.Histogram
 	retries       *prometheus.CounterVec // by step: dead_letter, mysql, analytics
 	byOutcome     map[string]prometheus.Counter
+
+	deadLettersDropped *prometheus.CounterVec // by topic kind, as deadLetters
 }
 
 // result is the results counter of outcome, without a label lookup per
@@ -46,6 +48,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Dead, suspect or unregistered tokens that name no device in MySQL."),
 		deadLetters: s.CounterVec("pushlane_feedback_dead_letters_total",
 			"Malformed events sent to the dead-letter topic, by event kind.", "kind"),
+		deadLettersDropped: s.CounterVec("pushlane_feedback_dead_letters_dropped_total",
+			"Malformed events whose dead letter the broker refused even at its smallest, by event kind (logged with their position; the event stays on its topic only).", "kind"),
 		rows: s.Counter("pushlane_feedback_rows_inserted_total",
 			"Analytics rows written (a retried flush counts again)."),
 		flushSeconds: s.Histogram("pushlane_feedback_flush_seconds",
@@ -65,6 +69,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, k := range []string{"token_dead", ReasonSuspectStrikes, ReasonUnregisteredByApp} {
 		m.deactivated.WithLabelValues(k)
+	}
+	for _, k := range []string{schemas.KindResult, schemas.KindDeviceRegistration} {
+		m.deadLettersDropped.WithLabelValues(k)
 	}
 	for _, s := range []string{stepDeadLetter, stepMySQL, stepAnalytics} {
 		m.retries.WithLabelValues(s)

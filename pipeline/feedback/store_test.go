@@ -115,8 +115,98 @@ func permutations(n int) [][]int {
 	return out
 }
 
+// profile is a device's user_id, locale and timezone, "NULL" for NULL.
+func profile(t *testing.T, db *sql.DB, app, token string) string {
+	t.Helper()
+	var user, locale, tz sql.NullString
+	if err := db.QueryRow(`SELECT user_id, locale, timezone FROM devices WHERE app = ? AND token = ?`, app, token).Scan(&user, &locale, &tz); err != nil {
+		t.Fatalf("profile of %s/%s: %v", app, token, err)
+	}
+	var out []string
+	for _, v := range []sql.NullString{user, locale, tz} {
+		if !v.Valid {
+			out = append(out, "NULL")
+			continue
+		}
+		out = append(out, fmt.Sprintf("%q", v.String))
+	}
+	return strings.Join(out, " ")
+}
+
 func storeCases() []storeCase {
 	return []storeCase{
+		{"two registrations of a device in one flush leave one device, with the newer's profile, in either order", func(t *testing.T, db *sql.DB) {
+			s := NewMySQLStore(db, 3)
+			reg := func(token string, at time.Time, user string) *schemas.DeviceRegistration {
+				return &schemas.DeviceRegistration{App: "app", Token: token, Platform: "ios", UserID: user, Locale: user + "-locale", RegisteredAt: at}
+			}
+			for _, token := range []string{"newer-first", "newer-second"} {
+				apply(t, s, Collect(nil, []*schemas.DeviceRegistration{reg(token, t0, "u0")}))
+			}
+			apply(t, s, Collect(nil, []*schemas.DeviceRegistration{
+				reg("newer-first", t0.Add(2*time.Hour), "new"), reg("newer-first", t0.Add(time.Hour), "old"),
+				reg("newer-second", t0.Add(time.Hour), "old"), reg("newer-second", t0.Add(2*time.Hour), "new"),
+				// A tie goes to the later, as applied one by one.
+				reg("tie", t0, "first"), reg("tie", t0, "second"),
+			}))
+			for _, token := range []string{"newer-first", "newer-second", "tie"} {
+				var n int
+				if err := db.QueryRow(`SELECT COUNT(*) FROM devices WHERE app = 'app' AND token = ?`, token).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				want := `"new" "new-locale" NULL`
+				if token == "tie" {
+					want = `"second" "second-locale" NULL`
+				}
+				if got := profile(t, db, "app", token); n != 1 || got != want {
+					t.Errorf("%s: %d devices, profile %s; want one, %s", token, n, got, want)
+				}
+			}
+			// And the device still follows its newer registrations.
+			apply(t, s, Collect(nil, []*schemas.DeviceRegistration{reg("newer-second", t0.Add(3*time.Hour), "")}))
+			if got := profile(t, db, "app", "newer-second"); got != `NULL "-locale" NULL` {
+				t.Errorf("after a newer registration: profile %s", got)
+			}
+		}},
+		{"the newest registration's profile replaces the stored one, absent fields too; an older one changes nothing", func(t *testing.T, db *sql.DB) {
+			s := NewMySQLStore(db, 3)
+			reg := func(at time.Time, user, locale, tz string) *schemas.DeviceRegistration {
+				return &schemas.DeviceRegistration{App: "app", Token: "shared", Platform: "ios", UserID: user, Locale: locale, Timezone: tz, RegisteredAt: at}
+			}
+			apply(t, s, Collect(nil, []*schemas.DeviceRegistration{reg(t0, "user-a", "de-DE", "Europe/Berlin")}))
+			if got := profile(t, db, "app", "shared"); got != `"user-a" "de-DE" "Europe/Berlin"` {
+				t.Fatalf("registered profile %s", got)
+			}
+			// User A logs out: the backend unregisters the token; the
+			// same install registers again, anonymously.
+			logout := reg(t0.Add(time.Hour), "", "", "")
+			logout.Unregister = true
+			apply(t, s, Collect(nil, []*schemas.DeviceRegistration{logout}))
+			apply(t, s, Collect(nil, []*schemas.DeviceRegistration{reg(t0.Add(2*time.Hour), "", "", "")}))
+			if d, got := device(t, db, "app", "shared"), profile(t, db, "app", "shared"); !d.Active || got != "NULL NULL NULL" {
+				t.Fatalf("after the anonymous registration: %s, profile %s; want active with no user, locale or timezone (A's campaigns would reach it)", d, got)
+			}
+			// A's registration from before the logout, arriving late,
+			// changes nothing.
+			apply(t, s, Collect(nil, []*schemas.DeviceRegistration{reg(t0.Add(90*time.Minute), "user-a", "de-DE", "Europe/Berlin")}))
+			if got := profile(t, db, "app", "shared"); got != "NULL NULL NULL" {
+				t.Errorf("an older registration set the profile to %s", got)
+			}
+			// In one statement, the newer wins whatever the order.
+			apply(t, s, Collect(nil, []*schemas.DeviceRegistration{reg(t0.Add(4*time.Hour), "user-b", "fr-FR", ""), reg(t0.Add(3*time.Hour), "user-a", "de-DE", "Europe/Berlin")}))
+			if got := profile(t, db, "app", "shared"); got != `"user-b" "fr-FR" NULL` {
+				t.Errorf("after a newer and an older registration in one flush: profile %s, want the newer's", got)
+			}
+			// A registration at the same time (a replay) is the same one.
+			apply(t, s, Collect(nil, []*schemas.DeviceRegistration{reg(t0.Add(4*time.Hour), "user-b", "fr-FR", "")}))
+			if got := profile(t, db, "app", "shared"); got != `"user-b" "fr-FR" NULL` {
+				t.Errorf("after a replay: profile %s", got)
+			}
+			apply(t, s, Collect(nil, []*schemas.DeviceRegistration{reg(t0.Add(5*time.Hour), "", "pt-BR", "America/Sao_Paulo")}))
+			if d, got := device(t, db, "app", "shared"), profile(t, db, "app", "shared"); got != `NULL "pt-BR" "America/Sao_Paulo"` || !d.RegisteredAt.Equal(t0.Add(5*time.Hour)) {
+				t.Errorf("after a newer registration without a user: %s, profile %s", d, got)
+			}
+		}},
 		{"a device deactivated outside feedback stays so until a newer registration", func(t *testing.T, db *sql.DB) {
 			s := NewMySQLStore(db, 3)
 			seedDevice(t, db, "app", "x", t0)
