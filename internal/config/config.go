@@ -147,8 +147,9 @@ type Topics struct {
 type MySQL struct {
 	// DSN is a go-sql-driver DSN, e.g.
 	// "pushlane:secret@tcp(127.0.0.1:3306)/pushlane". Its password is a
-	// secret. parseTime and loc=UTC are added. Required by planner and
-	// feedback.
+	// secret. parseTime and loc=UTC are added. Its charset and collation
+	// must be safe with client-side escaping (CheckMySQLCharsets).
+	// Required by planner and feedback.
 	DSN string `koanf:"dsn"`
 	TLS TLS    `koanf:"tls"`
 	// MaxOpenConns bounds the pool. Default 8.

@@ -18,7 +18,6 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/go-viper/mapstructure/v2"
-	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/providers/env/v2"
 	"github.com/knadh/koanf/providers/file"
@@ -98,7 +97,7 @@ func Load(path string, environ []string) (*Config, error) {
 	}
 	if path != "" {
 		f := koanf.New(sep)
-		if err := f.Load(file.Provider(path), yaml.Parser()); err != nil {
+		if err := f.Load(file.Provider(path), yamlParser{}); err != nil {
 			return nil, fmt.Errorf("config: read %s: %w", path, unwrapPathErr(err))
 		}
 		// A section whose keys are all commented out is YAML null, which
@@ -581,8 +580,13 @@ func (c *Config) validate() []string {
 		add("kafka.topics.replication_factor", "must be -1 (the broker's default) or at least 1, not %d", rf)
 	}
 	if c.MySQL.DSN != "" {
-		if _, err := mysql.ParseDSN(c.MySQL.DSN); err != nil {
+		// Parsed without the interpolateParams that mysqldb forces, so the
+		// driver's own refusal of an unsafe collation would come only at
+		// start-up; CheckMySQLCharsets covers it, and the charsets too.
+		if d, err := mysql.ParseDSN(c.MySQL.DSN); err != nil {
 			add("mysql.dsn", "not a valid DSN: %s", dsnErr(err))
+		} else if err := CheckMySQLCharsets(d); err != nil {
+			add("mysql.dsn", "%v", err)
 		}
 	}
 	tlsFiles("mysql.tls", c.MySQL.TLS)

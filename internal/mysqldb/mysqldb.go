@@ -45,8 +45,14 @@ func Open(cfg config.MySQL, minConns int) (*sql.DB, error) {
 	// Statements with arguments are sent as one query rather than
 	// prepare, execute and close: a third of the round trips and no
 	// server-side statement per call (the dispatcher saves progress after
-	// every chunk). The driver refuses it for the multibyte charsets where
-	// client-side escaping is unsafe, so those DSNs fail at start-up.
+	// every chunk). The driver escapes the arguments itself then, which
+	// multibyte charsets such as gbk and sjis undo; it refuses only a
+	// collation on its list of unsafe ones, not a charset=gbk. Config
+	// validation refuses them, and so does Open, for a DSN that never went
+	// through validation.
+	if err := config.CheckMySQLCharsets(dc); err != nil {
+		return nil, fmt.Errorf("mysql.dsn: %w", err)
+	}
 	dc.InterpolateParams = true
 	if cfg.TLS.Enabled {
 		tc, err := kafka.TLSConfig(cfg.TLS)

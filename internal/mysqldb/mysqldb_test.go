@@ -140,12 +140,30 @@ func TestOpenSendsArgumentsInTheQuery(t *testing.T) {
 	}
 }
 
-func TestOpenRefusesACollationUnsafeForClientSideArguments(t *testing.T) {
-	_, err := Open(config.MySQL{DSN: "u:s3cret@tcp(127.0.0.1:3306)/db?collation=gbk_chinese_ci"}, 1)
-	if err == nil || !strings.HasPrefix(err.Error(), "mysql.dsn: ") || !strings.Contains(err.Error(), "unsafe collation") {
-		t.Fatalf("err = %v, want a mysql.dsn error about the collation", err)
+// Open escapes arguments in the client, which gbk, sjis, big5 and the like
+// undo; the driver itself refuses only an unsafe collation, not a charset,
+// so Open refuses both, whether or not the DSN passed config validation.
+func TestOpenRefusesCharsetsUnsafeForClientSideArguments(t *testing.T) {
+	reason := "arguments are escaped in the client (interpolateParams), and in other charsets, such as gbk, sjis or big5, a quote so escaped can end a string"
+	for _, c := range []struct{ params, want string }{
+		{"charset=gbk", "mysql.dsn: charset must be utf8mb4, utf8mb3, utf8, latin1, ascii or binary: " + reason},
+		{"charset=utf8mb4,sjis", "mysql.dsn: charset must be utf8mb4, utf8mb3, utf8, latin1, ascii or binary: " + reason},
+		{"collation=gbk_chinese_ci", "mysql.dsn: collation must belong to utf8mb4, utf8mb3, utf8, latin1, ascii or binary (as utf8mb4_unicode_ci does): " + reason},
+		{"character_set_client=big5", "mysql.dsn: character_set_client must be utf8mb4, utf8mb3, utf8, latin1, ascii or binary: " + reason},
+	} {
+		db, err := Open(config.MySQL{DSN: "u:s3cret@tcp(127.0.0.1:3306)/db?" + c.params}, 1)
+		if err == nil {
+			db.Close()
+		}
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%s:\n got  %v\nwant %s", c.params, err, c.want)
+		} else if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%s: the password leaked into the error", c.params)
+		}
 	}
-	if strings.Contains(err.Error(), "s3cret") {
-		t.Fatal("the password leaked into the error")
+	db, err := Open(config.MySQL{DSN: "u:s3cret@tcp(127.0.0.1:3306)/db?charset=utf8mb4&collation=utf8mb4_unicode_ci"}, 1)
+	if err != nil {
+		t.Fatalf("a utf8mb4 DSN: %v", err)
 	}
+	db.Close()
 }
