@@ -69,7 +69,16 @@ type command struct {
 	// flags declares the command's flags on fs and returns the function
 	// that runs it with the parsed flags and the positional arguments.
 	flags func(c *cli, fs *flag.FlagSet) func(ctx context.Context, args []string) error
+	// unbounded: the command has no overall deadline unless -timeout is
+	// given. For work whose length grows with the data and that a
+	// deadline cannot stop cleanly (migrate's DDL goes on in the server
+	// after the client gives up, unrecorded); the command bounds its own
+	// connection attempts.
+	unbounded bool
 }
+
+// defaultTimeout is -timeout's default; a variable so tests can shorten it.
+var defaultTimeout = 30 * time.Second
 
 func commands() []*command {
 	return []*command{
@@ -103,7 +112,7 @@ func run(ctx context.Context, c *cli, args []string) int {
 	global.SetOutput(io.Discard)
 	global.StringVar(&c.configPath, "config", "", "configuration `file` (YAML); without it, defaults and PUSHLANE_* variables")
 	global.StringVar(&c.brokers, "brokers", "", "comma-separated seed `brokers`, overriding kafka.brokers")
-	global.DurationVar(&c.timeout, "timeout", 30*time.Second, "give up on a command after this `duration`")
+	global.DurationVar(&c.timeout, "timeout", defaultTimeout, "give up on a command after this `duration` (0: never; migrate: only when given)")
 	if err := global.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(c.stdout, global)
@@ -138,7 +147,9 @@ func run(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "pushctl %s: %v\nRun 'pushctl help %s' for usage.\n", name, err, name)
 		return exitUsage
 	}
-	if c.timeout > 0 {
+	timeoutGiven := false
+	global.Visit(func(f *flag.Flag) { timeoutGiven = timeoutGiven || f.Name == "timeout" })
+	if c.timeout > 0 && (timeoutGiven || !cmd.unbounded) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()

@@ -39,9 +39,13 @@ them is the campaign's state; a cancel is keyed "<campaign id>/cancel", so that
 compaction never replaces it with a later pause or resume: once cancelled, a
 campaign stays cancelled. Write one by hand (kcat) with those keys.
 
-Before writing, pushctl reads the campaign's current state from that topic: a
-cancelled campaign stays cancelled (pause and resume are refused, exit 1), and an
-action that is already the current state is reported and not written again.`, action),
+Before writing, pushctl reads the campaign's current state from that topic as the
+stages do: a cancelled campaign stays cancelled (pause and resume are refused, exit
+1), and an action that is already the current state is reported and not written
+again. A tombstone (a record with no value) on either key forgets the campaign's
+state, as it does for every stage: that is how a campaign is retired (one tombstone
+per key), and a campaign retired and published again can be cancelled or paused
+anew.`, action),
 		examples: examples,
 		flags: func(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
 			reason := fs.String("reason", "", "why, for the record (shown to operators and in logs)")
@@ -121,39 +125,90 @@ func pastTense(action string) string {
 	return map[string]string{schemas.ControlCancel: "cancelled", schemas.ControlPause: "paused", schemas.ControlResume: "resumed"}[action]
 }
 
-// latestControl reads the control topic and returns the latest event of
-// campaign id, or nil; a cancel, once written, is the campaign's state for
-// good. The topic is compacted (a campaign's latest pause or resume, and its
-// cancel), so reading it whole is cheap.
+// latestControl reads the control topic and returns the event that is
+// campaign id's state in the stages' views, or nil when they have none. The
+// topic is compacted (a campaign's latest pause or resume, and its cancel),
+// so reading it whole is cheap.
 func (c *cli) latestControl(ctx context.Context, cfg *config.Config, topic, id string) (*schemas.CampaignControl, error) {
 	recs, err := c.readTopic(ctx, cfg, topic, nil)
 	if err != nil {
 		return nil, fmt.Errorf("read the campaign's state from %s: %w", topic, err)
 	}
-	var latest, cancel *schemas.CampaignControl
-	var latestRec *kgo.Record
-	cancelKey := control.Key(schemas.CampaignControl{CampaignID: id, Action: schemas.ControlCancel})
+	return controlState(recs, id), nil
+}
+
+// controlState replays recs (in partition then offset order) as
+// control.View.apply does (pipeline/control/view.go), for campaign id
+// only, and returns the last event it applied, or nil when the view holds
+// no state for id. The rules are the view's, so that pushctl's "already
+// cancelled; nothing written" is never said of a campaign the stages have
+// forgotten:
+//   - a tombstone whose key is id or id+"/cancel" forgets the campaign,
+//     whichever action it held: retiring a campaign clears both keys, and
+//     a version published again afterwards starts with no state;
+//   - any other record is decoded, whatever its key, and applied when it
+//     names id, unless the campaign is cancelled (cancel is final);
+//   - a record that does not decode is skipped.
+//
+// Within a partition the view applies records in offset order. Across
+// partitions (kafka.topics.control.partitions above its default of 1, where
+// a campaign's two keys may land apart) it applies them in whatever order
+// its fetches bring them; the records' timestamps, the order they were
+// written in, are the nearest to what a view running then saw.
+func controlState(recs []*kgo.Record, id string) *schemas.CampaignControl {
+	byPartition := map[int32][]*kgo.Record{}
+	var partitions []int32
 	for _, r := range recs {
-		if k := string(r.Key); (k != id && k != cancelKey) || r.Value == nil {
+		if r.Attrs.IsControl() || !controlRecordOf(r, id) {
+			continue
+		}
+		if _, ok := byPartition[r.Partition]; !ok {
+			partitions = append(partitions, r.Partition)
+		}
+		byPartition[r.Partition] = append(byPartition[r.Partition], r)
+	}
+	sort.Slice(partitions, func(i, j int) bool { return partitions[i] < partitions[j] })
+	var state *schemas.CampaignControl
+	for {
+		// The partition whose next record was written first; the lower
+		// partition on a tie, for a stable answer.
+		var next int32 = -1
+		for _, p := range partitions {
+			if len(byPartition[p]) == 0 {
+				continue
+			}
+			if next < 0 || byPartition[p][0].Timestamp.Before(byPartition[next][0].Timestamp) {
+				next = p
+			}
+		}
+		if next < 0 {
+			return state
+		}
+		r := byPartition[next][0]
+		byPartition[next] = byPartition[next][1:]
+		if r.Value == nil {
+			state = nil
 			continue
 		}
 		ctl, err := schemas.DecodeCampaignControl(r.Value)
-		if err != nil || ctl.CampaignID != id {
-			continue // the stages dead-letter it; it is not a state
+		if err != nil {
+			continue // the stages skip it, and the planners' auditor dead-letters it
 		}
-		// Cancel is final, whatever came after it (the stages ignore it).
-		if ctl.Action == schemas.ControlCancel && cancel == nil {
-			cancel = ctl
+		if state != nil && state.Action == schemas.ControlCancel {
+			continue
 		}
-		// Offsets order events within a partition; the key fixes the
-		// partition, but compare times too in case partitions were added.
-		if latest == nil || (r.Partition == latestRec.Partition && r.Offset > latestRec.Offset) ||
-			(r.Partition != latestRec.Partition && ctl.At.After(latest.At)) {
-			latest, latestRec = ctl, r
-		}
+		state = ctl
 	}
-	if cancel != nil {
-		return cancel, nil
+}
+
+// controlRecordOf reports whether the view would apply r to campaign id: a
+// tombstone by its key, with the cancel suffix trimmed (an empty key
+// forgets nothing), any other record by the campaign id its value names.
+func controlRecordOf(r *kgo.Record, id string) bool {
+	if r.Value == nil {
+		cancelKey := control.Key(schemas.CampaignControl{CampaignID: id, Action: schemas.ControlCancel})
+		return len(r.Key) > 0 && (string(r.Key) == id || string(r.Key) == cancelKey)
 	}
-	return latest, nil
+	ctl, err := schemas.DecodeCampaignControl(r.Value)
+	return err == nil && ctl.CampaignID == id
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/internal/config"
+	"github.com/pushlane/pushlane/pipeline/control"
 	"github.com/pushlane/pushlane/pipeline/delay"
 	"github.com/pushlane/pushlane/pipeline/kafka"
 	"github.com/pushlane/pushlane/schemas"
@@ -47,8 +48,11 @@ its own position in the dead-letter topic, <partition>:<offset>, as "dlq list" s
             gets its key and scheduling headers (send-at, expires-at, ids) from the
             event itself, so a fixed send_at is what the delay ladder routes by, and
             one from a delay tier goes to the tier (or the ready topic) the planner
-            would write it to now; its hop count is kept. An event that is still
-            invalid is not sent (exit 3).`,
+            would write it to now; its hop count is kept. A campaign-control event
+            gets its key from the event too, as cancel and pause write it
+            ("<campaign id>/cancel" for a cancel, the campaign id for a pause or
+            resume), whatever the original's key was or whether the dead letter
+            kept one. An event that is still invalid is not sent (exit 3).`,
 		examples: []string{
 			"pushctl dlq list",
 			"pushctl dlq list -stage planner -n 20",
@@ -368,6 +372,11 @@ func (c *cli) dlqRedrive(ctx context.Context, p int32, o int64, fixedFile, kind 
 	for _, k := range names {
 		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: k, Value: []byte(dl.Headers[k])})
 	}
+	if ctl, ok := event.(*schemas.CampaignControl); ok {
+		if err := controlFromEvent(rec, ctl); err != nil {
+			return invalid(fmt.Errorf("%s of %d:%d: not re-driven: %w", what, p, o, err))
+		}
+	}
 	if b, ok := event.(*schemas.Batch); ok {
 		scheduleFromBatch(rec, b)
 		// Back on a delay tier it goes where the planner would write it
@@ -415,6 +424,27 @@ func scheduleFromBatch(rec *kgo.Record, b *schemas.Batch) {
 		kafka.SetHeader(rec, h.Key, string(h.Value))
 	}
 	rec.Key = derived.Key
+}
+
+// controlFromEvent re-derives a control record's key and headers from the
+// event, as control.Record builds them. The key decides what compaction
+// keeps: a cancel re-driven under its campaign id (the key of a letter
+// whose fix turned it into a cancel) would be replaced by the campaign's
+// next pause or resume, and a cancel would no longer be final; a letter
+// whose key was left out (kafka.DeadLetterRecord drops an oversized one)
+// would be refused by the compacted topic, which takes no keyless record.
+// The value is sent as it is; only the key and headers come from
+// control.Record.
+func controlFromEvent(rec *kgo.Record, ctl *schemas.CampaignControl) error {
+	derived, err := control.Record(rec.Topic, *ctl)
+	if err != nil {
+		return err
+	}
+	for _, h := range derived.Headers {
+		kafka.SetHeader(rec, h.Key, string(h.Value))
+	}
+	rec.Key = derived.Key
+	return nil
 }
 
 func validKind(kind string) bool {

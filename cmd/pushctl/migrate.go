@@ -29,7 +29,14 @@ once: every statement is re-runnable.
 
 Without flags, migrates MySQL when mysql.dsn is set and ClickHouse when
 clickhouse.addr is set. -mysql or -clickhouse migrates only that one and requires its
-configuration.`,
+configuration.
+
+A migration can take minutes on a large table (one that rebuilds an index of
+devices), so migrate has no overall deadline unless the global -timeout is given:
+a deadline would end the command while the server goes on altering, and the
+migration would not be recorded. Connecting still gives up after 30s (MySQL) or
+5s (ClickHouse).`,
+		unbounded: true,
 		examples: []string{
 			"pushctl -config /etc/pushlane/pushlane.yaml migrate",
 			"PUSHLANE_MYSQL__DSN='pushlane:secret@tcp(db:3306)/pushlane' pushctl migrate -mysql",
@@ -89,12 +96,27 @@ func report(c *cli, store string, applied migrate.Applied, err error) {
 	}
 }
 
+// connectTimeout bounds migrate's connection to MySQL; a variable so tests
+// can shorten it.
+var connectTimeout = 30 * time.Second
+
 func (c *cli) migrateMySQL(ctx context.Context, cfg config.MySQL) error {
 	db, err := mysqldb.Open(cfg, 2) // as the stages open it: parseTime, UTC, TLS when enabled
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	// migrate has no deadline of its own (see its help): an unreachable or
+	// silent server must still fail the command rather than hang it.
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	err = db.PingContext(cctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil && cctx.Err() != nil {
+			err = fmt.Errorf("no answer within %s: %w", connectTimeout, err)
+		}
+		return fmt.Errorf("migrate mysql: connect: %w", err)
+	}
 	applied, err := migrate.MySQL(ctx, db)
 	report(c, "mysql", applied, err)
 	return err
