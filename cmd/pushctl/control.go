@@ -42,10 +42,10 @@ campaign stays cancelled. Write one by hand (kcat) with those keys.
 Before writing, pushctl reads the campaign's current state from that topic as the
 stages do: a cancelled campaign stays cancelled (pause and resume are refused, exit
 1), and an action that is already the current state is reported and not written
-again. A tombstone (a record with no value) on either key forgets the campaign's
-state, as it does for every stage: that is how a campaign is retired (one tombstone
-per key), and a campaign retired and published again can be cancelled or paused
-anew.`, action),
+again. A tombstone (a record with no value) forgets what its own key held, as it
+does for every stage and as compaction does: on <id> the pause or resume, on
+<id>/cancel the cancel. A campaign is retired with one tombstone per key, and one
+retired and published again can be cancelled or paused anew.`, action),
 		examples: examples,
 		flags: func(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
 			reason := fs.String("reason", "", "why, for the record (shown to operators and in logs)")
@@ -137,18 +137,13 @@ func (c *cli) latestControl(ctx context.Context, cfg *config.Config, topic, id s
 	return controlState(recs, id), nil
 }
 
-// controlState replays recs (in partition then offset order) as
-// control.View.apply does (pipeline/control/view.go), for campaign id
-// only, and returns the last event it applied, or nil when the view holds
-// no state for id. The rules are the view's, so that pushctl's "already
-// cancelled; nothing written" is never said of a campaign the stages have
-// forgotten:
-//   - a tombstone whose key is id or id+"/cancel" forgets the campaign,
-//     whichever action it held: retiring a campaign clears both keys, and
-//     a version published again afterwards starts with no state;
-//   - any other record is decoded, whatever its key, and applied when it
-//     names id, unless the campaign is cancelled (cancel is final);
-//   - a record that does not decode is skipped.
+// controlState folds recs through control.Campaigns, the fold every
+// stage's view applies (pipeline/control/campaigns.go), and returns campaign
+// id's state as the event it amounts to, or nil when the views hold none,
+// so that pushctl's "already cancelled; nothing written" is never said of a
+// campaign the stages have forgotten. A tombstone forgets what its own key
+// held: on the campaign key the pause or resume, on the cancel key the
+// cancel.
 //
 // Within a partition the view applies records in offset order. Across
 // partitions (kafka.topics.control.partitions above its default of 1, where
@@ -159,7 +154,7 @@ func controlState(recs []*kgo.Record, id string) *schemas.CampaignControl {
 	byPartition := map[int32][]*kgo.Record{}
 	var partitions []int32
 	for _, r := range recs {
-		if r.Attrs.IsControl() || !controlRecordOf(r, id) {
+		if r.Attrs.IsControl() {
 			continue
 		}
 		if _, ok := byPartition[r.Partition]; !ok {
@@ -168,7 +163,7 @@ func controlState(recs []*kgo.Record, id string) *schemas.CampaignControl {
 		byPartition[r.Partition] = append(byPartition[r.Partition], r)
 	}
 	sort.Slice(partitions, func(i, j int) bool { return partitions[i] < partitions[j] })
-	var state *schemas.CampaignControl
+	cs := control.NewCampaigns()
 	for {
 		// The partition whose next record was written first; the lower
 		// partition on a tie, for a stable answer.
@@ -182,33 +177,22 @@ func controlState(recs []*kgo.Record, id string) *schemas.CampaignControl {
 			}
 		}
 		if next < 0 {
-			return state
+			break
 		}
 		r := byPartition[next][0]
 		byPartition[next] = byPartition[next][1:]
-		if r.Value == nil {
-			state = nil
-			continue
-		}
-		ctl, err := schemas.DecodeCampaignControl(r.Value)
-		if err != nil {
-			continue // the stages skip it, and the planners' auditor dead-letters it
-		}
-		if state != nil && state.Action == schemas.ControlCancel {
-			continue
-		}
-		state = ctl
+		_, _ = cs.Apply(r) // an invalid record: the stages skip it, and the planners' auditor dead-letters it
 	}
-}
-
-// controlRecordOf reports whether the view would apply r to campaign id: a
-// tombstone by its key, with the cancel suffix trimmed (an empty key
-// forgets nothing), any other record by the campaign id its value names.
-func controlRecordOf(r *kgo.Record, id string) bool {
-	if r.Value == nil {
-		cancelKey := control.Key(schemas.CampaignControl{CampaignID: id, Action: schemas.ControlCancel})
-		return len(r.Key) > 0 && (string(r.Key) == id || string(r.Key) == cancelKey)
+	st, ok := cs.State(id)
+	if !ok {
+		return nil
 	}
-	ctl, err := schemas.DecodeCampaignControl(r.Value)
-	return err == nil && ctl.CampaignID == id
+	action := schemas.ControlResume
+	switch {
+	case st.Cancelled:
+		action = schemas.ControlCancel
+	case st.Paused:
+		action = schemas.ControlPause
+	}
+	return &schemas.CampaignControl{SchemaVersion: schemas.SchemaVersion, CampaignID: id, Action: action, Reason: st.Reason, At: st.At}
 }

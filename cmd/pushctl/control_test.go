@@ -42,10 +42,11 @@ func testControlTombstones(t *testing.T, newStack stackFactory) {
 	expect(t, s.run(t, "", "cancel", "spring"), exitOK, "cancel spring: written to "+ctl+"/0@3\n", "")
 	expect(t, s.run(t, "", "cancel", "spring"), exitOK, "cancel spring: already cancelled at "+ts+"; nothing written\n", "")
 
-	// The pause key's tombstone alone forgets a cancel too (view.go trims
-	// the suffix of either key): the stages send, and a pause is written.
+	// The pause key's tombstone alone leaves the cancel, which compaction
+	// keeps under its own key (control.Campaigns): still final.
 	tombstone("spring") // @4
-	expect(t, s.run(t, "", "pause", "spring"), exitOK, "pause spring: written to "+ctl+"/0@5\n", "")
+	expect(t, s.run(t, "", "pause", "spring"), exitFailed, "", "pushctl pause: campaign spring was cancelled at "+ts+": cancel is final, it cannot be paused\n")
+	tombstone("spring/cancel") // @5
 
 	expect(t, s.run(t, "", "pause", "update-5", "-reason", "support overloaded"), exitOK, "pause update-5: written to "+ctl+"/0@6\n", "")
 	tombstone("update-5") // @7
@@ -84,7 +85,9 @@ func TestControlState(t *testing.T) {
 	}{
 		{"cancel is final", []*kgo.Record{rec(0, 0, 0, "s/cancel", cancel("s", "a")), rec(0, 1, 1, "s", resume("s", "b")), rec(0, 2, 2, "s", pause("s", "c"))}, "cancel a"},
 		{"tombstone on the cancel key", []*kgo.Record{rec(0, 0, 0, "s/cancel", cancel("s", "a")), rec(0, 1, 1, "s/cancel", nil)}, ""},
-		{"tombstone on the campaign key forgets a cancel", []*kgo.Record{rec(0, 0, 0, "s/cancel", cancel("s", "a")), rec(0, 1, 1, "s", nil)}, ""},
+		{"tombstone on the campaign key leaves a cancel", []*kgo.Record{rec(0, 0, 0, "s/cancel", cancel("s", "a")), rec(0, 1, 1, "s", nil)}, "cancel a"},
+		{"tombstone on the cancel key leaves a pause", []*kgo.Record{rec(0, 0, 0, "s", pause("s", "b")), rec(0, 1, 1, "s/cancel", cancel("s", "a")), rec(0, 2, 2, "s/cancel", nil)}, "pause b"},
+		{"tombstones on both keys", []*kgo.Record{rec(0, 0, 0, "s", pause("s", "b")), rec(0, 1, 1, "s/cancel", cancel("s", "a")), rec(0, 2, 2, "s/cancel", nil), rec(0, 3, 3, "s", nil)}, ""},
 		{"events after a tombstone", []*kgo.Record{rec(0, 0, 0, "s", pause("s", "a")), rec(0, 1, 1, "s", nil), rec(0, 2, 2, "s", resume("s", "b"))}, "resume b"},
 		{"other campaigns' tombstones", []*kgo.Record{rec(0, 0, 0, "s", pause("s", "a")), rec(0, 1, 1, "s2", nil), rec(0, 2, 2, "s2/cancel", nil), rec(0, 3, 3, "", nil), rec(0, 4, 4, "s/cancel/cancel", nil)}, "pause a"},
 		// The view decodes every value, whatever its key.
@@ -92,7 +95,7 @@ func TestControlState(t *testing.T) {
 		{"undecodable records are skipped", []*kgo.Record{rec(0, 0, 0, "s", pause("s", "a")), rec(0, 1, 1, "s", []byte(`{"campaign_id":"s","action":"cancel"}`)), rec(0, 2, 2, "s", []byte{})}, "pause a"},
 		// Across partitions, the order written: partition 1's tombstone
 		// came after the cancel in partition 0.
-		{"across partitions, tombstone last", []*kgo.Record{rec(0, 0, 0, "s/cancel", cancel("s", "a")), rec(1, 0, 1, "s", nil)}, ""},
+		{"across partitions, tombstone last", []*kgo.Record{rec(0, 0, 0, "s/cancel", cancel("s", "a")), rec(1, 0, 1, "s/cancel", nil)}, ""},
 		{"across partitions, cancel last", []*kgo.Record{rec(0, 0, 5, "s/cancel", cancel("s", "a")), rec(1, 0, 1, "s", pause("s", "b")), rec(1, 1, 2, "s", nil)}, "cancel a"},
 		// Offsets order a partition even when timestamps go back.
 		{"offset order within a partition", []*kgo.Record{rec(0, 0, 9, "s", pause("s", "a")), rec(0, 1, 1, "s", resume("s", "b"))}, "resume b"},

@@ -50,7 +50,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"strings"
 	"sync"
 	"time"
 
@@ -105,7 +104,7 @@ type View struct {
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every change of states or freshness
-	states  map[string]State
+	states  *Campaigns
 	applied map[int32]int64 // next offset to apply, per partition
 	// fetchFailed: when a fetch of the partition last failed. While its
 	// fetches fail, a partition's standing still says nothing about what
@@ -170,7 +169,7 @@ func New(cfg Config, deps Deps) (*View, error) {
 		cl:      cl,
 		adm:     kadm.NewClient(cl),
 		changed: make(chan struct{}),
-		states:  map[string]State{},
+		states:  NewCampaigns(),
 		applied: map[int32]int64{}, fetchFailed: map[int32]time.Time{},
 		fetches: fetches, polled: map[int32]uint64{},
 		// The client's metadata may be MetadataMinAge (5 s) old and its
@@ -204,7 +203,7 @@ func (v *View) registerMetrics(reg prometheus.Registerer) error {
 	}, func() float64 {
 		v.mu.Lock()
 		defer v.mu.Unlock()
-		return float64(len(v.states))
+		return float64(v.states.Len())
 	}))
 	if err := s.Register(reg); err != nil {
 		return fmt.Errorf("control: register metrics: %w", err)
@@ -287,40 +286,16 @@ func (v *View) apply(partition int32, recs []*kgo.Record) {
 		if r.Attrs.IsControl() {
 			continue
 		}
-		if r.Value == nil {
-			if len(r.Key) > 0 {
-				delete(v.states, strings.TrimSuffix(string(r.Key), cancelKeySuffix))
-				v.version++
-			}
-			v.metrics.records.WithLabelValues("tombstone").Inc()
-			continue
-		}
-		c, err := schemas.DecodeCampaignControl(r.Value)
+		label, err := v.states.Apply(r)
 		if err != nil {
 			// Every instance reads this topic; dead-lettering from each
 			// would multiply the letter, so the view logs and counts it,
 			// and the planners' Auditor dead-letters it once.
 			v.log.Error("invalid campaign-control record skipped", "partition", partition, "offset", r.Offset, "err", err)
-			v.metrics.records.WithLabelValues("invalid").Inc()
-			continue
+		} else {
+			v.version++
 		}
-		st := v.states[c.CampaignID]
-		if st.Cancelled {
-			v.metrics.records.WithLabelValues("ignored_after_cancel").Inc()
-			continue
-		}
-		switch c.Action {
-		case schemas.ControlCancel:
-			st.Cancelled, st.Paused = true, false
-		case schemas.ControlPause:
-			st.Paused = true
-		case schemas.ControlResume:
-			st.Paused = false
-		}
-		st.Reason, st.At = c.Reason, c.At
-		v.states[c.CampaignID] = st
-		v.version++
-		v.metrics.records.WithLabelValues(c.Action).Inc()
+		v.metrics.records.WithLabelValues(label).Inc()
 	}
 	v.notifyLocked()
 }
@@ -596,22 +571,23 @@ func (f *fetchCounts) count(node int32) uint64 {
 func (v *View) Cancelled(id string) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.states[id].Cancelled
+	st, _ := v.states.State(id)
+	return st.Cancelled
 }
 
 // Paused reports whether campaign id is paused (and not cancelled).
 func (v *View) Paused(id string) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.states[id].Paused
+	st, _ := v.states.State(id)
+	return st.Paused
 }
 
 // State returns campaign id's state and whether the view has one.
 func (v *View) State(id string) (State, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	st, ok := v.states[id]
-	return st, ok
+	return v.states.State(id)
 }
 
 // Version changes whenever a campaign's state changes; a poller compares

@@ -89,15 +89,26 @@ func TestViewAppliesActionsAndCancelIsFinal(t *testing.T) {
 		t.Errorf("ignored_after_cancel counted %v, want 1", got)
 	}
 
-	// A tombstone forgets the campaign.
+	// A tombstone forgets what its key held: on the campaign key, the
+	// pause or resume, not the cancel, which compaction keeps under its
+	// own key for any view started later.
 	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("c-cancelled")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	if err := v.WaitCaughtUp(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if !v.Cancelled("c-cancelled") {
+		t.Error("a tombstone on c-cancelled forgot the cancel kept under c-cancelled/cancel")
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("c-cancelled/cancel")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if _, ok := v.State("c-cancelled"); ok {
-		t.Error("tombstone did not forget c-cancelled")
+		t.Error("tombstones on both keys did not forget c-cancelled")
 	}
 }
 
@@ -261,14 +272,25 @@ func TestCancelSurvivesCompactionOfLaterActions(t *testing.T) {
 	if got := control.Key(schemas.CampaignControl{CampaignID: "c1", Action: schemas.ControlCancel}); got != "c1/cancel" {
 		t.Errorf("cancel key %q", got)
 	}
-	// A tombstone for the cancel's key forgets the campaign too.
+	// A tombstone for the cancel's key forgets the cancel; the pause
+	// under the campaign key, which compaction keeps, stands, as it does
+	// for a view started after compaction.
 	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("c-paused-after/cancel")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	if err := v.WaitCaughtUp(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if got := [2]bool{v.Cancelled("c-paused-after"), v.Paused("c-paused-after")}; got != [2]bool{false, true} {
+		t.Errorf("after a tombstone on c-paused-after/cancel: cancelled, paused = %v, want [false true]", got)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("c-paused-after")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if _, ok := v.State("c-paused-after"); ok {
-		t.Error("a tombstone for c-paused-after/cancel did not forget the campaign")
+		t.Error("tombstones on both keys did not forget c-paused-after")
 	}
 }

@@ -1,0 +1,119 @@
+package control_test
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pushlane/pushlane/pipeline/control"
+	"github.com/pushlane/pushlane/schemas"
+)
+
+func controlRecord(t *testing.T, id, action string) *kgo.Record {
+	t.Helper()
+	c := schemas.CampaignControl{SchemaVersion: schemas.SchemaVersion, CampaignID: id, Action: action, Reason: action, At: time.Date(2026, 3, 20, 9, 0, 0, 0, time.UTC)}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &kgo.Record{Key: []byte(control.Key(c)), Value: b}
+}
+
+func fold(recs []*kgo.Record) *control.Campaigns {
+	cs := control.NewCampaigns()
+	for _, r := range recs {
+		_, _ = cs.Apply(r)
+	}
+	return cs
+}
+
+type campaignState struct{ ok, cancelled, paused bool }
+
+func stateOf(cs *control.Campaigns, id string) campaignState {
+	st, ok := cs.State(id)
+	return campaignState{ok, st.Cancelled, st.Paused}
+}
+
+// A view that read every record as written and one started after
+// compaction (the latest record of each key, tombstones kept or already
+// removed) hold the same state, over random histories of one campaign's
+// pauses, resumes, cancels and tombstones on either key.
+func TestCampaignsAgreeWithCompaction(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := range 2000 {
+		var recs []*kgo.Record
+		var history []string
+		for range 1 + rng.IntN(8) {
+			switch rng.IntN(5) {
+			case 0:
+				recs, history = append(recs, controlRecord(t, "c", schemas.ControlPause)), append(history, "pause")
+			case 1:
+				recs, history = append(recs, controlRecord(t, "c", schemas.ControlResume)), append(history, "resume")
+			case 2:
+				recs, history = append(recs, controlRecord(t, "c", schemas.ControlCancel)), append(history, "cancel")
+			case 3:
+				recs, history = append(recs, &kgo.Record{Key: []byte("c")}), append(history, "tombstone c")
+			case 4:
+				recs, history = append(recs, &kgo.Record{Key: []byte("c/cancel")}), append(history, "tombstone c/cancel")
+			}
+		}
+		last := map[string]int{}
+		for i, r := range recs {
+			last[string(r.Key)] = i
+		}
+		var kept, keptLive []*kgo.Record
+		for i, r := range recs {
+			if last[string(r.Key)] == i {
+				kept = append(kept, r)
+				if r.Value != nil {
+					keptLive = append(keptLive, r)
+				}
+			}
+		}
+		running := stateOf(fold(recs), "c")
+		for name, after := range map[string][]*kgo.Record{"compacted": kept, "compacted, tombstones removed": keptLive} {
+			if got := stateOf(fold(after), "c"); got != running {
+				t.Fatalf("history %d %v: running view %+v, view started %s %+v", n, history, running, name, got)
+			}
+		}
+	}
+}
+
+// Cases the random histories above reach, spelled out.
+func TestCampaignsTombstoneForgetsItsOwnKey(t *testing.T) {
+	cancel := func() *kgo.Record { return controlRecord(t, "c", schemas.ControlCancel) }
+	pause := func() *kgo.Record { return controlRecord(t, "c", schemas.ControlPause) }
+	resume := func() *kgo.Record { return controlRecord(t, "c", schemas.ControlResume) }
+	tomb := func(key string) *kgo.Record { return &kgo.Record{Key: []byte(key)} }
+	for _, c := range []struct {
+		name string
+		recs []*kgo.Record
+		want campaignState
+	}{
+		{"cancel, tombstone on the pause key", []*kgo.Record{cancel(), tomb("c")}, campaignState{true, true, false}},
+		{"pause, cancel, tombstone on the cancel key", []*kgo.Record{pause(), cancel(), tomb("c/cancel")}, campaignState{true, false, true}},
+		{"cancel, resume, pause: cancel is final", []*kgo.Record{cancel(), resume(), pause()}, campaignState{true, true, false}},
+		{"cancel, pause, tombstone on the cancel key", []*kgo.Record{cancel(), pause(), tomb("c/cancel")}, campaignState{true, false, true}},
+		{"both keys retired", []*kgo.Record{pause(), cancel(), tomb("c"), tomb("c/cancel")}, campaignState{}},
+		{"another campaign's tombstones", []*kgo.Record{pause(), tomb("d"), tomb("d/cancel"), tomb("")}, campaignState{true, false, true}},
+	} {
+		if got := stateOf(fold(c.recs), "c"); got != c.want {
+			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)
+		}
+	}
+	// A key reused by another campaign's record drops the first's, as
+	// compaction would.
+	misc := controlRecord(t, "c", schemas.ControlPause)
+	misc.Key = []byte("misc")
+	other := controlRecord(t, "d", schemas.ControlPause)
+	other.Key = []byte("misc")
+	if got := stateOf(fold([]*kgo.Record{misc, other}), "c"); got != (campaignState{}) {
+		t.Errorf("c's record under a key d's record replaced: %+v, want no state", got)
+	}
+	if got := fold([]*kgo.Record{misc, other}).Len(); got != 1 {
+		t.Errorf("%d campaigns, want 1", got)
+	}
+}
