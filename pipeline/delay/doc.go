@@ -39,8 +39,13 @@
 // expires-at has passed, or whose campaign the control view reports
 // cancelled, goes straight to ready instead, where the dispatcher writes one
 // expired or cancelled result per device (so every device of such a batch
-// gets exactly one result, from one place). A record with no readable
-// send-at header is dead-lettered. Forwards are produced idempotently with
+// gets exactly one result, from one place). A record replayed by hand
+// without headers or key (kcat, kafka-console-producer) is forwarded with
+// them restored from its value (Scheduled: send_at, expires_at,
+// campaign_id, and the batch id as its key); it comes due on its tier's
+// delay alone, and Route, reading the value's send_at, never makes it
+// early. Only a record with no readable send-at in its headers or its value
+// is dead-lettered. Forwards are produced idempotently with
 // acks=all; a record is marked for commit only after its forward is
 // acknowledged, in offset order (AutoCommitMarks, committed every second,
 // on revoke and at shutdown). A forward that fails holds its partition (the

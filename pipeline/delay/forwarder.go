@@ -38,7 +38,8 @@ type Config struct {
 	Group string
 	// Ladder is the tiers to consume and the ready topic.
 	Ladder Ladder
-	// DeadLetterTopic receives tier records without a readable send-at.
+	// DeadLetterTopic receives tier records without a readable send-at,
+	// in their headers or their value.
 	DeadLetterTopic string
 	// FetchMaxPartitionBytes bounds one partition's fetch, and so what the
 	// forwarder holds per partition. Default 1 MiB.
@@ -196,7 +197,7 @@ func (f *Forwarder) registerMetrics(reg prometheus.Registerer) error {
 			prometheus.LinearBuckets(1, 1, 24)),
 		held:         s.Gauge("pushlane_delay_held_records", "Tier records fetched and held until due."),
 		paused:       s.Gauge("pushlane_delay_paused_partitions", "Tier partitions paused until their head record is due, or until a head that failed to forward is forwarded."),
-		deadLettered: s.Counter("pushlane_delay_dead_lettered_total", "Tier records dead-lettered (no readable send-at header, or refused by the destination topic)."),
+		deadLettered: s.Counter("pushlane_delay_dead_lettered_total", "Tier records dead-lettered (no readable send-at, in headers or value, or refused by the destination topic)."),
 		lag:          promset.Add(&s, kafka.NewLagGauge("pushlane_delay_consumer_lag", "Records of the tier topics not yet committed by the delay group.")),
 	}
 	if err := s.Register(reg); err != nil {
@@ -622,24 +623,29 @@ func (f *Forwarder) rememberDoneLocked(tp topicPartition, ws []*forward) {
 	}
 }
 
-// plan decides where one due record goes.
+// plan decides where one due record goes. A record replayed without its
+// key or headers (kcat, kafka-console-producer) is forwarded with them
+// restored from its value (Scheduled), so it is routed, held and keyed as
+// the planner wrote it; only one from which neither headers nor value give
+// a send-at is dead-lettered.
 func (f *Forwarder) plan(tp topicPartition, r *kgo.Record, due, now time.Time) *forward {
 	w := &forward{tp: tp, in: r, due: due}
-	sendAt, ok := kafka.TimeHeader(r, kafka.HeaderSendAt)
-	if !ok {
-		w.why = "tier record without a readable " + kafka.HeaderSendAt + " header"
+	src, err := Scheduled(r)
+	if err != nil {
+		w.why = "tier record: " + err.Error()
 		return w
 	}
+	sendAt, _ := kafka.TimeHeader(src, kafka.HeaderSendAt)
 	dst, why := f.cfg.Ladder.Route(sendAt, now), "due"
-	if exp, ok := kafka.TimeHeader(r, kafka.HeaderExpiresAt); ok && !now.Before(exp) {
+	if exp, ok := kafka.TimeHeader(src, kafka.HeaderExpiresAt); ok && !now.Before(exp) {
 		dst, why = f.cfg.Ladder.Ready, "expired"
 	} else if f.control != nil {
-		if id, ok := kafka.Header(r, kafka.HeaderCampaignID); ok && f.control.Cancelled(id) {
+		if id, ok := kafka.Header(src, kafka.HeaderCampaignID); ok && f.control.Cancelled(id) {
 			dst, why = f.cfg.Ladder.Ready, "cancelled"
 		}
 	}
 	w.why = why
-	w.out = Forwarded(r, dst)
+	w.out = Forwarded(src, dst)
 	return w
 }
 

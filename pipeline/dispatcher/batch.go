@@ -110,8 +110,16 @@ func (c *saveClock) armLocked() {
 // A record waits for its send-at before it is decoded and without a send
 // slot (the headers carry what the wait needs), so waiting batches cost
 // only their record; decoding and sending take one of slots, so at most
-// len(slots) batches per partition are decoded at a time.
+// len(slots) batches per partition are decoded at a time. A record replayed
+// without headers is decoded first and waits (less than
+// delay.ReadyWithin) with its slot; one without a key is first re-keyed
+// (rekey).
 func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan struct{}) bool {
+	if len(rec.Key) == 0 {
+		if done, ok := d.rekey(stop, rec); done {
+			return ok
+		}
+	}
 	if done, ok := d.waitByHeaders(stop, rec); done {
 		return ok
 	}
@@ -162,9 +170,9 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 		d.m.batches.WithLabelValues("expired").Inc()
 		return d.closeOut(j, schemas.OutcomeExpired, "expired at "+expiry(b).UTC().Format(time.RFC3339Nano))
 	case b.SendAt.Sub(now) >= delay.ReadyWithin:
-		// Only a clock disagreement (or headers that disagree with the
-		// batch) brings a batch here this early; back to the ladder
-		// rather than holding the partition.
+		// Only a clock disagreement, headers that disagree with the
+		// batch, or none (a replay by hand) bring a batch here this
+		// early; back to the ladder rather than holding the partition.
 		return d.reroute(stop, j, now)
 	}
 	if done, ok := d.checkBeforeChunk(stop, j); done {
@@ -234,6 +242,28 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 	}
 	d.m.batches.WithLabelValues("sent").Inc()
 	return d.finish(j)
+}
+
+// rekey writes a ready record that has no key back to the ready topic
+// keyed by its batch id, as the planner keys it (delay.Scheduled, which
+// restores missing scheduling headers too), and reports it done with: the
+// keyed copy lands on the partition of the batch's other copies, where the
+// same-key guard keeps it from running beside them. Sent where it was read,
+// a keyless copy replayed while its batch was in flight on another
+// partition sent the devices again (the finished check cannot see a batch
+// still sending). A record with no batch id to key it by is left to
+// decoding, which dead-letters it (done false).
+func (d *Dispatcher) rekey(stop context.Context, rec *kgo.Record) (done, ok bool) {
+	src, err := delay.Scheduled(rec)
+	if err != nil || len(src.Key) == 0 {
+		return false, false
+	}
+	out := &kgo.Record{Topic: d.cfg.Ladder.Ready, Key: src.Key, Value: src.Value, Headers: src.Headers}
+	if !d.produce(stop, "re-key "+string(src.Key), out, rec) {
+		return true, false
+	}
+	d.m.batches.WithLabelValues("rekeyed").Inc()
+	return true, true
 }
 
 // waitByHeaders waits, on the record's headers alone, until its send-at:
@@ -780,9 +810,19 @@ func jitter(id string) float64 {
 	return float64(h>>11) / float64(1<<53)
 }
 
+// scheduled is j's record with the key and scheduling headers the planner
+// gives a batch record, from the decoded batch where the record lacks them
+// (replayed by hand): what it is parked and re-routed as. Without them a
+// re-routed record was dead-lettered by the forwarder, and a parked one
+// had no key for the store (record_key NOT NULL), which refused it for
+// ever with its partition held behind it.
+func (j *job) scheduled() *kgo.Record {
+	return delay.WithSchedule(j.rec, delay.Schedule{BatchID: j.b.ID, CampaignID: j.b.CampaignID, SendAt: j.b.SendAt, ExpiresAt: expiry(j.b)})
+}
+
 // reroute sends a batch that reached ready too early back to the ladder.
 func (d *Dispatcher) reroute(stop context.Context, j *job, now time.Time) bool {
-	out := delay.Forwarded(j.rec, d.cfg.Ladder.Route(j.b.SendAt, now))
+	out := delay.Forwarded(j.scheduled(), d.cfg.Ladder.Route(j.b.SendAt, now))
 	if !d.produce(stop, "re-route "+j.b.ID, out, j.rec) {
 		return false
 	}
@@ -793,12 +833,13 @@ func (d *Dispatcher) reroute(stop context.Context, j *job, now time.Time) bool {
 // park sets the batch aside in the store, with its record, and lets the
 // ready record be committed; with the job's saveCtx, as finish.
 func (d *Dispatcher) park(j *job, reason string) bool {
+	rec := j.scheduled()
 	p := Parked{
 		BatchID: j.b.ID, App: j.b.App, CampaignID: j.b.CampaignID, Reason: reason,
-		SendAt: j.b.SendAt, ExpiresAt: expiry(j.b), Key: j.rec.Key, Value: j.rec.Value,
+		SendAt: j.b.SendAt, ExpiresAt: expiry(j.b), Key: rec.Key, Value: rec.Value,
 		Headers: map[string]string{}, ParkedAt: time.Now().UTC().Truncate(time.Millisecond),
 	}
-	for _, h := range j.rec.Headers {
+	for _, h := range rec.Headers {
 		p.Headers[h.Key] = string(h.Value)
 	}
 	if !d.retry(j.saveCtx, "park "+j.b.ID, func(ctx context.Context) error { return d.store.Park(ctx, p) }) {

@@ -552,10 +552,11 @@ func contains(ps []int32, p int32) bool {
 // worker sends one ready partition's batches: up to PartitionWindow
 // started (PartitionConcurrency of them sending) at a time, in offset order, marked for commit only as a
 // contiguous prefix (so a committed offset never skips an unfinished
-// batch). Two records with the same key (the same batch id) are never in
-// flight together. A copy of a batch in flight (the forwarder re-forwards
-// after a crash or a lost session, a parked batch may be released twice)
-// is set aside: it keeps its place in the window, so nothing at or after
+// batch). Two records with the same key (the same batch id; a record
+// replayed without a key counts as keyed by its batch id, see guardKey)
+// are never in flight together. A copy of a batch in flight (the forwarder
+// re-forwards after a crash or a lost session, a parked batch may be
+// released twice) is set aside: it keeps its place in the window, so nothing at or after
 // its offset is committed before it is done, but takes no send slot, and
 // the records behind it start as usual. Once its twin finishes it starts
 // like any record, and the finished-id check skips it. Waiting in the
@@ -574,8 +575,8 @@ type worker struct {
 	mark   func(...*kgo.Record)
 
 	mu     sync.Mutex
-	queue  []*kgo.Record // not started yet
-	paused bool          // fetching paused; changed only with mu held
+	queue  []*queued // not started yet
+	paused bool      // fetching paused; changed only with mu held
 	wake   chan struct{}
 
 	stopCtx context.Context // cancelled to stop after the current chunks
@@ -604,8 +605,12 @@ type partitionPauser interface {
 // (take is what resumes it). That race stalled a CI run with a quarter of
 // a campaign unsent.
 func (w *worker) push(recs []*kgo.Record) {
+	qs := make([]*queued, len(recs))
+	for i, r := range recs {
+		qs[i] = &queued{Record: r, key: guardKey(r)}
+	}
 	w.mu.Lock()
-	w.queue = append(w.queue, recs...)
+	w.queue = append(w.queue, qs...)
 	if len(w.queue) >= w.d.cfg.QueueRecords {
 		w.setPausedLocked(true)
 	}
@@ -634,10 +639,10 @@ func (w *worker) stop() { w.cancel() }
 // take removes the next record to start, unless a record with its key is
 // in flight (keys counts those: see takeCopy), and resumes fetching once
 // the queue is down to half of QueueRecords.
-func (w *worker) take(keys map[string]int) *kgo.Record {
+func (w *worker) take(keys map[string]int) *queued {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.queue) == 0 || keys[string(w.queue[0].Key)] > 0 {
+	if len(w.queue) == 0 || keys[w.queue[0].key] > 0 {
 		return nil
 	}
 	return w.popLocked()
@@ -646,16 +651,16 @@ func (w *worker) take(keys map[string]int) *kgo.Record {
 // takeCopy removes the next record if a record with its key is in flight
 // (the one take leaves): a copy of a batch being handled, which run sets
 // aside rather than letting it hold up the records behind it.
-func (w *worker) takeCopy(keys map[string]int) *kgo.Record {
+func (w *worker) takeCopy(keys map[string]int) *queued {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.queue) == 0 || keys[string(w.queue[0].Key)] == 0 {
+	if len(w.queue) == 0 || keys[w.queue[0].key] == 0 {
 		return nil
 	}
 	return w.popLocked()
 }
 
-func (w *worker) popLocked() *kgo.Record {
+func (w *worker) popLocked() *queued {
 	r := w.queue[0]
 	w.queue[0] = nil
 	w.queue = w.queue[1:]
@@ -665,8 +670,30 @@ func (w *worker) popLocked() *kgo.Record {
 	return r
 }
 
+// queued is a polled record with its key for the same-key guard.
+type queued struct {
+	*kgo.Record
+	key string
+}
+
+// guardKey is the key the same-key guard knows rec by: its own, or for a
+// record replayed without one (kcat without -K, kafka-console-producer
+// without parse.key), the batch id it is keyed by once re-keyed (see
+// rekey). Known by its empty key, every keyless record of a partition was
+// set aside behind the one in flight: one held up by a park the store
+// refused held them all.
+func guardKey(rec *kgo.Record) string {
+	if len(rec.Key) == 0 {
+		if src, err := delay.Scheduled(rec); err == nil {
+			return string(src.Key)
+		}
+	}
+	return string(rec.Key)
+}
+
 type slot struct {
 	rec      *kgo.Record
+	key      string
 	finished bool
 	ok       bool
 }
@@ -684,7 +711,7 @@ func (w *worker) run() {
 	stopping := false
 	stopCh := w.stopCtx.Done()
 	start := func(s *slot) {
-		keys[string(s.rec.Key)]++
+		keys[s.key]++
 		running++
 		go func() {
 			s.ok = w.handle(w.stopCtx, s.rec, w.sending)
@@ -693,18 +720,18 @@ func (w *worker) run() {
 	}
 	for {
 		for !stopping && len(window) < w.d.cfg.PartitionWindow && (len(window) == 0 || windowBytes < w.d.cfg.PartitionWindowBytes) {
-			rec, copied := w.take(keys), false
-			if rec == nil {
-				if rec = w.takeCopy(keys); rec == nil {
+			q, copied := w.take(keys), false
+			if q == nil {
+				if q = w.takeCopy(keys); q == nil {
 					break
 				}
 				copied = true
 			}
-			s := &slot{rec: rec}
+			s := &slot{rec: q.Record, key: q.key}
 			window = append(window, s)
-			windowBytes += len(rec.Value)
+			windowBytes += len(s.rec.Value)
 			if copied {
-				aside[string(rec.Key)] = append(aside[string(rec.Key)], s)
+				aside[s.key] = append(aside[s.key], s)
 				continue
 			}
 			start(s)
@@ -718,7 +745,7 @@ func (w *worker) run() {
 		case s := <-finished:
 			running--
 			s.finished = true
-			key := string(s.rec.Key)
+			key := s.key
 			if keys[key]--; keys[key] == 0 {
 				delete(keys, key)
 			}

@@ -18,13 +18,25 @@
 // holds up the batches behind it. A partition is paused while its worker has a
 // backlog, so polling never blocks. For each record:
 //
+//  0. A record without a key (replayed by hand: kcat without -K,
+//     kafka-console-producer without parse.key) is written back to the
+//     ready topic keyed by its batch id, as the planner keys it (the
+//     batch-id header, else the value's id), with any scheduling header
+//     it lacks restored from its value, and is done with. The keyed copy
+//     lands on the partition of the batch's other copies, where the
+//     same-key guard keeps them apart; sent where it was read, it could
+//     run beside a copy in flight on another partition. Until then the
+//     guard knows a keyless record by that batch id too.
 //  1. Decode (schemas.DecodeBatch). A malformed batch, or one of an app this
 //     dispatcher has no senders for, is dead-lettered with the reason.
 //  2. Skip it if the progress store says its id is finished: a replayed
 //     ready topic, a re-forwarded or re-released batch sends nothing.
-//  3. A batch more than delay.ReadyWithin ahead (clocks that disagree) goes
-//     back to the ladder; one less than that ahead is waited for in place,
-//     so nothing is sent before its send-at.
+//  3. A batch more than delay.ReadyWithin ahead (clocks that disagree, or a
+//     record replayed without headers) goes back to the ladder, with the
+//     key and scheduling headers the planner gives it; one less than that
+//     ahead is waited for in place, so nothing is sent before its send-at.
+//     A record without headers is waited for by its decoded send_at,
+//     expiry and campaign, as one with them is by its headers.
 //  4. Before every chunk: the control view must have applied every control
 //     record acknowledged MaxStaleness (1 s) ago (else wait); a cancelled
 //     campaign or an expired batch gives each device without a result a
@@ -91,8 +103,9 @@
 // # Parking: paused campaigns and halted apps
 //
 // A parked batch is neither sent nor dropped: its record is stored in the
-// dispatch_parked table and the ready record is committed, so other
-// campaigns and apps on the same partitions keep flowing. Every instance
+// dispatch_parked table (keyed and with its scheduling headers, restored
+// from the batch if it came without) and the ready record is committed, so
+// other campaigns and apps on the same partitions keep flowing. Every instance
 // re-checks parked batches each ParkInterval and writes one back to the
 // ready topic when its reason clears: the campaign is resumed (or
 // cancelled, or the batch expired — the dispatcher then writes those
@@ -169,9 +182,10 @@
 // Per partition: the queued records (QueueRecords, 4), the started ones
 // (at most PartitionWindow records and PartitionWindowBytes, 4 MiB), of
 // which only the PartitionConcurrency (4) sending are decoded; a record
-// waiting for its send-at waits on its headers, undecoded. With the
-// default 12 ready partitions that is some tens of MiB at most, plus the
-// client's fetch buffers (FetchMaxBytes 16 MiB). Nothing grows with the
-// number of pending, parked or finished batches: those live in Kafka and
-// MySQL.
+// waiting for its send-at waits on its headers, undecoded (one replayed
+// without headers waits decoded, in its send slot, less than
+// delay.ReadyWithin). With the default 12 ready partitions that is some
+// tens of MiB at most, plus the client's fetch buffers (FetchMaxBytes 16
+// MiB). Nothing grows with the number of pending, parked or finished
+// batches: those live in Kafka and MySQL.
 package dispatcher

@@ -2,6 +2,8 @@ package dispatcher
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -125,6 +127,10 @@ type Store interface {
 	DeleteFinishedBefore(ctx context.Context, t time.Time) (int64, error)
 }
 
+// errNoRecordKey is MemStore's refusal of a parked batch without a key,
+// as MySQL words it.
+var errNoRecordKey = errors.New("column 'record_key' cannot be null (error 1048)")
+
 // MemStore is a Store in memory: for tests and single-process demos (it
 // does not survive a restart).
 type MemStore struct {
@@ -170,8 +176,13 @@ func (m *MemStore) Finish(_ context.Context, id string, at time.Time) error {
 	return nil
 }
 
-// Park implements Store.
+// Park implements Store. Like MySQLStore, whose record_key column is NOT
+// NULL, it refuses a batch without a record key, so a test parks only what
+// production can.
 func (m *MemStore) Park(_ context.Context, p Parked) error {
+	if p.Key == nil {
+		return fmt.Errorf("dispatcher: park %s: %w", p.BatchID, errNoRecordKey)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.parked[p.BatchID] = p

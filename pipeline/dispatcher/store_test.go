@@ -88,6 +88,17 @@ func storeSuite(t *testing.T, s dispatcher.Store) {
 	if err := s.Park(ctx, parked); err != nil { // parking again replaces
 		t.Fatal(err)
 	}
+	// A record without a key (franz-go's nil for a null key) is refused:
+	// record_key is NOT NULL. MemStore must refuse it too, or a test
+	// parks what production retries for ever.
+	keyless := parked
+	keyless.BatchID, keyless.Key = "p-keyless", nil
+	if err := s.Park(ctx, keyless); err == nil || !strings.Contains(err.Error(), "record_key") {
+		t.Errorf("parking a batch without a record key: %v, want record_key refused", err)
+	}
+	if _, ok, _ := s.LoadParked(ctx, "p-keyless"); ok {
+		t.Error("a batch without a record key was parked")
+	}
 	list, err := s.ListParked(ctx, time.Time{}, "", 10)
 	if err != nil || len(list) != 2 || list[0].BatchID != "p1" || list[1].BatchID != "p2" || list[1].Reason != dispatcher.ParkHalted ||
 		!list[1].ExpiresAt.IsZero() || !list[0].ExpiresAt.Equal(now.Add(time.Hour)) || list[0].Value != nil {
