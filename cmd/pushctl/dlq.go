@@ -327,6 +327,34 @@ func kindOfTopic(cfg *config.Config, topic string) (string, bool) {
 	return "", false
 }
 
+// originalKey is the key the re-driven record goes under: the copy in the
+// letter's body; for a letter slimmed past that copy
+// (kafka.HeaderDeadLetterSlim 2 or 3), the letter's own key, which still is
+// the original's; for one that left the key out too (4), or an original
+// without one, the key the event's topic gives it (README, Topics), so that
+// no event is re-driven keyless onto a partition its key would not choose.
+// Batches and control events are keyed again from the event below in any
+// case.
+func originalKey(letter *kgo.Record, dl *schemas.DeadLetter, event any) []byte {
+	if dl.Key != nil {
+		return dl.Key
+	}
+	for _, h := range letter.Headers {
+		if h.Key == kafka.HeaderDeadLetterSlim && (string(h.Value) == "2" || string(h.Value) == "3") && len(letter.Key) > 0 {
+			return letter.Key
+		}
+	}
+	switch e := event.(type) {
+	case *schemas.Campaign:
+		return []byte(e.ID)
+	case *schemas.DeviceRegistration:
+		return []byte(e.App + "/" + e.Token)
+	case *schemas.Result:
+		return []byte(e.App + "/" + e.Token)
+	}
+	return nil
+}
+
 func (c *cli) dlqRedrive(ctx context.Context, p int32, o int64, fixedFile, kind string) error {
 	cfg, err := c.loadConfig()
 	if err != nil {
@@ -337,7 +365,7 @@ func (c *cli) dlqRedrive(ctx context.Context, p int32, o int64, fixedFile, kind 
 			return usagef("-kind %q: want one of %s", kind, strings.Join(schemas.Kinds, ", "))
 		}
 	}
-	_, dl, err := c.deadLetterAt(ctx, cfg, p, o)
+	letter, dl, err := c.deadLetterAt(ctx, cfg, p, o)
 	if err != nil {
 		return err
 	}
@@ -363,7 +391,7 @@ func (c *cli) dlqRedrive(ctx context.Context, p int32, o int64, fixedFile, kind 
 	if err != nil {
 		return invalid(fmt.Errorf("%s of %d:%d: still invalid, not re-driven: %w", what, p, o, err))
 	}
-	rec := &kgo.Record{Topic: dl.Topic, Key: dl.Key, Value: value}
+	rec := &kgo.Record{Topic: dl.Topic, Key: originalKey(letter, dl, event), Value: value}
 	names := make([]string, 0, len(dl.Headers))
 	for k := range dl.Headers {
 		names = append(names, k)
