@@ -16,8 +16,13 @@ import (
 // cancel standing (it used to forget both, so running views sent a
 // cancelled campaign that a view started after compaction still held
 // cancelled), and one on the cancel key leaves the pause or resume under
-// the campaign key. Cancel stays final: a later pause or resume never
-// replaces a cancel, even under the cancel's own key.
+// the campaign key. A record that is not a control event replaces its
+// key's record too, as compaction does. Cancel stays final: a later pause
+// or resume never replaces a cancel, even under the cancel's own key; that
+// is the one case where compaction disagrees (a cancel under a key other
+// than Key's, which a later pause or resume reuses: cancelled here, gone
+// for a view started after compaction), and why a cancel has a key of its
+// own.
 //
 // Not safe for concurrent use; View holds it under its lock, and pushctl
 // folds a topic it read with it to say what the stages' views hold.
@@ -27,16 +32,35 @@ type Campaigns struct {
 	seq   uint64
 }
 
+// campaign holds the marks of a campaign's keys: usually one or two (its
+// id and its cancel key), so a slice, not maps (a view keeps every
+// campaign ever cancelled until it is retired).
 type campaign struct {
-	cancels map[string]mark // by record key
-	pauses  map[string]mark // by record key: the latest pause or resume
+	marks []mark
 }
 
 type mark struct {
+	key    string
+	cancel bool
 	paused bool
 	reason string
 	at     time.Time
 	seq    uint64 // order applied
+}
+
+func (c *campaign) find(key string, cancel bool) int {
+	for i, m := range c.marks {
+		if m.key == key && m.cancel == cancel {
+			return i
+		}
+	}
+	return -1
+}
+
+func (c *campaign) remove(key string, cancel bool) {
+	if i := c.find(key, cancel); i >= 0 {
+		c.marks = append(c.marks[:i], c.marks[i+1:]...)
+	}
 }
 
 // NewCampaigns returns an empty fold.
@@ -57,6 +81,10 @@ func (cs *Campaigns) Apply(r *kgo.Record) (string, error) {
 	}
 	c, err := schemas.DecodeCampaignControl(r.Value)
 	if err != nil {
+		if id, ok := cs.byKey[key]; ok && key != "" {
+			cs.forget(id, key)
+			delete(cs.byKey, key)
+		}
 		return "invalid", err
 	}
 	if prev, ok := cs.byKey[key]; ok && prev != c.CampaignID {
@@ -66,29 +94,40 @@ func (cs *Campaigns) Apply(r *kgo.Record) (string, error) {
 	cs.byKey[key] = c.CampaignID
 	camp := cs.byID[c.CampaignID]
 	if camp == nil {
-		camp = &campaign{cancels: map[string]mark{}, pauses: map[string]mark{}}
+		camp = &campaign{}
 		cs.byID[c.CampaignID] = camp
 	}
 	cs.seq++
-	m := mark{paused: c.Action == schemas.ControlPause, reason: c.Reason, at: c.At, seq: cs.seq}
+	m := mark{key: key, paused: c.Action == schemas.ControlPause, reason: c.Reason, at: c.At, seq: cs.seq}
 	if c.Action == schemas.ControlCancel {
-		if _, ok := camp.cancels[key]; !ok {
-			camp.cancels[key] = m
+		if camp.find(key, true) < 0 {
+			m.cancel = true
+			camp.marks = append(camp.marks, m)
 		}
-		delete(camp.pauses, key)
+		camp.remove(key, false)
 		return c.Action, nil
 	}
 	label := c.Action
-	if len(camp.cancels) > 0 {
+	if camp.cancelled() {
 		label = "ignored_after_cancel"
 	}
-	if _, ok := camp.cancels[key]; !ok {
+	if camp.find(key, true) < 0 {
 		// Kept though a cancel hides it: a tombstone on the cancel key
 		// brings back this key's latest pause or resume, as a view
 		// started after compaction would find it.
-		camp.pauses[key] = m
+		camp.remove(key, false)
+		camp.marks = append(camp.marks, m)
 	}
 	return label, nil
+}
+
+func (c *campaign) cancelled() bool {
+	for _, m := range c.marks {
+		if m.cancel {
+			return true
+		}
+	}
+	return false
 }
 
 func (cs *Campaigns) forget(id, key string) {
@@ -96,9 +135,9 @@ func (cs *Campaigns) forget(id, key string) {
 	if camp == nil {
 		return
 	}
-	delete(camp.cancels, key)
-	delete(camp.pauses, key)
-	if len(camp.cancels) == 0 && len(camp.pauses) == 0 {
+	camp.remove(key, true)
+	camp.remove(key, false)
+	if len(camp.marks) == 0 {
 		delete(cs.byID, id)
 	}
 }
@@ -111,20 +150,18 @@ func (cs *Campaigns) State(id string) (State, bool) {
 	if camp == nil {
 		return State{}, false
 	}
-	var first *mark
-	for _, m := range camp.cancels {
-		if first == nil || m.seq < first.seq {
-			first = &m
+	var first, latest *mark
+	for i := range camp.marks {
+		m := &camp.marks[i]
+		switch {
+		case m.cancel && (first == nil || m.seq < first.seq):
+			first = m
+		case !m.cancel && (latest == nil || m.seq > latest.seq):
+			latest = m
 		}
 	}
 	if first != nil {
 		return State{Cancelled: true, Reason: first.reason, At: first.at}, true
-	}
-	var latest *mark
-	for _, m := range camp.pauses {
-		if latest == nil || m.seq > latest.seq {
-			latest = &m
-		}
 	}
 	return State{Paused: latest.paused, Reason: latest.reason, At: latest.at}, true
 }

@@ -47,7 +47,7 @@ func TestCampaignsAgreeWithCompaction(t *testing.T) {
 		var recs []*kgo.Record
 		var history []string
 		for range 1 + rng.IntN(8) {
-			switch rng.IntN(5) {
+			switch rng.IntN(7) {
 			case 0:
 				recs, history = append(recs, controlRecord(t, "c", schemas.ControlPause)), append(history, "pause")
 			case 1:
@@ -58,6 +58,10 @@ func TestCampaignsAgreeWithCompaction(t *testing.T) {
 				recs, history = append(recs, &kgo.Record{Key: []byte("c")}), append(history, "tombstone c")
 			case 4:
 				recs, history = append(recs, &kgo.Record{Key: []byte("c/cancel")}), append(history, "tombstone c/cancel")
+			case 5:
+				recs, history = append(recs, &kgo.Record{Key: []byte("c"), Value: []byte(`{"campaign_id":"c"}`)}), append(history, "invalid c")
+			case 6:
+				recs, history = append(recs, &kgo.Record{Key: []byte("c/cancel"), Value: []byte(`not json`)}), append(history, "invalid c/cancel")
 			}
 		}
 		last := map[string]int{}
@@ -98,6 +102,8 @@ func TestCampaignsTombstoneForgetsItsOwnKey(t *testing.T) {
 		{"cancel, resume, pause: cancel is final", []*kgo.Record{cancel(), resume(), pause()}, campaignState{true, true, false}},
 		{"cancel, pause, tombstone on the cancel key", []*kgo.Record{cancel(), pause(), tomb("c/cancel")}, campaignState{true, false, true}},
 		{"both keys retired", []*kgo.Record{pause(), cancel(), tomb("c"), tomb("c/cancel")}, campaignState{}},
+		{"an invalid record replaces its key's cancel", []*kgo.Record{cancel(), {Key: []byte("c/cancel"), Value: []byte(`{}`)}}, campaignState{}},
+		{"an invalid record on the pause key leaves the cancel", []*kgo.Record{pause(), cancel(), {Key: []byte("c"), Value: []byte(`{}`)}}, campaignState{true, true, false}},
 		{"another campaign's tombstones", []*kgo.Record{pause(), tomb("d"), tomb("d/cancel"), tomb("")}, campaignState{true, false, true}},
 	} {
 		if got := stateOf(fold(c.recs), "c"); got != c.want {
