@@ -132,7 +132,10 @@ type forwarderMetrics struct {
 	held         prometheus.Gauge
 	paused       prometheus.Gauge
 	deadLettered prometheus.Counter
-	lag          *prometheus.GaugeVec
+	// deadLettersDropped: letters the dead-letter topic refused even
+	// slimmed (kafka.ErrDeadLetterDropped).
+	deadLettersDropped prometheus.Counter
+	lag                *prometheus.GaugeVec
 }
 
 // New checks cfg and builds a Forwarder; it connects in Run.
@@ -195,10 +198,11 @@ func (f *Forwarder) registerMetrics(reg prometheus.Registerer) error {
 			[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}),
 		hops: s.Histogram("pushlane_delay_hops", "Ladder hops of a batch when it reaches the ready topic.",
 			prometheus.LinearBuckets(1, 1, 24)),
-		held:         s.Gauge("pushlane_delay_held_records", "Tier records fetched and held until due."),
-		paused:       s.Gauge("pushlane_delay_paused_partitions", "Tier partitions paused until their head record is due, or until a head that failed to forward is forwarded."),
-		deadLettered: s.Counter("pushlane_delay_dead_lettered_total", "Tier records dead-lettered (no readable send-at, in headers or value, or refused by the destination topic)."),
-		lag:          promset.Add(&s, kafka.NewLagGauge("pushlane_delay_consumer_lag", "Records of the tier topics not yet committed by the delay group.")),
+		held:               s.Gauge("pushlane_delay_held_records", "Tier records fetched and held until due."),
+		paused:             s.Gauge("pushlane_delay_paused_partitions", "Tier partitions paused until their head record is due, or until a head that failed to forward is forwarded."),
+		deadLettered:       s.Counter("pushlane_delay_dead_lettered_total", "Tier records dead-lettered (no readable send-at, in headers or value, or refused by the destination topic)."),
+		deadLettersDropped: s.Counter("pushlane_delay_dead_letters_dropped_total", "Tier records whose dead letter the dead-letter topic refused even slimmed: dropped, not retried for ever (the record stays on its topic)."),
+		lag:                promset.Add(&s, kafka.NewLagGauge("pushlane_delay_consumer_lag", "Records of the tier topics not yet committed by the delay group.")),
 	}
 	if err := s.Register(reg); err != nil {
 		return fmt.Errorf("delay: register metrics: %w", err)
@@ -550,8 +554,16 @@ func (f *Forwarder) forwardDue(ctx context.Context) {
 			continue
 		}
 		dead.Go(func() {
-			if w.err = kafka.DeadLetter(dctx, f.cl, f.cfg.DeadLetterTopic, Stage, w.in, w.why); w.err == nil {
+			w.err = kafka.DeadLetter(dctx, f.cl, f.cfg.DeadLetterTopic, Stage, w.in, w.why)
+			switch {
+			case w.err == nil:
 				f.m.deadLettered.Inc()
+			case errors.Is(w.err, kafka.ErrDeadLetterDropped):
+				// Retried, it would hold the partition for good.
+				f.m.deadLettersDropped.Inc()
+				f.log.Error("tier record's dead letter refused by the dead-letter topic even slimmed; dropped, the record stays on its topic",
+					"topic", w.in.Topic, "partition", w.in.Partition, "offset", w.in.Offset, "reason", w.why)
+				w.err = nil
 			}
 		})
 	}

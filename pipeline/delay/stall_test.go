@@ -283,3 +283,52 @@ func stallCluster(t *testing.T, brokers, partitions int, tiers []string) (*kfake
 	t.Cleanup(cl.Close)
 	return c, k, cl
 }
+
+// A dead letter the dead-letter topic refuses even slimmed (its
+// max.message.bytes below any letter) is dropped and counted: the record's
+// partition goes on, where retrying it held the partition for good.
+func TestForwarderDropsADeadLetterItsTopicRefusesEvenSlimmed(t *testing.T) {
+	tiers := []string{"t00", "t01", "t02"}
+	c, k, cl := stallCluster(t, 2, 1, tiers)
+	// The dead-letter topic alone on node 1, so the refusal below never
+	// takes a forward with it (see the test above).
+	for _, topic := range append([]string{"ready", "dlq"}, tiers...) {
+		node := int32(0)
+		if topic == "dlq" {
+			node = 1
+		}
+		if err := c.MoveTopicPartition(topic, 0, node); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if c.CurrentNode() != 1 {
+			return nil, nil, false
+		}
+		return kfaketest.RefuseProduce(kreq.(*kmsg.ProduceRequest), kerr.MessageTooLarge.Code), nil, true
+	})
+	l := delay.Ladder{Tiers: tiers, Ready: "ready"}
+	r := startForwarder(t, k, l, "dlq", "delay-dead-drop", nil)
+	// A tier record without a send-at, then a healthy batch behind it on
+	// the same partition.
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t00", Key: []byte("bad"), Value: []byte(`{"n":1}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	writeBatch(t, cl, l, "good", "c", time.Now().Add(1500*time.Millisecond), time.Time{}, nil) // t00, behind it
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := k.ReadAll(t, "ready", 1, 30*time.Second)
+	if len(got) != 1 || string(got[0].Key) != "good" {
+		t.Fatalf("ready holds %d records within 30 s, want the batch behind the dropped letter", len(got))
+	}
+	if n := dispatchtest.MetricValue(t, r.reg, "pushlane_delay_dead_letters_dropped_total"); n != 1 {
+		t.Errorf("dead letters dropped %v, want 1", n)
+	}
+	if n := dispatchtest.MetricValue(t, r.reg, "pushlane_delay_dead_lettered_total"); n != 0 {
+		t.Errorf("dead lettered %v, want 0", n)
+	}
+}

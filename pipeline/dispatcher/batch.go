@@ -258,6 +258,22 @@ func (d *Dispatcher) rekey(stop context.Context, rec *kgo.Record) (done, ok bool
 	if err != nil || len(src.Key) == 0 {
 		return false, false
 	}
+	// A copy of a finished batch is done with here: written back, it would
+	// cost a write per replayed record, and its fresh timestamp would hide
+	// the batch's age from pushctl replay's check against the 35 days
+	// finished ids are kept.
+	id := string(src.Key)
+	var prog Progress
+	if !d.retry(stop, "read progress of "+id, func(ctx context.Context) (err error) {
+		prog, err = d.store.Progress(ctx, id)
+		return err
+	}) {
+		return true, false
+	}
+	if prog.Finished {
+		d.m.batches.WithLabelValues("duplicate").Inc()
+		return true, true
+	}
 	out := &kgo.Record{Topic: d.cfg.Ladder.Ready, Key: src.Key, Value: src.Value, Headers: src.Headers}
 	if !d.produce(stop, "re-key "+string(src.Key), out, rec) {
 		return true, false
@@ -851,9 +867,22 @@ func (d *Dispatcher) park(j *job, reason string) bool {
 }
 
 func (d *Dispatcher) deadLetter(stop context.Context, rec *kgo.Record, reason string) bool {
+	dropped := false
 	ok := d.retry(stop, "dead-letter", func(ctx context.Context) error {
-		return kafka.DeadLetter(ctx, d.cl, d.cfg.DeadLetterTopic, Stage, rec, reason)
+		err := kafka.DeadLetter(ctx, d.cl, d.cfg.DeadLetterTopic, Stage, rec, reason)
+		if errors.Is(err, kafka.ErrDeadLetterDropped) {
+			// Retried, it would hold the partition for good.
+			dropped = true
+			return nil
+		}
+		return err
 	})
+	if ok && dropped {
+		d.m.batches.WithLabelValues("dead_letter_dropped").Inc()
+		d.log.Error("ready record's dead letter refused by the dead-letter topic even slimmed; dropped, the record stays on its topic",
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "reason", reason)
+		return true
+	}
 	if ok {
 		d.m.batches.WithLabelValues("dead_lettered").Inc()
 		d.log.Warn("ready record dead-lettered", "partition", rec.Partition, "offset", rec.Offset, "reason", reason)

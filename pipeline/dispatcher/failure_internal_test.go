@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -627,4 +628,49 @@ func TestNotReadyAfterTheSessionIsLost(t *testing.T) {
 	if err := ready.Err(); err == nil || err.Error() != "dispatcher: group session lost; rejoining" {
 		t.Errorf("after a lost session: readiness %v, want dispatcher: group session lost; rejoining", err)
 	}
+}
+
+// A dead letter the dead-letter topic refuses even slimmed (its
+// max.message.bytes set below any letter) is dropped and counted, and the
+// ready record is done with: retried, it held its partition for good.
+func TestDeadLetterRefusedEvenSlimmedIsDropped(t *testing.T) {
+	d, _, c := testDispatcher(t, NewMemStore(), &stubControl{})
+	dlq := c.TopicInfo("dlq").TopicID
+	var refused atomic.Int64
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		preq := req.(*kmsg.ProduceRequest)
+		for _, rt := range preq.Topics {
+			if rt.Topic != "dlq" && rt.TopicID != dlq {
+				return nil, nil, false
+			}
+		}
+		refused.Add(1)
+		return kfaketest.RefuseProduce(preq, kerr.MessageTooLarge.Code), nil, true
+	})
+	rec := &kgo.Record{Topic: "ready", Partition: 0, Offset: 7, Key: []byte("bad"), Value: []byte(`{"not":"a batch"}`)}
+	stop, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	if ok := d.handle(stop, rec, make(chan struct{}, 1)); !ok || stop.Err() != nil {
+		t.Fatalf("handle = %v after %v (stop: %v); want the record done with, its letter dropped", ok, time.Since(start), stop.Err())
+	}
+	if refused.Load() < 2 {
+		t.Errorf("the dead-letter topic refused %d produces, want the letter and its slimmed forms", refused.Load())
+	}
+	if got := counterValue(t, d.m.batches.WithLabelValues("dead_letter_dropped")); got != 1 {
+		t.Errorf("dead_letter_dropped = %v, want 1", got)
+	}
+	if got := counterValue(t, d.m.batches.WithLabelValues("dead_lettered")); got != 0 {
+		t.Errorf("dead_lettered = %v, want 0", got)
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }

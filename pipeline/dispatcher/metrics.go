@@ -32,7 +32,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}, "app", "provider"),
 		results: s.CounterVec("pushlane_dispatcher_results_total", "Result events written, by outcome (including expired, cancelled and failed, which send nothing).",
 			"outcome"),
-		batches: s.CounterVec("pushlane_dispatcher_batches_total", "Ready records handled, by what happened: sent, duplicate (already finished), cancelled, expired, parked, rerouted (not due yet), rekeyed (replayed without a key: written back keyed by batch id), dead_lettered, unknown_app.",
+		batches: s.CounterVec("pushlane_dispatcher_batches_total", "Ready records handled, by what happened: sent, duplicate (already finished), cancelled, expired, parked, rerouted (not due yet), rekeyed (replayed without a key: written back keyed by batch id), dead_lettered, dead_letter_dropped (its letter refused by the dead-letter topic even slimmed), unknown_app.",
 			"what"),
 		lateness: s.Histogram("pushlane_dispatcher_lateness_seconds", "Start of a batch's first send minus its send-at.",
 			[]float64{.01, .025, .05, .1, .25, .5, .75, 1, 1.5, 2, 5, 10, 30, 60, 300}),

@@ -322,3 +322,28 @@ func TestReplayedRecordsWithoutKeyOrHeadersAreSentOnce(t *testing.T) {
 		t.Errorf("%d dead letters, want none (first: %s)", len(dl), dl[0].Value)
 	}
 }
+
+// A keyless copy of a finished batch is done with where it is read, not
+// written back: a write per replayed record, and a fresh timestamp that
+// hid the batch's age from pushctl replay's 35-day check.
+func TestKeylessCopyOfAFinishedBatchIsNotWrittenBack(t *testing.T) {
+	store := NewMemStore()
+	d, s, c := testDispatcher(t, store, &stubControl{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := store.Finish(ctx, "F", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if ok := d.handle(ctx, bare(readyRecord(t, "F", 2, 0), false, false), make(chan struct{}, 1)); !ok {
+		t.Fatal("handle did not report the keyless copy done with")
+	}
+	if n := s.Accepted("F-t0") + s.Accepted("F-t1"); n != 0 {
+		t.Fatalf("a finished batch sent %d devices", n)
+	}
+	if got := (dispatchtest.Kafka{Brokers: c.ListenAddrs()}).ReadAll(t, "ready", 1, 2*time.Second); len(got) != 0 {
+		t.Fatalf("ready holds %d records, want no copy written back", len(got))
+	}
+	if got := counterValue(t, d.m.batches.WithLabelValues("duplicate")); got != 1 {
+		t.Errorf("duplicate = %v, want 1", got)
+	}
+}

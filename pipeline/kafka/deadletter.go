@@ -310,10 +310,18 @@ func writeAlone(ctx context.Context, cl *kgo.Client, letter *kgo.Record) DeadLet
 	return DeadLetterWrite{Letter: letter, Err: err}
 }
 
+// ErrDeadLetterDropped says a dead letter was refused by its topic even
+// slimmed to the least it can hold (the topic's max.message.bytes is set
+// below it): no retry will write it, and a stage that retried it would
+// hold its partition for good. Callers count it, log the original's
+// topic, partition and offset (the original stays there), and go on.
+var ErrDeadLetterDropped = errors.New("refused even at its smallest, dropped")
+
 // DeadLetter produces r's dead letter synchronously: the caller commits r's
 // offset only after this returns nil, so a dead letter is never lost. A
 // letter the broker refuses is written slimmed (WriteDeadLetters); one it
-// refuses even at its smallest fails with an error Refused reports.
+// refuses even at its smallest fails with ErrDeadLetterDropped (and an
+// error Refused reports).
 func DeadLetter(ctx context.Context, cl *kgo.Client, topic, stage string, r *kgo.Record, reason string) error {
 	dl, err := DeadLetterRecord(topic, stage, r, reason, time.Now())
 	if err != nil {
@@ -322,7 +330,7 @@ func DeadLetter(ctx context.Context, cl *kgo.Client, topic, stage string, r *kgo
 	w := WriteDeadLetters(ctx, cl, []*kgo.Record{dl})[0]
 	switch {
 	case w.Dropped:
-		return fmt.Errorf("kafka: produce dead letter for %s/%d@%d: refused even at its smallest: %w", r.Topic, r.Partition, r.Offset, w.Err)
+		return fmt.Errorf("kafka: produce dead letter for %s/%d@%d: %w: %w", r.Topic, r.Partition, r.Offset, ErrDeadLetterDropped, w.Err)
 	case w.Err != nil:
 		return fmt.Errorf("kafka: produce dead letter for %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, w.Err)
 	}
