@@ -158,7 +158,20 @@ func Load(path string, environ []string) (*Config, error) {
 			// names one level called "kafka.brokers", not two.
 			problems = append(problems, name+`: unknown key (only an app's name may hold a ".": write each level of a key as its own section)`)
 		case !ok:
-			problems = append(problems, name+": unknown key")
+			// Only the first unknown level is named: below it the path
+			// may be a value's own text (`clickhous: {password: {s3cret}}`
+			// in YAML), maybe a secret.
+			unknown := path
+			for i := 1; i < len(path); i++ {
+				if _, known, _ := resolve(configType, path[:i]); !known {
+					unknown = path[:i]
+					break
+				}
+			}
+			if uname := dotted(strings.Join(unknown, sep)); !sections[uname] {
+				sections[uname] = true
+				problems = append(problems, uname+": unknown key")
+			}
 		case v == nil:
 			// "addr:" with nothing after it: meant as the default, or as
 			// empty (for http.addr, no ops endpoint)? Only the key's

@@ -137,12 +137,19 @@ apps:
 planner:
   page_size: 10
   pagesize: 10
+clickhous: {password: {s3cret}}
+mysql:
+  pasword: {t0psecret}
 `, "PUSHLANE_DISPATCHER__MAX_ATTEMPT=3")
+	// Below an unknown level the path may be a value's text written as a
+	// section: only the unknown level is named, never the secret.
 	want := []string{
 		"apps.shop.apns.cert_pasword: unknown key",
+		"clickhous: unknown key",
 		"dispatcher.max_attempt: unknown key",
 		"kafka.brokerz: unknown key",
 		"kafka.topics.ready.partition: unknown key",
+		"mysql.pasword: unknown key",
 		"planner.pagesize: unknown key",
 	}
 	if got := problems(t, err); !slices.Equal(got, want) {
@@ -150,6 +157,9 @@ planner:
 	}
 	if !strings.HasPrefix(err.Error(), "config: apps.shop.apns.cert_pasword: unknown key; ") {
 		t.Errorf("Error() = %q", err.Error())
+	}
+	if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "t0psecret") {
+		t.Errorf("Error() shows a secret: %q", err.Error())
 	}
 }
 
