@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,28 +16,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/pushlane/pushlane/internal/testenv"
 	pkafka "github.com/pushlane/pushlane/pipeline/kafka"
 	"github.com/pushlane/pushlane/schemas"
 )
-
-// syncBuffer is a log destination the stage's goroutines share with the
-// test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func randomBytes(t *testing.T, n int) []byte {
 	t.Helper()
@@ -217,7 +198,7 @@ func TestRefusedDeadLetterIsDroppedAndTheOtherWrittenOnce(t *testing.T) {
 		&kgo.Record{Topic: e.regs, Key: []byte("drop"), Value: randomBytes(t, 10_000)},
 		&kgo.Record{Topic: e.regs, Key: []byte("once"), Value: []byte(`{"schema_version":1}`)},
 	)
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	reg := prometheus.NewRegistry()
 	stop := e.startDeps(t, Deps{Store: &fakeStore{}, Sink: NewAccumulator(), Metrics: reg, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	waitFor(t, "the registrations committed", func() bool { return committedTotal(t, e.brokers, "feedback-test", e.regs) == 3 })

@@ -379,7 +379,11 @@ func TestIntegrationLocalTime(t *testing.T) {
 	}
 }
 
-func TestIntegrationThrottle(t *testing.T) {
+// planThrottled plans campaign "throttled" over 2000 iOS devices in
+// batches of 20 at 25 devices a second (a batch every 0.8 s), due in an
+// hour, after edit, and returns what the planner wrote.
+func planThrottled(t *testing.T, edit func(*schemas.Campaign)) (*realEnv, *schemas.Campaign, *output) {
+	t.Helper()
 	e := newRealEnv(t)
 	var rows []row
 	for i := int64(1); i <= 2000; i++ {
@@ -387,15 +391,23 @@ func TestIntegrationThrottle(t *testing.T) {
 	}
 	insertDevices(t, e.db, "app", rows)
 	c := segmentCampaign("throttled", 20)
-	c.Options.ThrottlePerSecond = 25 // a batch of 20 every 0.8 s: 100 batches over 79.2 s
+	c.Options.ThrottlePerSecond = 25
 	c.Schedule.SendAt = time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	if edit != nil {
+		edit(c)
+	}
 	e.publishCampaign(c)
 	r := e.start(nil)
 	e.waitDone(1)
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
 	}
-	got := e.output().batchesOf("throttled")
+	return e, c, e.output()
+}
+
+func TestIntegrationThrottle(t *testing.T) {
+	_, c, o := planThrottled(t, nil) // 100 batches over 79.2 s
+	got := o.batchesOf("throttled")
 	if len(got) != 100 {
 		t.Fatalf("%d batches", len(got))
 	}
@@ -422,23 +434,9 @@ func TestIntegrationThrottle(t *testing.T) {
 // or after expires_at are not written to the delay ladder; their devices
 // are in the campaign row's expired_devices, not its planned_devices.
 func TestIntegrationThrottlePastExpiry(t *testing.T) {
-	e := newRealEnv(t)
-	var rows []row
-	for i := int64(1); i <= 2000; i++ {
-		rows = append(rows, row{id: i, token: iosToken(i), platform: "ios"})
-	}
-	insertDevices(t, e.db, "app", rows)
-	c := segmentCampaign("throttled", 20)
-	c.Options.ThrottlePerSecond = 25 // a batch of 20 every 0.8 s
-	c.Schedule.SendAt = time.Now().Add(time.Hour).Truncate(time.Millisecond)
-	c.Schedule.ExpiresAt = c.Schedule.SendAt.Add(20 * time.Second) // 25 batches due before it
-	e.publishCampaign(c)
-	r := e.start(nil)
-	e.waitDone(1)
-	if err := r.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	o := e.output()
+	e, c, o := planThrottled(t, func(c *schemas.Campaign) {
+		c.Schedule.ExpiresAt = c.Schedule.SendAt.Add(20 * time.Second) // 25 batches due before it
+	})
 	got := o.batchesOf("throttled")
 	if len(got) != 25 {
 		t.Fatalf("%d batches, want 25", len(got))
