@@ -77,14 +77,20 @@ func (r Row) sent() bool {
 // version orders the copies of one result id so that every reader keeps
 // the same one whatever order they were written in: the ClickHouse version
 // column (ReplacingMergeTree merges and the queries' argMax) and the
-// Accumulator. A chunk re-sent after a crash writes a second copy with the
+// Accumulator. A copy the provider answered (sent) outranks one that
+// records no send: after a crash between a chunk's results and its saved
+// progress, the next owner closes the batch out if it was cancelled or
+// expired meanwhile, writing cancelled or expired copies, later in time,
+// for devices the chunk had sent; by time alone they replaced the real
+// delivered or token_dead results in every count. Among copies alike in
+// that, a chunk re-sent after a crash writes a second copy with the
 // outcome of the later send, whose time is later: the result's own time in
 // milliseconds decides, so an old feedback member inserting the earlier
 // copy after the later one (an outage, then a rebalance) cannot win. Within
 // one millisecond a hash of the copy's content breaks the tie in the last
 // three decimal digits; a replayed copy is identical and gets the same
 // version. Results are dead-lettered outside 1970..2105, so at fits: at
-// most 4.3e15.
+// most 4.3e15, below bit 52; the sent flag is bit 62.
 func (r *Row) version() uint64 {
 	h := fnv64(14695981039346656037) // FNV-1a offset basis
 	h.str(r.Outcome)
@@ -97,8 +103,16 @@ func (r *Row) version() uint64 {
 		h.num(uint64(t.Unix()))
 		h.num(uint64(t.Nanosecond()))
 	}
-	return uint64(max(r.At.UnixMilli(), 0))*1000 + uint64(h)%1000
+	v := uint64(max(r.At.UnixMilli(), 0))*1000 + uint64(h)%1000
+	if r.sent() {
+		v |= sentVersion
+	}
+	return v
 }
+
+// sentVersion is the bit of version that ranks a copy the provider
+// answered above every copy that records no send.
+const sentVersion = uint64(1) << 62
 
 // fnv64 is FNV-1a, inline so that versioning a flush allocates nothing.
 type fnv64 uint64

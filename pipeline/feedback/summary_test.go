@@ -278,3 +278,35 @@ func TestAccumulatorKeepsTheLaterSendWhateverTheWriteOrder(t *testing.T) {
 		t.Errorf("rows file summary = %+v, %v; want the later send's delivered", s, err)
 	}
 }
+
+// A copy the provider answered outranks a cancelled or expired copy of the
+// same result written later, for devices a chunk had sent before a crash
+// left its progress unsaved and the next owner closed the batch out.
+func TestSentCopyOutranksALaterCloseOut(t *testing.T) {
+	mk := func(outcome, provider string, status int, at time.Time) Row {
+		return RowFromResult(&schemas.Result{ID: "r1", CampaignID: "c1", CampaignVersion: 1, BatchID: "b", App: "a", Token: "t1",
+			Platform: "ios", Provider: provider, Outcome: outcome, Status: status, Attempt: 1, At: at, LatencyMs: 5})
+	}
+	sent := mk(schemas.OutcomeDelivered, "apns", 200, t0)
+	for _, closeOut := range []Row{
+		mk(schemas.OutcomeExpired, "", 0, t0.Add(10*time.Minute)),
+		mk(schemas.OutcomeCancelled, "", 0, t0.Add(time.Minute)),
+	} {
+		if sent.version() <= closeOut.version() {
+			t.Errorf("delivered at %s: version %d, not above %s at %s: %d", sent.At, sent.version(), closeOut.Outcome, closeOut.At, closeOut.version())
+		}
+		for name, writes := range map[string][]Row{"close-out last": {sent, closeOut}, "close-out first": {closeOut, sent}} {
+			acc := NewAccumulator()
+			if err := acc.Write(context.Background(), writes); err != nil {
+				t.Fatal(err)
+			}
+			s, err := acc.Summary("c1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Results != 1 || s.Delivered != 1 || s.Sent != 1 {
+				t.Errorf("%s, %s: %d results, %d delivered, %d sent; want the delivered copy", closeOut.Outcome, name, s.Results, s.Delivered, s.Sent)
+			}
+		}
+	}
+}
