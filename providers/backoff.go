@@ -38,14 +38,16 @@ func DefaultBackoff() BackoffPolicy {
 // Backoff is how long to wait before the next attempt after attempt number
 // attempt (1 = the first send) came back retryable: with window
 // min(cap, base·2^(attempt-1)), a uniform random wait in [window/2, window],
-// and never less than retryAfter, the provider's own Retry-After.
+// and never less than retryAfter, the provider's own Retry-After (spread
+// by up to a quarter above it).
 func Backoff(attempt int, retryAfter time.Duration) time.Duration {
 	return DefaultBackoff().Delay(attempt, retryAfter, rand.Float64())
 }
 
 // Delay is Backoff with an explicit jitter in [0, 1), so tests can pin it.
 // A provider's Retry-After wins even above Cap: the provider asked for it,
-// and coming back sooner only earns another 429.
+// and coming back sooner only earns another 429; the jitter then spreads
+// the wait above it.
 func (p BackoffPolicy) Delay(attempt int, retryAfter time.Duration, jitter float64) time.Duration {
 	base, ceiling := p.Base, p.Cap
 	if base <= 0 {
@@ -68,7 +70,10 @@ func (p BackoffPolicy) Delay(attempt int, retryAfter time.Duration, jitter float
 	}
 	d := window/2 + time.Duration(jitter*float64(window/2))
 	if d < retryAfter {
-		d = retryAfter
+		// Spread above the provider's wait, by up to a quarter of it
+		// (at most 5 minutes): every device refused in one burst got
+		// the same Retry-After and came back in the same burst.
+		d = retryAfter + time.Duration(jitter*float64(min(retryAfter/4, 5*time.Minute)))
 	}
 	return d
 }

@@ -33,11 +33,22 @@ func TestBackoffIsExponentialWithEqualJitterAndCapped(t *testing.T) {
 			t.Errorf("Delay(%d, 0, %v) = %s, want %s", c.attempt, c.jitter, got, c.want)
 		}
 	}
-	if got := p.Delay(1, 30*time.Second, 0.5); got != 30*time.Second {
-		t.Errorf("Retry-After not honoured: %s", got)
-	}
-	if got := p.Delay(1, time.Hour, 0.5); got != time.Hour {
-		t.Errorf("Retry-After above the cap: %s", got)
+	// Retry-After is honoured and spread above, by up to a quarter of it
+	// (at most 5 minutes), so a burst refused together does not come back
+	// together.
+	for _, c := range []struct {
+		retryAfter time.Duration
+		jitter     float64
+		want       time.Duration
+	}{
+		{30 * time.Second, 0, 30 * time.Second},
+		{30 * time.Second, 0.5, 33750 * time.Millisecond},
+		{time.Minute, 0.999999, 75 * time.Second},
+		{time.Hour, 0.5, time.Hour + 150*time.Second},
+	} {
+		if got := p.Delay(1, c.retryAfter, c.jitter); got.Round(time.Millisecond) != c.want {
+			t.Errorf("Delay(1, %s, %v) = %s, want %s", c.retryAfter, c.jitter, got, c.want)
+		}
 	}
 	for range 1000 {
 		if d := providers.Backoff(3, 0); d < 2*time.Second || d > 4*time.Second {

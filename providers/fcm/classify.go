@@ -22,6 +22,9 @@ type APIError struct {
 	// message.token.
 	TokenField bool
 	RetryAfter time.Duration
+	// quotaWait: RetryAfter is QuotaRetryAfter, set because an exceeded
+	// quota named no wait; the sender makes it grow with the attempt.
+	quotaWait bool
 }
 
 func (e *APIError) Error() string {

@@ -319,6 +319,14 @@ func (s *Sender) sendPrepared(ctx context.Context, p *Prepared, tok string, atte
 	start := time.Now()
 	r := s.send(ctx, p, tok)
 	r.Attempt = attempt
+	if ae := (*APIError)(nil); errors.As(r.Err, &ae) && ae.quotaWait {
+		// Google's advice for an exceeded quota that names no time is
+		// exponential backoff from a minute: 1, 2, 4 ... 64 minutes by
+		// attempt. A flat minute gave up on a device after about seven
+		// minutes of a quota storm, and brought every throttled device
+		// back at once a minute later.
+		r.RetryAfter = QuotaRetryAfter << min(max(attempt-1, 0), 6)
+	}
 	r.Latency = time.Since(start)
 	s.metrics.Observe(&r)
 	if r.Outcome == providers.CredentialFailure && s.cfg.Halt != nil && !errors.Is(r.Err, providers.ErrHalted) {
@@ -570,6 +578,7 @@ func answer(status int, raw []byte, retry string) providers.Result {
 		// "exponential backoff with a minimum initial delay of 1 minute".
 		// The quota is per minute, so sooner only earns another 429.
 		ae.RetryAfter = QuotaRetryAfter
+		ae.quotaWait = true
 	}
 	return providers.Result{Outcome: Classify(ae), Status: status, Reason: ae.Reason(),
 		RetryAfter: ae.RetryAfter, Err: ae}

@@ -444,3 +444,19 @@ func TestTokenEndpointFailureIsNoAnswer(t *testing.T) {
 		t.Errorf("FCM saw %d requests, want none", n)
 	}
 }
+
+// An exceeded quota that names no wait is retried after a minute doubling
+// with the attempt, to 64 minutes (Google: exponential backoff from a
+// minute); a flat minute gave up on a device after about seven minutes of
+// a quota storm.
+func TestQuotaWaitGrowsWithTheAttempt(t *testing.T) {
+	sim, acct := startSim(t, nil)
+	s := newSender(t, sim, acct, nil)
+	m := &providers.Message{Platform: providers.PlatformAndroid, Token: "throttled-1", Title: "t"}
+	for attempt, want := range map[int]time.Duration{1: time.Minute, 2: 2 * time.Minute, 3: 4 * time.Minute, 7: 64 * time.Minute, 8: 64 * time.Minute} {
+		r := s.Send(context.Background(), m, attempt)
+		if r.Outcome != providers.Retryable || r.Reason != "QUOTA_EXCEEDED" || r.RetryAfter != want {
+			t.Errorf("attempt %d: %s %s, retry after %s; want retryable QUOTA_EXCEEDED after %s", attempt, r.Outcome, r.Reason, r.RetryAfter, want)
+		}
+	}
+}
