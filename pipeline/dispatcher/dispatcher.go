@@ -358,7 +358,16 @@ func New(cfg Config, deps Deps) (*Dispatcher, error) {
 		d.poolSize += c
 		l := newAppLimit(c)
 		if a.RatePerSecond > 0 {
-			l.rate = rate.NewLimiter(rate.Limit(a.RatePerSecond), max(1, a.RatePerSecond/10))
+			// A tenth of a second's sends may go at once, and the refill
+			// is the rest, so no one-second window holds more than the
+			// rate: refilled at the full rate, an idle app's first second
+			// sent 1.1 times it (as providers/fcm's Quota reasons too).
+			burst := max(1, a.RatePerSecond/10)
+			refill := a.RatePerSecond - burst
+			if refill <= 0 {
+				refill = a.RatePerSecond // 1/s: one at once, one a second
+			}
+			l.rate = rate.NewLimiter(rate.Limit(refill), burst)
 		}
 		d.limits[name] = l
 	}

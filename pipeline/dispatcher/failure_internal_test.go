@@ -674,3 +674,41 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// An app's rate holds in every one-second window, the first of an idle
+// app included: the burst is taken out of the refill.
+func TestAppRateHoldsInEveryWindow(t *testing.T) {
+	for _, perSecond := range []int{1, 7, 40, 1000} {
+		d, err := New(Config{Group: "g", Ladder: delay.Ladder{Ready: "ready"}, ResultsTopic: "results", DeadLetterTopic: "dlq"},
+			Deps{Apps: map[string]App{"a": {APNS: dispatchtest.NewSender("a"), RatePerSecond: perSecond}}, Control: &stubControl{}, Store: NewMemStore(),
+				Metrics: prometheus.NewRegistry()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lim := d.limits["a"].rate
+		start := time.Now()
+		// Take every token as soon as it is there, 1 ms apart, for 3 s.
+		var at []time.Time
+		for ms := range 3000 {
+			now := start.Add(time.Duration(ms) * time.Millisecond)
+			for lim.AllowN(now, 1) {
+				at = append(at, now)
+			}
+		}
+		for i := range at {
+			n := 0
+			for _, u := range at[i:] {
+				if u.Sub(at[i]) < time.Second {
+					n++
+				}
+			}
+			if n > perSecond {
+				t.Errorf("%d/s: %d sends in the second from %v", perSecond, n, at[i].Sub(start))
+				break
+			}
+		}
+		if len(at) < 2*perSecond {
+			t.Errorf("%d/s: %d sends in 3 s, want at least %d", perSecond, len(at), 2*perSecond)
+		}
+	}
+}
