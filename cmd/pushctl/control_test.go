@@ -92,7 +92,10 @@ func TestControlState(t *testing.T) {
 		{"other campaigns' tombstones", []*kgo.Record{rec(0, 0, 0, "s", pause("s", "a")), rec(0, 1, 1, "s2", nil), rec(0, 2, 2, "s2/cancel", nil), rec(0, 3, 3, "", nil), rec(0, 4, 4, "s/cancel/cancel", nil)}, "pause a"},
 		// The view decodes every value, whatever its key.
 		{"a cancel under another key", []*kgo.Record{rec(0, 0, 0, "misc", cancel("s", "a")), rec(0, 1, 1, "s", pause("s", "b"))}, "cancel a"},
-		{"undecodable records are skipped", []*kgo.Record{rec(0, 0, 0, "s", pause("s", "a")), rec(0, 1, 1, "s", []byte(`{"campaign_id":"s","action":"cancel"}`)), rec(0, 2, 2, "s", []byte{})}, "pause a"},
+		// An undecodable record is skipped, but replaces its key's record,
+		// as compaction does.
+		{"undecodable records replace their key's", []*kgo.Record{rec(0, 0, 0, "s", pause("s", "a")), rec(0, 1, 1, "s", []byte(`{"campaign_id":"s","action":"cancel"}`)), rec(0, 2, 2, "s", []byte{})}, ""},
+		{"undecodable records under another key", []*kgo.Record{rec(0, 0, 0, "s", pause("s", "a")), rec(0, 1, 1, "x", []byte(`{"campaign_id":"s","action":"cancel"}`))}, "pause a"},
 		// Across partitions, the order written: partition 1's tombstone
 		// came after the cancel in partition 0.
 		{"across partitions, tombstone last", []*kgo.Record{rec(0, 0, 0, "s/cancel", cancel("s", "a")), rec(1, 0, 1, "s/cancel", nil)}, ""},

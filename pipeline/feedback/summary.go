@@ -155,20 +155,26 @@ func (s *CampaignSummary) AddPlanned(ctx context.Context, db *sql.DB) error {
 }
 
 // WriteSummary prints s as the text `pushctl stats` shows: one figure per
-// line, name left, value right, outcome shares as percent of sent.
+// line, name left, value right. Delivered, token dead and suspect are
+// answers of a provider, so their shares are of sent; retried, failed,
+// payload rejected and credential failure also count attempts that never
+// reached one (a transport error, a payload refused before sending), so
+// theirs are of all results: of sent, they read over 100% in an outage.
 func WriteSummary(w io.Writer, s CampaignSummary) error {
 	var b strings.Builder
 	line := func(name, value, note string) {
 		b.WriteString(strings.TrimRight(fmt.Sprintf("%-20s %14s  %s", name, value, note), " "))
 		b.WriteByte('\n')
 	}
-	count := func(name string, n uint64) {
+	share := func(name string, n, of uint64, ofName string) {
 		note := ""
-		if s.Sent > 0 {
-			note = fmt.Sprintf("%6.2f%% of sent", 100*float64(n)/float64(s.Sent))
+		if of > 0 {
+			note = fmt.Sprintf("%6.2f%% of %s", 100*float64(n)/float64(of), ofName)
 		}
 		line(name, strconv.FormatUint(n, 10), note)
 	}
+	count := func(name string, n uint64) { share(name, n, s.Sent, "sent") }
+	countAll := func(name string, n uint64) { share(name, n, s.Results, "results") }
 	line("campaign", s.CampaignID, "")
 	line("planned", strconv.FormatUint(s.Planned, 10), "("+s.PlannedSource+")")
 	line("devices with result", strconv.FormatUint(s.Devices, 10), "")
@@ -176,10 +182,10 @@ func WriteSummary(w io.Writer, s CampaignSummary) error {
 	count("delivered", s.Delivered)
 	count("token dead", s.TokenDead)
 	count("suspect", s.Suspect)
-	count("retried", s.Retried)
-	count("failed", s.Failed)
-	count("payload rejected", s.PayloadRejected)
-	count("credential failure", s.CredentialFailure)
+	countAll("retried", s.Retried)
+	countAll("failed", s.Failed)
+	countAll("payload rejected", s.PayloadRejected)
+	countAll("credential failure", s.CredentialFailure)
 	line("expired", strconv.FormatUint(s.Expired, 10), "")
 	line("cancelled", strconv.FormatUint(s.Cancelled, 10), "")
 	line("invalid token", strconv.FormatUint(s.InvalidToken, 10), "")

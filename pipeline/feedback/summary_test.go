@@ -310,3 +310,23 @@ func TestSentCopyOutranksALaterCloseOut(t *testing.T) {
 		}
 	}
 }
+
+// Shares of outcomes that count attempts no provider answered are of all
+// results, not of sent: 1000 Android delivered and 1000 iOS payloads
+// refused before sending read "100% of sent" for both before.
+func TestWriteSummarySharesOfTheirWhole(t *testing.T) {
+	var b strings.Builder
+	s := CampaignSummary{CampaignID: "c1", Results: 2000, Sent: 1000, Delivered: 1000, PayloadRejected: 1000, Retried: 0}
+	if err := WriteSummary(&b, s); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"delivered                      1000  100.00% of sent\n",
+		"payload rejected               1000   50.00% of results\n",
+		"retried                           0    0.00% of results\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, b.String())
+		}
+	}
+}
