@@ -112,7 +112,7 @@ func run(ctx context.Context, c *cli, args []string) int {
 	global.SetOutput(io.Discard)
 	global.StringVar(&c.configPath, "config", "", "configuration `file` (YAML); without it, defaults and PUSHLANE_* variables")
 	global.StringVar(&c.brokers, "brokers", "", "comma-separated seed `brokers`, overriding kafka.brokers")
-	global.DurationVar(&c.timeout, "timeout", defaultTimeout, "give up on a command after this `duration` (0: never; migrate: only when given)")
+	global.DurationVar(&c.timeout, "timeout", defaultTimeout, "give up on a command after this `duration` (0: never; migrate and status: only when given)")
 	if err := global.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(c.stdout, global)

@@ -111,20 +111,25 @@ func (c *cli) printSummary(s feedback.CampaignSummary, asJSON bool) error {
 
 func statusCommand() *command {
 	return &command{
-		name:    "status",
-		args:    "<campaign>",
-		summary: "Show a campaign's live progress from the results topic",
+		name: "status",
+		args: "<campaign>",
+		// Reading a results topic from its start takes as long as the
+		// topic is long: a week of a million-device campaign a day passed
+		// the default 30 s.
+		unbounded: true,
+		summary:   "Show a campaign's live progress from the results topic",
 		details: `
 Reads the results topic (read_committed, from the start) and counts the campaign's
 distinct results per outcome, so it works with Kafka alone, while the campaign runs.
 Planned comes from the planner's MySQL campaigns table when mysql.dsn is set.
 The topic is streamed, not held in memory. With -watch it refreshes every -interval,
-reading only the records written since the last refresh, until interrupted or -timeout
-passes (-timeout 0 waits forever); a campaign without results yet shows zeros.
+reading only the records written since the last refresh, until interrupted. It has no
+time limit unless -timeout is given (reading a long results topic from its start takes
+its time); a campaign without results yet shows zeros.
 "pushctl stats" gives the analytics summary from ClickHouse.`,
 		examples: []string{
 			"pushctl -config pushlane.yaml status spring-sale",
-			"pushctl -config pushlane.yaml -timeout 0 status -watch spring-sale",
+			"pushctl -config pushlane.yaml status -watch spring-sale",
 		},
 		flags: func(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
 			watch := fs.Bool("watch", false, "refresh until interrupted")

@@ -69,7 +69,10 @@ func testStatusCommand(t *testing.T, newStack stackFactory) {
 		t.Fatal(err)
 	}
 
-	r := s.run(t, "", "status", "-json", "sale")
+	// status has no deadline unless -timeout is given: a long results
+	// topic takes as long as it takes to read.
+	setFor(t, &defaultTimeout, time.Nanosecond)
+	r := pushctl(t, "", s.env, "status", "-json", "sale")
 	if r.code != exitOK {
 		t.Fatalf("status: %+v", r)
 	}
