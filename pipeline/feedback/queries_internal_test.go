@@ -70,6 +70,10 @@ func TestAnalystQueries(t *testing.T) {
 	write(res("r2", "t2", schemas.OutcomeDelivered, 200, "", 50, at)) // replayed
 	write(res("r5", "t5", schemas.OutcomeDelivered, 200, "", 60, at.Add(20*time.Second)))
 	write(res("r5", "t5", schemas.OutcomeRetryable, 429, "TooManyRequests", 5000, at)) // the earlier send, inserted last
+	// Outside every query's window: counted by none of them.
+	old := res("r8", "t8", schemas.OutcomeTokenDead, 410, "Unregistered", 90000, at.Add(-40*24*time.Hour))
+	old.CampaignID = "c0"
+	write(old)
 
 	query := func(file string) driver.Rows {
 		t.Helper()

@@ -1,7 +1,7 @@
 -- Lateness against send-at (send start minus send-at, milliseconds) of the
--- sent attempts, those that reached a provider, per campaign: quantiles and
--- a bucketed histogram. One row per result id, its latest copy (see
--- README.md for both).
+-- sent attempts, those that reached a provider, per campaign, of the last
+-- 30 days: quantiles and a bucketed histogram. One row per result id, its
+-- latest copy (see README.md for both); the window as in delivery_rate.sql.
 SELECT
     campaign_id,
     count() AS sent,
@@ -19,10 +19,13 @@ FROM (
         argMax(campaign_id, version) AS campaign_id,
         argMax(lateness_ms, version) AS lateness_ms,
         argMax(provider, version) AS provider,
-        argMax(status, version) AS status
+        argMax(status, version) AS status,
+        argMax(at, version) AS latest_at
     FROM ${database}.results
+    WHERE at >= now() - INTERVAL 31 DAY
     GROUP BY result_id
 )
 WHERE provider != '' AND status != 0
+  AND latest_at >= now() - INTERVAL 30 DAY
 GROUP BY campaign_id
 ORDER BY campaign_id;
