@@ -147,8 +147,10 @@
 // dedupe: Summary and the analyst queries in schemas/queries keep one row
 // per result_id in a subquery, the copy of the latest send (argMax by
 // version; the version is derived from the result, its time in
-// milliseconds × 1000 plus a content hash below 1000, never from the
-// insert, so insert order, batching and which feedback instance inserted
+// milliseconds × 1000 plus a content hash below 1000, plus 2^62 for a
+// provider's answer that ended the attempt (not retryable), so a
+// cancelled or expired copy written after a crash never replaces it;
+// never from the insert, so insert order, batching and which feedback instance inserted
 // a copy do not matter), and filter after that, never FINAL with a WHERE. Avoided for ClickHouse
 // 18.16: TTL, CODEC, DateTime64 (times are DateTime seconds; latency and
 // lateness keep milliseconds as Float64), Map, LowCardinality, skipping

@@ -77,12 +77,14 @@ func (r Row) sent() bool {
 // version orders the copies of one result id so that every reader keeps
 // the same one whatever order they were written in: the ClickHouse version
 // column (ReplacingMergeTree merges and the queries' argMax) and the
-// Accumulator. A copy the provider answered (sent) outranks one that
-// records no send: after a crash between a chunk's results and its saved
-// progress, the next owner closes the batch out if it was cancelled or
-// expired meanwhile, writing cancelled or expired copies, later in time,
-// for devices the chunk had sent; by time alone they replaced the real
-// delivered or token_dead results in every count. Among copies alike in
+// Accumulator. A copy whose provider answer ended the device's attempt
+// (sent, and not retryable) outranks one that records no such answer: after
+// a crash between a chunk's results and its saved progress, the next owner
+// closes the batch out if it was cancelled or expired meanwhile, writing
+// cancelled or expired copies, later in time, for devices the chunk had
+// sent; by time alone they replaced the real delivered or token_dead
+// results in every count. A retryable copy is not flagged: its retry was
+// in the unsaved progress, so the close-out is what ended the device. Among copies alike in
 // that, a chunk re-sent after a crash writes a second copy with the
 // outcome of the later send, whose time is later: the result's own time in
 // milliseconds decides, so an old feedback member inserting the earlier
@@ -104,7 +106,7 @@ func (r *Row) version() uint64 {
 		h.num(uint64(t.Nanosecond()))
 	}
 	v := uint64(max(r.At.UnixMilli(), 0))*1000 + uint64(h)%1000
-	if r.sent() {
+	if r.sent() && r.Outcome != schemas.OutcomeRetryable {
 		v |= sentVersion
 	}
 	return v

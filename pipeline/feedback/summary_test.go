@@ -295,6 +295,11 @@ func TestSentCopyOutranksALaterCloseOut(t *testing.T) {
 		if sent.version() <= closeOut.version() {
 			t.Errorf("delivered at %s: version %d, not above %s at %s: %d", sent.At, sent.version(), closeOut.Outcome, closeOut.At, closeOut.version())
 		}
+		// A retryable answer did not end the device: its retry was in the
+		// unsaved progress, so the close-out is its outcome.
+		if retryable := mk(schemas.OutcomeRetryable, "apns", 503, t0); retryable.version() >= closeOut.version() {
+			t.Errorf("retryable at %s: version %d, not below %s at %s: %d", retryable.At, retryable.version(), closeOut.Outcome, closeOut.At, closeOut.version())
+		}
 		for name, writes := range map[string][]Row{"close-out last": {sent, closeOut}, "close-out first": {closeOut, sent}} {
 			acc := NewAccumulator()
 			if err := acc.Write(context.Background(), writes); err != nil {

@@ -17,12 +17,12 @@
 --
 -- version is derived from the result, not from the insert (feedback's
 -- Row.version): at in milliseconds * 1000 + a content hash mod 1000, plus
--- 2^62 for a copy the provider answered, so a sent copy outranks a
--- cancelled or expired one written for the same devices after a crash, and
--- among sent copies the later send of a result id wins, whatever order the
--- copies were inserted in. Tables written before that hold insert-time
--- milliseconds there, or the derived version without the 2^62 flag, smaller
--- than any sent copy's; no migration is needed (current releases refuse to
+-- 2^62 for a copy whose provider answer ended the attempt (not retryable),
+-- so such a copy outranks a cancelled or expired one written for the same
+-- devices after a crash, and among copies alike in that the later send of
+-- a result id wins, whatever order the copies were inserted in. Tables
+-- written before that hold insert-time milliseconds there, or the derived
+-- version without the 2^62 flag, smaller than any flagged copy's; no migration is needed (current releases refuse to
 -- UPDATE a version column anyway).
 CREATE TABLE IF NOT EXISTS ${database}.results (
   result_id          String,
