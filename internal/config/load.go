@@ -153,10 +153,6 @@ func Load(path string, environ []string) (*Config, error) {
 				sections[value] = true
 				problems = append(problems, value+": a value, not a section (quote a value that starts with { or [)")
 			}
-		case !ok && dottedLevel(path):
-			// "kafka.brokers:" in the file (or PUSHLANE_KAFKA.BROKERS)
-			// names one level called "kafka.brokers", not two.
-			problems = append(problems, name+`: unknown key (only an app's name may hold a ".": write each level of a key as its own section)`)
 		case !ok:
 			// Only the first unknown level is named: below it the path
 			// may be a value's own text (`clickhous: {password: {s3cret}}`
@@ -168,8 +164,16 @@ func Load(path string, environ []string) (*Config, error) {
 					break
 				}
 			}
-			if uname := dotted(strings.Join(unknown, sep)); !sections[uname] {
-				sections[uname] = true
+			uname := dotted(strings.Join(unknown, sep))
+			if sections[uname] {
+				break
+			}
+			sections[uname] = true
+			if dottedLevel(unknown) {
+				// "kafka.brokers:" in the file (or PUSHLANE_KAFKA.BROKERS)
+				// names one level called "kafka.brokers", not two.
+				problems = append(problems, uname+`: unknown key (only an app's name may hold a ".": write each level of a key as its own section)`)
+			} else {
 				problems = append(problems, uname+": unknown key")
 			}
 		case v == nil:

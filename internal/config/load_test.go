@@ -140,12 +140,15 @@ planner:
 clickhous: {password: {s3cret}}
 mysql:
   pasword: {t0psecret}
+clickhouse:
+  pasword: {my.s3cret}
 `, "PUSHLANE_DISPATCHER__MAX_ATTEMPT=3")
 	// Below an unknown level the path may be a value's text written as a
 	// section: only the unknown level is named, never the secret.
 	want := []string{
 		"apps.shop.apns.cert_pasword: unknown key",
 		"clickhous: unknown key",
+		"clickhouse.pasword: unknown key",
 		"dispatcher.max_attempt: unknown key",
 		"kafka.brokerz: unknown key",
 		"kafka.topics.ready.partition: unknown key",
@@ -158,7 +161,7 @@ mysql:
 	if !strings.HasPrefix(err.Error(), "config: apps.shop.apns.cert_pasword: unknown key; ") {
 		t.Errorf("Error() = %q", err.Error())
 	}
-	if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "t0psecret") {
+	if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "t0psecret") || strings.Contains(err.Error(), "my.") {
 		t.Errorf("Error() shows a secret: %q", err.Error())
 	}
 }
