@@ -358,16 +358,12 @@ func New(cfg Config, deps Deps) (*Dispatcher, error) {
 		d.poolSize += c
 		l := newAppLimit(c)
 		if a.RatePerSecond > 0 {
-			// A tenth of a second's sends may go at once, and the refill
-			// is the rest, so no one-second window holds more than the
-			// rate: refilled at the full rate, an idle app's first second
-			// sent 1.1 times it (as providers/fcm's Quota reasons too).
-			burst := max(1, a.RatePerSecond/10)
-			refill := a.RatePerSecond - burst
-			if refill <= 0 {
-				refill = a.RatePerSecond // 1/s: one at once, one a second
-			}
-			l.rate = rate.NewLimiter(rate.Limit(refill), burst)
+			// One token at a time at the full rate: no one-second window
+			// holds more than the rate, and the rate is sustained. A
+			// burst of a tenth of a second on top of the full refill let
+			// an idle app's first second send 1.1 times it; taken out of
+			// the refill, it cost a tenth of the rate for good.
+			l.rate = rate.NewLimiter(rate.Limit(a.RatePerSecond), 1)
 		}
 		d.limits[name] = l
 	}
