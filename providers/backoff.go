@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"math"
 	"math/rand/v2"
 	"time"
 )
@@ -73,7 +74,10 @@ func (p BackoffPolicy) Delay(attempt int, retryAfter time.Duration, jitter float
 		// Spread above the provider's wait, by up to a quarter of it
 		// (at most 5 minutes): every device refused in one burst got
 		// the same Retry-After and came back in the same burst.
-		d = retryAfter + time.Duration(jitter*float64(min(retryAfter/4, 5*time.Minute)))
+		d = retryAfter
+		if spread := time.Duration(jitter * float64(min(retryAfter/4, 5*time.Minute))); d <= math.MaxInt64-spread {
+			d += spread // a Retry-After that saturated (an HTTP date centuries ahead) stays as it is
+		}
 	}
 	return d
 }

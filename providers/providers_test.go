@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -45,6 +46,9 @@ func TestBackoffIsExponentialWithEqualJitterAndCapped(t *testing.T) {
 		{30 * time.Second, 0.5, 33750 * time.Millisecond},
 		{time.Minute, 0.999999, 75 * time.Second},
 		{time.Hour, 0.5, time.Hour + 150*time.Second},
+		// A Retry-After that saturated (an HTTP date centuries ahead)
+		// does not wrap into the past.
+		{math.MaxInt64, 0.5, math.MaxInt64},
 	} {
 		if got := p.Delay(1, c.retryAfter, c.jitter); got.Round(time.Millisecond) != c.want {
 			t.Errorf("Delay(1, %s, %v) = %s, want %s", c.retryAfter, c.jitter, got, c.want)
