@@ -966,7 +966,16 @@ func (d *Dispatcher) produce(stop context.Context, what string, r, source *kgo.R
 	if !ok || refused == nil {
 		return ok
 	}
-	return d.deadLetter(stop, source, fmt.Sprintf("%s: %s refuses the record: %v", what, r.Topic, refused))
+	reason := fmt.Sprintf("%s: %s refuses the record: %v", what, r.Topic, refused)
+	if source == r {
+		// A record of the dispatcher's own (a retry batch), on no topic:
+		// its letter is the only place its devices are, so it is not
+		// dropped when the dead-letter topic refuses it too.
+		return d.retry(stop, "dead-letter", func(ctx context.Context) error {
+			return kafka.DeadLetter(ctx, d.cl, d.cfg.DeadLetterTopic, Stage, source, reason)
+		})
+	}
+	return d.deadLetter(stop, source, reason)
 }
 
 func (d *Dispatcher) saveProgress(j *job) bool {
