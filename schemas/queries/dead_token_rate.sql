@@ -23,7 +23,7 @@ FROM (
         argMax(provider, version) AS provider,
         argMax(status, version) AS status
     FROM ${database}.results
-    WHERE at >= now() - INTERVAL 31 DAY
+    WHERE at >= now() - INTERVAL 32 DAY
     GROUP BY result_id
 )
 WHERE day >= today() - 30

@@ -1,7 +1,8 @@
 -- Delivery rate by app, platform and day, the last 30 days: delivered
 -- attempts over sent attempts, those that reached a provider. One row per
--- result id, its latest copy (see README.md for both); the inner day of
--- margin keeps copies a re-send wrote minutes apart together, and the
+-- result id, its latest copy (see README.md for both); the inner day or
+-- more of margin (the outer cut is a whole day, in the server's time zone)
+-- keeps copies a re-send wrote minutes apart together, and the
 -- window keeps the scan to the partitions it needs (without one, every
 -- run grouped the whole history by result id).
 SELECT
@@ -21,7 +22,7 @@ FROM (
         argMax(provider, version) AS provider,
         argMax(status, version) AS status
     FROM ${database}.results
-    WHERE at >= now() - INTERVAL 31 DAY
+    WHERE at >= now() - INTERVAL 32 DAY
     GROUP BY result_id
 )
 WHERE day >= today() - 30
