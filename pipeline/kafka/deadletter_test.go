@@ -508,7 +508,8 @@ func TestDeadLetterSlimsARefusedLetter(t *testing.T) {
 	}
 	tooBig := &kgo.Record{Topic: "pushlane.ready", Partition: 2, Offset: 6, Key: []byte("b-2"), Value: randomBytes(t, 5000)}
 	err := DeadLetter(ctx, cl, "dlq", "dispatcher", tooBig, "invalid batch")
-	if !Refused(err) || !strings.HasPrefix(err.Error(), "kafka: produce dead letter for pushlane.ready/2@6: refused even at its smallest: MESSAGE_TOO_LARGE") {
-		t.Errorf("err = %v, want refused even at its smallest", err)
+	if !Refused(err) || !errors.Is(err, ErrDeadLetterDropped) ||
+		!strings.HasPrefix(err.Error(), "kafka: produce dead letter for pushlane.ready/2@6: refused even at its smallest, dropped: MESSAGE_TOO_LARGE") {
+		t.Errorf("err = %v, want refused even at its smallest, dropped", err)
 	}
 }
