@@ -10,21 +10,22 @@ import (
 	"github.com/go-sql-driver/mysql"
 )
 
-// interpolationSafeCharsets are the connection character sets in which the
-// driver's client-side escaping (interpolateParams, which mysqldb turns on)
-// holds: no multibyte character of theirs ends in 0x5c. In big5, cp932,
-// gbk, gb2312, gb18030 and sjis one does, so the server reads the
-// backslash the driver puts before a quote as the end of a character, and
-// the quote as the end of the string. The driver only refuses a `collation`
-// on its own list of unsafe ones, never a `charset`; a list of the safe
-// ones also refuses those the driver does not know.
-var interpolationSafeCharsets = []string{"utf8mb4", "utf8mb3", "utf8", "latin1", "ascii", "binary"}
+// interpolationUnsafeCharsets are the connection character sets in which
+// the driver's client-side escaping (interpolateParams, which mysqldb
+// turns on) fails: a multibyte character of theirs may end in 0x5c, so the
+// server reads the backslash the driver puts before a quote as the end of
+// a character, and the quote as the end of the string. They are the
+// charsets of the driver's own list of unsafe collations, which it checks
+// only for a `collation`, never a `charset`. Every other MySQL charset is
+// single-byte or has no 0x5c trail byte (a first version allowed only a
+// few safe ones, refusing latin2 or cp1251 DSNs that had worked).
+var interpolationUnsafeCharsets = []string{"big5", "cp932", "gb2312", "gbk", "gb18030", "sjis"}
 
-// safeCharsetsText names them in errors.
-const safeCharsetsText = "utf8mb4, utf8mb3, utf8, latin1, ascii or binary"
+// unsafeCharsetsText names them in errors.
+const unsafeCharsetsText = "big5, cp932, gb2312, gbk, gb18030 or sjis"
 
 // charsetReason says why a charset is refused.
-const charsetReason = "arguments are escaped in the client (interpolateParams), and in other charsets, such as gbk, sjis or big5, a quote so escaped can end a string"
+const charsetReason = "arguments are escaped in the client (interpolateParams), and in those charsets a quote so escaped can end a string"
 
 // collationName is the form of MySQL's collation names; anything else in
 // a collation is not one (the driver sends it unquoted in SET NAMES).
@@ -38,24 +39,26 @@ func CheckMySQLCharsets(dc *mysql.Config) error {
 	var problems []string
 	for _, cs := range dsnCharsets(dc) {
 		if !safeCharset(cs) {
-			problems = append(problems, "charset must be "+safeCharsetsText+": "+charsetReason)
+			problems = append(problems, "charset must not be "+unsafeCharsetsText+": "+charsetReason)
 			break
 		}
 	}
 	if dc.Collation != "" && !safeCollation(dc.Collation) {
-		problems = append(problems, "collation must belong to "+safeCharsetsText+" (as utf8mb4_unicode_ci does): "+charsetReason)
+		problems = append(problems, "collation must not belong to "+unsafeCharsetsText+": "+charsetReason)
 	}
 	for _, param := range slices.Sorted(maps.Keys(dc.Params)) {
 		name := sessionVariable(param)
 		value := strings.ToLower(strings.Trim(strings.TrimSpace(dc.Params[param]), "'\"`"))
-		switch {
-		case strings.HasPrefix(name, "character_set"), name == "names", name == "charset", name == "character set":
+		// Only what the server parses the client's statements in: the
+		// results' or the server's charset does not change escaping.
+		switch name {
+		case "character_set_client", "character_set_connection", "names", "charset", "character set":
 			if !safeCharset(value) {
-				problems = append(problems, name+" must be "+safeCharsetsText+": "+charsetReason)
+				problems = append(problems, name+" must not be "+unsafeCharsetsText+": "+charsetReason)
 			}
-		case strings.HasPrefix(name, "collation"):
+		case "collation_connection":
 			if !safeCollation(value) {
-				problems = append(problems, name+" must belong to "+safeCharsetsText+" (as utf8mb4_unicode_ci does): "+charsetReason)
+				problems = append(problems, name+" must not belong to "+unsafeCharsetsText+": "+charsetReason)
 			}
 		}
 	}
@@ -97,22 +100,19 @@ func sessionVariable(param string) string {
 }
 
 func safeCharset(cs string) bool {
-	return slices.Contains(interpolationSafeCharsets, strings.ToLower(strings.TrimSpace(cs)))
+	return !slices.Contains(interpolationUnsafeCharsets, strings.ToLower(strings.TrimSpace(cs)))
 }
 
 // safeCollation: a collation's name starts with its charset's.
 func safeCollation(c string) bool {
 	c = strings.ToLower(c)
-	if c == "binary" {
-		return true
-	}
 	if !collationName.MatchString(c) {
 		return false
 	}
-	for _, cs := range interpolationSafeCharsets {
+	for _, cs := range interpolationUnsafeCharsets {
 		if strings.HasPrefix(c, cs+"_") {
-			return true
+			return false
 		}
 	}
-	return false
+	return true
 }
