@@ -436,22 +436,11 @@ func (c *cli) dlqRedrive(ctx context.Context, p int32, o int64, fixedFile, kind 
 // the value, so a tier record dead-lettered for a missing or unreadable
 // send-at would otherwise come straight back to the dead-letter topic; and
 // a batch fixed with -f (a new send_at or expires_at) must be routed by
-// what it now says. The hop count is kept when it is readable: it bounds
-// the batch's rewrites, which a re-drive does not reset.
+// what it now says. The hop count is kept when it is readable
+// (delay.SetScheduleHeaders).
 func scheduleFromBatch(rec *kgo.Record, b *schemas.Batch) {
-	hop, hasHop := kafka.Header(rec, kafka.HeaderHop)
-	if _, err := strconv.Atoi(hop); err != nil {
-		hasHop = false
-	}
-	rec.Headers = slices.DeleteFunc(rec.Headers, func(h kgo.RecordHeader) bool { return h.Key == kafka.HeaderExpiresAt })
-	derived := delay.BatchRecord(rec.Topic, b.ID, b.CampaignID, b.SendAt, b.ExpiresAt, nil)
-	for _, h := range derived.Headers {
-		if h.Key == kafka.HeaderHop && hasHop {
-			continue
-		}
-		kafka.SetHeader(rec, h.Key, string(h.Value))
-	}
-	rec.Key = derived.Key
+	delay.SetScheduleHeaders(rec, delay.Schedule{BatchID: b.ID, CampaignID: b.CampaignID, SendAt: b.SendAt, ExpiresAt: b.ExpiresAt})
+	rec.Key = []byte(b.ID)
 }
 
 // controlFromEvent re-derives a control record's key and headers from the

@@ -133,20 +133,28 @@ func WithSchedule(r *kgo.Record, s Schedule) *kgo.Record {
 	if addKey {
 		out.Key = []byte(s.BatchID)
 	}
-	if hasSendAt {
-		return out
+	if !hasSendAt {
+		// An expires-at header beside an unreadable send-at is not
+		// trusted either: the value's expiry (or none) replaces it.
+		SetScheduleHeaders(out, s)
 	}
-	hop, _ := kafka.Header(r, kafka.HeaderHop)
+	return out
+}
+
+// SetScheduleHeaders writes the scheduling headers the planner gives a
+// batch record (BatchRecord's) from s into rec, replacing any there: an
+// expires-at header is removed when s has no expiry. rec's hop header is
+// kept when it is readable: it bounds the batch's rewrites, which a
+// replay or a re-drive does not reset.
+func SetScheduleHeaders(rec *kgo.Record, s Schedule) {
+	hop, _ := kafka.Header(rec, kafka.HeaderHop)
 	_, err := strconv.Atoi(hop)
 	keepHop := err == nil
-	// An expires-at header beside an unreadable send-at is not trusted
-	// either: the value's expiry (or none) replaces it.
-	out.Headers = slices.DeleteFunc(out.Headers, func(h kgo.RecordHeader) bool { return h.Key == kafka.HeaderExpiresAt })
-	for _, h := range BatchRecord(r.Topic, s.BatchID, s.CampaignID, s.SendAt, s.ExpiresAt, nil).Headers {
+	rec.Headers = slices.DeleteFunc(rec.Headers, func(h kgo.RecordHeader) bool { return h.Key == kafka.HeaderExpiresAt })
+	for _, h := range BatchRecord(rec.Topic, s.BatchID, s.CampaignID, s.SendAt, s.ExpiresAt, nil).Headers {
 		if h.Key == kafka.HeaderHop && keepHop {
 			continue
 		}
-		kafka.SetHeader(out, h.Key, string(h.Value))
+		kafka.SetHeader(rec, h.Key, string(h.Value))
 	}
-	return out
 }
