@@ -867,10 +867,18 @@ func (d *Dispatcher) park(j *job, reason string) bool {
 }
 
 func (d *Dispatcher) deadLetter(stop context.Context, rec *kgo.Record, reason string) bool {
+	return d.deadLetterRecord(stop, rec, reason, true)
+}
+
+// deadLetterRecord is deadLetter; onTopic false says rec is a record of
+// the dispatcher's own (a retry batch) on no topic: its letter is the only
+// place its devices are, so it is retried, not dropped, when the
+// dead-letter topic refuses it even slimmed.
+func (d *Dispatcher) deadLetterRecord(stop context.Context, rec *kgo.Record, reason string, onTopic bool) bool {
 	dropped := false
 	ok := d.retry(stop, "dead-letter", func(ctx context.Context) error {
 		err := kafka.DeadLetter(ctx, d.cl, d.cfg.DeadLetterTopic, Stage, rec, reason)
-		if errors.Is(err, kafka.ErrDeadLetterDropped) {
+		if onTopic && errors.Is(err, kafka.ErrDeadLetterDropped) {
 			// Retried, it would hold the partition for good.
 			dropped = true
 			return nil
@@ -966,16 +974,8 @@ func (d *Dispatcher) produce(stop context.Context, what string, r, source *kgo.R
 	if !ok || refused == nil {
 		return ok
 	}
-	reason := fmt.Sprintf("%s: %s refuses the record: %v", what, r.Topic, refused)
-	if source == r {
-		// A record of the dispatcher's own (a retry batch), on no topic:
-		// its letter is the only place its devices are, so it is not
-		// dropped when the dead-letter topic refuses it too.
-		return d.retry(stop, "dead-letter", func(ctx context.Context) error {
-			return kafka.DeadLetter(ctx, d.cl, d.cfg.DeadLetterTopic, Stage, source, reason)
-		})
-	}
-	return d.deadLetter(stop, source, reason)
+	// source == r: a record of the dispatcher's own (a retry batch).
+	return d.deadLetterRecord(stop, source, fmt.Sprintf("%s: %s refuses the record: %v", what, r.Topic, refused), source != r)
 }
 
 func (d *Dispatcher) saveProgress(j *job) bool {
