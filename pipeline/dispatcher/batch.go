@@ -275,11 +275,11 @@ func (d *Dispatcher) rekey(stop context.Context, rec *kgo.Record) (done, ok bool
 		return true, true
 	}
 	out := &kgo.Record{Topic: d.cfg.Ladder.Ready, Key: src.Key, Value: src.Value, Headers: src.Headers}
-	if !d.produce(stop, "re-key "+string(src.Key), out, rec) {
-		return true, false
+	ok, written := d.produce(stop, "re-key "+string(src.Key), out, rec)
+	if written {
+		d.m.batches.WithLabelValues("rekeyed").Inc()
 	}
-	d.m.batches.WithLabelValues("rekeyed").Inc()
-	return true, true
+	return true, ok
 }
 
 // waitByHeaders waits, on the record's headers alone, until its send-at:
@@ -303,11 +303,11 @@ func (d *Dispatcher) waitByHeaders(stop context.Context, rec *kgo.Record) (done,
 	switch {
 	case wait >= delay.ReadyWithin:
 		out := delay.Forwarded(rec, d.cfg.Ladder.Route(sendAt, now))
-		if !d.produce(stop, "re-route "+string(rec.Key), out, rec) {
-			return true, false
+		ok, written := d.produce(stop, "re-route "+string(rec.Key), out, rec)
+		if written {
+			d.m.batches.WithLabelValues("rerouted").Inc()
 		}
-		d.m.batches.WithLabelValues("rerouted").Inc()
-		return true, true
+		return true, ok
 	case wait > 0:
 		t := time.NewTimer(wait)
 		defer t.Stop()
@@ -762,10 +762,13 @@ func (d *Dispatcher) finish(j *job) bool {
 			d.log.Error("retry batch not built", "batch", j.b.ID, "err", err)
 			return false
 		}
-		if !d.produce(j.saveCtx, "retry batch "+string(rec.Key), rec, rec) {
+		ok, written := d.produce(j.saveCtx, "retry batch "+string(rec.Key), rec, rec)
+		if !ok {
 			return false
 		}
-		d.m.retries.Inc()
+		if written {
+			d.m.retries.Inc()
+		}
 	}
 	return d.retry(j.saveCtx, "finish "+j.b.ID, func(ctx context.Context) error {
 		return d.store.Finish(ctx, j.b.ID, time.Now())
@@ -839,11 +842,11 @@ func (j *job) scheduled() *kgo.Record {
 // reroute sends a batch that reached ready too early back to the ladder.
 func (d *Dispatcher) reroute(stop context.Context, j *job, now time.Time) bool {
 	out := delay.Forwarded(j.scheduled(), d.cfg.Ladder.Route(j.b.SendAt, now))
-	if !d.produce(stop, "re-route "+j.b.ID, out, j.rec) {
-		return false
+	ok, written := d.produce(stop, "re-route "+j.b.ID, out, j.rec)
+	if written {
+		d.m.batches.WithLabelValues("rerouted").Inc()
 	}
-	d.m.batches.WithLabelValues("rerouted").Inc()
-	return true
+	return ok
 }
 
 // park sets the batch aside in the store, with its record, and lets the
@@ -960,10 +963,12 @@ func (d *Dispatcher) produceAll(ctx context.Context, recs []*kgo.Record) bool {
 
 // produce writes r, retrying until it is acknowledged or stop ends. A
 // record the destination refuses outright is not retried: source (the
-// record r stands for) is dead-lettered with the broker's reason instead.
-func (d *Dispatcher) produce(stop context.Context, what string, r, source *kgo.Record) bool {
+// record r stands for) is dead-lettered with the broker's reason instead,
+// and written is false, so the caller does not count as written what went
+// to the dead letters. ok reports that source is done with either way.
+func (d *Dispatcher) produce(stop context.Context, what string, r, source *kgo.Record) (ok, written bool) {
 	var refused error
-	ok := d.retry(stop, what, func(ctx context.Context) error {
+	ok = d.retry(stop, what, func(ctx context.Context) error {
 		err := d.cl.ProduceSync(ctx, r).FirstErr()
 		if kafka.Refused(err) {
 			refused = err
@@ -972,10 +977,10 @@ func (d *Dispatcher) produce(stop context.Context, what string, r, source *kgo.R
 		return err
 	})
 	if !ok || refused == nil {
-		return ok
+		return ok, ok
 	}
 	// source == r: a record of the dispatcher's own (a retry batch).
-	return d.deadLetterRecord(stop, source, fmt.Sprintf("%s: %s refuses the record: %v", what, r.Topic, refused), source != r)
+	return d.deadLetterRecord(stop, source, fmt.Sprintf("%s: %s refuses the record: %v", what, r.Topic, refused), source != r), false
 }
 
 func (d *Dispatcher) saveProgress(j *job) bool {

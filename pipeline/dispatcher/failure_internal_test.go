@@ -427,6 +427,29 @@ func TestRefusedRerouteIsDeadLettered(t *testing.T) {
 		!strings.Contains(dl.Reason, "MESSAGE_TOO_LARGE") {
 		t.Errorf("dead letter: key %s, topic %s, reason %q", dl.Key, dl.Topic, dl.Reason)
 	}
+	// Counted once, as what happened to it: before, also as re-routed.
+	if got := counterValue(t, d.m.batches.WithLabelValues("dead_lettered")); got != 1 {
+		t.Errorf("dead_lettered = %v, want 1", got)
+	}
+	if got := counterValue(t, d.m.batches.WithLabelValues("rerouted")); got != 0 {
+		t.Errorf("rerouted = %v, want 0: the record went to the dead letters", got)
+	}
+
+	// A keyless record whose keyed copy ready refuses: dead-lettered, and
+	// not counted re-keyed.
+	keyless := bare(readyRecord(t, "nokey", 2, 0), false, false)
+	if ok := d.handle(stop, keyless, make(chan struct{}, 1)); !ok || stop.Err() != nil {
+		t.Fatalf("handle(keyless) = %v (stop: %v); want the record done with, dead-lettered", ok, stop.Err())
+	}
+	if n := s.Accepted("nokey-t0"); n != 0 {
+		t.Fatalf("the keyless record was sent %d times where it was read", n)
+	}
+	if got := counterValue(t, d.m.batches.WithLabelValues("dead_lettered")); got != 2 {
+		t.Errorf("dead_lettered = %v, want 2", got)
+	}
+	if got := counterValue(t, d.m.batches.WithLabelValues("rekeyed")); got != 0 {
+		t.Errorf("rekeyed = %v, want 0: the record went to the dead letters", got)
+	}
 }
 
 // The dispatcher is ready once its group is joined, not at start: with the
