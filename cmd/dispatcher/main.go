@@ -58,6 +58,24 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	if fs.CheckConfig {
+		if runDispatch {
+			// The senders read and parse the credentials (the .p8 key,
+			// the .p12 and its password, the service account) and the
+			// endpoints when they are built, not at load: built here and
+			// closed, without a connection, so a check passes only what
+			// the start would.
+			halt, err := providers.NewHalt(nil, nil)
+			if err != nil {
+				return err
+			}
+			_, closeApps, err := dispatcher.BuildApps(cfg.Apps, halt, nil, nil)
+			if err != nil {
+				return err
+			}
+			if err := closeApps(); err != nil {
+				return err
+			}
+		}
 		return service.PrintConfig(stdout, cfg)
 	}
 

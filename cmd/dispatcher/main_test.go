@@ -19,6 +19,7 @@ import (
 	"github.com/pushlane/pushlane/internal/config"
 	"github.com/pushlane/pushlane/internal/testenv"
 	pkafka "github.com/pushlane/pushlane/pipeline/kafka"
+	"github.com/pushlane/pushlane/providers/fcmsim"
 )
 
 func writeFile(t *testing.T, name, body string) string {
@@ -32,7 +33,15 @@ func writeFile(t *testing.T, name, body string) string {
 
 // -check-config prints the effective config with secrets masked.
 func TestCheckConfigPrintsRedactedConfig(t *testing.T) {
-	sa := writeFile(t, "sa.json", "{}")
+	// A service account the FCM sender takes: the check builds it.
+	acct, err := fcmsim.NewTestServiceAccount("p", "https://127.0.0.1:1/token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, err := acct.WriteFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := writeFile(t, "c.yaml", `
 mysql: {dsn: "user:s3cret@tcp(127.0.0.1:3306)/pushlane"}
 kafka: {sasl: {mechanism: plain, username: u, password: hunter2}}
@@ -55,6 +64,10 @@ apps: {shop: {fcm: {project_id: p, service_account_file: `+sa+`}}}
 func TestBadInvocationsNameTheProblem(t *testing.T) {
 	noApps := writeFile(t, "c.yaml", `mysql: {dsn: "u:p@tcp(127.0.0.1:3306)/x"}`)
 	delayOnly := writeFile(t, "d.yaml", `delay: {tiers: 4}`)
+	// A key file that is no .p8: the config loads, the sender refuses it.
+	badKey := writeFile(t, "AuthKey.p8", "not a key")
+	badKeyCfg := writeFile(t, "k.yaml", `mysql: {dsn: "u:p@tcp(127.0.0.1:3306)/x"}
+apps: {shop: {apns: {environment: production, topic: t, key_file: `+badKey+`, key_id: ABCDE12345, team_id: TEAM123456}}}`)
 	cases := []struct {
 		args []string
 		want string
@@ -62,6 +75,7 @@ func TestBadInvocationsNameTheProblem(t *testing.T) {
 		{[]string{"-mode", "everything"}, `-mode: must be all, dispatch or delay, not "everything"`},
 		{[]string{"-halt-probe", "0s"}, "-halt-probe: must be positive"},
 		{[]string{"-config", noApps, "-check-config"}, "apps: at least one app is required"},
+		{[]string{"-config", badKeyCfg, "-check-config"}, "apps.shop.apns: apns: config KeyFile: read " + badKey + ": token: AuthKey must be a valid .p8 PEM file"},
 		{[]string{"-config", filepath.Join(t.TempDir(), "missing.yaml")}, "missing.yaml"},
 	}
 	for _, c := range cases {

@@ -162,11 +162,24 @@ func TestDocumentedVariablesWork(t *testing.T) {
 			if key == "clickhouse.database" {
 				value = "v_clickhouse_database" // an identifier
 			}
+			if key == "http.addr" {
+				value = "127.0.0.1:18080" // an address
+			}
 		default:
 			continue
 		}
+		environ := []string{row.env + "=" + value}
+		// Settings that are used only beside another are set with it.
+		switch {
+		case strings.HasSuffix(key, ".tls.server_name"):
+			environ = append(environ, strings.TrimSuffix(row.env, "SERVER_NAME")+"ENABLED=true")
+		case key == "kafka.sasl.username":
+			environ = append(environ, "PUSHLANE_KAFKA__SASL__MECHANISM=plain")
+		case key == "kafka.sasl.password":
+			environ = append(environ, "PUSHLANE_KAFKA__SASL__MECHANISM=plain", "PUSHLANE_KAFKA__SASL__USERNAME=u")
+		}
 		t.Run(key, func(t *testing.T) {
-			cfg, err := Load("", []string{row.env + "=" + value})
+			cfg, err := Load("", environ)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -103,22 +103,44 @@ func Load(path string, environ []string) (*Config, error) {
 		// A section whose keys are all commented out is YAML null, which
 		// would replace the section and its defaults: an "http:" left so
 		// turned the ops endpoint off without a word. It counts as absent.
-		// Apps are kept, so an app written with nothing is still reported.
+		// An app written with nothing is kept, so it is still reported;
+		// an app's empty apns: or fcm: section is absent like any other.
 		for _, key := range f.Keys() {
 			levels := strings.Split(key, sep)
 			typ, ok, _ := resolve(configType, levels)
-			if ok && typ != nil && typ.Kind() == reflect.Struct && levels[0] != "apps" && f.Get(key) == nil {
+			app := levels[0] == "apps" && len(levels) == 2
+			if ok && typ != nil && (typ.Kind() == reflect.Struct || typ.Kind() == reflect.Pointer) && !app && f.Get(key) == nil {
 				f.Delete(key)
+				// Deleting an app's last section deletes the app: it
+				// is put back empty, to be reported.
+				if levels[0] == "apps" && !f.Exists(strings.Join(levels[:2], sep)) {
+					_ = f.Set(strings.Join(levels[:2], sep), nil)
+				}
 			}
 		}
 		if err := k.Merge(f); err != nil {
 			return nil, fmt.Errorf("config: read %s: %w", path, err)
 		}
 	}
+	// An empty variable for a number, a switch or a duration would decode
+	// as 0 or false (suspect_strikes 0: suspect tokens never
+	// deactivated; rate_per_second 0: unlimited), where the file refuses
+	// "key:" with no value. An unset ${VAR} in a manifest gives one, so it
+	// is refused, naming the variable.
+	var problems []string
 	if err := k.Load(env.Provider(sep, env.Opt{
-		Prefix:        EnvPrefix,
-		TransformFunc: envKey,
-		EnvironFunc:   func() []string { return environ },
+		Prefix: EnvPrefix,
+		TransformFunc: func(name, v string) (string, any) {
+			key, value := envKey(name, v)
+			if text, ok := value.(string); ok && key != "" && text == "" {
+				if typ, known, _ := resolve(configType, strings.Split(key, sep)); known && typ != nil && typ.Kind() != reflect.String {
+					problems = append(problems, fmt.Sprintf("%s: %s is set but empty: unset it to keep the default, or give a value", dotted(key), name))
+					return "", nil
+				}
+			}
+			return key, value
+		},
+		EnvironFunc: func() []string { return environ },
 	}), nil); err != nil {
 		return nil, fmt.Errorf("config: environment: %w", err)
 	}
@@ -137,7 +159,6 @@ func Load(path string, environ []string) (*Config, error) {
 		}
 	}
 
-	var problems []string
 	sections := map[string]bool{}
 	defaults := Defaults()
 	for _, key := range k.Keys() {
@@ -411,6 +432,13 @@ func (c *Config) validate() []string {
 		if path == "" {
 			return
 		}
+		if looksLikeContents(path) {
+			// A key or service account pasted where its path belongs
+			// (a Kubernetes secret mounted as a variable, not a file):
+			// echoed in the error, it would be printed to the logs.
+			add(key, "holds what looks like a file's contents (%d bytes), not a path: write them to a file and give its path", len(path))
+			return
+		}
 		f, err := os.Open(path)
 		if err != nil {
 			add(key, "cannot read %s: %v", path, unwrapPathErr(err))
@@ -423,6 +451,11 @@ func (c *Config) validate() []string {
 		}
 	}
 	tlsFiles := func(prefix string, t TLS) {
+		// The clients use none of these unless enabled is set: a ca_file
+		// alone would connect in plain text without a word.
+		if !t.Enabled && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify) {
+			add(prefix+".enabled", "must be true for the other %s settings to be used (they are ignored without it): set it, or remove them", prefix)
+		}
 		readable(prefix+".ca_file", t.CAFile)
 		readable(prefix+".cert_file", t.CertFile)
 		readable(prefix+".key_file", t.KeyFile)
@@ -492,7 +525,11 @@ func (c *Config) validate() []string {
 				readable(k+".key_file", a.KeyFile)
 			case cert:
 				readable(k+".cert_file", a.CertFile)
-			default:
+			}
+			if a.CertPassword != "" && !cert {
+				add(k+".cert_password", "is for certificate auth (cert_file), which this app does not use")
+			}
+			if !token && !cert {
 				add(k, "needs token auth (key_file, key_id, team_id) or certificate auth (cert_file)")
 			}
 			readable(k+".ca_file", a.CAFile)
@@ -551,6 +588,15 @@ func (c *Config) validate() []string {
 			}
 		}
 	}
+	// The ops endpoint listens only once the stage has started: a bad
+	// address would pass -check-config and fail the start.
+	if a := c.HTTP.Addr; a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil || strings.ContainsFunc(a, unicode.IsSpace) {
+			add("http.addr", "%q: want [host]:port, e.g. :8080 (or empty for no ops endpoint)", a)
+		} else if _, err := net.LookupPort("tcp", port); err != nil {
+			add("http.addr", "port %q is not a number from 0 to 65535 or a service name", port)
+		}
+	}
 	hostPorts("kafka.brokers", "kafka.sasl", c.Kafka.Brokers)
 	hostPorts("clickhouse.addr", "clickhouse.username and clickhouse.password", c.ClickHouse.Addr)
 	if !clickhouseIdent.MatchString(c.ClickHouse.Database) {
@@ -563,6 +609,10 @@ func (c *Config) validate() []string {
 	tlsFiles("kafka.tls", c.Kafka.TLS)
 	switch c.Kafka.SASL.Mechanism {
 	case "":
+		// Without a mechanism the client does not authenticate at all.
+		if c.Kafka.SASL.Username != "" || c.Kafka.SASL.Password != "" {
+			add("kafka.sasl.mechanism", "required with a username or password (plain, scram-sha-256 or scram-sha-512)")
+		}
 	case "plain", "scram-sha-256", "scram-sha-512":
 		if c.Kafka.SASL.Username == "" {
 			add("kafka.sasl.username", "required with a mechanism")
@@ -736,6 +786,14 @@ func (c *Config) DelayTiers() []string {
 
 // TierDelay is the fixed delay of ladder tier k.
 func TierDelay(k int) time.Duration { return time.Second << k }
+
+// looksLikeContents reports whether a *_file value is a file's contents
+// rather than its path: PEM, JSON or several lines, or longer than any
+// path a file system takes.
+func looksLikeContents(path string) bool {
+	return len(path) > 1024 || strings.ContainsAny(path, "\n\r") || strings.Contains(path, "-----BEGIN") ||
+		strings.HasPrefix(strings.TrimSpace(path), "{")
+}
 
 func unwrapPathErr(err error) error {
 	var pe *os.PathError

@@ -253,6 +253,7 @@ feedback:
 		"feedback.flush_interval: must be at least 10ms",
 		"feedback.suspect_strikes: must not be negative",
 		`kafka.sasl.mechanism: must be plain, scram-sha-256 or scram-sha-512, not "gssapi"`,
+		"kafka.tls.enabled: must be true for the other kafka.tls settings to be used (they are ignored without it): set it, or remove them",
 		"kafka.tls: cert_file and key_file go together",
 		`log.format: must be json or text, not "xml"`,
 		`log.level: must be debug, info, warn or error, not "trace"`,
@@ -361,6 +362,7 @@ kafka:
     ca_file: $DIR/kafka-ca.pem
 mysql:
   tls:
+    enabled: true
     cert_file: $DIR/mysql.crt
     key_file: $DIR/mysql.key
 `)
@@ -811,10 +813,11 @@ func TestFileValuesOfTheWrongTypeAreRefused(t *testing.T) {
 	// Text, from either source, is still parsed; durations keep their units.
 	cfg, err := loadYAML(t, dir, shop+`    rate_per_second: "50"
 kafka:
-  tls: {insecure_skip_verify: "true"}
+  tls: {enabled: true, insecure_skip_verify: "true"}
   topics: {ready: {partitions: "48", retention: 30d}}
 dispatcher: {results_linger: 5ms}
-`, "PUSHLANE_DISPATCHER__MAX_ATTEMPTS=5", "PUSHLANE_FEEDBACK__FLUSH_INTERVAL=2s", "PUSHLANE_KAFKA__SASL__PASSWORD=100000")
+`, "PUSHLANE_DISPATCHER__MAX_ATTEMPTS=5", "PUSHLANE_FEEDBACK__FLUSH_INTERVAL=2s", "PUSHLANE_KAFKA__SASL__MECHANISM=plain",
+		"PUSHLANE_KAFKA__SASL__USERNAME=u", "PUSHLANE_KAFKA__SASL__PASSWORD=100000")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1017,5 +1020,100 @@ apps:
 	}
 	if len(cfg.Apps) != 3 {
 		t.Errorf("apps: %v", slices.Sorted(maps.Keys(cfg.Apps)))
+	}
+}
+
+// Settings that are ignored, or that would be printed, are refused: a key
+// pasted where its path belongs is not echoed (it would reach the logs);
+// TLS files without tls.enabled and SASL credentials without a mechanism
+// would connect unprotected without a word; a certificate password beside
+// token auth is unused; an empty variable for a number or a switch would
+// read as 0 or false; a second YAML document was dropped silently.
+func TestIgnoredOrEchoedSettingsAreRefused(t *testing.T) {
+	dir := t.TempDir()
+	sa := writeFile(t, dir, "sa.json", "{}")
+	key := writeFile(t, dir, "AuthKey.p8", "x")
+	const pem = "-----BEGIN PRIVATE KEY-----\nMIGTs3cretKEYMATERIAL\n-----END PRIVATE KEY-----"
+	const saJSON = `{"type":"service_account","private_key":"s3cretKEYMATERIAL"}`
+	shop := "apps:\n  shop:\n    fcm: {project_id: p, service_account_file: " + sa + "}\n"
+	token := "apps:\n  shop:\n    apns: {environment: production, topic: t, key_file: " + key + ", key_id: ABCDE12345, team_id: TEAM123456"
+	cases := []struct {
+		yaml    string
+		environ []string
+		want    []string
+	}{
+		{"", []string{"PUSHLANE_APPS__SHOP__APNS__KEY_FILE=" + pem, "PUSHLANE_APPS__SHOP__APNS__KEY_ID=ABCDE12345",
+			"PUSHLANE_APPS__SHOP__APNS__TEAM_ID=TEAM123456", "PUSHLANE_APPS__SHOP__APNS__TOPIC=t", "PUSHLANE_APPS__SHOP__APNS__ENVIRONMENT=production"},
+			[]string{fmt.Sprintf("apps.shop.apns.key_file: holds what looks like a file's contents (%d bytes), not a path: write them to a file and give its path", len(pem))}},
+		{"", []string{"PUSHLANE_APPS__SHOP__FCM__SERVICE_ACCOUNT_FILE=" + saJSON, "PUSHLANE_APPS__SHOP__FCM__PROJECT_ID=p"},
+			[]string{fmt.Sprintf("apps.shop.fcm.service_account_file: holds what looks like a file's contents (%d bytes), not a path: write them to a file and give its path", len(saJSON))}},
+		{"mysql: {tls: {ca_file: " + sa + "}}", nil,
+			[]string{"mysql.tls.enabled: must be true for the other mysql.tls settings to be used (they are ignored without it): set it, or remove them"}},
+		{"clickhouse: {tls: {insecure_skip_verify: true}}", nil,
+			[]string{"clickhouse.tls.enabled: must be true for the other clickhouse.tls settings to be used (they are ignored without it): set it, or remove them"}},
+		{"kafka: {sasl: {username: u, password: s3cret}}", nil,
+			[]string{"kafka.sasl.mechanism: required with a username or password (plain, scram-sha-256 or scram-sha-512)"}},
+		{token + ", cert_password: s3cret}\n", nil,
+			[]string{"apps.shop.apns.cert_password: is for certificate auth (cert_file), which this app does not use"}},
+		{shop, []string{"PUSHLANE_FEEDBACK__SUSPECT_STRIKES=", "PUSHLANE_APPS__SHOP__RATE_PER_SECOND=", "PUSHLANE_KAFKA__TLS__ENABLED="},
+			[]string{
+				"apps.shop.rate_per_second: PUSHLANE_APPS__SHOP__RATE_PER_SECOND is set but empty: unset it to keep the default, or give a value",
+				"feedback.suspect_strikes: PUSHLANE_FEEDBACK__SUSPECT_STRIKES is set but empty: unset it to keep the default, or give a value",
+				"kafka.tls.enabled: PUSHLANE_KAFKA__TLS__ENABLED is set but empty: unset it to keep the default, or give a value",
+			}},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.want, "; "), func(t *testing.T) {
+			_, err := loadYAML(t, dir, c.yaml, c.environ...)
+			got := problems(t, err)
+			slices.Sort(got)
+			if !slices.Equal(got, c.want) {
+				t.Errorf("problems:\n got %q\nwant %q", got, c.want)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("the error shows the secret: %v", err)
+			}
+		})
+	}
+
+	// Still accepted: empty strings and lists from the environment (an
+	// empty PUSHLANE_HTTP__ADDR turns the ops endpoint off), and a file
+	// that ends with an empty document.
+	cfg, err := loadYAML(t, dir, shop+"---\n", "PUSHLANE_HTTP__ADDR=", "PUSHLANE_MYSQL__DSN=")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.Addr != "" || cfg.Feedback.SuspectStrikes != 3 {
+		t.Errorf("http.addr %q, feedback.suspect_strikes %d", cfg.HTTP.Addr, cfg.Feedback.SuspectStrikes)
+	}
+
+	_, err = loadYAML(t, dir, shop+"---\nlog: {format: text}\nkafka: {brokerz: [a]}\n")
+	if err == nil || !strings.Contains(err.Error(), "yaml: line 5: a second document (after ---): the configuration is one document") {
+		t.Errorf("a second document: %v", err)
+	}
+}
+
+// An app's apns: or fcm: section whose keys are all commented out is no
+// section, as docs/config.md says of every section; before, it was filled
+// with the app defaults and refused for its missing required keys.
+func TestEmptyProviderSectionIsAbsent(t *testing.T) {
+	dir := t.TempDir()
+	key := writeFile(t, dir, "AuthKey.p8", "x")
+	cfg, err := loadYAML(t, dir, `apps:
+  shop:
+    apns: {environment: production, topic: t, key_file: `+key+`, key_id: ABCDE12345, team_id: TEAM123456}
+    fcm:
+      # project_id: shop-prod
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Apps["shop"].FCM != nil || cfg.Apps["shop"].APNS == nil {
+		t.Errorf("apps.shop: apns %v, fcm %v; want apns only", cfg.Apps["shop"].APNS, cfg.Apps["shop"].FCM)
+	}
+	// An app with nothing in it is still reported.
+	_, err = loadYAML(t, dir, "apps:\n  shop:\n    apns:\n    fcm:\n")
+	if got := problems(t, err); !slices.Equal(got, []string{"apps.shop: needs an apns or fcm section"}) {
+		t.Errorf("problems: %q", got)
 	}
 }

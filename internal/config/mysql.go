@@ -87,6 +87,11 @@ func dsnCharsets(dc *mysql.Config) []string {
 // sets (it sends "SET <param> = <value>"), as MySQL reads its name:
 // @@session.character_set_client and "session character_set_client" are
 // character_set_client.
+// SessionVariable is the name of the session variable a DSN parameter
+// sets, however it is spelled: TIME_ZONE, @@session.time_zone and
+// `time_zone` all set time_zone.
+func SessionVariable(param string) string { return sessionVariable(param) }
+
 func sessionVariable(param string) string {
 	name := strings.ToLower(strings.TrimSpace(param))
 	name = strings.TrimPrefix(name, "@@")

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -25,11 +27,27 @@ type yamlParser struct{}
 // Unmarshal implements koanf.Parser.
 func (yamlParser) Unmarshal(b []byte) (map[string]any, error) {
 	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		if m := unknownAnchor.FindStringSubmatch(err.Error()); m != nil {
 			return nil, locateUnknownAlias(b, m[1])
 		}
 		return nil, parseError(err)
+	}
+	// yaml.Unmarshal reads the first document only: the settings of a
+	// second (after "---"), unknown keys and all, were dropped silently.
+	for {
+		var next yaml.Node
+		err := dec.Decode(&next)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, parseError(err)
+		}
+		if len(next.Content) > 0 && next.Content[0].Tag != "!!null" {
+			return nil, &yamlError{problems: []string{fmt.Sprintf("yaml: line %d: a second document (after ---): the configuration is one document", next.Content[0].Line)}}
+		}
 	}
 	c := yamlCheck{}
 	c.document(&doc)

@@ -33,6 +33,15 @@ func Open(cfg config.MySQL, minConns int) (*sql.DB, error) {
 	if dc.Params == nil {
 		dc.Params = map[string]string{}
 	}
+	// The driver sends the parameters in one SET in map order: a
+	// TIME_ZONE or @@session.time_zone left beside ours would win on some
+	// connections and not on others (and @@global.time_zone would change
+	// the server's).
+	for param := range dc.Params {
+		if config.SessionVariable(param) == "time_zone" {
+			delete(dc.Params, param)
+		}
+	}
 	dc.Params["time_zone"] = "'+00:00'"
 	// Every time column is DATETIME(3). Sent with nanoseconds, a time is
 	// rounded by MySQL 8 and truncated by MariaDB when stored, but compared
