@@ -88,7 +88,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sender, e
 	if s.token != nil && s.token.onRefresh == nil {
 		refreshes, err := providers.RegisterCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushlane_apns_token_refreshes_total",
-			Help: "APNs provider tokens signed, by key ID. Apple refuses updates more often than every 20 minutes per key, across all pods.",
+			Help: "APNs provider tokens signed, by key ID. Apple refuses a connection's new token issued less than 20 minutes after its last one (TooManyProviderTokenUpdates); the sender signs one per key every TokenRefresh (45 minutes by default).",
 		}, []string{"key_id"}))
 		if err != nil {
 			return nil, fmt.Errorf("apns: register metrics: %w", err)

@@ -12,8 +12,8 @@
 //     ES256 signature against Config.Keys[kid] (403 InvalidProviderToken),
 //     iat older than one hour (403 ExpiredProviderToken), no authorization
 //     and no client certificate (403 MissingProviderToken). A connection
-//     that presents a token other than the one it last had accepted, less
-//     than 20 minutes after that one was first accepted on it, gets 429
+//     that presents a token other than the one it last had accepted, issued
+//     (iat) less than 20 minutes from that one's, gets 429
 //     TooManyProviderTokenUpdates (the first token on a connection is always
 //     fine, so processes signing their own tokens with one key each keep
 //     their own connections working; Config.AllowFrequentTokenUpdates turns

@@ -101,8 +101,8 @@ func (c *conn) push(token, jwt string, hdr map[string]string) (int, string, http
 func live(n int) string { return strings.Repeat("ab", 31) + "0123456789abcdef"[n%16:n%16+1] + "0" }
 
 // Apple limits how often a connection changes its provider token: a token
-// other than the one the connection last had accepted, within 20 minutes
-// of that acceptance, is refused. The first token of a connection is always
+// other than the one the connection last had accepted, issued (iat) within
+// 20 minutes of that one, is refused. The first token of a connection is always
 // fine, so separate signers with one key work on their own connections.
 func TestProviderTokenUpdateLimitIsPerConnection(t *testing.T) {
 	clk := &clock{now: time.Unix(1_800_000_000, 0)}
