@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/pushlane/pushlane/schemas/apnspush"
 )
 
 // Outcome is the one way a send ended. See the package doc for the mapping.
@@ -95,21 +97,16 @@ type Message struct {
 // Visible reports whether m shows the user something: a title, body, sound
 // or badge. Apple treats a push with none of them as a background push.
 func (m *Message) Visible() bool {
-	return m.Title != "" || m.Body != "" || m.Sound != "" || m.Badge != nil
+	return apnspush.Visible(m.Title, m.Body, m.Sound, m.Badge)
 }
 
 // APNsPushType is the apns-push-type Apple gets for m: PushType, or when it
 // is empty, background for a content-available push that shows nothing and
 // alert otherwise. Both senders derive it here, as Apple judges the
-// priority by it whichever way the push reaches it.
+// priority by it whichever way the push reaches it, and by the same rule
+// (apnspush) as the campaign check, so what that check accepts they send.
 func (m *Message) APNsPushType() string {
-	switch {
-	case m.PushType != "":
-		return m.PushType
-	case m.ContentAvailable && !m.Visible():
-		return "background"
-	}
-	return "alert"
+	return apnspush.Type(m.PushType, m.ContentAvailable, m.Visible())
 }
 
 // Result is how one send ended.

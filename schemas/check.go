@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/pushlane/pushlane/schemas/apnspush"
 )
 
 // check enforces what JSON Schema cannot: cross-field rules that need real
@@ -48,14 +50,96 @@ func (c *Campaign) check() error {
 		}
 	}
 	problems = append(problems, c.Content.checkSize(c.Options.PushType)...)
-	if c.Options.PushType != "background" && c.Content.Title == "" && c.Content.Body == "" && len(c.Content.Localized) == 0 &&
-		c.Content.Badge == nil && c.Content.Sound == "" && !c.Options.ContentAvailable {
-		problems = append(problems, "/content: an alert needs a title, body, badge or sound (or content_available for a silent push)")
-	}
+	problems = append(problems, c.checkPush()...)
 	if len(problems) > 0 {
 		return &InvalidError{Kind: KindCampaign, Problems: problems}
 	}
 	return nil
+}
+
+// textVariant is one title and body a device can be sent, and the JSON
+// path it comes from.
+type textVariant struct {
+	path        string
+	title, body string
+}
+
+// variants lists the texts a campaign's devices can be sent, as the
+// dispatcher picks them (dispatcher.LocalizedText): each localized
+// variant, and the content's own title and body unless a fallback variant
+// always stands in for them.
+func (c Content) variants() []textVariant {
+	var out []textVariant
+	if _, ok := c.Localized[c.FallbackLocale]; !ok || c.FallbackLocale == "" {
+		out = append(out, textVariant{"/content", c.Title, c.Body})
+	}
+	locales := make([]string, 0, len(c.Localized))
+	for l := range c.Localized {
+		locales = append(locales, l)
+	}
+	sort.Strings(locales)
+	for _, l := range locales {
+		out = append(out, textVariant{"/content/localized/" + l, c.Localized[l].Title, c.Localized[l].Body})
+	}
+	return out
+}
+
+// checkPush refuses what the APNs sender would refuse for every iOS device
+// of some text variant: it derives the push type and priority of each
+// variant by the sender's own rules (apnspush), as the variants may differ
+// in whether they show anything. It also refuses an alert that shows
+// nothing and is not a silent push, which APNs would take but no one
+// would see.
+func (c *Campaign) checkPush() []string {
+	o, ct := c.Options, c.Content
+	var problems []string
+	seen := map[string]bool{}
+	add := func(p string) {
+		if !seen[p] {
+			seen[p] = true
+			problems = append(problems, p)
+		}
+	}
+	for _, v := range ct.variants() {
+		visible := apnspush.Visible(v.title, v.body, ct.Sound, ct.Badge)
+		pushType := apnspush.Type(o.PushType, o.ContentAvailable, visible)
+		prio, ok := apnspush.Priority(o.Priority, pushType)
+		if !ok {
+			continue // the schema's enum refuses it
+		}
+		if pushType == apnspush.Alert && !visible && !o.ContentAvailable {
+			p := v.path + ": an alert needs a title, body, badge or sound (or content_available for a silent push)"
+			if v.path == "/content" && len(ct.Localized) > 0 {
+				p += "; devices whose locale has no variant in /content/localized get /content's own title and body: give it one, or set /content/fallback_locale"
+			}
+			add(p)
+			continue
+		}
+		switch apnspush.Check(pushType, prio, visible) {
+		case apnspush.VisibleBackground:
+			for _, f := range []struct {
+				path  string
+				shown bool
+			}{{"/content/badge", ct.Badge != nil}, {"/content/sound", ct.Sound != ""}, {v.path + "/title", v.title != ""}, {v.path + "/body", v.body != ""}} {
+				if f.shown {
+					add(f.path + `: push_type "background" shows nothing (APNs refuses a title, body, badge or sound with it): remove it, or set /options/push_type to "alert"`)
+				}
+			}
+		case apnspush.BackgroundPriority:
+			if o.PushType == "" { // an explicit one is Options.check's
+				add(fmt.Sprintf(`/options/priority: %s is sent as a background push (content_available, and no title, body, badge or sound), which APNs takes only at priority 5, not %q: use "normal" or leave priority out`,
+					v.path, o.Priority))
+			}
+		case apnspush.SilentAlertPriority:
+			asked := fmt.Sprintf("%q", o.Priority)
+			if o.Priority == "" {
+				asked = `10, the default for push_type "alert"`
+			}
+			add(fmt.Sprintf(`/options/priority: %s shows nothing (no title, body, badge or sound), and APNs refuses an alert that shows nothing at priority %s: use "normal" or "low"`,
+				v.path, asked))
+		}
+	}
+	return problems
 }
 
 // The instants a campaign may name. The planner records send and expiry
@@ -74,6 +158,20 @@ const (
 func storable(t time.Time) bool {
 	u := t.Unix()
 	return u >= minStoredUnix && u < endStoredUnix
+}
+
+// check refuses a registered_at whose year in UTC is outside 1970..9999,
+// the range feedback stores (pipeline/feedback.CheckRegistration):
+// devices.registered_at is a DATETIME, which go-sql-driver writes only up
+// to year 9999, and in UTC (9999-12-31T23:30:00-01:00 is year 10000
+// there). Refused here, the event is dead-lettered like any invalid one,
+// and producers and pushctl see the rule with the schema's.
+func (r *DeviceRegistration) check() error {
+	if y := r.RegisteredAt.UTC().Year(); y < 1970 || y > 9999 {
+		return &InvalidError{Kind: KindDeviceRegistration, Problems: []string{fmt.Sprintf(
+			"/registered_at: %s is out of range: its year in UTC must be from 1970 to 9999", r.RegisteredAt.Format(time.RFC3339Nano))}}
+	}
+	return nil
 }
 
 // LocalDate parses a campaign's local_date: a date (YYYY-MM-DD) from 1970
@@ -169,9 +267,13 @@ const MaxCollapseIDBytes = 64
 func (o Options) check() []string {
 	var problems []string
 	// APNs refuses a background push of any priority but 5, "normal"
-	// (empty means the same to the senders): "low" is 1, not 5.
-	if o.PushType == "background" && o.Priority != "" && o.Priority != PriorityNormal {
-		problems = append(problems, fmt.Sprintf(`/options/priority: push_type "background" must not use priority %q (APNs requires 5)`, o.Priority))
+	// (empty means the same to the senders): "low" is 1, not 5. Options
+	// alone settle only an explicit push type; a derived one depends on
+	// the content, which the campaign's checkPush judges.
+	if o.PushType == apnspush.Background {
+		if prio, ok := apnspush.Priority(o.Priority, o.PushType); ok && apnspush.Check(o.PushType, prio, false) == apnspush.BackgroundPriority {
+			problems = append(problems, fmt.Sprintf(`/options/priority: push_type "background" must not use priority %q (APNs requires 5)`, o.Priority))
+		}
 	}
 	if n := len(o.CollapseID); n > MaxCollapseIDBytes {
 		problems = append(problems, fmt.Sprintf("/options/collapse_id: %d bytes, APNs allows at most %d", n, MaxCollapseIDBytes))

@@ -207,10 +207,11 @@ func TestValidateMessages(t *testing.T) {
 		data []byte
 		want []string
 	}{
-		{"reserved keys name the key and the rule", KindCampaign, seg(`{"title":"t","data":{"gcm.n":"1","from":"x","fine":"y"}}`, `{}`),
+		{"reserved keys name the key and the rule", KindCampaign, seg(`{"title":"t","data":{"gcm.n":"1","from":"x","fine":"y","gcm":"z","gcmx":"ok"}}`, `{}`),
 			[]string{
-				"/content/data/from: reserved data key: APNs and FCM reserve aps, from, notification, message_type, collapse_key and every key starting with google. or gcm.",
-				"/content/data/gcm.n: reserved data key: APNs and FCM reserve aps, from, notification, message_type, collapse_key and every key starting with google. or gcm.",
+				"/content/data/from: reserved data key: APNs and FCM reserve aps, from, gcm, notification, message_type, collapse_key and every key starting with google. or gcm.",
+				"/content/data/gcm.n: reserved data key: APNs and FCM reserve aps, from, gcm, notification, message_type, collapse_key and every key starting with google. or gcm.",
+				"/content/data/gcm: reserved data key: APNs and FCM reserve aps, from, gcm, notification, message_type, collapse_key and every key starting with google. or gcm.",
 			}},
 		{"enum says what it got", KindCampaign, seg(`{"title":"t"}`, `{"priority":"urgent"}`),
 			[]string{"/options/priority: must be one of 'high', 'normal', 'low', got 'urgent'"}},

@@ -2,11 +2,12 @@ package schemas
 
 import (
 	"encoding/json"
-	"errors"
+	"math"
 	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -226,19 +227,46 @@ func TestIntegersAtTheGoBounds(t *testing.T) {
 	}
 }
 
-// What the schema accepts and Go still cannot read is named by its JSON
-// path, as the schema's problems are, not by Go struct and field names.
-// A number out of float64's range is the one such value left.
-func TestDecodeErrorsNameTheJSONPath(t *testing.T) {
-	_, err := DecodeResult([]byte(`{"schema_version":1,"id":"r","campaign_id":"c1","campaign_version":1,"batch_id":"b","app":"shop","token":"x",` +
-		`"platform":"android","outcome":"delivered","attempt":1,"at":"2026-03-29T10:00:00Z","latency_ms":1e400}`))
-	var ie *InvalidError
-	if !errors.As(err, &ie) || err.Error() != "invalid result: /latency_ms: cannot read number 1e400 as a 64-bit float" {
-		t.Errorf("got %v", err)
+// The result's float fields are bounded by the largest float64, so a
+// number the schema accepts is one Go reads as a finite float64. 1e400
+// once passed the schema and then failed the decode. What Go itself
+// writes (strconv's shortest form, as the dispatcher encodes results)
+// stays within the bound: the largest float64 is written
+// 1.7976931348623157e308 or its digits followed by zeros.
+func TestResultFloatBounds(t *testing.T) {
+	maxText := strconv.FormatFloat(math.MaxFloat64, 'f', -1, 64)
+	result := func(field, n string) []byte {
+		return []byte(`{"schema_version":1,"id":"r","campaign_id":"c1","campaign_version":1,"batch_id":"b","app":"shop","token":"x",` +
+			`"platform":"android","outcome":"delivered","attempt":1,"at":"2026-03-29T10:00:00Z","` + field + `":` + n + `}`)
 	}
+	for _, c := range []struct{ field, n, want string }{
+		{"latency_ms", "1e400", "invalid result: /latency_ms: maximum: got 1e+400, want 1.7976931348623157e+308"},
+		{"latency_ms", "1.7976931348623158e308", "invalid result: /latency_ms: maximum: got 1.7976931348623158e+308, want 1.7976931348623157e+308"},
+		{"latency_ms", "1.7976931348623157e308", ""},
+		{"latency_ms", maxText, ""},
+		{"latency_ms", "1e-400", ""},
+		{"lateness_ms", "1e400", "invalid result: /lateness_ms: maximum: got 1e+400, want 1.7976931348623157e+308"},
+		{"lateness_ms", "-1e400", "invalid result: /lateness_ms: minimum: got -1e+400, want -1.7976931348623157e+308"},
+		{"lateness_ms", "-" + maxText, ""},
+		{"lateness_ms", "-1.7976931348623157e308", ""},
+	} {
+		r, err := DecodeResult(result(c.field, c.n))
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s %s: %v", c.field, c.n, err)
+		case c.want == "" && (math.IsInf(r.LatencyMs, 0) || math.IsInf(r.LatenessMs, 0)):
+			t.Errorf("%s %s: decoded as infinite", c.field, c.n)
+		case c.want != "" && (err == nil || err.Error() != c.want):
+			t.Errorf("%s %s:\n got %v\nwant %s", c.field, c.n, err, c.want)
+		}
+	}
+}
 
-	// The path is found in the bytes, so it has the array indexes that
-	// encoding/json's own field path leaves out.
+// What Go cannot read in an event the schema accepts is named by its JSON
+// path, as the schema's problems are, not by Go struct and field names.
+// The path is found in the bytes, so it has the array indexes that
+// encoding/json's own field path leaves out.
+func TestDecodeErrorsNameTheJSONPath(t *testing.T) {
 	for _, c := range []struct{ data, want string }{
 		{`{"devices":[{"device_id":1},{"token":"x","device_id":1.5}]}`, "/devices/1/device_id: cannot read number 1.5 as a 64-bit integer"},
 		{`{"content":{"localized":{"de":{"title":"x"},"fr":{"title":5}}}}`, "/content/localized/fr/title: cannot read number as a string"},

@@ -281,12 +281,15 @@ func integerBound(rule string, got, want *big.Rat) (string, bool) {
 }
 
 // integerText writes n with every digit up to maxPlainDigits+4 of them,
-// beyond which no bound is near and a short form says as much: 1e100000
-// is not worth a hundred thousand digits in a dead letter's reason.
+// beyond which a short form says as much: 1e100000 is not worth a hundred
+// thousand digits in a dead letter's reason. The short form keeps 22
+// significant digits, so a number just over the largest float64 (a
+// result's latency_ms maximum, 1.7976931348623157e308) does not read as
+// the bound itself.
 func integerText(n *big.Rat) string {
 	s := n.Num().String()
 	if len(strings.TrimPrefix(s, "-")) > maxPlainDigits+4 {
-		return new(big.Float).SetPrec(64).SetRat(n).Text('g', 6)
+		return new(big.Float).SetPrec(128).SetRat(n).Text('g', 22)
 	}
 	return groupDigits(s)
 }
@@ -603,9 +606,17 @@ func DecodeDeadLetter(data []byte) (*DeadLetter, error) {
 	return decode[DeadLetter](KindDeadLetter, data)
 }
 
-// DecodeDeviceRegistration validates and decodes a registration event.
+// DecodeDeviceRegistration validates and decodes a registration event and
+// checks the rule a schema cannot express.
 func DecodeDeviceRegistration(data []byte) (*DeviceRegistration, error) {
-	return decode[DeviceRegistration](KindDeviceRegistration, data)
+	r, err := decode[DeviceRegistration](KindDeviceRegistration, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // Decode validates and decodes an event of kind, returning a pointer to its

@@ -280,7 +280,7 @@ func TestPublishValidationErrors(t *testing.T) {
 		{"local date before 1970", "", []string{"-app", "shop", "-id", "x", "-segment", "-title", "x", "-local-time", "09:00", "-local-date", "1969-12-31"},
 			"pushctl publish: invalid campaign: /schedule/local_date: \"1969-12-31\" is before 1970\n"},
 		{"reserved data key", "", []string{"-app", "shop", "-id", "x", "-segment", "-title", "x", "-data", "google.x=1"},
-			"pushctl publish: invalid campaign: /content/data/google.x: reserved data key: APNs and FCM reserve aps, from, notification, message_type, collapse_key and every key starting with google. or gcm.\n"},
+			"pushctl publish: invalid campaign: /content/data/google.x: reserved data key: APNs and FCM reserve aps, from, gcm, notification, message_type, collapse_key and every key starting with google. or gcm.\n"},
 		{"nothing to show", "", []string{"-app", "shop", "-id", "x", "-segment"},
 			"pushctl publish: invalid campaign: /content: an alert needs a title, body, badge or sound (or content_available for a silent push)\n"},
 		{"bad id", "", []string{"-app", "shop", "-id", "spring sale", "-segment", "-title", "x"},

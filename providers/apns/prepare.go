@@ -12,6 +12,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/pushlane/pushlane/providers"
+	"github.com/pushlane/pushlane/schemas/apnspush"
 )
 
 // Payload limits (bytes).
@@ -138,7 +139,11 @@ func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
 	if !ok {
 		return nil, reject(apns2.ReasonInvalidPushType, "unknown push type "+strconv.Quote(pushType))
 	}
-	if pushType == string(apns2.PushTypeBackground) && visible {
+	// The campaign check applies these rules too (apnspush), so a message
+	// refused here for them comes from no campaign the check accepted.
+	prio, prioOK := apnspush.Priority(m.Priority, pushType)
+	problem := apnspush.Check(pushType, prio, visible)
+	if problem == apnspush.VisibleBackground {
 		return nil, reject(apns2.ReasonInvalidPushType, "a background push carries no title, body, sound or badge; send it as alert")
 	}
 	topic := m.Topic
@@ -150,24 +155,13 @@ func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
 		}
 	}
 
-	prio := 10
-	switch m.Priority {
-	case providers.PriorityHigh:
-	case providers.PriorityNormal:
-		prio = 5
-	case providers.PriorityLow:
-		prio = 1
-	case "":
-		if pushType == string(apns2.PushTypeBackground) {
-			prio = 5
-		}
-	default:
+	if !prioOK {
 		return nil, reject(apns2.ReasonBadPriority, "priority must be high, normal, low or empty, got "+strconv.Quote(m.Priority))
 	}
-	if pushType == string(apns2.PushTypeBackground) && prio != 5 {
+	switch problem {
+	case apnspush.BackgroundPriority:
 		return nil, reject(apns2.ReasonBadPriority, "background pushes must use priority 5 (normal)")
-	}
-	if prio == 10 && pushType == string(apns2.PushTypeAlert) && !visible {
+	case apnspush.SilentAlertPriority:
 		return nil, reject(apns2.ReasonBadPriority, "priority 10 needs a title, body, sound or badge; use normal for a content-available push")
 	}
 	if len(m.CollapseID) > MaxCollapseID {
