@@ -118,7 +118,10 @@ func decodeResultFast(data []byte) (*schemas.Result, bool) {
 	// Lengths in bytes bound lengths in code points from above, so these
 	// byte checks are at least as strict as the schema's.
 	if len(r.ID) < 1 || len(r.ID) > 256 || !campaignIDOK(r.CampaignID) || r.CampaignVersion < 1 ||
-		len(r.BatchID) < 1 || len(r.App) < 1 || r.Attempt < 0 || r.DeviceID < 0 || r.LatencyMs < 0 {
+		len(r.BatchID) < 1 || len(r.App) < 1 || r.Attempt < 0 || r.DeviceID < 0 || r.LatencyMs < 0 ||
+		// The schema's bound is the largest float64, and a number past it
+		// that Go rounds down to it is the schema path's to refuse.
+		math.Abs(r.LatencyMs) >= math.MaxFloat64 || math.Abs(r.LatenessMs) >= math.MaxFloat64 {
 		return nil, false
 	}
 	return r, true

@@ -32,18 +32,19 @@ func TestDecodeResultFastAgreesWithTheSchema(t *testing.T) {
 	full := string(benchResultBytes(t))
 	mutations := []string{
 		full,
-		strings.Replace(full, `"id":`, `"ID":`, 1),                                   // case-variant key
-		strings.Replace(full, `"app":"app"`, `"app":"app","APP":"x"`, 1),             // case-variant duplicate
-		strings.Replace(full, `"app":"app"`, `"app":"app","app":"b"`, 1),             // exact duplicate
-		strings.Replace(full, `"app":"app"`, `"app":"app","extra":1`, 1),             // unknown key
-		strings.Replace(full, `"user_id":"user-123456"`, `"user_id":null`, 1),        // null optional
-		strings.Replace(full, `"attempt":1`, `"attempt":1.0`, 1),                     // integer as float
-		strings.Replace(full, `"attempt":1`, `"attempt":-1`, 1),                      // below minimum
-		strings.Replace(full, `"latency_ms":12.5`, `"latency_ms":-1`, 1),             // below minimum
-		strings.Replace(full, `"platform":"ios"`, `"platform":"web"`, 1),             // not in enum
-		strings.Replace(full, `"campaign_id":"c1"`, `"campaign_id":"-c1"`, 1),        // pattern
-		strings.Replace(full, `"campaign_id":"c1"`, `"campaign_id":"c 1"`, 1),        // pattern
-		strings.Replace(full, `"at":"2026-03-01T12:00:00Z"`, `"at":"2026-03-01"`, 1), // not date-time
+		strings.Replace(full, `"id":`, `"ID":`, 1),                                            // case-variant key
+		strings.Replace(full, `"app":"app"`, `"app":"app","APP":"x"`, 1),                      // case-variant duplicate
+		strings.Replace(full, `"app":"app"`, `"app":"app","app":"b"`, 1),                      // exact duplicate
+		strings.Replace(full, `"app":"app"`, `"app":"app","extra":1`, 1),                      // unknown key
+		strings.Replace(full, `"user_id":"user-123456"`, `"user_id":null`, 1),                 // null optional
+		strings.Replace(full, `"attempt":1`, `"attempt":1.0`, 1),                              // integer as float
+		strings.Replace(full, `"attempt":1`, `"attempt":-1`, 1),                               // below minimum
+		strings.Replace(full, `"latency_ms":12.5`, `"latency_ms":-1`, 1),                      // below minimum
+		strings.Replace(full, `"latency_ms":12.5`, `"latency_ms":1.79769313486231575e308`, 1), // past the maximum, rounds to it
+		strings.Replace(full, `"platform":"ios"`, `"platform":"web"`, 1),                      // not in enum
+		strings.Replace(full, `"campaign_id":"c1"`, `"campaign_id":"-c1"`, 1),                 // pattern
+		strings.Replace(full, `"campaign_id":"c1"`, `"campaign_id":"c 1"`, 1),                 // pattern
+		strings.Replace(full, `"at":"2026-03-01T12:00:00Z"`, `"at":"2026-03-01"`, 1),          // not date-time
 		strings.Replace(full, `"at":"2026-03-01T12:00:00Z"`, `"at":"2026-03-01t12:00:00z"`, 1),
 		strings.Replace(full, `"schema_version":1`, `"schema_version":2`, 1),
 		strings.Replace(full, `"token":`, `"tok":`, 1),
