@@ -1,7 +1,8 @@
 // Package providers holds what the APNs and FCM senders share: the
 // provider-neutral Message, the Result of one send with its single Outcome,
 // the retry policy (Backoff) and the Halt registry that parks an app's sends
-// through a provider that refused its credentials (per app and provider).
+// through a provider that refused its credentials (per app and provider,
+// and for FCM's sends to iOS devices through APNs: FCMviaAPNs).
 //
 // Every send ends in exactly one Outcome:
 //
@@ -28,6 +29,9 @@
 //     in Result.Err, which the dispatcher records as expired.
 //   - credential_failure: the app's key, certificate or service account was
 //     refused. Retrying would burn the campaign: park the app with Halt.
+//     FCM's THIRD_PARTY_AUTH_ERROR (APNS_AUTH_ERROR) on an iOS device is
+//     the APNs key in the Firebase project refused: it halts only the
+//     app's FCM sends to iOS devices (FCMviaAPNs), not its Android ones.
 //
 // The senders do the retries that must happen inside one call (a refreshed
 // APNs provider token after ExpiredProviderToken, a re-send on a fresh

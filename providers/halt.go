@@ -17,16 +17,31 @@ import (
 // LevelAlert is the slog level of lines that must page someone: a halted app.
 const LevelAlert = slog.LevelError + 4
 
+// FCMviaAPNs is the halt key of an app's FCM sends to Apple devices, which
+// Google hands to APNs with the APNs key (or certificate) uploaded to the
+// Firebase project. FCM refuses that key with THIRD_PARTY_AUTH_ERROR (or
+// the older APNS_AUTH_ERROR) on the iOS devices alone: the service
+// account was accepted, and the app's Android devices are delivered as
+// usual. Halted under "fcm", as it was, an app whose Firebase project had
+// a bad APNs key had its Android sends parked too, and a probe answered
+// by an Android device lifted the halt, so the next iOS send halted it
+// again, every probe interval. The name is what the halt's gauge label
+// and the dispatcher's halts table (provider VARCHAR(16)) show.
+const FCMviaAPNs = "fcm-via-apns"
+
 // HaltInfo says why and since when a provider of an app is halted.
 type HaltInfo struct {
-	App      string
-	Provider string // "apns" or "fcm"
+	App string
+	// Provider is the halt's key: "apns", "fcm" (the service account) or
+	// FCMviaAPNs (the APNs key in the Firebase project).
+	Provider string
 	Reason   string // the provider's reason, e.g. InvalidProviderToken, THIRD_PARTY_AUTH_ERROR
 	Err      error
 	Since    time.Time
 }
 
-// haltKey is one provider of one app: the unit a halt applies to.
+// haltKey is one provider of one app (or FCMviaAPNs): the unit a halt
+// applies to.
 type haltKey struct{ app, provider string }
 
 // Halt is the registry of the apps whose credentials a provider refused,
@@ -35,8 +50,11 @@ type haltKey struct{ app, provider string }
 // a Halt refuse to send for their app while their own provider of it is
 // halted, without calling the provider. A halt is per provider because
 // the credentials are: an app whose APNs key Apple refused has an FCM
-// service account nothing refused, and its FCM sends go on. Safe for
-// concurrent use; Halted is lock-free because every send asks it.
+// service account nothing refused, and its FCM sends go on. FCM's sends
+// to Apple devices need a second credential, the APNs key in the Firebase
+// project, halted on its own (FCMviaAPNs): its refusal holds back only
+// those sends, and the FCM sender refuses them under either halt. Safe
+// for concurrent use; Halted is lock-free because every send asks it.
 type Halt struct {
 	mu     sync.Mutex // serialises writers; readers use halts
 	halts  atomic.Pointer[map[haltKey]HaltInfo]
@@ -67,10 +85,11 @@ func NewHalt(logger *slog.Logger, reg prometheus.Registerer) (*Halt, error) {
 	return h, nil
 }
 
-// Halt halts provider for app. It returns true if that provider of the
-// app was running until now; only that first call logs the alert, so a
-// thousand in-flight sends failing at once raise one alert, and so does a
-// halt the dispatcher learns again from its store.
+// Halt halts provider (a halt key: "apns", "fcm" or FCMviaAPNs) for app.
+// It returns true if that provider of the app was running until now; only
+// that first call logs the alert, so a thousand in-flight sends failing at
+// once raise one alert, and so does a halt the dispatcher learns again
+// from its store.
 func (h *Halt) Halt(app, provider, reason string, err error) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -64,7 +64,7 @@ func TestHaltIsPerAppAndProvider(t *testing.T) {
 		t.Fatal("shop's halt halts another app")
 	}
 	// The app's other provider refuses too: a halt of its own, alerted.
-	if !h.Halt("shop", "fcm", "THIRD_PARTY_AUTH_ERROR", nil) {
+	if !h.Halt("shop", "fcm", "PERMISSION_DENIED", nil) {
 		t.Fatal("first halt of shop's FCM not reported first")
 	}
 	if h.Halt("shop", "apns", "InvalidProviderToken", nil) {

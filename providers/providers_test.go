@@ -98,8 +98,8 @@ func TestHaltRegistry(t *testing.T) {
 	if n != 1 || strings.Count(logs.String(), "app halted") != 1 {
 		t.Fatalf("%d callers saw themselves first; logs:\n%s", n, logs.String())
 	}
-	h.Halt("b", "fcm", "THIRD_PARTY_AUTH_ERROR", nil)
-	if l := h.List(); len(l) != 2 || l[0].App != "a" || l[1].Reason != "THIRD_PARTY_AUTH_ERROR" {
+	h.Halt("b", "fcm", "PERMISSION_DENIED", nil)
+	if l := h.List(); len(l) != 2 || l[0].App != "a" || l[1].Reason != "PERMISSION_DENIED" {
 		t.Fatalf("list = %+v", l)
 	}
 	if !h.Resume("a", "apns") || h.Resume("a", "apns") {

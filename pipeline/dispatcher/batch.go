@@ -29,6 +29,9 @@ type job struct {
 	probe bool
 	// probeUntil: the probe claim this batch holds (probe) lasts until.
 	probeUntil time.Time
+	// probeKey: the provider of the halt the probe's send tries (set with
+	// its device, by nextChunk).
+	probeKey string
 	// observeLateness: the batch's first send is still to be measured.
 	observeLateness bool
 	// saveCtx is for writing results and progress: it ends FinishTimeout
@@ -227,7 +230,9 @@ func (d *Dispatcher) handle(stop context.Context, rec *kgo.Record, slots chan st
 				// provider for its platform.
 				d.probeUnanswered(j, !j.prog.Done.Has(idx[0]))
 			} else {
-				d.probeDone(j, c.refused)
+				// A refusal of other credentials than the probed ones
+				// may still show that those work (refusalClearsProbed).
+				d.probeDone(j, c.refused && !refusalClearsProbed(j.probeKey, c.refusedKey))
 			}
 		}
 		if c.refused {
@@ -353,15 +358,16 @@ func (d *Dispatcher) checkBeforeChunk(stop context.Context, j *job) (done, ok bo
 	return false, false
 }
 
-// heldByHalt reports whether j has a device without a result that goes
-// to a provider a halt of its app holds back (held). Such a batch is held
-// whole: parked, or the probe (see the package documentation for why a
-// batch of both providers is not split). A halt says nothing of the app's
-// other provider, so a batch whose pending devices all go to it is sent as
-// if the app were not halted: an Android-only campaign of an app whose
-// APNs key was refused is sent through FCM, whose sender the registry,
-// per provider, lets through; and no probe is claimed for it (it has no
-// device the probe could try).
+// heldByHalt reports whether j has a device without a result whose send
+// a halt of its app holds back (held). Such a batch is held whole:
+// parked, or the probe (see the package documentation for why a batch of
+// both providers is not split). A halt says nothing of credentials other
+// than the refused ones, so a batch whose pending devices need none of
+// those is sent as if the app were not halted: an Android-only campaign
+// of an app whose APNs key was refused (by Apple, or by FCM for the iOS
+// devices it sends through APNs: ProviderFCMviaAPNs) is sent through FCM,
+// whose sender the registry, per provider and route, lets through; and
+// no probe is claimed for it (it has no device the probe could try).
 func (d *Dispatcher) heldByHalt(j *job) bool {
 	held := d.held(j.b.App)
 	if !held.any() {
@@ -371,21 +377,24 @@ func (d *Dispatcher) heldByHalt(j *job) bool {
 		if j.prog.Done.Has(i) {
 			continue
 		}
-		if p, _ := j.app.senderFor(j.b.Devices[i].Platform); held.has(p) {
+		platform := j.b.Devices[i].Platform
+		if p, _ := j.app.senderFor(platform); held.holds(p, platform) {
 			return true
 		}
 	}
 	return false
 }
 
-// pendingFor reports whether j has a device without a result that goes to
-// provider.
-func (d *Dispatcher) pendingFor(j *job, provider string) bool {
+// pendingFor reports whether j has a device without a result whose send
+// needs the credentials of the halt of provider key (needs): one its
+// probe can try.
+func (d *Dispatcher) pendingFor(j *job, key string) bool {
 	for i := range j.b.Devices {
 		if j.prog.Done.Has(i) {
 			continue
 		}
-		if p, _ := j.app.senderFor(j.b.Devices[i].Platform); p == provider {
+		platform := j.b.Devices[i].Platform
+		if p, _ := j.app.senderFor(platform); needs(key, p, platform) {
 			return true
 		}
 	}
@@ -428,20 +437,23 @@ func isExpired(b *schemas.Batch, now time.Time) bool {
 
 // nextChunk returns the indexes of the next devices to send: up to
 // ChunkSize devices without a result yet. A probe sends one: the first
-// waiting device of the refused provider (none: nil), since only that
-// provider's answer says whether the credentials work again; an Android
-// device delivered through FCM lifted an APNs halt, and the app was halted
-// again at its next iOS send. Any other batch of a halted app that gets
-// here has no pending device of a held provider (heldByHalt), unless the
-// halt came after its check: sendChunk withholds those (admit).
+// waiting device whose send needs the refused credentials (needs; none:
+// nil), since only its answer says whether they work again; an Android
+// device delivered through FCM lifted an APNs halt, or a halt of the APNs
+// key in the Firebase project, and the app was halted again at its next
+// iOS send. Any other batch of a halted app that gets here has no pending
+// device a halt holds (heldByHalt), unless the halt came after its check:
+// sendChunk withholds those (admit).
 func (d *Dispatcher) nextChunk(j *job) []int {
 	if j.probe {
-		provider, _ := d.haltedProvider(j.b.App)
+		key, _ := d.haltedProvider(j.b.App)
+		j.probeKey = key
 		for i := range j.b.Devices {
 			if j.prog.Done.Has(i) {
 				continue
 			}
-			if p := j.msgs.forDevice(&j.b.Devices[i]); p != nil && p.provider == provider {
+			dev := &j.b.Devices[i]
+			if p := j.msgs.forDevice(dev); p != nil && needs(key, p.provider, dev.Platform) {
 				return []int{i}
 			}
 		}
@@ -588,8 +600,12 @@ type sent struct {
 type chunkSent struct {
 	// answered counts the sends the provider answered (providerAnswered).
 	answered int
-	// refused: a provider refused the app's credentials (haltApp ran).
+	// refused: a provider refused the app's credentials (haltApp ran,
+	// with refusedKey).
 	refused bool
+	// refusedKey is the provider of the halt the refusal put the app
+	// under (haltKey).
+	refusedKey string
 	// blocked: the senders' registry refused every send the chunk tried
 	// (their provider is halted for the app; see waitUnblocked), so none
 	// got a result.
@@ -684,7 +700,7 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (c chunk
 			// registry's refusals of the sends it made fail fast.
 			if halt == nil || errors.Is(halt.Err, providers.ErrHalted) && !errors.Is(s.res.Err, providers.ErrHalted) {
 				r := s.res
-				halt, haltProvider = &r, s.provider
+				halt, haltProvider = &r, haltKey(s.provider, dev.Platform, &r)
 			}
 			if errors.Is(s.res.Err, providers.ErrHalted) {
 				blocked++
@@ -717,6 +733,7 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (c chunk
 		// already recorded, not a new refusal by the provider: writing it
 		// again would re-halt an app a probe has just cleared.
 		d.haltApp(j.b.App, haltProvider, halt)
+		c.refusedKey = haltProvider
 	}
 	c.blocked = blocked > 0 && len(results) == 0
 	if !d.writeResults(j.saveCtx, results) {

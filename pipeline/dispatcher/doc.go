@@ -126,6 +126,23 @@
 // an iOS batch came along to probe with, and without one (the iOS
 // batches cancelled or expired) for ever, or until their expiry.
 //
+// FCM's sends to iOS devices need a second credential: the APNs key
+// uploaded to the Firebase project, which Apple refuses as FCM's
+// THIRD_PARTY_AUTH_ERROR (APNS_AUTH_ERROR) on iOS devices alone. That
+// refusal halts only the app's FCM sends to iOS devices, under the
+// provider fcm-via-apns (ProviderFCMviaAPNs; in the halts table, the
+// gauge and the alert): its Android devices need no APNs key and go on,
+// as they do through an APNs halt (a batch with both kinds of device is
+// held whole, as one of both providers is, below), and its probe is an
+// iOS device sent through FCM. Halted as FCM, an app sending iOS through
+// FCM had its Android campaigns parked too, and a probe delivered to an
+// Android device lifted the halt until the next iOS send halted it
+// again, every probe interval. A refused service account (a 401 that a
+// fresh access token does not cure, 403, 404, the token endpoint's
+// refusal) still halts all of the app's FCM sends; a probe of that halt
+// answered with THIRD_PARTY_AUTH_ERROR got past the service account, so
+// it lifts the FCM halt, and the next iOS send records the APNs key's.
+//
 // A batch with devices of both providers is held whole, not split into
 // the other provider's devices sent and the rest parked. Its retryable
 // devices form one retry batch, written once when the batch finishes,
@@ -162,20 +179,22 @@
 //
 // How a halt clears: every HaltProbeInterval (30 s by default) one
 // dispatcher claims a probe, takes one held batch of the app and sends
-// its first pending device of the refused provider (an iOS device for an
-// APNs halt: FCM's answer says nothing of the APNs key); a batch with no
-// such device claims none. If that provider answers and accepts the
-// credentials (any outcome but credential_failure) the halt is lifted
-// everywhere and the app's parked batches are released; otherwise the
-// app stays halted. A probe whose send does not happen or is decided
-// without the provider (a stop, its campaign cancelled or paused
-// meanwhile, the halt lifted or changed since its claim, a payload
-// refused locally) gives its claim back or keeps the app halted, so the
-// next one need not wait. Fixing credentials is a config change and a
-// restart; the next probe then succeeds. An operator can also delete the
-// app's dispatch_halts row. A halt with no held batch left stays
-// recorded, holding nothing, until a batch with a device of its provider
-// comes and probes.
+// its first pending device that needs the refused credentials (an iOS
+// device for an APNs halt, an iOS device sent through FCM for a halt of
+// fcm-via-apns: an Android device's answer says nothing of an APNs key);
+// a batch with no such device claims none. If that provider answers and
+// accepts the credentials (any outcome but credential_failure) the halt
+// is lifted everywhere and the app's parked batches are released;
+// otherwise the app stays halted. A probe whose send does not happen or
+// is decided without the provider (a stop, its campaign cancelled or
+// paused meanwhile, the halt lifted or changed since its claim, a
+// payload refused locally) gives its claim back or keeps the app halted,
+// so the next one need not wait. Fixing credentials is a config change
+// and a restart (for an APNs key in a Firebase project, an upload in the
+// Firebase console); the next probe then succeeds. An operator can also
+// delete the app's dispatch_halts row. A halt with no held batch left
+// stays recorded, holding nothing, until a batch with a device of its
+// provider comes and probes.
 //
 // # Memory
 //

@@ -278,7 +278,7 @@ func TestRefusalOfTheOtherProviderIsLiftedWithTheHalt(t *testing.T) {
 	fcmBroken.Store(true)
 	android.SetRule(func(string, int) providers.Result {
 		if fcmBroken.Load() {
-			return providers.Result{Outcome: providers.CredentialFailure, Status: 401, Reason: "THIRD_PARTY_AUTH_ERROR"}
+			return providers.Result{Outcome: providers.CredentialFailure, Status: 403, Reason: "PERMISSION_DENIED"}
 		}
 		return providers.Result{Outcome: providers.Delivered, Status: 200}
 	})

@@ -8,10 +8,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/providers"
+	"github.com/pushlane/pushlane/providers/fcm"
 )
 
 // haltedProvider returns the provider whose credentials app's halt is
-// about, and whether app is halted.
+// about (ProviderFCMviaAPNs for the APNs key in its Firebase project), and
+// whether app is halted.
 func (d *Dispatcher) haltedProvider(app string) (string, bool) {
 	d.haltMu.Lock()
 	defer d.haltMu.Unlock()
@@ -19,53 +21,93 @@ func (d *Dispatcher) haltedProvider(app string) (string, bool) {
 	return h.Provider, ok
 }
 
-// heldSet says which of an app's providers its sends must not go to.
-type heldSet struct{ apns, fcm bool }
+// heldSet says which of an app's halts hold its sends back.
+type heldSet struct{ apns, fcm, fcmViaAPNs bool }
 
-func (h heldSet) has(provider string) bool {
-	switch provider {
-	case ProviderAPNs:
-		return h.apns
-	case ProviderFCM:
-		return h.fcm
-	}
-	return false
+// holds reports whether a send through provider to a device of platform
+// must wait: a halt it needs the credentials of (needs) stands.
+func (h heldSet) holds(provider, platform string) bool {
+	return h.apns && needs(ProviderAPNs, provider, platform) ||
+		h.fcm && needs(ProviderFCM, provider, platform) ||
+		h.fcmViaAPNs && needs(ProviderFCMviaAPNs, provider, platform)
 }
 
-func (h heldSet) any() bool { return h.apns || h.fcm }
+func (h heldSet) any() bool { return h.apns || h.fcm || h.fcmViaAPNs }
 
-// held returns the providers of app that a halt holds back: the one of
-// its halt in this instance's view (the store's, one provider per app),
-// and any the senders' registry holds halted for it. The registry is asked
-// too because it can know more, and earlier: a sender halts its provider
-// at the provider's refusal, before the chunk ends and records it here;
-// and a refusal by the app's other provider while the app is halted is
-// kept only there (the store keeps the first provider). A provider halted
+// needs reports whether a send through provider to a device of platform
+// needs the credentials the halt of provider key is about: so that halt
+// holds the send back, and its answer, a probe's, tells whether they work
+// again. A send through FCM needs the app's service account, and one to
+// an iOS device the APNs key in its Firebase project too
+// (ProviderFCMviaAPNs); an Android device needs no APNs key, so its
+// delivery says nothing of one: as the probe of that halt it lifted it,
+// and the next iOS send halted the app again.
+func needs(key, provider, platform string) bool {
+	if key == ProviderFCMviaAPNs {
+		return provider == ProviderFCM && platform == providers.PlatformIOS
+	}
+	return provider == key
+}
+
+// haltKey is the provider of the halt that the credential failure r of a
+// send through provider to a device of platform puts the app under, as
+// its sender names it in the registry: FCM refusing the APNs key in the
+// Firebase project (THIRD_PARTY_AUTH_ERROR on an iOS device) halts only
+// the app's sends through APNs, ProviderFCMviaAPNs (fcm.HaltKey); any
+// other refusal halts the provider.
+func haltKey(provider, platform string, r *providers.Result) string {
+	if provider == ProviderFCM {
+		return fcm.HaltKey(platform, r.Reason)
+	}
+	return provider
+}
+
+// refusalClearsProbed reports whether a probe of the halt of provider
+// probed, answered with a refusal that halts provider refused, found the
+// probed credentials working all the same: FCM refusing the APNs key has
+// taken the service account, so an FCM halt is over (its lift, which
+// lifts every halt of the app, lets the next iOS send record the APNs
+// key's anew). A refused service account says nothing of the APNs key: a
+// probe of that halt answered so stays refused.
+func refusalClearsProbed(probed, refused string) bool {
+	return probed == ProviderFCM && refused == ProviderFCMviaAPNs
+}
+
+// held returns the halts that hold app's sends back: the one in this
+// instance's view (the store's, one provider per app), and any the
+// senders' registry holds for it. The registry is asked too because it
+// can know more, and earlier: a sender halts its provider at the
+// provider's refusal, before the chunk ends and records it here; and a
+// refusal by the app's other provider while the app is halted is kept
+// only there (the store keeps the first provider). A provider halted
 // there refuses every send but a probe's, so sending to it would only
 // loop: it is held like the store's.
 func (d *Dispatcher) held(app string) heldSet {
 	d.haltMu.Lock()
 	h, halted := d.halted[app]
 	d.haltMu.Unlock()
-	_, apns := d.halt.Halted(app, ProviderAPNs)
-	_, fcm := d.halt.Halted(app, ProviderFCM)
+	_, apnsHalted := d.halt.Halted(app, ProviderAPNs)
+	_, fcmHalted := d.halt.Halted(app, ProviderFCM)
+	_, viaAPNsHalted := d.halt.Halted(app, ProviderFCMviaAPNs)
 	return heldSet{
-		apns: apns || halted && h.Provider == ProviderAPNs,
-		fcm:  fcm || halted && h.Provider == ProviderFCM,
+		apns:       apnsHalted || halted && h.Provider == ProviderAPNs,
+		fcm:        fcmHalted || halted && h.Provider == ProviderFCM,
+		fcmViaAPNs: viaAPNsHalted || halted && h.Provider == ProviderFCMviaAPNs,
 	}
 }
 
-// admit returns the sends of a chunk of j to make: those of a provider
-// the app's halt holds back are withheld (their devices keep no result,
-// and the batch is held at its next check). Only a chunk cut before this
-// instance saw the halt has any. The halted provider's sender would refuse
-// them too, but as credential failures that the send metrics count and
-// the chunk's bookkeeping must tell from the provider's own refusals;
-// withheld, they are simply not sent. The other provider's sends go as
-// usual: its credentials were not refused, and the senders' registry,
-// per provider, lets them through while the halt stands. A probe's one
-// send is its halted provider's, let through the halt by its context
-// (runSend).
+// admit returns the sends of a chunk of j to make: those a halt of the
+// app holds back (heldSet.holds) are withheld (their devices keep no
+// result, and the batch is held at its next check). Only a chunk cut
+// before this instance saw the halt has any. The halted provider's sender
+// would refuse them too, but as credential failures that the send metrics
+// count and the chunk's bookkeeping must tell from the provider's own
+// refusals; withheld, they are simply not sent. The other provider's
+// sends go as usual: its credentials were not refused, and the senders'
+// registry, per provider, lets them through while the halt stands; so do
+// FCM's sends to Android devices while only its sends through APNs are
+// halted (ProviderFCMviaAPNs), which need no APNs key. A probe's one send
+// is its halted provider's, let through the halt by its context (runSend).
 func (d *Dispatcher) admit(j *job, jobs []*sendJob) []*sendJob {
 	if j.probe {
 		return jobs
@@ -76,7 +118,7 @@ func (d *Dispatcher) admit(j *job, jobs []*sendJob) []*sendJob {
 	}
 	kept := jobs[:0]
 	for _, sj := range jobs {
-		if !held.has(sj.p.provider) {
+		if !held.holds(sj.p.provider, sj.p.msg.Platform) {
 			kept = append(kept, sj)
 		}
 	}

@@ -24,6 +24,13 @@ const (
 	ProviderFCM  = "fcm"
 )
 
+// ProviderFCMviaAPNs is the provider of a halt (Halt.Provider, the halts
+// table, the halted gauge) of an app's FCM sends to iOS devices alone,
+// which Google delivers through APNs with the APNs key in the Firebase
+// project: FCM refused that key (providers.FCMviaAPNs). No result names
+// it; those sends are FCM's.
+const ProviderFCMviaAPNs = providers.FCMviaAPNs
+
 // App is one app's senders and sending limits. iOS devices go to APNS when
 // it is set, otherwise to FCM; Android devices go to FCM.
 type App struct {

@@ -60,7 +60,7 @@ func (e *APIError) TokenInvalid() bool {
 //	INVALID_ARGUMENT about the token         token dead
 //	INVALID_ARGUMENT otherwise               payload rejected
 //	QUOTA_EXCEEDED, UNAVAILABLE, INTERNAL    retryable
-//	THIRD_PARTY_AUTH_ERROR, APNS_AUTH_ERROR  credential failure
+//	THIRD_PARTY_AUTH_ERROR, APNS_AUTH_ERROR  credential failure (of the APNs key; see HaltKey)
 //	no code (UNSPECIFIED_ERROR): by status   401/403/404 credential failure (the sender's own
 //	                                         token or project), 429/5xx retryable, other 4xx payload rejected
 func Classify(e *APIError) providers.Outcome {
@@ -94,4 +94,22 @@ func Classify(e *APIError) providers.Outcome {
 		return providers.TokenDead
 	}
 	return providers.PayloadRejected
+}
+
+// HaltKey is the halt (providers.Halt) that a credential failure with
+// reason, on a send to a device of platform, puts the app under.
+// THIRD_PARTY_AUTH_ERROR (APNS_AUTH_ERROR before it) on an iOS device is
+// Apple refusing the APNs key uploaded to the Firebase project ("APNs
+// certificate or web push auth key was invalid or missing"): Google took
+// the service account, and only the app's sends that go through APNs are
+// halted (providers.FCMviaAPNs); its Android devices go on. Any other
+// credential failure is the service account's or the project's, and
+// halts all of the app's FCM sends ("fcm"); so does that code on another
+// platform, where it names no APNs key (on a web device, the web push
+// key, which has no halt of its own: the dispatcher sends no web device).
+func HaltKey(platform, reason string) string {
+	if platform == providers.PlatformIOS && (reason == "THIRD_PARTY_AUTH_ERROR" || reason == "APNS_AUTH_ERROR") {
+		return providers.FCMviaAPNs
+	}
+	return "fcm"
 }

@@ -77,9 +77,10 @@ type Config struct {
 	// Sleep waits for the bucket; default a timer. Tests that move Clock
 	// pass a Sleep that advances it.
 	Sleep func(ctx context.Context, d time.Duration) error
-	// Halt, if set, is told about credential failures, and sends while
-	// the app is halted for FCM fail at once (a probe's excepted, see
-	// providers.WithProbe).
+	// Halt, if set, is told about credential failures (under HaltKey),
+	// and sends while the app is halted for FCM fail at once, as do its
+	// sends to Apple devices while its sends through APNs are halted
+	// (providers.FCMviaAPNs); a probe's excepted, see providers.WithProbe.
 	Halt *providers.Halt
 }
 

@@ -46,5 +46,9 @@
 // the message's life, never lengthens it.
 //
 // Outcomes: see Classify. A 401 without an FCM error code means the access
-// token was refused: it is fetched anew once and the send retried.
+// token was refused: it is fetched anew once and the send retried. A
+// credential failure halts the app in Config.Halt under HaltKey: all of
+// its FCM sends, but for THIRD_PARTY_AUTH_ERROR on an iOS device (the
+// APNs key in the Firebase project refused), which halts only its sends
+// to iOS devices (providers.FCMviaAPNs).
 package fcm

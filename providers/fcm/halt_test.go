@@ -119,3 +119,127 @@ func TestRefusedServiceAccountHaltsFCMOnly(t *testing.T) {
 		t.Errorf("%d token requests, want 2: the first send's and the probe's", n)
 	}
 }
+
+// iosNote is note() for an Apple device, which FCM delivers through APNs.
+func iosNote() *providers.Message {
+	m := note()
+	m.Platform = providers.PlatformIOS
+	return m
+}
+
+// THIRD_PARTY_AUTH_ERROR (and APNS_AUTH_ERROR, its older name) on an iOS
+// device is Apple refusing the APNs key in the Firebase project: it halts
+// the app's FCM sends to Apple devices only (providers.FCMviaAPNs). The
+// same sender then sends to Android devices as usual, refuses iOS devices
+// without a request (a probe's excepted), and leaves "fcm" unhalted.
+// (Before, it halted all of the app's FCM: its Android devices were held
+// too, and a probe answered by one lifted the halt for the next iOS send
+// to halt again.)
+func TestAPNsKeyRefusedHaltsOnlyFCMSendsToApple(t *testing.T) {
+	for _, code := range []string{"THIRD_PARTY_AUTH_ERROR", "APNS_AUTH_ERROR"} {
+		t.Run(code, func(t *testing.T) {
+			sim, acct := startSim(t, nil)
+			reg := prometheus.NewRegistry()
+			halt, err := providers.NewHalt(nil, reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newSender(t, sim, acct, func(c *fcm.Config) { c.Halt = halt; c.App = "shop" })
+			sim.SetTokenRule("ios-refused", fcmsim.Rule{Status: 401, Code: code, Message: "Auth error from APNS or Web Push Service"})
+			m := iosNote()
+			m.Token = "ios-refused"
+			if r := s.Send(context.Background(), m, 1); r.Outcome != providers.CredentialFailure || r.Reason != code || errors.Is(r.Err, providers.ErrHalted) {
+				t.Fatalf("iOS send refused by Apple: %+v", r)
+			}
+			if info, halted := halt.Halted("shop", providers.FCMviaAPNs); !halted || info.Reason != code {
+				t.Fatalf("shop's FCM sends through APNs: %+v %v, want halted for %s", info, halted, code)
+			}
+			if info, halted := halt.Halted("shop", "fcm"); halted {
+				t.Fatalf("the APNs key's refusal halted all of shop's FCM: %+v", info)
+			}
+			if v, ok := haltedGauge(t, reg, "shop", providers.FCMviaAPNs); v != 1 || !ok {
+				t.Errorf("pushlane_provider_app_halted{shop,%s} = %v (%v), want 1", providers.FCMviaAPNs, v, ok)
+			}
+			if v, _ := haltedGauge(t, reg, "shop", "fcm"); v != 0 {
+				t.Errorf("pushlane_provider_app_halted{shop,fcm} = %v, want 0", v)
+			}
+
+			requests := sim.Counts().Requests
+			a := note()
+			a.Token = "android-1"
+			if r := s.Send(context.Background(), a, 1); r.Outcome != providers.Delivered {
+				t.Fatalf("Android send while the APNs key is refused: %+v", r)
+			}
+			if n := sim.AcceptedFor("android-1"); n != 1 {
+				t.Errorf("android-1 accepted %d times, want 1", n)
+			}
+			i := iosNote()
+			i.Token = "ios-2"
+			r := s.Send(context.Background(), i, 1)
+			if r.Outcome != providers.CredentialFailure || !errors.Is(r.Err, providers.ErrHalted) || !strings.Contains(r.Err.Error(), providers.FCMviaAPNs) {
+				t.Fatalf("iOS send during the halt: %+v, want refused by the halt of FCM through APNs", r)
+			}
+			if n := sim.Counts().Requests - requests; n != 1 {
+				t.Errorf("%d requests reached FCM after the halt, want the Android send's 1", n)
+			}
+			// A probe's send goes to Google; it leaves the halt as it is.
+			if r := s.Send(providers.WithProbe(context.Background()), i, 1); r.Outcome != providers.Delivered {
+				t.Fatalf("probe to ios-2: %+v, want delivered", r)
+			}
+			if _, halted := halt.Halted("shop", providers.FCMviaAPNs); !halted {
+				t.Error("the sender lifted the halt itself")
+			}
+		})
+	}
+}
+
+// A refused service account is refused for every device, an iOS one
+// included: it halts all of the app's FCM ("fcm"), not only its sends
+// through APNs, and the app's Android sends are then refused too.
+func TestServiceAccountRefusedOnAnIOSDeviceHaltsAllFCM(t *testing.T) {
+	sim, _ := startSim(t, nil)
+	stranger, err := fcmsim.NewTestServiceAccount(project, sim.TokenURL()) // a key the simulator does not know
+	if err != nil {
+		t.Fatal(err)
+	}
+	halt, err := providers.NewHalt(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSender(t, sim, stranger, func(c *fcm.Config) { c.Halt = halt; c.App = "shop" })
+	m := iosNote()
+	m.Token = "ios-1"
+	if r := s.Send(context.Background(), m, 1); r.Outcome != providers.CredentialFailure || errors.Is(r.Err, providers.ErrHalted) {
+		t.Fatalf("iOS send with a refused service account: %+v", r)
+	}
+	if _, halted := halt.Halted("shop", "fcm"); !halted {
+		t.Fatal("a refused service account did not halt shop's FCM")
+	}
+	if _, halted := halt.Halted("shop", providers.FCMviaAPNs); halted {
+		t.Error("a refused service account halted shop's sends through APNs as if the APNs key were refused")
+	}
+	a := note()
+	a.Token = "android-1"
+	if r := s.Send(context.Background(), a, 1); !errors.Is(r.Err, providers.ErrHalted) {
+		t.Fatalf("Android send while the service account is refused: %+v, want refused by the halt", r)
+	}
+}
+
+func TestHaltKey(t *testing.T) {
+	for _, c := range []struct {
+		platform, reason, want string
+	}{
+		{providers.PlatformIOS, "THIRD_PARTY_AUTH_ERROR", providers.FCMviaAPNs},
+		{providers.PlatformIOS, "APNS_AUTH_ERROR", providers.FCMviaAPNs},
+		{providers.PlatformIOS, "UNAUTHENTICATED", "fcm"},
+		{providers.PlatformIOS, "PERMISSION_DENIED", "fcm"},
+		{providers.PlatformIOS, "oauth:invalid_grant", "fcm"},
+		{providers.PlatformAndroid, "THIRD_PARTY_AUTH_ERROR", "fcm"},
+		{providers.PlatformWeb, "THIRD_PARTY_AUTH_ERROR", "fcm"},
+		{providers.PlatformAndroid, "PERMISSION_DENIED", "fcm"},
+	} {
+		if got := fcm.HaltKey(c.platform, c.reason); got != c.want {
+			t.Errorf("HaltKey(%s, %s) = %q, want %q", c.platform, c.reason, got, c.want)
+		}
+	}
+}

@@ -26,8 +26,11 @@ type Prepared struct {
 	// Expiration, its android.ttl or webpush TTL is the lifetime left at
 	// Prepare; each send writes the lifetime left at that send instead.
 	Message *messaging.Message
-	head    []byte // the SDK's body up to the token's opening quote
-	tail    []byte // the rest after its closing quote
+	// platform is that of the providers.Message it was prepared from:
+	// which halts refuse its sends depends on it (Sender.halted).
+	platform string
+	head     []byte // the SDK's body up to the token's opening quote
+	tail     []byte // the rest after its closing quote
 
 	// expires is the message's Expiration (zero: none): no send starts at
 	// or after it.
@@ -232,7 +235,7 @@ func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
 	if err != nil {
 		return nil, reject("firebase-admin-go: " + err.Error())
 	}
-	return &Prepared{s: s, Message: msg, head: t.head, tail: t.tail, expires: m.Expiration, ttl: m.TTL,
+	return &Prepared{s: s, Message: msg, platform: m.Platform, head: t.head, tail: t.tail, expires: m.Expiration, ttl: m.TTL,
 		ttlIn: t.ttlIn, ttlAt: t.ttlAt}, nil
 }
 

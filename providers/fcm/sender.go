@@ -330,9 +330,26 @@ func (s *Sender) sendPrepared(ctx context.Context, p *Prepared, tok string, atte
 	r.Latency = time.Since(start)
 	s.metrics.Observe(&r)
 	if r.Outcome == providers.CredentialFailure && s.cfg.Halt != nil && !errors.Is(r.Err, providers.ErrHalted) {
-		s.cfg.Halt.Halt(s.cfg.App, "fcm", r.Reason, r.Err)
+		// The APNs key refused on an iOS device halts the app's sends
+		// through APNs only; anything else, all of its FCM sends.
+		s.cfg.Halt.Halt(s.cfg.App, HaltKey(p.platform, r.Reason), r.Reason, r.Err)
 	}
 	return r
+}
+
+// halted returns the halt that refuses a send of p, if any: the app's
+// FCM halt (its service account refused) refuses every send, the halt of
+// its sends through APNs (providers.FCMviaAPNs: the APNs key in the
+// Firebase project refused) only those to Apple devices, which need that
+// key as well as the service account.
+func (s *Sender) halted(p *Prepared) (providers.HaltInfo, bool) {
+	if info, ok := s.cfg.Halt.Halted(s.cfg.App, "fcm"); ok {
+		return info, true
+	}
+	if p.platform == providers.PlatformIOS {
+		return s.cfg.Halt.Halted(s.cfg.App, providers.FCMviaAPNs)
+	}
+	return providers.HaltInfo{}, false
 }
 
 func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Result {
@@ -340,12 +357,12 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 		return providers.Result{Outcome: providers.Retryable, Reason: "SenderClosed", Err: ErrClosed}
 	}
 	if s.cfg.Halt != nil {
-		// Only this provider's halt refuses: the app's other provider
+		// Only this provider's halts refuse: the app's other provider
 		// has its own credentials. A probe's send goes through, to learn
 		// whether the credentials work again.
-		if info, halted := s.cfg.Halt.Halted(s.cfg.App, "fcm"); halted && !providers.IsProbe(ctx) {
+		if info, halted := s.halted(p); halted && !providers.IsProbe(ctx) {
 			return providers.Result{Outcome: providers.CredentialFailure, Reason: info.Reason,
-				Err: fmt.Errorf("fcm: %s: %w (%s)", s.cfg.App, providers.ErrHalted, info.Reason)}
+				Err: fmt.Errorf("fcm: %s: %w (%s: %s)", s.cfg.App, providers.ErrHalted, info.Provider, info.Reason)}
 		}
 	}
 	if tok == "" {

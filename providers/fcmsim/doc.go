@@ -47,6 +47,8 @@
 //	prefix internal    → 500 INTERNAL, INTERNAL
 //	prefix apnsauth    → 401 UNAUTHENTICATED, THIRD_PARTY_AUTH_ERROR
 //
+// apnsauth stands for Apple refusing the APNs key in the Firebase project,
+// which Google reports on iOS devices only: give it to iOS devices' tokens.
 // Every other token is accepted: {"name": "projects/{p}/messages/{id}"}.
 // Faults, counts and the admin endpoints are the same as apnssim's: only a
 // send that passed every check and would be accepted meets an injected

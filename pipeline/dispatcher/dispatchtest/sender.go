@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pushlane/pushlane/providers"
+	"github.com/pushlane/pushlane/providers/fcm"
 )
 
 // Sender is an in-memory providers.Sender that counts accepted sends per
@@ -22,7 +23,9 @@ type Sender struct {
 	Latency  time.Duration
 	// Halt, if set, is told about credential failures and refuses the
 	// sends of the app while their provider is halted for it (a probe's
-	// send excepted: providers.IsProbe), as the real senders do.
+	// send excepted: providers.IsProbe), as the real senders do: as FCM,
+	// it halts and asks providers.FCMviaAPNs for iOS devices too
+	// (fcm.HaltKey).
 	Halt *providers.Halt
 
 	mu       sync.Mutex
@@ -58,10 +61,8 @@ func (s *Sender) SetRule(rule func(token string, attempt int) providers.Result) 
 func (s *Sender) Send(ctx context.Context, m *providers.Message, attempt int) providers.Result {
 	start := time.Now()
 	provider := s.providerOf(m)
-	if s.Halt != nil {
-		if _, halted := s.Halt.Halted(s.App, provider); halted && !providers.IsProbe(ctx) {
-			return providers.Result{Outcome: providers.CredentialFailure, Attempt: attempt, Err: providers.ErrHalted}
-		}
+	if s.Halt != nil && s.halted(provider, m.Platform) && !providers.IsProbe(ctx) {
+		return providers.Result{Outcome: providers.CredentialFailure, Attempt: attempt, Err: providers.ErrHalted}
 	}
 	s.mu.Lock()
 	s.inFlight++
@@ -95,9 +96,27 @@ func (s *Sender) Send(ctx context.Context, m *providers.Message, attempt int) pr
 	}
 	s.mu.Unlock()
 	if r.Outcome == providers.CredentialFailure && s.Halt != nil {
-		s.Halt.Halt(s.App, provider, r.Reason, r.Err)
+		key := provider
+		if provider == "fcm" {
+			key = fcm.HaltKey(m.Platform, r.Reason) // the APNs key's refusal halts iOS devices only
+		}
+		s.Halt.Halt(s.App, key, r.Reason, r.Err)
 	}
 	return r
+}
+
+// halted reports whether a halt refuses a send through provider to a
+// device of platform, as the real senders decide: FCM's sends to iOS
+// devices are refused by the halt of its sends through APNs too.
+func (s *Sender) halted(provider, platform string) bool {
+	if _, halted := s.Halt.Halted(s.App, provider); halted {
+		return true
+	}
+	if provider == "fcm" && platform == providers.PlatformIOS {
+		_, halted := s.Halt.Halted(s.App, providers.FCMviaAPNs)
+		return halted
+	}
+	return false
 }
 
 // providerOf returns the provider m's send stands for (see Provider).
