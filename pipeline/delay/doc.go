@@ -49,11 +49,14 @@
 // acks=all; a record is marked for commit only after its forward is
 // acknowledged, in offset order (AutoCommitMarks, committed every second,
 // on revoke and at shutdown). A forward that fails holds its partition (the
-// records behind it wait, the other partitions do not): it is tried again
-// on its own after a pause that grows from 100 ms to 10 s, and one its
+// records behind it wait; the other partitions do not, though its rounds
+// slow them, see Bounds): it is tried again on its own after a pause that
+// grows from 100 ms to 10 s, and not before it is due, and one its
 // destination refuses outright (too large, invalid) is dead-lettered with
-// the broker's reason. A partition is paused while its last held
-// record is more than Prefetch (1 s) from due, resumed otherwise, and the
+// the broker's reason. A partition is paused while its head fails, or while
+// its head or its last held record is more than Prefetch (1 s) from due
+// (records go in offset order, and DueAt can make a head due after the
+// records behind it), resumed Prefetch before both are due, and the
 // poll's deadline is the next due time, so the forwarder sleeps in the
 // poll, never holding a record past due by more than a poll wake-up.
 //
@@ -93,14 +96,22 @@
 //     MaxSkewHold (30 s), does not fit its tier (a writer's clock far
 //     ahead, a hand-written record, a ladder grown since: a former top
 //     tier's batches are days away) and is re-written by Route at once to
-//     the tier it fits, rather than holding its partition. A crash or an
-//     ungraceful rebalance can re-forward what was forwarded but not yet
-//     committed (at most a second's worth, per partition): the dispatcher
-//     skips finished batch ids, so a re-forward is never sent twice.
+//     the tier it fits, rather than holding its partition.
+//   - Re-forwards: a crash or an ungraceful rebalance re-forwards what was
+//     forwarded but not yet committed (marks are committed every second,
+//     so about a second's worth per partition). A graceful rebalance or
+//     stop commits every record forwarded up to the first one that was
+//     not, but never past it (a partition commits one offset): the records
+//     forwarded behind a head that is still failing stay uncommitted, and
+//     the next owner forwards them again (so does a restart after a
+//     crash): at most what the partition held when its head failed (about
+//     one fetch). The dispatcher skips finished batch ids, so a re-forward
+//     is never sent twice.
 //   - Memory: per partition, the records due within Prefetch plus one fetch
 //     (FetchMaxPartitionBytes, 1 MiB by default); paused partitions buffer
-//     nothing more. It does not grow with the number of pending batches,
-//     which live in Kafka.
+//     nothing more, and a partition whose head waits (DueAt, up to an hour)
+//     or fails is paused, whatever is due behind it. It does not grow with
+//     the number of pending batches, which live in Kafka.
 //   - Restarts and rebalances: no state outside Kafka. A new owner fetches
 //     from the committed offset and recomputes due times from record
 //     timestamps; overdue records flow out at once, in due order.
@@ -110,10 +121,20 @@
 //     a chunk every BatchesPerTransaction batches or a quarter of its
 //     transaction timeout (10 s by default); a planner that dies mid-chunk
 //     holds them until the broker aborts its transaction (40 s).
-//   - A destination partition without a working leader holds only the
-//     records bound for it: a round of forwards waits 5 s for records it
-//     cannot send, which fail, stay held and are retried with their
-//     partition's backoff (up to 10 s).
+//   - A destination partition without a working leader (or a dead-letter
+//     topic that cannot be written): the records bound for it fail, stay
+//     held at the head of their tier partitions, holding the records
+//     behind them there, and are retried with their partition's backoff
+//     (up to 10 s). Every other partition slows too, since forwards run in
+//     rounds on the poll goroutine and a round waits for all of its
+//     acknowledgements: up to 5 s (forwardRound) for a record it cannot
+//     send, as long again for dead letters it cannot write, and up to the
+//     client's delivery timeout (30 s) for a produce already sent that the
+//     broker never answers. While the destination is down, each round with
+//     a forward or a retry bound for it lasts that long, and retries
+//     follow each other from 100 ms apart, so a record of any partition
+//     falling due during such a round waits for the next: up to about 5 s
+//     late (10 s with dead letters), 30 s at worst.
 //
 // # Deployment
 //

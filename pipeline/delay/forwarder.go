@@ -44,9 +44,9 @@ type Config struct {
 	// FetchMaxPartitionBytes bounds one partition's fetch, and so what the
 	// forwarder holds per partition. Default 1 MiB.
 	FetchMaxPartitionBytes int32
-	// Prefetch resumes a paused partition this long before its last held
-	// record is due, so the records behind it are fetched by the time they
-	// are due. Default 1s.
+	// Prefetch resumes a paused partition this long before its held
+	// records can all be forwarded (see releaseAt), so the records behind
+	// them are fetched by the time they are due. Default 1s.
 	Prefetch time.Duration
 	// MaxPollRecords bounds one poll. Default 1000.
 	MaxPollRecords int
@@ -257,6 +257,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		<-lagDone
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		f.markForwarded(cl, nil)
 		if err := cl.CommitMarkedOffsets(cctx); err != nil {
 			f.log.Error("final commit failed; forwarded records may be forwarded again", "err", err)
 		}
@@ -373,24 +374,48 @@ func (f *Forwarder) nextWake(now time.Time) time.Time {
 		if len(q) == 0 {
 			continue
 		}
+		k := f.tierOf[tp.topic]
+		head := f.dueAt(q[0], k)
 		if r := f.failing[tp]; r != nil {
-			// Paused behind its failed head: only the retry matters.
-			if r.at.Before(wake) {
-				wake = r.at
+			// Paused behind its failed head: it is tried again at its
+			// retry, but not before it is due. After the wall clock
+			// stepped back, a retry already past and a head due later
+			// made every poll return at once, spinning until the head
+			// was due again.
+			if at := later(r.at, head); at.Before(wake) {
+				wake = at
 			}
 			continue
 		}
-		k := f.tierOf[tp.topic]
-		if due := f.dueAt(q[0], k); due.Before(wake) {
-			wake = due
+		if head.Before(wake) {
+			wake = head
 		}
 		if f.paused[tp] {
-			if r := f.dueAt(q[len(q)-1], k).Add(-f.cfg.Prefetch); r.Before(wake) {
+			if r := f.releaseAt(q, k).Add(-f.cfg.Prefetch); r.Before(wake) {
 				wake = r
 			}
 		}
 	}
 	return wake
+}
+
+// releaseAt is when the records held for a partition of tier k, q, can
+// all be forwarded, as far as pausing goes: the later of its head's and its
+// last record's due times. Records are forwarded in offset order, and DueAt
+// can make a record due after the records behind it (up to MaxSkewHold, or
+// MaxForwardedHold for a forwarded one): a head held so, with due records
+// behind it, kept its partition fetching while nothing could be forwarded
+// past it, and every fetch was held on top of the last. A record held so
+// further back is found once it is the head, a round later.
+func (f *Forwarder) releaseAt(q []*kgo.Record, k int) time.Time {
+	return later(f.dueAt(q[0], k), f.dueAt(q[len(q)-1], k))
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // Eligible is when a record on tier k comes due: its timestamp (the
@@ -675,8 +700,8 @@ func Forwarded(r *kgo.Record, dst string) *kgo.Record {
 }
 
 // pauseOrResumeLocked keeps a partition paused while its held records are
-// not close to due, so the client buffers nothing more for it: memory per
-// partition stays at about one fetch.
+// not close to being forwarded (releaseAt), so the client buffers nothing
+// more for it: memory per partition stays at about one fetch.
 func (f *Forwarder) pauseOrResumeLocked(now time.Time) {
 	pause := map[string][]int32{}
 	resume := map[string][]int32{}
@@ -685,7 +710,7 @@ func (f *Forwarder) pauseOrResumeLocked(now time.Time) {
 		if len(q) > 0 {
 			// A partition whose head keeps failing fetches nothing more
 			// until it is forwarded: what is held stays bounded.
-			want = f.failing[tp] != nil || f.dueAt(q[len(q)-1], f.tierOf[tp.topic]).Sub(now) > f.cfg.Prefetch
+			want = f.failing[tp] != nil || f.releaseAt(q, f.tierOf[tp.topic]).Sub(now) > f.cfg.Prefetch
 		} else {
 			delete(f.held, tp)
 		}
@@ -725,6 +750,7 @@ func (f *Forwarder) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[s
 	// forwardRounds), so the commit below includes it.
 	f.round.Lock()
 	defer f.round.Unlock()
+	f.markForwarded(cl, revoked)
 	f.drop(cl, revoked)
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
 		f.log.Warn("commit on revoke failed; forwarded records may be forwarded again", "err", err)
@@ -736,6 +762,37 @@ func (f *Forwarder) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[s
 func (f *Forwarder) onLost(_ context.Context, cl *kgo.Client, lost map[string][]int32) {
 	f.ready.Set(Stage, errors.New("group session lost; rejoining"))
 	f.drop(cl, lost)
+}
+
+// markForwarded marks for commit, of parts (nil: every partition held),
+// the records at the head of each partition that were forwarded behind a
+// head that failed and has gone through since: they are marked by the next
+// round, which a revoke or a stop may not wait for. It stops at the first
+// record not forwarded, so nothing unforwarded is ever committed: the
+// records forwarded behind a head that is still failing stay uncommitted
+// (a partition commits one offset), and the next owner forwards them
+// again.
+func (f *Forwarder) markForwarded(cl *kgo.Client, parts map[string][]int32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for tp, q := range f.held {
+		if parts != nil && !slices.Contains(parts[tp.topic], tp.partition) {
+			continue
+		}
+		done := f.done[tp]
+		n := 0
+		for n < len(q) && done[q[n].Offset] {
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		cl.MarkCommitRecords(q[n-1]) // marks q[:n]: a mark is an offset
+		for _, r := range q[:n] {
+			delete(done, r.Offset)
+		}
+		f.held[tp] = q[n:]
+	}
 }
 
 func (f *Forwarder) drop(cl *kgo.Client, parts map[string][]int32) {
