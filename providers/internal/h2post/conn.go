@@ -407,6 +407,15 @@ func (c *Conn) finishLocked(st *stream, err error) (closeNow bool) {
 	return c.releaseLocked()
 }
 
+// accepted reports whether st's final answer arrived and is a success:
+// the server took the request, whatever becomes of the rest of its body.
+// A stream that ends so (the connection lost, a reset, the caller's
+// deadline) is answered with what arrived, marked Truncated, never failed:
+// a sender would re-send what the provider accepted, and deliver it twice.
+func accepted(st *stream) bool {
+	return st.gotHeaders && st.resp.Status >= 200 && st.resp.Status < 300
+}
+
 func (c *Conn) releaseLocked() (closeNow bool) {
 	c.active--
 	c.wakeOneLocked()
@@ -448,6 +457,15 @@ func (c *Conn) wait(ctx context.Context, st *stream) (*Response, error) {
 		st.state = stDone
 		c.ctrl.rsts = append(c.ctrl.rsts, rst{st.id, http2.ErrCodeCancel})
 		closeNow = c.releaseLocked()
+		if accepted(st) {
+			st.resp.Truncated = true
+			c.mu.Unlock()
+			c.signal()
+			if closeNow {
+				c.closeIdle()
+			}
+			return &st.resp, nil
+		}
 	}
 	c.mu.Unlock()
 	c.signal()
@@ -497,7 +515,11 @@ func (c *Conn) fail(err error) {
 	c.err = err
 	for _, st := range c.streams {
 		st.state = stDone
-		st.err = fmt.Errorf("h2post: connection lost with the request in flight (it may have been processed): %w", err)
+		if accepted(st) {
+			st.resp.Truncated = true
+		} else {
+			st.err = fmt.Errorf("h2post: connection lost with the request in flight (it may have been processed): %w", err)
+		}
 		close(st.done)
 	}
 	c.streams = nil
@@ -913,6 +935,9 @@ func (c *Conn) onReset(f *http2.RSTStreamFrame) {
 	c.mu.Lock()
 	closeNow := false
 	if st := c.streams[f.StreamID]; st != nil {
+		if accepted(st) {
+			st.resp.Truncated, err = true, nil
+		}
 		closeNow = c.finishLocked(st, err)
 	}
 	c.mu.Unlock()

@@ -87,6 +87,11 @@ type Response struct {
 	Header []hpack.HeaderField
 	// Body is the body up to Config.MaxResponseBody bytes.
 	Body []byte
+	// Truncated: the stream ended (the connection lost, a reset by the
+	// server, the caller's deadline) after a 2xx status and before the
+	// end of its body. The server took the request; Body is what
+	// arrived of its answer.
+	Truncated bool
 }
 
 // Get is the first value of header field name (lower case), "" if none.

@@ -797,3 +797,66 @@ func TestGoAwayDebugDataReachesTheCaller(t *testing.T) {
 		})
 	}
 }
+
+// headersOnly writes a response's HEADERS without END_STREAM: the status
+// has arrived, the body is to follow.
+func (c *rawConn) headersOnly(id uint32, status string) {
+	c.t.Helper()
+	c.buf.Reset()
+	_ = c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: status})
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.buf.Bytes(), EndHeaders: true}); err != nil {
+		c.t.Fatalf("server write: %v", err)
+	}
+}
+
+// A 2xx whose body never ends (the stream reset, the connection lost, the
+// caller's deadline) is still the server's answer: the request was taken.
+// Failed as "may have been processed", the senders re-sent it, and FCM
+// delivered the message twice. An error status cut short stays an error.
+func TestSuccessCutShortIsAnswered(t *testing.T) {
+	for _, end := range []string{"reset", "lost", "deadline"} {
+		t.Run(end, func(t *testing.T) {
+			srv := newRawServer(t)
+			p := newPool(t, srv.endpoint(), nil)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			ok := postAsync(ctx, p, "/ok", []byte("a"))
+			c := srv.accept()
+			var okID uint32
+			for id := range c.readRequests(1) {
+				okID = id
+			}
+			bad := postAsync(ctx, p, "/bad", []byte("b"))
+			var badID uint32
+			for id := range c.readRequests(1) {
+				badID = id
+			}
+			c.headersOnly(okID, "200")
+			c.headersOnly(badID, "503")
+			_ = c.fr.WriteData(okID, false, []byte(`{"name":"projects/p/mess`))
+			// A PING's answer shows the client has read the above.
+			_ = c.fr.WritePing(false, [8]byte{7})
+			for {
+				if pf, isPing := c.next().(*http2.PingFrame); isPing && pf.IsAck() {
+					break
+				}
+			}
+			switch end {
+			case "reset":
+				_ = c.fr.WriteRSTStream(okID, http2.ErrCodeInternal)
+				_ = c.fr.WriteRSTStream(badID, http2.ErrCodeInternal)
+			case "lost":
+				_ = c.nc.Close()
+			case "deadline":
+				cancel()
+			}
+			r := await(t, ok)
+			if r.err != nil || r.resp.Status != 200 || !r.resp.Truncated || string(r.resp.Body) != `{"name":"projects/p/mess` {
+				t.Errorf("200 cut short: %+v, %v; want the 200, truncated, with the body that arrived", r.resp, r.err)
+			}
+			if r := await(t, bad); r.err == nil {
+				t.Errorf("503 cut short: %+v; want an error", r.resp)
+			}
+		})
+	}
+}
