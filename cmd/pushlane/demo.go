@@ -17,6 +17,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/go-sql-driver/mysql"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pushlane/pushlane/internal/config"
@@ -226,7 +227,11 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) (*demoOutcome, e
 	}
 
 	disp := &display{w: out, terminal: isTerminal(o.Progress), width: terminalWidth(os.Stdout), start: time.Now()}
-	waitErr := waitDone(ctx, o, in.db, ids, tr, fbAcc, run, disp)
+	fc := feedback.ConfigFrom(cfg)
+	fbCommitted := func(ctx context.Context) bool {
+		return feedbackCommitted(ctx, kadm.NewClient(cl), fc.Group, fc.ResultsTopic)
+	}
+	waitErr := waitDone(ctx, o, in.db, ids, tr, fbAcc, fbCommitted, run, disp)
 	planned, all := plannedSoFar(context.WithoutCancel(ctx), in.db, ids)
 	final := tr.snapshot(planned)
 	if !all {
@@ -431,9 +436,11 @@ func plannedSoFar(ctx context.Context, db *sql.DB, ids []string) (total int64, a
 }
 
 // waitDone redraws progress until every planned device has a final result
-// and feedback has applied every result, or the timeout, or a stage fails.
+// and feedback has applied every result (in its analytics sink, and
+// committed, which it does only after its MySQL changes), or the timeout,
+// or a stage fails.
 func waitDone(ctx context.Context, o demoOptions, db *sql.DB, ids []string, tr *tracker, fbAcc *feedback.Accumulator,
-	run *running, disp *display) error {
+	fbCommitted func(context.Context) bool, run *running, disp *display) error {
 	// The timeout counts from the delayed part's send-at: its devices
 	// cannot have results before it.
 	deadline := time.NewTimer(o.Delayed + o.Timeout)
@@ -469,7 +476,7 @@ func waitDone(ctx context.Context, o demoOptions, db *sql.DB, ids []string, tr *
 		if o.Progress != "none" {
 			disp.update(c, false)
 		}
-		if planned >= 0 && int64(c.Final) >= planned && feedbackCaughtUp(tr, fbAcc, ids) {
+		if planned >= 0 && int64(c.Final) >= planned && feedbackCaughtUp(tr, fbAcc, ids) && fbCommitted(ctx) {
 			return nil
 		}
 		select {
@@ -492,7 +499,9 @@ func waitDone(ctx context.Context, o demoOptions, db *sql.DB, ids []string, tr *
 }
 
 // feedbackCaughtUp reports whether feedback's sink holds every result the
-// tracker saw: its MySQL changes are applied before its sink is written.
+// tracker saw. A flush writes its sink, MySQL and dead letters at once, so
+// the sink alone can be ahead of MySQL: feedbackCommitted says when the
+// rest is done.
 func feedbackCaughtUp(tr *tracker, fbAcc *feedback.Accumulator, ids []string) bool {
 	for _, id := range ids {
 		want, err := tr.acc.Summary(id)
@@ -542,4 +551,40 @@ func isTerminal(mode string) bool {
 	}
 	fi, err := os.Stdout.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
+}
+
+// feedbackCommitted reports whether feedback's group has committed every
+// partition of the results topic up to its last stable offset. Feedback
+// commits a flush only once its MySQL changes, sink and dead letters are
+// all written; before this wait the demo could stop feedback in the middle
+// of its last flush's MySQL statements, which the stop's drain then wrote
+// again (slow enough, a spurious failure).
+func feedbackCommitted(ctx context.Context, adm *kadm.Client, group, topic string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	stable, err := listed(adm.ListCommittedOffsets(ctx, topic))
+	if err != nil || len(stable[topic]) == 0 {
+		return false
+	}
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err == nil {
+		err = committed.Error()
+	}
+	switch {
+	case errors.Is(err, kerr.GroupIDNotFound):
+		// Nothing committed yet: only an empty topic is caught up.
+		committed = nil
+	case err != nil:
+		return false
+	}
+	for p, end := range stable[topic] {
+		if end == 0 {
+			continue
+		}
+		o, ok := committed.Lookup(topic, p)
+		if !ok || o.At < end {
+			return false
+		}
+	}
+	return true
 }
