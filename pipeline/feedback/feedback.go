@@ -263,10 +263,10 @@ func (f *Feedback) drain(ctx context.Context) error {
 	}
 	if err := f.flushLocked(dctx); err != nil {
 		// Nothing is lost: the records stay uncommitted and the next
-		// member of the group reads them again.
-		f.log.Warn("stopping with uncommitted records: they will be consumed again", "records", n, "err", err)
+		// member of the group reads them again. But the stop did not
+		// finish its work, and the exit status says so.
 		f.buf.reset()
-		return nil
+		return fmt.Errorf("feedback: stopped with %d records uncommitted (the group will consume them again): %w", n, err)
 	}
 	f.log.Info("drained", "records", n)
 	return nil
@@ -346,8 +346,10 @@ func (f *Feedback) flushLocked(ctx context.Context) error {
 				}
 				return nil
 			}
+			// Ended, the step reports why it never succeeded, not only
+			// that time ran out.
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return fmt.Errorf("%s: %w (last attempt: %v)", step, ctx.Err(), err)
 			}
 			f.m.retries.WithLabelValues(step).Inc()
 			f.setStepReady(step, err)
@@ -355,7 +357,7 @@ func (f *Feedback) flushLocked(ctx context.Context) error {
 			wait := backoff/2 + rand.N(backoff/2+1)
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
+				return fmt.Errorf("%s: %w (last attempt: %v)", step, ctx.Err(), err)
 			case <-time.After(wait):
 			}
 			backoff = min(2*backoff, f.cfg.MaxBackoff)
