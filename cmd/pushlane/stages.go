@@ -168,24 +168,25 @@ func start(ctx context.Context, stages []stage) *running {
 }
 
 // stop cancels the stages and waits up to grace for them to drain and
-// commit, then stops the control view.
+// commit, then stops the control view, which has a grace of its own: it
+// stops within milliseconds, and stages that used all of theirs left it
+// none, reporting it as still draining too.
 func (r *running) stop(grace time.Duration) error {
 	r.cancel()
-	end := time.Now().Add(grace)
-	wait := func(wg *sync.WaitGroup, what string) {
+	wait := func(wg *sync.WaitGroup, what string, grace time.Duration) {
 		done := make(chan struct{})
 		go func() { wg.Wait(); close(done) }()
 		select {
 		case <-done:
-		case <-time.After(time.Until(end)):
+		case <-time.After(grace):
 			r.mu.Lock()
 			r.errs = append(r.errs, fmt.Errorf("%s still draining after %s", what, grace))
 			r.mu.Unlock()
 		}
 	}
-	wait(&r.wg, "stages")
+	wait(&r.wg, "stages", grace)
 	r.cancelView()
-	wait(&r.viewWG, "control view")
+	wait(&r.viewWG, "control view", min(grace, 5*time.Second))
 	return r.err()
 }
 

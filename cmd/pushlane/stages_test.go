@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -38,5 +39,32 @@ func TestStopKeepsTheControlViewUntilTheStagesHaveDrained(t *testing.T) {
 	}
 	if viewRunning.Load() {
 		t.Error("the control view still runs after stop")
+	}
+}
+
+// Stages that overrun the grace are reported; the control view, which
+// stops at once when asked, is not reported with them (it was, left no
+// time of a grace the stages had used up).
+func TestStopReportsOnlyWhatOverran(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	stages := []stage{
+		{"control", func(ctx context.Context) error {
+			<-ctx.Done()
+			return ctx.Err()
+		}},
+		{"feedback", func(ctx context.Context) error {
+			<-ctx.Done()
+			<-release // a drain that overruns
+			return nil
+		}},
+	}
+	run := start(context.Background(), stages)
+	err := run.stop(200 * time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "stages still draining after 200ms") {
+		t.Fatalf("stop = %v; want the stages reported", err)
+	}
+	if strings.Contains(err.Error(), "control view") {
+		t.Errorf("stop = %v; the control view stopped and is reported", err)
 	}
 }
