@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/pushlane/pushlane/schemas/apnspush"
@@ -197,9 +198,15 @@ func LocalDate(s string) (time.Time, error) {
 
 // LoadZone resolves the IANA zone name of a campaign or a device. "Local"
 // is refused: it would be the zone of whatever host reads it, which no
-// device has.
+// device has. So are the names a host's zoneinfo directory holds beside
+// the zones (Debian's "localtime" links to the host's zone, "posixrules"
+// to whatever it was set to; "right/..." counts leap seconds, "posix/..."
+// repeats the zones): they load on one host and not on another (the
+// container image carries Go's own copy of the database, without them),
+// so two planners would place the same device differently.
 func LoadZone(name string) (*time.Location, bool) {
-	if name == "" || name == "Local" {
+	if name == "" || name == "Local" || name == "localtime" || name == "posixrules" ||
+		strings.HasPrefix(name, "right/") || strings.HasPrefix(name, "posix/") {
 		return nil, false
 	}
 	loc, err := time.LoadLocation(name)

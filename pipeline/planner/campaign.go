@@ -151,6 +151,13 @@ func (p *Planner) skipReplay(ctx context.Context, sess *kgo.GroupTransactSession
 
 func expiredReason(c *schemas.Campaign, s schedule) string {
 	if !s.expiresAt.IsZero() {
+		// In local time the first wave can be later than the planning
+		// start (09:00 at UTC+14 is still ahead): the reason names what
+		// expires_at was compared with.
+		if first := s.wall.Add(-maxOffset); s.mode == schemas.DeliverLocalTime && first.After(s.start) {
+			return "expired before planning: expires_at " + s.expiresAt.Format(time.RFC3339) + " is not after the first possible wave, " +
+				first.Format(time.RFC3339) + " (" + c.Schedule.LocalTime + " at UTC+14)"
+		}
 		return "expired before planning: expires_at " + s.expiresAt.Format(time.RFC3339) + " is not after " + s.start.Format(time.RFC3339)
 	}
 	return "expired before planning: ttl_seconds " + strconv.Itoa(c.Options.TTLSeconds) + " after the send time ran out by " + s.start.Format(time.RFC3339)

@@ -112,8 +112,10 @@ func TestWaves(t *testing.T) {
 	if got := s2.waveName(s2.waveFor(nil)); got != "UTC+00:00" {
 		t.Errorf("no default zone: wave %s, want UTC+00:00", got)
 	}
-	// A device zone that is not IANA, or "Local", is unknown.
-	for _, z := range []string{"", "Local", "Mars/Olympus", "../etc"} {
+	// A device zone that is not IANA, or "Local", is unknown; so are the
+	// host's own names beside the zones (Debian's localtime is the host's
+	// zone), which load on one host and not on another.
+	for _, z := range []string{"", "Local", "Mars/Olympus", "../etc", "localtime", "posixrules", "right/Europe/Berlin", "posix/Europe/Berlin"} {
 		if _, ok := schemas.LoadZone(z); ok {
 			t.Errorf("schemas.LoadZone(%q) accepted", z)
 		}
@@ -267,5 +269,31 @@ func TestFormatOffset(t *testing.T) {
 		if got := formatOffset(off); got != want {
 			t.Errorf("%d: %s, want %s", off, got, want)
 		}
+	}
+}
+
+// A local-time campaign whose expires_at comes before its first possible
+// wave (09:00 at UTC+14) is expired, and the reason says what expires_at
+// was compared with: it said "not after" the planning start, which it
+// was.
+func TestExpiredBeforeTheFirstWaveSaysSo(t *testing.T) {
+	c := localCampaign("2026-03-29", "09:00", "")
+	c.Schedule.ExpiresAt = utc("2026-03-28T18:00:00Z")
+	s, err := newSchedule(c, utc("2026-03-28T10:00:00Z"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.campaignExpired() {
+		t.Fatal("not expired: 09:00 on 2026-03-29 is after 18:00Z on the 28th in every zone")
+	}
+	want := "expired before planning: expires_at 2026-03-28T18:00:00Z is not after the first possible wave, 2026-03-28T19:00:00Z (09:00 at UTC+14)"
+	if got := expiredReason(c, s); got != want {
+		t.Errorf("reason %q\nwant   %q", got, want)
+	}
+	// Planned after that first wave, the start is what it is compared with.
+	c.Schedule.ExpiresAt = utc("2026-03-28T20:00:00Z")
+	s, _ = newSchedule(c, utc("2026-03-28T21:00:00Z"))
+	if got, want := expiredReason(c, s), "expired before planning: expires_at 2026-03-28T20:00:00Z is not after 2026-03-28T21:00:00Z"; got != want {
+		t.Errorf("reason %q\nwant   %q", got, want)
 	}
 }
