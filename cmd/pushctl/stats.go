@@ -26,7 +26,9 @@ Prints planned, sent, delivered, token-dead, suspect, retried, failed, expired a
 cancelled counts with p50/p99 provider latency and lateness against send-at. Every
 count is of distinct result ids, so a replayed results topic does not change it.
 Planned comes from the planner's MySQL campaigns table when mysql.dsn is set,
-otherwise from the devices that have results.
+otherwise from the devices that have results; with it, so do the devices the
+planner left out because they would be due at or after expires_at, which have
+no result ("expired at planning").
 
 Reads ClickHouse (clickhouse.addr); -rows-file reads the JSON-lines analytics file
 that the embedded demo and "feedback -rows-file" write instead.`,

@@ -732,13 +732,21 @@ func TestAddPlannedReadsTheLatestVersion(t *testing.T) {
 	if err := s.AddPlanned(context.Background(), db); err != nil || s.Planned != 7 || s.PlannedSource != "results" {
 		t.Fatalf("without a campaigns row: %+v, %v; want unchanged", s, err)
 	}
-	for _, v := range []struct{ version, planned int }{{1, 900}, {2, 1000}} {
-		if _, err := db.Exec(`INSERT INTO campaigns (id, version, app, status, planned_devices, started_at, finished_at) VALUES ('c1', ?, 'app', 'planned', ?, ?, ?)`,
-			v.version, v.planned, t0, t0); err != nil {
+	for _, v := range []struct{ version, planned, expired int }{{1, 900, 5}, {2, 1000, 40}} {
+		if _, err := db.Exec(`INSERT INTO campaigns (id, version, app, status, planned_devices, expired_devices, started_at, finished_at) VALUES ('c1', ?, 'app', 'planned', ?, ?, ?, ?)`,
+			v.version, v.planned, v.expired, t0, t0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.AddPlanned(context.Background(), db); err != nil || s.Planned != 1000 || s.PlannedSource != "mysql" {
-		t.Fatalf("with campaigns rows: %+v, %v; want 1000 from mysql", s, err)
+	if err := s.AddPlanned(context.Background(), db); err != nil || s.Planned != 1000 || s.PlannedSource != "mysql" || s.ExpiredAtPlanning != 40 {
+		t.Fatalf("with campaigns rows: %+v, %v; want 1000 from mysql, 40 expired at planning", s, err)
+	}
+	// The devices the planner left out have no result: stats names them.
+	var out strings.Builder
+	if err := WriteSummary(&out, s); err != nil {
+		t.Fatal(err)
+	}
+	if want := "expired at planning              40  (not planned: due at or after expires_at; no result)\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("summary lacks %q:\n%s", want, out.String())
 	}
 }

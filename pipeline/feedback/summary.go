@@ -31,6 +31,11 @@ type CampaignSummary struct {
 	// final result.
 	Planned       uint64
 	PlannedSource string
+	// ExpiredAtPlanning is the number of devices the planner left out
+	// because their wave or their throttled batch would start at or after
+	// expires_at: they have no result (so none of the counts below holds
+	// them). From the campaigns table, with Planned; 0 without it.
+	ExpiredAtPlanning uint64
 	// Devices is the number of distinct (app, token) with a result.
 	Devices uint64
 	// Results is the number of distinct results (one per device per attempt).
@@ -139,7 +144,8 @@ func Summary(ctx context.Context, conn driver.Conn, database, campaignID string)
 // there.
 func (s *CampaignSummary) AddPlanned(ctx context.Context, db *sql.DB) error {
 	var planned sql.NullInt64
-	err := db.QueryRowContext(ctx, `SELECT planned_devices FROM campaigns WHERE id = ? ORDER BY version DESC LIMIT 1`, s.CampaignID).Scan(&planned)
+	var expired uint64
+	err := db.QueryRowContext(ctx, `SELECT planned_devices, expired_devices FROM campaigns WHERE id = ? ORDER BY version DESC LIMIT 1`, s.CampaignID).Scan(&planned, &expired)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil
@@ -147,10 +153,11 @@ func (s *CampaignSummary) AddPlanned(ctx context.Context, db *sql.DB) error {
 		return nil
 	case err != nil:
 		return fmt.Errorf("feedback: planned devices of %s: %w", s.CampaignID, err)
-	case !planned.Valid:
-		return nil
 	}
-	s.Planned, s.PlannedSource = uint64(planned.Int64), "mysql"
+	s.ExpiredAtPlanning = expired
+	if planned.Valid {
+		s.Planned, s.PlannedSource = uint64(planned.Int64), "mysql"
+	}
 	return nil
 }
 
@@ -187,6 +194,9 @@ func WriteSummary(w io.Writer, s CampaignSummary) error {
 	countAll("payload rejected", s.PayloadRejected)
 	countAll("credential failure", s.CredentialFailure)
 	line("expired", strconv.FormatUint(s.Expired, 10), "")
+	if s.ExpiredAtPlanning > 0 {
+		line("expired at planning", strconv.FormatUint(s.ExpiredAtPlanning, 10), "(not planned: due at or after expires_at; no result)")
+	}
 	line("cancelled", strconv.FormatUint(s.Cancelled, 10), "")
 	line("invalid token", strconv.FormatUint(s.InvalidToken, 10), "")
 	line("latency p50/p99", fmt.Sprintf("%.1f/%.1f", s.LatencyP50Ms, s.LatencyP99Ms), "ms")
