@@ -153,7 +153,7 @@ stdout gets the campaign id alone, so a script can capture it.`,
 			fs.StringVar(&p.interruptionLevel, "interruption-level", "", "passive, active, time-sensitive or critical")
 			fs.StringVar(&p.androidChannel, "android-channel", "", "Android notification `channel` id")
 			fs.IntVar(&p.batchSize, "batch-size", 0, "`N` devices per batch (default 1000)")
-			fs.IntVar(&p.throttle, "throttle", 0, "at most `N` sends per second for this campaign; 0 = unthrottled")
+			fs.IntVar(&p.throttle, "throttle", 0, "spread the campaign's batches to `N` sends per second on average from each start (batches held by a pause go out together on resume); 0 = unthrottled")
 			return func(ctx context.Context, args []string) error {
 				if len(args) > 0 {
 					return usagef("unexpected argument %q", args[0])
