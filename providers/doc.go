@@ -37,4 +37,12 @@
 // APNs provider token after ExpiredProviderToken, a re-send on a fresh
 // connection after GOAWAY or a dead connection); everything that needs a wait
 // comes back as retryable.
+//
+// A send whose caller gave it a gate (WithSendGate) and that the gate
+// withdrew, after one of the sender's own waits (its concurrency, FCM's
+// quota, an access token) or right before a request, is no send: nothing
+// reached the provider, the sender counts and halts nothing, and its
+// Result (Withdrawn: retryable, Err ErrWithdrawn) is for the caller to
+// drop; the dispatcher leaves the device without a result. A request
+// already written is never withdrawn.
 package providers

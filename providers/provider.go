@@ -127,7 +127,9 @@ type Result struct {
 // (ExpiredProviderToken refresh-and-retry once, GOAWAY/dead-connection
 // re-send), but not backoff retries for 429/5xx: those come back as Retryable
 // with RetryAfter, and the dispatcher re-schedules them. attempt is the
-// dispatcher's attempt number, copied into Result.
+// dispatcher's attempt number, copied into Result. A send whose ctx
+// carries a gate (WithSendGate) asks it after each of the sender's own
+// waits and before each request, and sends nothing once it has closed.
 type Sender interface {
 	Send(ctx context.Context, m *Message, attempt int) Result
 	Close() error
@@ -169,6 +171,89 @@ func (e *RejectError) Unwrap() error { return e.Err }
 // it (it waited for a connection, the app's quota, an access token); the
 // caller records such a device as expired, not payload_rejected.
 var ErrExpired = errors.New("expiration has passed")
+
+// ErrWithdrawn is the error of a send its gate withdrew (WithSendGate):
+// nothing reached the provider, not even part of a request.
+var ErrWithdrawn = errors.New("send withdrawn before its request was written")
+
+// Withdrawn is the Result of a send its gate withdrew with err: nothing was
+// sent, so it is no send, and senders count and halt nothing for it. Its
+// Outcome is retryable (the message can be sent later as it is), but a
+// caller that gives its sends a gate knows the Result by Err
+// (errors.Is(r.Err, ErrWithdrawn)) and treats it as a send it did not make.
+func Withdrawn(err error) Result {
+	return Result{Outcome: Retryable, Reason: "Withdrawn", Err: fmt.Errorf("%w: %w", ErrWithdrawn, err)}
+}
+
+// gateContext is WithSendGate's context: parent with a gate.
+type gateContext struct {
+	context.Context
+	gate func() error
+}
+
+// sendGateKey finds a gate under other values (WithProbe on top of it).
+type sendGateKey struct{}
+
+func (c *gateContext) Value(key any) any {
+	if key == (sendGateKey{}) {
+		return c.gate
+	}
+	return c.Context.Value(key)
+}
+
+// WithSendGate returns parent carrying gate, the late check of every send
+// made with it. A send can wait inside a sender long after its caller
+// decided to make it: for a slot of the sender's own concurrency, the
+// project's quota, an access token. Its caller's reasons to make it may
+// have ended meanwhile (the campaign was cancelled or paused, the caller
+// is stopping, the app's credentials were refused), and only the sender
+// knows when the wait is over. So a sender given a gate asks it after each
+// of its waits and right before it writes each request (a re-send
+// included); if the gate returns an error, the send sends nothing more
+// and returns Withdrawn(err). A request already written is never cut
+// short: a gate only keeps requests from starting.
+//
+// The gate runs once or a few times per send, on the send's goroutine: it
+// must be cheap and must not block. Make one per batch of sends, not one
+// per send: the context is the sends' shared one, and senders share
+// request deadlines between the sends of one parent (see WithoutSendGate).
+func WithSendGate(parent context.Context, gate func() error) context.Context {
+	return &gateContext{Context: parent, gate: gate}
+}
+
+// SendGate returns the gate ctx carries (WithSendGate), nil if none.
+func SendGate(ctx context.Context) func() error {
+	if g, ok := ctx.(*gateContext); ok {
+		return g.gate
+	}
+	g, _ := ctx.Value(sendGateKey{}).(func() error)
+	return g
+}
+
+// WithoutSendGate returns the context a gate was added to when ctx is
+// WithSendGate's own, else ctx: the same cancellation and deadline. A
+// sender that shares one request deadline between the sends of one parent
+// context derives it from this, so that the sends of many batches, each
+// with its own gate, still share one (the gate is read before).
+func WithoutSendGate(ctx context.Context) context.Context {
+	if g, ok := ctx.(*gateContext); ok {
+		return g.Context
+	}
+	return ctx
+}
+
+// SendTimeBound is a Sender that knows the longest one of its sends can
+// go on once its gate has closed (WithSendGate): its request timeout,
+// rounded up as its deadlines are shared. Its waits before its deadline
+// is set (its own concurrency, a quota) do not count: a send waiting in
+// them when its gate closes is withdrawn without a request as soon as the
+// slot frees (within this bound) or at the next recheck of the quota. A
+// caller that must see its sends in flight end within a budget (a
+// consumer group's rebalance timeout) sizes the budget by it. 0 means
+// unbounded.
+type SendTimeBound interface {
+	MaxSendTime() time.Duration
+}
 
 // Rejected is the Result of a message that Prepare refused.
 func Rejected(err error, attempt int) Result {

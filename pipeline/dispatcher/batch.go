@@ -529,15 +529,86 @@ func (d *Dispatcher) runSend(j *sendJob) {
 	if j.lim.rate != nil && !d.waitRate(j) {
 		return
 	}
-	ctx := d.bg
+	ctx := j.p.ctx
 	if j.probe {
 		ctx = providers.WithProbe(ctx)
 	}
 	d.m.inflight.Inc()
 	start := time.Now()
 	r := j.p.send(ctx, j.token, j.attempt)
-	*j.out = sent{provider: j.p.provider, res: r, ok: true, start: start}
 	d.m.inflight.Dec()
+	if r.Err != nil && errors.Is(r.Err, providers.ErrWithdrawn) {
+		// Its gate closed while it waited in the sender: like a device
+		// barred here, not sent and without a result (see sendGate).
+		return
+	}
+	*j.out = sent{provider: j.p.provider, res: r, ok: true, start: start}
+}
+
+// Why sendGate withdraws a send.
+var (
+	errStopping   = errors.New("dispatcher stopping")
+	errBarred     = errors.New("campaign cancelled or paused, or batch expired")
+	errHaltStands = errors.New("the app is halted for the provider")
+)
+
+// sendGate is the late gate (providers.WithSendGate) of j's sends of p,
+// which its sender asks after every wait of its own and right before it
+// writes each request. runSend checks a send before handing it to the
+// sender; the sender may then hold it long: behind the sends of its own
+// concurrency (FCM's apps.<name>.fcm.concurrency is independent of the
+// app's, so with an app concurrency of 1000 and 200 at FCM, 800 sends
+// wait in FCM's sender, each behind requests of up to 30 s), the
+// project's quota, an access token. The gate withdraws a send whose
+// reason to go ended meanwhile, as runSend and waitRate do before it:
+// its campaign was cancelled or paused or its batch expired (barred), the
+// dispatcher is stopping (stop), or a halt of the app holds its provider
+// (the senders' registry, as held reads it; a probe's send excepted). A
+// withdrawn send sends nothing and gets no result: its device stays
+// pending, and the batch's next check closes it out or parks it, or, at a
+// stop, leaves it to the next owner. Without the gate, a cancelled
+// campaign's queued devices were delivered after the cancel, and a stop
+// waited for them (five requests in turn per slot at the numbers above:
+// past the group's rebalance timeout, so the member was evicted and the
+// next owner sent again devices whose results were not saved); sends
+// queued behind a credential refusal still reached the provider. A
+// request already written is never cut short: its result is recorded.
+//
+// One gate per job and message, made by the first chunk that sends it:
+// nothing is allocated per send. j.probe is read by the sends of a chunk
+// and written only between chunks.
+func (d *Dispatcher) sendGate(stop context.Context, j *job, p *prepared) func() error {
+	b, app := j.b, j.b.App
+	keys := haltKeysOf(p.provider, p.msg.Platform)
+	return func() error {
+		if stop.Err() != nil {
+			return errStopping
+		}
+		if d.barred(b, time.Now()) {
+			return errBarred
+		}
+		if !j.probe {
+			for _, k := range keys {
+				if _, halted := d.halt.Halted(app, k); halted {
+					return errHaltStands
+				}
+			}
+		}
+		return nil
+	}
+}
+
+// haltKeysOf lists the halts that hold back a send through provider to a
+// device of platform (needs): its provider's, and for FCM's sends to iOS
+// devices, ProviderFCMviaAPNs's.
+func haltKeysOf(provider, platform string) []string {
+	var keys []string
+	for _, k := range []string{ProviderAPNs, ProviderFCM, ProviderFCMviaAPNs} {
+		if needs(k, provider, platform) {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 // rateRecheck: a device waiting for its app's rate is checked again this
@@ -616,7 +687,8 @@ type chunkSent struct {
 // results, and saves progress. A stop lets the sends in flight finish but
 // starts no more. A device refused by the senders' registry rather than by
 // its provider (its provider was halted for the app meanwhile, by another
-// batch's refusal) gets no result and stays pending, like one not sent.
+// batch's refusal) gets no result and stays pending, like one not sent,
+// and so does one its sender withdrew after a wait of its own (sendGate).
 // An error means stop interrupted before anything could be saved.
 func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (c chunkSent, err error) {
 	out := make([]sent, len(idx))
@@ -628,6 +700,9 @@ func (d *Dispatcher) sendChunk(stop context.Context, j *job, idx []int) (c chunk
 		if p == nil {
 			out[k] = sent{ok: true, res: providers.Result{Err: fmt.Errorf("app %s has no provider for platform %s", j.b.App, dev.Platform)}}
 			continue
+		}
+		if p.ctx == nil {
+			p.ctx = providers.WithSendGate(d.bg, d.sendGate(stop, j, p))
 		}
 		jobs = append(jobs, sendJob{p: p, token: dev.Token, attempt: j.b.Attempt, out: &out[k], lim: j.lim, stop: stop, probe: j.probe, wg: &wg, b: j.b})
 	}

@@ -205,6 +205,10 @@ type Dispatcher struct {
 	mu      sync.Mutex
 	workers map[topicPartition]*worker
 
+	// rebalanceTimeout is the group's: long enough for the longest revoke
+	// (revokeBudget).
+	rebalanceTimeout time.Duration
+
 	// sends feeds the sender pool the jobs that took a free slot when
 	// their chunk was submitted; the pool is as large as the apps'
 	// concurrency together, so a send never waits here for a goroutine.
@@ -349,6 +353,7 @@ func New(cfg Config, deps Deps) (*Dispatcher, error) {
 		halt: halt, log: log.With("stage", Stage), m: m, ready: deps.Ready,
 		workers: map[topicPartition]*worker{}, halted: map[string]Halt{}, probing: map[string]time.Time{},
 	}
+	d.rebalanceTimeout = revokeBudget(cfg, deps.Apps) + rebalanceMargin
 	d.ready.Set(Stage, errors.New("starting"))
 	for name, a := range deps.Apps {
 		c := a.Concurrency
@@ -370,6 +375,48 @@ func New(cfg Config, deps Deps) (*Dispatcher, error) {
 	return d, nil
 }
 
+// commitTimeout bounds the commit of the marked offsets at a revoke and
+// at the stop.
+const commitTimeout = 10 * time.Second
+
+// defaultSendTime is the longest a send goes on once its gate closed
+// (providers.SendTimeBound) for a sender that does not say, or has no
+// request timeout: the providers' default request timeout, 30 s, and the
+// sixteenth their shared deadlines add.
+const defaultSendTime = 30*time.Second + 30*time.Second/16
+
+// rebalanceMargin is the group's rebalance timeout beyond revokeBudget:
+// the time the revoke's start takes to reach the member (a heartbeat, 3 s
+// apart) and the rejoin's round trip.
+const rebalanceMargin = 5 * time.Second
+
+// revokeBudget is the longest a revoke of partitions takes (onRevoked):
+// the sends in flight end within the longest send of the apps' senders
+// (their request timeout, 17/16 of it as deadlines are shared; the sends
+// still waiting inside a sender, for its concurrency or the quota, are
+// withdrawn by their gate, see sendGate), the chunks' results and progress
+// are written within FinishTimeout after that (saveContext), and the
+// commit within commitTimeout. A stop takes as long (Run).
+func revokeBudget(cfg Config, apps map[string]App) time.Duration {
+	send := time.Duration(0)
+	for _, a := range apps {
+		for _, s := range []providers.Sender{a.APNS, a.FCM} {
+			if s == nil {
+				continue
+			}
+			t := defaultSendTime
+			if b, ok := s.(providers.SendTimeBound); ok && b.MaxSendTime() > 0 {
+				t = b.MaxSendTime()
+			}
+			send = max(send, t)
+		}
+	}
+	if send == 0 {
+		send = defaultSendTime
+	}
+	return send + cfg.FinishTimeout + commitTimeout
+}
+
 // Run dispatches until ctx ends, then lets every batch in flight finish its
 // chunk (results acknowledged, progress saved), commits, and leaves the
 // group: a graceful stop sends nothing twice.
@@ -389,6 +436,16 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(time.Second),
 		kgo.OnPartitionsRevoked(d.onRevoked),
+		// A revoke lets the chunks in flight finish and saves them before
+		// the partitions move (onRevoked): with the default request
+		// timeout and FinishTimeout, up to 30 s × 17/16 + 30 s + the
+		// commit, more than franz-go's default of 60 s. A member that
+		// has not rejoined within the rebalance timeout is evicted, its
+		// partitions go to the next owner while its last chunks are
+		// still unsaved, and the next owner sends their answered devices
+		// again: a graceful rebalance with duplicates. So it is derived
+		// from what the revoke may take (revokeBudget).
+		kgo.RebalanceTimeout(d.rebalanceTimeout),
 		kgo.OnPartitionsLost(d.onLost),
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { d.ready.Set(Stage, nil) }),
 		kgo.FetchMaxWait(d.cfg.FetchMaxWait),
@@ -431,7 +488,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		defer bgWG.Done()
 		d.cleanupLoop(bgCtx)
 	}()
-	d.log.Info("dispatcher started", "group", d.cfg.Group, "ready", d.cfg.Ladder.Ready, "results", d.cfg.ResultsTopic, "apps", len(d.apps))
+	d.log.Info("dispatcher started", "group", d.cfg.Group, "ready", d.cfg.Ladder.Ready, "results", d.cfg.ResultsTopic, "apps", len(d.apps),
+		"rebalance_timeout", d.rebalanceTimeout)
 
 	var runErr error
 	for {
@@ -459,7 +517,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.ready.Set(Stage, errors.New("stopping"))
 	d.log.Info("dispatcher stopping: finishing the chunks in flight")
 	d.stopAllWorkers()
-	cctx, cancel := context.WithTimeout(d.bg, 10*time.Second)
+	cctx, cancel := context.WithTimeout(d.bg, commitTimeout)
 	if err := cl.CommitMarkedOffsets(cctx); err != nil {
 		d.log.Error("final commit failed; finished batches will be skipped when read again", "err", err)
 	}
@@ -490,6 +548,9 @@ func (d *Dispatcher) enqueue(tp topicPartition, recs []*kgo.Record) {
 // next owner, which skips what the progress store says is done.
 func (d *Dispatcher) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	d.stopWorkers(revoked)
+	// Bounded, so the revoke stays within the rebalance timeout.
+	ctx, cancel := context.WithTimeout(ctx, commitTimeout)
+	defer cancel()
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
 		d.log.Warn("commit on revoke failed; finished batches will be skipped when read again", "err", err)
 	}

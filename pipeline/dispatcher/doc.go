@@ -51,7 +51,14 @@
 //     which on one core waits behind a whole burst of answers). A device
 //     whose turn comes after its campaign was cancelled or paused, or its
 //     batch expired, is not sent; the check of step 4 then closes the
-//     batch out or parks it. Content is
+//     batch out or parks it. The same holds inside the sender, which
+//     may hold a send further (its own concurrency, FCM's project quota,
+//     an access token): it asks the batch's gate (providers.WithSendGate)
+//     after each of its waits and right before it writes the request,
+//     and the gate also withdraws the send once the dispatcher is
+//     stopping or a halt holds the device's provider; a withdrawn device
+//     gets no result and stays pending, and a request already written is
+//     never cut short. Content is
 //     encoded once per batch,
 //     platform and locale text (providers.BatchSender.Prepare), not per
 //     device. Write their results (idempotent producer, key app/token,
@@ -76,13 +83,17 @@
 // Progress is saved after each chunk's results are acknowledged, and the
 // ready record is committed only after the batch is finished. A graceful
 // stop or rebalance lets each worker finish the sends in flight, write
-// their results and save progress, starts nothing more, and commits what
-// is finished; the next owner re-reads the rest and sends only the devices
-// without a result: zero duplicates. After kill -9, the devices of the
-// chunk each batch had in flight may be sent again (at most ChunkSize per
-// sending batch: PartitionConcurrency × ChunkSize per partition); their
-// results carry the same ids. Finished ids are kept for ProgressRetention
-// (35 days by default).
+// their results and save progress, starts nothing more (sends still
+// waiting inside a sender are withdrawn), and commits what is finished;
+// the next owner re-reads the rest and sends only the devices without a
+// result: zero duplicates. The group's rebalance timeout covers the
+// longest revoke (the senders' request timeout × 17/16, FinishTimeout,
+// the commit): a member that took longer would be evicted with its last
+// chunks unsaved, and their devices sent again. After kill -9, the devices
+// of the chunk each batch had in flight may be sent again (at most
+// ChunkSize per sending batch: PartitionConcurrency × ChunkSize per
+// partition); their results carry the same ids. Finished ids are kept
+// for ProgressRetention (35 days by default).
 //
 // The ready topic is read read_committed. The planner writes batches in
 // transactions and re-plans an aborted chunk under the same ids; if the

@@ -83,6 +83,10 @@ type prepared struct {
 	sender   providers.Sender
 	msg      *providers.Message
 	err      error // Prepare refused the content: every device is payload_rejected
+	// ctx is what its sends are made with: the dispatcher's, with the
+	// job's gate for them (sendGate). Set by the job's first chunk that
+	// sends it, read by the sends.
+	ctx context.Context
 }
 
 func (p *prepared) send(ctx context.Context, token string, attempt int) providers.Result {

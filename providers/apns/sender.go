@@ -196,25 +196,49 @@ func (s *Sender) sendPrepared(ctx context.Context, p *Prepared, tok string, atte
 	r := s.send(ctx, p, tok)
 	r.Attempt = attempt
 	r.Latency = time.Since(start)
-	s.metrics.Observe(&r)
-	if r.Outcome == providers.CredentialFailure && s.cfg.Halt != nil && !errors.Is(r.Err, providers.ErrHalted) {
-		s.cfg.Halt.Halt(s.cfg.App, "apns", r.Reason, r.Err)
+	if r.Err != nil && errors.Is(r.Err, providers.ErrWithdrawn) {
+		// No send: nothing to count, nothing the provider said.
+		return r
 	}
+	s.metrics.Observe(&r)
 	return r
 }
 
-func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Result {
+// haltOnRefusal halts the app's APNs in Config.Halt if r is Apple's
+// refusal of its credentials (not the registry's own refusal).
+func (s *Sender) haltOnRefusal(r *providers.Result) {
+	if r.Outcome == providers.CredentialFailure && s.cfg.Halt != nil && !errors.Is(r.Err, providers.ErrHalted) {
+		s.cfg.Halt.Halt(s.cfg.App, "apns", r.Reason, r.Err)
+	}
+}
+
+// refusedByHalt returns the Result of a send that the app's APNs halt
+// refuses, if it stands.
+func (s *Sender) refusedByHalt(ctx context.Context) (providers.Result, bool) {
+	if s.cfg.Halt == nil {
+		return providers.Result{}, false
+	}
+	// Only this provider's halt refuses: the app's other provider has its
+	// own credentials. A probe's send goes through, to learn whether the
+	// credentials work again.
+	if info, halted := s.cfg.Halt.Halted(s.cfg.App, "apns"); halted && !providers.IsProbe(ctx) {
+		return providers.Result{Outcome: providers.CredentialFailure, Reason: info.Reason,
+			Err: fmt.Errorf("apns: %s: %w (%s)", s.cfg.App, providers.ErrHalted, info.Reason)}, true
+	}
+	return providers.Result{}, false
+}
+
+// send sends p to tok. The halt and the send's gate (providers.SendGate)
+// are asked again after a wait for a slot of Concurrency, and the gate
+// right before each request (the wait for a provider token, if another
+// send is signing one, is behind it; a re-send is a new request): what
+// the send waited through may have ended its caller's reason to make it.
+func (s *Sender) send(ctx context.Context, p *Prepared, tok string) (r providers.Result) {
 	if s.closed.Load() {
 		return providers.Result{Outcome: providers.Retryable, Reason: "SenderClosed", Err: ErrClosed}
 	}
-	if s.cfg.Halt != nil {
-		// Only this provider's halt refuses: the app's other provider
-		// has its own credentials. A probe's send goes through, to learn
-		// whether the credentials work again.
-		if info, halted := s.cfg.Halt.Halted(s.cfg.App, "apns"); halted && !providers.IsProbe(ctx) {
-			return providers.Result{Outcome: providers.CredentialFailure, Reason: info.Reason,
-				Err: fmt.Errorf("apns: %s: %w (%s)", s.cfg.App, providers.ErrHalted, info.Reason)}
-		}
+	if r, refused := s.refusedByHalt(ctx); refused {
+		return r
 	}
 	if tok == "" {
 		return providers.Result{Outcome: providers.TokenSuspect, Reason: apns2.ReasonMissingDeviceToken,
@@ -224,13 +248,34 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 		return providers.Result{Outcome: providers.TokenSuspect, Reason: apns2.ReasonBadDeviceToken,
 			Err: fmt.Errorf("apns: device token is not hexadecimal (%d characters)", len(tok))}
 	}
+	gate := providers.SendGate(ctx)
 	select {
 	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		return providers.Result{Outcome: providers.Retryable, Reason: "Canceled", Err: ctx.Err()}
+	default:
+		select {
+		case s.sem <- struct{}{}:
+		case <-ctx.Done():
+			return providers.Result{Outcome: providers.Retryable, Reason: "Canceled", Err: ctx.Err()}
+		}
+		if r, refused := s.refusedByHalt(ctx); refused {
+			<-s.sem
+			return r
+		}
+		if gate != nil {
+			if err := gate(); err != nil {
+				<-s.sem
+				return providers.Withdrawn(err)
+			}
+		}
 	}
 	defer func() { <-s.sem }()
-	ctx, cancel := s.timeout.Context(ctx, time.Now())
+	// Deferred after the slot's release, so it runs before it: a send
+	// that waited for the slot sees the halt this one's refusal makes.
+	defer s.haltOnRefusal(&r)
+	// The deadline is shared with the sends of the same caller context
+	// that start close by: of the context under the gate, one per
+	// dispatcher rather than per batch.
+	ctx, cancel := s.timeout.Context(providers.WithoutSendGate(ctx), time.Now())
 	defer cancel()
 
 	refreshed := false
@@ -248,6 +293,11 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 		if !p.expiration.IsZero() {
 			if err := checkExpiration(p.expiration, s.cfg.Clock()); err != nil {
 				return providers.Rejected(err, 0)
+			}
+		}
+		if gate != nil {
+			if err := gate(); err != nil {
+				return providers.Withdrawn(err)
 			}
 		}
 		resp, err := s.roundTrip(ctx, p, tok, b)
@@ -305,6 +355,16 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 		}
 		return resp
 	}
+}
+
+// MaxSendTime is the longest a send goes on once its gate has closed
+// (providers.SendTimeBound): RequestTimeout and the sixteenth its shared
+// deadlines add; 0 without a RequestTimeout.
+func (s *Sender) MaxSendTime() time.Duration {
+	if s.cfg.RequestTimeout <= 0 {
+		return 0
+	}
+	return s.cfg.RequestTimeout + s.cfg.RequestTimeout/16
 }
 
 // refusedCredential is the reason APNs gave for refusing the credential on

@@ -28,7 +28,15 @@
 //
 // Every sender waits on a per-project token bucket (Quota) that keeps the
 // project under its messages-per-minute quota (Google's default 600,000),
-// and bounds its requests in flight (Config.Concurrency).
+// and bounds its requests in flight (Config.Concurrency). A send given a
+// gate (providers.WithSendGate) asks it after those waits and right
+// before each request, and sends nothing if it has closed.
+//
+// Apple devices: the push type and priority follow Apple's rules as the
+// APNs sender applies them (schemas/apnspush), plus FCM's own: a push
+// that shows nothing is refused at priority high whatever its push type
+// (Google refuses data messages to Apple devices at apns-priority 10),
+// and sent at 5 when it names no priority.
 //
 // Lifetime: a message with a TTL or an Expiration is sent with android.ttl
 // (webpush's TTL header) of its TTL or what is left until its Expiration,

@@ -3,6 +3,7 @@ package fcm
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"firebase.google.com/go/v4/messaging"
 
 	"github.com/pushlane/pushlane/providers"
+	"github.com/pushlane/pushlane/schemas/apnspush"
 )
 
 // Limits Google documents.
@@ -239,35 +241,51 @@ func (s *Sender) prepare(m *providers.Message) (*Prepared, error) {
 		ttlIn: t.ttlIn, ttlAt: t.ttlAt}, nil
 }
 
-// apnsPushType checks m against Apple's rules for the push type and the
-// priority, which FCM passes on to Apple, and returns the apns-push-type
-// header to send ("": FCM's own choice). A push that shows nothing gets
-// priority 5 unless m asks for one: FCM's default, 10, is refused for data
-// messages to Apple devices (INVALID_ARGUMENT, on every iOS device of the
-// campaign), and Apple requires 5 for background pushes.
+// apnsPushType checks m against the rules for the push type and the
+// priority of a push to an Apple device, sets *prio to the apns-priority
+// header to send ("": FCM's own choice) and returns the apns-push-type
+// header to send ("": FCM's own choice). The rules are Apple's, which FCM
+// passes on, as the APNs sender and the campaign check apply them
+// (schemas/apnspush), and one of FCM's own: Google refuses a data message
+// to an Apple device (one that shows nothing: no title, body, sound or
+// badge) at apns-priority 10, whatever its push type, with
+// INVALID_ARGUMENT on every iOS device of the campaign ("When sending
+// data messages to Apple devices, the priority must be set to 5, or
+// normal priority. Messages sent with high priority are rejected by the
+// FCM backend", Firebase's "Setting the priority of a message"). APNs
+// takes a voip, location or other push of a type but alert and background
+// that shows nothing at 10, and so does the campaign check: such a
+// campaign is refused here on its iOS devices sent through FCM only. For
+// the same reason a push that shows nothing and names no priority goes
+// at 5, where the APNs sender sends 10.
 func apnsPushType(m *providers.Message, prio *string) (string, error) {
 	pushType := m.APNsPushType()
 	visible := m.Visible()
-	if pushType == "background" {
-		if visible {
-			return "", reject("a background push carries no title, body, sound or badge; send it as alert")
-		}
-		if *prio != "" && *prio != "5" {
-			return "", reject("background pushes must use priority normal (apns-priority 5), got " + strconv.Quote(m.Priority))
-		}
+	p, ok := apnspush.Priority(m.Priority, pushType)
+	if !ok {
+		return "", reject("priority must be high, normal, low or empty, got " + strconv.Quote(m.Priority))
 	}
-	if !visible {
-		switch *prio {
-		case "":
-			*prio = "5"
-		case "10":
-			return "", reject("priority high needs a title, body, sound or badge: FCM refuses data messages to Apple devices at apns-priority 10; use normal")
-		}
+	if !visible && m.Priority == "" {
+		p = 5 // FCM's rule: not the 10 Apple's default would be
+	}
+	switch problem := apnspush.Check(pushType, p, visible); {
+	case problem == apnspush.VisibleBackground:
+		return "", reject("a background push carries no title, body, sound or badge; send it as alert")
+	case problem == apnspush.BackgroundPriority:
+		return "", reject("background pushes must use priority normal (apns-priority 5), got " + strconv.Quote(m.Priority))
+	case !visible && p == 10:
+		// FCM's rule; it covers apnspush.SilentAlertPriority.
+		return "", reject("priority high needs a title, body, sound or badge: FCM refuses data messages to Apple devices at apns-priority 10; use normal")
+	case problem != apnspush.OK:
+		return "", reject(fmt.Sprintf("push type %s at apns-priority %d breaks Apple's rules (apnspush problem %d)", pushType, p, problem))
+	}
+	if m.Priority != "" || !visible {
+		*prio = strconv.Itoa(p)
 	}
 	// An explicit type goes as asked, and a derived background one is
 	// spelled out; a derived alert is left to FCM, which chooses by the
 	// payload as this would.
-	if m.PushType == "" && pushType != "background" {
+	if m.PushType == "" && pushType != apnspush.Background {
 		pushType = ""
 	}
 	return pushType, nil

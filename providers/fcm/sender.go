@@ -24,6 +24,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/jwt"
+	"golang.org/x/time/rate"
 
 	"github.com/pushlane/pushlane/providers"
 	"github.com/pushlane/pushlane/providers/internal/deadline"
@@ -319,6 +320,11 @@ func (s *Sender) sendPrepared(ctx context.Context, p *Prepared, tok string, atte
 	start := time.Now()
 	r := s.send(ctx, p, tok)
 	r.Attempt = attempt
+	if r.Err != nil && errors.Is(r.Err, providers.ErrWithdrawn) {
+		// No send: nothing to count, nothing the provider said.
+		r.Latency = time.Since(start)
+		return r
+	}
 	if ae := (*APIError)(nil); errors.As(r.Err, &ae) && ae.quotaWait {
 		// Google's advice for an exceeded quota that names no time is
 		// exponential backoff from a minute: 1, 2, 4 ... 64 minutes by
@@ -329,12 +335,17 @@ func (s *Sender) sendPrepared(ctx context.Context, p *Prepared, tok string, atte
 	}
 	r.Latency = time.Since(start)
 	s.metrics.Observe(&r)
+	return r
+}
+
+// haltOnRefusal halts the app in Config.Halt if r is the provider's
+// refusal of its credentials (not the registry's own refusal). The APNs
+// key refused on an iOS device halts the app's sends through APNs only;
+// anything else, all of its FCM sends.
+func (s *Sender) haltOnRefusal(p *Prepared, r *providers.Result) {
 	if r.Outcome == providers.CredentialFailure && s.cfg.Halt != nil && !errors.Is(r.Err, providers.ErrHalted) {
-		// The APNs key refused on an iOS device halts the app's sends
-		// through APNs only; anything else, all of its FCM sends.
 		s.cfg.Halt.Halt(s.cfg.App, HaltKey(p.platform, r.Reason), r.Reason, r.Err)
 	}
-	return r
 }
 
 // halted returns the halt that refuses a send of p, if any: the app's
@@ -352,35 +363,78 @@ func (s *Sender) halted(p *Prepared) (providers.HaltInfo, bool) {
 	return providers.HaltInfo{}, false
 }
 
-func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Result {
+// refusedByHalt returns the Result of a send of p that a halt refuses, if
+// one does.
+func (s *Sender) refusedByHalt(ctx context.Context, p *Prepared) (providers.Result, bool) {
+	if s.cfg.Halt == nil {
+		return providers.Result{}, false
+	}
+	// Only this provider's halts refuse: the app's other provider has its
+	// own credentials. A probe's send goes through, to learn whether the
+	// credentials work again.
+	if info, halted := s.halted(p); halted && !providers.IsProbe(ctx) {
+		return providers.Result{Outcome: providers.CredentialFailure, Reason: info.Reason,
+			Err: fmt.Errorf("fcm: %s: %w (%s: %s)", s.cfg.App, providers.ErrHalted, info.Provider, info.Reason)}, true
+	}
+	return providers.Result{}, false
+}
+
+// gateRecheck: a send waiting for the project's quota asks its gate this
+// often, so a send withdrawn meanwhile gives its place in the quota back
+// and ends within a tenth of a second, not when the quota would have let
+// it go (seconds, in a quota storm: longer than a stop may take).
+const gateRecheck = 100 * time.Millisecond
+
+// send sends p to tok. The halt and the send's gate (providers.SendGate)
+// are asked again after each wait (a slot of Concurrency, the quota) and
+// the gate right before each request: a send can wait here long after
+// its caller decided to make it, behind Concurrency sends as slow as the
+// request timeout, and what it waited through may have ended its reason
+// to go (a halt after a refusal of the app's credentials by a send ahead
+// of it, a cancelled campaign, a stopping dispatcher).
+func (s *Sender) send(ctx context.Context, p *Prepared, tok string) (r providers.Result) {
 	if s.closed.Load() {
 		return providers.Result{Outcome: providers.Retryable, Reason: "SenderClosed", Err: ErrClosed}
 	}
-	if s.cfg.Halt != nil {
-		// Only this provider's halts refuse: the app's other provider
-		// has its own credentials. A probe's send goes through, to learn
-		// whether the credentials work again.
-		if info, halted := s.halted(p); halted && !providers.IsProbe(ctx) {
-			return providers.Result{Outcome: providers.CredentialFailure, Reason: info.Reason,
-				Err: fmt.Errorf("fcm: %s: %w (%s: %s)", s.cfg.App, providers.ErrHalted, info.Provider, info.Reason)}
-		}
+	if r, refused := s.refusedByHalt(ctx, p); refused {
+		return r
 	}
 	if tok == "" {
 		return providers.Result{Outcome: providers.TokenSuspect, Reason: "MissingToken", Err: errors.New("fcm: empty registration token")}
 	}
+	gate := providers.SendGate(ctx)
 	select {
 	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		return providers.Result{Outcome: providers.Retryable, Reason: "Canceled", Err: ctx.Err()}
-	}
-	defer func() { <-s.sem }()
-	if wait, r := s.quota.reserve(); wait > 0 {
-		if err := s.cfg.Sleep(ctx, wait); err != nil {
-			s.quota.cancel(r)
-			return providers.Result{Outcome: providers.Retryable, Reason: "Canceled", Err: fmt.Errorf("fcm: waiting for quota: %w", err)}
+	default:
+		select {
+		case s.sem <- struct{}{}:
+		case <-ctx.Done():
+			return providers.Result{Outcome: providers.Retryable, Reason: "Canceled", Err: ctx.Err()}
+		}
+		if r, refused := s.refusedByHalt(ctx, p); refused {
+			<-s.sem
+			return r
+		}
+		if gate != nil {
+			if err := gate(); err != nil {
+				<-s.sem
+				return providers.Withdrawn(err)
+			}
 		}
 	}
-	ctx, cancel := s.deadlines.Context(ctx, time.Now())
+	defer func() { <-s.sem }()
+	// Deferred after the slot's release, so it runs before it: a send
+	// that waited for the slot sees the halt this one's refusal makes.
+	defer s.haltOnRefusal(p, &r)
+	if wait, rsv := s.quota.reserve(); wait > 0 {
+		if res, ended := s.waitQuota(ctx, gate, wait, rsv); ended {
+			return res
+		}
+	}
+	// The deadline is shared with the sends of the same caller context
+	// that start close by: of the context under the gate, one per
+	// dispatcher rather than per batch.
+	ctx, cancel := s.deadlines.Context(providers.WithoutSendGate(ctx), time.Now())
 	defer cancel()
 	var body []byte
 	reauthed := false
@@ -401,6 +455,13 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 		if body == nil || !p.expires.IsZero() {
 			if body, err = p.bodyAt(tok, s.cfg.Clock()); err != nil {
 				return providers.Rejected(err, 0)
+			}
+		}
+		// Last: the wait for the access token is behind it, and a
+		// re-send is a new request.
+		if gate != nil {
+			if err := gate(); err != nil {
+				return providers.Withdrawn(err)
 			}
 		}
 		r, err := s.roundTrip(ctx, body, at)
@@ -434,6 +495,41 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) providers.Re
 		}
 		return r
 	}
+}
+
+// waitQuota waits wait for the quota's reservation r. With a gate it
+// waits in steps of gateRecheck and asks the gate after each: a send
+// withdrawn meanwhile gives the reservation back. ended reports that the
+// send ends here, with res.
+func (s *Sender) waitQuota(ctx context.Context, gate func() error, wait time.Duration, r *rate.Reservation) (res providers.Result, ended bool) {
+	for wait > 0 {
+		step := wait
+		if gate != nil {
+			step = min(wait, gateRecheck)
+		}
+		if err := s.cfg.Sleep(ctx, step); err != nil {
+			s.quota.cancel(r)
+			return providers.Result{Outcome: providers.Retryable, Reason: "Canceled", Err: fmt.Errorf("fcm: waiting for quota: %w", err)}, true
+		}
+		wait -= step
+		if gate != nil {
+			if err := gate(); err != nil {
+				s.quota.cancel(r)
+				return providers.Withdrawn(err), true
+			}
+		}
+	}
+	return providers.Result{}, false
+}
+
+// MaxSendTime is the longest a send goes on once its gate has closed
+// (providers.SendTimeBound): RequestTimeout and the sixteenth its shared
+// deadlines add; 0 without a RequestTimeout.
+func (s *Sender) MaxSendTime() time.Duration {
+	if s.cfg.RequestTimeout <= 0 {
+		return 0
+	}
+	return s.cfg.RequestTimeout + s.cfg.RequestTimeout/16
 }
 
 // maxNotProcessed bounds the re-sends of one request the server did not
