@@ -519,7 +519,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.stopAllWorkers()
 	cctx, cancel := context.WithTimeout(d.bg, commitTimeout)
 	if err := cl.CommitMarkedOffsets(cctx); err != nil {
+		// Nothing is sent twice (finished batches are skipped when read
+		// again), but the stop did not do all it should, and the exit
+		// status says so.
 		d.log.Error("final commit failed; finished batches will be skipped when read again", "err", err)
+		runErr = errors.Join(runErr, fmt.Errorf("dispatcher: final commit: %w", err))
 	}
 	cancel()
 	stopBg()

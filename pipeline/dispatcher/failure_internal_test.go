@@ -735,3 +735,78 @@ func TestAppRateHoldsInEveryWindow(t *testing.T) {
 		}
 	}
 }
+
+// A stop whose final commit fails returns the error, so the process exits
+// non-zero: before, it logged the failure and returned nil, as a clean
+// stop does. (Nothing is sent twice: the finished batch is skipped when
+// read again.)
+func TestStopWhoseCommitFailsReturnsTheError(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "ready", "results", "dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ready := service.NewReadiness()
+	s := dispatchtest.NewSender("app1")
+	store := NewMemStore()
+	d, err := New(Config{Kafka: config.Kafka{Brokers: c.ListenAddrs()}, Group: "g", Ladder: delay.Ladder{Ready: "ready"}, ResultsTopic: "results", DeadLetterTopic: "dlq"},
+		Deps{Apps: map[string]App{"app1": {APNS: s, FCM: s}}, Control: &stubControl{}, Store: store, Metrics: prometheus.NewRegistry(), Ready: ready})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every offset commit is refused, as by a coordinator that lost the
+	// group's authorization.
+	var refused atomic.Int32
+	c.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		creq := req.(*kmsg.OffsetCommitRequest)
+		resp := creq.ResponseKind().(*kmsg.OffsetCommitResponse)
+		for _, rt := range creq.Topics {
+			st := kmsg.NewOffsetCommitResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewOffsetCommitResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.GroupAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		refused.Add(1)
+		return resp, nil, true
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rec := readyRecord(t, "B", 2, 0)
+	rec.Offset = 0
+	if err := cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if p, _ := store.Progress(context.Background(), "B"); p.Finished {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the batch was not finished")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "dispatcher: final commit") {
+			t.Errorf("Run = %v; want the final commit's failure", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if refused.Load() == 0 {
+		t.Error("no offset commit reached the broker")
+	}
+}

@@ -244,6 +244,11 @@ func (h *harness) cancelAfterSends(s *dispatchtest.Sender, n int, campaign strin
 	for len(s.Sends()) < n && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
+	// A cancel published before the sends began would test a cancel
+	// before the start, and pass as "mid-batch".
+	if got := len(s.Sends()); got < n {
+		h.t.Fatalf("%d sends in 20 s, want %d before the cancel", got, n)
+	}
 	acked = h.publish(campaign, schemas.ControlCancel)
 	rs, last = h.readResultsLast(want, 30*time.Second)
 	if len(rs) != want {
