@@ -3,7 +3,9 @@ package fcm_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
@@ -208,5 +210,51 @@ func TestSendsWaitForOneTokenFetch(t *testing.T) {
 	s.Send(context.Background(), m, 1)
 	if n := src.calls.Load(); n > 3 {
 		t.Errorf("%d calls of the token source after the release", n)
+	}
+}
+
+// cutBody gives the first bytes of a body, then fails, as a connection
+// lost in the middle of an answer.
+type cutBody struct {
+	r    io.ReadCloser
+	left int
+}
+
+func (b *cutBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, errors.New("connection reset in the middle of the answer")
+	}
+	n, err := b.r.Read(p[:min(len(p), b.left)])
+	b.left -= n
+	return n, err
+}
+
+func (b *cutBody) Close() error { return b.r.Close() }
+
+type cutAnswers struct{ next http.RoundTripper }
+
+func (c cutAnswers) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := c.next.RoundTrip(r)
+	if err == nil && strings.HasSuffix(r.URL.Path, ":send") {
+		resp.Body = &cutBody{r: resp.Body, left: 10}
+	}
+	return resp, err
+}
+
+// Through Config.HTTPClient too, a 200 whose body is cut short is FCM
+// taking the message: delivered, not failed and sent again.
+func TestOwnHTTPClientSuccessCutShortIsDelivered(t *testing.T) {
+	sim, acct := startSim(t, nil)
+	hc := &http.Client{Transport: cutAnswers{next: &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: sim.CertPool()}}}}
+	s := newSender(t, sim, acct, func(c *fcm.Config) { c.HTTPClient = hc; c.RootCAs = nil })
+	p, err := s.Prepare(note())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := p.Send(context.Background(), "cut-1", 1); r.Outcome != providers.Delivered || r.Status != 200 {
+		t.Fatalf("send: %+v, want delivered", r)
+	}
+	if c := sim.Counts(); c.Requests != 1 || c.Accepted != 1 {
+		t.Errorf("simulator: %d requests, %d accepted; want 1 and 1 (no re-send)", c.Requests, c.Accepted)
 	}
 }

@@ -664,10 +664,9 @@ func (s *Sender) do(ctx context.Context, body []byte, at string) (providers.Resu
 	if resp.StatusCode == http.StatusOK {
 		buf := answerBuf.Get().(*[512]byte)
 		defer answerBuf.Put(buf)
-		raw, err := readAnswer(resp.Body, buf[:])
-		if err != nil {
-			return providers.Result{}, fmt.Errorf("read answer: %w", err)
-		}
+		// A 200 whose body is cut short is still FCM taking the
+		// message: failed, it would be sent again (answer's rule).
+		raw, _ := readAnswer(resp.Body, buf[:])
 		return answer(200, raw, ""), nil
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
