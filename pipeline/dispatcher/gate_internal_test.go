@@ -13,10 +13,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"golang.org/x/oauth2"
 
 	"github.com/pushlane/pushlane/internal/config"
 	"github.com/pushlane/pushlane/pipeline/delay"
+	"github.com/pushlane/pushlane/pipeline/dispatcher/dispatchtest"
 	"github.com/pushlane/pushlane/providers"
 	"github.com/pushlane/pushlane/providers/fcm"
 	"github.com/pushlane/pushlane/providers/fcmsim"
@@ -52,37 +52,16 @@ func queuedFCMDispatcher(t *testing.T, ctrl ControlView, store Store, latency ti
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	acct, err := fcmsim.NewTestServiceAccount("app1", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim, err := fcmsim.New(fcmsim.Config{Accounts: map[string]fcmsim.Account{acct.ClientEmail: acct.Account()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sim.Close() })
-	sim.SetFault(fcmsim.Fault{Latency: latency})
-	at, err := sim.IssueAccessToken(acct.ClientEmail)
-	if err != nil {
-		t.Fatal(err)
-	}
 	halt, err := providers.NewHalt(nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc := fcm.Config{App: "app1", ProjectID: "app1", Endpoint: sim.URL(), RootCAs: sim.CertPool(), Concurrency: queuedFCMConcurrency,
-		TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: at, Expiry: time.Now().Add(time.Hour)})}
-	if told {
-		fc.Halt = halt
-	}
-	s, err := fcm.New(fc, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, sim := dispatchtest.FCMSender(t, "app1", fcmsim.Fault{Latency: latency}, func(fc *fcm.Config) {
+		fc.Concurrency = queuedFCMConcurrency
+		if told {
+			fc.Halt = halt
+		}
+	})
 	cfg := Config{Group: "g", Ladder: delay.Ladder{Ready: "ready"}, ResultsTopic: "results", DeadLetterTopic: "dlq",
 		ChunkSize: queuedAppConcurrency, FinishTimeout: 5 * time.Second, ResultsLinger: -1, ParkInterval: 50 * time.Millisecond}
 	d, err := New(cfg, Deps{Apps: map[string]App{"app1": {FCM: s, Concurrency: queuedAppConcurrency}}, Control: ctrl, Store: store,

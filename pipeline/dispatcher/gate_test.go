@@ -4,8 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/oauth2"
-
 	"github.com/pushlane/pushlane/pipeline/dispatcher"
 	"github.com/pushlane/pushlane/pipeline/dispatcher/dispatchtest"
 	"github.com/pushlane/pushlane/providers/fcm"
@@ -24,30 +22,9 @@ func TestDispatchCancelWithdrawsSendsQueuedInTheFCMSender(t *testing.T) {
 	t.Parallel()
 	const devices, fcmConcurrency = 40, 2
 	h := newHarness(t, 1, 1, nil)
-	acct, err := fcmsim.NewTestServiceAccount("app1", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim, err := fcmsim.New(fcmsim.Config{Accounts: map[string]fcmsim.Account{acct.ClientEmail: acct.Account()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sim.Close() })
-	sim.SetFault(fcmsim.Fault{Latency: 300 * time.Millisecond})
-	at, err := sim.IssueAccessToken(acct.ClientEmail)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := fcm.New(fcm.Config{App: "app1", ProjectID: "app1", Endpoint: sim.URL(), RootCAs: sim.CertPool(), Concurrency: fcmConcurrency,
-		TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: at, Expiry: time.Now().Add(time.Hour)}),
-		Halt:        h.halt}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, sim := dispatchtest.FCMSender(t, "app1", fcmsim.Fault{Latency: 300 * time.Millisecond}, func(c *fcm.Config) {
+		c.Concurrency, c.Halt = fcmConcurrency, h.halt
+	})
 	h.start(dispatchtest.UniqueName("disp"), map[string]dispatcher.App{"app1": {FCM: s, Concurrency: devices}},
 		func(c *dispatcher.Config) { c.ChunkSize = devices })
 

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"golang.org/x/oauth2"
 
 	"github.com/pushlane/pushlane/pipeline/delay"
+	"github.com/pushlane/pushlane/pipeline/dispatcher/dispatchtest"
 	"github.com/pushlane/pushlane/providers/fcm"
 	"github.com/pushlane/pushlane/providers/fcmsim"
 	"github.com/pushlane/pushlane/schemas"
@@ -21,29 +21,7 @@ import (
 func fcmOnlyDispatcher(t *testing.T, store Store) (*Dispatcher, *fcmsim.Server) {
 	t.Helper()
 	d, _, _ := testDispatcher(t, store, &stubControl{})
-	acct, err := fcmsim.NewTestServiceAccount("app1", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim, err := fcmsim.New(fcmsim.Config{Accounts: map[string]fcmsim.Account{acct.ClientEmail: acct.Account()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sim.Close() })
-	at, err := sim.IssueAccessToken(acct.ClientEmail)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := fcm.New(fcm.Config{App: "app1", ProjectID: "app1", Endpoint: sim.URL(), RootCAs: sim.CertPool(),
-		TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: at, Expiry: time.Now().Add(time.Hour)}),
-		Halt:        d.halt}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, sim := dispatchtest.FCMSender(t, "app1", fcmsim.Fault{}, func(c *fcm.Config) { c.Halt = d.halt })
 	d.apps["app1"] = App{FCM: s, Concurrency: 4}
 	return d, sim
 }
