@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -18,19 +17,26 @@ func topicsCommand() *command {
 		name:    "topics",
 		args:    "[-check] [-replication N]",
 		summary: "Create the pipeline's topics that are missing, then check them all",
-		details: `
+		details: fmt.Sprintf(`
 Creates every topic of the configuration that does not exist yet (campaigns, the
 compacted control topic, the delay ladder tiers with LogAppendTime, ready, results,
-dead letters, registrations), raises retention.ms of existing topics that keep
-records for less time than configured (never lowers it), and leaves the rest alone;
-then checks them all. Each created topic and each raise is printed.
+dead letters, registrations; where the broker's default is lower, min.insync.replicas=%[1]d
+on a topic of %[2]d replicas or more and max.message.bytes=%[3]d on the dead-letter topic),
+raises retention.ms of existing topics that keep records for less time than configured
+(never lowers it), and leaves the rest alone; then checks them all. Each created
+topic and each raise is printed.
 
-The check reports a topic that is missing, has fewer partitions than configured, has
-a creation setting that differs (cleanup.policy, message.timestamp.type), or keeps
-records for less time than its configured retention. Problems go to stderr and
-exit 1.
+The check reports a topic that is missing, has fewer partitions than configured, or
+has a setting in effect (its own or the broker's default) that differs: cleanup.policy
+other than compact on the control topic or other than delete on any other topic,
+message.timestamp.type other than LogAppendTime on a tier, retention.ms shorter than
+configured, max.message.bytes of the dead-letter topic under %[3]d (a dead letter
+is up to %[4]d KiB), min.insync.replicas under %[1]d on a topic of %[2]d replicas or more.
+Each line names the topic, the key, its value and the one wanted. Problems go to
+stderr and exit 1.
 
 -check only checks, changing nothing: use it in readiness gates and CI.`,
+			kafka.MinInsyncReplicas, kafka.ReplicatedFrom, kafka.DeadLetterTopicMinBytes, kafka.MaxDeadLetterBytes>>10),
 		examples: []string{
 			"pushctl -config /etc/pushlane/pushlane.yaml topics",
 			"pushctl -brokers kafka-0:9092 topics -check",
@@ -118,67 +124,8 @@ func concerns(problems []string, topics map[string]bool) bool {
 	return false
 }
 
-// checkTopics is kafka.VerifyTopics plus the creation settings: a ladder
-// tier with CreateTime timestamps or a control topic that is not compacted
-// breaks the pipeline silently, so it is a problem too.
+// checkTopics is kafka.CheckTopics: the topics that are missing or have
+// too few partitions, and every setting the pipeline needs that differs.
 func checkTopics(ctx context.Context, adm *kadm.Client, specs []kafka.TopicSpec) ([]string, error) {
-	problems, err := kafka.VerifyTopics(ctx, adm, specs)
-	if err != nil {
-		return nil, err
-	}
-	missing := map[string]bool{}
-	for _, p := range problems {
-		if name, ok := strings.CutSuffix(p, ": missing"); ok {
-			missing[name] = true
-		}
-	}
-	var names []string
-	want := map[string]map[string]*string{}
-	for _, s := range specs {
-		if !missing[s.Name] && len(s.Configs) > 0 {
-			names = append(names, s.Name)
-			want[s.Name] = s.Configs
-		}
-	}
-	if len(names) == 0 {
-		return problems, nil
-	}
-	rcs, err := adm.DescribeTopicConfigs(ctx, names...)
-	if err != nil {
-		return nil, fmt.Errorf("describe topic configs: %w", err)
-	}
-	for _, rc := range rcs {
-		if rc.Err != nil {
-			problems = append(problems, fmt.Sprintf("%s: describe configs: %v", rc.Name, rc.Err))
-			continue
-		}
-		have := map[string]string{}
-		for _, cf := range rc.Configs {
-			have[cf.Key] = cf.MaybeValue()
-		}
-		keys := make([]string, 0, len(want[rc.Name]))
-		for k := range want[rc.Name] {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			w := want[rc.Name][k]
-			if w == nil {
-				continue
-			}
-			if k == "retention.ms" {
-				// Longer than configured loses nothing; shorter can
-				// delete records before they are read (a delay tier's
-				// batches before they are due).
-				if kafka.RetentionShort(have[k], *w) {
-					problems = append(problems, fmt.Sprintf("%s: retention.ms is %s, want at least %s", rc.Name, kafka.RetentionText(have[k]), kafka.RetentionText(*w)))
-				}
-				continue
-			}
-			if have[k] != *w {
-				problems = append(problems, fmt.Sprintf("%s: %s is %q, want %q", rc.Name, k, have[k], *w))
-			}
-		}
-	}
-	return problems, nil
+	return kafka.CheckTopics(ctx, adm, specs)
 }

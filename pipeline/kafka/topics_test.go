@@ -85,15 +85,26 @@ func TestLayoutDefaults(t *testing.T) {
 				t.Errorf("control topic configs %v, want only cleanup.policy=compact", s.Configs)
 			}
 		case isTier:
-			if configValue(s, "message.timestamp.type") != "LogAppendTime" || configValue(s, "retention.ms") != "2678400000" || len(s.Configs) != 2 {
-				t.Errorf("%s configs: timestamp %s retention %s (%d configs)", s.Name,
-					configValue(s, "message.timestamp.type"), configValue(s, "retention.ms"), len(s.Configs))
+			if configValue(s, "message.timestamp.type") != "LogAppendTime" || configValue(s, "retention.ms") != "2678400000" ||
+				configValue(s, "cleanup.policy") != "delete" || len(s.Configs) != 3 {
+				t.Errorf("%s configs: timestamp %s retention %s cleanup %s (%d configs)", s.Name,
+					configValue(s, "message.timestamp.type"), configValue(s, "retention.ms"), configValue(s, "cleanup.policy"), len(s.Configs))
 			}
 		default:
 			// No retention configured: the broker default applies.
-			if len(s.Configs) != 0 {
-				t.Errorf("%s configs %v, want none", s.Name, s.Configs)
+			// Only the control topic is compacted.
+			if len(s.Configs) != 1 || configValue(s, "cleanup.policy") != "delete" {
+				t.Errorf("%s configs %v, want only cleanup.policy=delete", s.Name, s.Configs)
 			}
+		}
+		// Only the dead-letter topic needs more than the broker's
+		// default may give it.
+		if s.Name == "pushlane.dead-letter" {
+			if want := map[string]int64{"max.message.bytes": 787456}; !maps.Equal(s.AtLeast, want) {
+				t.Errorf("dead-letter topic needs %v, want %v", s.AtLeast, want)
+			}
+		} else if len(s.AtLeast) != 0 {
+			t.Errorf("%s needs %v, want nothing", s.Name, s.AtLeast)
 		}
 	}
 }
@@ -187,7 +198,7 @@ func TestEnsureTopicsIsIdempotent(t *testing.T) {
 	}
 	want := map[string]map[string]string{
 		"pushlane.campaign-control": {"cleanup.policy": "compact"},
-		"pushlane.delay.t02":        {"message.timestamp.type": "LogAppendTime", "retention.ms": "2678400000"},
+		"pushlane.delay.t02":        {"message.timestamp.type": "LogAppendTime", "retention.ms": "2678400000", "cleanup.policy": "delete"},
 	}
 	if len(rcs) != 2 {
 		t.Fatalf("described %d topics", len(rcs))
