@@ -24,11 +24,18 @@ import (
 // for a view started after compaction), and why a cancel has a key of its
 // own.
 //
+// The zero-length key is a key like any other (a tombstone under it used
+// to forget nothing, so running views held a campaign paused that a view
+// started after compaction knew nothing of). A record with no key at all,
+// which a compacted topic refuses, replaces and is replaced by no other:
+// it sets its campaign's state, and a tombstone or invalid record without
+// a key forgets nothing.
+//
 // Not safe for concurrent use; View holds it under its lock, and pushctl
 // folds a topic it read with it to say what the stages' views hold.
 type Campaigns struct {
 	byID  map[string]*campaign
-	byKey map[string]string // record key → campaign of the latest record under it
+	byKey map[string]string // record key → campaign of the latest record under it; records with a key only
 	seq   uint64
 }
 
@@ -39,8 +46,15 @@ type campaign struct {
 	marks []mark
 }
 
+// recordKey is a record's key; null for a record without one, which no
+// key, the zero-length one included, is the same as.
+type recordKey struct {
+	s    string
+	null bool
+}
+
 type mark struct {
-	key    string
+	key    recordKey
 	cancel bool
 	paused bool
 	reason string
@@ -48,7 +62,7 @@ type mark struct {
 	seq    uint64 // order applied
 }
 
-func (c *campaign) find(key string, cancel bool) int {
+func (c *campaign) find(key recordKey, cancel bool) int {
 	for i, m := range c.marks {
 		if m.key == key && m.cancel == cancel {
 			return i
@@ -57,7 +71,7 @@ func (c *campaign) find(key string, cancel bool) int {
 	return -1
 }
 
-func (c *campaign) remove(key string, cancel bool) {
+func (c *campaign) remove(key recordKey, cancel bool) {
 	if i := c.find(key, cancel); i >= 0 {
 		c.marks = append(c.marks[:i], c.marks[i+1:]...)
 	}
@@ -71,27 +85,36 @@ func NewCampaigns() *Campaigns {
 // Apply folds r in and says what it was: "tombstone", "invalid" (with the
 // decode error), "ignored_after_cancel", or the record's action.
 func (cs *Campaigns) Apply(r *kgo.Record) (string, error) {
-	key := string(r.Key)
+	// A zero-length key is a key like any other: Kafka takes it on a
+	// compacted topic, and compaction keeps the latest record under it.
+	// Only a null key is none (the franz-go reader gives nil for it and
+	// an empty slice for a zero-length key): a compacted topic refuses
+	// it, and compaction would never replace it, so nothing replaces it
+	// here either.
+	keyed := r.Key != nil
+	key := recordKey{s: string(r.Key), null: !keyed}
 	if r.Value == nil {
-		if id, ok := cs.byKey[key]; ok && key != "" {
+		if id, ok := cs.byKey[key.s]; ok && keyed {
 			cs.forget(id, key)
+			delete(cs.byKey, key.s)
 		}
-		delete(cs.byKey, key)
 		return "tombstone", nil
 	}
 	c, err := schemas.DecodeCampaignControl(r.Value)
 	if err != nil {
-		if id, ok := cs.byKey[key]; ok && key != "" {
+		if id, ok := cs.byKey[key.s]; ok && keyed {
 			cs.forget(id, key)
-			delete(cs.byKey, key)
+			delete(cs.byKey, key.s)
 		}
 		return "invalid", err
 	}
-	if prev, ok := cs.byKey[key]; ok && prev != c.CampaignID {
-		// Compaction drops the other campaign's record under this key.
-		cs.forget(prev, key)
+	if keyed {
+		if prev, ok := cs.byKey[key.s]; ok && prev != c.CampaignID {
+			// Compaction drops the other campaign's record under this key.
+			cs.forget(prev, key)
+		}
+		cs.byKey[key.s] = c.CampaignID
 	}
-	cs.byKey[key] = c.CampaignID
 	camp := cs.byID[c.CampaignID]
 	if camp == nil {
 		camp = &campaign{}
@@ -130,7 +153,7 @@ func (c *campaign) cancelled() bool {
 	return false
 }
 
-func (cs *Campaigns) forget(id, key string) {
+func (cs *Campaigns) forget(id string, key recordKey) {
 	camp := cs.byID[id]
 	if camp == nil {
 		return

@@ -17,19 +17,30 @@
 //
 // Freshness. A stage that must honour a cancel within a bound asks
 // WaitFresh(ctx, t): it returns once every control record acknowledged
-// before t has been applied. The view knows this by listing the topic's end
-// offsets every RefreshInterval and waiting until it has consumed up to
-// them; the time of the listing becomes FreshAsOf. The dispatcher calls
-// WaitFresh(ctx, now-MaxStaleness) before every chunk, so a chunk never
-// starts more than MaxStaleness after a cancel was acknowledged.
+// before t has been applied. The view knows this by asking the cluster
+// every RefreshInterval which partitions the topic has (not the client's
+// cached metadata, which may be seconds old), listing their end offsets
+// and waiting until it has consumed up to them; the time it asked becomes
+// FreshAsOf. The dispatcher calls WaitFresh(ctx, now-MaxStaleness) before
+// every chunk, so a chunk never starts more than MaxStaleness after a
+// cancel was acknowledged.
+//
+// A partition added to the topic is one the consumer does not read until
+// its client's metadata names it, which on its own takes up to the
+// client's MetadataMaxAge (5 min): the view asks the client to refresh
+// its metadata as soon as a listing names a partition the consumer does
+// not read, and is not fresh until it has read what the partition holds
+// (an empty one holds nothing acknowledged yet).
 //
 // Compaction and transaction markers can leave offsets below the end offset
 // with no record to read; a partition whose consumed position and end
 // offset have both stood still for QuietChecks refreshes, longer than the
 // consumer's fetch wait, counts as caught up, but only while its fetches
-// succeed, once the partition's leader has answered fetches sent after the
-// end offset was listed and the view has applied what they brought, and
-// while no fetch to any broker is overdue or failed in the last
+// succeed, once the consumer, asking the leader the cluster names, has
+// fetched that partition with requests sent after the end offset was
+// listed and the view has applied what they brought (its own requests:
+// a broker answering fetches for other partitions says nothing of it),
+// and while no fetch to any broker is overdue or failed in the last
 // 2 × (FetchMaxWait + 10 s). Standing still alone says
 // nothing while a fetch is slow or hung (an overloaded broker, a
 // connection that black-holes: the client gives a fetch up after its wait
@@ -50,11 +61,13 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -110,9 +123,9 @@ type View struct {
 	// fetches fail, a partition's standing still says nothing about what
 	// is left to read, so it is not counted quiet.
 	fetchFailed map[int32]time.Time
-	// fetches counts the fetch responses each broker has answered; polled
-	// is its count as of the start of the last poll whose records have
-	// been applied.
+	// fetches counts, per partition, the fetch requests the consumer has
+	// sent for it; polled is that count as of the start of the last poll
+	// whose records have been applied.
 	fetches *fetchCounts
 	polled  map[int32]uint64
 	// failedHold: how long after a failed fetch standing still says
@@ -148,9 +161,13 @@ func New(cfg Config, deps Deps) (*View, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	fetches := &fetchCounts{n: map[int32]uint64{}, sent: map[int32]time.Time{}, failed: map[int32]time.Time{}}
+	fetches := &fetchCounts{topic: cfg.Topic, n: map[int32]uint64{}, sent: map[int32]time.Time{}, failed: map[int32]time.Time{}}
 	cl, err := kafka.NewClient(cfg.Kafka,
 		kgo.WithHooks(fetches),
+		// Not to reorder anything: the client calls it with the
+		// partitions of every fetch request it sends, which is how the
+		// view knows which partitions its consumer reads.
+		kgo.ConsumePreferringLagFn(fetches.requested),
 		kgo.ConsumeTopics(cfg.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(cfg.FetchMaxWait),
@@ -227,9 +244,10 @@ func (v *View) Run(ctx context.Context) error {
 	// floods the log.
 	failing := 0
 	for {
-		// Counted before the poll: a response counted here was read
-		// before the poll began. Polls end at least every two fetch waits,
-		// so the count moves while nothing arrives.
+		// Counted before the poll: a request counted here was sent, and
+		// what the one before it brought handed to a poll, before this
+		// poll began. Polls end at least every two fetch waits, so the
+		// count moves while nothing arrives.
 		counted := v.fetches.snapshot()
 		pctx, cancel := context.WithTimeout(ctx, 2*v.cfg.FetchMaxWait)
 		fs := v.cl.PollFetches(pctx)
@@ -305,29 +323,41 @@ func (v *View) notifyLocked() {
 	v.changed = make(chan struct{})
 }
 
-// refreshLoop moves FreshAsOf: list end offsets at t0, wait until applied
-// reaches them, then FreshAsOf = t0.
+// refreshLoop moves FreshAsOf: at t0, ask the cluster which partitions the
+// topic has and list their end offsets, wait until applied reaches them,
+// then FreshAsOf = t0.
 func (v *View) refreshLoop(ctx context.Context) {
 	lastEnd := map[int32]int64{}
 	lastApplied := map[int32]int64{}
 	quiet := map[int32]int{}
-	// awaited: per partition standing still, its leader and the fetch
-	// count the leader must reach, and the view have polled past, before
-	// it can count as quiet (see answeredSinceLocked).
+	// awaited: per partition standing still, its leader and the count of
+	// fetch requests for it the consumer must reach, and the view have
+	// polled past, before it can count as quiet (see answeredSinceLocked).
 	awaited := map[int32]*awaitedFetch{}
-	// Leaders are looked up only while a partition stands still below its
-	// end, which a caught-up view never does.
-	needLeaders := false
+	var forcedAt time.Time
+	var forced string
 	tick := time.NewTicker(v.cfg.RefreshInterval)
 	defer tick.Stop()
 	for {
 		t0 := time.Now()
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// The partitions as the cluster names them after t0: a record
+		// acknowledged before t0 is in one of them. The client's cached
+		// metadata, which kadm lists offsets from, may be MetadataMinAge
+		// (5 s) old and leave out a partition added since; this answer
+		// refreshes that cache too, and the listings are checked against
+		// it below.
+		leaders, brokers, err := v.partitions(lctx)
+		if err == nil {
+			v.fetches.forgetSentTo(brokers)
+		}
 		// The last stable offset: a read_committed consumer reads up to
 		// it, and an event of a transaction still open is not known yet.
-		ends, err := v.adm.ListCommittedOffsets(lctx, v.cfg.Topic)
+		var ends kadm.ListedOffsets
 		if err == nil {
-			err = ends.Error()
+			if ends, err = v.adm.ListCommittedOffsets(lctx, v.cfg.Topic); err == nil {
+				err = ends.Error()
+			}
 		}
 		// A partition whose records are all gone (tombstones past their
 		// retention) starts where it ends: nothing to read.
@@ -337,14 +367,6 @@ func (v *View) refreshLoop(ctx context.Context) {
 				err = starts.Error()
 			}
 		}
-		var leaders map[int32]int32
-		if err == nil && needLeaders {
-			var brokers map[int32]bool
-			if leaders, brokers = v.leaders(lctx); brokers != nil {
-				v.fetches.forgetSentTo(brokers)
-			}
-		}
-		needLeaders = false
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -354,47 +376,92 @@ func (v *View) refreshLoop(ctx context.Context) {
 		} else {
 			v.mu.Lock()
 			caughtUp := true
+			var unconsumed []int32
 			quietFor := time.Duration(v.cfg.QuietChecks)*v.cfg.RefreshInterval + 2*v.cfg.FetchMaxWait
-			ends.Each(func(o kadm.ListedOffset) {
-				a := v.applied[o.Partition]
-				start, _ := starts.Lookup(v.cfg.Topic, o.Partition)
-				if a >= o.Offset || start.Offset >= o.Offset {
-					quiet[o.Partition] = 0
-					delete(awaited, o.Partition)
-				} else if t0.Sub(v.fetchFailed[o.Partition]) < quietFor {
+			for p, leader := range leaders {
+				o, endListed := ends.Lookup(v.cfg.Topic, p)
+				start, startListed := starts.Lookup(v.cfg.Topic, p)
+				if !endListed || !startListed {
+					// Listed from metadata older than the answer above
+					// (the cache was refreshed since): next time.
+					quiet[p] = 0
+					delete(awaited, p)
+					caughtUp = false
+					continue
+				}
+				a := v.applied[p]
+				// Which broker the consumer asks for the partition, as
+				// its own metadata says; -1 while it has not loaded the
+				// partition, so does not read it at all.
+				consumerLeader, _, _ := v.cl.PartitionLeader(v.cfg.Topic, p)
+				if consumerLeader < 0 {
+					unconsumed = append(unconsumed, p)
+				}
+				switch {
+				case a >= o.Offset || start.Offset >= o.Offset:
+					quiet[p] = 0
+					delete(awaited, p)
+				case consumerLeader < 0:
+					// A partition added since the consumer's metadata
+					// was fetched (refreshed below): it reads nothing of
+					// it, and its standing still says nothing.
+					quiet[p] = 0
+					delete(awaited, p)
+					caughtUp = false
+				case t0.Sub(v.fetchFailed[p]) < quietFor:
 					// Its fetches fail: standing still is not being
 					// done. (A partition the view has read nothing from
 					// may hold no record at all, every one compacted or
 					// deleted while its start offset stayed: the
-					// leader's answers below say whether it was read.)
-					quiet[o.Partition] = 0
-					delete(awaited, o.Partition)
+					// consumer's fetches of it below say whether it was
+					// read.)
+					quiet[p] = 0
+					delete(awaited, p)
 					caughtUp = false
-				} else if lastEnd[o.Partition] == o.Offset && lastApplied[o.Partition] == a {
+				case lastEnd[p] == o.Offset && lastApplied[p] == a:
 					// Nothing arrives and nothing is appended: the
-					// offsets below the end hold no record to read.
-					needLeaders = true
-					if l, ok := leaders[o.Partition]; ok && (awaited[o.Partition] == nil || awaited[o.Partition].leader != l) {
-						awaited[o.Partition] = v.fetches.await(l)
+					// offsets below the end may hold no record to read.
+					if consumerLeader != leader {
+						// The consumer still asks another broker
+						// for it: its requests say nothing until its
+						// metadata moves it to the leader.
+						delete(awaited, p)
+					} else if awaited[p] == nil || awaited[p].leader != leader {
+						awaited[p] = v.fetches.await(leader, p)
 					}
-					quiet[o.Partition]++
-					if quiet[o.Partition] < v.cfg.QuietChecks ||
-						time.Duration(quiet[o.Partition])*v.cfg.RefreshInterval <= 2*v.cfg.FetchMaxWait ||
-						!v.answeredSinceLocked(awaited[o.Partition], t0) {
+					quiet[p]++
+					if quiet[p] < v.cfg.QuietChecks ||
+						time.Duration(quiet[p])*v.cfg.RefreshInterval <= 2*v.cfg.FetchMaxWait ||
+						!v.answeredSinceLocked(awaited[p], t0) {
 						caughtUp = false
 					}
-				} else {
-					quiet[o.Partition] = 0
+				default:
+					quiet[p] = 0
 					caughtUp = false
-					delete(awaited, o.Partition)
+					delete(awaited, p)
 				}
-				lastEnd[o.Partition], lastApplied[o.Partition] = o.Offset, a
-			})
+				lastEnd[p], lastApplied[p] = o.Offset, a
+			}
 			if caughtUp && t0.After(v.freshAsOf) {
 				v.freshAsOf = t0
 				v.notifyLocked()
 			}
 			v.mu.Unlock()
+			// The client learns of a partition added to a topic it
+			// consumes only at its own metadata refresh, every
+			// MetadataMaxAge (5 min): ask for it now, at most every
+			// second (the client refreshes at once when asked).
+			if len(unconsumed) > 0 && t0.Sub(forcedAt) >= time.Second {
+				slices.Sort(unconsumed)
+				if s := fmt.Sprint(unconsumed); s != forced {
+					forced = s
+					v.log.Info("control topic: partitions the consumer does not read yet, refreshing its metadata", "partitions", unconsumed)
+				}
+				forcedAt = t0
+				v.cl.ForceMetadataRefresh()
+			} else if len(unconsumed) == 0 {
+				forced = ""
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -404,60 +471,77 @@ func (v *View) refreshLoop(ctx context.Context) {
 	}
 }
 
-// awaitedFetch: a partition standing still below its end waits for its
-// leader to answer count fetches.
+// awaitedFetch: a partition standing still below its end waits for the
+// consumer to have sent count fetch requests for it, while its metadata
+// names leader, the partition's leader.
 type awaitedFetch struct {
-	leader int32
-	count  uint64
+	leader    int32
+	partition int32
+	count     uint64
+	cancelled uint64 // fetches the consumer had cancelled when count was set
 }
 
-// answeredSinceLocked reports whether want's leader has answered as many
-// fetches as want says, the view has polled past them, and no fetch is
-// overdue. The count is three answers after the listing: the first may
-// answer a fetch sent before a record listed then was written; the
-// second's fetch was sent after the listing; the third is only sent once
-// the second's records were taken by a poll.
+// answeredSinceLocked reports whether the consumer has sent as many fetch
+// requests for want's partition as want says, the view has polled past
+// them, and no fetch is overdue. The count is three requests after the
+// wait began, each naming the partition (a fetch session's incremental
+// request too, which leaves an unchanged partition off the wire, and whose
+// answer then says it has nothing new): the client asks for a partition in
+// one request at a time, and sends the next only once the last was
+// answered and what it brought taken by a poll, so the second request
+// proves the first, sent after the end offset was listed, was answered;
+// the third covers a request the client writes twice (again on a new
+// connection when its first write failed before a byte went out). The
+// consumer's requests for the partition itself are the proof, not a
+// broker's answers to fetches: a broker answering fetches for other
+// partitions says nothing of one the consumer does not ask it for.
 //
-// The leader is the one the cluster names now. The client may still ask
-// the old one for the partition, until its own metadata moves it: while a
-// fetch is overdue (sent more than its wait plus two seconds ago and
-// unanswered: a hung connection, which the client gives up only after its
-// wait plus 10 s, without a word to the view), or within failedHold of a
-// fetch that failed (a reset, a refused connection: the client backs off
-// and asks the same broker again until its metadata, at most
-// MetadataMinAge old, is refreshed), the partition does not count as
-// quiet, and the leader's answers are counted again from when it may.
+// The requests count only while the consumer's metadata names the leader
+// the cluster names now. The client may still ask the old one for the
+// partition until its own metadata moves it, and while a fetch is overdue
+// (sent more than its wait plus two seconds ago and unanswered: a hung
+// connection, which the client gives up only after its wait plus 10 s,
+// without a word to the view), or within failedHold of a fetch that failed
+// (a reset, a refused connection: the client backs off and asks the same
+// broker again until its metadata, at most MetadataMinAge old, is
+// refreshed), the partition does not count as quiet, and its requests are
+// counted again from when it may. So they are after the consumer cancelled
+// a fetch (it ends its fetch session when a leader moves or a partition is
+// added): a request cancelled says nothing of the one before it.
 func (v *View) answeredSinceLocked(want *awaitedFetch, now time.Time) bool {
 	if want == nil || want.leader < 0 {
 		return false
 	}
-	if v.fetches.blocked(now, v.cfg.FetchMaxWait+2*time.Second, v.failedHold) {
-		want.count = v.fetches.count(want.leader) + 3
+	if v.fetches.blocked(now, v.cfg.FetchMaxWait+2*time.Second, v.failedHold) || v.fetches.cancelledSince(want) {
+		*want = *v.fetches.await(want.leader, want.partition)
 		return false
 	}
-	return v.polled[want.leader] >= want.count
+	return v.polled[want.partition] >= want.count
 }
 
-// leaders returns the control topic's partition leaders as the cluster
-// says now, and the cluster's brokers, or nil if it cannot be asked (the
-// next refresh tries again). Asked directly each time it is needed rather
+// partitions returns the control topic's partitions with their leaders
+// (-1 for a partition the cluster reports an error for) as the cluster
+// says now, and the cluster's brokers. Asked directly each time rather
 // than read from the client's cache.
-func (v *View) leaders(ctx context.Context) (map[int32]int32, map[int32]bool) {
+func (v *View) partitions(ctx context.Context) (map[int32]int32, map[int32]bool, error) {
 	req := kmsg.NewPtrMetadataRequest()
 	rt := kmsg.NewMetadataRequestTopic()
 	rt.Topic = kmsg.StringPtr(v.cfg.Topic)
 	req.Topics = append(req.Topics, rt)
 	resp, err := req.RequestWith(ctx, v.cl)
 	if err != nil {
-		return nil, nil
+		return nil, nil, fmt.Errorf("metadata: %w", err)
 	}
 	brokers := make(map[int32]bool, len(resp.Brokers))
 	for _, b := range resp.Brokers {
 		brokers[b.NodeID] = true
 	}
 	for _, t := range resp.Topics {
-		if t.Topic == nil || *t.Topic != v.cfg.Topic || t.ErrorCode != 0 {
+		if t.Topic == nil || *t.Topic != v.cfg.Topic {
 			continue
+		}
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			return nil, brokers, fmt.Errorf("metadata of %s: %w", v.cfg.Topic, err)
 		}
 		m := make(map[int32]int32, len(t.Partitions))
 		for _, p := range t.Partitions {
@@ -467,29 +551,54 @@ func (v *View) leaders(ctx context.Context) (map[int32]int32, map[int32]bool) {
 				m[p.Partition] = -1
 			}
 		}
-		return m, brokers
+		return m, brokers, nil
 	}
-	return nil, brokers
+	return nil, brokers, fmt.Errorf("metadata: %s not in the answer", v.cfg.Topic)
 }
 
-// fetchCounts is a kgo hook counting the fetch responses read from each
-// broker, and keeping when each broker's fetch in flight was sent (the
+// fetchCounts counts, per partition of topic, the fetch requests the
+// consumer sends for it (through requested, the client's PreferLagFn), and
+// is a kgo hook keeping when each broker's fetch in flight was sent (the
 // client has one at a time per broker) and when its last fetch failed.
 type fetchCounts struct {
-	mu     sync.Mutex
-	n      map[int32]uint64
-	sent   map[int32]time.Time
-	failed map[int32]time.Time
+	topic     string
+	mu        sync.Mutex
+	n         map[int32]uint64
+	cancelled uint64 // fetches the consumer cancelled
+	sent      map[int32]time.Time
+	failed    map[int32]time.Time
+}
+
+// requested is the client's PreferLagFn: the client calls it as it writes
+// each fetch request, with every partition the request asks for (those it
+// leaves to the fetch session included). It counts them and leaves the
+// order as it is.
+func (f *fetchCounts) requested(lag map[string]map[int32]int64, _ []string, _ map[string][]int32) ([]string, map[string][]int32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for p := range lag[f.topic] {
+		f.n[p]++
+	}
+	return nil, nil
 }
 
 func (f *fetchCounts) OnBrokerWrite(meta kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
-	if key != int16(kmsg.Fetch) || err != nil {
+	if key != int16(kmsg.Fetch) {
 		return
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.sent[meta.NodeID]; !ok {
-		f.sent[meta.NodeID] = time.Now()
+	switch {
+	case errors.Is(err, context.Canceled):
+		f.cancelled++
+	case err != nil:
+		// The request was counted as it was written: a write that
+		// failed is a fetch that failed.
+		f.failed[meta.NodeID] = time.Now()
+	default:
+		if _, ok := f.sent[meta.NodeID]; !ok {
+			f.sent[meta.NodeID] = time.Now()
+		}
 	}
 }
 
@@ -504,6 +613,7 @@ func (f *fetchCounts) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _,
 	case errors.Is(err, context.Canceled):
 		// The consumer ended its fetch session (a leader moved, a
 		// partition was added): not the broker failing.
+		f.cancelled++
 	case err != nil:
 		// A reset, a closed connection, a read timeout: the fetch
 		// connection's own error, whichever of the broker's connections
@@ -511,7 +621,6 @@ func (f *fetchCounts) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _,
 		f.failed[meta.NodeID] = time.Now()
 	default:
 		delete(f.failed, meta.NodeID)
-		f.n[meta.NodeID]++
 	}
 }
 
@@ -531,10 +640,20 @@ func (f *fetchCounts) forgetSentTo(brokers map[int32]bool) {
 	}
 }
 
-// await is what a partition led by leader waits for from now on (see
+// await is what partition, led by leader, waits for from now on (see
 // answeredSinceLocked).
-func (f *fetchCounts) await(leader int32) *awaitedFetch {
-	return &awaitedFetch{leader: leader, count: f.count(leader) + 3}
+func (f *fetchCounts) await(leader, partition int32) *awaitedFetch {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &awaitedFetch{leader: leader, partition: partition, count: f.n[partition] + 3, cancelled: f.cancelled}
+}
+
+// cancelledSince reports whether the consumer cancelled a fetch since want
+// was set.
+func (f *fetchCounts) cancelledSince(want *awaitedFetch) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cancelled != want.cancelled
 }
 
 // blocked reports whether a fetch sent more than overdue ago is
@@ -559,12 +678,6 @@ func (f *fetchCounts) snapshot() map[int32]uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return maps.Clone(f.n)
-}
-
-func (f *fetchCounts) count(node int32) uint64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.n[node]
 }
 
 // Cancelled reports whether campaign id is cancelled.
