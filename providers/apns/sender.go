@@ -361,10 +361,7 @@ func (s *Sender) send(ctx context.Context, p *Prepared, tok string) (r providers
 // (providers.SendTimeBound): RequestTimeout and the sixteenth its shared
 // deadlines add; 0 without a RequestTimeout.
 func (s *Sender) MaxSendTime() time.Duration {
-	if s.cfg.RequestTimeout <= 0 {
-		return 0
-	}
-	return s.cfg.RequestTimeout + s.cfg.RequestTimeout/16
+	return s.timeout.Max()
 }
 
 // refusedCredential is the reason APNs gave for refusing the credential on

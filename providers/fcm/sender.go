@@ -526,10 +526,7 @@ func (s *Sender) waitQuota(ctx context.Context, gate func() error, wait time.Dur
 // (providers.SendTimeBound): RequestTimeout and the sixteenth its shared
 // deadlines add; 0 without a RequestTimeout.
 func (s *Sender) MaxSendTime() time.Duration {
-	if s.cfg.RequestTimeout <= 0 {
-		return 0
-	}
-	return s.cfg.RequestTimeout + s.cfg.RequestTimeout/16
+	return s.deadlines.Max()
 }
 
 // maxNotProcessed bounds the re-sends of one request the server did not

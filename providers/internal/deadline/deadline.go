@@ -56,6 +56,16 @@ func (ds *Shared) Context(ctx context.Context, now time.Time) (context.Context, 
 	return sctx, noCancel
 }
 
+// Max is the longest a send's context from Context lasts: the timeout,
+// plus the slot during which a shared deadline is handed out. 0 without a
+// timeout.
+func (ds *Shared) Max() time.Duration {
+	if ds.timeout <= 0 {
+		return 0
+	}
+	return ds.timeout + ds.slot
+}
+
 func noCancel() {}
 
 // sameContext is ctx == other, false where == would panic (a context whose

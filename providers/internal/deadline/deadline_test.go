@@ -83,3 +83,22 @@ func TestDeadlinesShareOneContextPerSlotAndCaller(t *testing.T) {
 		t.Fatal("negative RequestTimeout wrapped the context")
 	}
 }
+
+// Max bounds the deadline of every context Context hands out: a send that
+// takes a shared deadline at the start of its slot has the whole timeout
+// plus the slot.
+func TestMaxBoundsTheContextsDeadline(t *testing.T) {
+	if got := New(0).Max(); got != 0 {
+		t.Errorf("no timeout: Max %v, want 0", got)
+	}
+	ds := New(32 * time.Second)
+	if got := ds.Max(); got != 34*time.Second {
+		t.Errorf("Max %v, want 34s", got)
+	}
+	now := time.Now()
+	ctx, cancel := ds.Context(context.Background(), now)
+	defer cancel()
+	if dl, _ := ctx.Deadline(); dl.Sub(now) > ds.Max() {
+		t.Errorf("a context's deadline is %v away, past Max %v", dl.Sub(now), ds.Max())
+	}
+}
