@@ -436,6 +436,7 @@ func (c *Conn) wait(ctx context.Context, st *stream) (*Response, error) {
 	}
 	c.mu.Lock()
 	closeNow := false
+	var resp *Response
 	switch st.state {
 	case stDone:
 		c.mu.Unlock()
@@ -459,18 +460,16 @@ func (c *Conn) wait(ctx context.Context, st *stream) (*Response, error) {
 		closeNow = c.releaseLocked()
 		if accepted(st) {
 			st.resp.Truncated = true
-			c.mu.Unlock()
-			c.signal()
-			if closeNow {
-				c.closeIdle()
-			}
-			return &st.resp, nil
+			resp = &st.resp
 		}
 	}
 	c.mu.Unlock()
 	c.signal()
 	if closeNow {
 		c.closeIdle()
+	}
+	if resp != nil {
+		return resp, nil
 	}
 	return nil, ctx.Err()
 }
