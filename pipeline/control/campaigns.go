@@ -77,6 +77,15 @@ func (c *campaign) remove(key recordKey, cancel bool) {
 	}
 }
 
+// dropKey forgets what key held, as compaction does once a record that
+// holds no state (a tombstone, an invalid record) replaces it under key.
+func (cs *Campaigns) dropKey(key recordKey) {
+	if id, ok := cs.byKey[key.s]; ok && !key.null {
+		cs.forget(id, key)
+		delete(cs.byKey, key.s)
+	}
+}
+
 // NewCampaigns returns an empty fold.
 func NewCampaigns() *Campaigns {
 	return &Campaigns{byID: map[string]*campaign{}, byKey: map[string]string{}}
@@ -94,18 +103,12 @@ func (cs *Campaigns) Apply(r *kgo.Record) (string, error) {
 	keyed := r.Key != nil
 	key := recordKey{s: string(r.Key), null: !keyed}
 	if r.Value == nil {
-		if id, ok := cs.byKey[key.s]; ok && keyed {
-			cs.forget(id, key)
-			delete(cs.byKey, key.s)
-		}
+		cs.dropKey(key)
 		return "tombstone", nil
 	}
 	c, err := schemas.DecodeCampaignControl(r.Value)
 	if err != nil {
-		if id, ok := cs.byKey[key.s]; ok && keyed {
-			cs.forget(id, key)
-			delete(cs.byKey, key.s)
-		}
+		cs.dropKey(key)
 		return "invalid", err
 	}
 	if keyed {
