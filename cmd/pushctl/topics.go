@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/pushlane/pushlane/pipeline/kafka"
 )
@@ -88,7 +87,7 @@ stderr and exit 1.
 						return err
 					}
 				}
-				problems, err := checkTopics(ctx, adm, specs)
+				problems, err := kafka.CheckTopics(ctx, adm, specs)
 				// A topic is created before its partitions have leaders,
 				// and an altered config reaches the broker's answers
 				// through its metadata log: give both a moment before
@@ -99,7 +98,7 @@ stderr and exit 1.
 						return fmt.Errorf("check topics: %w", ctx.Err())
 					case <-time.After(200 * time.Millisecond):
 					}
-					problems, err = checkTopics(ctx, adm, specs)
+					problems, err = kafka.CheckTopics(ctx, adm, specs)
 				}
 				if err != nil {
 					return err
@@ -122,10 +121,4 @@ func concerns(problems []string, topics map[string]bool) bool {
 		}
 	}
 	return false
-}
-
-// checkTopics is kafka.CheckTopics: the topics that are missing or have
-// too few partitions, and every setting the pipeline needs that differs.
-func checkTopics(ctx context.Context, adm *kadm.Client, specs []kafka.TopicSpec) ([]string, error) {
-	return kafka.CheckTopics(ctx, adm, specs)
 }

@@ -173,15 +173,7 @@ func raiseCreated(ctx context.Context, adm *kadm.Client, s TopicSpec, resp kadm.
 	if len(alter) == 0 {
 		return nil
 	}
-	resps, err := adm.AlterTopicConfigs(ctx, alter, s.Name)
-	if err == nil {
-		for _, r := range resps {
-			if r.Err != nil {
-				err = brokerError(r.Err, r.ErrMessage)
-			}
-		}
-	}
-	if err != nil {
+	if err := alterTopic(ctx, adm, s.Name, alter); err != nil {
 		var keys []string
 		for _, a := range alter {
 			keys = append(keys, a.Name)
@@ -189,6 +181,21 @@ func raiseCreated(ctx context.Context, adm *kadm.Client, s TopicSpec, resp kadm.
 		return fmt.Errorf("raise %s: %w", strings.Join(keys, ", "), err)
 	}
 	return nil
+}
+
+// alterTopic sets the configs alter of topic name (an incremental change:
+// its other overrides stay), with the broker's own error for a refusal.
+func alterTopic(ctx context.Context, adm *kadm.Client, name string, alter []kadm.AlterConfig) error {
+	resps, err := adm.AlterTopicConfigs(ctx, alter, name)
+	if err != nil {
+		return err
+	}
+	for _, r := range resps {
+		if r.Err != nil {
+			err = brokerError(r.Err, r.ErrMessage)
+		}
+	}
+	return err
 }
 
 // RaiseRetention raises retention.ms of the existing topics of specs that
@@ -237,15 +244,7 @@ func RaiseRetention(ctx context.Context, adm *kadm.Client, specs []TopicSpec) ([
 		if !ok || !RetentionShort(v, want[name]) {
 			continue
 		}
-		resps, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: kadm.StringPtr(want[name])}}, name)
-		if err == nil {
-			for _, r := range resps {
-				if r.Err != nil {
-					err = brokerError(r.Err, r.ErrMessage)
-				}
-			}
-		}
-		if err != nil {
+		if err := alterTopic(ctx, adm, name, []kadm.AlterConfig{{Name: "retention.ms", Value: kadm.StringPtr(want[name])}}); err != nil {
 			errs = append(errs, fmt.Errorf("kafka: raise retention.ms of %s: %w", name, err))
 			continue
 		}
