@@ -91,6 +91,15 @@ func testDispatcher(t *testing.T, store Store, ctrl ControlView) (*Dispatcher, *
 	if err != nil {
 		t.Fatal(err)
 	}
+	startSendPool(t, d, c)
+	return d, s, c
+}
+
+// startSendPool gives d, built but not Run, a client of cluster c and
+// its pool of send loops, so tests can call handle directly; both are
+// stopped at cleanup.
+func startSendPool(t *testing.T, d *Dispatcher, c *kfake.Cluster) {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ProducerLinger(0))
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +112,6 @@ func testDispatcher(t *testing.T, store Store, ctrl ControlView) (*Dispatcher, *
 		pool.Go(func() { d.sendLoop(d.sends) })
 	}
 	t.Cleanup(func() { close(d.sends); pool.Wait() })
-	return d, s, c
 }
 
 // haltWithProbeDue halts app1 for a bad certificate, in store, in d's view

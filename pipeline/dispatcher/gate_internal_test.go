@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,18 +68,7 @@ func queuedFCMDispatcher(t *testing.T, ctrl ControlView, store Store, latency ti
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ProducerLinger(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	d.cl, d.bg = cl, context.Background()
-	d.sends = make(chan *sendJob, d.poolSize)
-	var pool sync.WaitGroup
-	for range d.poolSize {
-		pool.Go(func() { d.sendLoop(d.sends) })
-	}
-	t.Cleanup(func() { close(d.sends); pool.Wait() })
+	startSendPool(t, d, c)
 	return d, sim, c
 }
 
@@ -114,27 +102,16 @@ func waitSimRequests(t *testing.T, sim *fcmsim.Server, n int64) {
 // token.
 func kfakeResults(t *testing.T, c *kfake.Cluster, n int, timeout time.Duration) map[string][]schemas.Result {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("results"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
+	var rs []schemas.Result
+	for _, r := range (dispatchtest.Kafka{Brokers: c.ListenAddrs()}).ReadAll(t, "results", n, timeout) {
+		var res schemas.Result
+		if err := json.Unmarshal(r.Value, &res); err != nil {
+			t.Errorf("result %s: %v", r.Value, err)
+			continue
+		}
+		rs = append(rs, res)
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	out := map[string][]schemas.Result{}
-	seen := 0
-	for seen < n && ctx.Err() == nil {
-		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-			var res schemas.Result
-			if err := json.Unmarshal(r.Value, &res); err != nil {
-				t.Errorf("result %s: %v", r.Value, err)
-				return
-			}
-			out[res.Token] = append(out[res.Token], res)
-			seen++
-		})
-	}
-	return out
+	return dispatchtest.ByToken(rs)
 }
 
 // A campaign cancelled (or paused) while most of a chunk's devices wait
