@@ -227,10 +227,8 @@ func runDemo(ctx context.Context, o demoOptions, out io.Writer) (*demoOutcome, e
 	}
 
 	disp := &display{w: out, terminal: isTerminal(o.Progress), width: terminalWidth(os.Stdout), start: time.Now()}
-	fc := feedback.ConfigFrom(cfg)
-	fbCommitted := func(ctx context.Context) bool {
-		return feedbackCommitted(ctx, kadm.NewClient(cl), fc.Group, fc.ResultsTopic)
-	}
+	fc, adm := feedback.ConfigFrom(cfg), kadm.NewClient(cl)
+	fbCommitted := func(ctx context.Context) bool { return feedbackCommitted(ctx, adm, fc.Group, fc.ResultsTopic) }
 	waitErr := waitDone(ctx, o, in.db, ids, tr, fbAcc, fbCommitted, run, disp)
 	planned, all := plannedSoFar(context.WithoutCancel(ctx), in.db, ids)
 	final := tr.snapshot(planned)

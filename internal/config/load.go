@@ -525,12 +525,11 @@ func (c *Config) validate() []string {
 				readable(k+".key_file", a.KeyFile)
 			case cert:
 				readable(k+".cert_file", a.CertFile)
+			default:
+				add(k, "needs token auth (key_file, key_id, team_id) or certificate auth (cert_file)")
 			}
 			if a.CertPassword != "" && !cert {
 				add(k+".cert_password", "is for certificate auth (cert_file), which this app does not use")
-			}
-			if !token && !cert {
-				add(k, "needs token auth (key_file, key_id, team_id) or certificate auth (cert_file)")
 			}
 			readable(k+".ca_file", a.CAFile)
 			if a.Connections < 1 || a.Connections > 64 {
